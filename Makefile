@@ -1,0 +1,45 @@
+# aircast — the two set-up commands are `make demo` and `make test`.
+# Both work on a fresh clone with only Python 3.11+: they create .venv and install first.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
+
+.PHONY: help install install-dev lint format test demo schemas clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.runtime: $(BIN)/python pyproject.toml
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.dev: $(BIN)/python pyproject.toml
+	$(PIP) install -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.runtime  ## Create .venv with the runtime dependencies
+
+install-dev: $(VENV)/.dev  ## Create .venv with runtime, test and emulator dependencies
+
+lint: install-dev  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-dev  ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install-dev lint  ## Lint, then every test (emulators included)
+	$(BIN)/pytest
+
+schemas: install  ## Regenerate terraform/schemas from common/schema.py
+	$(BIN)/python -m common.schema
+
+clean:  ## Remove the virtualenv and local state
+	rm -rf $(VENV) .aircast build .pytest_cache .ruff_cache

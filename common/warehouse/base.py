@@ -1,0 +1,146 @@
+"""The Warehouse port: create the schema, append rows, run parameterised SQL.
+
+Tables are append-only and read through views that keep the newest row per key, so an
+append never needs DML and a retried append never changes what readers see.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from common.config import Settings
+from common.schema import TABLES, VIEWS, Table
+from common.sql import SQLError, check_identifier, check_params, qualify
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse operation failed (the message says which and why)."""
+
+
+class Warehouse(ABC):
+    """Port for the analytical store. SQL is BigQuery-dialect with unqualified tables."""
+
+    dialect: str = "bigquery"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dataset = check_identifier(settings.dataset, "dataset name")
+
+    # -- schema -------------------------------------------------------------------------
+    @abstractmethod
+    def ensure_schema(self) -> None:
+        """Create the dataset, tables and views if missing; add new nullable columns."""
+
+    @abstractmethod
+    def relations(self) -> dict[str, list[tuple[str, str]]]:
+        """Existing tables and views with their (column, BigQuery type) lists."""
+
+    # -- data ---------------------------------------------------------------------------
+    def append(self, table: str, frame: pd.DataFrame) -> int:
+        """Append rows (columns named as in `common.schema`); return the count written."""
+        spec = _table(table)
+        frame = conform(spec, frame)
+        if frame.empty:
+            return 0
+        return self._append(spec, frame)
+
+    @abstractmethod
+    def _append(self, table: Table, frame: pd.DataFrame) -> int: ...
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run BigQuery-dialect SQL with named `@params`; return a DataFrame."""
+        return self._query(self.render(sql), check_params(params))
+
+    def render(self, sql: str) -> str:
+        """Qualify tables with this warehouse's dataset and translate to its dialect."""
+        return qualify(sql, self.dialect, self.dataset, self._project())
+
+    def _project(self) -> str | None:
+        return None
+
+    @abstractmethod
+    def _query(self, sql: str, params: dict[str, Any]) -> pd.DataFrame: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections (adapters that hold any override this)."""
+
+
+def _table(name: str) -> Table:
+    check_identifier(name, "table name")
+    if name not in TABLES:
+        if name in VIEWS:
+            raise WarehouseError(f"{name} is a view; append to its table instead")
+        raise WarehouseError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
+    return TABLES[name]
+
+
+def conform(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
+    """Return `frame` with exactly the table's columns, in order, with schema types.
+
+    Unknown columns and missing required values are errors (they would be silently
+    dropped or rejected by BigQuery); missing nullable columns become NULL.
+    """
+    unknown = [c for c in frame.columns if c not in table.column_names]
+    if unknown:
+        raise WarehouseError(f"{table.name}: unknown columns {unknown}")
+    out = pd.DataFrame(index=frame.index)
+    for col in table.columns:
+        values = (
+            frame[col.name] if col.name in frame.columns else pd.Series(None, index=frame.index)
+        )
+        try:
+            out[col.name] = _coerce(values, col.type)
+        except (TypeError, ValueError) as exc:
+            raise WarehouseError(
+                f"{table.name}.{col.name}: cannot convert to {col.type}: {exc}"
+            ) from None
+        if col.required and out[col.name].isna().any():
+            raise WarehouseError(f"{table.name}.{col.name} is required but has missing values")
+    return out.reset_index(drop=True)
+
+
+def _coerce(values: pd.Series, type_: str) -> pd.Series:
+    if type_ == "TIMESTAMP":
+        return pd.to_datetime(values, utc=True, format="ISO8601").astype("datetime64[us, UTC]")
+    if type_ == "FLOAT64":
+        out = pd.to_numeric(values, errors="raise").astype("float64")
+        return out.where(np.isfinite(out), np.nan)
+    if type_ == "INT64":
+        return pd.to_numeric(values, errors="raise").astype("Int64")
+    if type_ == "BOOL":
+        return values.astype("boolean")
+    if type_ == "STRING":
+        return (
+            values.astype("object")
+            .where(values.notna(), None)
+            .map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        )
+    raise SQLError(f"unsupported column type {type_}")
+
+
+def json_ready(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-serialisable dicts: RFC 3339 timestamps, NULL for NaN/NA."""
+    cols = {}
+    for name in frame.columns:
+        s = frame[name]
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            cols[name] = [None if pd.isna(v) else v.isoformat() for v in s]
+        else:
+            cols[name] = [None if _missing(v) else _plain(v) for v in s]
+    return [dict(zip(cols, row, strict=True)) for row in zip(*cols.values(), strict=True)]
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

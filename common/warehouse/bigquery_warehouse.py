@@ -1,0 +1,204 @@
+"""BigQuery adapter: google-cloud-bigquery for schema and appends, pandas-gbq for reads.
+
+Appends use streaming inserts (`tabledata.insertAll`), chunked to stay under the API's
+request limits, with a deterministic insertId per row so the client's own retries do not
+duplicate rows. Tables are append-only, so the streaming buffer's ban on DML never bites.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+import pandas as pd
+import pandas_gbq
+from google.api_core import exceptions as gexc
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+from common.config import Settings
+from common.schema import TABLES, VIEWS, Table
+from common.warehouse.base import Warehouse, WarehouseError, json_ready
+
+# insertAll: 10 MB per request (HTTP limit); 500 rows is Google's recommended batch size.
+MAX_ROWS_PER_REQUEST = 500
+MAX_BYTES_PER_REQUEST = 9 * 1024 * 1024
+
+
+def make_client(settings: Settings) -> bigquery.Client:
+    """A BigQuery client; an endpoint override (emulator) uses anonymous credentials."""
+    if settings.bigquery_endpoint:
+        return bigquery.Client(
+            project=settings.project,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=settings.bigquery_endpoint),
+            location=settings.bq_location,
+        )
+    return bigquery.Client(project=settings.project, location=settings.bq_location)
+
+
+class BigQueryWarehouse(Warehouse):
+    dialect = "bigquery"
+
+    def __init__(self, settings: Settings, client: bigquery.Client | None = None) -> None:
+        super().__init__(settings)
+        if not settings.project:
+            raise WarehouseError("GOOGLE_CLOUD_PROJECT is required for BigQuery")
+        self.project: str = settings.project
+        self.client = client or make_client(settings)
+
+    def _project(self) -> str | None:
+        return self.project
+
+    def _ref(self, name: str) -> str:
+        return f"{self.project}.{self.dataset}.{name}"
+
+    # -- schema -------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        ds = bigquery.Dataset(f"{self.project}.{self.dataset}")
+        ds.location = self.settings.bq_location
+        self.client.create_dataset(ds, exists_ok=True)
+        for table in TABLES.values():
+            self._ensure_table(table)
+        for view in VIEWS.values():
+            self._ensure_view(view.name, self.render(view.sql), view.description)
+
+    def _ensure_table(self, table: Table) -> None:
+        wanted = [
+            bigquery.SchemaField(c.name, c.type, mode=c.mode, description=c.description)
+            for c in table.columns
+        ]
+        obj = bigquery.Table(self._ref(table.name), schema=wanted)
+        obj.description = table.description
+        if table.partition_by:
+            obj.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY, field=table.partition_by
+            )
+        if table.cluster_by:
+            obj.clustering_fields = list(table.cluster_by)
+        existing = self.client.create_table(obj, exists_ok=True)
+        have = {f.name for f in existing.schema}
+        missing = [f for f in wanted if f.name not in have]
+        if missing:  # additive migration: BigQuery allows appending NULLABLE columns
+            existing.schema = [
+                *existing.schema,
+                *(
+                    bigquery.SchemaField(f.name, f.field_type, "NULLABLE", f.description)
+                    for f in missing
+                ),
+            ]
+            self.client.update_table(existing, ["schema"])
+
+    def _ensure_view(self, name: str, sql: str, description: str) -> None:
+        view = bigquery.Table(self._ref(name))
+        view.view_query = sql
+        view.description = description
+        try:
+            self.client.create_table(view)
+        except gexc.Conflict:
+            current = self.client.get_table(self._ref(name))
+            if current.view_query != sql:
+                current.view_query = sql
+                self.client.update_table(current, ["view_query"])
+
+    def relations(self) -> dict[str, list[tuple[str, str]]]:
+        out: dict[str, list[tuple[str, str]]] = {}
+        try:
+            items = list(self.client.list_tables(f"{self.project}.{self.dataset}"))
+        except gexc.NotFound:
+            return out
+        for item in items:
+            table = self.client.get_table(item.reference)
+            out[item.table_id] = [(f.name, _standard_type(f.field_type)) for f in table.schema]
+        return out
+
+    # -- data ---------------------------------------------------------------------------
+    def _append(self, table: Table, frame: pd.DataFrame) -> int:
+        rows = json_ready(frame)
+        written = 0
+        for chunk in _chunks(rows):
+            ids = [_row_id(r) for r in chunk]
+            try:
+                errors = self.client.insert_rows_json(self._ref(table.name), chunk, row_ids=ids)
+            except gexc.GoogleAPIError as exc:
+                raise WarehouseError(f"append to {table.name} failed: {exc}") from None
+            if errors:
+                raise WarehouseError(f"append to {table.name} rejected rows: {errors[:3]}")
+            written += len(chunk)
+        return written
+
+    def _query(self, sql: str, params: dict[str, Any]) -> pd.DataFrame:
+        config = {
+            "query": {
+                "useLegacySql": False,
+                "parameterMode": "NAMED",
+                "queryParameters": [_param(k, v).to_api_repr() for k, v in params.items()],
+            }
+        }
+        try:
+            return pandas_gbq.read_gbq(
+                sql,
+                project_id=self.project,
+                configuration=config,
+                bigquery_client=self.client,
+                progress_bar_type=None,
+            )
+        except (gexc.GoogleAPIError, pandas_gbq.exceptions.GenericGBQException) as exc:
+            raise WarehouseError(f"query failed: {exc}") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split rows into insertAll requests under the row and byte limits."""
+    chunks: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        n = len(json.dumps(row, default=str)) + 64  # + insertId and JSON framing
+        if current and (len(current) >= MAX_ROWS_PER_REQUEST or size + n > MAX_BYTES_PER_REQUEST):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(row)
+        size += n
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _row_id(row: dict[str, Any]) -> str:
+    """Deterministic insertId: the same row re-sent is de-duplicated by BigQuery."""
+    return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+_TYPES = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING"}
+
+
+def _param(name: str, value: Any) -> bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter:
+    if isinstance(value, list):
+        kinds = {_scalar_type(v) for v in value} or {"STRING"}
+        if len(kinds) != 1:
+            raise WarehouseError(f"parameter {name!r} mixes types {sorted(kinds)}")
+        return bigquery.ArrayQueryParameter(name, kinds.pop(), value)
+    return bigquery.ScalarQueryParameter(name, _scalar_type(value), value)
+
+
+def _scalar_type(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return "TIMESTAMP"
+    if isinstance(value, dt.date):
+        return "DATE"
+    for py, bq in _TYPES.items():
+        if type(value) is py:
+            return bq
+    if value is None:
+        return "STRING"
+    raise WarehouseError(f"unsupported parameter type {type(value).__name__}")
+
+
+def _standard_type(legacy: str) -> str:
+    return {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}.get(legacy, legacy)

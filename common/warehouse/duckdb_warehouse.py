@@ -1,0 +1,133 @@
+"""DuckDB adapter: the embedded default, one file under AIRCAST_HOME.
+
+DuckDB lets one process at a time open a file for writing, and the local stack runs the
+four functions as separate processes. So each operation opens the file, works and closes
+it again, under a cross-process file lock: short waits instead of "file is locked" errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+import pandas as pd
+from filelock import FileLock, Timeout
+
+from common.config import Settings
+from common.schema import DUCKDB_TYPES, TABLES, VIEWS, Table
+from common.warehouse.base import Warehouse, WarehouseError
+
+# duckdb's pandas conversion uses an argument pandas 3 deprecates; harmless, and not ours.
+warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.drop")
+
+_REVERSE_TYPES = {v: k for k, v in DUCKDB_TYPES.items()} | {
+    "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
+    "INTEGER": "INT64",
+}
+
+
+class DuckDBWarehouse(Warehouse):
+    dialect = "duckdb"
+
+    def __init__(self, settings: Settings, lock_timeout: float = 300.0) -> None:
+        super().__init__(settings)
+        self.path = settings.warehouse_path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+        self._thread_lock = threading.RLock()
+        self._schema_ready = False
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An exclusive connection for one operation (schema created on first use)."""
+        try:
+            with self._thread_lock, self._lock:
+                con = duckdb.connect(str(self.path))
+                try:
+                    con.execute("SET TimeZone = 'UTC'")
+                    if not self._schema_ready:
+                        self._create_schema(con)
+                        self._schema_ready = True
+                    yield con
+                finally:
+                    con.close()
+        except Timeout:
+            raise WarehouseError(
+                f"{self.path} is busy: another aircast process held it for "
+                f"{self._lock.timeout:.0f}s"
+            ) from None
+
+    # -- schema -------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        self._schema_ready = False
+        with self.connect():
+            pass
+
+    def _create_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        ds = self.dataset
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ds}"')
+        for table in TABLES.values():
+            cols = ", ".join(_column_ddl(c.name, c.type, c.required) for c in table.columns)
+            con.execute(f'CREATE TABLE IF NOT EXISTS "{ds}"."{table.name}" ({cols})')
+            existing = {
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = ? AND table_name = ?",
+                    [ds, table.name],
+                ).fetchall()
+            }
+            for c in table.columns:
+                if c.name not in existing:  # additive migration: new nullable columns
+                    con.execute(
+                        f'ALTER TABLE "{ds}"."{table.name}" ADD COLUMN '
+                        f"{_column_ddl(c.name, c.type, False)}"
+                    )
+        for view in VIEWS.values():
+            con.execute(f'CREATE OR REPLACE VIEW "{ds}"."{view.name}" AS {self.render(view.sql)}')
+
+    def relations(self) -> dict[str, list[tuple[str, str]]]:
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = ? ORDER BY table_name, ordinal_position",
+                [self.dataset],
+            ).fetchall()
+        out: dict[str, list[tuple[str, str]]] = {}
+        for table, column, type_ in rows:
+            out.setdefault(table, []).append((column, _REVERSE_TYPES.get(type_, type_)))
+        return out
+
+    # -- data ---------------------------------------------------------------------------
+    def _append(self, table: Table, frame: pd.DataFrame) -> int:
+        with self.connect() as con:
+            con.register("_aircast_rows", frame)
+            try:
+                con.execute(
+                    f'INSERT INTO "{self.dataset}"."{table.name}" BY NAME '
+                    "SELECT * FROM _aircast_rows"
+                )
+            finally:
+                con.unregister("_aircast_rows")
+        return len(frame)
+
+    def _query(self, sql: str, params: dict[str, Any]) -> pd.DataFrame:
+        with self.connect() as con:
+            try:
+                # Only pass the parameters the statement uses: DuckDB rejects extras.
+                used = {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
+                result = con.execute(sql, used or None)
+                if result.description is None:
+                    return pd.DataFrame()
+                return result.fetch_df()
+            except duckdb.Error as exc:
+                raise WarehouseError(f"query failed: {exc}") from None
+
+
+def _column_ddl(name: str, type_: str, required: bool) -> str:
+    return f'"{name}" {DUCKDB_TYPES[type_]}' + (" NOT NULL" if required else "")

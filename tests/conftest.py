@@ -1,0 +1,90 @@
+"""Shared fixtures: settings per backend, the emulators, and adapters bound to them."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from common import services
+from common.config import Settings, load_settings
+from tests.emulators import bigquery_emulator, storage_emulator
+
+PROJECT = "aircast-test"
+BUCKET = "aircast-test-artifacts"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+_datasets = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def bq_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with bigquery_emulator(PROJECT, tmp_path_factory.mktemp("bqemulator")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with storage_emulator(BUCKET, tmp_path_factory.mktemp("gcs-emulator")) as url:
+        yield url
+
+
+@pytest.fixture
+def local_settings(tmp_path: Path) -> Settings:
+    return load_settings(backend="local", home=tmp_path / "home")
+
+
+@pytest.fixture
+def gcp_settings(bq_endpoint: str, gcs_endpoint: str, tmp_path: Path) -> Settings:
+    """Google adapters on the emulators; a fresh dataset per test keeps tests independent."""
+    return load_settings(
+        backend="gcp",
+        home=tmp_path / "home",
+        project=PROJECT,
+        bucket=BUCKET,
+        dataset=f"t{next(_datasets)}_{tmp_path.name[-8:].replace('-', '_')}",
+        bigquery_endpoint=bq_endpoint,
+        storage_endpoint=gcs_endpoint,
+    )
+
+
+@pytest.fixture(params=["local", pytest.param("gcp", marks=pytest.mark.emulator)])
+def settings(request: pytest.FixtureRequest) -> Settings:
+    """Parametrises a test over both backends."""
+    return request.getfixturevalue(f"{request.param}_settings")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_services(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Cached settings/adapters never leak between tests."""
+    services.reset()
+    yield
+    services.reset()
+
+
+def use_settings(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """Expose `settings` through the environment, as a deployed function would see them."""
+    env = {
+        "AIRCAST_BACKEND": settings.backend,
+        "AIRCAST_HOME": str(settings.home),
+        "AIRCAST_DATASET": settings.dataset,
+        "GOOGLE_CLOUD_PROJECT": settings.project,
+        "AIRCAST_BUCKET": settings.bucket,
+        "AIRCAST_BIGQUERY_ENDPOINT": settings.bigquery_endpoint,
+        "STORAGE_EMULATOR_HOST": settings.storage_endpoint,
+    }
+    for key, value in env.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    services.reset()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real data beside the project; skips with a clear message where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} not found: the real data lives in ../shared/data")
+    return SHARED_DATA

@@ -1,0 +1,100 @@
+"""The aircast CLI skeleton: init, sql, help; every command honours AIRCAST_HOME."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from common.cli import main
+from common.schema import TABLES, VIEWS
+from tests.conftest import use_settings
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("AIRCAST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AIRCAST_BACKEND", "local")
+    return tmp_path / "home"
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_init_twice_leaves_the_same_schema(home: Path):
+    from common.services import get_services, reset
+
+    out = run("init")
+    assert all(name in out for name in (*TABLES, *VIEWS))
+    first = get_services().warehouse.relations()
+    reset()
+    run("init")
+    assert get_services().warehouse.relations() == first
+    assert (home / "warehouse.duckdb").exists()
+
+
+def test_sql_on_a_fresh_home_prints_the_empty_tables(home: Path):
+    out = run("sql")
+    for name in (*TABLES, *VIEWS):
+        assert name in out
+    assert "observations_raw table     0" in out
+    out = run("sql", "SELECT location_id, ts FROM observations")
+    assert "location_id" in out and "(0 rows)" in out
+
+
+def test_sql_json_prints_an_array_of_objects(home: Path):
+    rows = json.loads(run("sql", "--json", "SELECT 1 AS a, 'x' AS b UNION ALL SELECT 2, 'y'"))
+    assert rows == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
+    assert json.loads(run("sql", "--json", "SELECT * FROM runs")) == []
+    rows = json.loads(run("sql", "--json", "-p", "n=3", "SELECT @n * 2 AS doubled"))
+    assert rows == [{"doubled": 6}]
+
+
+def test_sql_errors_are_one_clear_line(home: Path):
+    result = CliRunner().invoke(main, ["sql", "SELEC nonsense"])
+    assert result.exit_code != 0 and "Error:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_configuration_fails_naming_the_variable(home: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AIRCAST_BACKEND", "nope")
+    result = CliRunner().invoke(main, ["init"])
+    assert result.exit_code != 0 and "AIRCAST_BACKEND" in result.output
+
+
+def test_help_lists_every_command_with_a_one_line_description():
+    out = run("--help")
+    commands = out.split("Commands:")[1].strip().splitlines()
+    assert {line.split()[0] for line in commands} == set(main.commands)
+    for line in commands:
+        assert len(line.split(None, 1)) == 2 and not line.rstrip().endswith("..."), line
+
+
+def test_console_script_runs_on_the_configured_home(tmp_path: Path):
+    exe = Path(sys.executable).parent / "aircast"
+    env = {"AIRCAST_HOME": str(tmp_path / "h2"), "PATH": str(exe.parent)}
+    out = subprocess.run(
+        [str(exe), "sql", "--json", "SELECT COUNT(*) AS n FROM locations"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out) == [{"n": 0}]
+    assert (tmp_path / "h2" / "warehouse.duckdb").exists()
+
+
+@pytest.mark.emulator
+def test_init_and_sql_on_the_gcp_backend(gcp_settings, monkeypatch: pytest.MonkeyPatch):
+    use_settings(monkeypatch, gcp_settings)
+    out = run("init")
+    assert f"{gcp_settings.project}.{gcp_settings.dataset}" in out
+    run("init")
+    assert json.loads(run("sql", "--json", "SELECT COUNT(*) AS n FROM observations")) == [{"n": 0}]

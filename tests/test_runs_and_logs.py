@@ -1,0 +1,66 @@
+"""The runs audit row and the structured log lines of a run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+
+import pytest
+
+from common.config import Settings
+from common.errors import Conflict, RunFailed
+from common.logs import JsonFormatter, event, get_logger, log_context
+from common.runs import track_run
+from common.warehouse import open_warehouse
+
+AS_OF = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
+
+
+def test_log_lines_are_cloud_logging_json():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = get_logger("test")
+    logger.addHandler(handler)
+    try:
+        with log_context(run_id="r-1", function="ingest"):
+            event(logger, "fetched", logging.WARNING, rows=3)
+    finally:
+        logger.removeHandler(handler)
+    (line,) = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["severity"] == "WARNING" and entry["message"] == "fetched"
+    assert (entry["run_id"], entry["function"], entry["rows"]) == ("r-1", "ingest", 3)
+
+
+def test_a_successful_run_appends_one_row(settings: Settings):
+    wh = open_warehouse(settings)
+    wh.ensure_schema()
+    with track_run(wh, "ingest", AS_OF, {"source": "synthetic"}) as run:
+        run.counts["fetched"] = 5
+        run.answer["failed_locations"] = []
+    rows = wh.query("SELECT * FROM runs")
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert row["run_id"] == run.run_id and row["status"] == "success"
+    assert row["as_of"] == AS_OF and json.loads(row["counts"]) == {"fetched": 5}
+    assert json.loads(row["params"]) == {"source": "synthetic"}
+    assert (
+        run.result()["failed_locations"] == [] and run.result()["as_of"] == "2024-03-01T12:00:00Z"
+    )
+
+
+def test_a_failed_run_is_recorded_with_its_error(local_settings: Settings):
+    wh = open_warehouse(local_settings)
+    with pytest.raises(RunFailed) as info, track_run(wh, "train", AS_OF) as run:
+        raise RuntimeError("disk full")
+    assert info.value.result["status"] == "failed" and "disk full" in info.value.result["error"]
+    with pytest.raises(Conflict) as conflict, track_run(wh, "predict", AS_OF):
+        raise Conflict("no production model")
+    assert conflict.value.run_id is not None
+    rows = wh.query("SELECT function, status, error FROM runs ORDER BY function DESC")
+    assert list(rows["status"]) == ["failed", "failed"]
+    assert "disk full" in rows["error"].iloc[0]
+    assert run.run_id.startswith("train-20240301T1200Z-")

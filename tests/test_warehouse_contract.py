@@ -1,0 +1,136 @@
+"""One contract for every Warehouse adapter: DuckDB always, BigQuery on bqemulator."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.config import Settings
+from common.schema import TABLES, VIEWS, Column
+from common.sql import SQLError
+from common.warehouse import Warehouse, WarehouseError, open_warehouse
+from common.warehouse.bigquery_warehouse import MAX_BYTES_PER_REQUEST, _chunks
+
+T0 = pd.Timestamp("2024-03-01T00:00:00Z")
+
+
+@pytest.fixture
+def wh(settings: Settings) -> Warehouse:
+    warehouse = open_warehouse(settings)
+    warehouse.ensure_schema()
+    return warehouse
+
+
+def obs(location: str, hour: int, pm: float | None, run: str, ingested_hour: int) -> dict:
+    return {
+        "location_id": location,
+        "ts": T0 + pd.Timedelta(hours=hour),
+        "pm2_5": pm,
+        "source": "test",
+        "run_id": run,
+        "ingested_at": T0 + pd.Timedelta(hours=ingested_hour),
+    }
+
+
+def test_schema_has_every_table_and_view_and_is_idempotent(wh: Warehouse):
+    first = wh.relations()
+    assert set(TABLES) | set(VIEWS) <= set(first)
+    for table in TABLES.values():
+        assert [c for c, _ in first[table.name]] == list(table.column_names)
+        assert [t for _, t in first[table.name]] == [c.type for c in table.columns]
+    wh.ensure_schema()
+    assert wh.relations() == first
+
+
+def test_new_nullable_column_is_added_on_upgrade(wh: Warehouse, monkeypatch: pytest.MonkeyPatch):
+    runs = TABLES["runs"]
+    extra = Column("note", "STRING", "added in a later release")
+    monkeypatch.setitem(TABLES, "runs", dataclasses.replace(runs, columns=(*runs.columns, extra)))
+    wh.ensure_schema()
+    assert ("note", "STRING") in wh.relations()["runs"]
+
+
+def test_append_and_read_back_keeps_types_and_nulls(wh: Warehouse):
+    rows = pd.DataFrame([obs("a", 0, 12.5, "r1", 1), obs("b", 1, None, "r1", 1)])
+    rows["temperature_2m"] = [np.nan, -3.25]
+    assert wh.append("observations_raw", rows) == 2
+    out = wh.query("SELECT * FROM observations_raw ORDER BY location_id")
+    assert list(out["location_id"]) == ["a", "b"]
+    assert list(out["ts"]) == [T0, T0 + pd.Timedelta(hours=1)]
+    assert str(out["ts"].dt.tz) == "UTC"
+    assert out["pm2_5"].iloc[0] == 12.5 and pd.isna(out["pm2_5"].iloc[1])
+    assert pd.isna(out["temperature_2m"].iloc[0]) and out["temperature_2m"].iloc[1] == -3.25
+
+
+def test_views_keep_the_newest_row_per_key_and_retries_change_nothing(wh: Warehouse):
+    batch = pd.DataFrame([obs("a", 0, 10.0, "r1", 1), obs("a", 1, 11.0, "r1", 1)])
+    wh.append("observations_raw", batch)
+    wh.append("observations_raw", batch)  # a retried run
+    view = wh.query("SELECT location_id, ts, pm2_5 FROM observations ORDER BY ts")
+    assert len(view) == 2 and list(view["pm2_5"]) == [10.0, 11.0]
+    wh.append("observations_raw", pd.DataFrame([obs("a", 0, 99.0, "r2", 5)]))  # a correction
+    view = wh.query("SELECT ts, pm2_5, run_id FROM observations ORDER BY ts")
+    assert list(view["pm2_5"]) == [99.0, 11.0] and view["run_id"].iloc[0] == "r2"
+
+
+def test_parameters_are_values_never_sql(wh: Warehouse):
+    wh.append(
+        "observations_raw", pd.DataFrame([obs("a", 0, 1.0, "r", 1), obs("b", 2, 2.0, "r", 3)])
+    )
+    out = wh.query(
+        "SELECT location_id FROM observations WHERE ts <= @as_of AND location_id IN UNNEST(@ids) "
+        "AND pm2_5 >= @low AND source = @source ORDER BY location_id",
+        {
+            "as_of": T0 + pd.Timedelta(hours=1),
+            "ids": ["a", "b"],
+            "low": np.float64(0.5),
+            "source": "test",
+        },
+    )
+    assert list(out["location_id"]) == ["a"]
+    hostile = wh.query(
+        "SELECT COUNT(*) AS n FROM observations WHERE location_id = @id",
+        {"id": "a' OR '1'='1"},
+    )
+    assert int(hostile["n"].iloc[0]) == 0
+    assert int(wh.query("SELECT COUNT(*) AS n FROM observations_raw")["n"].iloc[0]) == 2
+
+
+def test_bad_names_and_rows_are_refused_with_a_clear_error(wh: Warehouse, settings: Settings):
+    good = pd.DataFrame([obs("a", 0, 1.0, "r", 1)])
+    with pytest.raises(SQLError, match="invalid table name"):
+        wh.append("observations_raw; DROP TABLE runs", good)
+    with pytest.raises(WarehouseError, match="is a view"):
+        wh.append("observations", good)
+    with pytest.raises(WarehouseError, match="unknown columns"):
+        wh.append("observations_raw", good.assign(pm25=1.0))
+    with pytest.raises(WarehouseError, match="required"):
+        wh.append("observations_raw", good.assign(location_id=None))
+    with pytest.raises(SQLError, match="naive"):
+        wh.query("SELECT 1 AS x FROM runs WHERE started_at > @t", {"t": pd.Timestamp("2024-01-01")})
+    with pytest.raises(SQLError, match="cannot parse"):
+        wh.query("SELECT FROM WHERE (")
+    if settings.backend == "local":
+        # bqemulator answers a query on a missing table with an empty result instead of
+        # BigQuery's 404, so this check runs on DuckDB only.
+        with pytest.raises(WarehouseError, match="no_such_table"):
+            wh.query("SELECT nope FROM no_such_table")
+    assert int(wh.query("SELECT COUNT(*) AS n FROM observations_raw")["n"].iloc[0]) == 0
+
+
+def test_large_appends_are_chunked_and_all_land(wh: Warehouse):
+    n = 1234  # more than one insertAll request
+    frame = pd.DataFrame([obs(f"loc{i % 7}", i // 7, float(i), "r", 0) for i in range(n)])
+    assert wh.append("observations_raw", frame) == n
+    assert int(wh.query("SELECT COUNT(*) AS n FROM observations")["n"].iloc[0]) == n
+
+
+def test_chunks_respect_row_and_byte_limits():
+    rows = [{"payload": "x" * 100_000} for _ in range(200)]  # ~20 MB
+    chunks = _chunks(rows)
+    assert sum(len(c) for c in chunks) == 200
+    assert all(sum(len(r["payload"]) for r in c) <= MAX_BYTES_PER_REQUEST for c in chunks)
+    assert [len(c) for c in _chunks([{"a": 1}] * 1200)] == [500, 500, 200]
