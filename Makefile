@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help install install-dev lint format test demo schemas clean
+.PHONY: help install install-dev lint format test demo generate clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,8 +38,8 @@ format: install-dev  ## Apply ruff's formatting and safe fixes
 test: install-dev lint  ## Lint, then every test (emulators included)
 	$(BIN)/pytest
 
-schemas: install  ## Regenerate terraform/schemas from common/schema.py
-	$(BIN)/python -m common.schema
+generate: install  ## Regenerate terraform/schemas and terraform/schedules.json from common
+	$(BIN)/python -m common.generate
 
 clean:  ## Remove the virtualenv and local state
 	rm -rf $(VENV) .aircast build .pytest_cache .ruff_cache

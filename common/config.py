@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     horizon: int = Field(24, ge=1, le=168, description="Forecast horizons 1..H hours.")
     model_name: str = Field("aircast", description="Name of the model under models/.")
 
+    # --- ingest --------------------------------------------------------------------------
+
+    # --- training ------------------------------------------------------------------------
+
+    # --- predict and serving -------------------------------------------------------------
+
     @field_validator("dataset", "model_name")
     @classmethod
     def _identifier(cls, value: str) -> str:

@@ -1,7 +1,7 @@
 """The one definition of every table, view and observation variable.
 
 Everything else derives from here: DuckDB DDL, BigQuery schemas, Terraform's schema files
-(`python -m common.schema` writes them; a test keeps them in sync), the validation ranges
+(`make generate` writes them; a test keeps them in sync), the validation ranges
 for ingested values, and the columns the feature code may read.
 
 View SQL is written once, in BigQuery's dialect with unqualified table names; the warehouse
@@ -11,9 +11,7 @@ adapters qualify and translate it (see `common.sql`).
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -252,11 +250,8 @@ def bigquery_schema(table: Table) -> list[dict[str, str]]:
     ]
 
 
-TERRAFORM_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "terraform" / "schemas"
-
-
 def terraform_files() -> dict[str, str]:
-    """Generated Terraform inputs: one JSON schema per table and one SQL file per view.
+    """Terraform's copies: one JSON schema per table and one SQL file per view.
 
     View SQL uses `${project}` and `${dataset}` for Terraform's templatefile().
     """
@@ -269,18 +264,3 @@ def terraform_files() -> dict[str, str]:
     for v in VIEWS.values():
         files[f"{v.name}.sql"] = qualify(v.sql, "bigquery", "${dataset}", "${project}") + "\n"
     return files
-
-
-def write_terraform_files(directory: Path = TERRAFORM_SCHEMA_DIR) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in terraform_files().items():
-        path = directory / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
-
-
-if __name__ == "__main__":
-    for p in write_terraform_files():
-        print(p, file=sys.stderr)

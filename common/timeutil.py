@@ -5,13 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-import pandas as pd
 from pydantic import BeforeValidator
 
 UTC = dt.UTC
 
 
-def parse_time(value: str | dt.datetime | pd.Timestamp) -> dt.datetime:
+def parse_time(value: str | dt.datetime) -> dt.datetime:
     """ISO-8601 (or datetime) to an aware UTC datetime; naive input is taken as UTC."""
     if isinstance(value, str):
         text = value.strip()
@@ -21,8 +20,6 @@ def parse_time(value: str | dt.datetime | pd.Timestamp) -> dt.datetime:
             value = dt.datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(f"not an ISO-8601 time: {value!r}") from None
-    elif isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime()
     if not isinstance(value, dt.datetime):
         raise ValueError(f"not a time: {value!r}")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,14 +1,21 @@
-"""The schema is defined once; Terraform's copies are generated from it and kept in sync."""
+"""Schemas and schedules are defined once; Terraform's copies are generated and in sync."""
 
 from __future__ import annotations
 
-from common.schema import TABLES, TERRAFORM_SCHEMA_DIR, VARIABLES, VIEWS, terraform_files
+import datetime as dt
+
+from common.generate import TERRAFORM_DIR, generated_files
+from common.schedules import SCHEDULES, Schedule, validate
+from common.schema import TABLES, VARIABLES, VIEWS
 
 
-def test_terraform_schema_files_match_common():
-    expected = terraform_files()
-    on_disk = {p.name: p.read_text(encoding="utf-8") for p in TERRAFORM_SCHEMA_DIR.iterdir()}
-    assert on_disk == expected, "run `python -m common.schema` to regenerate terraform/schemas"
+def test_terraform_generated_files_match_common():
+    expected = generated_files()
+    on_disk = {
+        p.relative_to(TERRAFORM_DIR).as_posix(): p.read_text(encoding="utf-8")
+        for p in [*(TERRAFORM_DIR / "schemas").iterdir(), TERRAFORM_DIR / "schedules.json"]
+    }
+    assert on_disk == expected, "run `make generate` to regenerate terraform's inputs"
 
 
 def test_design_tables_and_views_exist_with_their_keys():
@@ -19,3 +26,12 @@ def test_design_tables_and_views_exist_with_their_keys():
     assert TABLES["forecasts"].partition_by == "target_ts"
     for name in VARIABLES:
         assert name in TABLES["observations_raw"].column_names
+
+
+def test_schedules_are_valid_and_fire_on_the_hour_grid():
+    validate()
+    ingest = next(s for s in SCHEDULES if s.function == "ingest")
+    start = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+    fires = list(ingest.fire_times(start, start + dt.timedelta(hours=3)))
+    assert [f.minute for f in fires] == [5, 5, 5] and len(fires) == 3
+    assert Schedule.as_of(fires[0]) == start

@@ -1,0 +1,85 @@
+"""The serving snapshot: what predict publishes and the api serves (`serving/latest.json`).
+
+The api answers every lookup from this one object held in memory, so it never queries the
+warehouse and its service account needs only read access to the bucket. Predict writes it
+atomically after each run. Forecasts are stored per location as arrays indexed by
+horizon - 1 (target time = issued_at + h hours), which keeps 10,000 locations x 24 hours
+to a few megabytes.
+
+Light on purpose: only pydantic, so the api's cold start stays cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, Field
+
+SNAPSHOT_KEY = "serving/latest.json"
+SCHEMA_VERSION = 1
+
+
+class LocationInfo(BaseModel):
+    location_id: str
+    name: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    source: str | None = None
+    timezone: str | None = None
+
+
+class LocationForecast(BaseModel):
+    """One location's forecast from one predict run; index i is horizon i + 1."""
+
+    issued_at: dt.datetime
+    model_version: str
+    yhat: list[float]
+    yhat_lower: list[float]
+    yhat_upper: list[float]
+
+
+class RecentObservations(BaseModel):
+    """The target's recent hourly values up to issued_at (None where missing)."""
+
+    start: dt.datetime  # ts of values[0]; values are hourly
+    values: list[float | None]
+
+
+class HorizonAccuracy(BaseModel):
+    horizon_h: int
+    n: int
+    mae: float
+    rmse: float
+    coverage: float = Field(description="Share of actuals inside [yhat_lower, yhat_upper].")
+
+
+class Accuracy(BaseModel):
+    """Accuracy of forecasts whose target hour lies in the window, from forecast_accuracy."""
+
+    window_start: dt.datetime
+    window_end: dt.datetime
+    model_version: str | None = None  # None: all versions pooled
+    by_horizon: list[HorizonAccuracy] = []
+    by_location: dict[str, float] = Field(default_factory=dict, description="MAE per location")
+
+
+class Skipped(BaseModel):
+    location_id: str
+    reason: str
+
+
+class Snapshot(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    generated_at: dt.datetime
+    issued_at: dt.datetime
+    run_id: str
+    model_name: str
+    model_version: str
+    target: str
+    unit: str
+    horizon: int
+    locations: list[LocationInfo]
+    forecasts: dict[str, LocationForecast]
+    observations: dict[str, RecentObservations] = Field(default_factory=dict)
+    accuracy: Accuracy | None = None
+    skipped: list[Skipped] = []
