@@ -143,6 +143,25 @@ TABLES: dict[str, Table] = {
             cluster_by=("location_id",),
         ),
         Table(
+            "weather_forecasts",
+            "Weather forecasts for future hours, as a source issued them: predict uses the "
+            "newest one issued at or before its as_of for each target hour.",
+            (
+                _c("location_id", "STRING", "Location id", True),
+                _c(
+                    "issued_at", "TIMESTAMP", "When the forecast was available (ingest as_of)", True
+                ),
+                _c("ts", "TIMESTAMP", "Forecast hour, UTC", True),
+                *(c for c in _VARIABLE_COLUMNS if c.name in WEATHER),
+                _c("source", "STRING", "Source name", True),
+                _c("run_id", "STRING", "Ingest run that wrote the row", True),
+                _c("ingested_at", "TIMESTAMP", "When the row was written", True),
+            ),
+            key=("location_id", "issued_at", "ts"),
+            partition_by="ts",
+            cluster_by=("location_id",),
+        ),
+        Table(
             "rejected_rows",
             "Rows that failed validation, with the reason and the offending payload.",
             (

@@ -19,7 +19,14 @@ def test_terraform_generated_files_match_common():
 
 
 def test_design_tables_and_views_exist_with_their_keys():
-    assert set(TABLES) == {"locations", "observations_raw", "rejected_rows", "forecasts", "runs"}
+    assert set(TABLES) == {
+        "locations",
+        "observations_raw",
+        "weather_forecasts",
+        "rejected_rows",
+        "forecasts",
+        "runs",
+    }
     assert set(VIEWS) == {"observations", "latest_forecasts", "forecast_accuracy"}
     assert TABLES["observations_raw"].partition_by == "ts"
     assert TABLES["observations_raw"].cluster_by == ("location_id",)
