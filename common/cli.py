@@ -6,10 +6,13 @@ environment (see README), exactly as the deployed functions do.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -17,13 +20,24 @@ import pandas as pd
 
 from common.config import ConfigError
 from common.errors import AircastError, RunFailed
+from common.localstack import StackError
+from common.schedules import FUNCTIONS, SCHEDULES
 from common.schema import TABLES, VIEWS
 from common.services import Services, get_services
 from common.sql import SQLError
 from common.storage import StoreError
+from common.timeutil import iso, parse_time
 from common.warehouse import WarehouseError
 
-EXPECTED_ERRORS = (ConfigError, WarehouseError, StoreError, SQLError, AircastError, RunFailed)
+EXPECTED_ERRORS = (
+    ConfigError,
+    WarehouseError,
+    StoreError,
+    SQLError,
+    AircastError,
+    RunFailed,
+    StackError,
+)
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -144,6 +158,157 @@ def frame_to_text(frame: pd.DataFrame, max_rows: int) -> str:
         + (f"\n... {more} more rows (use --max-rows or --json)" if more > 0 else "")
         + (f"\n({len(frame)} rows)")
     )
+
+
+class TimeParam(click.ParamType):
+    """An ISO-8601 time on the command line (naive means UTC)."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, dt.datetime):
+            return value
+        try:
+            return parse_time(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+TIME = TimeParam()
+
+
+def wait_for_interrupt(served: Callable[[], bool] = lambda: True) -> None:
+    """Block until Ctrl-C, or until `served()` says a child process has died."""
+    try:
+        while served():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        click.echo("stopping")
+
+
+@main.command()
+@click.argument("functions", nargs=-1, type=click.Choice(FUNCTIONS))
+@click.option("--port", default=8080, show_default=True, help="First port (one per function).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@friendly_errors
+def serve(functions: tuple[str, ...], port: int, host: str) -> None:
+    """Serve functions locally with functions-framework (default: the api on :8080).
+
+    Functions take consecutive ports from --port; their URLs are recorded in
+    $AIRCAST_HOME/endpoints.json for `aircast scheduler`. Logs go to $AIRCAST_HOME/logs/.
+    """
+    from common import localstack
+
+    home = services().settings.home
+    names = list(dict.fromkeys(functions)) or ["api"]
+    with localstack.serve(names, port, host, home=home) as urls:
+        for name, url in urls.items():
+            click.echo(f"{name:<8} {url}")
+        click.echo(f"logs in {home / 'logs'}; Ctrl-C to stop")
+        wait_for_interrupt()
+
+
+@main.command()
+@click.option("--endpoint", "-e", multiple=True, metavar="NAME=URL", help="Function URL.")
+@click.option("--run-now", multiple=True, type=click.Choice(FUNCTIONS), help="Fire once at start.")
+@click.option("--backoff", default=5.0, show_default=True, help="Retry backoff factor, seconds.")
+@friendly_errors
+def scheduler(endpoint: tuple[str, ...], run_now: tuple[str, ...], backoff: float) -> None:
+    """Fire the schedules at the served functions, as Cloud Scheduler does.
+
+    Reads the same schedule definition as Terraform (common/schedules.py; cron in UTC).
+    Endpoints default to the ones `aircast serve` recorded.
+    """
+    from common.scheduler import HttpInvoker, Scheduler, endpoints_from_args, fire
+
+    try:
+        urls = endpoints_from_args(endpoint, services().settings.home)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--endpoint") from None
+    invoker = HttpInvoker(urls, backoff)
+    now = dt.datetime.now(dt.UTC)
+    for s in SCHEDULES:
+        nxt = next(s.fire_times(now, now + dt.timedelta(days=400)))
+        click.echo(f"{s.name:<26} {s.cron:<12} -> {urls.get(s.function, '?')}  next {iso(nxt)}")
+    for function in run_now:
+        schedule = next(s for s in SCHEDULES if s.function == function)
+        attempt = fire(invoker, schedule, dict(schedule.body))
+        click.echo(f"{schedule.name}: HTTP {attempt.status_code} {attempt.answer.get('status')}")
+    runner = Scheduler(invoker)
+    runner.start()
+    click.echo("scheduler running; Ctrl-C to stop")
+    wait_for_interrupt()
+    runner.stop()
+
+
+@main.command()
+@click.option("--start", "start", required=True, type=TIME, help="First simulated hour.")
+@click.option("--end", "end", required=True, type=TIME, help="Last simulated hour.")
+@click.option("--source", help="Ingest source (default: the backend's default).")
+@click.option("--path", type=click.Path(exists=True, file_okay=False), help="Folder for csv.")
+@click.option("--warmup-days", default=14.0, show_default=True, help="History before --start.")
+@click.option("--http", "over_http", is_flag=True, help="Call served functions over HTTP.")
+@click.option("--endpoint", "-e", multiple=True, metavar="NAME=URL", help="Function URL.")
+@friendly_errors
+def replay(
+    start: dt.datetime,
+    end: dt.datetime,
+    source: str | None,
+    path: str | None,
+    warmup_days: float,
+    over_http: bool,
+    endpoint: tuple[str, ...],
+) -> None:
+    """Replay the schedules over a past period on a simulated clock.
+
+    Every ingest, predict and train runs at its scheduled as_of, so a month of operational
+    history (and a filled forecast_accuracy) takes minutes. First backfills --warmup-days
+    of history and trains once, as a running deployment would have.
+    """
+    from common.scheduler import HttpInvoker, InProcessInvoker, endpoints_from_args, replay_plan
+    from common.scheduler import replay as run_replay
+
+    if end <= start:
+        raise click.BadParameter("--end must be after --start", param_hint="--end")
+    settings = services().settings
+    ingest: dict[str, Any] = {}
+    if source:
+        ingest["source"] = source
+    if path:
+        ingest["path"] = str(Path(path).resolve())
+    if over_http or endpoint:
+        invoker: Any = HttpInvoker(endpoints_from_args(endpoint, settings.home), backoff=0.5)
+    else:
+        invoker = InProcessInvoker()
+    warmup = dt.timedelta(days=warmup_days) if warmup_days > 0 else None
+    total = len(replay_plan(start, end)) + (2 if warmup else 0)
+    with click.progressbar(length=total, label="replay", show_pos=True) as bar:
+        summary = run_replay(
+            invoker, start, end, {"ingest": ingest}, warmup, on_attempt=lambda _: bar.update(1)
+        )
+    click.echo(f"replayed {iso(start)} .. {iso(end)} in {summary.seconds:.1f}s")
+    for function, row in summary.by_function().items():
+        click.echo(
+            f"  {function:<8} runs {row['runs']:>5}  ok {row['ok']:>5}  failed {row['failed']:>4}"
+        )
+    for attempt in summary.failures[:5]:
+        click.echo(
+            f"  failed: {attempt.schedule} as_of {iso(attempt.as_of) if attempt.as_of else '-'}"
+            f" HTTP {attempt.status_code}: {attempt.answer.get('error', attempt.answer)}"
+        )
+    accuracy = services().warehouse.query(ACCURACY_BY_HORIZON, {"start": start, "end": end})
+    if not accuracy.empty:
+        click.echo("forecast_accuracy over the replay (forecasts issued in the period):")
+        click.echo(frame_to_text(accuracy.round(3), 200))
+
+
+ACCURACY_BY_HORIZON = """
+SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, SQRT(AVG(error * error)) AS rmse,
+       AVG(CASE WHEN covered THEN 1.0 ELSE 0.0 END) AS coverage
+FROM forecast_accuracy
+WHERE issued_at >= @start AND issued_at <= @end
+GROUP BY horizon_h ORDER BY horizon_h
+"""
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def handle(
 ) -> tuple[dict[str, Any], int]:
     """Validate the request into `model`, run `job`, and map the outcome to a status."""
     configure_logging()
-    if request.method not in ("POST", "GET"):
+    if request.method != "POST":  # a GET (a probe, a crawler) must never start a run
         return {"error": f"method {request.method} not allowed; use POST"}, 405
     try:
         params = parse(model, request_data(request))

@@ -1,0 +1,116 @@
+"""The local scheduler: same schedules as Terraform, HTTP like Cloud Scheduler, replay."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from common.localstack import free_port, start_function, stop
+from common.scheduler import HttpInvoker, Scheduler, fire, replay, replay_plan
+from common.schedules import SCHEDULES, Schedule
+
+FLAKY = Path(__file__).parent / "fixture_functions" / "flaky" / "main.py"
+T0 = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def flaky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    calls = tmp_path / "calls.jsonl"
+    served = start_function(
+        "flaky", free_port(), env={"FLAKY_LOG": str(calls)}, log_dir=tmp_path, source=FLAKY
+    )
+    yield served.url, calls
+    stop([served])
+
+
+def job(name: str = "flaky-job", cron: str = "5 * * * *", retries: int = 3) -> Schedule:
+    return Schedule(name, "flaky", cron, "test job", retry_count=retries, attempt_deadline_s=30)
+
+
+def read_calls(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_replay_plan_runs_every_job_at_its_scheduled_time_in_order():
+    plan = replay_plan(T0, T0 + dt.timedelta(days=2) - dt.timedelta(minutes=1))
+    counts = {f: sum(1 for _, s in plan if s.function == f) for f in ("ingest", "predict", "train")}
+    assert counts == {"ingest": 48, "predict": 48, "train": 2}
+    times = [t for t, _ in plan]
+    assert times == sorted(times)
+    first_hour = [s.function for t, s in plan if t < T0 + dt.timedelta(hours=1)]
+    assert first_hour == ["ingest", "predict"]  # :05 then :20: predict sees the new data
+    assert all(Schedule.as_of(t) == t.replace(minute=0) for t, _ in plan)
+
+
+def test_a_5xx_is_retried_with_backoff_and_a_4xx_is_not(flaky):
+    url, calls = flaky
+    invoker = HttpInvoker({"flaky": url}, backoff=0.01)
+    attempt = fire(invoker, job(), {"as_of": "2024-03-01T00:00:00Z"})
+    assert attempt.ok and attempt.attempts == 2 and attempt.answer["status"] == "success"
+    attempt = fire(invoker, job(), {"as_of": "2024-03-01T01:00:00Z", "bad": True})
+    assert attempt.status_code == 400 and attempt.attempts == 1
+    assert len(read_calls(calls)) == 3
+
+
+def test_retries_stop_at_the_jobs_retry_count(flaky):
+    url, _ = flaky
+    attempt = fire(HttpInvoker({"flaky": url}, backoff=0.01), job(retries=0), {"as_of": "x"})
+    assert attempt.status_code == 500 and attempt.attempts == 1 and not attempt.ok
+
+
+def test_no_answer_is_a_failed_attempt():
+    invoker = HttpInvoker({"flaky": f"http://127.0.0.1:{free_port()}"}, backoff=0.01)
+    attempt = fire(invoker, job(retries=1), {})
+    assert (
+        attempt.status_code is None and not attempt.ok and "Connection" in attempt.answer["error"]
+    )
+
+
+def test_replay_fires_each_run_with_its_as_of(flaky):
+    url, calls = flaky
+    jobs = (job("a", "5 * * * *", retries=2), job("b", "20 */6 * * *", retries=2))
+    summary = replay(
+        HttpInvoker({"flaky": url}, backoff=0.01),
+        T0,
+        T0 + dt.timedelta(hours=12) - dt.timedelta(minutes=1),
+        overrides={"flaky": {"source": "synthetic"}},
+        schedules=jobs,
+    )
+    assert len(summary.attempts) == 12 + 2 and not summary.failures
+    as_ofs = [c["as_of"] for c in read_calls(calls)]
+    assert as_ofs[:3] == ["2024-03-01T00:00:00Z"] * 3  # a then b at 00:xx, a retried once
+    assert all(c["source"] == "synthetic" for c in read_calls(calls))
+    assert summary.by_function() == {"flaky": {"runs": 14, "ok": 14, "failed": 0}}
+
+
+def test_the_scheduler_fires_on_the_clock(flaky):
+    url, calls = flaky
+    real = dt.datetime.now(dt.UTC)
+    next_minute = real.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    offset = next_minute - real - dt.timedelta(seconds=0.5)  # first fire due in 0.5 s
+
+    scheduler = Scheduler(
+        HttpInvoker({"flaky": url}, backoff=0.01),
+        [job("every-minute", "* * * * *", retries=1)],
+        now=lambda: dt.datetime.now(dt.UTC) + offset,
+    )
+    scheduler.start()
+    try:
+        scheduler.stopped.wait(3)  # the first fire is due after 0.5 s, the next after 60 s
+    finally:
+        scheduler.stop()
+    assert len(scheduler.history) == 1
+    assert scheduler.history[0].attempts == 2  # the body has no as_of: 500, then 200
+    assert read_calls(calls) == [{}, {}]
+
+
+def test_terraform_and_the_local_scheduler_read_the_same_schedules():
+    generated = json.loads((Path(__file__).parents[1] / "terraform" / "schedules.json").read_text())
+    assert [g["cron"] for g in generated] == [s.cron for s in SCHEDULES]
+    assert [{k: v for k, v in g.items() if k != "time_zone"} for g in generated] == [
+        dataclasses.asdict(s) for s in SCHEDULES
+    ]
