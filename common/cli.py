@@ -192,7 +192,9 @@ def wait_for_interrupt(served: Callable[[], bool] = lambda: True) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @friendly_errors
 def serve(functions: tuple[str, ...], port: int, host: str) -> None:
-    """Serve functions locally with functions-framework (default: the api on :8080).
+    """Serve functions over HTTP (default: the api on :8080).
+
+    Each runs under functions-framework, as on Cloud Run.
 
     Functions take consecutive ports from --port; their URLs are recorded in
     $AIRCAST_HOME/endpoints.json for `aircast scheduler`. Logs go to $AIRCAST_HOME/logs/.
@@ -214,7 +216,7 @@ def serve(functions: tuple[str, ...], port: int, host: str) -> None:
 @click.option("--backoff", default=5.0, show_default=True, help="Retry backoff factor, seconds.")
 @friendly_errors
 def scheduler(endpoint: tuple[str, ...], run_now: tuple[str, ...], backoff: float) -> None:
-    """Fire the schedules at the served functions, as Cloud Scheduler does.
+    """Fire the schedules at served functions, like Cloud Scheduler.
 
     Reads the same schedule definition as Terraform (common/schedules.py; cron in UTC).
     Endpoints default to the ones `aircast serve` recorded.
