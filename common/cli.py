@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from common.localstack import StackError
 from common.schedules import FUNCTIONS, SCHEDULES
 from common.schema import TABLES, VIEWS
 from common.services import Services, get_services
+from common.sources import SOURCES as SOURCE_NAMES
 from common.sql import SQLError
 from common.storage import StoreError
 from common.timeutil import iso, parse_time
@@ -63,12 +65,17 @@ def print_json(value: Any) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="aircast")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show the JSON event log on stderr.")
+def main(verbose: bool) -> None:
     """aircast: serverless air-quality forecasting (ingest, train, predict, serve).
 
     Runs on the backend chosen by AIRCAST_BACKEND (local: DuckDB + a folder under
     AIRCAST_HOME; gcp: BigQuery + Cloud Storage).
     """
+    if verbose:
+        os.environ["AIRCAST_LOG_LEVEL"] = "INFO"
+    else:  # a person at a terminal wants results; the event log is for functions
+        os.environ.setdefault("AIRCAST_LOG_LEVEL", "WARNING")
 
 
 @main.command()
@@ -158,6 +165,15 @@ def frame_to_text(frame: pd.DataFrame, max_rows: int) -> str:
         + (f"\n... {more} more rows (use --max-rows or --json)" if more > 0 else "")
         + (f"\n({len(frame)} rows)")
     )
+
+
+def print_run(result: dict[str, Any]) -> None:
+    """A run's answer: a one-line summary on stderr, the JSON on stdout."""
+    counts = " ".join(f"{k}={v}" for k, v in result.get("counts", {}).items())
+    click.echo(f"{result['function']} {result['status']} ({result['run_id']}) {counts}", err=True)
+    for failure in result.get("failed_locations", []):
+        click.echo(f"  failed {failure['location_id']}: {failure['error']}", err=True)
+    print_json(result)
 
 
 class TimeParam(click.ParamType):
@@ -302,6 +318,93 @@ def replay(
     if not accuracy.empty:
         click.echo("forecast_accuracy over the replay (forecasts issued in the period):")
         click.echo(frame_to_text(accuracy.round(3), 200))
+
+
+@main.command()
+@click.option("--source", type=click.Choice(SOURCE_NAMES), help="Default: backend's default.")
+@click.option("--as-of", "as_of", type=TIME, help="Cut-off time (default: now).")
+@click.option("--start", type=TIME, help="Window start (with --end): a backfill.")
+@click.option("--end", type=TIME, help="Window end (with --start).")
+@click.option("--location", "locations", multiple=True, help="Only these location ids.")
+@click.option("--path", type=click.Path(exists=True), help="File or folder for --source csv.")
+@friendly_errors
+def ingest(
+    source: str | None,
+    as_of: dt.datetime | None,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    locations: tuple[str, ...],
+    path: str | None,
+) -> None:
+    """Ingest the latest hours (or --start..--end) from a source."""
+    from common.jobs.ingest import IngestRequest, run_ingest
+
+    req = parse_request(
+        IngestRequest,
+        as_of=as_of,
+        start=start,
+        end=end,
+        source=source,
+        locations=list(locations) or None,
+        path=str(Path(path).resolve()) if path else None,
+    )
+    print_run(run_ingest(req))
+
+
+@main.command()
+@click.option("--start", required=True, type=TIME, help="First hour.")
+@click.option("--end", required=True, type=TIME, help="Last hour.")
+@click.option("--source", type=click.Choice(SOURCE_NAMES), help="Default: backend's default.")
+@click.option("--location", "locations", multiple=True, help="Only these location ids.")
+@click.option("--path", type=click.Path(exists=True), help="File or folder for --source csv.")
+@click.option("--chunk-days", type=click.IntRange(1, 366), help="Days per request.")
+@friendly_errors
+def backfill(
+    start: dt.datetime,
+    end: dt.datetime,
+    source: str | None,
+    locations: tuple[str, ...],
+    path: str | None,
+    chunk_days: int | None,
+) -> None:
+    """Ingest a long past range in chunks, with a progress bar."""
+    from common.jobs.ingest import IngestRequest, run_ingest
+
+    if end <= start:
+        raise click.BadParameter("--end must be after --start", param_hint="--end")
+    step = dt.timedelta(days=chunk_days or services().settings.backfill_chunk_days)
+    chunks, t = [], start
+    while t <= end:
+        chunks.append((t, min(t + step - dt.timedelta(hours=1), end)))
+        t += step
+    totals: dict[str, int] = {}
+    failures: list[str] = []
+    with click.progressbar(chunks, label="backfill", show_pos=True, file=sys.stderr) as bar:
+        for a, b in bar:
+            req = parse_request(
+                IngestRequest,
+                start=a,
+                end=b,
+                source=source,
+                locations=list(locations) or None,
+                path=str(Path(path).resolve()) if path else None,
+            )
+            result = run_ingest(req)
+            for k, v in result["counts"].items():
+                totals[k] = totals.get(k, 0) + v
+            failures += [
+                f"{iso(a)}: {f['location_id']}: {f['error']}" for f in result["failed_locations"]
+            ]
+    click.echo(" ".join(f"{k}={v}" for k, v in totals.items()))
+    for line in failures[:20]:
+        click.echo(f"  failed {line}", err=True)
+
+
+def parse_request(model: type, **fields: Any) -> Any:
+    """Build a job request from CLI options, with the HTTP path's validation messages."""
+    from common.handlers import parse
+
+    return parse(model, {k: v for k, v in fields.items() if v is not None})
 
 
 ACCURACY_BY_HORIZON = """

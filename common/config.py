@@ -12,7 +12,14 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
@@ -58,6 +65,22 @@ class Settings(BaseSettings):
     model_name: str = Field("aircast", description="Name of the model under models/.")
 
     # --- ingest --------------------------------------------------------------------------
+    source: Literal["open-meteo", "data-gov-sg", "aqicn", "csv", "synthetic"] | None = Field(
+        None, description="Default ingest source (default: open-meteo on gcp, else synthetic)."
+    )
+    locations_file: Path | None = Field(None, description="Locations TOML (default: built in).")
+    ingest_lookback_hours: int = Field(6, ge=1, le=24 * 31, description="Scheduled window.")
+    backfill_chunk_days: int = Field(7, ge=1, le=366, description="Backfill request size.")
+    csv_path: Path | None = Field(None, description="Default file or folder for the csv source.")
+    synthetic_seed: int = Field(7, description="Seed of the synthetic source.")
+    aqicn_token: SecretStr | None = Field(None, description="AQICN token (never logged).")
+    http_timeout_seconds: float = Field(30.0, gt=0, le=300)
+    http_retries: int = Field(4, ge=0, le=10)
+    open_meteo_url: str = "https://api.open-meteo.com/v1/forecast"
+    open_meteo_archive_url: str = "https://archive-api.open-meteo.com/v1/archive"
+    open_meteo_air_url: str = "https://air-quality-api.open-meteo.com/v1/air-quality"
+    data_gov_sg_url: str = "https://api-open.data.gov.sg/v2/real-time/api/pm25"
+    aqicn_url: str = "https://api.waqi.info"
 
     # --- training ------------------------------------------------------------------------
 

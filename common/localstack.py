@@ -73,9 +73,18 @@ def start_function(
     log = (log_dir or Path(os.environ.get("AIRCAST_HOME", ".aircast")) / "logs") / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable, "-m", "functions_framework",
-        "--target", name, "--source", str(source), "--host", host, "--port", str(port),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "functions_framework",
+        "--target",
+        name,
+        "--source",
+        str(source),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
             cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}

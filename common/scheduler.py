@@ -151,11 +151,17 @@ def fire(
     )
     level = logging.INFO if attempt.ok else logging.WARNING
     event(
-        log, "job fired", level,
-        job=schedule.name, status_code=status, run_status=answer.get("status"),
-        run_id=answer.get("run_id"), attempts=attempts, seconds=round(attempt.seconds, 3),
+        log,
+        "job fired",
+        level,
+        job=schedule.name,
+        status_code=status,
+        run_status=answer.get("status"),
+        run_id=answer.get("run_id"),
+        attempts=attempts,
+        seconds=round(attempt.seconds, 3),
         **({"as_of": iso(as_of)} if as_of else {}),
-    )  # fmt: skip
+    )
     return attempt
 
 

@@ -1,0 +1,50 @@
+"""Sources by name. Each module is imported only when chosen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.config import Settings
+from common.sources.base import Batch, Location, Rejection, Source, Window
+
+__all__ = [
+    "SOURCES",
+    "Batch",
+    "Location",
+    "Rejection",
+    "Source",
+    "Window",
+    "default_source",
+    "make_source",
+]
+
+SOURCES = ("open-meteo", "data-gov-sg", "aqicn", "csv", "synthetic")
+
+
+def default_source(settings: Settings) -> str:
+    """AIRCAST_SOURCE, else open-meteo on Google Cloud and synthetic locally (offline)."""
+    return settings.source or ("open-meteo" if settings.backend == "gcp" else "synthetic")
+
+
+def make_source(name: str, settings: Settings, path: str | Path | None = None) -> Source:
+    if name == "synthetic":
+        from common.sources.synthetic import SyntheticSource
+
+        return SyntheticSource(settings)
+    if name == "csv":
+        from common.sources.csv_files import CsvSource
+
+        return CsvSource(settings, path or settings.csv_path)
+    if name == "open-meteo":
+        from common.sources.open_meteo import OpenMeteoSource
+
+        return OpenMeteoSource(settings)
+    if name == "data-gov-sg":
+        from common.sources.data_gov_sg import DataGovSgSource
+
+        return DataGovSgSource(settings)
+    if name == "aqicn":
+        from common.sources.aqicn import AqicnSource
+
+        return AqicnSource(settings)
+    raise ValueError(f"unknown source {name!r}; one of {', '.join(SOURCES)}")

@@ -1,0 +1,90 @@
+"""The Source port: fetch hourly observations for locations over a time window.
+
+A source returns what it got, unvalidated: an `observations` frame (location_id, ts,
+Open-Meteo-named variable columns, plus a `payload` column with the raw input for
+quarantine), rows it could not even parse, per-location failures, the locations it
+discovered (csv files, API region lists), and weather forecasts for future hours when
+the API offers them. `common.validation` decides what lands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from common.config import Settings
+
+
+@dataclass(frozen=True)
+class Location:
+    location_id: str
+    name: str
+    latitude: float | None
+    longitude: float | None
+    source: str
+    timezone: str = "UTC"
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Window:
+    """Observations with start <= ts <= end are wanted; nothing after as_of is kept."""
+
+    start: dt.datetime
+    end: dt.datetime
+    as_of: dt.datetime
+    live: bool  # the run is about "now": weather forecasts for future hours are meaningful
+
+
+@dataclass
+class Rejection:
+    location_id: str | None
+    ts: Any
+    reason: str
+    payload: Any
+
+
+@dataclass
+class Batch:
+    observations: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rejected: list[Rejection] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # location_id -> error
+    locations: list[Location] = field(default_factory=list)
+    weather_forecasts: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def extend(self, other: Batch) -> None:
+        frames = [f for f in (self.observations, other.observations) if not f.empty]
+        self.observations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        wf = [f for f in (self.weather_forecasts, other.weather_forecasts) if not f.empty]
+        self.weather_forecasts = pd.concat(wf, ignore_index=True) if wf else pd.DataFrame()
+        self.rejected += other.rejected
+        self.failed.update(other.failed)
+        self.locations += other.locations
+
+
+class Source(ABC):
+    """A named source of hourly observations."""
+
+    name: str
+    needs_locations: bool = True  # False: the source discovers its own (csv files)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def fetch(self, locations: list[Location], window: Window) -> Batch:
+        """Observations for `locations` in `window` (one failing location fails alone)."""
+
+
+def payload_text(value: Any, limit: int = 20_000) -> str:
+    """The offending input as JSON text for `rejected_rows.payload` (bounded in size)."""
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        text = json.dumps(str(value))
+    return text if len(text) <= limit else text[:limit] + "...(truncated)"

@@ -1,0 +1,215 @@
+"""Open-Meteo source (no key): CAMS air quality plus weather, many locations per request.
+
+Two endpoints per batch of locations: the air-quality API for pollutants and the weather
+forecast API for weather (the archive API for windows older than its ~3-month past). On a
+live run the forecast API's hours after as_of become `weather_forecasts` issued at as_of.
+Timestamps are requested in GMT; units are checked against what aircast stores.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+import requests
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from common.http import SourceError, get, make_session
+from common.schema import POLLUTANTS, VARIABLES, WEATHER
+from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
+
+AIR_VARIABLES = POLLUTANTS  # pm2_5, pm10, nitrogen_dioxide, ozone, sulphur_dioxide, carbon_monoxide
+WEATHER_VARIABLES = WEATHER
+LOCATIONS_PER_REQUEST = 50
+FORECAST_DAYS_PAST_LIMIT = 90  # the forecast API serves ~92 past days; older goes to archive
+FORECAST_AHEAD = dt.timedelta(hours=48)
+
+
+class Hourly(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    time: list[str]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Hourly:
+        for name, values in (self.model_extra or {}).items():
+            if not isinstance(values, list) or len(values) != len(self.time):
+                raise ValueError(f"hourly.{name} does not have one value per hourly.time")
+        return self
+
+
+class LocationResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    latitude: float
+    longitude: float
+    hourly_units: dict[str, str] = {}
+    hourly: Hourly
+
+
+def _unit(text: str) -> str:
+    return text.replace("μ", "µ").strip()  # Greek mu vs micro sign
+
+
+class OpenMeteoSource(Source):
+    name = "open-meteo"
+
+    def __init__(self, settings: Any, session: requests.Session | None = None) -> None:
+        super().__init__(settings)
+        self.session = session or make_session(settings.http_retries)
+
+    def fetch(self, locations: list[Location], window: Window) -> Batch:
+        batch = Batch()
+        for i in range(0, len(locations), LOCATIONS_PER_REQUEST):
+            chunk = locations[i : i + LOCATIONS_PER_REQUEST]
+            air = self._request(
+                self.settings.open_meteo_air_url, chunk, window, AIR_VARIABLES, batch
+            )
+            weather_url = self._weather_url(window)
+            weather = self._request(
+                weather_url, chunk, window, WEATHER_VARIABLES, batch, ahead=window.live
+            )
+            self._merge(chunk, air, weather, window, batch)
+        return batch
+
+    def _weather_url(self, window: Window) -> str:
+        recent = dt.datetime.now(dt.UTC) - dt.timedelta(days=FORECAST_DAYS_PAST_LIMIT)
+        return (
+            self.settings.open_meteo_url
+            if window.start >= recent
+            else self.settings.open_meteo_archive_url
+        )
+
+    def _request(
+        self,
+        url: str,
+        chunk: list[Location],
+        window: Window,
+        variables: tuple[str, ...],
+        batch: Batch,
+        ahead: bool = False,
+    ) -> dict[str, pd.DataFrame]:
+        """One request for the chunk; returns location_id -> frame of the variables."""
+        end = window.as_of + FORECAST_AHEAD if ahead else window.end
+        params = {
+            "latitude": ",".join(f"{loc.latitude:.4f}" for loc in chunk),
+            "longitude": ",".join(f"{loc.longitude:.4f}" for loc in chunk),
+            "hourly": ",".join(variables),
+            "start_date": window.start.date().isoformat(),
+            "end_date": end.date().isoformat(),
+            "timezone": "GMT",
+        }
+        if "wind_speed_10m" in variables:
+            params["wind_speed_unit"] = "kmh"
+        try:
+            resp = get(self.session, url, params, self.settings.http_timeout_seconds)
+        except SourceError as exc:
+            for loc in chunk:
+                batch.failed[loc.location_id] = str(exc)
+            return {}
+        if resp.status_code != 200:
+            reason = _error_reason(resp)
+            for loc in chunk:
+                batch.failed[loc.location_id] = (
+                    f"{resp.url.split('?')[0]}: HTTP {resp.status_code}: {reason}"
+                )
+            return {}
+        try:
+            body = resp.json()
+        except ValueError:
+            for loc in chunk:
+                batch.failed[loc.location_id] = "malformed JSON from Open-Meteo"
+                batch.rejected.append(
+                    Rejection(
+                        loc.location_id, None, "malformed JSON", payload_text(resp.text[:5000])
+                    )
+                )
+            return {}
+        items = body if isinstance(body, list) else [body]
+        if len(items) != len(chunk):
+            for loc in chunk:
+                batch.failed[loc.location_id] = (
+                    f"expected {len(chunk)} locations in the answer, got {len(items)}"
+                )
+            return {}
+        out = {}
+        for loc, item in zip(chunk, items, strict=True):
+            frame = self._parse(loc, item, variables, batch)
+            if frame is not None:
+                out[loc.location_id] = frame
+        return out
+
+    def _parse(
+        self, loc: Location, item: Any, variables: tuple[str, ...], batch: Batch
+    ) -> pd.DataFrame | None:
+        try:
+            parsed = LocationResponse.model_validate(item)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "response"
+            reason = f"malformed Open-Meteo answer: {where}: {err['msg']}"
+            batch.failed[loc.location_id] = reason
+            batch.rejected.append(Rejection(loc.location_id, None, reason, payload_text(item)))
+            return None
+        hourly = parsed.hourly.model_extra or {}
+        frame = pd.DataFrame({"ts": parsed.hourly.time})
+        for name in variables:
+            unit = parsed.hourly_units.get(name)
+            if name not in hourly:
+                continue  # a variable the API does not offer here stays missing
+            if unit is not None and _unit(unit) != VARIABLES[name].unit:
+                reason = f"{name}: unit {unit!r}, expected {VARIABLES[name].unit!r}"
+                batch.rejected.append(
+                    Rejection(loc.location_id, None, reason, payload_text({name: unit}))
+                )
+                continue
+            frame[name] = hourly[name]
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True, errors="coerce", format="ISO8601")
+        frame.loc[frame["ts"].isna(), "ts"] = None
+        return frame
+
+    def _merge(
+        self,
+        chunk: list[Location],
+        air: dict[str, pd.DataFrame],
+        weather: dict[str, pd.DataFrame],
+        window: Window,
+        batch: Batch,
+    ) -> None:
+        frames, forecasts = [], []
+        for loc in chunk:
+            a, w = air.get(loc.location_id), weather.get(loc.location_id)
+            if a is None and w is None:
+                continue
+            if w is not None and window.live:
+                future = w[w["ts"] > pd.Timestamp(window.as_of)]
+                if not future.empty:
+                    forecasts.append(
+                        future.assign(
+                            location_id=loc.location_id, issued_at=pd.Timestamp(window.as_of)
+                        )
+                    )
+            if a is not None and w is not None:
+                obs = a.merge(w, on="ts", how="outer")
+            else:
+                obs = a if a is not None else w
+            obs = obs[obs["ts"].isna() | (obs["ts"] <= pd.Timestamp(window.end))]
+            obs = obs.assign(location_id=loc.location_id)
+            values = obs.drop(columns=["location_id"]).astype(object).where(obs.notna(), None)
+            obs["payload"] = [payload_text(r) for r in values.to_dict("records")]
+            frames.append(obs)
+        if frames:
+            batch.observations = pd.concat([batch.observations, *frames], ignore_index=True)
+        if forecasts:
+            batch.weather_forecasts = pd.concat(
+                [batch.weather_forecasts, *forecasts], ignore_index=True
+            )
+
+
+def _error_reason(resp: requests.Response) -> str:
+    try:
+        body = resp.json()
+        return str(body.get("reason") or body)[:300]
+    except (ValueError, AttributeError):
+        return resp.text[:300] or resp.reason
