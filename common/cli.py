@@ -357,7 +357,9 @@ def ingest(
 @click.option("--source", type=click.Choice(SOURCE_NAMES), help="Default: backend's default.")
 @click.option("--location", "locations", multiple=True, help="Only these location ids.")
 @click.option("--path", type=click.Path(exists=True), help="File or folder for --source csv.")
-@click.option("--chunk-days", type=click.IntRange(1, 366), help="Days per request.")
+@click.option(
+    "--chunk-days", type=click.IntRange(1, 366), help="Days per run (default: per source)."
+)
 @friendly_errors
 def backfill(
     start: dt.datetime,
@@ -367,12 +369,20 @@ def backfill(
     path: str | None,
     chunk_days: int | None,
 ) -> None:
-    """Ingest a long past range in chunks, with a progress bar."""
+    """Ingest a long past range in chunks, with a progress bar.
+
+    Each chunk is one ingest run (one `runs` row). No weather forecasts are written: none
+    was archived for past hours. Re-running is safe: unchanged rows are not written again.
+    """
     from common.jobs.ingest import IngestRequest, run_ingest
 
     if end <= start:
         raise click.BadParameter("--end must be after --start", param_hint="--end")
-    step = dt.timedelta(days=chunk_days or services().settings.backfill_chunk_days)
+    from common.sources import BACKFILL_CHUNK_DAYS, default_source
+
+    settings = services().settings
+    days = chunk_days or settings.backfill_chunk_days
+    step = dt.timedelta(days=days or BACKFILL_CHUNK_DAYS[source or default_source(settings)])
     chunks, t = [], start
     while t <= end:
         chunks.append((t, min(t + step - dt.timedelta(hours=1), end)))
@@ -389,7 +399,14 @@ def backfill(
                 locations=list(locations) or None,
                 path=str(Path(path).resolve()) if path else None,
             )
-            result = run_ingest(req)
+            try:
+                result = run_ingest(req)
+            except RunFailed as exc:
+                raise click.ClickException(
+                    f"chunk {iso(a)}..{iso(b)} failed: {exc.result.get('error')}. Earlier "
+                    "chunks are stored; re-running the backfill is safe (unchanged rows are "
+                    "not written again)."
+                ) from None
             for k, v in result["counts"].items():
                 totals[k] = totals.get(k, 0) + v
             failures += [

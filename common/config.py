@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     )
     locations_file: Path | None = Field(None, description="Locations TOML (default: built in).")
     ingest_lookback_hours: int = Field(6, ge=1, le=24 * 31, description="Scheduled window.")
-    backfill_chunk_days: int = Field(7, ge=1, le=366, description="Backfill request size.")
+    backfill_chunk_days: int | None = Field(
+        None, ge=1, le=366, description="Days per backfill run (default: per source)."
+    )
     csv_path: Path | None = Field(None, description="Default file or folder for the csv source.")
     synthetic_seed: int = Field(7, description="Seed of the synthetic source.")
     aqicn_token: SecretStr | None = Field(None, description="AQICN token (never logged).")

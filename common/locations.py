@@ -124,3 +124,23 @@ def register(warehouse: Warehouse, locations: list[Location]) -> int:
         return 0
     wanted = wanted.assign(updated_at=dt.datetime.now(dt.UTC))
     return warehouse.append("locations", wanted)
+
+
+def retire_missing(warehouse: Warehouse, source: str, configured: set[str]) -> int:
+    """Mark active locations of `source` that left the config inactive (one row each).
+
+    Removing a place from the locations file stops predict forecasting it; its history
+    stays. Putting it back re-activates it (a changed row, appended by `register`).
+    """
+    have = current(warehouse)
+    if have.empty:
+        return 0
+    gone = have[
+        (have["source"] == source)
+        & have["active"].astype(bool)
+        & ~have["location_id"].isin(configured)
+    ]
+    if gone.empty:
+        return 0
+    rows = gone[COLUMNS].assign(active=False, updated_at=dt.datetime.now(dt.UTC))
+    return warehouse.append("locations", rows)

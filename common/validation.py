@@ -37,7 +37,10 @@ def validate(frame: pd.DataFrame, window: Window) -> Checked:
 
     def reject(mask: pd.Series, reason: str | pd.Series) -> None:
         todo = mask & reasons.isna()
-        reasons[todo] = reason[todo] if isinstance(reason, pd.Series) else reason
+        if todo.any():
+            reasons[todo] = (
+                reason.reindex(frame.index)[todo] if isinstance(reason, pd.Series) else reason
+            )
 
     loc = frame["location_id"] if "location_id" in frame else pd.Series([None] * len(frame))
     reject(loc.isna() | (loc.astype(str).str.strip() == ""), "missing location_id")
@@ -49,19 +52,17 @@ def validate(frame: pd.DataFrame, window: Window) -> Checked:
     values = pd.DataFrame(index=frame.index)
     for name in variables:
         raw = frame[name]
-        num = pd.to_numeric(raw, errors="coerce").astype("float64")
-        reject(raw.notna() & num.isna() & ~_is_nan(raw), f"{name}: not a number")
-        num = num.where(np.isfinite(num))  # NaN/inf -> missing
+        if pd.api.types.is_numeric_dtype(raw):
+            num = raw.astype("float64")
+        else:  # text among the numbers: quarantined, not silently made missing
+            num = pd.to_numeric(raw, errors="coerce").astype("float64")
+            reject(raw.notna() & num.isna(), f"{name}: not a number")
+        # NaN is a missing value; ±inf is absurd and fails the range check below.
         v = VARIABLES[name]
         bad = num.notna() & ((num < v.low) | (num > v.high))
-        reject(
-            bad,
-            num.map(
-                lambda x, n=name, s=v: (
-                    f"{n}={x:g} outside physical range [{s.low:g}, {s.high:g}] {s.unit}"
-                )
-            ),
-        )
+        if bad.any():  # build the messages only for the rows that need one
+            message = f"{name}={{:g}} outside physical range [{v.low:g}, {v.high:g}] {v.unit}"
+            reject(bad, num[bad].map(message.format))
         values[name] = num
 
     key = pd.DataFrame({"location_id": loc.astype("object"), "ts": ts})
@@ -104,10 +105,6 @@ def validate(frame: pd.DataFrame, window: Window) -> Checked:
 def _parse_ts(raw: pd.Series) -> pd.Series:
     parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")
     return parsed.astype("datetime64[us, UTC]")
-
-
-def _is_nan(raw: pd.Series) -> pd.Series:
-    return raw.map(lambda x: isinstance(x, float) and np.isnan(x))
 
 
 def _none(value: object) -> str | None:

@@ -4,19 +4,14 @@ the real Beijing files, and the function over real HTTP."""
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import requests
 
 from common.config import Settings
 from common.jobs.ingest import IngestRequest, run_ingest
-from common.localstack import free_port, start_function, stop
 from common.services import Services
 from common.sources.base import Location, Window
 from common.sources.csv_files import COMPASS
@@ -164,27 +159,239 @@ def test_bad_requests_name_the_field(local_settings):
         run_ingest(IngestRequest(as_of=AS_OF, locations=["nowhere"]), svc)
 
 
-@pytest.fixture
-def served_ingest(tmp_path: Path):
-    env = {"AIRCAST_HOME": str(tmp_path / "home"), "AIRCAST_BACKEND": "local"}
-    served = start_function("ingest", free_port(), env=env, log_dir=tmp_path)
-    yield served.url, tmp_path / "home"
-    stop([served])
+# -- the synthetic source is plausible and learnable -----------------------------------------
+def synthetic_frames(settings: Settings, days: int = 120) -> dict[str, pd.DataFrame]:
+    from common.locations import for_source
+
+    src = SyntheticSource(settings)
+    ts = pd.date_range("2024-01-01", periods=24 * days, freq="h", tz="UTC")
+    return {
+        loc.location_id: src.series(loc, ts).set_index("ts").reindex(ts)
+        for loc in for_source("synthetic")
+    }
 
 
-def test_the_function_answers_a_real_http_post(served_ingest):
-    url, home = served_ingest
-    resp = requests.post(url, json={"as_of": "2024-03-01T12:00:00Z"}, timeout=60)
-    assert resp.status_code == 200, resp.text
-    body = resp.json()
-    assert body["status"] == "success" and body["counts"]["written"] > 0
-    assert body["failed_locations"] == [] and body["run_id"].startswith("ingest-20240301T1200Z")
-    bad = requests.post(url, json={"as_of": "soon"}, timeout=30)
-    assert bad.status_code == 400 and bad.json()["field"] == "as_of"
-    assert requests.post(url, data="{oops", timeout=30).status_code == 400
-    assert requests.get(url, timeout=30).status_code == 405
-    out = subprocess.run(
-        [sys.executable, "-m", "common.cli", "sql", "--json", "SELECT COUNT(*) AS n FROM runs"],
-        env={**os.environ, "AIRCAST_HOME": str(home)}, capture_output=True, text=True, check=True,
+def test_synthetic_series_have_cycles_weather_coupling_episodes_and_gaps(local_settings):
+    frames = synthetic_frames(local_settings)
+    assert 4 <= len(frames) <= 6
+    for loc_id, f in frames.items():
+        missing = f["pm2_5"].isna().mean()
+        assert 0.005 < missing < 0.08, (loc_id, missing)  # gaps, but mostly there
+        pm = f["pm2_5"]
+        assert pm.min() >= 0 and pm.max() < 1500
+        # Multi-day episodes: dirty days come in runs and stand out from the typical day.
+        daily = pm.resample("D").mean()
+        assert daily.autocorr(1) > 0.3 and daily.max() > 1.8 * daily.median(), loc_id
+        # Wind disperses: calm hours are dirtier than windy ones.
+        calm, windy = f["wind_speed_10m"].quantile([0.2, 0.8])
+        assert pm[f["wind_speed_10m"] < calm].mean() > 1.3 * pm[f["wind_speed_10m"] > windy].mean()
+        # Rain washes out: hours after rain are cleaner.
+        rained = f["precipitation"].rolling(6, min_periods=1).sum() > 2
+        assert pm[rained].mean() < pm[~rained].mean(), loc_id
+    # A different seed is a different world; the same seed the same one.
+    other = SyntheticSource(local_settings.model_copy(update={"synthetic_seed": 8}))
+    loc = Location("synth-x", "x", 40.0, 116.0, "synthetic", "Asia/Shanghai")
+    ts = pd.date_range(AS_OF - dt.timedelta(days=2), AS_OF, freq="h")
+    a = SyntheticSource(local_settings).series(loc, ts)
+    assert a.equals(SyntheticSource(local_settings).series(loc, ts))
+    assert not a["temperature_2m"].equals(other.series(loc, ts)["temperature_2m"])
+
+
+def test_a_model_with_lags_and_weather_beats_persistence_on_synthetic_data(local_settings):
+    """What `make demo` trains on must reward a forecaster: lags help, weather helps more."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    weather = ["wind_speed_10m", "precipitation", "relative_humidity_2m"]
+    frames = synthetic_frames(local_settings)
+    for h in (6, 24):
+        rows = []
+        for f in frames.values():
+            y = f["pm2_5"].interpolate(limit=3)
+            d = pd.DataFrame({f"lag{k}": y.shift(k) for k in (0, 1, 2, 3, 6, 12, 23)})
+            for c in weather:  # the weather at the target hour (what a forecast gives)
+                d[c] = f[c].shift(-h)
+            d["hour"] = (f.index + pd.Timedelta(hours=h)).hour
+            d["y"] = y.shift(-h)
+            rows.append(d.dropna())
+        data = pd.concat(rows).sort_index(kind="stable")  # train on the past, test on later
+        cut = int(len(data) * 0.7)
+        train, test = data.iloc[:cut], data.iloc[cut:]
+
+        def mae(cols: list[str], train=train, test=test) -> float:
+            model = HistGradientBoostingRegressor(max_iter=200, random_state=0)
+            model.fit(train[cols], train["y"])
+            return float((model.predict(test[cols]) - test["y"]).abs().mean())
+
+        features = [c for c in data.columns if c != "y"]
+        persistence = float((test["lag0"] - test["y"]).abs().mean())
+        with_weather = mae(features)
+        without_weather = mae([c for c in features if c not in weather])
+        assert with_weather < 0.85 * persistence, (h, with_weather, persistence)
+        assert with_weather < 0.95 * without_weather, (h, with_weather, without_weather)
+
+
+def test_synthetic_weather_forecasts_err_more_with_lead_time(local_settings):
+    src = SyntheticSource(local_settings)
+    loc = Location("synth-x", "x", 40.0, 116.0, "synthetic", "Asia/Shanghai")
+    errors = []
+    for i in range(0, 24 * 20, 7):
+        issued = AS_OF + dt.timedelta(hours=i)
+        fc = src.weather_forecast(loc, issued).set_index("ts")
+        truth = src.weather(loc, fc.index)
+        errors.append(fc["temperature_2m"].to_numpy() - truth["temperature_2m"].to_numpy())
+    err = pd.DataFrame(errors).abs().mean()
+    assert err.iloc[:6].mean() < 0.5 * err.iloc[-6:].mean()
+    assert fc.index.min() == issued + dt.timedelta(hours=1) and len(fc) == 48
+
+
+# -- weather forecasts: live runs only -------------------------------------------------------
+def test_live_runs_write_weather_forecasts_once_and_backfills_none(local_settings):
+    svc = svc_for(local_settings)
+    backfill = run_ingest(
+        IngestRequest(as_of=AS_OF, start=AS_OF - dt.timedelta(days=3), end=AS_OF), svc
+    )
+    assert backfill["counts"]["weather_forecasts"] == 0  # no forecast existed back then
+    live = run_ingest(IngestRequest(as_of=AS_OF), svc)
+    assert live["counts"]["weather_forecasts"] == 5 * 48
+    assert run_ingest(IngestRequest(as_of=AS_OF), svc)["counts"]["weather_forecasts"] == 0
+    wf = q(svc, "SELECT MIN(ts) AS a, MIN(issued_at) AS i, COUNT(*) AS n FROM weather_forecasts")
+    assert wf.to_dict("records") == [{"a": AS_OF + dt.timedelta(hours=1), "i": AS_OF, "n": 240}]
+    later = AS_OF + dt.timedelta(hours=1)
+    assert run_ingest(IngestRequest(as_of=later), svc)["counts"]["weather_forecasts"] == 240
+    assert q(svc, "SELECT MAX(ts) AS b FROM observations")["b"].iloc[0] == later
+
+
+# -- locations: append-only registration -----------------------------------------------------
+def test_locations_are_appended_only_when_new_changed_or_retired(local_settings, tmp_path):
+    from common import locations
+
+    svc = svc_for(local_settings)
+    path = tmp_path / "locations.toml"
+    entry = '[[location]]\nid = "{id}"\nname = "{name}"\nlatitude = 1.0\nlongitude = 2.0\n'
+    entry += 'source = "synthetic"\n'
+    path.write_text(entry.format(id="a", name="A") + entry.format(id="b", name="B"))
+    settings = local_settings.model_copy(update={"locations_file": path})
+    svc = Services(settings, svc.warehouse, svc.store)
+    assert run_ingest(IngestRequest(as_of=AS_OF), svc)["counts"]["locations_registered"] == 2
+    assert run_ingest(IngestRequest(as_of=AS_OF), svc)["counts"]["locations_registered"] == 0
+    path.write_text(entry.format(id="a", name="A renamed"))  # b removed, a changed
+    assert run_ingest(IngestRequest(as_of=AS_OF), svc)["counts"]["locations_registered"] == 2
+    now = locations.current(svc.warehouse).set_index("location_id")
+    assert now.loc["a", "name"] == "A renamed" and bool(now.loc["a", "active"])
+    assert not bool(now.loc["b", "active"])
+    assert len(q(svc, "SELECT * FROM locations")) == 4
+    assert run_ingest(IngestRequest(as_of=AS_OF), svc)["counts"]["locations_registered"] == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[location]]\nid = "Bad Id"\nname = "x"\nlatitude = 1\nlongitude = 2\n'
+         'source = "synthetic"\n', "location #1 id"),
+        ('[[location]]\nid = "a"\nname = "x"\nlatitude = 91\nlongitude = 2\n'
+         'source = "synthetic"\n', "location #1 latitude"),
+        ('[[location]]\nid = "a"\nname = "x"\nlatitude = 1\nlongitude = 2\nsource = "nope"\n',
+         "location #1 source"),
+        ('[[location]]\nid = "a"\nname = "x"\nlatitude = 1\nlongitude = 2\n'
+         'source = "synthetic"\ntimezone = "Mars/Olympus"\n', "unknown time zone"),
+        ('[[location]]\nid = "a"\nname = "x"\nlatitude = 1\nlongitude = 2\n'
+         'source = "synthetic"\n' * 2, "duplicate location ids ['a']"),
+        ("[[location]\n", "locations.toml"),
+    ],
+)  # fmt: skip
+def test_a_bad_locations_file_is_a_clear_error(tmp_path, text, message):
+    from common.locations import LocationsError, load_file
+
+    path = tmp_path / "locations.toml"
+    path.write_text(text)
+    with pytest.raises(LocationsError, match=re.escape(message)):
+        load_file(path)
+
+
+def test_the_builtin_locations_file_is_valid_and_has_a_handful_of_synthetic_places():
+    from common.locations import load_file
+
+    places = load_file()
+    synthetic = [p for p in places if p.source == "synthetic"]
+    assert 4 <= len(synthetic) <= 6
+    assert {p.source for p in places} >= {"synthetic", "open-meteo"}
+
+
+# -- csv: unknown places and bad cells -------------------------------------------------------
+BEIJING_HEADER = (
+    '"No","year","month","day","hour","PM2.5","PM10","SO2","NO2","CO","O3","TEMP","PRES",'
+    '"DEWP","RAIN","wd","WSPM","station"\n'
+)
+
+
+def test_beijing_rows_with_bad_cells_are_quarantined_whole(local_settings, tmp_path):
+    path = tmp_path / "PRSA_Data_Test.csv"
+    path.write_text(
+        BEIJING_HEADER
+        + '1,2016,3,1,8,10,20,3,17,300,89,-0.5,1024.5,-21.4,0,"NNW",5,"Dongsi"\n'
+        + '2,2016,3,1,9,11,21,3,17,300,89,-0.5,1024.5,-21.4,0,"XYZ",5,"Dongsi"\n'
+        + '3,2016,3,1,10,12,22,3,17,300,89,-0.5,1024.5,-21.4,0,"N",fast,"Dongsi"\n'
+        + '4,2016,3,1,11,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,"Dongsi"\n'
+    )
+    svc = svc_for(local_settings)
+    result = run_ingest(
+        IngestRequest(start="2016-03-01T00:00Z", end="2016-03-01T05:00Z", source="csv",
+                      path=str(path)), svc)  # fmt: skip
+    assert result["counts"]["written"] == 1 and result["counts"]["rejected"] == 2
+    row = q(svc, "SELECT * FROM observations").iloc[0]
+    assert row["ts"] == pd.Timestamp("2016-03-01T00:00Z") and row["wind_direction_10m"] == 337.5
+    assert row["wind_speed_10m"] == pytest.approx(18.0)
+    reasons = sorted(q(svc, "SELECT reason FROM rejected_rows")["reason"])
+    assert reasons == ["unknown compass direction 'XYZ'", "wind_speed_10m: not a number"]
+
+
+def test_csv_locations_not_in_the_files_fail_alone(local_settings, tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("location_id,ts,pm2_5\nsite-1,2024-03-01T00:00:00Z,10\n")
+    svc = svc_for(local_settings)
+    req = IngestRequest(as_of=AS_OF, start="2024-03-01T00:00Z", end="2024-03-01T02:00Z",
+                        source="csv", path=str(path), locations=["site-1", "site-2"])  # fmt: skip
+    result = run_ingest(req, svc)
+    assert result["status"] == "partial" and result["counts"]["written"] == 1
+    assert result["failed_locations"] == [
+        {"location_id": "site-2", "error": "not found in the csv source"}
+    ]
+    assert list(q(svc, "SELECT location_id FROM locations")["location_id"]) == ["site-1"]
+    from common.errors import BadRequest
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadRequest, match=r"no \.csv files"):
+        run_ingest(IngestRequest(source="csv", path=str(tmp_path / "empty")), svc)
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+def test_cli_backfill_goes_in_chunks_and_ingest_reports_the_run(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from common import services
+    from common.cli import main
+
+    monkeypatch.setenv("AIRCAST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AIRCAST_BACKEND", "local")
+    services.reset()
+    runner = CliRunner()
+    out = runner.invoke(
+        main,
+        ["backfill", "--start", "2024-02-01T00:00Z", "--end", "2024-02-10T23:00Z",
+         "--chunk-days", "3"],
+        catch_exceptions=False,
     )  # fmt: skip
-    assert json.loads(out.stdout) == [{"n": 1}]
+    assert out.exit_code == 0, out.output
+    assert "backfill" in out.output and "written=" in out.output
+    svc = services.get_services()
+    assert len(q(svc, "SELECT * FROM runs")) == 4  # 10 days in chunks of 3
+    per_loc = q(svc, "SELECT location_id, MIN(ts) AS a, MAX(ts) AS b FROM observations GROUP BY 1")
+    assert len(per_loc) == 5
+    assert (per_loc["a"] <= pd.Timestamp("2024-02-01T02:00Z")).all()
+    assert (per_loc["b"] >= pd.Timestamp("2024-02-10T21:00Z")).all()
+    assert q(svc, "SELECT COUNT(*) AS n FROM weather_forecasts")["n"].iloc[0] == 0
+    out = runner.invoke(main, ["ingest", "--as-of", "2024-02-11T00:00Z"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    assert "ingest success" in out.output and '"weather_forecasts": 240' in out.output
+    out = runner.invoke(main, ["backfill", "--start", "2024-02-02", "--end", "2024-02-01"])
+    assert out.exit_code != 0 and "--end" in out.output

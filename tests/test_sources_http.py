@@ -22,11 +22,13 @@ from common.jobs.ingest import IngestRequest, run_ingest
 from common.logs import JsonFormatter
 from common.services import Services
 from common.storage import open_store
+from common.timeutil import floor_hour
 from common.warehouse import open_warehouse
 
 AS_OF = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
 HOURS = [f"2024-03-01T{h:02d}:00" for h in range(0, 24)]
 TOKEN = "s3cret-token-value"
+HOUR = dt.timedelta(hours=1)
 
 
 def make_services(tmp_path, server: HTTPServer, **extra) -> Services:
@@ -38,9 +40,7 @@ def make_services(tmp_path, server: HTTPServer, **extra) -> Services:
         open_meteo_air_url=f"{base}v1/air-quality",
         data_gov_sg_url=f"{base}v2/real-time/api/pm25",
         aqicn_url=base,
-        http_retries=2,
-        http_timeout_seconds=2,
-        **extra,
+        **{"http_retries": 2, "http_timeout_seconds": 2, **extra},
     )
     return Services(settings, open_warehouse(settings), open_store(settings))
 
@@ -121,17 +121,104 @@ def test_open_meteo_several_locations_per_request_with_bad_rows_quarantined(tmp_
 
 
 def test_open_meteo_live_run_keeps_weather_after_as_of_as_forecasts(tmp_path, httpserver):
+    as_of = floor_hour(dt.datetime.now(dt.UTC))
+    start = as_of - dt.timedelta(hours=6)
+    hours = [start + dt.timedelta(hours=i) for i in range(6 + 1 + 48)]
+    times = [f"{t:%Y-%m-%dT%H:%M}" for t in hours]
+    air = om_item({"pm2_5": [10.0] * len(times)})
+    air["hourly"]["time"] = times
+    weather = om_item({"temperature_2m": [20.0] * len(times), "wind_speed_10m": [5.0] * len(times)})
+    weather["hourly"]["time"] = times
+    httpserver.expect_request("/v1/air-quality").respond_with_json(air)
+    httpserver.expect_request("/v1/forecast").respond_with_json(weather)
+    svc = make_services(tmp_path, httpserver, locations_file=locations_file(tmp_path, "sg-a"))
+    result = run_ingest(IngestRequest(as_of=as_of, source="open-meteo"), svc)
+    assert result["counts"]["weather_forecasts"] == 48
+    fc = counts(
+        svc, "SELECT MIN(ts) AS a, MAX(ts) AS b, MAX(issued_at) AS i FROM weather_forecasts"
+    )
+    assert fc == [{"a": as_of + HOUR, "b": as_of + 48 * HOUR, "i": as_of}]
+    obs = counts(svc, "SELECT MIN(ts) AS a, MAX(ts) AS b, COUNT(*) AS n FROM observations")
+    assert obs == [{"a": start, "b": as_of, "n": 7}]  # nothing after as_of is an observation
+    weather_req = next(r for r, _ in httpserver.log if r.path == "/v1/forecast")
+    assert weather_req.args["end_date"] == f"{as_of + 48 * HOUR:%Y-%m-%d}"
+    again = run_ingest(IngestRequest(as_of=as_of, source="open-meteo"), svc)
+    assert again["counts"]["weather_forecasts"] == 0 and again["counts"]["written"] == 0
+
+
+def test_an_old_as_of_writes_no_weather_forecasts(tmp_path, httpserver):
+    """For an as_of in the past the API's later hours are what happened, not a forecast."""
     httpserver.expect_request("/v1/air-quality").respond_with_json(om_item({"pm2_5": [10.0] * 24}))
     httpserver.expect_request("/v1/archive").respond_with_json(
         om_item({"temperature_2m": [float(h) for h in range(24)], "wind_speed_10m": [5.0] * 24})
     )
     svc = make_services(tmp_path, httpserver, locations_file=locations_file(tmp_path, "sg-a"))
     result = ingest(svc, source="open-meteo")
-    assert result["counts"]["weather_forecasts"] == 11  # 13:00 .. 23:00
-    fc = counts(svc, "SELECT MIN(ts) AS a, MAX(issued_at) AS i FROM weather_forecasts")[0]
-    assert fc["a"].hour == 13 and fc["i"] == AS_OF
+    assert result["counts"]["weather_forecasts"] == 0
+    assert counts(svc, "SELECT COUNT(*) AS n FROM weather_forecasts") == [{"n": 0}]
     obs = counts(svc, "SELECT MAX(ts) AS b, MIN(ts) AS a FROM observations")[0]
     assert obs["b"] == AS_OF and obs["a"] == AS_OF - dt.timedelta(hours=6)
+    assert all(r.args["end_date"] == "2024-03-01" for r, _ in httpserver.log)
+
+
+def test_open_meteo_duplicated_out_of_order_nan_and_text_values(tmp_path, httpserver):
+    item = om_item({"pm2_5": [1.0] * 6})
+    item["hourly"]["time"] = [
+        "2024-03-01T09:00", "2024-03-01T07:00", "2024-03-01T08:00",
+        "2024-03-01T08:00", "2024-03-01T10:00", "2024-03-01T11:00",
+    ]  # fmt: skip
+    item["hourly"]["pm2_5"] = [9.0, 7.0, 8.0, 8.5, float("nan"), "n/a"]
+    body = json.dumps(item)  # Python writes NaN as the bare token NaN, as some servers do
+    assert "NaN" in body
+    httpserver.expect_request("/v1/air-quality").respond_with_data(
+        body, content_type="application/json"
+    )
+    httpserver.expect_request("/v1/archive").respond_with_json(
+        om_item({"temperature_2m": [20.0] * 13})
+    )
+    svc = make_services(tmp_path, httpserver, locations_file=locations_file(tmp_path, "sg-a"))
+    result = ingest(svc, source="open-meteo")
+    assert result["status"] == "success"
+    rows = counts(svc, "SELECT ts, pm2_5 FROM observations WHERE ts BETWEEN "
+                       "TIMESTAMP '2024-03-01 07:00:00+00' AND TIMESTAMP '2024-03-01 11:00:00+00' "
+                       "ORDER BY ts")  # fmt: skip
+    pm = [None if pd.isna(r["pm2_5"]) else r["pm2_5"] for r in rows]
+    # 10:00 (NaN) lands with its weather and no PM2.5; 11:00 ("n/a") is quarantined whole.
+    assert [r["ts"].hour for r in rows] == [7, 8, 9, 10] and pm == [7.0, 8.0, 9.0, None]
+    reasons = sorted(r["reason"] for r in counts(svc, "SELECT reason FROM rejected_rows"))
+    assert reasons == [
+        "duplicate (location_id, ts) in batch with different values",
+        "pm2_5: not a number",
+    ]
+    payloads = [r["payload"] for r in counts(svc, "SELECT payload FROM rejected_rows")]
+    assert any('"n/a"' in p for p in payloads) and any("8.5" in p for p in payloads)
+
+
+def test_a_partial_answer_does_not_erase_values_stored_earlier(tmp_path, httpserver):
+    """The air endpoint fails on the second run: its weather lands, the PM2.5 stays."""
+    httpserver.expect_ordered_request("/v1/air-quality").respond_with_json(
+        om_item({"pm2_5": [10.0] * 13})
+    )
+    httpserver.expect_ordered_request("/v1/archive").respond_with_json(
+        om_item({"temperature_2m": [20.0] * 13})
+    )
+    svc = make_services(tmp_path, httpserver, locations_file=locations_file(tmp_path, "sg-a"))
+    svc = Services(svc.settings.model_copy(update={"http_retries": 0}), svc.warehouse, svc.store)
+    first = ingest(svc, source="open-meteo")
+    assert first["counts"]["written"] == 7
+    httpserver.expect_ordered_request("/v1/air-quality").respond_with_json(
+        {"error": True, "reason": "The service is overloaded"}, status=503
+    )
+    httpserver.expect_ordered_request("/v1/archive").respond_with_json(
+        om_item({"temperature_2m": [20.0] * 12 + [21.5]})  # a corrected 12:00 temperature
+    )
+    second = ingest(svc, source="open-meteo")
+    assert second["status"] == "partial" and second["counts"]["written"] == 1
+    assert second["counts"]["unchanged"] == 6
+    assert "HTTP 503" in second["failed_locations"][0]["error"]
+    rows = counts(svc, "SELECT ts, pm2_5, temperature_2m FROM observations ORDER BY ts")
+    assert [r["pm2_5"] for r in rows] == [10.0] * 7
+    assert [r["temperature_2m"] for r in rows] == [20.0] * 6 + [21.5]
 
 
 def test_open_meteo_wrong_units_are_rejected_not_mixed(tmp_path, httpserver):
@@ -412,3 +499,190 @@ def test_aqicn_without_a_value_or_token(tmp_path, httpserver):
 @pytest.fixture(autouse=True)
 def _no_cached_services():
     services.reset()
+
+
+# -- Every source: the same faults ------------------------------------------------------------
+def sg_live_body() -> dict:
+    return sg_body(list(range(14, 21)))  # 14:00-20:00 SGT = the live window 06:00-12:00 UTC
+
+
+FAULT_SOURCES = {
+    # source -> {path: good answer}, for a live run at AS_OF with one location
+    "open-meteo": lambda: {
+        "/v1/air-quality": om_item({"pm2_5": [10.0] * 13}),
+        "/v1/archive": om_item({"temperature_2m": [20.0] * 13}),
+    },
+    "data-gov-sg": lambda: {"/v2/real-time/api/pm25": sg_live_body()},
+    "aqicn": lambda: {"/feed/geo:1.5;103.8/": aqicn_feed()},
+}
+
+
+def fault_services(tmp_path, httpserver, source: str, **extra) -> Services:
+    return make_services(
+        tmp_path,
+        httpserver,
+        aqicn_token=TOKEN,
+        locations_file=locations_file(tmp_path, "site-a", source=source),
+        **extra,
+    )
+
+
+@pytest.mark.parametrize("source", FAULT_SOURCES)
+def test_every_source_waits_out_a_429_with_retry_after(tmp_path, httpserver, source):
+    for path, good in FAULT_SOURCES[source]().items():
+        httpserver.expect_oneshot_request(path).respond_with_response(
+            Response('{"error": "rate limited"}', status=429, headers={"Retry-After": "1"})
+        )
+        httpserver.expect_request(path).respond_with_json(good)
+    svc = fault_services(tmp_path, httpserver, source)
+    began = time.monotonic()
+    result = ingest(svc, source=source)
+    assert time.monotonic() - began >= 1.0  # Retry-After honoured, not a blind fast retry
+    assert result["status"] == "success" and result["counts"]["written"] > 0
+    statuses = [resp.status_code for _, resp in httpserver.log]
+    assert statuses.count(429) == len(FAULT_SOURCES[source]()) and statuses[-1] == 200
+
+
+@pytest.mark.parametrize("source", FAULT_SOURCES)
+def test_every_source_fails_the_run_on_a_persistent_500(tmp_path, httpserver, source):
+    for path in FAULT_SOURCES[source]():
+        httpserver.expect_request(path).respond_with_data("<h1>Internal error</h1>", status=500)
+    svc = fault_services(tmp_path, httpserver, source)
+    with pytest.raises(RunFailed) as info:
+        ingest(svc, source=source)
+    assert "500" in info.value.result["error"]
+    assert len(httpserver.log) == 3 * len(FAULT_SOURCES[source]())  # 1 try + 2 retries each
+    assert counts(svc, "SELECT status FROM runs") == [{"status": "failed"}]
+    assert counts(svc, "SELECT COUNT(*) AS n FROM observations_raw") == [{"n": 0}]
+    assert counts(svc, "SELECT COUNT(*) AS n FROM rejected_rows") == [{"n": 0}]  # no data seen
+
+
+@pytest.mark.parametrize("source", FAULT_SOURCES)
+def test_every_source_gives_up_on_a_timeout_with_a_clear_error(tmp_path, httpserver, source):
+    def slow(request: Request) -> Response:
+        time.sleep(0.8)
+        return Response("{}", content_type="application/json")
+
+    for path in FAULT_SOURCES[source]():
+        httpserver.expect_request(path).respond_with_handler(slow)
+    svc = fault_services(tmp_path, httpserver, source, http_retries=0, http_timeout_seconds=0.3)
+    with pytest.raises(RunFailed) as info:
+        ingest(svc, source=source)
+    assert "no answer within 0.3s" in info.value.result["error"]
+    deadline = time.monotonic() + 10  # let the server finish, so no late request leaks out
+    while len(httpserver.log) < len(FAULT_SOURCES[source]()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("source", FAULT_SOURCES)
+def test_every_source_quarantines_malformed_json(tmp_path, httpserver, source):
+    for path in FAULT_SOURCES[source]():
+        httpserver.expect_request(path).respond_with_data(
+            '{"truncated": [1, 2', content_type="application/json"
+        )
+    svc = fault_services(tmp_path, httpserver, source)
+    with pytest.raises(RunFailed):
+        ingest(svc, source=source)
+    rows = counts(svc, "SELECT source, reason, payload FROM rejected_rows")
+    assert rows and all(r["reason"] == "malformed JSON" for r in rows)
+    assert all(r["source"] == source and '{\\"truncated\\": [1, 2' in r["payload"] for r in rows)
+
+
+@pytest.mark.parametrize("source", FAULT_SOURCES)
+def test_every_source_quarantines_a_response_missing_fields(tmp_path, httpserver, source):
+    broken = {  # each answer without the field its rows hang on
+        "open-meteo": {"latitude": 1.5, "longitude": 103.75, "hourly_units": {}},
+        "data-gov-sg": {"code": 0, "errorMsg": "", "data": {"regionMetadata": []}},
+        "aqicn": {"status": "ok", "data": {"aqi": 40, "iaqi": {"pm25": {"v": 40}}}},
+    }[source]
+    for path in FAULT_SOURCES[source]():
+        httpserver.expect_request(path).respond_with_json(broken)
+    svc = fault_services(tmp_path, httpserver, source)
+    with pytest.raises(RunFailed) as info:
+        ingest(svc, source=source)
+    missing = {"open-meteo": "hourly", "data-gov-sg": "items", "aqicn": "time"}[source]
+    assert missing in info.value.result["error"]
+    rows = counts(svc, "SELECT reason FROM rejected_rows")
+    assert rows and all(missing in r["reason"] and "Field required" in r["reason"] for r in rows)
+
+
+# -- data.gov.sg: values ---------------------------------------------------------------------
+def test_data_gov_sg_out_of_order_duplicates_nan_and_absurd_values(tmp_path, httpserver):
+    body = sg_body([16, 14, 15])  # out of order
+    body["data"]["items"].append(dict(body["data"]["items"][0]))  # 16:00 again, same values
+    readings = body["data"]["items"][1]["readings"]["pm25_one_hourly"]  # 14:00 SGT
+    readings.update({"north": float("nan"), "south": 5000, "east": "x", "west": -2})
+    httpserver.expect_request("/v2/real-time/api/pm25").respond_with_data(
+        json.dumps(body), content_type="application/json"
+    )
+    svc = make_services(tmp_path, httpserver)
+    result = ingest(svc, source="data-gov-sg")
+    assert result["status"] == "success"
+    rows = counts(svc, "SELECT ts, COUNT(*) AS n FROM observations GROUP BY ts ORDER BY ts")
+    # 14:00 SGT keeps only central (north NaN is no observation); 15:00 and 16:00 all five.
+    assert [(r["ts"].hour, r["n"]) for r in rows] == [(6, 1), (7, 5), (8, 5)]
+    reasons = sorted(r["reason"] for r in counts(svc, "SELECT reason FROM rejected_rows"))
+    assert reasons == [
+        *["duplicate (location_id, ts) in batch"] * 5,
+        "pm2_5: not a number",
+        "pm2_5=-2 outside physical range [0, 1500] µg/m³",
+        "pm2_5=5000 outside physical range [0, 1500] µg/m³",
+    ]
+
+
+def test_data_gov_sg_a_day_not_published_yet_is_no_error(tmp_path, httpserver):
+    httpserver.expect_request(
+        "/v2/real-time/api/pm25", query_string="date=2024-03-02"
+    ).respond_with_json(
+        {"code": 17, "name": "REAL_TIME_API_DATA_NOT_FOUND", "errorMsg": "Data not found"},
+        status=404,
+    )
+    httpserver.expect_request(
+        "/v2/real-time/api/pm25", query_string="date=2024-03-01"
+    ).respond_with_json(sg_body([22, 23]))
+    svc = make_services(tmp_path, httpserver)
+    req = IngestRequest(
+        as_of="2024-03-02T00:00Z", start="2024-03-01T14:00Z", end="2024-03-01T16:00Z",
+        source="data-gov-sg",
+    )  # fmt: skip
+    result = run_ingest(req, svc)
+    assert result["status"] == "success" and result["counts"]["written"] == 10
+    assert result["counts"]["weather_forecasts"] == 0
+
+
+# -- AQICN: values and secrets -----------------------------------------------------------------
+def test_aqicn_absurd_values_and_an_hour_after_as_of_are_quarantined(tmp_path, httpserver):
+    httpserver.expect_request("/feed/geo:1.5;103.8/").respond_with_json(
+        aqicn_feed(aqi=-5, iaqi={"pm25": {"v": 5000}, "t": {"v": 12}})
+    )
+    httpserver.expect_request("/feed/geo:2.5;103.8/").respond_with_json(
+        aqicn_feed(iso="2024-03-01T21:00:00+08:00")  # 13:00 UTC: after as_of
+    )
+    svc = make_services(
+        tmp_path,
+        httpserver,
+        aqicn_token=TOKEN,
+        locations_file=locations_file(tmp_path, "sh-a", "sh-b", source="aqicn"),
+    )
+    result = ingest(svc, source="aqicn")
+    assert result["counts"]["written"] == 0 and result["counts"]["rejected"] == 2
+    reasons = sorted(r["reason"] for r in counts(svc, "SELECT reason FROM rejected_rows"))
+    assert reasons == ["timestamp after as_of", "us_aqi=-5 outside physical range [0, 1000] USAQI"]
+
+
+def test_aqicn_token_stays_out_of_a_network_error(tmp_path):
+    from common.localstack import free_port
+
+    settings = load_settings(
+        home=tmp_path / "h",
+        aqicn_url=f"http://127.0.0.1:{free_port()}",
+        aqicn_token=TOKEN,
+        http_retries=0,
+        locations_file=locations_file(tmp_path, "sh-a", source="aqicn"),
+    )
+    svc = Services(settings, open_warehouse(settings), open_store(settings))
+    with pytest.raises(RunFailed) as info:
+        ingest(svc, source="aqicn")
+    assert "cannot reach 127.0.0.1" in info.value.result["error"]
+    dump = json.dumps(counts(svc, "SELECT * FROM runs"), default=str)
+    assert TOKEN not in dump and TOKEN not in json.dumps(info.value.result)

@@ -29,6 +29,7 @@ def test_good_rows_pass_and_bad_rows_are_quarantined_with_reasons():
             row(0), row(1, pm=None), row(2, pm=-5.0), row(3, pm=99999.0), row(4, pm="n/a"),
             row("2024-03-01T10:30:00Z"), row("yesterday"), row(None), row(0, loc=None),
             row(-2), row(5, pm=float("nan"), temperature_2m=12.0), row(6, wind_direction_10m=400.0),
+            row(8, pm=float("inf")),
         ]
     )  # fmt: skip
     checked = validate(frame, WINDOW)
@@ -44,6 +45,7 @@ def test_good_rows_pass_and_bad_rows_are_quarantined_with_reasons():
             "missing location_id",
             "timestamp after as_of",
             "wind_direction_10m=400 outside physical range [0, 360] °",
+            "pm2_5=inf outside physical range [0, 1500] µg/m³",
         ]
     )
     assert checked.empty == 1  # row(1): no value at all is not an observation

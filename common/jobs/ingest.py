@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from common import locations as locations_mod
 from common.errors import BadRequest
@@ -23,7 +23,7 @@ from common.runs import track_run
 from common.schema import VARIABLES, WEATHER
 from common.services import Services, get_services
 from common.sources import SOURCES, Location, Window, default_source, make_source
-from common.sources.base import payload_text
+from common.sources.base import Rejection, payload_text
 from common.timeutil import UTC, UTCDateTime, floor_hour, resolve_as_of
 from common.validation import validate
 from common.warehouse import Warehouse
@@ -38,7 +38,8 @@ class IngestRequest(BaseModel):
 
     as_of: UTCDateTime | None = None
     start: UTCDateTime | None = None
-    end: UTCDateTime | None = None
+    # Validated even when absent, so "start without end" is reported against `end`.
+    end: UTCDateTime | None = Field(default=None, validate_default=True)
     locations: list[str] | None = None
     source: str | None = None
     path: str | None = None
@@ -60,18 +61,22 @@ class IngestRequest(BaseModel):
                 locations_mod.check_location_id(item)
         return v
 
-    @model_validator(mode="after")
-    def _window(self) -> IngestRequest:
-        if (self.start is None) != (self.end is None):
-            raise ValueError("start and end go together")
-        if self.start is not None and self.end is not None:
-            if self.end < self.start:
+    @field_validator("end")
+    @classmethod
+    def _window(cls, end: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
+        start, as_of = info.data.get("start"), info.data.get("as_of")
+        if "start" not in info.data:
+            return end  # start itself was invalid; that error is the one to report
+        if (start is None) != (end is None):
+            raise ValueError("start and end go together (a backfill window)")
+        if start is not None and end is not None:
+            if end < start:
                 raise ValueError("end is before start")
-            if self.end - self.start > MAX_WINDOW:
+            if end - start > MAX_WINDOW:
                 raise ValueError(f"window longer than {MAX_WINDOW.days} days; use aircast backfill")
-            if self.as_of is not None and self.end > self.as_of:
+            if as_of is not None and end > as_of:
                 raise ValueError("end is after as_of")
-        return self
+        return end
 
 
 def run_ingest(req: IngestRequest, svc: Services | None = None) -> dict[str, Any]:
@@ -98,23 +103,24 @@ def run_ingest(req: IngestRequest, svc: Services | None = None) -> dict[str, Any
         try:
             batch = source.fetch(targets, window)
         except SourceError as exc:  # the whole source is unusable (e.g. no network)
-            batch = None
-            failed = {loc.location_id: str(exc) for loc in targets} or {name: str(exc)}
-        else:
-            failed = batch.failed
-        if batch is None:
-            raise SourceError(f"{name}: {next(iter(failed.values()))}")
-        known = {loc.location_id: loc for loc in [*targets, *batch.locations]}
+            raise SourceError(f"{name}: {exc}") from None
+        failed = dict(batch.failed)
+        if source.needs_locations:
+            known = {loc.location_id: loc for loc in targets}
+        else:  # the source discovered its places (csv files, data.gov.sg regions)
+            known = {loc.location_id: loc for loc in batch.locations}
+            for wanted in req.locations or []:
+                if wanted not in known:
+                    failed.setdefault(wanted, f"not found in the {name} source")
         checked = validate(batch.observations, window)
         rejected = [*batch.rejected, *checked.rejected]
         now = dt.datetime.now(UTC)
-        accepted = checked.accepted
-        if (
-            source.needs_locations and not accepted.empty
-        ):  # a source answering for places we did not ask
-            accepted = accepted[accepted["location_id"].isin(known)]
-        new = _new_or_changed(wh, accepted, window)
+        accepted, strangers = _known_only(checked.accepted, known, name)
+        rejected += strangers
+        new = _new_or_changed(wh, accepted)
         registered = locations_mod.register(wh, list(known.values()))
+        if source.needs_locations and req.locations is None:  # the whole configured set
+            registered += locations_mod.retire_missing(wh, name, set(known))
         _write_rejections(wh, rejected, run.run_id, name, now)
         written = wh.append(
             "observations_raw", new.assign(source=name, run_id=run.run_id, ingested_at=now)
@@ -166,8 +172,34 @@ def _targets(source: Any, settings: Any, wanted: list[str] | None) -> list[Locat
     return [by_id[w] for w in wanted]
 
 
-def _new_or_changed(wh: Warehouse, accepted: pd.DataFrame, window: Window) -> pd.DataFrame:
-    """Accepted rows that are not already in `observations` with the same values."""
+def _known_only(
+    accepted: pd.DataFrame, known: dict[str, Location], source: str
+) -> tuple[pd.DataFrame, list[Rejection]]:
+    """Rows of known locations; a row for a place nobody configured is quarantined."""
+    if accepted.empty:
+        return accepted, []
+    stray = ~accepted["location_id"].isin(list(known))
+    rejections = [
+        Rejection(
+            row["location_id"],
+            row["ts"],
+            f"location {row['location_id']!r} is not a location of source {source}",
+            payload_text(row.dropna().to_dict()),
+        )
+        for _, row in accepted[stray].iterrows()
+    ]
+    return accepted[~stray].reset_index(drop=True), rejections
+
+
+def _new_or_changed(wh: Warehouse, accepted: pd.DataFrame) -> pd.DataFrame:
+    """Accepted rows that change what `observations` shows, completed from the current row.
+
+    A later fetch may correct a value but never erase one: a value the new row lacks (an
+    endpoint that failed for this run, a variable not reported this time) is taken from
+    the current row, so a partial answer cannot blank out what an earlier run stored.
+    Rows equal to the current ones are not written again, so overlaps and re-runs add
+    nothing to `observations_raw`.
+    """
     if accepted.empty:
         return accepted
     current = wh.query(
@@ -185,12 +217,15 @@ def _new_or_changed(wh: Warehouse, accepted: pd.DataFrame, window: Window) -> pd
     a = accepted.reindex(columns=["location_id", "ts", *cols])
     c = current.reindex(columns=["location_id", "ts", *cols])
     merged = a.merge(c, on=["location_id", "ts"], how="left", suffixes=("", "_old"), indicator=True)
-    same = merged["_merge"] == "both"
+    same = (merged["_merge"] == "both").to_numpy(copy=True)
+    out = merged[["location_id", "ts"]].copy()
     for col in cols:
         new = pd.to_numeric(merged[col], errors="coerce").to_numpy(dtype=float)
         old = pd.to_numeric(merged[f"{col}_old"], errors="coerce").to_numpy(dtype=float)
-        same &= np.isclose(new, old, rtol=0, atol=1e-9, equal_nan=True)
-    return accepted[~same.to_numpy()].reset_index(drop=True)
+        filled = np.where(np.isnan(new), old, new)
+        same &= np.isclose(filled, old, rtol=0, atol=1e-9, equal_nan=True)
+        out[col] = filled
+    return out[~same].reset_index(drop=True)
 
 
 def _write_rejections(

@@ -8,6 +8,7 @@ from common.config import Settings
 from common.sources.base import Batch, Location, Rejection, Source, Window
 
 __all__ = [
+    "BACKFILL_CHUNK_DAYS",
     "SOURCES",
     "Batch",
     "Location",
@@ -19,6 +20,12 @@ __all__ = [
 ]
 
 SOURCES = ("open-meteo", "data-gov-sg", "aqicn", "csv", "synthetic")
+
+# Days per run of `aircast backfill` unless AIRCAST_BACKFILL_CHUNK_DAYS says otherwise.
+# Open-Meteo bills a request by its days beyond 14 (so 14 costs one call per place);
+# data.gov.sg is fetched a day per request anyway; local sources only trade memory for
+# fewer runs (see docs/benchmarks.md). AQICN has no history.
+BACKFILL_CHUNK_DAYS = {"open-meteo": 14, "data-gov-sg": 7, "aqicn": 1, "csv": 92, "synthetic": 31}
 
 
 def default_source(settings: Settings) -> str:

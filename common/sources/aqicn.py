@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -62,8 +63,6 @@ class AqicnSource(Source):
                 rows.append(self._one(loc, batch))
             except SourceError as exc:
                 batch.failed[loc.location_id] = redact(str(exc), [self.token])
-        import pandas as pd
-
         rows = [r for r in rows if r is not None]
         if rows:
             frame = pd.DataFrame(rows)
@@ -83,6 +82,8 @@ class AqicnSource(Source):
         try:
             body = resp.json()
         except ValueError:
+            if resp.status_code != 200:  # an error page, not data: nothing to quarantine
+                raise SourceError(f"AQICN answered HTTP {resp.status_code}") from None
             batch.rejected.append(
                 Rejection(loc.location_id, None, "malformed JSON", payload_text(resp.text[:5000]))
             )

@@ -74,9 +74,10 @@ COMPASS = {
 }
 KMH_PER_MS = 3.6
 
-# Approximate station positions (±1 km), placed from the districts the stations are
-# named after; the published data set carries no coordinates. Good enough for maps and
-# for Open-Meteo look-ups, not for dispersion modelling.
+# Station positions (WGS84, 3 decimals, ~100 m) from the Beijing Municipal Environmental
+# Monitoring Center's station list as published with the KDD Cup 2018 air-quality data
+# (Beijing_AirQuality_Stations: dongsi_aq 116.417,39.929 ...; Changping is listed there as
+# "pingchang_aq", 昌平镇). The UCI files themselves carry no coordinates.
 BEIJING_STATIONS = {
     "Aotizhongxin": (39.982, 116.397),
     "Changping": (40.217, 116.230),
@@ -116,6 +117,7 @@ class CsvSource(Source):
         self.path = Path(path)
         if not self.path.exists():
             raise SourceError(f"{self.path} does not exist")
+        self.files()  # a folder without CSV files is the caller's mistake: say so up front
 
     def files(self) -> list[Path]:
         if self.path.is_file():
@@ -189,7 +191,7 @@ def _parse_beijing(path: str) -> Batch:
             "relative_humidity_2m": relative_humidity(temp, dew),
             "surface_pressure": raw["PRES"],  # station pressure, taken as surface pressure
             "precipitation": raw["RAIN"],
-            "wind_speed_10m": pd.to_numeric(raw["WSPM"], errors="coerce") * KMH_PER_MS,
+            "wind_speed_10m": _scaled(raw["WSPM"], KMH_PER_MS),
             "wind_direction_10m": wd,
         }
     )
@@ -207,6 +209,7 @@ def _parse_beijing(path: str) -> Batch:
     obs.loc[unparsed, "payload"] = [
         payload_text(raw.loc[i].to_dict()) for i in np.flatnonzero(unparsed)
     ]
+    obs = obs[~bad_wd.to_numpy()].reset_index(drop=True)  # quarantined above, whole row
     locations = [
         Location(
             beijing_location_id(st),
@@ -254,6 +257,14 @@ def _parse_long(path: str, header: list[str]) -> Batch:
             )
         )
     return Batch(obs, [], {}, locations)
+
+
+def _scaled(raw: pd.Series, factor: float) -> pd.Series:
+    """Numbers times `factor`; text that is not a number stays as it was, for validation
+    to quarantine with a reason instead of silently becoming missing."""
+    num = pd.to_numeric(raw, errors="coerce")
+    text = num.isna() & raw.notna()
+    return (num * factor).astype(object).where(~text, raw) if text.any() else num * factor
 
 
 def _float(value: object) -> float | None:

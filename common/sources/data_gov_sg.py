@@ -102,7 +102,10 @@ class DataGovSgSource(Source):
             try:
                 body = resp.json()
             except ValueError:
-                batch.failed[f"sg:{day}"] = f"malformed JSON (HTTP {resp.status_code})"
+                if resp.status_code != 200:  # an error page, not data: nothing to quarantine
+                    batch.failed[f"sg:{day}"] = f"HTTP {resp.status_code}"
+                    return
+                batch.failed[f"sg:{day}"] = "malformed JSON"
                 batch.rejected.append(
                     Rejection(None, None, "malformed JSON", payload_text(resp.text[:5000]))
                 )

@@ -2,7 +2,8 @@
 
 Two endpoints per batch of locations: the air-quality API for pollutants and the weather
 forecast API for weather (the archive API for windows older than its ~3-month past). On a
-live run the forecast API's hours after as_of become `weather_forecasts` issued at as_of.
+live run about now, the forecast API's hours after as_of become `weather_forecasts` issued
+at as_of (never for an as_of in the past, nor for backfills: no forecast is archived).
 Timestamps are requested in GMT; units are checked against what aircast stores.
 """
 
@@ -24,6 +25,7 @@ WEATHER_VARIABLES = WEATHER
 LOCATIONS_PER_REQUEST = 50
 FORECAST_DAYS_PAST_LIMIT = 90  # the forecast API serves ~92 past days; older goes to archive
 FORECAST_AHEAD = dt.timedelta(hours=48)
+FORECAST_FRESHNESS = dt.timedelta(hours=3)  # an as_of older than this is not "now"
 
 
 class Hourly(BaseModel):
@@ -67,11 +69,23 @@ class OpenMeteoSource(Source):
                 self.settings.open_meteo_air_url, chunk, window, AIR_VARIABLES, batch
             )
             weather_url = self._weather_url(window)
+            ahead = self._forecasts_wanted(window, weather_url)
             weather = self._request(
-                weather_url, chunk, window, WEATHER_VARIABLES, batch, ahead=window.live
+                weather_url, chunk, window, WEATHER_VARIABLES, batch, ahead=ahead
             )
-            self._merge(chunk, air, weather, window, batch)
+            self._merge(chunk, air, weather, window, batch, ahead)
         return batch
+
+    def _forecasts_wanted(self, window: Window, weather_url: str) -> bool:
+        """Keep the hours after as_of as weather forecasts only when they were forecasts.
+
+        That is a live run whose as_of is about now, answered by the forecast API. For an
+        as_of in the past (a replay, a late retry) the API's hours after as_of are what
+        later happened (analysis or reanalysis), not what was forecast at as_of: writing
+        them as forecasts would leak the future into predict, so none are written.
+        """
+        fresh = window.as_of >= dt.datetime.now(dt.UTC) - FORECAST_FRESHNESS
+        return window.live and fresh and weather_url == self.settings.open_meteo_url
 
     def _weather_url(self, window: Window) -> str:
         recent = dt.datetime.now(dt.UTC) - dt.timedelta(days=FORECAST_DAYS_PAST_LIMIT)
@@ -176,13 +190,14 @@ class OpenMeteoSource(Source):
         weather: dict[str, pd.DataFrame],
         window: Window,
         batch: Batch,
+        ahead: bool,
     ) -> None:
         frames, forecasts = [], []
         for loc in chunk:
             a, w = air.get(loc.location_id), weather.get(loc.location_id)
             if a is None and w is None:
                 continue
-            if w is not None and window.live:
+            if w is not None and ahead:
                 future = w[w["ts"] > pd.Timestamp(window.as_of)]
                 if not future.empty:
                     forecasts.append(
