@@ -41,7 +41,7 @@ def make_session(
     adapter = HTTPAdapter(max_retries=retry, pool_maxsize=8)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    session.headers["User-Agent"] = "aircast (+https://github.com/aircast)"
+    session.headers["User-Agent"] = "aircast/0.1 (air-quality forecasting pipeline)"
     return session
 
 

@@ -395,3 +395,28 @@ def test_cli_backfill_goes_in_chunks_and_ingest_reports_the_run(tmp_path, monkey
     assert "ingest success" in out.output and '"weather_forecasts": 240' in out.output
     out = runner.invoke(main, ["backfill", "--start", "2024-02-02", "--end", "2024-02-01"])
     assert out.exit_code != 0 and "--end" in out.output
+
+
+def test_synthetic_late_hours_are_caught_by_the_next_runs_overlap(local_settings):
+    from common.locations import for_source
+
+    svc = svc_for(local_settings)
+    caught = 0
+    before: set = set()
+    for i in range(12):  # twelve hourly scheduled runs
+        as_of = AS_OF + dt.timedelta(hours=i)
+        run_ingest(IngestRequest(as_of=as_of), svc)
+        rows = q(svc, "SELECT location_id, ts FROM observations")
+        now = set(zip(rows["location_id"], rows["ts"], strict=True))
+        caught += sum(1 for _, ts in now - before if ts < as_of - dt.timedelta(hours=1))
+        before = now
+    assert caught > 0  # hours published late were picked up by a later run's overlap
+    # In the end every hour is there (up to the 3-hour delay), with its one true value.
+    last = AS_OF + dt.timedelta(hours=11) - dt.timedelta(hours=3)
+    hours = pd.date_range(AS_OF - dt.timedelta(hours=6), last, freq="h")
+    src = SyntheticSource(local_settings)
+    expected = pd.concat(src.series(p, hours) for p in for_source("synthetic"))
+    stored = q(svc, "SELECT location_id, ts, pm2_5 FROM observations")
+    both = expected.merge(stored, on=["location_id", "ts"], how="left", suffixes=("", "_db"))
+    assert both["pm2_5_db"].notna().sum() == expected["pm2_5"].notna().sum()
+    assert (both["pm2_5"].fillna(-1) == both["pm2_5_db"].fillna(-1)).all()

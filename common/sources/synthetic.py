@@ -7,7 +7,8 @@ numbers, which is what makes `make demo`, replays and the end-to-end tests repro
 
 The physics is cartoonish but has the structure a forecaster can learn: daily and weekly
 cycles in local time, wind dispersing and rain washing out particles, multi-day episodes,
-missing hours. It also issues weather forecasts (truth plus error growing with lead).
+missing hours, and hours published late (visible only to runs with a later as_of). It also
+issues weather forecasts (truth plus error growing with lead).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 from common.sources.base import Batch, Location, Source, Window
 
 FORECAST_HOURS = 48
+LATE_SHARE = 1 / 12  # hours published late (1-3 h), for the overlap of scheduled runs
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -70,6 +72,7 @@ class SyntheticSource(Source):
         frames, forecasts = [], []
         for loc in locations:
             obs = self.series(loc, hours)
+            obs = obs[obs["ts"] + self.report_delay(loc, obs["ts"]) <= window.as_of]
             frames.append(obs.assign(payload=None))
             if window.live:
                 forecasts.append(self.weather_forecast(loc, window.as_of))
@@ -171,6 +174,15 @@ class SyntheticSource(Source):
         dropout = uniform(k("dropout"), (h[~gap] * 7).astype(np.int64)) < 0.01
         out.loc[dropout, "pm2_5"] = np.nan  # a sensor hiccup: one value missing
         return out
+
+    def report_delay(self, loc: Location, ts: pd.Series) -> pd.Series:
+        """How late each hour is published: most at once, about 1 in 12 one to three hours
+        late. The value never changes; only when a run (by its as_of) can first see it, so
+        the scheduled runs' overlap has late data to catch, as with real feeds."""
+        h = (pd.DatetimeIndex(ts).as_unit("s").asi8 // 3600).astype(np.float64)
+        late = uniform(self._key(loc, "late"), h) < LATE_SHARE
+        hours = 1 + np.floor(3 * uniform(self._key(loc, "delay"), h))
+        return pd.Series(pd.to_timedelta(np.where(late, hours, 0), unit="h"), index=ts.index)
 
     def weather_forecast(self, loc: Location, issued_at: dt.datetime) -> pd.DataFrame:
         """Forecast of the next FORECAST_HOURS hours: truth plus error growing with lead."""
