@@ -262,25 +262,44 @@ def test_live_runs_write_weather_forecasts_once_and_backfills_none(local_setting
 
 
 # -- locations: append-only registration -----------------------------------------------------
-def test_locations_are_appended_only_when_new_changed_or_retired(local_settings, tmp_path):
+def test_locations_are_appended_only_when_new_changed_or_retired(settings, tmp_path):
     from common import locations
 
-    svc = svc_for(local_settings)
+    svc = svc_for(settings)
     path = tmp_path / "locations.toml"
     entry = '[[location]]\nid = "{id}"\nname = "{name}"\nlatitude = 1.0\nlongitude = 2.0\n'
     entry += 'source = "synthetic"\n'
     path.write_text(entry.format(id="a", name="A") + entry.format(id="b", name="B"))
-    settings = local_settings.model_copy(update={"locations_file": path})
-    svc = Services(settings, svc.warehouse, svc.store)
-    assert run_ingest(IngestRequest(as_of=AS_OF), svc)["counts"]["locations_registered"] == 2
-    assert run_ingest(IngestRequest(as_of=AS_OF), svc)["counts"]["locations_registered"] == 0
+    svc = Services(settings.model_copy(update={"locations_file": path}), svc.warehouse, svc.store)
+    assert (
+        run_ingest(IngestRequest(as_of=AS_OF, source="synthetic"), svc)["counts"][
+            "locations_registered"
+        ]
+        == 2
+    )
+    assert (
+        run_ingest(IngestRequest(as_of=AS_OF, source="synthetic"), svc)["counts"][
+            "locations_registered"
+        ]
+        == 0
+    )
     path.write_text(entry.format(id="a", name="A renamed"))  # b removed, a changed
-    assert run_ingest(IngestRequest(as_of=AS_OF), svc)["counts"]["locations_registered"] == 2
+    assert (
+        run_ingest(IngestRequest(as_of=AS_OF, source="synthetic"), svc)["counts"][
+            "locations_registered"
+        ]
+        == 2
+    )
     now = locations.current(svc.warehouse).set_index("location_id")
     assert now.loc["a", "name"] == "A renamed" and bool(now.loc["a", "active"])
     assert not bool(now.loc["b", "active"])
     assert len(q(svc, "SELECT * FROM locations")) == 4
-    assert run_ingest(IngestRequest(as_of=AS_OF), svc)["counts"]["locations_registered"] == 0
+    assert (
+        run_ingest(IngestRequest(as_of=AS_OF, source="synthetic"), svc)["counts"][
+            "locations_registered"
+        ]
+        == 0
+    )
 
 
 @pytest.mark.parametrize(
