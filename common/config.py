@@ -88,6 +88,14 @@ class Settings(BaseSettings):
 
     # --- predict and serving -------------------------------------------------------------
 
+    # --- api -----------------------------------------------------------------------------
+    api_refresh_seconds: float = Field(
+        5.0, ge=0, le=3600, description="How often the api re-checks the serving snapshot."
+    )
+    api_stale_after_hours: float = Field(
+        3.0, gt=0, le=24 * 31, description="Snapshot age at which /health says degraded."
+    )
+
     @field_validator("dataset", "model_name")
     @classmethod
     def _identifier(cls, value: str) -> str:

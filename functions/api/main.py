@@ -1,0 +1,29 @@
+"""Cloud Run function `api`: forecast lookups from the serving snapshot, and a dashboard.
+
+GET /health, /v1/locations, /v1/forecasts[/<id>], /v1/models/current, /v1/metrics,
+/openapi.json, / ; POST /v1/predict. Imports stay light for a fast cold start: no pandas,
+xgboost or BigQuery client until the first POST /v1/predict needs the model.
+"""
+
+import functools
+
+import flask
+import functions_framework
+
+from common.api import create_app, dispatch
+from common.config import get_settings
+from common.logs import configure_logging
+from common.services import get_store
+
+
+@functools.cache
+def _app() -> flask.Flask:
+    """Built on the first request (settings are read then, as for the other functions)."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, get_store())
+
+
+@functions_framework.http
+def api(request: flask.Request) -> flask.Response:
+    return dispatch(_app(), request)

@@ -1,0 +1,120 @@
+"""Serving snapshots and model registry entries for the api tests, built with the real models."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from common.snapshot import (
+    SNAPSHOT_KEY,
+    Accuracy,
+    HorizonAccuracy,
+    LocationForecast,
+    LocationInfo,
+    RecentObservations,
+    Skipped,
+    Snapshot,
+)
+from common.storage import ArtifactStore
+
+ISSUED = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
+LOCATIONS = ("beijing-dongsi", "beijing-tiantan", "singapore-central")
+
+
+def make_snapshot(
+    issued_at: dt.datetime = ISSUED,
+    horizon: int = 24,
+    locations: tuple[str, ...] = LOCATIONS,
+    skipped: tuple[str, ...] = ("retired-station",),
+    model_version: str = "20261120T0000-abc123",
+    run_id: str = "run-1",
+) -> Snapshot:
+    """A snapshot shaped like predict's: a daily cycle per location, widening intervals."""
+    forecasts, observations = {}, {}
+    for k, loc in enumerate(locations):
+        base = 30.0 + 15 * k
+
+        def level(t: int, base: float = base) -> float:
+            return round(base + 10 * math.sin(2 * math.pi * t / 24), 3)
+
+        yhat = [level(h) for h in range(1, horizon + 1)]
+        forecasts[loc] = LocationForecast(
+            issued_at=issued_at,
+            model_version=model_version,
+            yhat=yhat,
+            yhat_lower=[round(y - 2 - 0.3 * h, 3) for h, y in enumerate(yhat)],
+            yhat_upper=[round(y + 2 + 0.4 * h, 3) for h, y in enumerate(yhat)],
+        )
+        values: list[float | None] = [level(t) + 1.5 for t in range(-47, 1)]
+        values[10] = None  # a missing hour
+        observations[loc] = RecentObservations(
+            start=issued_at - dt.timedelta(hours=47), values=values
+        )
+    infos = [
+        LocationInfo(
+            location_id=loc,
+            name=loc.replace("-", " ").title(),
+            latitude=40.0 + i,
+            longitude=116.0 + i,
+            source="synthetic",
+            timezone="UTC",
+        )
+        for i, loc in enumerate(locations + skipped)
+    ]
+    return Snapshot(
+        generated_at=issued_at + dt.timedelta(minutes=3),
+        issued_at=issued_at,
+        run_id=run_id,
+        model_name="aircast",
+        model_version=model_version,
+        target="pm2_5",
+        unit="µg/m³",
+        horizon=horizon,
+        locations=infos,
+        forecasts=forecasts,
+        observations=observations,
+        accuracy=Accuracy(
+            window_start=issued_at - dt.timedelta(days=7),
+            window_end=issued_at,
+            model_version=None,
+            by_horizon=[
+                HorizonAccuracy(
+                    horizon_h=h,
+                    n=100 + h,
+                    mae=3 + 0.2 * h,
+                    rmse=4 + 0.3 * h,
+                    coverage=0.8 - 0.005 * h,
+                )
+                for h in range(1, horizon + 1)
+            ],
+            by_location={loc: 4.0 + i for i, loc in enumerate(locations)},
+        ),
+        skipped=[Skipped(location_id=s, reason="too little history") for s in skipped],
+    )
+
+
+def publish(store: ArtifactStore, snapshot: Snapshot) -> None:
+    """Write the snapshot where predict does."""
+    store.put(SNAPSHOT_KEY, snapshot.model_dump_json().encode())
+
+
+def promote(store: ArtifactStore, model_name: str = "aircast", version: str = "v1") -> dict:
+    """A production pointer and metadata laid out as the registry writes them."""
+    metadata = {
+        "version": version,
+        "model_name": model_name,
+        "target": "pm2_5",
+        "horizon": 24,
+        "features": ["lag_1", "lag_24", "hour_of_day"],
+        "params": {"max_depth": 6, "n_estimators": 300},
+        "data_window": {"start": "2026-01-01T00:00:00Z", "end": "2026-11-20T00:00:00Z"},
+        "metrics": {"mae": 5.1},
+        "baselines": {"persistence": {"mae": 7.9}},
+        "gate": {"passed": True},
+    }
+    store.put_json(f"models/{model_name}/{version}/metadata.json", metadata)
+    store.put_json(
+        f"models/{model_name}/production.json",
+        {"version": version, "promoted_at": "2026-11-20T01:00:00Z"},
+    )
+    return metadata
