@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help install install-dev lint format test demo generate clean
+.PHONY: help install install-dev lint format test demo generate package clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ test: install-dev lint  ## Lint, then every test (emulators included)
 
 generate: install  ## Regenerate terraform/schemas and terraform/schedules.json from common
 	$(BIN)/python -m common.generate
+
+package: install  ## Zip each function reproducibly into build/packages/<fn>.zip
+	$(BIN)/python -m common.packaging
 
 clean:  ## Remove the virtualenv and local state
 	rm -rf $(VENV) .aircast build .pytest_cache .ruff_cache

@@ -1,0 +1,184 @@
+"""Function packages: each zip imports on its own with only its pinned requirements, and
+the same sources give the same bytes (so Terraform redeploys only what changed)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import json
+import os
+import shutil
+import site
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from common import packaging
+from common.packaging import canonical
+from common.schedules import FUNCTIONS
+
+# Runs in a fresh interpreter: -I -S, so neither the repository, PYTHONPATH, the current
+# folder nor the .pth files (the editable install's finder among them) are on the path.
+IMPORT_MAIN = """
+import importlib.abc, json, sys
+folder, site_dirs, blocked, entry_point = json.loads(sys.argv[1])
+sys.path[:] = [p for p in sys.path if "site-packages" not in p]
+sys.path[:0] = [folder]
+sys.path.extend(site_dirs)
+
+class NotInRequirements(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in blocked:
+            raise ModuleNotFoundError(f"{name}: its distribution is not in requirements.txt")
+        return None
+
+sys.meta_path.insert(0, NotInRequirements())
+import main, common
+print(json.dumps({
+    "main": main.__file__,
+    "common": common.__file__,
+    "entry_point_callable": callable(getattr(main, entry_point, None)),
+}))
+"""
+
+
+def pinned_names(requirements: tuple[str, ...]) -> set[str]:
+    return {canonical(line.split("==")[0]) for line in requirements}
+
+
+def blocked_modules(allowed: set[str]) -> list[str]:
+    """Top-level modules whose installed distributions are all outside `allowed`."""
+    blocked = []
+    for module, dists in md.packages_distributions().items():
+        if module != "common" and not {canonical(d) for d in dists} & allowed:
+            blocked.append(module)
+    return sorted(blocked)
+
+
+def import_in_fresh_interpreter(package: packaging.Package, folder: Path, entry_point: str):
+    folder.mkdir()
+    with zipfile.ZipFile(package.path) as zf:
+        zf.extractall(folder)
+    blocked = blocked_modules(pinned_names(package.requirements))
+    args = json.dumps([str(folder), site.getsitepackages(), blocked, entry_point])
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", IMPORT_MAIN, args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=folder,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, packaging.Package]:
+    out = tmp_path_factory.mktemp("packages")
+    return {p.function: p for p in packaging.build_all(out)}
+
+
+def test_every_function_folder_is_packaged(packages):
+    names = packaging.function_names()
+    assert "ingest" in names and set(names) <= set(FUNCTIONS)
+    assert sorted(packages) == names
+
+
+def test_each_package_imports_alone_with_only_its_requirements(packages, tmp_path):
+    for name, package in packages.items():
+        folder = tmp_path / name
+        seen = import_in_fresh_interpreter(package, folder, entry_point=name)
+        assert Path(seen["main"]).parent == folder, "main.py must sit at the zip root"
+        assert Path(seen["common"]).parent == folder / "common", "common must come from the zip"
+        assert seen["entry_point_callable"], f"{name}/main.py has no callable {name}"
+
+
+def test_package_layout_and_pins(packages):
+    runtime = set(packaging.runtime_requirements())
+    for name, package in packages.items():
+        with zipfile.ZipFile(package.path) as zf:
+            infos = zf.infolist()
+            names = [i.filename for i in infos]
+            requirements = zf.read("requirements.txt").decode().splitlines()
+        assert names == sorted(names)
+        expected = {"main.py", "requirements.txt", "common/__init__.py", "common/locations.toml"}
+        assert expected <= set(names)
+        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+        assert {i.date_time for i in infos} == {packaging.ZIP_DATE}
+        assert {i.external_attr >> 16 for i in infos} == {packaging.FILE_MODE}
+        pins = [line for line in requirements if not line.startswith("#")]
+        assert pins == list(package.requirements) and all("==" in p for p in pins)
+        for pin in pins:  # pinned to exactly what the tests run against
+            dist, version = pin.split("==")
+            assert md.version(dist) == version
+        if name not in packaging.LIGHT_FUNCTIONS:
+            assert runtime <= pinned_names(package.requirements)
+
+
+def test_two_builds_give_identical_bytes(tmp_path):
+    functions = tmp_path / "functions"
+    shutil.copytree(packaging.FUNCTIONS_DIR / "ingest", functions / "ingest")
+    first = packaging.build("ingest", tmp_path / "a", functions)
+    # What differs between checkouts must not reach the zip: mtimes and permission bits.
+    main = functions / "ingest" / "main.py"
+    os.utime(main, (1_900_000_000, 1_900_000_000))
+    main.chmod(0o755)
+    second = packaging.build("ingest", tmp_path / "b", functions)
+    assert first.path.read_bytes() == second.path.read_bytes()
+    assert first.sha256 == second.sha256 == hashlib.sha256(first.path.read_bytes()).hexdigest()
+
+
+def test_a_changed_source_changes_the_hash(tmp_path):
+    functions = tmp_path / "functions"
+    (functions / "ingest").mkdir(parents=True)
+    source = (packaging.FUNCTIONS_DIR / "ingest" / "main.py").read_text()
+    (functions / "ingest" / "main.py").write_text(source)
+    before = packaging.build("ingest", tmp_path / "a", functions)
+    (functions / "ingest" / "main.py").write_text(source + "\n# changed\n")
+    after = packaging.build("ingest", tmp_path / "b", functions)
+    assert before.sha256 != after.sha256
+
+
+LIGHT_MAIN = """
+import functions_framework
+from flask import Request
+
+from common.snapshot import Snapshot
+from common.storage import open_store
+
+
+@functions_framework.http
+def api(request: Request) -> tuple[dict, int]:
+    return {"snapshot": Snapshot.__name__, "store": open_store.__name__}, 200
+"""
+
+
+def test_light_function_gets_only_what_it_imports(tmp_path):
+    """The api's requirements: the serving base plus its module-level imports; no training
+    stack. Checked on a stand-in api so it holds before and after the real one lands."""
+    functions = tmp_path / "functions"
+    (functions / "api").mkdir(parents=True)
+    (functions / "api" / "main.py").write_text(LIGHT_MAIN)
+    package = packaging.build("api", tmp_path / "out", functions)
+    names = pinned_names(package.requirements)
+    assert {canonical(n) for n in packaging.LIGHT_BASE} <= names
+    assert not names & {"xgboost-cpu", "scikit-learn", "duckdb", "pandas-gbq", "sqlglot"}
+    seen = import_in_fresh_interpreter(package, tmp_path / "unzipped", entry_point="api")
+    assert seen["entry_point_callable"]
+
+
+def test_module_level_import_analysis_follows_common_but_not_function_bodies(tmp_path):
+    main = tmp_path / "main.py"
+    main.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import requests\n"
+        "from common import errors\n"
+        "if TYPE_CHECKING:\n    import xgboost\n"
+        "def later():\n    import duckdb\n"
+    )
+    found = packaging.third_party_imports(main)
+    assert "requests" in found
+    assert not {"xgboost", "duckdb"} & found
