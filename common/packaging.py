@@ -34,6 +34,11 @@ LIGHT_FUNCTIONS = frozenset({"api"})
 LIGHT_BASE = ("functions-framework", "flask", "pydantic", "pydantic-settings",
               "google-cloud-storage")  # fmt: skip
 
+# Modules a light function imports lazily, on first use (the api's /v1/predict runs the
+# batch feature and model code): their module-level imports count as the function's own,
+# once those modules exist.
+LAZY_MODULES = {"api": ("common.features", "common.model")}
+
 # Cloud Run functions' runtime (python312 on Linux): requirement markers are evaluated for
 # it, not for the interpreter that happens to run the packaging.
 TARGET_MARKERS = {
@@ -205,7 +210,9 @@ def requirements_for(function: str, functions_dir: Path = FUNCTIONS_DIR) -> tupl
     main = functions_dir / function / "main.py"
     direct = set(runtime_requirements())
     if function in LIGHT_FUNCTIONS:
-        direct = {*LIGHT_BASE, *distributions_for(third_party_imports(main))}
+        roots = [main, *filter(None, map(_common_module_file, LAZY_MODULES.get(function, ())))]
+        modules = set().union(*(third_party_imports(root) for root in roots))
+        direct = {*LIGHT_BASE, *distributions_for(modules)}
     direct.discard("aircast")  # the common package travels inside the zip
     return tuple(f"{name}=={version}" for name, version in sorted(closure(direct).items()))
 

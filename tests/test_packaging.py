@@ -182,3 +182,13 @@ def test_module_level_import_analysis_follows_common_but_not_function_bodies(tmp
     found = packaging.third_party_imports(main)
     assert "requests" in found
     assert not {"xgboost", "duckdb"} & found
+
+
+def test_light_function_also_gets_what_it_loads_on_first_use(tmp_path, monkeypatch):
+    """/v1/predict loads the model code lazily; its imports must be installed all the same."""
+    functions = tmp_path / "functions"
+    (functions / "api").mkdir(parents=True)
+    (functions / "api" / "main.py").write_text(LIGHT_MAIN)
+    monkeypatch.setitem(packaging.LAZY_MODULES, "api", ("common.runs", "common.not_yet"))
+    names = pinned_names(packaging.requirements_for("api", functions))
+    assert {"pandas", "numpy"} <= names  # common.runs imports pandas; pandas needs numpy
