@@ -1,0 +1,72 @@
+"""Schemathesis against the served api: every generated request gets a documented answer.
+
+The api runs exactly as `aircast serve` runs it (functions-framework on loopback) with a
+serving snapshot in place; the schema is the api's own `/openapi.json`. Checks: no 5xx,
+status codes, content types and bodies conform to the document.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from common import localstack
+from common.api_models import openapi
+from tests.api_fixtures import make_snapshot, publish
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+@pytest.fixture(scope="module")
+def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from common.storage.local import LocalStore
+
+    home = tmp_path_factory.mktemp("api-served") / "home"
+    publish(LocalStore(home / "artifacts"), make_snapshot())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRCAST_")}
+    env |= {"AIRCAST_BACKEND": "local", "AIRCAST_HOME": str(home)}
+    with localstack.serve(["api"], port=0, env=env, home=home) as urls:
+        yield urls["api"]
+
+
+# The document the served function answers at /openapi.json (checked below). Loaded here,
+# not through `schemathesis.pytest.from_fixture`, which does not work with pytest 9.2.
+schema = schemathesis.openapi.from_dict(openapi())
+
+
+@schema.parametrize()
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_api_conforms_to_its_openapi(case, api_url: str) -> None:
+    case.call_and_validate(base_url=api_url, checks=CHECKS)
+
+
+def test_served_document_is_the_one_tested(api_url: str) -> None:
+    assert requests.get(f"{api_url}/openapi.json", timeout=10).json() == openapi()
+
+
+def test_served_lookup_answers(api_url: str) -> None:
+    """A plain lookup over real HTTP, so a broken fixture cannot pass vacuously."""
+    r = requests.get(f"{api_url}/v1/forecasts/beijing-dongsi?hours=3", timeout=10)
+    assert r.status_code == 200
+    assert [p["horizon_h"] for p in r.json()["points"]] == [1, 2, 3]
