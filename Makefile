@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help install install-dev lint format test demo generate package clean
+.PHONY: help install install-dev chromium lint format test demo generate package clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,7 +25,13 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml
 
 install: $(VENV)/.runtime  ## Create .venv with the runtime dependencies
 
-install-dev: $(VENV)/.dev  ## Create .venv with runtime, test and emulator dependencies
+install-dev: $(VENV)/.dev chromium  ## Create .venv with runtime, test and emulator dependencies
+
+chromium:  ## Debian's chromium for the dashboard test (apt-get, only if missing)
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -qq chromium || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; }
 
 lint: install-dev  ## ruff check and format check
 	$(BIN)/ruff check .

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
+from common import localstack
 from common.snapshot import (
     SNAPSHOT_KEY,
     Accuracy,
@@ -118,3 +123,15 @@ def promote(store: ArtifactStore, model_name: str = "aircast", version: str = "v
         {"version": version, "promoted_at": "2026-11-20T01:00:00Z"},
     )
     return metadata
+
+
+@contextlib.contextmanager
+def served_api(home: Path, snapshot: Snapshot | None = None) -> Iterator[str]:
+    """The api served as `aircast serve` serves it, on a free loopback port, with a snapshot."""
+    from common.storage.local import LocalStore
+
+    publish(LocalStore(home / "artifacts"), snapshot or make_snapshot())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRCAST_")}
+    env |= {"AIRCAST_BACKEND": "local", "AIRCAST_HOME": str(home)}
+    with localstack.serve(["api"], port=0, env=env, home=home) as urls:
+        yield urls["api"]

@@ -7,7 +7,6 @@ status codes, content types and bodies conform to the document.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -21,9 +20,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from common import localstack
 from common.api_models import openapi
-from tests.api_fixtures import make_snapshot, publish
+from tests.api_fixtures import served_api
 
 CHECKS = [
     not_a_server_error,
@@ -35,14 +33,8 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from common.storage.local import LocalStore
-
-    home = tmp_path_factory.mktemp("api-served") / "home"
-    publish(LocalStore(home / "artifacts"), make_snapshot())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRCAST_")}
-    env |= {"AIRCAST_BACKEND": "local", "AIRCAST_HOME": str(home)}
-    with localstack.serve(["api"], port=0, env=env, home=home) as urls:
-        yield urls["api"]
+    with served_api(tmp_path_factory.mktemp("api-served") / "home") as url:
+        yield url
 
 
 # The document the served function answers at /openapi.json (checked below). Loaded here,
