@@ -5,8 +5,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
+# checkov pins dependencies that conflict with ours, so it lives in a venv of its own.
+TOOLS  ?= .venv-tools
+CHECKOV_VERSION := 3.3.30
 
-.PHONY: help install install-dev chromium lint format test demo generate package clean
+.PHONY: help install install-dev chromium lint format checkov test demo generate package clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,7 +44,16 @@ format: install-dev  ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install-dev lint  ## Lint, then every test (emulators included)
+$(TOOLS)/.checkov-$(CHECKOV_VERSION):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip --disable-pip-version-check --quiet install checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+# Offline: no API key (nothing is sent to Prisma Cloud), no download of guidelines.
+checkov: $(TOOLS)/.checkov-$(CHECKOV_VERSION)  ## Security-scan terraform/ (must have zero failed checks)
+	env -u BC_API_KEY $(TOOLS)/bin/checkov -d terraform --framework terraform --quiet --compact --skip-download
+
+test: install-dev lint checkov  ## Lint, then every test (emulators included)
 	$(BIN)/pytest
 
 generate: install  ## Regenerate terraform/schemas and terraform/schedules.json from common
@@ -51,4 +63,4 @@ package: install  ## Zip each function reproducibly into build/packages/<fn>.zip
 	$(BIN)/python -m common.packaging
 
 clean:  ## Remove the virtualenv and local state
-	rm -rf $(VENV) .aircast build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .aircast build .pytest_cache .ruff_cache

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from common.schedules import terraform_schedules
-from common.schema import terraform_files
+from common.schema import TABLES, VIEWS, terraform_files
 
 TERRAFORM_DIR = Path(__file__).resolve().parent.parent / "terraform"
 
@@ -22,7 +22,36 @@ def generated_files() -> dict[str, str]:
     """Relative path under terraform/ -> content."""
     files = {f"schemas/{name}": text for name, text in terraform_files().items()}
     files["schedules.json"] = json.dumps(terraform_schedules(), indent=2) + "\n"
+    files["tables.json"] = json.dumps(terraform_tables(), indent=2, ensure_ascii=False) + "\n"
     return files
+
+
+def terraform_tables() -> dict[str, dict[str, object]]:
+    """What Terraform needs beside the schema files: descriptions, partitioning, clustering,
+    and for views their creation wave (a view on a view is created after the views it reads)."""
+    tables: dict[str, dict[str, object]] = {
+        t.name: {
+            "kind": "table",
+            "description": t.description,
+            "partition_by": t.partition_by,
+            "cluster_by": list(t.cluster_by),
+        }
+        for t in TABLES.values()
+    }
+    waves: dict[str, int] = {}
+
+    def wave(name: str) -> int:
+        if name in TABLES:
+            return 0
+        if name not in waves:
+            waves[name] = 1 + max((wave(d) for d in VIEWS[name].depends_on), default=0)
+        return waves[name]
+
+    for v in VIEWS.values():
+        if wave(v.name) > 2:
+            raise ValueError(f"view {v.name}: Terraform creates views in two waves at most")
+        tables[v.name] = {"kind": "view", "description": v.description, "wave": wave(v.name)}
+    return tables
 
 
 def write(root: Path = TERRAFORM_DIR) -> list[Path]:

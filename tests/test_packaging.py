@@ -19,6 +19,7 @@ import pytest
 from common import packaging
 from common.packaging import canonical
 from common.schedules import FUNCTIONS
+from tests.terraform_hcl import entry_points
 
 # Runs in a fresh interpreter: -I -S, so neither the repository, PYTHONPATH, the current
 # folder nor the .pth files (the editable install's finder among them) are on the path.
@@ -88,12 +89,13 @@ def test_every_function_folder_is_packaged(packages):
 
 
 def test_each_package_imports_alone_with_only_its_requirements(packages, tmp_path):
+    """Unzipped alone, main imports and has the entry point Terraform deploys it with."""
     for name, package in packages.items():
         folder = tmp_path / name
-        seen = import_in_fresh_interpreter(package, folder, entry_point=name)
+        seen = import_in_fresh_interpreter(package, folder, entry_point=entry_points()[name])
         assert Path(seen["main"]).parent == folder, "main.py must sit at the zip root"
         assert Path(seen["common"]).parent == folder / "common", "common must come from the zip"
-        assert seen["entry_point_callable"], f"{name}/main.py has no callable {name}"
+        assert seen["entry_point_callable"], f"{name}/main.py lacks {entry_points()[name]}()"
 
 
 def test_package_layout_and_pins(packages):

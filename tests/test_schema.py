@@ -13,7 +13,11 @@ def test_terraform_generated_files_match_common():
     expected = generated_files()
     on_disk = {
         p.relative_to(TERRAFORM_DIR).as_posix(): p.read_text(encoding="utf-8")
-        for p in [*(TERRAFORM_DIR / "schemas").iterdir(), TERRAFORM_DIR / "schedules.json"]
+        for p in [
+            *(TERRAFORM_DIR / "schemas").iterdir(),
+            TERRAFORM_DIR / "schedules.json",
+            TERRAFORM_DIR / "tables.json",
+        ]
     }
     assert on_disk == expected, "run `make generate` to regenerate terraform's inputs"
 

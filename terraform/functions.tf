@@ -1,0 +1,50 @@
+# The four 2nd-gen functions, each from its zip (make package). All are HTTP functions on
+# Cloud Run; who may call them is set in invokers.tf.
+resource "google_cloudfunctions2_function" "function" {
+  #checkov:skip=CKV_GCP_124:Cloud Scheduler calls from outside the VPC, so internal-only ingress would block it; every call needs an OIDC token of a member with run.invoker (invokers.tf), and only the api can be made public.
+  for_each    = local.entry_points
+  name        = "aircast-${each.key}"
+  location    = var.region
+  description = "aircast ${each.key} (functions/${each.key}/main.py)"
+
+  build_config {
+    runtime         = "python312"
+    entry_point     = each.value
+    service_account = google_service_account.build.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.sources.name
+        object = google_storage_bucket_object.source[each.key].name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = var.functions[each.key].memory
+    available_cpu                    = var.functions[each.key].cpu
+    timeout_seconds                  = var.functions[each.key].timeout_seconds
+    max_instance_count               = var.functions[each.key].max_instances
+    min_instance_count               = var.functions[each.key].min_instances
+    max_instance_request_concurrency = 1 # one run per instance: runs are CPU-bound and long
+    service_account_email            = google_service_account.function[each.key].email
+    # Cloud Scheduler calls from outside the VPC; access is controlled by IAM (invokers.tf).
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+    environment_variables          = local.environment
+
+    dynamic "secret_environment_variables" {
+      for_each = each.key == "ingest" && var.aqicn_token_set ? [google_secret_manager_secret.aqicn_token.secret_id] : []
+      content {
+        key        = "AIRCAST_AQICN_TOKEN"
+        project_id = var.project
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_secret_manager_secret_iam_member.ingest_reads_aqicn_token,
+  ]
+}

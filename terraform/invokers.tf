@@ -1,0 +1,31 @@
+# Who may call the functions (roles/run.invoker on each function's Cloud Run service).
+# Ingest, train and predict: only the scheduler's account. The api: nobody but
+# var.api_invokers, unless var.api_public opens it to everyone.
+
+resource "google_cloud_run_v2_service_iam_member" "scheduler_invokes" {
+  for_each = toset(["ingest", "train", "predict"])
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.function[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.scheduler.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "api_invokers" {
+  for_each = toset(var.api_invokers)
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.function["api"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = each.key
+}
+
+resource "google_cloud_run_v2_service_iam_member" "api_public" {
+  #checkov:skip=CKV_GCP_102:Opt-in (api_public = true, default false) for a read-only forecast api that serves public air-quality data; the other functions never get this binding.
+  count    = var.api_public ? 1 : 0
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.function["api"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}

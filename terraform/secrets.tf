@@ -1,0 +1,18 @@
+# The AQICN token. Terraform creates the secret but never its value (which would land in
+# the state): add it with `gcloud secrets versions add aqicn-token --data-file=-`, then
+# apply with aqicn_token_set = true.
+resource "google_secret_manager_secret" "aqicn_token" {
+  secret_id = "aqicn-token"
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_secret_manager_secret_iam_member" "ingest_reads_aqicn_token" {
+  secret_id = google_secret_manager_secret.aqicn_token.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.function["ingest"].member
+}

@@ -1,0 +1,167 @@
+variable "project" {
+  description = "Google Cloud project id to deploy into."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project))
+    error_message = "project must be a project id: 6-30 lowercase letters, digits or hyphens."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, the scheduler jobs and the buckets."
+  type        = string
+  default     = "us-central1"
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must look like us-central1."
+  }
+}
+
+variable "bq_location" {
+  description = "BigQuery dataset location (a multi-region such as US or EU, or a region)."
+  type        = string
+  default     = "US"
+  validation {
+    condition     = can(regex("^([A-Z]{2}|[a-z]+-[a-z]+[0-9]+)$", var.bq_location))
+    error_message = "bq_location must be a multi-region (US, EU) or a region (us-central1)."
+  }
+}
+
+variable "dataset" {
+  description = "BigQuery dataset that holds the tables and views (AIRCAST_DATASET)."
+  type        = string
+  default     = "aircast"
+  validation {
+    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]{0,1023}$", var.dataset))
+    error_message = "dataset must be letters, digits and underscores, not starting with a digit."
+  }
+}
+
+variable "artifact_bucket" {
+  description = "Name of the bucket for models and the serving snapshot (default: <project>-aircast-artifacts)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.artifact_bucket == null || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", var.artifact_bucket))
+    error_message = "artifact_bucket must be a valid bucket name (3-63 lowercase characters)."
+  }
+}
+
+variable "source_bucket" {
+  description = "Name of the bucket for the functions' source zips (default: <project>-aircast-sources)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.source_bucket == null || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", var.source_bucket))
+    error_message = "source_bucket must be a valid bucket name (3-63 lowercase characters)."
+  }
+}
+
+variable "packages_dir" {
+  description = "Folder holding the zips that `make package` writes (default: ../build/packages)."
+  type        = string
+  default     = null
+}
+
+variable "ingest_source" {
+  description = "Default source of scheduled ingests (AIRCAST_SOURCE)."
+  type        = string
+  default     = "open-meteo"
+  validation {
+    condition     = contains(["open-meteo", "data-gov-sg", "aqicn"], var.ingest_source)
+    error_message = "ingest_source must be open-meteo, data-gov-sg or aqicn (csv and synthetic are local only)."
+  }
+}
+
+variable "aqicn_token_set" {
+  description = "Set to true once the aqicn-token secret has a version: ingest then gets AIRCAST_AQICN_TOKEN from it."
+  type        = bool
+  default     = false
+}
+
+variable "api_public" {
+  description = "Let anyone call the api function (read-only forecasts). Ingest, train and predict are always private."
+  type        = bool
+  default     = false
+}
+
+variable "api_invokers" {
+  description = "Members allowed to call a private api, e.g. [\"user:me@example.com\", \"serviceAccount:app@p.iam.gserviceaccount.com\"]."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for m in var.api_invokers : can(regex("^(user|group|serviceAccount|domain):", m))])
+    error_message = "api_invokers must be IAM members (user:, group:, serviceAccount: or domain:); use api_public for everyone."
+  }
+}
+
+variable "functions" {
+  description = "Resources per function. Train needs the most memory and time; the api is small and scales to zero."
+  type = map(object({
+    memory          = string
+    cpu             = optional(string)
+    timeout_seconds = number
+    max_instances   = number
+    min_instances   = optional(number, 0)
+  }))
+  default = {
+    ingest  = { memory = "1Gi", timeout_seconds = 900, max_instances = 2 }
+    train   = { memory = "4Gi", cpu = "2", timeout_seconds = 1800, max_instances = 1 }
+    predict = { memory = "2Gi", cpu = "1", timeout_seconds = 900, max_instances = 2 }
+    api     = { memory = "512Mi", timeout_seconds = 60, max_instances = 5, min_instances = 0 }
+  }
+  validation {
+    condition     = toset(keys(var.functions)) == toset(["ingest", "train", "predict", "api"])
+    error_message = "functions must have exactly the keys ingest, train, predict and api."
+  }
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.timeout_seconds >= 1 && f.timeout_seconds <= 3600])
+    error_message = "timeout_seconds must be within 1..3600 (HTTP functions run at most 60 minutes)."
+  }
+}
+
+variable "environment" {
+  description = "Extra AIRCAST_* settings for every function (see the README's Configuration), e.g. { AIRCAST_HORIZON = \"48\" }."
+  type        = map(string)
+  default     = {}
+  validation {
+    condition     = alltrue([for k in keys(var.environment) : startswith(k, "AIRCAST_")])
+    error_message = "environment keys must start with AIRCAST_."
+  }
+}
+
+variable "log_level" {
+  description = "AIRCAST_LOG_LEVEL of the functions."
+  type        = string
+  default     = "INFO"
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "noncurrent_versions_kept" {
+  description = "Overwritten or deleted artifact objects (production pointers, snapshots, old model files) kept per object before deletion."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.noncurrent_versions_kept >= 1
+    error_message = "noncurrent_versions_kept must be at least 1."
+  }
+}
+
+variable "noncurrent_days_kept" {
+  description = "Days an overwritten or deleted artifact object version is kept before deletion."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.noncurrent_days_kept >= 1
+    error_message = "noncurrent_days_kept must be at least 1."
+  }
+}
+
+variable "deletion_protection" {
+  description = "Protect the BigQuery tables from terraform destroy (set false, apply, then destroy)."
+  type        = bool
+  default     = true
+}
