@@ -10,7 +10,6 @@ never queries the warehouse. The module imports only flask, pydantic and the lig
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
 import threading
@@ -18,11 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import flask
 from pydantic import BaseModel, ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import NotFound as WerkzeugNotFound
+from werkzeug.wrappers import Request, Response
 
 from common.api_models import (
     CurrentModel,
@@ -46,6 +47,9 @@ from common.storage import ArtifactStore, NotFound, StoreError
 
 log = get_logger("api")
 JSON = "application/json"
+HTML = "text/html"
+FORECAST_PREFIX = "/v1/forecasts/"
+SNAPSHOT_ROUTES = frozenset({"/v1/locations", "/v1/forecasts", "/v1/metrics"})
 
 
 class Unavailable(AircastError):
@@ -61,7 +65,10 @@ class Serving:
     snapshot: Snapshot
     generation: int
     by_id: dict[str, int]  # location_id -> index in snapshot.locations
-    encoded: dict[tuple[Any, ...], bytes] = field(default_factory=dict)
+    encoded: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # by meaning
+    encoded_bytes: int = 0
+    by_url: dict[tuple[str, bytes], bytes] = field(default_factory=dict)  # (path, query)
+    url_bytes: int = 0
 
 
 class SnapshotCache:
@@ -71,7 +78,9 @@ class SnapshotCache:
     others keep answering from the snapshot they have. A failed check keeps the old one.
     """
 
-    MAX_ENCODED = 50_000  # bound on cached encoded answers per snapshot
+    # Bounds on the answers cached per snapshot (a caller choosing odd URLs cannot grow it).
+    MAX_ENCODED_BYTES = 64 * 2**20
+    MAX_URLS = 20_000
 
     def __init__(self, store: ArtifactStore, refresh_seconds: float) -> None:
         self.store = store
@@ -125,6 +134,10 @@ class SnapshotCache:
         if serving is None:
             raise Conflict("no forecasts yet: the serving snapshot is absent (run predict)")
         return serving
+
+
+def _json_response(body: dict[str, Any], status: int) -> Response:
+    return Response(json.dumps(body), status, mimetype=JSON)
 
 
 def _encode(model: BaseModel) -> bytes:
@@ -199,14 +212,73 @@ class Api:
         self.cache = SnapshotCache(store, settings.api_refresh_seconds)
         self._openapi: bytes | None = None
         self._dashboard: bytes | None = None
+        # Exact paths -> (method, view); one prefix route for the per-location lookup. A dict
+        # lookup instead of werkzeug's router: on this path every microsecond is throughput.
+        self.routes: dict[str, tuple[str, Callable[[Request], bytes | tuple[bytes, str]]]] = {
+            "/": ("GET", lambda r: (self.dashboard(), HTML)),
+            "/health": ("GET", lambda r: self.health()),
+            "/openapi.json": ("GET", lambda r: self.openapi()),
+            "/v1/locations": ("GET", lambda r: self.locations()),
+            "/v1/forecasts": ("GET", lambda r: self.forecasts(r.args)),
+            "/v1/predict": ("POST", self.predict),
+            "/v1/models/current": ("GET", lambda r: self.current_model()),
+            "/v1/metrics": ("GET", lambda r: self.metrics()),
+        }
+
+    def _route(self, request: Request) -> bytes | tuple[bytes, str]:
+        path, method = request.path, request.method
+        if method == "HEAD":
+            method = "GET"
+        route = self.routes.get(path)
+        if route is None and path.startswith(FORECAST_PREFIX) and len(path) > len(FORECAST_PREFIX):
+            route = ("GET", lambda r: self.forecast(path[len(FORECAST_PREFIX) :], r.args))
+        if route is None:
+            raise WerkzeugNotFound()
+        if method != route[0]:
+            raise MethodNotAllowed(valid_methods=[route[0]])
+        if not (path in SNAPSHOT_ROUTES or path.startswith(FORECAST_PREFIX)):
+            return route[1](request)
+        # Snapshot lookups: the same URL gets the same bytes until the snapshot changes.
+        serving = self.cache.require()
+        url = (path, request.query_string)
+        body = serving.by_url.get(url)
+        if body is None:
+            body = cast(bytes, route[1](request))
+            if (
+                len(serving.by_url) < SnapshotCache.MAX_URLS
+                and serving.url_bytes + len(body) <= SnapshotCache.MAX_ENCODED_BYTES
+            ):
+                serving.by_url[url] = body
+                serving.url_bytes += len(body)  # counted even when shared with `encoded`
+        return body
+
+    def __call__(self, request: Request) -> Response:
+        """Route one request; every error is JSON `{error, field?}`, never HTML, never a 500
+        for anything the caller sent."""
+        try:
+            answer = self._route(request)
+        except AircastError as exc:
+            return _json_response(exc.to_dict(), exc.status)
+        except HTTPException as exc:
+            response = _json_response({"error": exc.description or exc.name}, exc.code or 500)
+            if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+                response.headers["Allow"] = ", ".join(exc.valid_methods)
+            return response
+        except Exception as exc:
+            log.exception("request failed")
+            return _json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
+        if isinstance(answer, tuple):
+            return Response(answer[0], 200, mimetype=answer[1])
+        return Response(answer, 200, mimetype=JSON)
 
     # --- helpers -------------------------------------------------------------------------
     def _cached(self, serving: Serving, key: tuple[Any, ...], build: Callable[[], Any]) -> bytes:
         body = serving.encoded.get(key)
         if body is None:
             body = _encode(build())
-            if len(serving.encoded) < SnapshotCache.MAX_ENCODED:
+            if serving.encoded_bytes + len(body) <= SnapshotCache.MAX_ENCODED_BYTES:
                 serving.encoded[key] = body
+                serving.encoded_bytes += len(body)
         return body
 
     # --- routes --------------------------------------------------------------------------
@@ -318,7 +390,7 @@ class Api:
             )
         )
 
-    def predict(self, request: flask.Request) -> bytes:
+    def predict(self, request: Request) -> bytes:
         body = request.get_json(silent=True, force=True)
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object", field="body")
@@ -343,58 +415,12 @@ class Api:
 
 
 def create_app(settings: Settings, store: ArtifactStore) -> flask.Flask:
-    """A Flask app with every route; errors become JSON `{error, field?}`, never HTML."""
+    """A Flask app that hands every path to `Api`, as functions-framework does when deployed."""
     app = flask.Flask("aircast-api")
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     api = Api(settings, store)
     app.extensions["aircast_api"] = api
-
-    def ok(body: bytes, mimetype: str = JSON) -> flask.Response:
-        return flask.Response(body, 200, mimetype=mimetype)
-
-    rules: list[tuple[str, str, Callable[..., flask.Response], list[str]]] = [
-        ("/", "dashboard", lambda: ok(api.dashboard(), "text/html"), ["GET"]),
-        ("/health", "health", lambda: ok(api.health()), ["GET"]),
-        ("/openapi.json", "openapi", lambda: ok(api.openapi()), ["GET"]),
-        ("/v1/locations", "locations", lambda: ok(api.locations()), ["GET"]),
-        ("/v1/forecasts", "forecasts", lambda: ok(api.forecasts(flask.request.args)), ["GET"]),
-        (
-            "/v1/forecasts/<path:location_id>",
-            "forecast",
-            lambda location_id: ok(api.forecast(location_id, flask.request.args)),
-            ["GET"],
-        ),
-        ("/v1/predict", "predict", lambda: ok(api.predict(flask.request)), ["POST"]),
-        ("/v1/models/current", "current_model", lambda: ok(api.current_model()), ["GET"]),
-        ("/v1/metrics", "metrics", lambda: ok(api.metrics()), ["GET"]),
-    ]
-    for rule, endpoint, view, methods in rules:
-        app.add_url_rule(rule, endpoint, view, methods=methods)
-
-    @app.errorhandler(AircastError)
-    def _aircast_error(exc: AircastError) -> tuple[dict[str, str], int]:
-        return exc.to_dict(), exc.status
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> tuple[dict[str, str], int]:
-        return {"error": exc.description or exc.name}, exc.code or 500
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> tuple[dict[str, str], int]:
-        log.exception("request failed")
-        return {"error": f"internal error: {type(exc).__name__}"}, 500
-
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    view = lambda path="": api(flask.request)  # noqa: E731
+    app.add_url_rule("/", "root", view, methods=methods)
+    app.add_url_rule("/<path:path>", "path", view, methods=methods)
     return app
-
-
-def dispatch(app: flask.Flask, request: flask.Request) -> flask.Response:
-    """Answer a request that functions-framework received, with `app`'s routes.
-
-    The body is read once through the outer request (which functions-framework reads again
-    after the call) and handed to the inner one as a fresh stream.
-    """
-    data = request.get_data(cache=True)
-    environ = {**request.environ, "wsgi.input": io.BytesIO(data), "CONTENT_LENGTH": str(len(data))}
-    environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body is now plain bytes of known length
-    with app.request_context(environ):
-        return app.full_dispatch_request()

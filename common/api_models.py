@@ -13,11 +13,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
-from common.schema import VARIABLES, WEATHER
+from common.schema import LOCATION_ID_PATTERN, VARIABLES, WEATHER
 from common.snapshot import Accuracy, LocationInfo
 from common.timeutil import UTCDateTime
 
 REF = "#/components/schemas/{model}"
+LOCATION_ID = {"type": "string", "pattern": LOCATION_ID_PATTERN}
 MAX_HORIZON = 168  # the largest AIRCAST_HORIZON allowed by common.config
 
 
@@ -128,7 +129,9 @@ class PredictRequest(BaseModel):
     model_config = _STRICT
 
     location_id: str | None = Field(
-        None, max_length=200, description="Optional: a known location (its metadata is used)."
+        None,
+        pattern=LOCATION_ID_PATTERN,
+        description="Optional: a known location (its metadata is used).",
     )
     observations: list[Observation] = Field(  # type: ignore[valid-type]
         min_length=1, max_length=24 * 31, description="Recent hourly observations, any order."
@@ -234,7 +237,7 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
                     "parameters": [
                         _query(
                             "location",
-                            {"type": "array", "items": {"type": "string"}},
+                            {"type": "array", "items": LOCATION_ID},
                             "Location ids; repeat the parameter for several.",
                             style="form",
                             explode=True,
@@ -253,7 +256,7 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
                             "name": "location_id",
                             "in": "path",
                             "required": True,
-                            "schema": {"type": "string"},
+                            "schema": LOCATION_ID,
                         },
                         hours,
                         observations,

@@ -15,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from common.schema import LOCATION_ID_PATTERN
 from common.sources.base import Location
 from common.warehouse import Warehouse
 
 DEFAULT_FILE = Path(__file__).with_name("locations.toml")
-LOCATION_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+LOCATION_ID = re.compile(LOCATION_ID_PATTERN)
 SOURCES = ("open-meteo", "data-gov-sg", "aqicn", "csv", "synthetic")
 COLUMNS = ["location_id", "name", "latitude", "longitude", "source", "timezone", "active"]
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+# Location ids: lowercase letters, digits, '-', '_', '.'; max 63 (also the api's contract).
+LOCATION_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
 
 @dataclass(frozen=True)
 class Variable:

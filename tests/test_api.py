@@ -229,6 +229,12 @@ def test_unknown_route_and_method_are_json(client) -> None:
     assert r.status_code == 404 and "error" in r.get_json()
     r = client.get("/v1/predict")
     assert r.status_code == 405 and "error" in r.get_json()
+    assert r.headers["Allow"] == "POST"
+    r = client.post("/v1/forecasts/beijing-dongsi")
+    assert r.status_code == 405 and r.headers["Allow"] == "GET"
+    r = client.head("/v1/forecasts/beijing-dongsi")
+    assert r.status_code == 200 and r.data == b""
+    assert client.get("/v1/forecasts/").status_code == 404
 
 
 def test_openapi_is_generated_from_the_models(client) -> None:

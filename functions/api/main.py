@@ -10,20 +10,20 @@ import functools
 import flask
 import functions_framework
 
-from common.api import create_app, dispatch
+from common.api import Api
 from common.config import get_settings
 from common.logs import configure_logging
 from common.services import get_store
 
 
 @functools.cache
-def _app() -> flask.Flask:
+def _api() -> Api:
     """Built on the first request (settings are read then, as for the other functions)."""
     settings = get_settings()
     configure_logging(settings.log_level)
-    return create_app(settings, get_store())
+    return Api(settings, get_store())
 
 
 @functions_framework.http
 def api(request: flask.Request) -> flask.Response:
-    return dispatch(_app(), request)
+    return _api()(request)
