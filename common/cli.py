@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -193,13 +194,21 @@ class TimeParam(click.ParamType):
 TIME = TimeParam()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def wait_for_interrupt(served: Callable[[], bool] = lambda: True) -> None:
-    """Block until Ctrl-C, or until `served()` says a child process has died."""
+    """Block until Ctrl-C or SIGTERM (so `kill` also stops the served children), or until
+    `served()` says a child process has died."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while served():
             time.sleep(0.5)
     except KeyboardInterrupt:
         click.echo("stopping")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @main.command()

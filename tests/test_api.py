@@ -300,3 +300,38 @@ def test_cold_import_is_light() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_aircast_serve_defaults_to_the_api_and_stops_on_sigterm(tmp_path) -> None:
+    """`aircast serve` (no function named) serves the api; `kill` stops its children too."""
+    import os
+    import signal
+
+    import requests
+
+    from common.localstack import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRCAST_")}
+    env["AIRCAST_HOME"] = str(tmp_path / "home")
+    aircast = Path(sys.executable).with_name("aircast")
+    proc = subprocess.Popen(
+        [str(aircast), "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().split() == ["api", f"http://127.0.0.1:{port}"]
+        health = requests.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+        assert health["status"] == "degraded" and "no serving snapshot" in health["reason"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
