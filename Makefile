@@ -56,7 +56,7 @@ checkov: $(TOOLS)/.checkov-$(CHECKOV_VERSION)  ## Security-scan terraform/ (must
 test: install-dev lint checkov  ## Lint, then every test (emulators included)
 	$(BIN)/pytest
 
-generate: install  ## Regenerate terraform/schemas and terraform/schedules.json from common
+generate: install  ## Regenerate terraform/schemas, schedules.json and tables.json from common
 	$(BIN)/python -m common.generate
 
 package: install  ## Zip each function reproducibly into build/packages/<fn>.zip

@@ -268,6 +268,33 @@ def scheduler(endpoint: tuple[str, ...], run_now: tuple[str, ...], backoff: floa
     runner.stop()
 
 
+@main.command("run-job")
+@click.argument("name")
+@click.option("--region", help="Region of the job (default: AIRCAST_REGION).")
+@click.option("--endpoint", hidden=True, help="Cloud Scheduler API endpoint (tests).")
+@friendly_errors
+def run_job(name: str, region: str | None, endpoint: str | None) -> None:
+    """Run a deployed Cloud Scheduler job now (job or function name).
+
+    Cloud Scheduler then calls the function as on schedule: same body, OIDC token and
+    retries. Needs GOOGLE_CLOUD_PROJECT and credentials (gcloud auth application-default
+    login); e.g. `aircast run-job aircast-ingest-hourly` or `aircast run-job ingest`.
+    """
+    from common.cloud_scheduler import run_job as run_scheduler_job
+    from common.config import get_settings
+
+    settings = get_settings()
+    if not settings.project:
+        raise click.ClickException("set GOOGLE_CLOUD_PROJECT to the project the job lives in")
+    job = run_scheduler_job(settings.project, region or settings.region, name, endpoint)
+    when = f"{job['schedule']} {job['time_zone']}"
+    click.echo(f"{job['job']}: run requested ({job['state']}, {when})")
+    click.echo(
+        f'  target {job["target"]}; follow it with: aircast sql "SELECT * FROM runs '
+        'ORDER BY started_at DESC LIMIT 5"'
+    )
+
+
 @main.command()
 @click.option("--start", "start", required=True, type=TIME, help="First simulated hour.")
 @click.option("--end", "end", required=True, type=TIME, help="Last simulated hour.")
