@@ -1,0 +1,190 @@
+"""The forecast model: one global XGBoost booster for every location and horizon.
+
+It predicts the change of log1p(target) from the anchor (the last observation at t) rather
+than the level: that is what makes short horizons beat persistence. Each quantile (p10,
+p50, p90) has its own `reg:quantileerror` booster: XGBoost's multi-alpha objective costs
+about twice as much per round as three single-alpha boosters, and the tails do well with
+shallower trees. The interval is then calibrated per horizon and per tail by split
+conformal on held-out rows, so p10..p90 covers about 80% at every horizon, not only on
+average. Rows are weighted by 1 / mean |change| of their horizon
+so that the easy short horizons are not drowned out by the large errors of long ones.
+
+Saved in XGBoost's own format (UBJSON): `model.ubj` is the median, `model_p10.ubj` and
+`model_p90.ubj` the tails. Everything else needed to use it (features, calibration)
+travels in the version's metadata.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+QUANTILES = (0.1, 0.5, 0.9)
+FILES = {0.1: "model_p10.ubj", 0.5: "model.ubj", 0.9: "model_p90.ubj"}
+DEFAULT_PARAMS: dict[str, Any] = {
+    "tree_method": "hist",
+    "objective": "reg:quantileerror",
+    "learning_rate": 0.08,
+    "max_depth": 8,
+    "tail_max_depth": 5,  # p10 and p90
+    "tail_learning_rate": 0.1,
+    "tail_max_rounds": 150,
+    "median_objective": "reg:quantileerror",
+    "min_child_weight": 20,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "max_bin": 128,
+    "nthread": 2,
+    "seed": 0,
+}
+MAX_ROUNDS = 400
+EARLY_STOPPING = 20
+
+
+@dataclass
+class ForecastModel:
+    features: list[str]
+    horizon: int
+    params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
+    boosters: dict[float, xgb.Booster] = field(default_factory=dict)
+    # Per-horizon additive corrections (log-change space) for the lower and upper bounds.
+    lower_shift: list[float] = field(default_factory=list)
+    upper_shift: list[float] = field(default_factory=list)
+    best_iterations: dict[str, int] = field(default_factory=dict)
+
+    def _booster_params(self, alpha: float) -> dict[str, Any]:
+        p = {k: v for k, v in self.params.items() if not k.startswith(("tail_", "median_"))}
+        p["quantile_alpha"] = alpha
+        if alpha == 0.5:
+            p["objective"] = self.params.get("median_objective", "reg:quantileerror")
+        else:
+            p["max_depth"] = self.params.get("tail_max_depth", p.get("max_depth", 6))
+            p["learning_rate"] = self.params.get("tail_learning_rate", p["learning_rate"])
+        return p
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        X_val: pd.DataFrame,
+        y_val: np.ndarray,
+        max_rounds: int = MAX_ROUNDS,
+    ) -> ForecastModel:
+        """Fit each quantile with early stopping on a later validation block (never shuffled)."""
+        w = horizon_weights(X["horizon_h"].to_numpy(), y, self.horizon)
+        w_val = horizon_weights(X_val["horizon_h"].to_numpy(), y_val, self.horizon)
+        bins = int(self.params.get("max_bin", 256))
+        dtrain = xgb.QuantileDMatrix(X[self.features], y, weight=w, max_bin=bins)
+        dval = xgb.QuantileDMatrix(
+            X_val[self.features], y_val, weight=w_val, ref=dtrain, max_bin=bins
+        )
+        for alpha in QUANTILES:
+            booster = xgb.train(
+                self._booster_params(alpha),
+                dtrain,
+                num_boost_round=max_rounds
+                if alpha == 0.5
+                else min(max_rounds, int(self.params.get("tail_max_rounds", max_rounds))),
+                evals=[(dval, "val")],
+                early_stopping_rounds=EARLY_STOPPING,
+                verbose_eval=False,
+            )
+            # Keep only the rounds up to the best one, so a saved model predicts the same.
+            best = int(booster.best_iteration)
+            self.boosters[alpha] = booster[: best + 1]
+            self.best_iterations[f"p{round(alpha * 100)}"] = best + 1
+        self.lower_shift = [0.0] * self.horizon
+        self.upper_shift = [0.0] * self.horizon
+        return self
+
+    def raw(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, 3) quantiles of the log change, uncalibrated, sorted per row."""
+        if len(self.boosters) != len(QUANTILES):
+            raise RuntimeError("model is not fitted")
+        data = X[self.features]
+        q = np.column_stack([self.boosters[a].inplace_predict(data) for a in QUANTILES])
+        return np.sort(q.astype(float), axis=1)
+
+    def calibrate(self, X: pd.DataFrame, y: np.ndarray) -> ForecastModel:
+        """Split-conformal shift of each tail, per horizon, so each misses ~10% of rows."""
+        q = self.raw(X)
+        h = X["horizon_h"].to_numpy().astype(int)
+        lo, hi = [], []
+        for k in range(1, self.horizon + 1):
+            m = h == k
+            if m.sum() < 30:  # too few rows to estimate a tail: keep the raw quantile
+                lo.append(0.0)
+                hi.append(0.0)
+                continue
+            lo.append(float(np.quantile(y[m] - q[m, 0], QUANTILES[0])))
+            hi.append(float(np.quantile(y[m] - q[m, 2], QUANTILES[2])))
+        self.lower_shift, self.upper_shift = lo, hi
+        return self
+
+    def predict_change(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, 3) calibrated quantiles of the log change."""
+        q = self.raw(X)
+        h = np.clip(X["horizon_h"].to_numpy().astype(int), 1, self.horizon) - 1
+        q[:, 0] += np.asarray(self.lower_shift)[h]
+        q[:, 2] += np.asarray(self.upper_shift)[h]
+        q[:, 0] = np.minimum(q[:, 0], q[:, 1])
+        q[:, 2] = np.maximum(q[:, 2], q[:, 1])
+        return q
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, 3) forecasts of the target itself: p10, p50, p90 (never negative)."""
+        level = X["level"].to_numpy(dtype=float)[:, None]
+        return np.clip(np.expm1(level + self.predict_change(X)), 0.0, None)
+
+    def to_files(self) -> dict[str, bytes]:
+        """The boosters in XGBoost's own UBJSON format, by file name."""
+        if len(self.boosters) != len(QUANTILES):
+            raise RuntimeError("model is not fitted")
+        return {FILES[a]: bytes(b.save_raw(raw_format="ubj")) for a, b in self.boosters.items()}
+
+    def state(self) -> dict[str, Any]:
+        """What metadata.json must carry to rebuild this model from its .ubj files."""
+        return {
+            "features": self.features,
+            "horizon": self.horizon,
+            "params": self.params,
+            "quantiles": list(QUANTILES),
+            "files": {f"p{round(a * 100)}": f for a, f in FILES.items()},
+            "best_iterations": self.best_iterations,
+            "lower_shift": self.lower_shift,
+            "upper_shift": self.upper_shift,
+        }
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes], state: dict[str, Any]) -> ForecastModel:
+        boosters = {}
+        for alpha, name in FILES.items():
+            b = xgb.Booster()
+            b.load_model(bytearray(files[name]))
+            b.set_param({"nthread": 1})
+            boosters[alpha] = b
+        return cls(
+            features=list(state["features"]),
+            horizon=int(state["horizon"]),
+            params=dict(state["params"]),
+            boosters=boosters,
+            lower_shift=list(state["lower_shift"]),
+            upper_shift=list(state["upper_shift"]),
+            best_iterations=dict(state.get("best_iterations", {})),
+        )
+
+
+def horizon_weights(h: np.ndarray, y: np.ndarray, horizon: int) -> np.ndarray:
+    """1 / mean |change| of each row's horizon, normalised to mean 1."""
+    scale = np.ones(horizon + 1)
+    hi = h.astype(int)
+    for k in range(1, horizon + 1):
+        m = hi == k
+        if m.any():
+            scale[k] = max(float(np.mean(np.abs(y[m]))), 1e-3)
+    w = 1.0 / scale[hi]
+    return (w / w.mean()).astype(np.float32)

@@ -1,0 +1,154 @@
+"""The feature code train and predict share: no leakage, explicit missing history, and
+the same rows whether built for training or for serving."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.features import (
+    MAX_ANCHOR_AGE,
+    FeatureSpec,
+    future_from_grid,
+    serving_features,
+    training_examples,
+)
+from common.model import ForecastModel
+from common.schema import POLLUTANTS, WEATHER
+
+T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+ISSUE = T0 + dt.timedelta(days=6, hours=7)
+PLACES = pd.DataFrame(
+    {
+        "location_id": ["a", "b", "c"],
+        "latitude": [40.0, 40.1, 10.0],
+        "longitude": [116.0, 116.1, 100.0],
+        "timezone": ["Asia/Shanghai", "Asia/Shanghai", "UTC"],
+    }
+)
+
+
+def observations(days: int = 10, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range(T0, periods=days * 24, freq="h")
+    frames = []
+    for loc in PLACES["location_id"]:
+        f = pd.DataFrame({"location_id": loc, "ts": ts})
+        for col in (*POLLUTANTS, *WEATHER):
+            f[col] = rng.gamma(2.0, 20.0, len(ts))
+        f["wind_direction_10m"] = rng.uniform(0, 360, len(ts))
+        frames.append(f)
+    obs = pd.concat(frames, ignore_index=True)
+    return obs.sample(frac=0.97, random_state=seed).reset_index(drop=True)  # some gaps
+
+
+def forecasts(obs: pd.DataFrame) -> pd.DataFrame:
+    """Weather forecasts issued at ISSUE for the next day: the future weather input."""
+    fut = obs[(obs["ts"] > ISSUE) & (obs["ts"] <= ISSUE + dt.timedelta(hours=24))]
+    return fut[["location_id", "ts", *WEATHER]].copy()
+
+
+@pytest.mark.parametrize("future_weather", [False, True])
+def test_features_at_t_ignore_every_value_after_t(future_weather: bool):
+    spec = FeatureSpec(future_weather=future_weather)
+    obs = observations()
+    fc = forecasts(obs)
+    X, keys, skipped = serving_features(obs, ISSUE, spec, PLACES, fc)
+
+    later = obs["ts"] > ISSUE
+    perturbed = obs.copy()
+    cols = [*POLLUTANTS, *WEATHER]
+    perturbed.loc[later, cols] = perturbed.loc[later, cols] * 7.0 + 3.0
+    extra = perturbed[later].assign(ts=lambda f: f["ts"] + dt.timedelta(days=30))
+    perturbed = pd.concat([perturbed, extra], ignore_index=True)
+    X2, keys2, skipped2 = serving_features(perturbed, ISSUE, spec, PLACES, fc)
+
+    assert len(X) == 3 * 24 and skipped == skipped2 == []
+    pd.testing.assert_frame_equal(X, X2)
+    pd.testing.assert_frame_equal(keys, keys2)
+    # And the perturbation does reach features when it is at or before t.
+    early = obs["ts"] == ISSUE
+    touched = obs.copy()
+    touched.loc[early, "pm2_5"] = touched.loc[early, "pm2_5"] * 5
+    X3, _, _ = serving_features(touched, ISSUE, spec, PLACES, fc)
+    assert not X3.equals(X)
+
+
+def test_training_rows_equal_serving_rows_for_the_same_issue_time():
+    spec = FeatureSpec(future_weather=True)
+    obs = observations()
+    X, y, keys = training_examples(obs, spec, ISSUE, ISSUE, PLACES, max_rows=10_000)
+    # Serving with forecasts equal to what was later observed (training's stand-in).
+    Xs, keys_s, _ = serving_features(obs, ISSUE, spec, PLACES, forecasts(obs))
+    merged = keys.reset_index().merge(
+        keys_s.reset_index(), on=["location_id", "horizon_h"], suffixes=("_t", "_s")
+    )
+    assert len(merged) == len(keys) > 0
+    a = X.iloc[merged["index_t"]].reset_index(drop=True)
+    b = Xs.iloc[merged["index_s"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    # Targets are log changes from the anchor, which persistence uses as its forecast.
+    np.testing.assert_allclose(np.expm1(keys["level"] + y), keys["actual"], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(keys["persistence"], keys["anchor"])
+
+
+def test_missing_history_is_skipped_with_a_reason_and_stays_nan():
+    spec = FeatureSpec(future_weather=False)
+    obs = observations()
+    # b: nothing in the last MAX_ANCHOR_AGE + 1 hours; c: only a few values in 24 h.
+    gap_b = (obs["location_id"] == "b") & (
+        obs["ts"] > ISSUE - dt.timedelta(hours=MAX_ANCHOR_AGE + 1)
+    )
+    thin_c = (
+        (obs["location_id"] == "c")
+        & (obs["ts"] > ISSUE - dt.timedelta(hours=24))
+        & (obs["ts"].dt.hour % 3 != 0)
+    )
+    _X, keys, skipped = serving_features(obs[~gap_b & ~thin_c], ISSUE, spec, PLACES)
+    reasons = dict(skipped)
+    assert set(reasons) == {"b", "c"}
+    assert "no pm2_5 observation" in reasons["b"] and "need 12" in reasons["c"]
+    assert set(keys["location_id"]) == {"a"}
+    # A missing lag is NaN, never a silent zero.
+    a = obs[obs["location_id"] == "a"]
+    hole = a[a["ts"] != ISSUE - dt.timedelta(hours=2)]
+    X2, keys2, _ = serving_features(hole, ISSUE, spec, PLACES)
+    assert set(keys2["location_id"]) == {"a"}
+    assert X2["lag_2"].isna().all()
+    assert X2["lag_1"].notna().all() or not (a["ts"] == ISSUE - dt.timedelta(hours=1)).any()
+
+
+def test_a_saved_and_loaded_model_predicts_identically():
+    spec = FeatureSpec(future_weather=True)
+    obs = observations(days=12)
+    start, end = T0 + dt.timedelta(days=3), T0 + dt.timedelta(days=9)
+    X, y, _ = training_examples(obs, spec, start, end, PLACES, max_rows=20_000)
+    Xv, yv, _ = training_examples(
+        obs, spec, end + dt.timedelta(days=1), end + dt.timedelta(days=2), PLACES, 5_000
+    )
+    model = ForecastModel(spec.columns(), spec.horizon)
+    model.fit(X, y, Xv, yv, max_rounds=30).calibrate(Xv, yv)
+    loaded = ForecastModel.from_files(model.to_files(), model.state())
+    Xs, _, _ = serving_features(obs, ISSUE, spec, PLACES, forecasts(obs))
+    np.testing.assert_array_equal(model.predict(Xs), loaded.predict(Xs))
+    q = loaded.predict(Xs)
+    assert (q[:, 0] <= q[:, 1]).all() and (q[:, 1] <= q[:, 2]).all() and (q >= 0).all()
+
+
+def test_future_weather_from_grid_is_the_target_hour():
+    spec = FeatureSpec()
+    obs = observations()
+    from common.features import Grid, grid_columns
+
+    grid = Grid.from_frame(obs, T0, T0 + dt.timedelta(days=9), ["a", "b", "c"], grid_columns(spec))
+    t = np.array([100])
+    fut = future_from_grid(grid, np.array([0]), t, 24)
+    want = obs[(obs["location_id"] == "a") & (obs["ts"] == T0 + dt.timedelta(hours=105))]
+    assert fut["temperature_2m"].shape == (1, 24)
+    if want.empty:  # that hour is one of the random gaps
+        assert np.isnan(fut["temperature_2m"][0, 4])
+    else:
+        assert fut["temperature_2m"][0, 4] == pytest.approx(want["temperature_2m"].iloc[0])
