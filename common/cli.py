@@ -453,6 +453,29 @@ def backfill(
         click.echo(f"  failed {line}", err=True)
 
 
+@main.command()
+@click.option("--as-of", "as_of", type=TIME, help="Cut-off time (default: now).")
+@click.option("--window-days", type=int, help="Training window (default: settings).")
+@click.option("--max-rows", type=int, help="Row budget of the fit (default: settings).")
+@friendly_errors
+def train(as_of: dt.datetime | None, window_days: int | None, max_rows: int | None) -> None:
+    """Retrain, evaluate against baselines and promote if the gate passes."""
+    from common.jobs.train import TrainRequest, run_train
+
+    req = parse_request(TrainRequest, as_of=as_of, window_days=window_days, max_rows=max_rows)
+    click.echo("training (this takes a while on a long window)...", err=True)
+    result = run_train(req)
+    m, gate = result["metrics"], result["gate"]
+    click.echo(
+        f"version {result['version']}: MAE {m['mae']:.2f} (persistence {m['persistence_mae']:.2f},"
+        f" seasonal naive {m['seasonal_naive_mae']:.2f}), p10-p90 coverage {m['coverage']:.2f}",
+        err=True,
+    )
+    for reason in gate["reasons"]:
+        click.echo(f"  gate: {reason}", err=True)
+    print_run(result)
+
+
 def parse_request(model: type, **fields: Any) -> Any:
     """Build a job request from CLI options, with the HTTP path's validation messages."""
     from common.handlers import parse

@@ -85,6 +85,30 @@ class Settings(BaseSettings):
     aqicn_url: str = "https://api.waqi.info"
 
     # --- training ------------------------------------------------------------------------
+    train_window_days: int = Field(
+        365, ge=7, le=3660, description="Observations up to this many days before as_of."
+    )
+    train_max_rows: int = Field(
+        500_000, ge=1_000, le=20_000_000, description="Row budget of the fit block."
+    )
+    train_holdout_days: int = Field(
+        7, ge=1, le=365, description="Issue times of the last days held out for the gate."
+    )
+    train_backtest_folds: int = Field(
+        2, ge=0, le=12, description="Earlier rolling-origin folds, each refit on a quarter budget."
+    )
+    train_threads: int = Field(2, ge=1, le=64, description="XGBoost threads.")
+    future_weather: bool = Field(
+        False,
+        description="Use weather forecasts for the target hour (needs a source that "
+        "provides them, e.g. open-meteo).",
+    )
+    gate_margin: float = Field(
+        0.05, ge=0, lt=1, description="Required MAE improvement over seasonal naive (share)."
+    )
+    gate_tolerance: float = Field(
+        0.02, ge=0, lt=1, description="Allowed MAE loss against production (share)."
+    )
 
     # --- predict and serving -------------------------------------------------------------
 

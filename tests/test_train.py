@@ -1,0 +1,184 @@
+"""The train job: a version with its metadata and report, the promotion gate (promote,
+reject, keep production on failure, lose a compare-and-swap race), and idempotent re-runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import functions_framework
+import pytest
+
+from common import services
+from common.config import load_settings
+from common.errors import Conflict
+from common.jobs import train as train_job
+from common.jobs.ingest import IngestRequest, run_ingest
+from common.jobs.train import TrainRequest, run_train
+from common.registry import Registry
+from common.services import get_services
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+TRAIN_ENV = {
+    "AIRCAST_TRAIN_MAX_ROWS": "6000",
+    "AIRCAST_TRAIN_BACKTEST_FOLDS": "1",
+    "AIRCAST_TRAIN_HOLDOUT_DAYS": "3",
+    "AIRCAST_TRAIN_THREADS": "1",
+    "AIRCAST_TRAIN_WINDOW_DAYS": "60",
+}
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """35 days of synthetic observations in a DuckDB home, built once for the module."""
+    home = tmp_path_factory.mktemp("train") / "home"
+    settings = load_settings(backend="local", home=home)
+    from common.services import Services
+    from common.storage import open_store
+    from common.warehouse import open_warehouse
+
+    svc = Services(settings, open_warehouse(settings), open_store(settings))
+    run_ingest(
+        IngestRequest(start=AS_OF - dt.timedelta(days=35), end=AS_OF, source="synthetic"), svc
+    )
+    return home
+
+
+@pytest.fixture
+def home(backfilled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the backfilled home, exposed through the environment."""
+    target = tmp_path / "home"
+    shutil.copytree(backfilled, target)
+    monkeypatch.setenv("AIRCAST_HOME", str(target))
+    monkeypatch.setenv("AIRCAST_BACKEND", "local")
+    for k, v in TRAIN_ENV.items():
+        monkeypatch.setenv(k, v)
+    services.reset()
+    return target
+
+
+def registry() -> Registry:
+    svc = get_services()
+    return Registry(svc.store, svc.settings.model_name)
+
+
+def test_first_run_writes_a_version_and_promotes_it(home: Path):
+    answer = run_train(TrainRequest(as_of=AS_OF))
+    assert answer["status"] == "success" and answer["promoted"] is True
+    version = answer["version"]
+    reg = registry()
+    assert reg.production()[0]["version"] == version
+    meta = reg.metadata(version)
+    for key in ("features", "params", "data", "rows", "metrics", "baselines", "gate", "backtest"):
+        assert meta[key], key
+    assert meta["data"]["window"][1] == "2024-03-01T00:00:00Z"
+    assert len(meta["data"]["fingerprint"]) == 64 and meta["code_version"]
+    assert meta["rows"]["fit"] <= 6000 and meta["rows"]["holdout"] > 0
+    holdout = meta["metrics"]["holdout"]
+    assert [r["horizon_h"] for r in holdout["by_horizon"]] == list(range(1, 25))
+    assert holdout["model"]["mae"] < holdout["seasonal_naive"]["mae"]
+    assert set(holdout["mae_by_location"]) == {f"synth-{n}" for n in _synthetic_ids()}
+    assert meta["backtest"] and "mae" in meta["backtest"][0]
+    assert meta["gate"]["promote"] is True and meta["gate"]["reasons"]
+    png = get_services().store.get(reg.key(version, "report.png"))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # Training saw nothing after as_of.
+    assert meta["data"]["holdout"][1] <= "2024-02-29T00:00:00Z"
+
+
+def _synthetic_ids() -> list[str]:
+    from common.locations import for_source
+
+    return [loc.location_id.removeprefix("synth-") for loc in for_source("synthetic")]
+
+
+def test_rerun_finds_the_same_version_and_changes_nothing(home: Path):
+    first = run_train(TrainRequest(as_of=AS_OF))
+    gen = registry().production()[1]
+    again = run_train(TrainRequest(as_of=AS_OF))
+    assert again["version"] == first["version"] and again["promoted"] is False
+    assert again["status"] == "success"
+    assert registry().production()[1] == gen
+    assert "already in production" in " ".join(again["gate"]["reasons"])
+
+
+def test_gate_rejects_a_model_that_does_not_beat_seasonal_naive(home: Path, monkeypatch):
+    monkeypatch.setenv("AIRCAST_GATE_MARGIN", "0.95")
+    services.reset()
+    answer = run_train(TrainRequest(as_of=AS_OF))
+    assert answer["status"] == "rejected" and answer["promoted"] is False
+    assert "does not beat seasonal naive" in answer["gate"]["reasons"][0]
+    assert registry().production() == (None, 0)
+    # The rejected version is kept for inspection, with the decision in its metadata.
+    assert registry().metadata(answer["version"])["gate"]["promote"] is False
+
+
+def test_gate_keeps_production_when_the_candidate_is_worse(home: Path, monkeypatch):
+    good = run_train(TrainRequest(as_of=AS_OF))
+    pointer, gen = registry().production()
+    monkeypatch.setenv("AIRCAST_GATE_TOLERANCE", "0")
+    services.reset()
+    worse = run_train(TrainRequest(as_of=AS_OF, max_rows=1000))
+    assert worse["version"] != good["version"]
+    assert worse["gate"]["production_mae"] == pytest.approx(good["metrics"]["mae"])
+    assert worse["metrics"]["mae"] > good["metrics"]["mae"]
+    assert worse["status"] == "rejected" and worse["promoted"] is False
+    assert "worse than production" in " ".join(worse["gate"]["reasons"])
+    assert registry().production() == (pointer, gen)
+
+
+def test_a_failed_run_leaves_production_and_no_partial_version(home: Path, monkeypatch):
+    good = run_train(TrainRequest(as_of=AS_OF))
+    before = registry().production()
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("simulated: the instance ran out of memory while fitting")
+
+    monkeypatch.setattr(train_job, "fit_model", out_of_memory)
+    later = AS_OF + dt.timedelta(hours=1)
+    client = functions_framework.create_app("train", str(ROOT / "functions/train/main.py"))
+    resp = client.test_client().post("/", json={"as_of": later.isoformat()})
+    assert resp.status_code == 500 and resp.get_json()["status"] == "failed"
+    assert "MemoryError" in resp.get_json()["error"]
+    assert registry().production() == before
+    versions = {k.split("/")[2] for k in get_services().store.list("models/")}
+    assert versions == {good["version"], "production.json"}
+    runs = get_services().warehouse.query(
+        "SELECT status FROM runs WHERE function = 'train' ORDER BY started_at"
+    )
+    assert runs["status"].tolist() == ["success", "failed"]
+
+
+def test_losing_the_race_to_promote_is_a_conflict_and_keeps_the_winner(home: Path, monkeypatch):
+    original = Registry.production
+
+    def racing(self: Registry):
+        pointer, gen = original(self)
+        # Another trainer promotes right after this run read the pointer.
+        self.store.put_json(self.pointer, {"version": "other-run"})
+        return pointer, gen
+
+    monkeypatch.setattr(Registry, "production", racing)
+    with pytest.raises(Conflict, match="another train run promoted first"):
+        run_train(TrainRequest(as_of=AS_OF))
+    monkeypatch.setattr(Registry, "production", original)
+    assert registry().production()[0] == {"version": "other-run"}
+
+
+def test_bad_requests_and_missing_data_are_4xx(home: Path, tmp_path: Path, monkeypatch):
+    client = functions_framework.create_app("train", str(ROOT / "functions/train/main.py"))
+    c = client.test_client()
+    resp = c.post("/", json={"window_days": 2})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "window_days"
+    resp = c.post("/", json={"as_of": "yesterday"})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "as_of"
+    # Before any observation: a 409 that says what to do, not a crash.
+    resp = c.post("/", json={"as_of": "2020-01-01T00:00:00Z"})
+    assert resp.status_code == 409 and "run ingest first" in resp.get_json()["error"]
+    # Too little history for a holdout and a fit: also 409.
+    resp = c.post("/", json={"as_of": (AS_OF - dt.timedelta(days=33)).isoformat()})
+    assert resp.status_code == 409 and "not enough history" in resp.get_json()["error"]
+    assert json.loads(json.dumps(resp.get_json()))
