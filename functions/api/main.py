@@ -9,6 +9,7 @@ import functools
 
 import flask
 import functions_framework
+from werkzeug.exceptions import HTTPException
 
 from common.api import Api
 from common.config import get_settings
@@ -27,3 +28,10 @@ def _api() -> Api:
 @functions_framework.http
 def api(request: flask.Request) -> flask.Response:
     return _api()(request)
+
+
+@functions_framework.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> tuple[dict[str, str], int]:
+    """Paths the router itself refuses (e.g. a control character in a location id) answer
+    JSON like every other error of the api, not Werkzeug's HTML page."""
+    return {"error": f"{exc.name}: the path or method is not served by this api"}, exc.code or 500
