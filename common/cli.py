@@ -459,7 +459,7 @@ def backfill(
 @click.option("--max-rows", type=int, help="Row budget of the fit (default: settings).")
 @friendly_errors
 def train(as_of: dt.datetime | None, window_days: int | None, max_rows: int | None) -> None:
-    """Retrain, evaluate against baselines and promote if the gate passes."""
+    """Retrain, evaluate and promote if the gate passes."""
     from common.jobs.train import TrainRequest, run_train
 
     req = parse_request(TrainRequest, as_of=as_of, window_days=window_days, max_rows=max_rows)
@@ -473,6 +473,25 @@ def train(as_of: dt.datetime | None, window_days: int | None, max_rows: int | No
     )
     for reason in gate["reasons"]:
         click.echo(f"  gate: {reason}", err=True)
+    print_run(result)
+
+
+@main.command()
+@click.option("--as-of", "as_of", type=TIME, help="Issue time (default: now).")
+@friendly_errors
+def predict(as_of: dt.datetime | None) -> None:
+    """Forecast every active location with the production model."""
+    from common.jobs.predict import PredictRequest, run_predict
+
+    result = run_predict(parse_request(PredictRequest, as_of=as_of))
+    c = result["counts"]
+    click.echo(
+        f"model {result['model_version']} issued {result['issued_at']}: {c['locations']} "
+        f"locations x {result['horizon']} h, {c['written']} rows written, {c['skipped']} skipped",
+        err=True,
+    )
+    for s in result["skipped"][:20]:
+        click.echo(f"  skipped {s['location_id']}: {s['reason']}", err=True)
     print_run(result)
 
 

@@ -7,21 +7,16 @@ only the first online prediction of an instance loads the model.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING
 
-from common.errors import AircastError, Conflict
+from common.api_models import ForecastPoint, LocationForecastResponse
+from common.errors import BadRequest, NotFoundError
+from common.storage.base import NotFound
 
 if TYPE_CHECKING:
-    from common.api_models import LocationForecastResponse, PredictRequest
+    from common.api_models import PredictRequest
     from common.config import Settings
     from common.storage import ArtifactStore
-
-
-class NotServable(AircastError):
-    """The production model exists but this build cannot run it online."""
-
-    status = 501
 
 
 def production_key(model_name: str) -> str:
@@ -54,15 +49,75 @@ def predict_online(
     Errors: no production model -> `Conflict` (409); too little history for the features ->
     `BadRequest` naming `observations` (400); unknown `location_id` -> `NotFoundError` (404).
     """
-    model_name = settings.model_name
-    if store.generation(production_key(model_name)) == 0:
-        raise Conflict(f"no production model for {model_name!r} yet: train and promote one first")
-    if (
-        importlib.util.find_spec("common.features") is None
-        or importlib.util.find_spec("common.model") is None
-    ):
-        raise NotServable(
-            f"a production model for {model_name!r} exists, but this build has no online "
-            "feature code (common.features/common.model) to run it"
-        )
-    raise NotServable("online prediction is not wired to the model code in this build yet")
+    import pandas as pd
+
+    from common.forecast import forecast_frame
+    from common.registry import Registry
+    from common.schema import VARIABLES
+
+    loaded = Registry(store, settings.model_name).load_production()  # Conflict without one
+    horizon = int(loaded.metadata["horizon"])
+    hours = request.hours or horizon
+    if hours > horizon:
+        raise BadRequest(f"hours: the model forecasts at most {horizon} hours", field="hours")
+    place = _place(request.location_id, store)
+    obs = pd.DataFrame([o.model_dump() for o in request.observations])
+    obs["ts"] = pd.to_datetime(obs["ts"], utc=True).dt.floor("h")
+    obs = obs.drop_duplicates("ts", keep="last").assign(location_id=place["location_id"])
+    issue = obs["ts"].max().to_pydatetime()
+    weather = None
+    if request.weather_forecasts:
+        weather = pd.DataFrame([w.model_dump() for w in request.weather_forecasts])
+        weather["ts"] = pd.to_datetime(weather["ts"], utc=True).dt.floor("h")
+        weather = weather.assign(location_id=place["location_id"])
+    frame, skipped = forecast_frame(loaded, obs, issue, pd.DataFrame([place]), weather)
+    if skipped:
+        raise BadRequest(f"observations: {skipped[0][1]}", field="observations")
+    frame = frame[frame["horizon_h"] <= hours]
+    target = loaded.metadata["target"]
+    return LocationForecastResponse(
+        location_id=place["location_id"],
+        model_name=settings.model_name,
+        model_version=loaded.version,
+        target=target,
+        unit=VARIABLES[target].unit,
+        issued_at=issue,
+        points=[
+            ForecastPoint(
+                target_ts=r.target_ts.to_pydatetime(),
+                horizon_h=int(r.horizon_h),
+                yhat=round(float(r.yhat), 3),
+                yhat_lower=round(float(r.yhat_lower), 3),
+                yhat_upper=round(float(r.yhat_upper), 3),
+            )
+            for r in frame.itertuples()
+        ],
+    )
+
+
+def _place(location_id: str | None, store: ArtifactStore) -> dict[str, object]:
+    """The location's metadata from the serving snapshot (neighbours are not used online)."""
+    place: dict[str, object] = {
+        "location_id": location_id or "request",
+        "latitude": None,
+        "longitude": None,
+        "timezone": "UTC",
+    }
+    if location_id is None:
+        return place
+    from common.snapshot import SNAPSHOT_KEY, Snapshot
+
+    try:
+        snapshot = Snapshot.model_validate_json(store.get(SNAPSHOT_KEY))
+    except NotFound:
+        raise NotFoundError(
+            f"location_id: unknown location {location_id!r} (no forecasts published yet)",
+            field="location_id",
+        ) from None
+    for loc in snapshot.locations:
+        if loc.location_id == location_id:
+            place.update(
+                latitude=loc.latitude, longitude=loc.longitude, timezone=loc.timezone or "UTC"
+            )
+            return place
+    raise NotFoundError(f"location_id: unknown location {location_id!r}", field="location_id")

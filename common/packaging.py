@@ -37,7 +37,7 @@ LIGHT_BASE = ("functions-framework", "flask", "pydantic", "pydantic-settings",
 # Modules a light function imports lazily, on first use (the api's /v1/predict runs the
 # batch feature and model code): their module-level imports count as the function's own,
 # once those modules exist.
-LAZY_MODULES = {"api": ("common.features", "common.model")}
+LAZY_MODULES = {"api": ("common.forecast", "common.features", "common.model", "common.registry")}
 
 # Cloud Run functions' runtime (python312 on Linux): requirement markers are evaluated for
 # it, not for the interpreter that happens to run the packaging.

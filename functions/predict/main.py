@@ -1,0 +1,16 @@
+"""Cloud Run function `predict`: batch forecasts for every active location + serving snapshot.
+
+POST {as_of?} -> {run_id, status, model_version, issued_at, counts, skipped, snapshot}
+(409 when no model is in production yet).
+"""
+
+import functions_framework
+from flask import Request
+
+from common.handlers import handle
+from common.jobs.predict import PredictRequest, run_predict
+
+
+@functions_framework.http
+def predict(request: Request) -> tuple[dict, int]:
+    return handle(request, PredictRequest, run_predict)

@@ -1,0 +1,291 @@
+"""The predict job on DuckDB: forecasts for every location and horizon, idempotent re-runs,
+no leakage from after the issue time, skipped locations, the serving snapshot, the views a
+user queries, and the HTTP function (409 before any model is in production)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import functions_framework
+import pandas as pd
+import pytest
+
+from common import services
+from common.config import load_settings
+from common.jobs.ingest import IngestRequest, run_ingest
+from common.jobs.predict import PredictRequest, run_predict
+from common.jobs.train import TrainRequest, run_train
+from common.services import Services, get_services
+from common.snapshot import SNAPSHOT_KEY, Snapshot
+from common.storage import open_store
+from common.warehouse import open_warehouse
+from tests.test_train import AS_OF, TRAIN_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+H = 24
+T = AS_OF - dt.timedelta(hours=30)  # an issue time with observed targets after it
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    monkeypatch.setenv("AIRCAST_HOME", str(home))
+    monkeypatch.setenv("AIRCAST_BACKEND", "local")
+    for k, v in TRAIN_ENV.items():
+        monkeypatch.setenv(k, v)
+    services.reset()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic history ingested up to AS_OF and a production model trained at T - 2 days."""
+    home = tmp_path_factory.mktemp("predict") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        _env(mp, home)
+        svc = get_services()
+        start = AS_OF - dt.timedelta(days=35)
+        run_ingest(IngestRequest(start=start, end=AS_OF, source="synthetic"), svc)
+        answer = run_train(TrainRequest(as_of=T - dt.timedelta(days=2)), svc)
+        assert answer["promoted"] is True
+        services.reset()
+    return home
+
+
+@pytest.fixture
+def home(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    target = tmp_path / "home"
+    shutil.copytree(trained, target)
+    _env(monkeypatch, target)
+    return target
+
+
+def sql(query: str, **params: object) -> pd.DataFrame:
+    return get_services().warehouse.query(query, params)
+
+
+def location_ids() -> list[str]:
+    return sorted(sql("SELECT location_id FROM locations")["location_id"].unique())
+
+
+def test_predict_forecasts_every_location_and_horizon(home: Path):
+    answer = run_predict(PredictRequest(as_of=T))
+    ids = location_ids()
+    assert answer["status"] == "success", answer
+    assert answer["counts"] == {
+        "locations": len(ids),
+        "forecasts": len(ids) * H,
+        "written": len(ids) * H,
+        "skipped": 0,
+    }
+    rows = sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")
+    assert len(rows) == len(ids) * H
+    assert set(rows["model_version"]) == {answer["model_version"]}
+    assert (rows["issued_at"] == pd.Timestamp(T)).all()
+    assert (rows["target_ts"] == rows["issued_at"] + pd.to_timedelta(rows["horizon_h"], "h")).all()
+    assert (rows["yhat_lower"] <= rows["yhat"]).all() and (rows["yhat"] <= rows["yhat_upper"]).all()
+    assert (rows["yhat_lower"] >= 0).all()
+    for timing in ("read_s", "features_s", "model_s", "write_s", "snapshot_s"):
+        assert answer["timings"][timing] >= 0
+
+    snap = Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
+    assert snap.issued_at == T and snap.model_version == answer["model_version"]
+    assert sorted(snap.forecasts) == ids and snap.horizon == H
+    first = rows[rows["location_id"] == ids[0]]
+    assert snap.forecasts[ids[0]].yhat == pytest.approx(first["yhat"].tolist(), abs=1e-3)
+    assert len(snap.observations[ids[0]].values) == 48
+
+
+def test_rerun_gives_the_same_forecasts_and_no_duplicates(home: Path):
+    first = run_predict(PredictRequest(as_of=T))
+    before = sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")
+    again = run_predict(PredictRequest(as_of=T))
+    after = sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")
+    assert again["counts"]["written"] == 0 and again["counts"]["forecasts"] == len(before)
+    pd.testing.assert_frame_equal(before, after)
+    dupes = sql(
+        "SELECT location_id, target_ts, COUNT(*) AS n FROM latest_forecasts "
+        "GROUP BY location_id, target_ts HAVING COUNT(*) > 1"
+    )
+    assert dupes.empty
+    snap = Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
+    assert snap.model_version == first["model_version"]
+
+
+def test_forecasts_at_t_do_not_see_data_after_t(home: Path, tmp_path: Path, monkeypatch):
+    run_predict(PredictRequest(as_of=T))
+    full = sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")
+
+    cut = tmp_path / "cut"
+    shutil.copytree(home, cut)
+    _env(monkeypatch, cut)
+    wh = get_services().warehouse
+    ds = get_services().settings.dataset
+    with wh.connect() as con:  # the warehouse as it was at T: nothing observed or issued later
+        con.execute(f"DELETE FROM {ds}.forecasts")
+        con.execute(f"DELETE FROM {ds}.observations_raw WHERE ts > ?", [T])
+        con.execute(f"DELETE FROM {ds}.weather_forecasts WHERE issued_at > ?", [T])
+    assert sql("SELECT MAX(ts) AS m FROM observations")["m"][0] == pd.Timestamp(T)
+    run_predict(PredictRequest(as_of=T))
+    cut_rows = sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")
+    cols = ["location_id", "target_ts", "horizon_h", "yhat", "yhat_lower", "yhat_upper"]
+    pd.testing.assert_frame_equal(full[cols], cut_rows[cols])
+
+
+def test_views_answer_tomorrow_and_recent_accuracy(home: Path):
+    for hours_back in (72, 48, 24):
+        run_predict(PredictRequest(as_of=AS_OF - dt.timedelta(hours=hours_back)))
+    final = run_predict(PredictRequest(as_of=AS_OF))
+    loc = location_ids()[0]
+    tomorrow = sql(
+        "SELECT target_ts, yhat, yhat_lower, yhat_upper, issued_at FROM latest_forecasts "
+        "WHERE location_id = @loc AND target_ts > @now AND target_ts <= @day ORDER BY target_ts",
+        loc=loc,
+        now=AS_OF,
+        day=AS_OF + dt.timedelta(hours=24),
+    )
+    assert len(tomorrow) == 24 and (tomorrow["issued_at"] == pd.Timestamp(AS_OF)).all()
+
+    accuracy = sql(
+        "SELECT model_version, horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, "
+        "AVG(CASE WHEN covered THEN 1.0 ELSE 0.0 END) AS coverage FROM forecast_accuracy "
+        "WHERE target_ts > @start GROUP BY model_version, horizon_h ORDER BY horizon_h",
+        start=AS_OF - dt.timedelta(days=7),
+    )
+    n_loc = len(location_ids())
+    assert accuracy["horizon_h"].tolist() == list(range(1, H + 1))
+    assert set(accuracy["model_version"]) == {final["model_version"]}
+    # Issued at AS_OF-72h, -48h, -24h: horizon h has an observed target for each of the three
+    # runs (all targets <= AS_OF) bar synthetic gaps; the AS_OF run has none yet.
+    assert accuracy["n"].max() <= 3 * n_loc and accuracy["n"].min() >= 2 * n_loc
+    assert (accuracy["mae"] > 0).all()
+    snap = Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
+    assert snap.issued_at == AS_OF and snap.accuracy is not None
+    assert [a.horizon_h for a in snap.accuracy.by_horizon] == list(range(1, H + 1))
+
+
+def test_locations_without_recent_history_are_skipped_with_a_reason(home: Path):
+    gone = location_ids()[0]
+    wh = get_services().warehouse
+    with wh.connect() as con:
+        con.execute(
+            f"DELETE FROM {get_services().settings.dataset}.observations_raw "
+            "WHERE location_id = ? AND ts > ?",
+            [gone, T - dt.timedelta(hours=20)],
+        )
+    answer = run_predict(PredictRequest(as_of=T))
+    assert answer["status"] == "partial"
+    assert [s["location_id"] for s in answer["skipped"]] == [gone]
+    assert "hours" in answer["skipped"][0]["reason"]
+    assert gone not in set(sql("SELECT location_id FROM forecasts")["location_id"])
+    snap = Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
+    assert gone not in snap.forecasts and snap.skipped[0].location_id == gone
+
+
+def test_an_older_issue_time_never_replaces_a_newer_snapshot(home: Path):
+    run_predict(PredictRequest(as_of=T))
+    older = run_predict(PredictRequest(as_of=T - dt.timedelta(hours=6)))
+    assert older["snapshot"]["written"] is False
+    snap = Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
+    assert snap.issued_at == T
+    # ...but its forecasts are in the warehouse for the record.
+    issued = sql("SELECT DISTINCT issued_at FROM forecasts ORDER BY issued_at")["issued_at"]
+    assert len(issued) == 2
+
+
+def _client(monkeypatch: pytest.MonkeyPatch, home: Path):
+    _env(monkeypatch, home)
+    app = functions_framework.create_app("predict", str(ROOT / "functions/predict/main.py"))
+    return app.test_client()
+
+
+def test_http_function_predicts_and_validates(home: Path, monkeypatch):
+    client = _client(monkeypatch, home)
+    r = client.post("/", json={"as_of": T.isoformat()})
+    assert r.status_code == 200, r.json
+    assert r.json["counts"]["locations"] == len(location_ids())
+    bad = client.post("/", json={"as_of": "yesterday"})
+    assert bad.status_code == 400 and bad.json["field"] == "as_of"
+    extra = client.post("/", json={"as_off": T.isoformat()})
+    assert extra.status_code == 400 and extra.json["field"] == "as_off"
+
+
+def test_no_production_model_is_a_409_not_a_crash(tmp_path: Path, monkeypatch):
+    home = tmp_path / "empty"
+    settings = load_settings(backend="local", home=home)
+    wh = open_warehouse(settings)
+    wh.ensure_schema()
+    svc = Services(settings, wh, open_store(settings))
+    run_ingest(
+        IngestRequest(start=AS_OF - dt.timedelta(days=4), end=AS_OF, source="synthetic"), svc
+    )
+    client = _client(monkeypatch, home)
+    r = client.post("/", json={"as_of": AS_OF.isoformat()})
+    assert r.status_code == 409 and "train" in r.json["error"]
+    assert sql("SELECT COUNT(*) AS n FROM forecasts")["n"][0] == 0
+
+
+def test_online_predict_matches_batch_for_the_same_observations(home: Path):
+    """POST /v1/predict runs the same feature and model code as batch predict."""
+    from common.api import create_app
+    from common.schema import VARIABLES
+
+    run_predict(PredictRequest(as_of=T))
+    svc = get_services()
+    loc = location_ids()[0]
+    obs = sql(
+        "SELECT * FROM observations WHERE location_id = @loc AND ts > @start AND ts <= @t",
+        loc=loc,
+        start=T - dt.timedelta(hours=72),
+        t=T,
+    )
+    body = {
+        "location_id": loc,
+        "observations": [
+            {"ts": r["ts"].isoformat()} | {v: r[v] for v in VARIABLES if pd.notna(r[v])}
+            for r in obs.to_dict("records")
+        ],
+    }
+    client = create_app(svc.settings, svc.store).test_client()
+    r = client.post("/v1/predict", json=body)
+    assert r.status_code == 200, r.get_json()
+    online = r.get_json()
+    batch = sql("SELECT * FROM forecasts WHERE location_id = @loc ORDER BY horizon_h", loc=loc)
+    assert online["issued_at"].startswith(T.strftime("%Y-%m-%dT%H:%M"))
+    assert [p["horizon_h"] for p in online["points"]] == list(range(1, H + 1))
+    for col in ("yhat", "yhat_lower", "yhat_upper"):
+        assert [p[col] for p in online["points"]] == pytest.approx(batch[col].tolist(), abs=2e-3)
+
+    short = client.post("/v1/predict", json={**body, "observations": body["observations"][-3:]})
+    assert short.status_code == 400 and short.get_json()["field"] == "observations"
+    unknown = client.post("/v1/predict", json={**body, "location_id": "nowhere"})
+    assert unknown.status_code == 404 and unknown.get_json()["field"] == "location_id"
+    fewer = client.post("/v1/predict", json={**body, "hours": 6})
+    assert len(fewer.get_json()["points"]) == 6
+
+
+@pytest.mark.emulator
+def test_predict_writes_to_bigquery_and_gcs_on_the_emulators(trained: Path, gcp_settings):
+    """The Google write path: forecasts appended through the BigQuery client (bqemulator),
+    the snapshot and the model read through the GCS client (gcp-storage-emulator). The model
+    is the one trained locally, copied key by key, as `gsutil cp` would."""
+    local = open_store(load_settings(backend="local", home=trained))
+    wh = open_warehouse(gcp_settings)
+    wh.ensure_schema()
+    svc = Services(gcp_settings, wh, open_store(gcp_settings))
+    for key in local.list("models/"):
+        svc.store.put(key, local.get(key))
+    run_ingest(IngestRequest(start=T - dt.timedelta(days=4), end=T, source="synthetic"), svc)
+
+    first = run_predict(PredictRequest(as_of=T), svc)
+    n_loc = len(wh.query("SELECT DISTINCT location_id FROM locations"))
+    assert first["status"] == "success" and first["counts"]["written"] == n_loc * H
+    again = run_predict(PredictRequest(as_of=T), svc)
+    assert again["counts"]["written"] == 0
+    latest = wh.query(
+        "SELECT location_id, COUNT(*) AS n, MIN(horizon_h) AS h1, MAX(horizon_h) AS hmax "
+        "FROM latest_forecasts GROUP BY location_id"
+    )
+    assert len(latest) == n_loc and set(latest["n"]) == {H}
+    assert set(latest["h1"]) == {1} and set(latest["hmax"]) == {H}
+    snap = Snapshot.model_validate_json(svc.store.get(SNAPSHOT_KEY))
+    assert snap.issued_at == T and len(snap.forecasts) == n_loc
