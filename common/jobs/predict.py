@@ -14,6 +14,7 @@ forward only: predicting an older as_of (a backfill) never replaces a newer snap
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from typing import Any
 
@@ -29,16 +30,7 @@ from common.registry import Loaded, Registry
 from common.runs import track_run
 from common.schema import VARIABLES, WEATHER
 from common.services import Services, get_services
-from common.snapshot import (
-    SNAPSHOT_KEY,
-    Accuracy,
-    HorizonAccuracy,
-    LocationForecast,
-    LocationInfo,
-    RecentObservations,
-    Skipped,
-    Snapshot,
-)
+from common.snapshot import SCHEMA_VERSION, SNAPSHOT_KEY, Accuracy, HorizonAccuracy, LocationInfo
 from common.storage.base import NotFound, PreconditionFailed
 from common.timeutil import UTC, UTCDateTime, iso, resolve_as_of
 
@@ -165,61 +157,64 @@ def build_snapshot(
     frame: pd.DataFrame,
     obs: pd.DataFrame,
     skipped: list[tuple[str, str]],
-) -> Snapshot:
-    """What the api serves: per location the forecast arrays, recent values and accuracy."""
+) -> dict[str, Any]:
+    """What the api serves (the JSON of `common.snapshot.Snapshot`): per location the
+    forecast arrays, the recent values and the recent accuracy.
+
+    Built column-wise as plain JSON values: at 10,000 locations a pydantic object per
+    location costs seconds; the api validates the document when it loads it.
+    """
     H = spec.horizon
-    forecasts: dict[str, LocationForecast] = {}
+    forecasts: dict[str, Any] = {}
     if len(frame):
         ordered = frame.sort_values(["location_id", "horizon_h"])
-        ids = ordered["location_id"].to_numpy()
-        cols = {
-            c: ordered[c].to_numpy(float).reshape(-1, H)
+        ids = ordered["location_id"].to_numpy()[::H]
+        arrays = {
+            c: np.round(ordered[c].to_numpy(float), 3).reshape(-1, H).tolist()
             for c in ("yhat", "yhat_lower", "yhat_upper")
         }
-        for i, loc in enumerate(ids[::H]):
-            forecasts[str(loc)] = LocationForecast(
-                issued_at=as_of,
-                model_version=loaded.version,
-                yhat=_rounded(cols["yhat"][i]),
-                yhat_lower=_rounded(cols["yhat_lower"][i]),
-                yhat_upper=_rounded(cols["yhat_upper"][i]),
-            )
+        issued, version = iso(as_of), loaded.version
+        for i, loc in enumerate(ids):
+            forecasts[str(loc)] = {
+                "issued_at": issued,
+                "model_version": version,
+                "yhat": arrays["yhat"][i],
+                "yhat_lower": arrays["yhat_lower"][i],
+                "yhat_upper": arrays["yhat_upper"][i],
+            }
     start = as_of - dt.timedelta(hours=RECENT_HOURS - 1)
-    observations: dict[str, RecentObservations] = {}
-    if not obs.empty:
-        recent = obs[pd.to_datetime(obs["ts"], utc=True) >= pd.Timestamp(start)]
-        hours = pd.date_range(start, as_of, freq="h")
+    observations: dict[str, Any] = {}
+    if not obs.empty and forecasts:
+        ts = pd.to_datetime(obs["ts"], utc=True)
+        recent = obs[(ts >= pd.Timestamp(start)) & obs["location_id"].isin(forecasts)]
         wide = recent.pivot_table(
-            index="ts", columns="location_id", values=spec.target, aggfunc="last"
+            index="location_id", columns="ts", values=spec.target, aggfunc="last"
         )
-        wide.index = pd.to_datetime(wide.index, utc=True)
-        wide = wide.reindex(hours)
-        for loc in wide.columns:
-            if str(loc) in forecasts:
-                values = wide[loc].to_numpy(float)
-                observations[str(loc)] = RecentObservations(
-                    start=start,
-                    values=[None if np.isnan(v) else round(float(v), 2) for v in values],
-                )
-    locations = [
-        LocationInfo(**{k: _plain(row[k]) for k in LocationInfo.model_fields if k in row})
-        for row in active.to_dict("records")
-    ]
-    return Snapshot(
-        generated_at=dt.datetime.now(UTC),
-        issued_at=as_of,
-        run_id=run_id,
-        model_name=services.settings.model_name,
-        model_version=loaded.version,
-        target=spec.target,
-        unit=VARIABLES[spec.target].unit,
-        horizon=H,
-        locations=locations,
-        forecasts=forecasts,
-        observations=observations,
-        accuracy=recent_accuracy(services, spec.target, as_of),
-        skipped=[Skipped(location_id=i, reason=r) for i, r in skipped],
-    )
+        wide.columns = pd.to_datetime(wide.columns, utc=True)
+        wide = wide.reindex(columns=pd.date_range(start, as_of, freq="h")).round(1)
+        values = wide.astype(object).where(wide.notna(), None).to_numpy().tolist()
+        first = iso(start)
+        for loc, row in zip(wide.index, values, strict=True):
+            observations[str(loc)] = {"start": first, "values": row}
+    cols = [c for c in LocationInfo.model_fields if c in active.columns]
+    info = active[cols].astype(object).where(active[cols].notna(), None)
+    accuracy = recent_accuracy(services, spec.target, as_of)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": iso(dt.datetime.now(UTC)),
+        "issued_at": iso(as_of),
+        "run_id": run_id,
+        "model_name": services.settings.model_name,
+        "model_version": loaded.version,
+        "target": spec.target,
+        "unit": VARIABLES[spec.target].unit,
+        "horizon": H,
+        "locations": info.to_dict("records"),
+        "forecasts": forecasts,
+        "observations": observations,
+        "accuracy": None if accuracy is None else accuracy.model_dump(mode="json"),
+        "skipped": [{"location_id": i, "reason": r} for i, r in skipped],
+    }
 
 
 def recent_accuracy(services: Services, target: str, as_of: dt.datetime) -> Accuracy | None:
@@ -258,40 +253,28 @@ def recent_accuracy(services: Services, target: str, as_of: dt.datetime) -> Accu
     )
 
 
-def publish(services: Services, snapshot: Snapshot, attempts: int = 3) -> dict[str, Any]:
+def publish(services: Services, snapshot: dict[str, Any], attempts: int = 3) -> dict[str, Any]:
     """Write serving/latest.json unless a newer issue time is already served.
 
     Compare-and-swap on the generation read, so two predict runs racing cannot let the
     older issue time land last; the loser re-reads and decides again.
     """
     store = services.store
-    body = snapshot.model_dump_json().encode()
+    body = json.dumps(snapshot, separators=(",", ":"), allow_nan=False).encode()
+    issued = pd.Timestamp(snapshot["issued_at"])
     for _ in range(attempts):
         try:
             data, generation = store.get_with_generation(SNAPSHOT_KEY)
-            current: Snapshot | None = Snapshot.model_validate_json(data)
+            current = pd.Timestamp(json.loads(data)["issued_at"])
         except NotFound:
             current, generation = None, 0
-        except ValueError:  # unreadable (an older schema): replace it
+        except (ValueError, KeyError, TypeError):  # unreadable: replace it
             current, generation = None, store.generation(SNAPSHOT_KEY)
-        if current is not None and current.issued_at > snapshot.issued_at:
-            newer = iso(current.issued_at)
-            return {"written": False, "reason": f"a newer snapshot ({newer}) is served"}
+        if current is not None and current > issued:
+            return {"written": False, "reason": f"a newer snapshot ({iso(current)}) is served"}
         try:
             store.put_if_generation(SNAPSHOT_KEY, body, generation, "application/json")
         except PreconditionFailed:
             continue
         return {"written": True, "key": SNAPSHOT_KEY, "bytes": len(body)}
     raise Conflict("the serving snapshot kept changing under this run; retry", field="snapshot")
-
-
-def _rounded(values: np.ndarray) -> list[float]:
-    return [round(float(v), 3) for v in values]
-
-
-def _plain(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
