@@ -56,6 +56,9 @@ checkov: $(TOOLS)/.checkov-$(CHECKOV_VERSION)  ## Security-scan terraform/ (must
 test: install-dev lint checkov  ## Lint, then every test (emulators included)
 	$(BIN)/pytest
 
+demo: install  ## Backfill, train, forecast, then serve the api, dashboard and scheduler locally
+	$(BIN)/aircast demo
+
 generate: install  ## Regenerate terraform/schemas, schedules.json and tables.json from common
 	$(BIN)/python -m common.generate
 

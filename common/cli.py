@@ -495,6 +495,18 @@ def predict(as_of: dt.datetime | None) -> None:
     print_run(result)
 
 
+@main.command()
+@click.option("--days", default=45.0, show_default=True, help="Days of history to backfill.")
+@click.option("--replay-hours", default=24, show_default=True, help="Hours to replay.")
+@click.option("--port", default=8080, show_default=True, help="The api's port (0: any).")
+@friendly_errors
+def demo(days: float, replay_hours: int, port: int) -> None:
+    """Set up, fill, train, forecast and serve the local stack."""
+    from common.demo import run_demo, should_serve
+
+    run_demo(services(), days, replay_hours, port, should_serve(), wait_for_interrupt)
+
+
 def parse_request(model: type, **fields: Any) -> Any:
     """Build a job request from CLI options, with the HTTP path's validation messages."""
     from common.handlers import parse

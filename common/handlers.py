@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import flask
 from pydantic import BaseModel, ValidationError
 
-from common.config import ConfigError
+from common.config import ConfigError, get_settings
 from common.errors import AircastError, RunFailed
 from common.logs import configure_logging, event, get_logger
 
@@ -56,11 +56,19 @@ def parse(model: type[M], data: dict[str, Any]) -> M:
         raise AircastBadBody(message, field=field) from None
 
 
+def _log_level() -> str:
+    """AIRCAST_LOG_LEVEL when the settings load (a bad setting is reported by the run)."""
+    try:
+        return get_settings().log_level
+    except ConfigError:
+        return "INFO"
+
+
 def handle(
     request: flask.Request, model: type[M], job: Callable[[M], dict[str, Any]]
 ) -> tuple[dict[str, Any], int]:
     """Validate the request into `model`, run `job`, and map the outcome to a status."""
-    configure_logging()
+    configure_logging(_log_level())
     if request.method != "POST":  # a GET (a probe, a crawler) must never start a run
         return {"error": f"method {request.method} not allowed; use POST"}, 405
     try:

@@ -51,7 +51,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _port_open(host: str, port: int) -> bool:
+def port_open(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
@@ -68,7 +68,7 @@ def start_function(
 ) -> ServedFunction:
     """Start `functions-framework` for one function and wait until it accepts connections."""
     source = source or function_source(name)
-    if _port_open(host, port):
+    if port_open(host, port):
         raise StackError(f"port {port} on {host} is already in use")
     log = (log_dir or Path(os.environ.get("AIRCAST_HOME", ".aircast")) / "logs") / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ def start_function(
             cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
     deadline = time.monotonic() + timeout
-    while not _port_open(host, port):
+    while not port_open(host, port):
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:]
             raise StackError(f"{name} exited with {proc.returncode} while starting:\n{tail}")
