@@ -124,7 +124,14 @@ class DuckDBWarehouse(Warehouse):
                 result = con.execute(sql, used or None)
                 if result.description is None:
                     return pd.DataFrame()
-                return result.fetch_df()
+                # Through Arrow: several times faster than fetch_df() on wide results.
+                # (to_arrow_table is the newer name of fetch_arrow_table)
+                to_arrow = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+                frame = to_arrow().to_pandas()
+                for col in frame.columns:
+                    if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
+                        frame[col] = frame[col].dt.tz_convert("UTC")
+                return frame
             except duckdb.Error as exc:
                 raise WarehouseError(f"query failed: {exc}") from None
 
