@@ -289,3 +289,53 @@ def test_predict_writes_to_bigquery_and_gcs_on_the_emulators(trained: Path, gcp_
     assert set(latest["h1"]) == {1} and set(latest["hmax"]) == {H}
     snap = Snapshot.model_validate_json(svc.store.get(SNAPSHOT_KEY))
     assert snap.issued_at == T and len(snap.forecasts) == n_loc
+
+
+def test_weather_forecasts_issued_by_t_are_used_and_later_ones_are_not(
+    home: Path, tmp_path: Path, monkeypatch
+):
+    """With AIRCAST_FUTURE_WEATHER the model reads the newest weather forecast issued at or
+    before t for each target hour: changing one changes the forecast, deleting everything
+    issued (or observed) after t changes nothing."""
+    monkeypatch.setenv("AIRCAST_FUTURE_WEATHER", "true")
+    monkeypatch.setenv("AIRCAST_MODEL_NAME", "weather")
+    services.reset()
+    trained = run_train(TrainRequest(as_of=T - dt.timedelta(days=2)))
+    assert trained["promoted"] is True
+    meta_features = get_services().store.get_json(
+        f"models/weather/{trained['version']}/metadata.json"
+    )["features"]
+    assert "f_temperature_2m" in meta_features
+    # The hourly ingest at t issues the weather forecasts for t+1..t+H (a backfill does not).
+    issued = run_ingest(IngestRequest(as_of=T, source="synthetic"))
+    assert issued["counts"]["weather_forecasts"] > 0
+    cols = ["location_id", "horizon_h", "yhat", "yhat_lower", "yhat_upper"]
+
+    def forecasts_in(copy: Path, *statements: tuple[str, list]) -> pd.DataFrame:
+        target = tmp_path / copy
+        shutil.copytree(home, target)
+        monkeypatch.setenv("AIRCAST_HOME", str(target))
+        services.reset()
+        ds = get_services().settings.dataset
+        with get_services().warehouse.connect() as con:
+            for sql_text, params in statements:
+                con.execute(sql_text.format(ds=ds), params)
+        assert run_predict(PredictRequest(as_of=T))["counts"]["locations"] > 0
+        return sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")[cols]
+
+    base = forecasts_in(Path("a"))
+    cut = forecasts_in(
+        Path("b"),
+        ("DELETE FROM {ds}.weather_forecasts WHERE issued_at > ?", [T]),
+        ("DELETE FROM {ds}.observations_raw WHERE ts > ?", [T]),
+    )
+    pd.testing.assert_frame_equal(base, cut)
+    warmer = forecasts_in(
+        Path("c"),
+        (
+            "UPDATE {ds}.weather_forecasts SET temperature_2m = temperature_2m + 15, "
+            "wind_speed_10m = wind_speed_10m * 3 WHERE issued_at <= ?",
+            [T],
+        ),
+    )
+    assert not base["yhat"].equals(warmer["yhat"])
