@@ -36,6 +36,8 @@ def test_scheduled_functions_over_http_fill_the_warehouse_and_the_api(
         monkeypatch.setenv(key, value)
     svc = get_services()
     svc.warehouse.ensure_schema()  # what `aircast init` (or Terraform) does once
+    for key in svc.store.list(""):  # the emulator's bucket is shared by the session's tests
+        svc.store.delete(key)
     functions = ["ingest", "train", "predict", "api"]
     with localstack.serve(functions, port=0, home=settings.home) as urls:
         summary = replay(

@@ -272,6 +272,8 @@ def test_predict_writes_to_bigquery_and_gcs_on_the_emulators(trained: Path, gcp_
     wh = open_warehouse(gcp_settings)
     wh.ensure_schema()
     svc = Services(gcp_settings, wh, open_store(gcp_settings))
+    for key in svc.store.list(""):  # the emulator's bucket is shared by the session's tests
+        svc.store.delete(key)
     for key in local.list("models/"):
         svc.store.put(key, local.get(key))
     run_ingest(IngestRequest(start=T - dt.timedelta(days=4), end=T, source="synthetic"), svc)
