@@ -105,7 +105,9 @@ class ForecastModel:
         """(n, 3) quantiles of the log change, uncalibrated, sorted per row."""
         if len(self.boosters) != len(QUANTILES):
             raise RuntimeError("model is not fitted")
-        data = X[self.features]
+        # One float32 matrix in the trained column order, shared by the three boosters
+        # (a DataFrame would be converted and its names validated once per booster).
+        data = np.ascontiguousarray(X[self.features].to_numpy(dtype=np.float32))
         q = np.column_stack([self.boosters[a].inplace_predict(data) for a in QUANTILES])
         return np.sort(q.astype(float), axis=1)
 
