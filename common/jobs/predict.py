@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from typing import Any
 
@@ -147,6 +148,19 @@ def _write_new(
     return services.warehouse.append("forecasts", rows)
 
 
+class RawJSON(str):
+    """JSON text already encoded, placed as is by `encode_snapshot`."""
+
+
+def _rows_json(matrix: np.ndarray, digits: int) -> list[str]:
+    """Each row of a float matrix as a JSON array (NaN -> null), by pandas' C encoder:
+    json.dumps of the 1.2 M numbers of a 10,000-location snapshot costs ~0.5 s, this ~0.1."""
+    if matrix.size == 0:
+        return ["[]"] * len(matrix)
+    text = pd.DataFrame(matrix).to_json(orient="values", double_precision=digits)
+    return ["[" + row + "]" for row in text[2:-2].split("],[")]
+
+
 def build_snapshot(
     services: Services,
     loaded: Loaded,
@@ -161,43 +175,55 @@ def build_snapshot(
     """What the api serves (the JSON of `common.snapshot.Snapshot`): per location the
     forecast arrays, the recent values and the recent accuracy.
 
-    Built column-wise as plain JSON values: at 10,000 locations a pydantic object per
-    location costs seconds; the api validates the document when it loads it.
+    Built column-wise, the large maps as pre-encoded JSON text: at 10,000 locations a
+    pydantic object per location costs seconds; the api validates the document on load.
     """
     H = spec.horizon
-    forecasts: dict[str, Any] = {}
+    issued, version = json.dumps(iso(as_of)), json.dumps(loaded.version)
+    ids: list[str] = []
+    forecasts = RawJSON("{}")
     if len(frame):
         ordered = frame.sort_values(["location_id", "horizon_h"])
-        ids = ordered["location_id"].to_numpy()[::H]
-        arrays = {
-            c: np.round(ordered[c].to_numpy(float), 3).reshape(-1, H).tolist()
+        ids = [str(i) for i in ordered["location_id"].to_numpy()[::H]]
+        cols = {
+            c: ordered[c].to_numpy(float).reshape(-1, H)
             for c in ("yhat", "yhat_lower", "yhat_upper")
         }
-        issued, version = iso(as_of), loaded.version
-        for i, loc in enumerate(ids):
-            forecasts[str(loc)] = {
-                "issued_at": issued,
-                "model_version": version,
-                "yhat": arrays["yhat"][i],
-                "yhat_lower": arrays["yhat_lower"][i],
-                "yhat_upper": arrays["yhat_upper"][i],
-            }
+        if any(np.isnan(m).any() for m in cols.values()):
+            raise ValueError("the model produced NaN forecasts; nothing published")
+        enc = {c: _rows_json(m, 3) for c, m in cols.items()}
+        forecasts = RawJSON(
+            "{"
+            + ",".join(
+                f'{json.dumps(loc)}:{{"issued_at":{issued},"model_version":{version},'
+                f'"yhat":{enc["yhat"][i]},"yhat_lower":{enc["yhat_lower"][i]},'
+                f'"yhat_upper":{enc["yhat_upper"][i]}}}'
+                for i, loc in enumerate(ids)
+            )
+            + "}"
+        )
     start = as_of - dt.timedelta(hours=RECENT_HOURS - 1)
-    observations: dict[str, Any] = {}
-    if not obs.empty and forecasts:
+    observations = RawJSON("{}")
+    if not obs.empty and ids:
         ts = pd.to_datetime(obs["ts"], utc=True)
-        recent = obs[(ts >= pd.Timestamp(start)) & obs["location_id"].isin(forecasts)]
+        recent = obs[(ts >= pd.Timestamp(start)) & obs["location_id"].isin(ids)]
         wide = recent.pivot_table(
             index="location_id", columns="ts", values=spec.target, aggfunc="last"
         )
         wide.columns = pd.to_datetime(wide.columns, utc=True)
-        wide = wide.reindex(columns=pd.date_range(start, as_of, freq="h")).round(1)
-        values = wide.astype(object).where(wide.notna(), None).to_numpy().tolist()
-        first = iso(start)
-        for loc, row in zip(wide.index, values, strict=True):
-            observations[str(loc)] = {"start": first, "values": row}
-    cols = [c for c in LocationInfo.model_fields if c in active.columns]
-    info = active[cols].astype(object).where(active[cols].notna(), None)
+        wide = wide.reindex(columns=pd.date_range(start, as_of, freq="h"))
+        first = json.dumps(iso(start))
+        rows = _rows_json(wide.to_numpy(float), 1)
+        observations = RawJSON(
+            "{"
+            + ",".join(
+                f'{json.dumps(str(loc))}:{{"start":{first},"values":{row}}}'
+                for loc, row in zip(wide.index, rows, strict=True)
+            )
+            + "}"
+        )
+    cols_info = [c for c in LocationInfo.model_fields if c in active.columns]
+    info = active[cols_info].astype(object).where(active[cols_info].notna(), None)
     accuracy = recent_accuracy(services, spec.target, as_of)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -215,6 +241,19 @@ def build_snapshot(
         "accuracy": None if accuracy is None else accuracy.model_dump(mode="json"),
         "skipped": [{"location_id": i, "reason": r} for i, r in skipped],
     }
+
+
+def encode_snapshot(snapshot: dict[str, Any]) -> bytes:
+    """The snapshot as compact JSON; `RawJSON` values are already encoded."""
+    parts = []
+    for key, value in snapshot.items():
+        text = (
+            value
+            if isinstance(value, RawJSON)
+            else json.dumps(value, separators=(",", ":"), allow_nan=False)
+        )
+        parts.append(f"{json.dumps(key)}:{text}")
+    return ("{" + ",".join(parts) + "}").encode()
 
 
 def recent_accuracy(services: Services, target: str, as_of: dt.datetime) -> Accuracy | None:
@@ -260,12 +299,12 @@ def publish(services: Services, snapshot: dict[str, Any], attempts: int = 3) -> 
     older issue time land last; the loser re-reads and decides again.
     """
     store = services.store
-    body = json.dumps(snapshot, separators=(",", ":"), allow_nan=False).encode()
+    body = encode_snapshot(snapshot)
     issued = pd.Timestamp(snapshot["issued_at"])
     for _ in range(attempts):
         try:
             data, generation = store.get_with_generation(SNAPSHOT_KEY)
-            current = pd.Timestamp(json.loads(data)["issued_at"])
+            current = _issued_at(data)
         except NotFound:
             current, generation = None, 0
         except (ValueError, KeyError, TypeError):  # unreadable: replace it
@@ -278,3 +317,15 @@ def publish(services: Services, snapshot: dict[str, Any], attempts: int = 3) -> 
             continue
         return {"written": True, "key": SNAPSHOT_KEY, "bytes": len(body)}
     raise Conflict("the serving snapshot kept changing under this run; retry", field="snapshot")
+
+
+ISSUED_AT = re.compile(rb'"issued_at":"([^"]+)"')
+
+
+def _issued_at(data: bytes) -> pd.Timestamp:
+    """The issue time of a published snapshot: the top-level `issued_at`, which
+    `encode_snapshot` writes within the first few hundred bytes (no need to parse 10 MB)."""
+    head = ISSUED_AT.search(data[:1024])
+    if head is None:
+        return pd.Timestamp(json.loads(data)["issued_at"])
+    return pd.Timestamp(head.group(1).decode())
