@@ -23,6 +23,7 @@ import pandas as pd
 from common.config import ConfigError
 from common.errors import AircastError, RunFailed
 from common.localstack import StackError
+from common.scheduler import ReplayError
 from common.schedules import FUNCTIONS, SCHEDULES
 from common.schema import TABLES, VIEWS
 from common.services import Services, get_services
@@ -40,6 +41,7 @@ EXPECTED_ERRORS = (
     AircastError,
     RunFailed,
     StackError,
+    ReplayError,
 )
 
 
@@ -319,7 +321,13 @@ def replay(
     history (and a filled forecast_accuracy) takes minutes. First backfills --warmup-days
     of history and trains once, as a running deployment would have.
     """
-    from common.scheduler import HttpInvoker, InProcessInvoker, endpoints_from_args, replay_plan
+    from common.scheduler import (
+        HttpInvoker,
+        InProcessInvoker,
+        endpoints_from_args,
+        replay_plan,
+        warmup_runs,
+    )
     from common.scheduler import replay as run_replay
 
     if end <= start:
@@ -335,7 +343,7 @@ def replay(
     else:
         invoker = InProcessInvoker()
     warmup = dt.timedelta(days=warmup_days) if warmup_days > 0 else None
-    total = len(replay_plan(start, end)) + (2 if warmup else 0)
+    total = len(replay_plan(start, end)) + warmup_runs(start, warmup)
     with click.progressbar(length=total, label="replay", show_pos=True) as bar:
         summary = run_replay(
             invoker, start, end, {"ingest": ingest}, warmup, on_attempt=lambda _: bar.update(1)

@@ -25,7 +25,14 @@ import requests
 
 from common import localstack
 from common.logs import configure_logging
-from common.scheduler import HttpInvoker, InProcessInvoker, Scheduler, replay, replay_plan
+from common.scheduler import (
+    HttpInvoker,
+    InProcessInvoker,
+    Scheduler,
+    replay,
+    replay_plan,
+    warmup_runs,
+)
 from common.services import Services
 from common.timeutil import iso, now_hour
 
@@ -58,7 +65,7 @@ def run_demo(
 
     end = dt.datetime.now(dt.UTC)  # every run already due, up to this minute
     start = now_hour() - dt.timedelta(hours=replay_hours - 1)
-    total = len(replay_plan(start, end)) + 2
+    total = len(replay_plan(start, end)) + warmup_runs(start, dt.timedelta(days=days))
     step(
         "2/4 history",
         f"backfill {days:g} days, train, then replay {iso(start)} .. {end:%Y-%m-%dT%H:%MZ} "

@@ -228,6 +228,20 @@ class ReplaySummary:
         return [a for a in self.attempts if not a.ok]
 
 
+WARMUP_CHUNK = dt.timedelta(days=90)
+
+
+class ReplayError(RuntimeError):
+    """The replay cannot go on (its warm-up failed)."""
+
+
+def warmup_runs(start: dt.datetime, warmup: dt.timedelta | None) -> int:
+    """How many runs the warm-up makes: its ingest chunks and one train."""
+    if not warmup:
+        return 0
+    return -(-(Schedule.as_of(start) - Schedule.as_of(start - warmup)) // WARMUP_CHUNK) + 1
+
+
 def replay_plan(
     start: dt.datetime, end: dt.datetime, schedules: Iterable[Schedule] = SCHEDULES
 ) -> list[tuple[dt.datetime, Schedule]]:
@@ -268,13 +282,19 @@ def replay(
 
     if warmup:
         by_function = {s.function: s for s in schedules}
-        history_start = Schedule.as_of(start - warmup)
-        run(
-            by_function["ingest"],
-            Schedule.as_of(start),
-            {"start": iso(history_start), "end": iso(Schedule.as_of(start))},
-        )
-        run(by_function["train"], Schedule.as_of(start))
+        cut = Schedule.as_of(start)
+        a = Schedule.as_of(start - warmup)
+        while a < cut:  # in chunks, as `aircast backfill` does: one request stays bounded
+            b = min(a + WARMUP_CHUNK, cut)
+            run(by_function["ingest"], cut, {"start": iso(a), "end": iso(b)})
+            a = b
+        run(by_function["train"], cut)
+        if summary.failures:  # replaying without history or a model would only fail on
+            first = summary.failures[0]
+            raise ReplayError(
+                f"warm-up {first.function} failed (HTTP {first.status_code}): "
+                f"{first.answer.get('error', first.answer)}"
+            )
     for fire_time, schedule in replay_plan(start, end, schedules):
         run(schedule, Schedule.as_of(fire_time))
     summary.seconds = time.monotonic() - began

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 from pathlib import Path
 
@@ -114,3 +115,40 @@ def test_terraform_and_the_local_scheduler_read_the_same_schedules():
     assert [{k: v for k, v in g.items() if k != "time_zone"} for g in generated] == [
         dataclasses.asdict(s) for s in SCHEDULES
     ]
+
+
+class Recorder:
+    """An invoker that answers like the functions would and records each body."""
+
+    def __init__(self, fail_function: str | None = None) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.fail_function = fail_function
+
+    def __call__(self, schedule: Schedule, body: dict) -> tuple[int | None, dict, int]:
+        self.calls.append((schedule.function, dict(body)))
+        if schedule.function == self.fail_function:
+            return 400, {"error": "start: window longer than 400 days", "field": "start"}, 1
+        return 200, {"status": "success"}, 1
+
+
+def test_replay_warm_up_backfills_in_chunks_then_trains_once():
+    rec = Recorder()
+    summary = replay(rec, T0, T0 + dt.timedelta(hours=2), warmup=dt.timedelta(days=1095))
+    warm = rec.calls[: 13 + 1]
+    ingests = [b for f, b in warm if f == "ingest"]
+    assert len(ingests) == 13 and warm[-1][0] == "train"  # ceil(1095 / 90) chunks
+    first = (T0 - dt.timedelta(days=1095)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert ingests[0]["start"] == first and ingests[-1]["end"] == "2024-03-01T00:00:00Z"
+    spans = [(b["start"], b["end"]) for b in ingests]
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))  # contiguous
+    assert all(b["as_of"] == "2024-03-01T00:00:00Z" for b in ingests)
+    assert not summary.failures
+
+
+def test_a_failed_warm_up_stops_the_replay_with_its_error():
+    from common.scheduler import ReplayError
+
+    rec = Recorder(fail_function="ingest")
+    with pytest.raises(ReplayError, match="window longer than 400 days"):
+        replay(rec, T0, T0 + dt.timedelta(days=2), warmup=dt.timedelta(days=30))
+    assert [f for f, _ in rec.calls] == ["ingest", "train"]  # nothing scheduled ran
