@@ -448,18 +448,30 @@ def _neighbour_features(
     out = {"nb_level": _at(mean, loc, t) - level, "nb_count": _at(cnt, loc, t)}
     for k in (1, 3, 6):
         out[f"nb_d{k}"] = _at(mean, loc, t) - _at(mean, loc, t - k)
-    # Highest neighbour level: dense only over the pairs' rows of the neighbour lists.
-    rows = w.tocsr()
-    nb_max = np.full(len(loc), np.nan)
-    for i in np.unique(loc):
-        cols = rows.indices[rows.indptr[i] : rows.indptr[i + 1]]
-        if len(cols):
-            m = loc == i
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                nb_max[m] = np.nanmax(ly[cols][:, t[m]], axis=0)
-    out["nb_max"] = nb_max - level
+    out["nb_max"] = _neighbour_max(w.tocsr(), ly, loc, t) - level
     return out
+
+
+def _neighbour_max(
+    rows: sparse.csr_matrix, ly: np.ndarray, loc: np.ndarray, t: np.ndarray
+) -> np.ndarray:
+    """Per (location, hour) pair, the highest value among the location's neighbours at that
+    hour (NaN when none is observed): one gather over all pairs x neighbours, then a
+    NaN-ignoring max per pair."""
+    loc, t = np.asarray(loc), np.asarray(t)
+    counts = np.diff(rows.indptr)[loc]
+    nb_max = np.full(len(loc), np.nan)
+    total = int(counts.sum())
+    if total == 0:
+        return nb_max
+    first = np.cumsum(counts) - counts  # offset of each pair's run in the gathered values
+    pair = np.repeat(np.arange(len(loc)), counts)
+    offset = np.arange(total) - np.repeat(first, counts)
+    neighbours = rows.indices[np.repeat(rows.indptr[loc], counts) + offset]
+    values = ly[neighbours, t[pair]]
+    has = counts > 0
+    nb_max[has] = np.fmax.reduceat(values, first[has])
+    return nb_max
 
 
 def neighbour_matrix(location_ids: Sequence[str], places: pd.DataFrame) -> sparse.csr_matrix:
