@@ -60,10 +60,10 @@ demo: install  ## Backfill, train, forecast, then serve the api, dashboard and s
 	$(BIN)/aircast demo
 
 generate: install  ## Regenerate terraform/schemas, schedules.json and tables.json from common
-	$(BIN)/python -m common.generate
+	$(BIN)/python -m tools.generate
 
 package: install  ## Zip each function reproducibly into build/packages/<fn>.zip
-	$(BIN)/python -m common.packaging
+	$(BIN)/python -m tools.packaging
 
 clean:  ## Remove the virtualenv and local state
 	rm -rf $(VENV) $(TOOLS) .aircast build .pytest_cache .ruff_cache

@@ -30,7 +30,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import localstack  # noqa: E402
+from common.scheduling import stack as localstack  # noqa: E402
 from common.storage.local import LocalStore  # noqa: E402
 from tests.api_fixtures import make_snapshot, publish  # noqa: E402
 

@@ -36,9 +36,9 @@ def peak_mb() -> float:
 def child(data: str, year: int, chunk_days: int, home: str) -> dict:
     """One backfill (and its idempotent re-run) in this process; returns the measurements."""
     os.environ.update(AIRCAST_HOME=home, AIRCAST_BACKEND="local", AIRCAST_LOG_LEVEL="WARNING")
-    import common.jobs.ingest  # noqa: F401  (imports are not the ingest's cost)
-    from common.cli import main
-    from common.services import get_services
+    import common.ingest.job  # noqa: F401  (imports are not the ingest's cost)
+    from common.ops.cli import main
+    from common.runtime.services import get_services
 
     after_imports = peak_mb()
     args = ["backfill", "--source", "csv", "--path", data, "--start", f"{year}-01-01T00:00Z",

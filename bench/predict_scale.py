@@ -43,10 +43,10 @@ def setup(home: Path, n: int) -> None:
     import pandas as pd
 
     os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local", **TRAIN_ENV)
-    from common import locations
-    from common.jobs.ingest import IngestRequest, run_ingest
-    from common.jobs.train import TrainRequest, run_train
-    from common.services import get_services
+    from common.ingest.job import IngestRequest, run_ingest
+    from common.runtime import locations
+    from common.runtime.services import get_services
+    from common.train.job import TrainRequest, run_train
 
     svc = get_services()
     svc.warehouse.ensure_schema()
@@ -102,7 +102,7 @@ def setup(home: Path, n: int) -> None:
 
 def child(home: Path) -> dict:
     os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local")
-    from common.jobs.predict import PredictRequest, run_predict
+    from common.predict.job import PredictRequest, run_predict
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()

@@ -6,9 +6,9 @@
    DuckDB home with the `csv` source, as `aircast backfill` does.
 2. For each variant (without / with weather at the target hour) in its own child process,
    so that peak RSS is that variant's own: fits the model on issue times before
-   2016-03-01 with the production code (`common.training.fit_model`, default row budget
+   2016-03-01 with the production code (`common.forecasting.training.fit_model`, default row budget
    and parameters), then scores every issue time 2016-03-01 .. 2017-02-27 with the model,
-   persistence and seasonal naive on the same rows (`common.training.holdout_metrics`).
+   persistence and seasonal naive on the same rows (`common.forecasting.training.holdout_metrics`).
 3. Prints a markdown table for docs/benchmarks.md and writes the raw numbers as JSON.
 
 The csv files carry observed weather only, so "with weather" uses the observed weather at
@@ -41,8 +41,8 @@ HORIZONS = (1, 6, 12, 24)
 
 
 def backfill(home: Path) -> float:
-    from common.jobs.ingest import IngestRequest, run_ingest
-    from common.services import get_services
+    from common.ingest.job import IngestRequest, run_ingest
+    from common.runtime.services import get_services
 
     os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local")
     svc = get_services()
@@ -60,10 +60,10 @@ def backfill(home: Path) -> float:
 def variant(home: Path, future_weather: bool, max_rows: int | None) -> dict:
     """One fit + evaluation; runs in a child process (see main)."""
     os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local")
-    from common import locations
-    from common.features import HISTORY_HOURS, FeatureSpec, grid_columns
-    from common.services import get_services
-    from common.training import fit_model, holdout_metrics
+    from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
+    from common.forecasting.training import fit_model, holdout_metrics
+    from common.runtime import locations
+    from common.runtime.services import get_services
 
     svc = get_services()
     s = svc.settings

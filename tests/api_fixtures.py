@@ -9,8 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from common import localstack
-from common.snapshot import (
+from common.forecasting.snapshot import (
     SNAPSHOT_KEY,
     Accuracy,
     HorizonAccuracy,
@@ -20,6 +19,7 @@ from common.snapshot import (
     Skipped,
     Snapshot,
 )
+from common.scheduling import stack as localstack
 from common.storage import ArtifactStore
 
 ISSUED = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)

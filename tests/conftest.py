@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from common import services
-from common.config import Settings, load_settings
+from common.core.config import Settings, load_settings
+from common.runtime import services
 from tests.emulators import bigquery_emulator, storage_emulator
 
 PROJECT = "aircast-test"

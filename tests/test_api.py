@@ -11,9 +11,9 @@ import flask
 import functions_framework
 import pytest
 
-from common.api import create_app
-from common.config import Settings
-from common.snapshot import SNAPSHOT_KEY
+from common.core.config import Settings
+from common.forecasting.snapshot import SNAPSHOT_KEY
+from common.serving.api import create_app
 from common.storage import open_store
 from tests.api_fixtures import ISSUED, LOCATIONS, make_snapshot, promote, publish
 from tests.conftest import use_settings
@@ -310,7 +310,7 @@ def test_aircast_serve_defaults_to_the_api_and_stops_on_sigterm(tmp_path) -> Non
 
     import requests
 
-    from common.localstack import free_port
+    from common.scheduling.stack import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRCAST_")}

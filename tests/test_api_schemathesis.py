@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from common.api_models import openapi
+from common.serving.models import openapi
 from tests.api_fixtures import served_api
 
 CHECKS = [

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from common.cli import main
-from common.schema import TABLES, VIEWS
+from common.core.schema import TABLES, VIEWS
+from common.ops.cli import main
 from tests.conftest import use_settings
 
 
@@ -29,7 +29,7 @@ def run(*args: str) -> str:
 
 
 def test_init_twice_leaves_the_same_schema(home: Path):
-    from common.services import get_services, reset
+    from common.runtime.services import get_services, reset
 
     out = run("init")
     assert all(name in out for name in (*TABLES, *VIEWS))

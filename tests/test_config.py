@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import ConfigError, load_settings
+from common.core.config import ConfigError, load_settings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch):

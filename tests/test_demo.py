@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.config import load_settings
-from common.localstack import port_open
-from common.snapshot import SNAPSHOT_KEY, Snapshot
+from common.core.config import load_settings
+from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
+from common.scheduling.stack import port_open
 from common.storage import open_store
 from tests.test_train import TRAIN_ENV
 

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import requests
 
-from common import localstack
-from common.config import Settings
-from common.registry import Registry
-from common.scheduler import HttpInvoker, replay
-from common.services import get_services
+from common.core.config import Settings
+from common.forecasting.registry import Registry
+from common.runtime.services import get_services
+from common.scheduling import stack as localstack
+from common.scheduling.local import HttpInvoker, replay
 from tests.conftest import use_settings
 from tests.test_train import TRAIN_ENV
 

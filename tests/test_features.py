@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.features import (
+from common.core.schema import POLLUTANTS, WEATHER
+from common.forecasting.features import (
     MAX_ANCHOR_AGE,
     FeatureSpec,
     future_from_grid,
     serving_features,
     training_examples,
 )
-from common.model import ForecastModel
-from common.schema import POLLUTANTS, WEATHER
+from common.forecasting.model import ForecastModel
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 ISSUE = T0 + dt.timedelta(days=6, hours=7)
@@ -141,7 +141,7 @@ def test_a_saved_and_loaded_model_predicts_identically():
 def test_future_weather_from_grid_is_the_target_hour():
     spec = FeatureSpec()
     obs = observations()
-    from common.features import Grid, grid_columns
+    from common.forecasting.features import Grid, grid_columns
 
     grid = Grid.from_frame(obs, T0, T0 + dt.timedelta(days=9), ["a", "b", "c"], grid_columns(spec))
     t = np.array([100])

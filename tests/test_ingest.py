@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from common.config import Settings
-from common.jobs.ingest import IngestRequest, run_ingest
-from common.services import Services
+from common.core.config import Settings
+from common.ingest.job import IngestRequest, run_ingest
+from common.runtime.services import Services
 from common.sources.base import Location, Window
 from common.sources.csv_files import COMPASS
 from common.sources.synthetic import SyntheticSource
@@ -103,7 +103,7 @@ def test_csv_long_format_with_location_metadata_and_bad_columns(local_settings, 
     assert (loc["name"], loc["latitude"]) == ("My Site", 1.3)
     bad = tmp_path / "bad.csv"
     bad.write_text("location_id,ts,pm25\nx,2024-03-01T00:00:00Z,3\n")
-    from common.errors import RunFailed
+    from common.core.errors import RunFailed
 
     with pytest.raises(RunFailed, match="unknown columns"):
         run_ingest(IngestRequest(as_of=AS_OF, start="2024-03-01T00:00Z", end=AS_OF,
@@ -140,7 +140,7 @@ def test_one_month_of_the_eight_beijing_stations(local_settings, shared_data: Pa
 
 
 def test_bad_requests_name_the_field(local_settings):
-    from common.handlers import AircastBadBody, parse
+    from common.runtime.handler import AircastBadBody, parse
 
     for body, field in [
         ({"start": "2024-03-01T00:00Z"}, "start"),
@@ -153,7 +153,7 @@ def test_bad_requests_name_the_field(local_settings):
             parse(IngestRequest, body)
         assert field in info.value.message
     svc = svc_for(local_settings)
-    from common.errors import BadRequest
+    from common.core.errors import BadRequest
 
     with pytest.raises(BadRequest, match="unknown locations"):
         run_ingest(IngestRequest(as_of=AS_OF, locations=["nowhere"]), svc)
@@ -161,7 +161,7 @@ def test_bad_requests_name_the_field(local_settings):
 
 # -- the synthetic source is plausible and learnable -----------------------------------------
 def synthetic_frames(settings: Settings, days: int = 120) -> dict[str, pd.DataFrame]:
-    from common.locations import for_source
+    from common.runtime.locations import for_source
 
     src = SyntheticSource(settings)
     ts = pd.date_range("2024-01-01", periods=24 * days, freq="h", tz="UTC")
@@ -263,7 +263,7 @@ def test_live_runs_write_weather_forecasts_once_and_backfills_none(local_setting
 
 # -- locations: append-only registration -----------------------------------------------------
 def test_locations_are_appended_only_when_new_changed_or_retired(settings, tmp_path):
-    from common import locations
+    from common.runtime import locations
 
     svc = svc_for(settings)
     path = tmp_path / "locations.toml"
@@ -319,7 +319,7 @@ def test_locations_are_appended_only_when_new_changed_or_retired(settings, tmp_p
     ],
 )  # fmt: skip
 def test_a_bad_locations_file_is_a_clear_error(tmp_path, text, message):
-    from common.locations import LocationsError, load_file
+    from common.runtime.locations import LocationsError, load_file
 
     path = tmp_path / "locations.toml"
     path.write_text(text)
@@ -328,7 +328,7 @@ def test_a_bad_locations_file_is_a_clear_error(tmp_path, text, message):
 
 
 def test_the_builtin_locations_file_is_valid_and_has_a_handful_of_synthetic_places():
-    from common.locations import load_file
+    from common.runtime.locations import load_file
 
     places = load_file()
     synthetic = [p for p in places if p.source == "synthetic"]
@@ -376,7 +376,7 @@ def test_csv_locations_not_in_the_files_fail_alone(local_settings, tmp_path):
         {"location_id": "site-2", "error": "not found in the csv source"}
     ]
     assert list(q(svc, "SELECT location_id FROM locations")["location_id"]) == ["site-1"]
-    from common.errors import BadRequest
+    from common.core.errors import BadRequest
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(BadRequest, match=r"no \.csv files"):
@@ -387,8 +387,8 @@ def test_csv_locations_not_in_the_files_fail_alone(local_settings, tmp_path):
 def test_cli_backfill_goes_in_chunks_and_ingest_reports_the_run(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from common import services
-    from common.cli import main
+    from common.ops.cli import main
+    from common.runtime import services
 
     monkeypatch.setenv("AIRCAST_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("AIRCAST_BACKEND", "local")
@@ -417,7 +417,7 @@ def test_cli_backfill_goes_in_chunks_and_ingest_reports_the_run(tmp_path, monkey
 
 
 def test_synthetic_late_hours_are_caught_by_the_next_runs_overlap(local_settings):
-    from common.locations import for_source
+    from common.runtime.locations import for_source
 
     svc = svc_for(local_settings)
     caught = 0

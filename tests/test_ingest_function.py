@@ -19,7 +19,7 @@ import pytest
 import requests
 from pytest_httpserver import HTTPServer
 
-from common.config import load_settings
+from common.core.config import load_settings
 from common.warehouse import open_warehouse
 from tests.emulators import free_port
 

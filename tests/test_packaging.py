@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from common import packaging
-from common.packaging import canonical
-from common.schedules import FUNCTIONS
+from common.scheduling.schedules import FUNCTIONS
 from tests.terraform_hcl import entry_points
+from tools import packaging
+from tools.packaging import canonical
 
 # Runs in a fresh interpreter: -I -S, so neither the repository, PYTHONPATH, the current
 # folder nor the .pth files (the editable install's finder among them) are on the path.
@@ -106,7 +106,7 @@ def test_package_layout_and_pins(packages):
             names = [i.filename for i in infos]
             requirements = zf.read("requirements.txt").decode().splitlines()
         assert names == sorted(names)
-        expected = {"main.py", "requirements.txt", "common/__init__.py", "common/locations.toml"}
+        expected = {"main.py", "requirements.txt", "common/__init__.py", "common/runtime/locations.toml"}
         assert expected <= set(names)
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         assert {i.date_time for i in infos} == {packaging.ZIP_DATE}
@@ -148,7 +148,7 @@ LIGHT_MAIN = """
 import functions_framework
 from flask import Request
 
-from common.snapshot import Snapshot
+from common.forecasting.snapshot import Snapshot
 from common.storage import open_store
 
 
@@ -179,7 +179,7 @@ def test_module_level_import_analysis_follows_common_but_not_function_bodies(tmp
     main.write_text(
         "from typing import TYPE_CHECKING\n"
         "import requests\n"
-        "from common import errors\n"
+        "from common.core import errors\n"
         "if TYPE_CHECKING:\n    import xgboost\n"
         "def later():\n    import duckdb\n"
     )
@@ -193,6 +193,6 @@ def test_light_function_also_gets_what_it_loads_on_first_use(tmp_path, monkeypat
     functions = tmp_path / "functions"
     (functions / "api").mkdir(parents=True)
     (functions / "api" / "main.py").write_text(LIGHT_MAIN)
-    monkeypatch.setitem(packaging.LAZY_MODULES, "api", ("common.runs", "common.not_yet"))
+    monkeypatch.setitem(packaging.LAZY_MODULES, "api", ("common.runtime.runs", "common.not_yet"))
     names = pinned_names(packaging.requirements_for("api", functions))
-    assert {"pandas", "numpy"} <= names  # common.runs imports pandas; pandas needs numpy
+    assert {"pandas", "numpy"} <= names  # common.runtime.runs imports pandas; pandas needs numpy

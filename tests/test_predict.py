@@ -12,14 +12,14 @@ import functions_framework
 import pandas as pd
 import pytest
 
-from common import services
-from common.config import load_settings
-from common.jobs.ingest import IngestRequest, run_ingest
-from common.jobs.predict import PredictRequest, run_predict
-from common.jobs.train import TrainRequest, run_train
-from common.services import Services, get_services
-from common.snapshot import SNAPSHOT_KEY, Snapshot
+from common.core.config import load_settings
+from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
+from common.ingest.job import IngestRequest, run_ingest
+from common.predict.job import PredictRequest, run_predict
+from common.runtime import services
+from common.runtime.services import Services, get_services
 from common.storage import open_store
+from common.train.job import TrainRequest, run_train
 from common.warehouse import open_warehouse
 from tests.test_train import AS_OF, TRAIN_ENV
 
@@ -226,8 +226,8 @@ def test_no_production_model_is_a_409_not_a_crash(tmp_path: Path, monkeypatch):
 
 def test_online_predict_matches_batch_for_the_same_observations(home: Path):
     """POST /v1/predict runs the same feature and model code as batch predict."""
-    from common.api import create_app
-    from common.schema import VARIABLES
+    from common.core.schema import VARIABLES
+    from common.serving.api import create_app
 
     run_predict(PredictRequest(as_of=T))
     svc = get_services()

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 
-from common.cli import main
+from common.ops.cli import main
 
 PROJECT = "aircast-test"
 JOB = f"projects/{PROJECT}/locations/europe-west1/jobs/aircast-ingest-hourly"

@@ -9,10 +9,10 @@ import logging
 
 import pytest
 
-from common.config import Settings
-from common.errors import Conflict, RunFailed
-from common.logs import JsonFormatter, event, get_logger, log_context
-from common.runs import track_run
+from common.core.config import Settings
+from common.core.errors import Conflict, RunFailed
+from common.core.logs import JsonFormatter, event, get_logger, log_context
+from common.runtime.runs import track_run
 from common.warehouse import open_warehouse
 
 AS_OF = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)

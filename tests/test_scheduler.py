@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from common.localstack import free_port, start_function, stop
-from common.scheduler import HttpInvoker, Scheduler, fire, replay, replay_plan
-from common.schedules import SCHEDULES, Schedule
+from common.scheduling.local import HttpInvoker, Scheduler, fire, replay, replay_plan
+from common.scheduling.schedules import SCHEDULES, Schedule
+from common.scheduling.stack import free_port, start_function, stop
 
 FLAKY = Path(__file__).parent / "fixture_functions" / "flaky" / "main.py"
 T0 = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
@@ -146,7 +146,7 @@ def test_replay_warm_up_backfills_in_chunks_then_trains_once():
 
 
 def test_a_failed_warm_up_stops_the_replay_with_its_error():
-    from common.scheduler import ReplayError
+    from common.scheduling.local import ReplayError
 
     rec = Recorder(fail_function="ingest")
     with pytest.raises(ReplayError, match="window longer than 400 days"):

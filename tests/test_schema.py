@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from common.generate import TERRAFORM_DIR, generated_files
-from common.schedules import SCHEDULES, Schedule, validate
-from common.schema import TABLES, VARIABLES, VIEWS
+from common.core.schema import TABLES, VARIABLES, VIEWS
+from common.scheduling.schedules import SCHEDULES, Schedule, validate
+from tools.generate import TERRAFORM_DIR, generated_files
 
 
 def test_terraform_generated_files_match_common():

@@ -15,14 +15,14 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from common import services
-from common.config import load_settings
-from common.errors import RunFailed
-from common.jobs.ingest import IngestRequest, run_ingest
-from common.logs import JsonFormatter
-from common.services import Services
+from common.core.config import load_settings
+from common.core.errors import RunFailed
+from common.core.logs import JsonFormatter
+from common.core.timeutil import floor_hour
+from common.ingest.job import IngestRequest, run_ingest
+from common.runtime import services
+from common.runtime.services import Services
 from common.storage import open_store
-from common.timeutil import floor_hour
 from common.warehouse import open_warehouse
 
 AS_OF = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
@@ -322,7 +322,7 @@ def test_a_timeout_is_a_clear_failure(tmp_path, httpserver):
 
 
 def test_no_network_is_one_clear_line(tmp_path):
-    from common.localstack import free_port
+    from common.scheduling.stack import free_port
 
     port = free_port()
     settings = load_settings(
@@ -671,7 +671,7 @@ def test_aqicn_absurd_values_and_an_hour_after_as_of_are_quarantined(tmp_path, h
 
 
 def test_aqicn_token_stays_out_of_a_network_error(tmp_path):
-    from common.localstack import free_port
+    from common.scheduling.stack import free_port
 
     settings = load_settings(
         home=tmp_path / "h",

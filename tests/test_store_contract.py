@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import Settings
+from common.core.config import Settings
 from common.storage import ArtifactStore, NotFound, PreconditionFailed, StoreError, open_store
 from common.storage.gcs import GCSStore
 from common.storage.local import LocalStore

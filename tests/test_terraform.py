@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 
-from common.config import Settings
-from common.packaging import FUNCTIONS_DIR, function_names
-from common.schedules import FUNCTIONS, SCHEDULES, TIME_ZONE
-from common.schema import TABLES, VIEWS, bigquery_schema
+from common.core.config import Settings
+from common.core.schema import TABLES, VIEWS, bigquery_schema
+from common.scheduling.schedules import FUNCTIONS, SCHEDULES, TIME_ZONE
 from tests.terraform_hcl import TERRAFORM_DIR, block, entry_points, load, resources
+from tools.packaging import FUNCTIONS_DIR, function_names
 
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import functions_framework
 import pytest
+from common.train import job as train_job
 
-from common import services
-from common.config import load_settings
-from common.errors import Conflict
-from common.jobs import train as train_job
-from common.jobs.ingest import IngestRequest, run_ingest
-from common.jobs.train import TrainRequest, run_train
-from common.registry import Registry
-from common.services import get_services
+from common.core.config import load_settings
+from common.core.errors import Conflict
+from common.forecasting.registry import Registry
+from common.ingest.job import IngestRequest, run_ingest
+from common.runtime import services
+from common.runtime.services import get_services
+from common.train.job import TrainRequest, run_train
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
@@ -36,7 +36,7 @@ def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """35 days of synthetic observations in a DuckDB home, built once for the module."""
     home = tmp_path_factory.mktemp("train") / "home"
     settings = load_settings(backend="local", home=home)
-    from common.services import Services
+    from common.runtime.services import Services
     from common.storage import open_store
     from common.warehouse import open_warehouse
 
@@ -90,7 +90,7 @@ def test_first_run_writes_a_version_and_promotes_it(home: Path):
 
 
 def _synthetic_ids() -> list[str]:
-    from common.locations import for_source
+    from common.runtime.locations import for_source
 
     return [loc.location_id.removeprefix("synth-") for loc in for_source("synthetic")]
 

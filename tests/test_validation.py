@@ -7,8 +7,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from common.ingest.validation import validate
 from common.sources.base import Window
-from common.validation import validate
 
 AS_OF = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
 WINDOW = Window(AS_OF - dt.timedelta(hours=6), AS_OF, AS_OF, live=True)

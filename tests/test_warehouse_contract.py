@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.config import Settings
-from common.schema import TABLES, VIEWS, Column
-from common.sql import SQLError
+from common.core.config import Settings
+from common.core.schema import TABLES, VIEWS, Column
 from common.warehouse import Warehouse, WarehouseError, open_warehouse
 from common.warehouse.bigquery_warehouse import MAX_BYTES_PER_REQUEST, _chunks
+from common.warehouse.sql import SQLError
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
 

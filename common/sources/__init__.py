@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.config import Settings
+from common.core.config import Settings
 from common.sources.base import Batch, Location, Rejection, Source, Window
 
 __all__ = [

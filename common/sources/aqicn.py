@@ -15,8 +15,8 @@ import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from common.http import SourceError, get, make_session, redact
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
+from common.sources.http import SourceError, get, make_session, redact
 
 KMH_PER_MS = 3.6
 IAQI = {  # WAQI key -> (column, scale)

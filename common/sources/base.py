@@ -4,7 +4,7 @@ A source returns what it got, unvalidated: an `observations` frame (location_id,
 Open-Meteo-named variable columns, plus a `payload` column with the raw input for
 quarantine), rows it could not even parse, per-location failures, the locations it
 discovered (csv files, API region lists), and weather forecasts for future hours when
-the API offers them. `common.validation` decides what lands.
+the API offers them. `common.ingest.validation` decides what lands.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from common.config import Settings
+from common.core.config import Settings
 
 
 @dataclass(frozen=True)

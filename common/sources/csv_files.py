@@ -8,7 +8,7 @@ Two formats, told apart by their header:
   16-point compass direction. Each station becomes a location `beijing-<station>`.
 - A long format: `location_id,ts,<variable>,...` where `ts` is ISO-8601 (an offset, or
   UTC when none) and variable columns are named as the observation columns
-  (`pm2_5`, `temperature_2m`, ...; units as in `common.schema`). Optional `name`,
+  (`pm2_5`, `temperature_2m`, ...; units as in `common.core.schema`). Optional `name`,
   `latitude`, `longitude` and `timezone` columns describe the location.
 
 Files are parsed once per process (keyed by path, size and mtime), so hourly replays over
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.http import SourceError
-from common.schema import VARIABLES
+from common.core.schema import VARIABLES
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
+from common.sources.http import SourceError
 
 BEIJING_COLUMNS = [
     "No",

@@ -15,8 +15,8 @@ import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from common.http import SourceError, get, make_session
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
+from common.sources.http import SourceError, get, make_session
 
 SGT = zoneinfo.ZoneInfo("Asia/Singapore")
 MAX_PAGES = 50

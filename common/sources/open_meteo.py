@@ -16,9 +16,9 @@ import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from common.http import SourceError, get, make_session
-from common.schema import POLLUTANTS, VARIABLES, WEATHER
+from common.core.schema import POLLUTANTS, VARIABLES, WEATHER
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
+from common.sources.http import SourceError, get, make_session
 
 AIR_VARIABLES = POLLUTANTS  # pm2_5, pm10, nitrogen_dioxide, ozone, sulphur_dioxide, carbon_monoxide
 WEATHER_VARIABLES = WEATHER

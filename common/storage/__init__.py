@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.config import Settings
+from common.core.config import Settings
 from common.storage.base import ArtifactStore, NotFound, PreconditionFailed, StoreError
 
 __all__ = ["ArtifactStore", "NotFound", "PreconditionFailed", "StoreError", "open_store"]

@@ -8,7 +8,7 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from common.config import Settings
+from common.core.config import Settings
 from common.storage.base import ArtifactStore, NotFound, PreconditionFailed, StoreError, check_key
 
 

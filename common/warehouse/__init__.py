@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.config import Settings
+from common.core.config import Settings
 from common.warehouse.base import Warehouse, WarehouseError
 
 __all__ = ["Warehouse", "WarehouseError", "open_warehouse"]

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from common.config import Settings
-from common.schema import TABLES, VIEWS, Table
-from common.sql import SQLError, check_identifier, check_params, qualify
+from common.core.config import Settings
+from common.core.schema import TABLES, VIEWS, Table
+from common.warehouse.sql import SQLError, check_identifier, check_params, qualify
 
 
 class WarehouseError(RuntimeError):
@@ -43,7 +43,7 @@ class Warehouse(ABC):
 
     # -- data ---------------------------------------------------------------------------
     def append(self, table: str, frame: pd.DataFrame) -> int:
-        """Append rows (columns named as in `common.schema`); return the count written."""
+        """Append rows (columns named as in `common.core.schema`); return the count written."""
         spec = _table(table)
         frame = conform(spec, frame)
         if frame.empty:

@@ -19,8 +19,8 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from common.config import Settings
-from common.schema import TABLES, VIEWS, Table
+from common.core.config import Settings
+from common.core.schema import TABLES, VIEWS, Table
 from common.warehouse.base import Warehouse, WarehouseError, json_ready
 
 # insertAll: 10 MB per request (HTTP limit); 500 rows is Google's recommended batch size.

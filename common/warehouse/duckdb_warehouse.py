@@ -18,8 +18,8 @@ import duckdb
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from common.config import Settings
-from common.schema import DUCKDB_TYPES, TABLES, VIEWS, Table
+from common.core.config import Settings
+from common.core.schema import DUCKDB_TYPES, TABLES, VIEWS, Table
 from common.warehouse.base import Warehouse, WarehouseError
 
 # duckdb's pandas conversion uses an argument pandas 3 deprecates; harmless, and not ours.

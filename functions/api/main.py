@@ -11,10 +11,10 @@ import flask
 import functions_framework
 from werkzeug.exceptions import HTTPException
 
-from common.api import Api
-from common.config import get_settings
-from common.logs import configure_logging
-from common.services import get_store
+from common.core.config import get_settings
+from common.core.logs import configure_logging
+from common.runtime.services import get_store
+from common.serving.api import Api
 
 
 @functools.cache

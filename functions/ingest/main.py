@@ -6,8 +6,8 @@ POST {as_of?, start?, end?, locations?, source?, path?} -> {run_id, status, coun
 import functions_framework
 from flask import Request
 
-from common.handlers import handle
-from common.jobs.ingest import IngestRequest, run_ingest
+from common.ingest.job import IngestRequest, run_ingest
+from common.runtime.handler import handle
 
 
 @functions_framework.http

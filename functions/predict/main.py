@@ -7,8 +7,8 @@ POST {as_of?} -> {run_id, status, model_version, issued_at, counts, skipped, sna
 import functions_framework
 from flask import Request
 
-from common.handlers import handle
-from common.jobs.predict import PredictRequest, run_predict
+from common.predict.job import PredictRequest, run_predict
+from common.runtime.handler import handle
 
 
 @functions_framework.http

@@ -7,8 +7,8 @@ POST {as_of?, window_days?, max_rows?} -> {run_id, status, version, promoted, ga
 import functions_framework
 from flask import Request
 
-from common.handlers import handle
-from common.jobs.train import TrainRequest, run_train
+from common.runtime.handler import handle
+from common.train.job import TrainRequest, run_train
 
 
 @functions_framework.http

@@ -1,0 +1,201 @@
+"""Configuration from environment variables, validated once at start-up.
+
+Every setting is an environment variable (see `.env.example` and the README). A bad value
+raises `ConfigError` naming the variable, so a misconfigured function fails on its first
+request with a readable message instead of deep inside a run.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """All aircast settings. Field `x` is read from `AIRCAST_X` unless an alias says otherwise."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AIRCAST_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    backend: Literal["local", "gcp"] = Field("local", description="Adapters: local or gcp.")
+    home: Path = Field(Path(".aircast"), description="Local state: DuckDB file, artifacts.")
+    project: str | None = Field(
+        None,
+        validation_alias=AliasChoices("GOOGLE_CLOUD_PROJECT", "AIRCAST_PROJECT"),
+        description="Google Cloud project id (required for the gcp backend).",
+    )
+    dataset: str = Field("aircast", description="BigQuery dataset / DuckDB schema name.")
+    bucket: str | None = Field(None, description="Artifact bucket (required for gcp).")
+    bq_location: str = Field("US", description="BigQuery dataset location.")
+    bigquery_endpoint: str | None = Field(
+        None, description="BigQuery API endpoint override (emulators); anonymous credentials."
+    )
+    storage_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices("STORAGE_EMULATOR_HOST", "AIRCAST_STORAGE_ENDPOINT"),
+        description="Cloud Storage endpoint override (emulators).",
+    )
+    region: str = Field("us-central1", description="Region of the functions and scheduler.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Forecasting
+    target: str = Field("pm2_5", description="Observation column to forecast.")
+    horizon: int = Field(24, ge=1, le=168, description="Forecast horizons 1..H hours.")
+    model_name: str = Field("aircast", description="Name of the model under models/.")
+
+    # --- ingest --------------------------------------------------------------------------
+    source: Literal["open-meteo", "data-gov-sg", "aqicn", "csv", "synthetic"] | None = Field(
+        None, description="Default ingest source (default: open-meteo on gcp, else synthetic)."
+    )
+    locations_file: Path | None = Field(None, description="Locations TOML (default: built in).")
+    ingest_lookback_hours: int = Field(6, ge=1, le=24 * 31, description="Scheduled window.")
+    backfill_chunk_days: int | None = Field(
+        None, ge=1, le=366, description="Days per backfill run (default: per source)."
+    )
+    csv_path: Path | None = Field(None, description="Default file or folder for the csv source.")
+    synthetic_seed: int = Field(7, description="Seed of the synthetic source.")
+    aqicn_token: SecretStr | None = Field(None, description="AQICN token (never logged).")
+    http_timeout_seconds: float = Field(30.0, gt=0, le=300)
+    http_retries: int = Field(4, ge=0, le=10)
+    open_meteo_url: str = "https://api.open-meteo.com/v1/forecast"
+    open_meteo_archive_url: str = "https://archive-api.open-meteo.com/v1/archive"
+    open_meteo_air_url: str = "https://air-quality-api.open-meteo.com/v1/air-quality"
+    data_gov_sg_url: str = "https://api-open.data.gov.sg/v2/real-time/api/pm25"
+    aqicn_url: str = "https://api.waqi.info"
+
+    # --- training ------------------------------------------------------------------------
+    train_window_days: int = Field(
+        365, ge=7, le=3660, description="Observations up to this many days before as_of."
+    )
+    train_max_rows: int = Field(
+        500_000, ge=1_000, le=20_000_000, description="Row budget of the fit block."
+    )
+    train_holdout_days: int = Field(
+        7, ge=1, le=365, description="Issue times of the last days held out for the gate."
+    )
+    train_backtest_folds: int = Field(
+        2, ge=0, le=12, description="Earlier rolling-origin folds, each refit on a quarter budget."
+    )
+    train_threads: int = Field(2, ge=1, le=64, description="XGBoost threads.")
+    future_weather: bool = Field(
+        False,
+        description="Use weather forecasts for the target hour (needs a source that "
+        "provides them, e.g. open-meteo).",
+    )
+    gate_margin: float = Field(
+        0.05, ge=0, lt=1, description="Required MAE improvement over seasonal naive (share)."
+    )
+    gate_tolerance: float = Field(
+        0.02, ge=0, lt=1, description="Allowed MAE loss against production (share)."
+    )
+
+    # --- predict and serving -------------------------------------------------------------
+
+    # --- api -----------------------------------------------------------------------------
+    api_refresh_seconds: float = Field(
+        5.0, ge=0, le=3600, description="How often the api re-checks the serving snapshot."
+    )
+    api_stale_after_hours: float = Field(
+        3.0, gt=0, le=24 * 31, description="Snapshot age at which /health says degraded."
+    )
+
+    @field_validator("dataset", "model_name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not IDENTIFIER.match(value):
+            raise ValueError("must be letters, digits and underscores, not starting with a digit")
+        return value
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str | None) -> str | None:
+        if value is not None and not PROJECT_ID.match(value):
+            raise ValueError("is not a valid Google Cloud project id")
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str | None) -> str | None:
+        if value is not None and not BUCKET_NAME.match(value):
+            raise ValueError("is not a valid bucket name")
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        from common.core.schema import VARIABLES
+
+        if value not in VARIABLES:
+            raise ValueError(f"must be one of the observation variables: {', '.join(VARIABLES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _gcp_needs_project_and_bucket(self) -> Settings:
+        if self.backend == "gcp":
+            missing = [
+                name
+                for name, value in (
+                    ("GOOGLE_CLOUD_PROJECT", self.project),
+                    ("AIRCAST_BUCKET", self.bucket),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"AIRCAST_BACKEND=gcp needs {' and '.join(missing)}")
+        return self
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self.home / "artifacts"
+
+
+def _env_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        return str(info.validation_alias.choices[0])
+    return f"AIRCAST_{field.upper()}" if field else "configuration"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate settings; raise ConfigError naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
+            value = err.get("input")
+            shown = "" if isinstance(value, dict) or value is None else f" (got {value!r})"
+            problems.append(f"{_env_name(field)}: {err['msg']}{shown}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Process-wide settings, read once. Tests call `get_settings.cache_clear()`."""
+    return load_settings()

@@ -1,0 +1,271 @@
+"""The one definition of every table, view and observation variable.
+
+Everything else derives from here: DuckDB DDL, BigQuery schemas, Terraform's schema files
+(`make generate` writes them; a test keeps them in sync), the validation ranges
+for ingested values, and the columns the feature code may read.
+
+View SQL is written once, in BigQuery's dialect with unqualified table names; the warehouse
+adapters qualify and translate it (see `common.warehouse.sql`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Location ids: lowercase letters, digits, '-', '_', '.'; max 63 (also the api's contract).
+LOCATION_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """An hourly observation column, named as Open-Meteo names it."""
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    kind: str  # pollutant | weather | index
+    description: str
+
+
+VARIABLES: dict[str, Variable] = {
+    v.name: v
+    for v in (
+        Variable("pm2_5", "µg/m³", 0, 1500, "pollutant", "Particulate matter < 2.5 µm"),
+        Variable("pm10", "µg/m³", 0, 3000, "pollutant", "Particulate matter < 10 µm"),
+        Variable("nitrogen_dioxide", "µg/m³", 0, 2000, "pollutant", "NO2"),
+        Variable("ozone", "µg/m³", 0, 1500, "pollutant", "O3"),
+        Variable("sulphur_dioxide", "µg/m³", 0, 3000, "pollutant", "SO2"),
+        Variable("carbon_monoxide", "µg/m³", 0, 60000, "pollutant", "CO"),
+        Variable("us_aqi", "USAQI", 0, 1000, "index", "US AQI, max of sub-indices"),
+        Variable("us_aqi_pm2_5", "USAQI", 0, 1000, "index", "US AQI sub-index of PM2.5"),
+        Variable("us_aqi_pm10", "USAQI", 0, 1000, "index", "US AQI sub-index of PM10"),
+        Variable("temperature_2m", "°C", -90, 60, "weather", "Air temperature at 2 m"),
+        Variable("relative_humidity_2m", "%", 0, 100, "weather", "Relative humidity at 2 m"),
+        Variable("dew_point_2m", "°C", -90, 40, "weather", "Dew point at 2 m"),
+        Variable("precipitation", "mm", 0, 500, "weather", "Precipitation, sum of preceding hour"),
+        Variable("surface_pressure", "hPa", 300, 1100, "weather", "Surface air pressure"),
+        Variable("wind_speed_10m", "km/h", 0, 400, "weather", "Wind speed at 10 m"),
+        Variable("wind_direction_10m", "°", 0, 360, "weather", "Wind direction at 10 m"),
+    )
+}
+POLLUTANTS = tuple(n for n, v in VARIABLES.items() if v.kind == "pollutant")
+WEATHER = tuple(n for n, v in VARIABLES.items() if v.kind == "weather")
+
+# BigQuery standard SQL type -> DuckDB type.
+DUCKDB_TYPES = {
+    "STRING": "VARCHAR",
+    "INT64": "BIGINT",
+    "FLOAT64": "DOUBLE",
+    "BOOL": "BOOLEAN",
+    "TIMESTAMP": "TIMESTAMPTZ",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # BigQuery standard SQL type, a key of DUCKDB_TYPES
+    description: str
+    required: bool = False
+
+    @property
+    def mode(self) -> str:
+        return "REQUIRED" if self.required else "NULLABLE"
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()  # the key its reading view deduplicates on, if any
+    partition_by: str | None = None  # a TIMESTAMP column, partitioned by day
+    cluster_by: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    description: str
+    sql: str  # BigQuery dialect, unqualified table names
+    depends_on: tuple[str, ...] = field(default=())
+
+
+def _c(name: str, type_: str, description: str, required: bool = False) -> Column:
+    return Column(name, type_, description, required)
+
+
+_VARIABLE_COLUMNS = tuple(
+    _c(v.name, "FLOAT64", f"{v.description} [{v.unit}]") for v in VARIABLES.values()
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table(
+            "locations",
+            "Places that are ingested and forecast. Append-only: the newest row per "
+            "location_id (by updated_at) is current.",
+            (
+                _c("location_id", "STRING", "Stable id, e.g. beijing-dongsi", True),
+                _c("name", "STRING", "Display name"),
+                _c("latitude", "FLOAT64", "WGS84 latitude"),
+                _c("longitude", "FLOAT64", "WGS84 longitude"),
+                _c("source", "STRING", "Source that ingests it", True),
+                _c("timezone", "STRING", "IANA time zone of the place"),
+                _c("active", "BOOL", "Forecast by predict when true", True),
+                _c("updated_at", "TIMESTAMP", "When this row was written", True),
+            ),
+            key=("location_id",),
+        ),
+        Table(
+            "observations_raw",
+            "Every accepted hourly observation as ingested; read `observations` instead.",
+            (
+                _c("location_id", "STRING", "Location id", True),
+                _c("ts", "TIMESTAMP", "Start of the observed hour, UTC", True),
+                *_VARIABLE_COLUMNS,
+                _c("source", "STRING", "Source name", True),
+                _c("run_id", "STRING", "Ingest run that wrote the row", True),
+                _c("ingested_at", "TIMESTAMP", "When the row was written", True),
+            ),
+            key=("location_id", "ts"),
+            partition_by="ts",
+            cluster_by=("location_id",),
+        ),
+        Table(
+            "weather_forecasts",
+            "Weather forecasts for future hours, as a source issued them: predict uses the "
+            "newest one issued at or before its as_of for each target hour.",
+            (
+                _c("location_id", "STRING", "Location id", True),
+                _c(
+                    "issued_at", "TIMESTAMP", "When the forecast was available (ingest as_of)", True
+                ),
+                _c("ts", "TIMESTAMP", "Forecast hour, UTC", True),
+                *(c for c in _VARIABLE_COLUMNS if c.name in WEATHER),
+                _c("source", "STRING", "Source name", True),
+                _c("run_id", "STRING", "Ingest run that wrote the row", True),
+                _c("ingested_at", "TIMESTAMP", "When the row was written", True),
+            ),
+            key=("location_id", "issued_at", "ts"),
+            partition_by="ts",
+            cluster_by=("location_id",),
+        ),
+        Table(
+            "rejected_rows",
+            "Rows that failed validation, with the reason and the offending payload.",
+            (
+                _c("run_id", "STRING", "Ingest run", True),
+                _c("source", "STRING", "Source name", True),
+                _c("location_id", "STRING", "Location id, when known"),
+                _c("ts", "TIMESTAMP", "Observation hour, when parseable"),
+                _c("reason", "STRING", "Why the row was rejected", True),
+                _c("payload", "STRING", "The offending input, as JSON text"),
+                _c("rejected_at", "TIMESTAMP", "When the row was rejected", True),
+            ),
+            partition_by="rejected_at",
+            cluster_by=("source",),
+        ),
+        Table(
+            "forecasts",
+            "Every forecast ever issued; read `latest_forecasts` for the current ones.",
+            (
+                _c("run_id", "STRING", "Predict run", True),
+                _c("model_version", "STRING", "Model version that forecast", True),
+                _c("location_id", "STRING", "Location id", True),
+                _c("target", "STRING", "Forecast variable, e.g. pm2_5", True),
+                _c("issued_at", "TIMESTAMP", "Issue time t (as_of): no data after it used", True),
+                _c("target_ts", "TIMESTAMP", "Forecast hour t + h", True),
+                _c("horizon_h", "INT64", "Hours ahead, 1..H", True),
+                _c("yhat", "FLOAT64", "Median forecast (p50)", True),
+                _c("yhat_lower", "FLOAT64", "Lower bound (p10)"),
+                _c("yhat_upper", "FLOAT64", "Upper bound (p90)"),
+                _c("created_at", "TIMESTAMP", "When the row was written", True),
+            ),
+            key=("location_id", "target_ts"),
+            partition_by="target_ts",
+            cluster_by=("location_id",),
+        ),
+        Table(
+            "runs",
+            "One audit row per function run.",
+            (
+                _c("run_id", "STRING", "Run id", True),
+                _c("function", "STRING", "ingest | train | predict | ...", True),
+                _c("as_of", "TIMESTAMP", "The run's as_of", True),
+                _c("status", "STRING", "success | partial | rejected | failed", True),
+                _c("started_at", "TIMESTAMP", "Start", True),
+                _c("finished_at", "TIMESTAMP", "End", True),
+                _c("counts", "STRING", "Counts as JSON text"),
+                _c("error", "STRING", "Error message when failed"),
+                _c("params", "STRING", "Request parameters as JSON text"),
+            ),
+            partition_by="started_at",
+            cluster_by=("function",),
+        ),
+    )
+}
+
+
+def _actual_case() -> str:
+    """CASE expression picking the observed value of a forecast's target variable."""
+    arms = " ".join(f"WHEN '{name}' THEN o.{name}" for name in VARIABLES)
+    return f"CASE f.target {arms} END"
+
+
+VIEWS: dict[str, View] = {
+    v.name: v
+    for v in (
+        View(
+            "observations",
+            "The newest observation per (location_id, ts): later corrections supersede.",
+            "SELECT * FROM observations_raw WHERE TRUE QUALIFY ROW_NUMBER() OVER ("
+            "PARTITION BY location_id, ts ORDER BY ingested_at DESC, run_id DESC) = 1",
+            ("observations_raw",),
+        ),
+        View(
+            "latest_forecasts",
+            "The newest forecast per (location_id, target_ts).",
+            "SELECT * FROM forecasts WHERE TRUE QUALIFY ROW_NUMBER() OVER ("
+            "PARTITION BY location_id, target_ts ORDER BY issued_at DESC, created_at DESC, "
+            "run_id DESC) = 1",
+            ("forecasts",),
+        ),
+        View(
+            "forecast_accuracy",
+            "Each forecast joined with what was later observed: error by horizon, "
+            "model_version and location. Re-runs of one forecast count once.",
+            "WITH f AS (SELECT * FROM forecasts WHERE TRUE QUALIFY ROW_NUMBER() OVER ("
+            "PARTITION BY model_version, location_id, target, issued_at, target_ts "
+            "ORDER BY created_at DESC, run_id DESC) = 1), "
+            f"j AS (SELECT f.*, {_actual_case()} AS actual FROM f "
+            "JOIN observations AS o ON o.location_id = f.location_id AND o.ts = f.target_ts) "
+            "SELECT location_id, model_version, target, issued_at, target_ts, horizon_h, "
+            "yhat, yhat_lower, yhat_upper, actual, yhat - actual AS error, "
+            "ABS(yhat - actual) AS abs_error, "
+            "(actual >= yhat_lower AND actual <= yhat_upper) AS covered "
+            "FROM j WHERE actual IS NOT NULL",
+            ("forecasts", "observations"),
+        ),
+    )
+}
+
+
+def bigquery_schema(table: Table) -> list[dict[str, str]]:
+    """The table's schema in the BigQuery API's JSON form (as Terraform takes it)."""
+    return [
+        {"name": c.name, "type": c.type, "mode": c.mode, "description": c.description}
+        for c in table.columns
+    ]

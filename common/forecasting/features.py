@@ -1,0 +1,518 @@
+"""Features for (location, issue time t, horizon h): the one copy that train and predict share.
+
+Everything a row holds is known at t: the target's recent values (as log changes relative to
+the last observation, the *anchor*), rolling statistics, the other pollutants and the
+weather at t, the calendar of the target hour, the horizon, and - when a forecast of it
+exists - the weather at the target hour. In training, observed weather stands in for that
+forecast (the model metadata says so); predict uses the newest weather forecast issued at
+or before t.
+
+Missing history is explicit: a missing value is NaN (XGBoost learns where to send it), never
+zero, and a location whose target has no value in the last `MAX_ANCHOR_AGE` hours or fewer
+than `MIN_RECENT` values in the last 24 hours is skipped with a reason.
+
+Data is held as a dense grid (locations x hours on one UTC axis) so that training over years
+and serving 10,000 locations are the same vectorised array code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from sklearn.neighbors import BallTree
+
+from common.core.schema import POLLUTANTS, WEATHER
+
+HISTORY_HOURS = 72  # the longest window a feature reads, ending at t
+MAX_ANCHOR_AGE = 6  # hours: the last target value must be this recent
+MIN_RECENT = 12  # target values needed in the 24 hours up to t
+LAGS = (1, 2, 3, 6, 12, 24)
+WINDOWS = (3, 6, 12, 24, 48, 72)
+FUTURE_WEATHER = (
+    "temperature_2m",
+    "relative_humidity_2m",
+    "dew_point_2m",
+    "precipitation",
+    "surface_pressure",
+    "wind_speed_10m",
+    "wind_u",
+    "wind_v",
+)
+HOUR = np.timedelta64(1, "h")
+NEIGHBOUR_KM = 100.0  # other locations this close describe the regional situation
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the model sees; stored in the model metadata so serving rebuilds the same rows."""
+
+    target: str = "pm2_5"
+    horizon: int = 24
+    future_weather: bool = True
+
+    def others(self) -> list[str]:
+        return [p for p in POLLUTANTS if p != self.target]
+
+    def columns(self) -> list[str]:
+        cols = ["level", "anchor_age"]
+        cols += [f"lag_{k}" for k in LAGS]
+        cols += [f"mean_{w}" for w in WINDOWS]
+        cols += ["std_24", "max_24", "min_24", "valid_24"]
+        for p in self.others():
+            cols += [p, f"{p}_mean_24"]
+        cols += [w for w in WEATHER if w != "wind_direction_10m"]
+        cols += ["wind_u", "wind_v", "wind_u_6", "wind_v_6", "wind_u_24", "wind_v_24"]
+        cols += ["precip_24", "pressure_d3", "pressure_d24", "humidity_d6", "temp_d24"]
+        cols += ["dew_d24"]
+        cols += ["nb_level", "nb_max", "nb_d1", "nb_d3", "nb_d6", "nb_count"]
+        cols += ["horizon_h", "hour", "dow", "doy", "seasonal_24", "seasonal_48"]
+        if self.future_weather:
+            cols += [f"f_{w}" for w in FUTURE_WEATHER] + ["f_temp_d", "f_pressure_d"]
+        return cols
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "target": self.target,
+            "horizon": self.horizon,
+            "future_weather": self.future_weather,
+        }
+
+
+@dataclass
+class Grid:
+    """Hourly values of each variable as (location, hour) float arrays; NaN = not observed."""
+
+    location_ids: list[str]
+    start: np.datetime64  # UTC hour of column 0
+    n_hours: int
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        start: dt.datetime,
+        end: dt.datetime,
+        location_ids: Sequence[str],
+        columns: Sequence[str],
+    ) -> Grid:
+        """Place `frame` rows (location_id, ts, columns...) on the hours [start, end]."""
+        t0 = _hour64(start)
+        n = int((_hour64(end) - t0) // HOUR) + 1
+        grid = cls(list(location_ids), t0, n)
+        rows = pd.Index(grid.location_ids).get_indexer(frame["location_id"]) if len(frame) else []
+        if len(frame):
+            ts = _to_hour64(frame["ts"])
+            cols = ((ts - t0) // HOUR).astype(np.int64)
+            keep = (np.asarray(rows) >= 0) & (cols >= 0) & (cols < n)
+            rows, cols = np.asarray(rows)[keep], cols[keep]
+        for c in columns:
+            arr = np.full((len(grid.location_ids), n), np.nan, dtype=np.float64)
+            if len(frame) and c in frame:
+                arr[rows, cols] = pd.to_numeric(frame[c], errors="coerce").to_numpy(float)[keep]
+            grid.values[c] = arr
+        if "wind_speed_10m" in grid.values and "wind_direction_10m" in grid.values:
+            rad = np.deg2rad(grid.values["wind_direction_10m"])
+            speed = grid.values["wind_speed_10m"]
+            grid.values["wind_u"] = -speed * np.sin(rad)  # wind blowing towards east is +
+            grid.values["wind_v"] = -speed * np.cos(rad)
+        return grid
+
+    def hours(self, idx: np.ndarray) -> np.ndarray:
+        return self.start + idx.astype(np.int64) * HOUR
+
+
+def grid_columns(spec: FeatureSpec) -> list[str]:
+    """Observation columns the features read."""
+    return [spec.target, *spec.others(), *WEATHER]
+
+
+class _Window:
+    """O(1) window sums over the hour axis via cumulative sums (NaN-aware)."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        valid = ~np.isnan(x)
+        v = np.where(valid, x, 0.0)
+        pad = np.zeros((x.shape[0], 1))
+        self.s = np.concatenate([pad, np.cumsum(v, axis=1)], axis=1)
+        self.q = np.concatenate([pad, np.cumsum(v * v, axis=1)], axis=1)
+        self.c = np.concatenate([pad, np.cumsum(valid, axis=1)], axis=1)
+
+    def _diff(self, a: np.ndarray, loc: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
+        lo = np.maximum(t + 1 - w, 0)
+        return a[loc, t + 1] - a[loc, lo]
+
+    def count(self, loc: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
+        return self._diff(self.c, loc, t, w)
+
+    def mean(self, loc: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
+        n = self.count(loc, t, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, self._diff(self.s, loc, t, w) / n, np.nan)
+
+    def sum(self, loc: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
+        n = self.count(loc, t, w)
+        return np.where(n > 0, self._diff(self.s, loc, t, w), np.nan)
+
+    def std(self, loc: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
+        n = self.count(loc, t, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = self._diff(self.s, loc, t, w) / n
+            var = self._diff(self.q, loc, t, w) / n - m * m
+        return np.where(n > 1, np.sqrt(np.maximum(var, 0.0)), np.nan)
+
+
+def _at(x: np.ndarray, loc: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """x[loc, t], NaN where t is off the grid."""
+    ok = (t >= 0) & (t < x.shape[1])
+    out = np.full(np.shape(t), np.nan)
+    out[ok] = x[np.broadcast_to(loc, np.shape(t))[ok], t[ok]]
+    return out
+
+
+def anchors(grid: Grid, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """For every (location, hour): the hour index of the last target value at or before it
+    (-1 if none) and the number of target values in the 24 hours up to it."""
+    x = grid.values[target]
+    valid = ~np.isnan(x)
+    idx = np.where(valid, np.arange(x.shape[1])[None, :], -1)
+    last = np.maximum.accumulate(idx, axis=1)
+    c = np.concatenate([np.zeros((x.shape[0], 1)), np.cumsum(valid, axis=1)], axis=1)
+    t = np.arange(x.shape[1])
+    recent = c[:, t + 1] - c[:, np.maximum(t + 1 - 24, 0)]
+    return last, recent
+
+
+def eligible(grid: Grid, target: str) -> np.ndarray:
+    """(location, hour) mask of issue times with enough recent history to forecast from."""
+    last, recent = anchors(grid, target)
+    t = np.arange(grid.n_hours)[None, :]
+    return (last >= 0) & (t - last <= MAX_ANCHOR_AGE) & (recent >= MIN_RECENT)
+
+
+def skip_reason(grid: Grid, target: str, loc: int, t: int) -> str | None:
+    last, recent = anchors(grid, target)
+    if last[loc, t] < 0 or t - last[loc, t] > MAX_ANCHOR_AGE:
+        return f"no {target} observation in the {MAX_ANCHOR_AGE} hours up to the issue time"
+    if recent[loc, t] < MIN_RECENT:
+        return (
+            f"only {int(recent[loc, t])} {target} observations in the 24 hours up to the issue "
+            f"time (need {MIN_RECENT})"
+        )
+    return None
+
+
+def build(
+    grid: Grid,
+    loc: np.ndarray,
+    t: np.ndarray,
+    spec: FeatureSpec,
+    places: pd.DataFrame,
+    future: Mapping[str, np.ndarray] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Feature rows for issue times (grid.location_ids[loc[i]], hour t[i]) x horizons 1..H.
+
+    Reads only grid columns <= t[i]. `future[var]` is (len(loc), H): the weather forecast
+    for each target hour (NaN where none); required when spec.future_weather.
+    Returns (X, keys) with rows ordered by issue pair, then horizon; keys has location_id,
+    issued_at, target_ts, horizon_h, level (log1p of the anchor) and anchor (its value).
+    """
+    loc = np.asarray(loc, dtype=np.int64)
+    t = np.asarray(t, dtype=np.int64)
+    n, H = len(loc), spec.horizon
+    y = grid.values[spec.target]
+    ly = np.log1p(np.clip(y, 0, None))
+    last, _ = anchors(grid, spec.target)
+    a_idx = last[loc, t]
+    level = ly[loc, np.maximum(a_idx, 0)]
+    level = np.where(a_idx >= 0, level, np.nan)
+
+    f: dict[str, np.ndarray] = {"level": level, "anchor_age": (t - a_idx).astype(float)}
+    for k in LAGS:
+        f[f"lag_{k}"] = _at(ly, loc, t - k) - level
+    win = _Window(ly)
+    for w in WINDOWS:
+        f[f"mean_{w}"] = win.mean(loc, t, w) - level
+    f["std_24"] = win.std(loc, t, 24)
+    back = t[:, None] + np.arange(-23, 1)[None, :]
+    block = _at(ly, loc[:, None], back)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        f["max_24"] = np.nanmax(block, axis=1) - level
+        f["min_24"] = np.nanmin(block, axis=1) - level
+    f["valid_24"] = win.count(loc, t, 24) / 24.0
+    for p in spec.others():
+        lp = np.log1p(np.clip(grid.values[p], 0, None))
+        f[p] = _at(lp, loc, t)
+        f[f"{p}_mean_24"] = _Window(lp).mean(loc, t, 24)
+    for w in WEATHER:
+        if w != "wind_direction_10m":
+            f[w] = _at(grid.values[w], loc, t)
+    for comp in ("wind_u", "wind_v"):
+        x = grid.values[comp]
+        f[comp] = _at(x, loc, t)
+        cw = _Window(x)
+        f[f"{comp}_6"] = cw.mean(loc, t, 6)
+        f[f"{comp}_24"] = cw.mean(loc, t, 24)
+    f["precip_24"] = _Window(grid.values["precipitation"]).sum(loc, t, 24)
+    p = grid.values["surface_pressure"]
+    f["pressure_d3"] = _at(p, loc, t) - _at(p, loc, t - 3)
+    f["pressure_d24"] = _at(p, loc, t) - _at(p, loc, t - 24)
+    rh = grid.values["relative_humidity_2m"]
+    f["humidity_d6"] = _at(rh, loc, t) - _at(rh, loc, t - 6)
+    temp = grid.values["temperature_2m"]
+    f["temp_d24"] = _at(temp, loc, t) - _at(temp, loc, t - 24)
+    dew = grid.values["dew_point_2m"]
+    f["dew_d24"] = _at(dew, loc, t) - _at(dew, loc, t - 24)
+    f.update(_neighbour_features(grid, ly, loc, t, level, places))
+
+    # Expand issue features over the horizons: row r = pair r // H, horizon r % H + 1.
+    cols: dict[str, np.ndarray] = {k: np.repeat(v, H) for k, v in f.items()}
+    h = np.tile(np.arange(1, H + 1), n)
+    tt = np.repeat(t, H) + h  # target hour index
+    ll = np.repeat(loc, H)
+    lvl = cols["level"]
+    cols["horizon_h"] = h.astype(float)
+    target_ts = grid.hours(tt)
+    zones = places.drop_duplicates("location_id").set_index("location_id")["timezone"]
+    zones = zones.reindex(grid.location_ids).fillna("UTC").to_numpy()
+    hour, dow, doy = _calendar(target_ts, zones[ll])
+    cols["hour"], cols["dow"], cols["doy"] = hour, dow, doy
+    # The same hour a day (two days) before the target: always <= t because h <= 24 (48).
+    s24, s48 = tt - 24, tt - 48
+    cols["seasonal_24"] = np.where(s24 <= np.repeat(t, H), _at(ly, ll, s24), np.nan) - lvl
+    cols["seasonal_48"] = np.where(s48 <= np.repeat(t, H), _at(ly, ll, s48), np.nan) - lvl
+    if spec.future_weather:
+        if future is None:
+            raise ValueError("spec.future_weather needs weather for the target hours")
+        for w in FUTURE_WEATHER:
+            cols[f"f_{w}"] = np.asarray(future[w], dtype=float).reshape(-1)
+        cols["f_temp_d"] = cols["f_temperature_2m"] - cols["temperature_2m"]
+        cols["f_pressure_d"] = cols["f_surface_pressure"] - cols["surface_pressure"]
+    X = pd.DataFrame({c: cols[c].astype(np.float32) for c in spec.columns()})
+    anchor_value = np.expm1(lvl)
+    keys = pd.DataFrame(
+        {
+            "location_id": pd.Categorical.from_codes(ll, categories=grid.location_ids),
+            "issued_at": pd.DatetimeIndex(grid.hours(np.repeat(t, H))).tz_localize("UTC"),
+            "target_ts": pd.DatetimeIndex(target_ts).tz_localize("UTC"),
+            "horizon_h": h,
+            "level": lvl,
+            "anchor": anchor_value,
+        }
+    )
+    return X, keys
+
+
+def future_from_grid(grid: Grid, loc: np.ndarray, t: np.ndarray, horizon: int) -> dict:
+    """Observed weather at each target hour: the stand-in for a forecast in training."""
+    tt = np.asarray(t)[:, None] + np.arange(1, horizon + 1)[None, :]
+    return {w: _at(grid.values[w], np.asarray(loc)[:, None], tt) for w in FUTURE_WEATHER}
+
+
+def future_from_forecasts(
+    forecasts: pd.DataFrame, grid: Grid, loc: np.ndarray, t: np.ndarray, horizon: int
+) -> dict:
+    """Weather forecasts (location_id, ts, weather columns) placed on each pair's target hours."""
+    out = {w: np.full((len(loc), horizon), np.nan) for w in FUTURE_WEATHER}
+    if forecasts is None or forecasts.empty:
+        return out
+    fc = forecasts.copy()
+    if "wind_speed_10m" in fc and "wind_direction_10m" in fc:
+        rad = np.deg2rad(pd.to_numeric(fc["wind_direction_10m"], errors="coerce"))
+        speed = pd.to_numeric(fc["wind_speed_10m"], errors="coerce")
+        fc["wind_u"], fc["wind_v"] = -speed * np.sin(rad), -speed * np.cos(rad)
+    row_of = {int(loc_i): i for i, loc_i in enumerate(np.asarray(loc))}
+    li = pd.Index(grid.location_ids).get_indexer(fc["location_id"])
+    ts = _to_hour64(fc["ts"])
+    t_of_loc = np.full(len(grid.location_ids), -(10**9), dtype=np.int64)
+    for loc_i, i in row_of.items():
+        t_of_loc[loc_i] = np.asarray(t)[i]
+    ok = li >= 0
+    hh = np.where(ok, ((ts - grid.start) // HOUR).astype(np.int64) - t_of_loc[np.maximum(li, 0)], 0)
+    ok &= (hh >= 1) & (hh <= horizon)
+    rows = np.array([row_of.get(int(x), -1) for x in li])
+    ok &= rows >= 0
+    for w in FUTURE_WEATHER:
+        if w in fc:
+            out[w][rows[ok], hh[ok] - 1] = pd.to_numeric(fc[w], errors="coerce").to_numpy(float)[ok]
+    return out
+
+
+def training_examples(
+    obs: pd.DataFrame,
+    spec: FeatureSpec,
+    start: dt.datetime,
+    end: dt.datetime,
+    places: pd.DataFrame,
+    max_rows: int,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """(X, y, keys) for issue times in [start, end] whose target hour is observed.
+
+    Issue times are subsampled (seeded, then kept in time order) so that the rows stay
+    within `max_rows`. `keys` adds the actual value and the two baselines: persistence (the
+    anchor) and seasonal naive (the last value at or before t + h - 24).
+    """
+    if obs.empty:
+        raise ValueError("no observations in the training window")
+    ids = sorted(obs["location_id"].astype(str).unique())
+    t_first = min(_to_hour64(obs["ts"]).min(), _hour64(start) - HISTORY_HOURS * HOUR)
+    grid_start = pd.Timestamp(t_first).to_pydatetime().replace(tzinfo=dt.UTC)
+    grid_end = max(_to_hour64(obs["ts"]).max(), _hour64(end))
+    grid_end_dt = pd.Timestamp(grid_end).to_pydatetime().replace(tzinfo=dt.UTC)
+    grid = Grid.from_frame(obs, grid_start, grid_end_dt, ids, grid_columns(spec))
+    ok = eligible(grid, spec.target)
+    lo = int((_hour64(start) - grid.start) // HOUR)
+    hi = int((_hour64(end) - grid.start) // HOUR)
+    ok[:, : max(lo, 0)] = False
+    ok[:, hi + 1 :] = False
+    loc, t = np.nonzero(ok)
+    budget = max(max_rows // spec.horizon, 1)
+    if len(loc) > budget:
+        pick = np.sort(np.random.default_rng(seed).choice(len(loc), budget, replace=False))
+        loc, t = loc[pick], t[pick]
+    order = np.lexsort((loc, t))  # time order
+    loc, t = loc[order], t[order]
+    future = future_from_grid(grid, loc, t, spec.horizon) if spec.future_weather else None
+    X, keys = build(grid, loc, t, spec, places, future)
+    y_raw = grid.values[spec.target]
+    ll, tt = np.repeat(loc, spec.horizon), np.repeat(t, spec.horizon) + keys["horizon_h"].to_numpy()
+    actual = _at(y_raw, ll, tt)
+    filled = pd.DataFrame(y_raw.T).ffill().to_numpy().T  # last value at or before each hour
+    keys["actual"] = actual
+    keys["persistence"] = keys["anchor"]
+    keys["seasonal_naive"] = _at(filled, ll, tt - 24)
+    keep = ~np.isnan(actual)
+    X, keys = X[keep].reset_index(drop=True), keys[keep].reset_index(drop=True)
+    y = (np.log1p(np.clip(actual[keep], 0, None)) - keys["level"].to_numpy()).astype(np.float32)
+    return X, y, keys
+
+
+def serving_features(
+    obs: pd.DataFrame,
+    issue_time: dt.datetime,
+    spec: FeatureSpec,
+    places: pd.DataFrame,
+    forecasts: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[str, str]]]:
+    """(X, keys, skipped) for every location in `places` at issue time t, horizons 1..H.
+
+    `places` has location_id, latitude, longitude, timezone (the locations table).
+    Observations after t are ignored; `forecasts` (location_id, ts, weather...) supplies the
+    target-hour weather when the model uses it.
+    """
+    t_end = _hour64(issue_time)
+    if not obs.empty:
+        obs = obs[_to_hour64(obs["ts"]) <= t_end]
+    start = issue_time - dt.timedelta(hours=HISTORY_HOURS - 1)
+    ids = places["location_id"].astype(str).drop_duplicates().tolist()
+    grid = Grid.from_frame(obs, start, issue_time, ids, grid_columns(spec))
+    t_idx = grid.n_hours - 1
+    ok = eligible(grid, spec.target)[:, t_idx]
+    skipped = [
+        (grid.location_ids[i], skip_reason(grid, spec.target, i, t_idx) or "")
+        for i in np.nonzero(~ok)[0]
+    ]
+    loc = np.nonzero(ok)[0]
+    t = np.full(len(loc), t_idx)
+    future = None
+    if spec.future_weather:
+        future = future_from_forecasts(forecasts, grid, loc, t, spec.horizon)
+    X, keys = build(grid, loc, t, spec, places, future)
+    return X, keys, skipped
+
+
+def _neighbour_features(
+    grid: Grid,
+    ly: np.ndarray,
+    loc: np.ndarray,
+    t: np.ndarray,
+    level: np.ndarray,
+    places: pd.DataFrame,
+) -> dict[str, np.ndarray]:
+    """The regional picture at t: other locations within NEIGHBOUR_KM, their mean level
+    relative to this one and their mean recent change (pollution episodes travel)."""
+    w = neighbour_matrix(grid.location_ids, places)
+    valid = ~np.isnan(ly)
+    x = np.where(valid, ly, 0.0)
+    cnt = np.asarray(w @ valid.astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(cnt > 0, np.asarray(w @ x) / cnt, np.nan)
+    out = {"nb_level": _at(mean, loc, t) - level, "nb_count": _at(cnt, loc, t)}
+    for k in (1, 3, 6):
+        out[f"nb_d{k}"] = _at(mean, loc, t) - _at(mean, loc, t - k)
+    out["nb_max"] = _neighbour_max(w.tocsr(), ly, loc, t) - level
+    return out
+
+
+def _neighbour_max(
+    rows: sparse.csr_matrix, ly: np.ndarray, loc: np.ndarray, t: np.ndarray
+) -> np.ndarray:
+    """Per (location, hour) pair, the highest value among the location's neighbours at that
+    hour (NaN when none is observed): one gather over all pairs x neighbours, then a
+    NaN-ignoring max per pair."""
+    loc, t = np.asarray(loc), np.asarray(t)
+    counts = np.diff(rows.indptr)[loc]
+    nb_max = np.full(len(loc), np.nan)
+    total = int(counts.sum())
+    if total == 0:
+        return nb_max
+    first = np.cumsum(counts) - counts  # offset of each pair's run in the gathered values
+    pair = np.repeat(np.arange(len(loc)), counts)
+    offset = np.arange(total) - np.repeat(first, counts)
+    neighbours = rows.indices[np.repeat(rows.indptr[loc], counts) + offset]
+    values = ly[neighbours, t[pair]]
+    has = counts > 0
+    nb_max[has] = np.fmax.reduceat(values, first[has])
+    return nb_max
+
+
+def neighbour_matrix(location_ids: Sequence[str], places: pd.DataFrame) -> sparse.csr_matrix:
+    """0/1 matrix: [i, j] = 1 when location j is within NEIGHBOUR_KM of i (j != i)."""
+    n = len(location_ids)
+    p = places.drop_duplicates("location_id").set_index("location_id")
+    lat = pd.to_numeric(p["latitude"].reindex(location_ids), errors="coerce").to_numpy(float)
+    lon = pd.to_numeric(p["longitude"].reindex(location_ids), errors="coerce").to_numpy(float)
+    known = np.flatnonzero(~np.isnan(lat) & ~np.isnan(lon))
+    if len(known) < 2:
+        return sparse.csr_matrix((n, n))
+    tree = BallTree(np.radians(np.c_[lat[known], lon[known]]), metric="haversine")
+    hits = tree.query_radius(np.radians(np.c_[lat[known], lon[known]]), NEIGHBOUR_KM / 6371.0)
+    r = np.concatenate([np.full(len(h), known[i]) for i, h in enumerate(hits)])
+    c = np.concatenate([known[h] for h in hits])
+    keep = r != c
+    return sparse.csr_matrix((np.ones(keep.sum()), (r[keep], c[keep])), shape=(n, n))
+
+
+def _calendar(
+    target_ts: np.ndarray, zones: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local hour, day of week and day of year of each target hour."""
+    hour = np.empty(len(target_ts))
+    dow, doy = np.empty(len(target_ts)), np.empty(len(target_ts))
+    tz = pd.Series(zones)
+    utc = pd.DatetimeIndex(target_ts).tz_localize("UTC")
+    for zone, idx in tz.groupby(tz).groups.items():
+        local = utc[np.asarray(idx)].tz_convert(zone)
+        hour[idx] = local.hour
+        dow[idx] = local.day_of_week
+        doy[idx] = local.day_of_year
+    return hour, dow, doy
+
+
+def _hour64(value: dt.datetime | np.datetime64) -> np.datetime64:
+    if isinstance(value, np.datetime64):
+        return value.astype("datetime64[h]")
+    return np.datetime64(pd.Timestamp(value).tz_convert("UTC").tz_localize(None), "h")
+
+
+def _to_hour64(series: pd.Series) -> np.ndarray:
+    s = pd.to_datetime(series, utc=True)
+    return s.dt.tz_localize(None).to_numpy().astype("datetime64[h]")

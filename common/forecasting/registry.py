@@ -1,0 +1,113 @@
+"""Model versions in the artifact store and the production pointer.
+
+    models/<name>/<version>/model.ubj (+ model_p10.ubj, model_p90.ubj)
+    models/<name>/<version>/metadata.json   written last: its presence marks a whole version
+    models/<name>/<version>/report.png
+    models/<name>/production.json           {"version", "promoted_at", "run_id", ...}
+
+The pointer moves only by compare-and-swap on the generation read before the gate ran, so
+two trainers racing never both win and a loser leaves production as the winner set it.
+Predict and the api keep the loaded production model per warm instance and reload only when
+the pointer's generation changes (one cheap metadata read per call).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from common.core.errors import Conflict
+from common.core.timeutil import UTC, iso
+from common.storage import ArtifactStore
+from common.storage.base import NotFound, PreconditionFailed
+
+if TYPE_CHECKING:
+    from common.forecasting.model import ForecastModel
+
+
+@dataclass
+class Loaded:
+    version: str
+    model: ForecastModel
+    metadata: dict[str, Any]
+    generation: int
+
+
+class Registry:
+    def __init__(self, store: ArtifactStore, model_name: str) -> None:
+        self.store = store
+        self.name = model_name
+        self.prefix = f"models/{model_name}"
+        self.pointer = f"{self.prefix}/production.json"
+
+    def key(self, version: str, file: str) -> str:
+        return f"{self.prefix}/{version}/{file}"
+
+    def exists(self, version: str) -> bool:
+        return self.store.exists(self.key(version, "metadata.json"))
+
+    def save(
+        self, version: str, model: ForecastModel, metadata: dict[str, Any], report: bytes | None
+    ) -> None:
+        """Write a version; metadata.json goes last so a reader never sees half a version."""
+        for file, data in model.to_files().items():
+            self.store.put(self.key(version, file), data)
+        if report is not None:
+            self.store.put(self.key(version, "report.png"), report, "image/png")
+        self.store.put_json(self.key(version, "metadata.json"), metadata)
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        return self.store.get_json(self.key(version, "metadata.json"))
+
+    def load(self, version: str) -> tuple[ForecastModel, dict[str, Any]]:
+        from common.forecasting.model import ForecastModel
+
+        meta = self.metadata(version)
+        files = {f: self.store.get(self.key(version, f)) for f in meta["model"]["files"].values()}
+        return ForecastModel.from_files(files, meta["model"]), meta
+
+    def production(self) -> tuple[dict[str, Any] | None, int]:
+        """(pointer, generation); (None, 0) when nothing is in production."""
+        try:
+            data, gen = self.store.get_with_generation(self.pointer)
+        except NotFound:
+            return None, 0
+        return json.loads(data), gen
+
+    def promote(self, version: str, expected_generation: int, **info: Any) -> int:
+        """Point production at `version` if the pointer is still at `expected_generation`."""
+        pointer = {"version": version, "promoted_at": iso(dt.datetime.now(UTC)), **info}
+        try:
+            return self.store.put_json_if_generation(self.pointer, pointer, expected_generation)
+        except PreconditionFailed:
+            raise Conflict(
+                "production pointer changed while this run was deciding (another train run "
+                "promoted first); production left as that run set it",
+                field="production",
+            ) from None
+
+    def load_production(self) -> Loaded:
+        """The production model, cached per process until the pointer's generation changes."""
+        gen = self.store.generation(self.pointer)
+        cache_key = (id(self.store), self.name)
+        with _lock:
+            hit = _cache.get(cache_key)
+            if hit is not None and hit.generation == gen and gen:
+                return hit
+        pointer, gen = self.production()
+        if pointer is None:
+            raise Conflict(
+                f"no model in production for {self.name!r}: run train first", field="model"
+            )
+        model, meta = self.load(pointer["version"])
+        loaded = Loaded(pointer["version"], model, meta, gen)
+        with _lock:
+            _cache[cache_key] = loaded
+        return loaded
+
+
+_cache: dict[tuple[int, str], Loaded] = {}
+_lock = threading.Lock()

@@ -1,0 +1,282 @@
+"""The ingest job: fetch a window from a source, validate, land what is good.
+
+A scheduled run takes the last AIRCAST_INGEST_LOOKBACK_HOURS up to as_of (the overlap
+catches late data); a backfill gives start and end. Accepted rows that already stand in
+`observations` with the same values are not written again, so hourly overlaps and
+re-runs add nothing, while a corrected value lands and supersedes the old one. Bad rows
+go to `rejected_rows` with a reason; one failing location does not fail the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from common.core.errors import BadRequest
+from common.core.schema import VARIABLES, WEATHER
+from common.core.timeutil import UTC, UTCDateTime, floor_hour, resolve_as_of
+from common.ingest.validation import validate
+from common.runtime import locations as locations_mod
+from common.runtime.runs import track_run
+from common.runtime.services import Services, get_services
+from common.sources import SOURCES, Location, Window, default_source, make_source
+from common.sources.base import Rejection, payload_text
+from common.sources.http import SourceError
+from common.warehouse import Warehouse
+
+MAX_WINDOW = dt.timedelta(days=400)
+
+
+class IngestRequest(BaseModel):
+    """Body of a POST to the ingest function (every field optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    as_of: UTCDateTime | None = None
+    start: UTCDateTime | None = None
+    # Validated even when absent, so "start without end" is reported against `end`.
+    end: UTCDateTime | None = Field(default=None, validate_default=True)
+    locations: list[str] | None = None
+    source: str | None = None
+    path: str | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str | None) -> str | None:
+        if v is not None and v not in SOURCES:
+            raise ValueError(f"unknown source {v!r}; one of {', '.join(SOURCES)}")
+        return v
+
+    @field_validator("locations")
+    @classmethod
+    def _locations(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("must not be empty (omit it for every location)")
+            for item in v:
+                locations_mod.check_location_id(item)
+        return v
+
+    @field_validator("end")
+    @classmethod
+    def _window(cls, end: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
+        start, as_of = info.data.get("start"), info.data.get("as_of")
+        if "start" not in info.data:
+            return end  # start itself was invalid; that error is the one to report
+        if (start is None) != (end is None):
+            raise ValueError("start and end go together (a backfill window)")
+        if start is not None and end is not None:
+            if end < start:
+                raise ValueError("end is before start")
+            if end - start > MAX_WINDOW:
+                raise ValueError(f"window longer than {MAX_WINDOW.days} days; use aircast backfill")
+            if as_of is not None and end > as_of:
+                raise ValueError("end is after as_of")
+        return end
+
+
+def run_ingest(req: IngestRequest, svc: Services | None = None) -> dict[str, Any]:
+    svc = svc or get_services()
+    settings, wh = svc.settings, svc.warehouse
+    as_of = resolve_as_of(req.as_of)
+    if req.start is not None and req.end is not None:
+        if req.end > as_of:
+            raise BadRequest("end is after as_of (now, unless given)", field="end")
+        window = Window(_ceil_hour(req.start), floor_hour(req.end), as_of, live=False)
+    else:
+        window = Window(
+            as_of - dt.timedelta(hours=settings.ingest_lookback_hours), as_of, as_of, live=True
+        )
+    name = req.source or default_source(settings)
+    try:
+        source = make_source(name, settings, req.path)
+    except SourceError as exc:
+        raise BadRequest(str(exc), field="path") from None
+    targets = _targets(source, settings, req.locations)
+    params = req.model_dump(mode="json", exclude_none=True) | {"source": name}
+
+    with track_run(wh, "ingest", as_of, params) as run:
+        try:
+            batch = source.fetch(targets, window)
+        except SourceError as exc:  # the whole source is unusable (e.g. no network)
+            raise SourceError(f"{name}: {exc}") from None
+        failed = dict(batch.failed)
+        if source.needs_locations:
+            known = {loc.location_id: loc for loc in targets}
+        else:  # the source discovered its places (csv files, data.gov.sg regions)
+            known = {loc.location_id: loc for loc in batch.locations}
+            for wanted in req.locations or []:
+                if wanted not in known:
+                    failed.setdefault(wanted, f"not found in the {name} source")
+        checked = validate(batch.observations, window)
+        rejected = [*batch.rejected, *checked.rejected]
+        now = dt.datetime.now(UTC)
+        accepted, strangers = _known_only(checked.accepted, known, name)
+        rejected += strangers
+        new = _new_or_changed(wh, accepted)
+        registered = locations_mod.register(wh, list(known.values()))
+        if source.needs_locations and req.locations is None:  # the whole configured set
+            registered += locations_mod.retire_missing(wh, name, set(known))
+        _write_rejections(wh, rejected, run.run_id, name, now)
+        written = wh.append(
+            "observations_raw", new.assign(source=name, run_id=run.run_id, ingested_at=now)
+        )
+        forecasts = _write_forecasts(wh, batch.weather_forecasts, run.run_id, name, now, as_of)
+        run.counts = {
+            "fetched": len(batch.observations),
+            "accepted": len(accepted),
+            "rejected": len(rejected),
+            "written": written,
+            "unchanged": int(len(accepted) - len(new)),
+            "weather_forecasts": forecasts,
+            "locations_registered": registered,
+        }
+        run.answer = {
+            "source": name,
+            "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
+            "failed_locations": [{"location_id": k, "error": v} for k, v in sorted(failed.items())],
+        }
+        if failed:
+            if accepted.empty and not (known.keys() - failed.keys()):
+                raise SourceError(f"every location failed: {next(iter(failed.values()))}")
+            run.status = "partial"
+        return run.result()
+
+
+def _ceil_hour(t: dt.datetime) -> dt.datetime:
+    f = floor_hour(t)
+    return f if f == t else f + dt.timedelta(hours=1)
+
+
+def _targets(source: Any, settings: Any, wanted: list[str] | None) -> list[Location]:
+    if not source.needs_locations:
+        return [Location(w, w, None, None, source.name) for w in wanted or []]
+    try:
+        configured = locations_mod.for_source(source.name, settings.locations_file)
+    except locations_mod.LocationsError as exc:
+        raise BadRequest(str(exc), field="locations") from None
+    if wanted is None:
+        if not configured:
+            raise BadRequest(f"no locations configured for source {source.name}", field="source")
+        return configured
+    by_id = {loc.location_id: loc for loc in configured}
+    unknown = [w for w in wanted if w not in by_id]
+    if unknown:
+        raise BadRequest(
+            f"unknown locations for source {source.name}: {unknown}", field="locations"
+        )
+    return [by_id[w] for w in wanted]
+
+
+def _known_only(
+    accepted: pd.DataFrame, known: dict[str, Location], source: str
+) -> tuple[pd.DataFrame, list[Rejection]]:
+    """Rows of known locations; a row for a place nobody configured is quarantined."""
+    if accepted.empty:
+        return accepted, []
+    stray = ~accepted["location_id"].isin(list(known))
+    rejections = [
+        Rejection(
+            row["location_id"],
+            row["ts"],
+            f"location {row['location_id']!r} is not a location of source {source}",
+            payload_text(row.dropna().to_dict()),
+        )
+        for _, row in accepted[stray].iterrows()
+    ]
+    return accepted[~stray].reset_index(drop=True), rejections
+
+
+def _new_or_changed(wh: Warehouse, accepted: pd.DataFrame) -> pd.DataFrame:
+    """Accepted rows that change what `observations` shows, completed from the current row.
+
+    A later fetch may correct a value but never erase one: a value the new row lacks (an
+    endpoint that failed for this run, a variable not reported this time) is taken from
+    the current row, so a partial answer cannot blank out what an earlier run stored.
+    Rows equal to the current ones are not written again, so overlaps and re-runs add
+    nothing to `observations_raw`.
+    """
+    if accepted.empty:
+        return accepted
+    current = wh.query(
+        "SELECT * FROM observations "
+        "WHERE location_id IN UNNEST(@ids) AND ts >= @start AND ts <= @end",
+        {
+            "ids": sorted(accepted["location_id"].unique()),
+            "start": accepted["ts"].min(),
+            "end": accepted["ts"].max(),
+        },
+    )
+    if current.empty:
+        return accepted
+    cols = [c for c in VARIABLES if c in accepted.columns or c in current.columns]
+    a = accepted.reindex(columns=["location_id", "ts", *cols])
+    c = current.reindex(columns=["location_id", "ts", *cols])
+    merged = a.merge(c, on=["location_id", "ts"], how="left", suffixes=("", "_old"), indicator=True)
+    same = (merged["_merge"] == "both").to_numpy(copy=True)
+    out = merged[["location_id", "ts"]].copy()
+    for col in cols:
+        new = pd.to_numeric(merged[col], errors="coerce").to_numpy(dtype=float)
+        old = pd.to_numeric(merged[f"{col}_old"], errors="coerce").to_numpy(dtype=float)
+        filled = np.where(np.isnan(new), old, new)
+        same &= np.isclose(filled, old, rtol=0, atol=1e-9, equal_nan=True)
+        out[col] = filled
+    return out[~same].reset_index(drop=True)
+
+
+def _write_rejections(
+    wh: Warehouse, rejected: list, run_id: str, source: str, now: dt.datetime
+) -> int:
+    if not rejected:
+        return 0
+    rows = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "source": source,
+            "location_id": [r.location_id for r in rejected],
+            "ts": [None if r.ts is None or pd.isna(r.ts) else r.ts for r in rejected],
+            "reason": [r.reason for r in rejected],
+            "payload": [
+                r.payload if isinstance(r.payload, str) else payload_text(r.payload)
+                for r in rejected
+            ],
+            "rejected_at": now,
+        }
+    )
+    return wh.append("rejected_rows", rows)
+
+
+def _write_forecasts(
+    wh: Warehouse,
+    frame: pd.DataFrame,
+    run_id: str,
+    source: str,
+    now: dt.datetime,
+    as_of: dt.datetime,
+) -> int:
+    """Weather forecasts for hours after as_of; values outside physical ranges become NULL.
+
+    A forecast issued at as_of is written once per location: a re-run adds nothing.
+    """
+    if frame.empty:
+        return 0
+    frame = frame[frame["ts"] > pd.Timestamp(as_of)].copy()
+    done = wh.query(
+        "SELECT DISTINCT location_id FROM weather_forecasts "
+        "WHERE issued_at = @as_of AND location_id IN UNNEST(@ids)",
+        {"as_of": as_of, "ids": sorted(frame["location_id"].unique())},
+    )
+    frame = frame[~frame["location_id"].isin(done["location_id"])]
+    for col in WEATHER:
+        if col in frame:
+            v = VARIABLES[col]
+            num = pd.to_numeric(frame[col], errors="coerce")
+            frame[col] = num.where((num >= v.low) & (num <= v.high))
+    cols = ["location_id", "issued_at", "ts", *[c for c in WEATHER if c in frame]]
+    return wh.append(
+        "weather_forecasts", frame[cols].assign(source=source, run_id=run_id, ingested_at=now)
+    )

@@ -1,1 +1,0 @@
-"""The jobs behind the functions: each takes a validated request and returns its JSON."""

@@ -1,0 +1,169 @@
+"""`aircast demo` (what `make demo` runs): the whole local serverless stack in one command.
+
+1. create the warehouse tables and views (`aircast init`);
+2. replay the schedules over the last `replay_hours` on a simulated clock, after a warm-up
+   that backfills `days` of history from the default source and trains once, so the
+   forecasts already have a measured accuracy when the dashboard opens;
+3. serve the four functions with functions-framework on loopback (the api first, on
+   `port`), and run the local Cloud Scheduler against them on the real clock;
+4. check that the api answers, print what to open and what to run next;
+5. keep serving until Ctrl-C, or stop at once when run non-interactively (CI=true or
+   DEMO_SERVE=0), which is how CI proves `make demo` works.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+import requests
+
+from common.core.logs import configure_logging
+from common.core.timeutil import iso, now_hour
+from common.runtime.services import Services
+from common.scheduling import stack as localstack
+from common.scheduling.local import (
+    HttpInvoker,
+    InProcessInvoker,
+    Scheduler,
+    replay,
+    replay_plan,
+    warmup_runs,
+)
+
+FUNCTIONS = ["api", "ingest", "train", "predict"]  # the api takes the first port
+
+
+def should_serve() -> bool:
+    """Serve until interrupted, unless told this is a non-interactive run."""
+    if os.environ.get("DEMO_SERVE", "").strip().lower() in {"0", "false", "no"}:
+        return False
+    return os.environ.get("CI", "").strip().lower() not in {"1", "true", "yes"}
+
+
+def run_demo(
+    svc: Services,
+    days: float,
+    replay_hours: int,
+    port: int,
+    serve: bool,
+    wait: Callable[[Callable[[], bool]], None],
+) -> dict[str, Any]:
+    began = time.monotonic()
+    settings = svc.settings
+    log_file = settings.home / "logs" / "demo.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    # The in-process runs log JSON events; keep the terminal for progress, the file for them.
+    configure_logging(settings.log_level, stream=log_file.open("a", encoding="utf-8"))
+    step("1/4 warehouse", f"{settings.backend} backend, home {settings.home}")
+    svc.warehouse.ensure_schema()
+
+    end = dt.datetime.now(dt.UTC)  # every run already due, up to this minute
+    start = now_hour() - dt.timedelta(hours=replay_hours - 1)
+    total = len(replay_plan(start, end)) + warmup_runs(start, dt.timedelta(days=days))
+    step(
+        "2/4 history",
+        f"backfill {days:g} days, train, then replay {iso(start)} .. {end:%Y-%m-%dT%H:%MZ} "
+        f"({total} scheduled runs on a simulated clock)",
+    )
+    with click.progressbar(length=total, label="      runs", show_pos=True) as bar:
+        summary = replay(
+            InProcessInvoker(),
+            start,
+            end,
+            warmup=dt.timedelta(days=days),
+            on_attempt=lambda _: bar.update(1),
+        )
+    for function, row in summary.by_function().items():
+        click.echo(f"      {function:<8} {row['ok']}/{row['runs']} ok")
+    if summary.failures:
+        first = summary.failures[0]
+        raise click.ClickException(
+            f"{first.schedule} at {iso(first.as_of) if first.as_of else '-'} failed "
+            f"(HTTP {first.status_code}): {first.answer.get('error', first.answer)}"
+        )
+    accuracy = svc.warehouse.query(
+        "SELECT COUNT(*) AS n, AVG(abs_error) AS mae FROM forecast_accuracy "
+        "WHERE issued_at >= @start",
+        {"start": start},
+    )
+    if accuracy["n"][0]:
+        click.echo(
+            f"      forecast_accuracy: {accuracy['n'][0]} forecasts already verified, "
+            f"MAE {accuracy['mae'][0]:.2f}"
+        )
+
+    if port and localstack.port_open("127.0.0.1", port):
+        click.echo(f"      port {port} is busy: using free ports instead")
+        port = 0
+    step("3/4 serve", "functions-framework on loopback, local Cloud Scheduler on the clock")
+    with localstack.serve(FUNCTIONS, port, home=settings.home) as urls:
+        for name, url in urls.items():
+            click.echo(f"      {name:<8} {url}")
+        scheduler = Scheduler(HttpInvoker(urls))
+        scheduler.start()
+        try:
+            answer = check_api(urls["api"])
+            step("4/4 ready", f"in {time.monotonic() - began:.0f}s")
+            print_next_steps(urls["api"], answer)
+            if serve:
+                click.echo(f"Serving until Ctrl-C (logs in {settings.home / 'logs'}).")
+                wait(lambda: True)
+            else:
+                click.echo("Non-interactive run (CI or DEMO_SERVE=0): stopping the stack.")
+        finally:
+            scheduler.stop()
+    return {"urls": urls, "forecast": answer}
+
+
+def check_api(url: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until the api is healthy and answers a forecast; return that forecast."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            health = requests.get(f"{url}/health", timeout=10).json()
+            locations = requests.get(f"{url}/v1/locations", timeout=10).json()["locations"]
+            first = locations[0]["location_id"]
+            r = requests.get(f"{url}/v1/forecasts/{first}", params={"hours": 3}, timeout=10)
+            if health.get("status") == "ok" and r.status_code == 200:
+                return r.json()
+            problem = f"health {health}, forecast HTTP {r.status_code}"
+        except (requests.RequestException, ValueError, KeyError, IndexError) as exc:
+            problem = str(exc)
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"the api at {url} did not answer a forecast: {problem}")
+        time.sleep(0.5)
+
+
+def print_next_steps(api: str, forecast: dict[str, Any]) -> None:
+    loc = forecast["location_id"]
+    p = forecast["points"][0]
+    click.echo(
+        f"\n{loc}: {forecast['target']} {p['yhat']:.1f} {forecast['unit']} at "
+        f"{p['target_ts']} (80% interval {p['yhat_lower']:.1f} .. {p['yhat_upper']:.1f}), "
+        f"model {forecast['model_version']}\n"
+    )
+    sql = (
+        "SELECT location_id, target_ts, yhat, yhat_lower, yhat_upper FROM latest_forecasts "
+        "ORDER BY location_id, target_ts LIMIT 5"
+    )
+    click.echo("Open the dashboard:   " + f"{api}/")
+    click.echo("A forecast by HTTP:   " + f"curl -s '{api}/v1/forecasts/{loc}?hours=6'")
+    click.echo("SQL over forecasts:   " + f".venv/bin/aircast sql {shlex.quote(sql)}")
+    click.echo(
+        "Accuracy by horizon:  .venv/bin/aircast sql "
+        + shlex.quote(
+            "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae FROM forecast_accuracy "
+            "GROUP BY horizon_h ORDER BY horizon_h"
+        )
+    )
+
+
+def step(name: str, detail: str) -> None:
+    click.secho(f"[{name}] ", bold=True, nl=False)
+    click.echo(detail)

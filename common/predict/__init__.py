@@ -1,0 +1,1 @@
+"""The predict job: batch forecasts for every active location and the serving snapshot."""

@@ -1,0 +1,88 @@
+"""HTTP glue shared by the function entry points: parse, validate, run, answer JSON.
+
+A bad request is a 400 naming the field; a missing precondition (no model yet) a 409; a
+failed run a 500 so that Cloud Scheduler retries. Nothing the caller sends produces a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import flask
+from pydantic import BaseModel, ValidationError
+
+from common.core.config import ConfigError, get_settings
+from common.core.errors import AircastError, RunFailed
+from common.core.logs import configure_logging, event, get_logger
+
+log = get_logger("http")
+M = TypeVar("M", bound=BaseModel)
+
+# Run statuses answered with 2xx; anything else ("failed") is a 5xx.
+OK_STATUSES = {"success", "partial", "rejected"}
+
+
+def request_data(request: flask.Request) -> dict[str, Any]:
+    """The JSON body (or an empty one) merged over query-string arguments."""
+    data: dict[str, Any] = {k: v for k, v in request.args.items()}
+    raw = request.get_data(cache=True)
+    if raw.strip():
+        body = request.get_json(silent=True, force=True)
+        if not isinstance(body, dict):
+            raise AircastBadBody("request body must be a JSON object")
+        data.update(body)
+    return data
+
+
+class AircastBadBody(AircastError):
+    status = 400
+
+
+def validation_message(exc: ValidationError) -> tuple[str, str]:
+    """(field, message) of the first problem, e.g. ("as_of", "not an ISO-8601 time")."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "body"
+    msg = err["msg"].removeprefix("Value error, ")
+    return field, f"{field}: {msg}"
+
+
+def parse(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        field, message = validation_message(exc)
+        raise AircastBadBody(message, field=field) from None
+
+
+def _log_level() -> str:
+    """AIRCAST_LOG_LEVEL when the settings load (a bad setting is reported by the run)."""
+    try:
+        return get_settings().log_level
+    except ConfigError:
+        return "INFO"
+
+
+def handle(
+    request: flask.Request, model: type[M], job: Callable[[M], dict[str, Any]]
+) -> tuple[dict[str, Any], int]:
+    """Validate the request into `model`, run `job`, and map the outcome to a status."""
+    configure_logging(_log_level())
+    if request.method != "POST":  # a GET (a probe, a crawler) must never start a run
+        return {"error": f"method {request.method} not allowed; use POST"}, 405
+    try:
+        params = parse(model, request_data(request))
+        result = job(params)
+    except AircastError as exc:
+        return exc.to_dict(), exc.status
+    except RunFailed as exc:  # recorded in `runs`; a 5xx makes Cloud Scheduler retry
+        log.error("run failed", exc_info=exc.__cause__)
+        return exc.result, 500
+    except ConfigError as exc:
+        event(log, "configuration error", logging.ERROR, error=str(exc))
+        return {"error": str(exc)}, 500
+    except Exception as exc:  # the run is recorded as failed; the scheduler retries a 5xx
+        log.exception("request failed")
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, 500
+    return result, 200 if result.get("status") in OK_STATUSES else 500

@@ -1,0 +1,147 @@
+"""Locations: read from a TOML file (see common/locations.toml) and registered in the
+append-only `locations` table, where the newest row per location_id is current.
+
+Registration appends only what is new or changed, so running it every hour adds nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+import zoneinfo
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from common.core.schema import LOCATION_ID_PATTERN
+from common.sources.base import Location
+from common.warehouse import Warehouse
+
+DEFAULT_FILE = Path(__file__).with_name("locations.toml")
+LOCATION_ID = re.compile(LOCATION_ID_PATTERN)
+SOURCES = ("open-meteo", "data-gov-sg", "aqicn", "csv", "synthetic")
+COLUMNS = ["location_id", "name", "latitude", "longitude", "source", "timezone", "active"]
+
+
+class LocationsError(ValueError):
+    """The locations file is missing or invalid (the message says where)."""
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    source: str
+    timezone: str = "UTC"
+    active: bool = True
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return check_location_id(v)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if v not in SOURCES:
+            raise ValueError(f"unknown source {v!r}; one of {', '.join(SOURCES)}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+
+def check_location_id(value: str) -> str:
+    if not LOCATION_ID.match(value):
+        raise ValueError(
+            f"invalid location id {value!r}: lowercase letters, digits, '-', '_', '.' (max 63)"
+        )
+    return value
+
+
+def load_file(path: Path | None = None) -> list[Location]:
+    """Every location in the file, validated; errors name the entry and the field."""
+    path = Path(path) if path else DEFAULT_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LocationsError(f"locations file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LocationsError(f"{path}: {exc}") from None
+    out: list[Location] = []
+    for i, raw in enumerate(data.get("location", [])):
+        try:
+            e = _Entry.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise LocationsError(f"{path}: location #{i + 1} {field}: {err['msg']}") from None
+        out.append(Location(e.id, e.name, e.latitude, e.longitude, e.source, e.timezone, e.active))
+    ids = [loc.location_id for loc in out]
+    if len(ids) != len(set(ids)):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        raise LocationsError(f"{path}: duplicate location ids {dupes}")
+    return out
+
+
+def for_source(source: str, path: Path | None = None) -> list[Location]:
+    return [loc for loc in load_file(path) if loc.source == source]
+
+
+def current(warehouse: Warehouse) -> pd.DataFrame:
+    """The current row of every registered location."""
+    return warehouse.query(
+        "SELECT * FROM locations WHERE TRUE QUALIFY ROW_NUMBER() OVER ("
+        "PARTITION BY location_id ORDER BY updated_at DESC) = 1 ORDER BY location_id"
+    )
+
+
+def register(warehouse: Warehouse, locations: list[Location]) -> int:
+    """Append the locations that are new or changed; return how many rows were written."""
+    if not locations:
+        return 0
+    wanted = pd.DataFrame([{c: getattr(loc, c) for c in COLUMNS} for loc in locations])
+    wanted = wanted.drop_duplicates("location_id", keep="last")
+    have = current(warehouse)
+    if not have.empty:
+        merged = wanted.merge(have[COLUMNS], on="location_id", how="left", suffixes=("", "_old"))
+        same = pd.Series(True, index=merged.index)
+        for c in COLUMNS[1:]:
+            old, new = merged[f"{c}_old"], merged[c]
+            same &= (old == new) | (old.isna() & new.isna())
+        wanted = wanted[~same.to_numpy()]
+    if wanted.empty:
+        return 0
+    wanted = wanted.assign(updated_at=dt.datetime.now(dt.UTC))
+    return warehouse.append("locations", wanted)
+
+
+def retire_missing(warehouse: Warehouse, source: str, configured: set[str]) -> int:
+    """Mark active locations of `source` that left the config inactive (one row each).
+
+    Removing a place from the locations file stops predict forecasting it; its history
+    stays. Putting it back re-activates it (a changed row, appended by `register`).
+    """
+    have = current(warehouse)
+    if have.empty:
+        return 0
+    gone = have[
+        (have["source"] == source)
+        & have["active"].astype(bool)
+        & ~have["location_id"].isin(configured)
+    ]
+    if gone.empty:
+        return 0
+    rows = gone[COLUMNS].assign(active=False, updated_at=dt.datetime.now(dt.UTC))
+    return warehouse.append("locations", rows)

@@ -1,0 +1,1 @@
+"""The api: forecast lookups from the serving snapshot, online predict, the dashboard."""

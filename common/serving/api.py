@@ -1,0 +1,426 @@
+"""The prediction api: Flask routes answered from the serving snapshot held in memory.
+
+Predict publishes `serving/latest.json`; the api keeps the parsed snapshot in memory and
+re-checks the object's generation at most every `AIRCAST_API_REFRESH_SECONDS`, so a lookup
+costs a dictionary access (and, once per snapshot, the JSON encoding of its answer). It
+never queries the warehouse. The module imports only flask, pydantic and the light parts of
+`common`; the model code loads on the first `POST /v1/predict`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, cast
+
+import flask
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import NotFound as WerkzeugNotFound
+from werkzeug.wrappers import Request, Response
+
+from common.core.config import Settings
+from common.core.errors import AircastError, BadRequest, Conflict, NotFoundError
+from common.core.logs import event, get_logger
+from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
+from common.runtime.handler import validation_message
+from common.serving.models import (
+    CurrentModel,
+    ForecastPoint,
+    ForecastQuery,
+    ForecastsResponse,
+    Health,
+    LocationForecastResponse,
+    LocationsResponse,
+    MetricsResponse,
+    PredictRequest,
+    RecentValues,
+    openapi,
+)
+from common.storage import ArtifactStore, NotFound, StoreError
+
+log = get_logger("api")
+JSON = "application/json"
+HTML = "text/html"
+FORECAST_PREFIX = "/v1/forecasts/"
+SNAPSHOT_ROUTES = frozenset({"/v1/locations", "/v1/forecasts", "/v1/metrics"})
+
+
+class Unavailable(AircastError):
+    """The artifact store could not be read and there is nothing cached to answer from."""
+
+    status = 503
+
+
+@dataclass
+class Serving:
+    """One loaded snapshot plus the answers already encoded from it."""
+
+    snapshot: Snapshot
+    generation: int
+    by_id: dict[str, int]  # location_id -> index in snapshot.locations
+    encoded: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # by meaning
+    encoded_bytes: int = 0
+    by_url: dict[tuple[str, bytes], bytes] = field(default_factory=dict)  # (path, query)
+    url_bytes: int = 0
+
+
+class SnapshotCache:
+    """The serving snapshot in memory, re-read only when its generation changes.
+
+    At most one thread checks the store at a time, and only after `refresh_seconds`; the
+    others keep answering from the snapshot they have. A failed check keeps the old one.
+    """
+
+    # Bounds on the answers cached per snapshot (a caller choosing odd URLs cannot grow it).
+    MAX_ENCODED_BYTES = 64 * 2**20
+    MAX_URLS = 20_000
+
+    def __init__(self, store: ArtifactStore, refresh_seconds: float) -> None:
+        self.store = store
+        self.refresh_seconds = refresh_seconds
+        self._serving: Serving | None = None
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+
+    def get(self) -> Serving | None:
+        if time.monotonic() - self._checked >= self.refresh_seconds and self._lock.acquire(
+            blocking=self._serving is None
+        ):
+            try:
+                if time.monotonic() - self._checked >= self.refresh_seconds:
+                    self._refresh()
+            finally:
+                self._lock.release()
+        return self._serving
+
+    def _refresh(self) -> None:
+        try:
+            generation = self.store.generation(SNAPSHOT_KEY)
+            if generation == 0:
+                self._serving, self.last_error = None, None
+            elif self._serving is None or generation != self._serving.generation:
+                data, generation = self.store.get_with_generation(SNAPSHOT_KEY)
+                snapshot = Snapshot.model_validate_json(data)
+                by_id = {loc.location_id: i for i, loc in enumerate(snapshot.locations)}
+                self._serving = Serving(snapshot, generation, by_id)
+                self.last_error = None
+                event(
+                    log,
+                    "serving snapshot loaded",
+                    generation=generation,
+                    run_id=snapshot.run_id,
+                    locations=len(by_id),
+                )
+        except NotFound:
+            self._serving, self.last_error = None, None
+        except (StoreError, ValueError, OSError) as exc:  # keep serving what we have
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            event(log, "serving snapshot check failed", logging.ERROR, error=self.last_error)
+            if self._serving is None:
+                self._checked = time.monotonic()
+                raise Unavailable(f"serving snapshot unreadable: {self.last_error}") from exc
+        self._checked = time.monotonic()
+
+    def require(self) -> Serving:
+        serving = self.get()
+        if serving is None:
+            raise Conflict("no forecasts yet: the serving snapshot is absent (run predict)")
+        return serving
+
+
+def _json_response(body: dict[str, Any], status: int) -> Response:
+    return Response(json.dumps(body), status, mimetype=JSON)
+
+
+def _encode(model: BaseModel) -> bytes:
+    return model.model_dump_json(exclude_none=False).encode()
+
+
+def _forecast(snapshot: Snapshot, location_id: str, hours: int, with_obs: bool) -> Any:
+    fc = snapshot.forecasts[location_id]
+    n = min(hours, len(fc.yhat))
+    points = [
+        ForecastPoint(
+            target_ts=fc.issued_at + dt.timedelta(hours=i + 1),
+            horizon_h=i + 1,
+            yhat=fc.yhat[i],
+            yhat_lower=fc.yhat_lower[i],
+            yhat_upper=fc.yhat_upper[i],
+        )
+        for i in range(n)
+    ]
+    recent = snapshot.observations.get(location_id) if with_obs else None
+    return LocationForecastResponse(
+        location_id=location_id,
+        model_name=snapshot.model_name,
+        model_version=fc.model_version,
+        target=snapshot.target,
+        unit=snapshot.unit,
+        issued_at=fc.issued_at,
+        points=points,
+        observations=RecentValues(start=recent.start, values=recent.values) if recent else None,
+    )
+
+
+def _query(args: Any) -> ForecastQuery:
+    try:
+        return ForecastQuery.model_validate(
+            {k: args.get(k) for k in ("hours", "observations") if k in args}
+        )
+    except ValidationError as exc:
+        name, message = validation_message(exc)
+        raise BadRequest(message, field=name) from None
+
+
+def _hours(query: ForecastQuery, snapshot: Snapshot) -> int:
+    if query.hours is None:
+        return snapshot.horizon
+    if query.hours > snapshot.horizon:
+        raise BadRequest(
+            f"hours: must be at most the forecast horizon, {snapshot.horizon}", field="hours"
+        )
+    return query.hours
+
+
+def _location(serving: Serving, location_id: str, field: str = "location_id") -> None:
+    snap = serving.snapshot
+    if location_id not in serving.by_id and location_id not in snap.forecasts:
+        raise NotFoundError(f"unknown location {location_id!r}", field=field)
+    if location_id not in snap.forecasts:
+        reason = next((s.reason for s in snap.skipped if s.location_id == location_id), None)
+        raise NotFoundError(
+            f"no forecast for {location_id!r} in the latest run"
+            + (f": {reason}" if reason else ""),
+            field=field,
+        )
+
+
+class Api:
+    """The routes, bound to one store and settings (one per process; tests make their own)."""
+
+    def __init__(self, settings: Settings, store: ArtifactStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.cache = SnapshotCache(store, settings.api_refresh_seconds)
+        self._openapi: bytes | None = None
+        self._dashboard: bytes | None = None
+        # Exact paths -> (method, view); one prefix route for the per-location lookup. A dict
+        # lookup instead of werkzeug's router: on this path every microsecond is throughput.
+        self.routes: dict[str, tuple[str, Callable[[Request], bytes | tuple[bytes, str]]]] = {
+            "/": ("GET", lambda r: (self.dashboard(), HTML)),
+            "/health": ("GET", lambda r: self.health()),
+            "/openapi.json": ("GET", lambda r: self.openapi()),
+            "/v1/locations": ("GET", lambda r: self.locations()),
+            "/v1/forecasts": ("GET", lambda r: self.forecasts(r.args)),
+            "/v1/predict": ("POST", self.predict),
+            "/v1/models/current": ("GET", lambda r: self.current_model()),
+            "/v1/metrics": ("GET", lambda r: self.metrics()),
+        }
+
+    def _route(self, request: Request) -> bytes | tuple[bytes, str]:
+        path, method = request.path, request.method
+        if method == "HEAD":
+            method = "GET"
+        route = self.routes.get(path)
+        if route is None and path.startswith(FORECAST_PREFIX) and len(path) > len(FORECAST_PREFIX):
+            route = ("GET", lambda r: self.forecast(path[len(FORECAST_PREFIX) :], r.args))
+        if route is None:
+            raise WerkzeugNotFound()
+        if method != route[0]:
+            raise MethodNotAllowed(valid_methods=[route[0]])
+        if not (path in SNAPSHOT_ROUTES or path.startswith(FORECAST_PREFIX)):
+            return route[1](request)
+        # Snapshot lookups: the same URL gets the same bytes until the snapshot changes.
+        serving = self.cache.require()
+        url = (path, request.query_string)
+        body = serving.by_url.get(url)
+        if body is None:
+            body = cast(bytes, route[1](request))
+            if (
+                len(serving.by_url) < SnapshotCache.MAX_URLS
+                and serving.url_bytes + len(body) <= SnapshotCache.MAX_ENCODED_BYTES
+            ):
+                serving.by_url[url] = body
+                serving.url_bytes += len(body)  # counted even when shared with `encoded`
+        return body
+
+    def __call__(self, request: Request) -> Response:
+        """Route one request; every error is JSON `{error, field?}`, never HTML, never a 500
+        for anything the caller sent."""
+        try:
+            answer = self._route(request)
+        except AircastError as exc:
+            return _json_response(exc.to_dict(), exc.status)
+        except HTTPException as exc:
+            response = _json_response({"error": exc.description or exc.name}, exc.code or 500)
+            if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+                response.headers["Allow"] = ", ".join(exc.valid_methods)
+            return response
+        except Exception as exc:
+            log.exception("request failed")
+            return _json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
+        if isinstance(answer, tuple):
+            return Response(answer[0], 200, mimetype=answer[1])
+        return Response(answer, 200, mimetype=JSON)
+
+    # --- helpers -------------------------------------------------------------------------
+    def _cached(self, serving: Serving, key: tuple[Any, ...], build: Callable[[], Any]) -> bytes:
+        body = serving.encoded.get(key)
+        if body is None:
+            body = _encode(build())
+            if serving.encoded_bytes + len(body) <= SnapshotCache.MAX_ENCODED_BYTES:
+                serving.encoded[key] = body
+                serving.encoded_bytes += len(body)
+        return body
+
+    # --- routes --------------------------------------------------------------------------
+    def health(self) -> bytes:
+        try:
+            serving = self.cache.get()
+        except Unavailable:
+            serving = None
+        name = self.settings.model_name
+        if serving is None:
+            reason = self.cache.last_error or "no serving snapshot yet (run predict)"
+            return _encode(Health(status="degraded", reason=reason, model_name=name))
+        snap = serving.snapshot
+        age = (dt.datetime.now(dt.UTC) - snap.issued_at).total_seconds()
+        reasons = []
+        if age > self.settings.api_stale_after_hours * 3600:
+            reasons.append(f"serving snapshot is {age / 3600:.1f} h old")
+        if self.cache.last_error:
+            reasons.append(f"serving a cached snapshot; refresh failed: {self.cache.last_error}")
+        reason = "; ".join(reasons) or None
+        return _encode(
+            Health(
+                status="degraded" if reason else "ok",
+                reason=reason,
+                model_name=snap.model_name,
+                model_version=snap.model_version,
+                issued_at=snap.issued_at,
+                snapshot_generated_at=snap.generated_at,
+                snapshot_age_seconds=round(age, 3),
+                locations=len(snap.locations),
+            )
+        )
+
+    def locations(self) -> bytes:
+        serving = self.cache.require()
+        return self._cached(
+            serving, ("locations",), lambda: LocationsResponse(locations=serving.snapshot.locations)
+        )
+
+    def forecast(self, location_id: str, args: Any) -> bytes:
+        serving = self.cache.require()
+        query = _query(args)
+        hours = _hours(query, serving.snapshot)
+        _location(serving, location_id)
+        key = ("forecast", location_id, hours, query.observations)
+        snap = serving.snapshot
+        return self._cached(
+            serving, key, lambda: _forecast(snap, location_id, hours, query.observations)
+        )
+
+    def forecasts(self, args: Any) -> bytes:
+        serving = self.cache.require()
+        snap = serving.snapshot
+        query = _query(args)
+        hours = _hours(query, snap)
+        wanted = list(dict.fromkeys(args.getlist("location")))
+        for location_id in wanted:
+            _location(serving, location_id, field="location")
+        ids = wanted or [
+            loc.location_id for loc in snap.locations if loc.location_id in snap.forecasts
+        ]
+
+        def build() -> ForecastsResponse:
+            skipped = {} if wanted else {s.location_id: s.reason for s in snap.skipped}
+            return ForecastsResponse(
+                forecasts=[_forecast(snap, i, hours, query.observations) for i in ids],
+                skipped=skipped,
+            )
+
+        if len(wanted) > 8:  # arbitrary sets are not worth caching
+            return _encode(build())
+        return self._cached(serving, ("forecasts", tuple(wanted), hours, query.observations), build)
+
+    def metrics(self) -> bytes:
+        serving = self.cache.require()
+        snap = serving.snapshot
+        return self._cached(
+            serving,
+            ("metrics",),
+            lambda: MetricsResponse(
+                model_name=snap.model_name,
+                model_version=snap.model_version,
+                issued_at=snap.issued_at,
+                accuracy=snap.accuracy,
+            ),
+        )
+
+    def current_model(self) -> bytes:
+        from common.serving.online import metadata_key, production_key
+
+        name = self.settings.model_name
+        try:
+            pointer = self.store.get_json(production_key(name))
+            version = str(pointer["version"])
+            metadata = self.store.get_json(metadata_key(name, version))
+        except NotFound:
+            raise Conflict(f"no production model for {name!r} yet") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Unavailable(f"production pointer for {name!r} is malformed: {exc}") from None
+        except StoreError as exc:
+            raise Unavailable(f"artifact store unreadable: {exc}") from None
+        promoted = pointer.get("promoted_at")
+        return _encode(
+            CurrentModel(
+                model_name=name,
+                version=version,
+                promoted_at=None if promoted is None else str(promoted),
+                metadata=metadata if isinstance(metadata, dict) else {"value": metadata},
+            )
+        )
+
+    def predict(self, request: Request) -> bytes:
+        body = request.get_json(silent=True, force=True)
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object", field="body")
+        try:
+            params = PredictRequest.model_validate(body)
+        except ValidationError as exc:
+            name, message = validation_message(exc)
+            raise BadRequest(message, field=name) from None
+        from common.serving.online import predict_online  # heavy code loads on first use
+
+        return _encode(predict_online(params, self.settings, self.store))
+
+    def openapi(self) -> bytes:
+        if self._openapi is None:
+            self._openapi = json.dumps(openapi()).encode()
+        return self._openapi
+
+    def dashboard(self) -> bytes:
+        if self._dashboard is None:
+            self._dashboard = resources.files("common.serving").joinpath("dashboard.html").read_bytes()
+        return self._dashboard
+
+
+def create_app(settings: Settings, store: ArtifactStore) -> flask.Flask:
+    """A Flask app that hands every path to `Api`, as functions-framework does when deployed."""
+    app = flask.Flask("aircast-api")
+    api = Api(settings, store)
+    app.extensions["aircast_api"] = api
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    view = lambda path="": api(flask.request)  # noqa: E731
+    app.add_url_rule("/", "root", view, methods=methods)
+    app.add_url_rule("/<path:path>", "path", view, methods=methods)
+    return app

@@ -1,0 +1,301 @@
+"""The api's request and response models, and the OpenAPI document generated from them.
+
+One definition each: the routes validate and serialise with these models, and
+`/openapi.json` is built from their JSON schemas, so the contract cannot drift from the
+code. Light on purpose (pydantic only) for the api's cold start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.json_schema import models_json_schema
+
+from common.core.schema import LOCATION_ID_PATTERN, VARIABLES, WEATHER
+from common.core.timeutil import UTCDateTime
+from common.forecasting.snapshot import Accuracy, LocationInfo
+
+REF = "#/components/schemas/{model}"
+LOCATION_ID = {"type": "string", "pattern": LOCATION_ID_PATTERN}
+MAX_HORIZON = 168  # the largest AIRCAST_HORIZON allowed by common.core.config
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="What went wrong, in one sentence.")
+    field: str | None = Field(None, description="The request field at fault, if any.")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    reason: str | None = Field(None, description="Why degraded.")
+    model_name: str
+    model_version: str | None = None
+    issued_at: dt.datetime | None = None
+    snapshot_generated_at: dt.datetime | None = None
+    snapshot_age_seconds: float | None = Field(None, description="Now minus issued_at.")
+    locations: int = 0
+
+
+class LocationsResponse(BaseModel):
+    locations: list[LocationInfo]
+
+
+class ForecastPoint(BaseModel):
+    target_ts: dt.datetime
+    horizon_h: int = Field(ge=1)
+    yhat: float = Field(description="Median forecast (p50).")
+    yhat_lower: float = Field(description="Lower bound of the interval (p10).")
+    yhat_upper: float = Field(description="Upper bound of the interval (p90).")
+
+
+class RecentValues(BaseModel):
+    start: dt.datetime = Field(description="Time of values[0]; values are hourly.")
+    values: list[float | None]
+
+
+class LocationForecastResponse(BaseModel):
+    location_id: str
+    model_name: str
+    model_version: str
+    target: str
+    unit: str
+    issued_at: dt.datetime
+    points: list[ForecastPoint]
+    observations: RecentValues | None = Field(
+        None, description="The target's recent hourly values (with ?observations=true)."
+    )
+
+
+class ForecastsResponse(BaseModel):
+    forecasts: list[LocationForecastResponse]
+    skipped: dict[str, str] = Field(
+        default_factory=dict,
+        description="Known locations that the last predict run could not forecast, by reason.",
+    )
+
+
+class CurrentModel(BaseModel):
+    model_name: str
+    version: str
+    promoted_at: str | None = None
+    metadata: dict[str, Any] = Field(description="models/<name>/<version>/metadata.json")
+
+
+class MetricsResponse(BaseModel):
+    model_name: str
+    model_version: str
+    issued_at: dt.datetime
+    accuracy: Accuracy | None = Field(
+        None, description="Recent accuracy by horizon and location; null before any is known."
+    )
+
+
+def _variable_fields(names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Optional float fields bounded by each variable's physical range (common.core.schema)."""
+    fields: dict[str, Any] = {}
+    for name in names:
+        v = VARIABLES[name]
+        fields[name] = (
+            float | None,
+            Field(None, ge=v.low, le=v.high, description=f"{v.description} [{v.unit}]"),
+        )
+    return fields
+
+
+_STRICT = ConfigDict(extra="forbid")
+
+Observation = create_model(  # type: ignore[call-overload]
+    "Observation",
+    __config__=_STRICT,
+    __doc__="One observed hour at the location (columns as in common.core.schema.VARIABLES).",
+    ts=(UTCDateTime, Field(description="Start of the observed hour, UTC (ISO-8601).")),
+    **_variable_fields(list(VARIABLES)),
+)
+
+WeatherForecast = create_model(  # type: ignore[call-overload]
+    "WeatherForecast",
+    __config__=_STRICT,
+    __doc__="Forecast weather for a future hour (the weather columns of common.core.schema).",
+    ts=(UTCDateTime, Field(description="Forecast hour, UTC (ISO-8601).")),
+    **_variable_fields(WEATHER),
+)
+
+
+class PredictRequest(BaseModel):
+    """An online forecast from observations the caller sends."""
+
+    model_config = _STRICT
+
+    location_id: str | None = Field(
+        None,
+        pattern=LOCATION_ID_PATTERN,
+        description="Optional: a known location (its metadata is used).",
+    )
+    observations: list[Observation] = Field(  # type: ignore[valid-type]
+        min_length=1, max_length=24 * 31, description="Recent hourly observations, any order."
+    )
+    weather_forecasts: list[WeatherForecast] | None = Field(  # type: ignore[valid-type]
+        None, max_length=MAX_HORIZON * 2, description="Weather forecasts for the coming hours."
+    )
+    hours: int | None = Field(
+        None, ge=1, le=MAX_HORIZON, description="Horizons 1..hours (default: the model's)."
+    )
+
+
+class ForecastQuery(BaseModel):
+    """Query parameters of the forecast lookups."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    hours: int | None = Field(None, ge=1, le=MAX_HORIZON)
+    observations: bool = False
+
+
+SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
+    ErrorResponse,
+    Health,
+    LocationsResponse,
+    LocationForecastResponse,
+    ForecastsResponse,
+    CurrentModel,
+    MetricsResponse,
+)
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}},
+    }
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Bad request: the field at fault is named",
+        404: "Unknown location or no such resource",
+        409: "Not ready: no serving snapshot or no production model yet",
+        501: "The production model cannot be served online by this build",
+        503: "The artifact store could not be read",
+    }
+    return {str(c): _json(ErrorResponse, text[c]) for c in codes}
+
+
+def _query(name: str, schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+        **extra,
+    }
+
+
+def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
+    """The OpenAPI 3.1 document: paths here, every schema from the pydantic models."""
+    _, top = models_json_schema([(m, "serialization") for m in SCHEMA_MODELS], ref_template=REF)
+    # Request bodies are validated, not serialised: use the validation schema for them.
+    _, inputs = models_json_schema([(PredictRequest, "validation")], ref_template=REF)
+    schemas = {**top.get("$defs", {}), **inputs.get("$defs", {})}
+    hours = _query(
+        "hours",
+        ForecastQuery.model_json_schema()["properties"]["hours"],
+        "Horizons 1..hours (at most the snapshot's horizon; default all).",
+    )
+    observations = _query(
+        "observations", {"type": "boolean"}, "Include the target's recent hourly values."
+    )
+    lookup_errors = _errors(400, 404, 409, 503)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "Air-quality forecasts served from the latest predict run.",
+        },
+        "paths": {
+            "/health": {
+                "get": {
+                    "summary": "ok or degraded, with the model version and snapshot age",
+                    "responses": {"200": _json(Health, "Health")},
+                }
+            },
+            "/v1/locations": {
+                "get": {
+                    "summary": "The forecast locations",
+                    "responses": {
+                        "200": _json(LocationsResponse, "Locations"),
+                        **_errors(409, 503),
+                    },
+                }
+            },
+            "/v1/forecasts": {
+                "get": {
+                    "summary": "Latest forecasts for several locations (default: all)",
+                    "parameters": [
+                        _query(
+                            "location",
+                            {"type": "array", "items": LOCATION_ID},
+                            "Location ids; repeat the parameter for several.",
+                            style="form",
+                            explode=True,
+                        ),
+                        hours,
+                        observations,
+                    ],
+                    "responses": {"200": _json(ForecastsResponse, "Forecasts"), **lookup_errors},
+                }
+            },
+            "/v1/forecasts/{location_id}": {
+                "get": {
+                    "summary": "Latest forecast for one location",
+                    "parameters": [
+                        {
+                            "name": "location_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": LOCATION_ID,
+                        },
+                        hours,
+                        observations,
+                    ],
+                    "responses": {
+                        "200": _json(LocationForecastResponse, "Forecast"),
+                        **lookup_errors,
+                    },
+                }
+            },
+            "/v1/predict": {
+                "post": {
+                    "summary": "Online forecast from observations the caller sends",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": REF.format(model="PredictRequest")}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(LocationForecastResponse, "Forecast"),
+                        **_errors(400, 404, 409, 501, 503),
+                    },
+                }
+            },
+            "/v1/models/current": {
+                "get": {
+                    "summary": "The production model's metadata and metrics",
+                    "responses": {"200": _json(CurrentModel, "Model"), **_errors(409, 503)},
+                }
+            },
+            "/v1/metrics": {
+                "get": {
+                    "summary": "Recent accuracy by horizon (computed by predict)",
+                    "responses": {"200": _json(MetricsResponse, "Metrics"), **_errors(409, 503)},
+                }
+            },
+        },
+        "components": {"schemas": schemas},
+    }

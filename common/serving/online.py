@@ -1,0 +1,123 @@
+"""Online forecasts for `POST /v1/predict`: the production model on caller-sent observations.
+
+The api imports this module lazily, and this module imports the heavy code (pandas,
+xgboost, the feature code) only inside `predict_online`, so lookups never pay for it and
+only the first online prediction of an instance loads the model.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from common.core.errors import BadRequest, NotFoundError
+from common.serving.models import ForecastPoint, LocationForecastResponse
+from common.storage.base import NotFound
+
+if TYPE_CHECKING:
+    from common.core.config import Settings
+    from common.serving.models import PredictRequest
+    from common.storage import ArtifactStore
+
+
+def production_key(model_name: str) -> str:
+    return f"models/{model_name}/production.json"
+
+
+def metadata_key(model_name: str, version: str) -> str:
+    return f"models/{model_name}/{version}/metadata.json"
+
+
+def predict_online(
+    request: PredictRequest, settings: Settings, store: ArtifactStore
+) -> LocationForecastResponse:
+    """Forecast horizons 1..`request.hours` (default: the model's horizon) from the request.
+
+    Input (validated by pydantic before this is called):
+    - `request.observations`: the caller's recent hourly rows (`ts` plus any columns of
+      `common.core.schema.VARIABLES`, None where missing), in any order; the last `ts` is the
+      issue time t. They stand in for the warehouse's `observations` rows of one location.
+    - `request.weather_forecasts`: optional future-hour weather rows (`ts` > t), standing in
+      for `weather_forecasts` issued at t.
+    - `request.location_id`: optional; a location known to the snapshot lends its metadata.
+    - `request.hours`: must not exceed the model's horizon (else `BadRequest(field="hours")`).
+
+    Must build features with the same `common` feature code as batch predict, load the
+    production model named by `models/<settings.model_name>/production.json` (cache it per
+    version in the process), and answer a `LocationForecastResponse` whose points are
+    horizons 1..hours with yhat (p50) and yhat_lower/yhat_upper (p10/p90), `issued_at` = t.
+
+    Errors: no production model -> `Conflict` (409); too little history for the features ->
+    `BadRequest` naming `observations` (400); unknown `location_id` -> `NotFoundError` (404).
+    """
+    import pandas as pd
+
+    from common.core.schema import VARIABLES
+    from common.forecasting.forecast import forecast_frame
+    from common.forecasting.registry import Registry
+
+    loaded = Registry(store, settings.model_name).load_production()  # Conflict without one
+    horizon = int(loaded.metadata["horizon"])
+    hours = request.hours or horizon
+    if hours > horizon:
+        raise BadRequest(f"hours: the model forecasts at most {horizon} hours", field="hours")
+    place = _place(request.location_id, store)
+    obs = pd.DataFrame([o.model_dump() for o in request.observations])
+    obs["ts"] = pd.to_datetime(obs["ts"], utc=True).dt.floor("h")
+    obs = obs.drop_duplicates("ts", keep="last").assign(location_id=place["location_id"])
+    issue = obs["ts"].max().to_pydatetime()
+    weather = None
+    if request.weather_forecasts:
+        weather = pd.DataFrame([w.model_dump() for w in request.weather_forecasts])
+        weather["ts"] = pd.to_datetime(weather["ts"], utc=True).dt.floor("h")
+        weather = weather.assign(location_id=place["location_id"])
+    frame, skipped = forecast_frame(loaded, obs, issue, pd.DataFrame([place]), weather)
+    if skipped:
+        raise BadRequest(f"observations: {skipped[0][1]}", field="observations")
+    frame = frame[frame["horizon_h"] <= hours]
+    target = loaded.metadata["target"]
+    return LocationForecastResponse(
+        location_id=place["location_id"],
+        model_name=settings.model_name,
+        model_version=loaded.version,
+        target=target,
+        unit=VARIABLES[target].unit,
+        issued_at=issue,
+        points=[
+            ForecastPoint(
+                target_ts=r.target_ts.to_pydatetime(),
+                horizon_h=int(r.horizon_h),
+                yhat=round(float(r.yhat), 3),
+                yhat_lower=round(float(r.yhat_lower), 3),
+                yhat_upper=round(float(r.yhat_upper), 3),
+            )
+            for r in frame.itertuples()
+        ],
+    )
+
+
+def _place(location_id: str | None, store: ArtifactStore) -> dict[str, object]:
+    """The location's metadata from the serving snapshot (neighbours are not used online)."""
+    place: dict[str, object] = {
+        "location_id": location_id or "request",
+        "latitude": None,
+        "longitude": None,
+        "timezone": "UTC",
+    }
+    if location_id is None:
+        return place
+    from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
+
+    try:
+        snapshot = Snapshot.model_validate_json(store.get(SNAPSHOT_KEY))
+    except NotFound:
+        raise NotFoundError(
+            f"location_id: unknown location {location_id!r} (no forecasts published yet)",
+            field="location_id",
+        ) from None
+    for loc in snapshot.locations:
+        if loc.location_id == location_id:
+            place.update(
+                latitude=loc.latitude, longitude=loc.longitude, timezone=loc.timezone or "UTC"
+            )
+            return place
+    raise NotFoundError(f"location_id: unknown location {location_id!r}", field="location_id")

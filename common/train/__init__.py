@@ -1,0 +1,1 @@
+"""The train job: fit, evaluate against baselines, write a version, gate, promote."""
