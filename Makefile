@@ -61,6 +61,7 @@ demo: install  ## Backfill, train, forecast, then serve the api, dashboard and s
 
 generate: install  ## Regenerate terraform/schemas, schedules.json and tables.json from common
 	$(BIN)/python -m tools.generate
+	$(BIN)/python -m tools.docs
 
 package: install  ## Zip each function reproducibly into build/packages/<fn>.zip
 	$(BIN)/python -m tools.packaging

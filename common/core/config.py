@@ -38,8 +38,12 @@ class Settings(BaseSettings):
         env_prefix="AIRCAST_", extra="ignore", frozen=True, populate_by_name=True
     )
 
-    backend: Literal["local", "gcp"] = Field("local", description="Adapters: local or gcp.")
-    home: Path = Field(Path(".aircast"), description="Local state: DuckDB file, artifacts.")
+    backend: Literal["local", "gcp"] = Field(
+        "local", description="local: DuckDB + a folder; gcp: BigQuery + Cloud Storage."
+    )
+    home: Path = Field(
+        Path(".aircast"), description="Local state: warehouse.duckdb and artifacts/."
+    )
     project: str | None = Field(
         None,
         validation_alias=AliasChoices("GOOGLE_CLOUD_PROJECT", "AIRCAST_PROJECT"),
@@ -57,7 +61,9 @@ class Settings(BaseSettings):
         description="Cloud Storage endpoint override (emulators).",
     )
     region: str = Field("us-central1", description="Region of the functions and scheduler.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Level of the JSON logs."
+    )
 
     # Forecasting
     target: str = Field("pm2_5", description="Observation column to forecast.")
@@ -68,28 +74,59 @@ class Settings(BaseSettings):
     source: Literal["open-meteo", "data-gov-sg", "aqicn", "csv", "synthetic"] | None = Field(
         None, description="Default ingest source (default: open-meteo on gcp, else synthetic)."
     )
-    locations_file: Path | None = Field(None, description="Locations TOML (default: built in).")
-    ingest_lookback_hours: int = Field(6, ge=1, le=24 * 31, description="Scheduled window.")
+    locations_file: Path | None = Field(
+        None,
+        description="Locations to ingest and forecast (default: common/runtime/locations.toml).",
+    )
+    ingest_lookback_hours: int = Field(
+        6,
+        ge=1,
+        le=24 * 31,
+        description="A scheduled ingest re-reads this many hours before as_of (late data).",
+    )
     backfill_chunk_days: int | None = Field(
         None, ge=1, le=366, description="Days per backfill run (default: per source)."
     )
     csv_path: Path | None = Field(None, description="Default file or folder for the csv source.")
     synthetic_seed: int = Field(7, description="Seed of the synthetic source.")
-    aqicn_token: SecretStr | None = Field(None, description="AQICN token (never logged).")
-    http_timeout_seconds: float = Field(30.0, gt=0, le=300)
-    http_retries: int = Field(4, ge=0, le=10)
-    open_meteo_url: str = "https://api.open-meteo.com/v1/forecast"
-    open_meteo_archive_url: str = "https://archive-api.open-meteo.com/v1/archive"
-    open_meteo_air_url: str = "https://air-quality-api.open-meteo.com/v1/air-quality"
-    data_gov_sg_url: str = "https://api-open.data.gov.sg/v2/real-time/api/pm25"
-    aqicn_url: str = "https://api.waqi.info"
+    aqicn_token: SecretStr | None = Field(
+        None, description="AQICN token (a Secret Manager secret on Google Cloud); never logged."
+    )
+    http_timeout_seconds: float = Field(
+        30.0, gt=0, le=300, description="Timeout of each request to a public API."
+    )
+    http_retries: int = Field(
+        4,
+        ge=0,
+        le=10,
+        description="Retries with backoff (honouring Retry-After) on 429, 5xx, lost connections.",
+    )
+    # Base URLs of the public APIs (tests point them at a local server).
+    open_meteo_url: str = Field(
+        "https://api.open-meteo.com/v1/forecast", description="Open-Meteo weather API."
+    )
+    open_meteo_archive_url: str = Field(
+        "https://archive-api.open-meteo.com/v1/archive",
+        description="Open-Meteo weather archive (windows older than about 3 months).",
+    )
+    open_meteo_air_url: str = Field(
+        "https://air-quality-api.open-meteo.com/v1/air-quality",
+        description="Open-Meteo air-quality (CAMS) API.",
+    )
+    data_gov_sg_url: str = Field(
+        "https://api-open.data.gov.sg/v2/real-time/api/pm25", description="data.gov.sg PM2.5 API."
+    )
+    aqicn_url: str = Field("https://api.waqi.info", description="AQICN / WAQI API.")
 
     # --- training ------------------------------------------------------------------------
     train_window_days: int = Field(
-        365, ge=7, le=3660, description="Observations up to this many days before as_of."
+        365, ge=7, le=3660, description="Train on observations of this many days up to as_of."
     )
     train_max_rows: int = Field(
-        500_000, ge=1_000, le=20_000_000, description="Row budget of the fit block."
+        500_000,
+        ge=1_000,
+        le=20_000_000,
+        description="Row budget of the fit (issue times subsampled to fit it).",
     )
     train_holdout_days: int = Field(
         7, ge=1, le=365, description="Issue times of the last days held out for the gate."
