@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,9 +93,8 @@ class Registry:
     def load_production(self) -> Loaded:
         """The production model, cached per process until the pointer's generation changes."""
         gen = self.store.generation(self.pointer)
-        cache_key = (id(self.store), self.name)
         with _lock:
-            hit = _cache.get(cache_key)
+            hit = _cache.get(self.store, {}).get(self.name)
             if hit is not None and hit.generation == gen and gen:
                 return hit
         pointer, gen = self.production()
@@ -105,9 +105,12 @@ class Registry:
         model, meta = self.load(pointer["version"])
         loaded = Loaded(pointer["version"], model, meta, gen)
         with _lock:
-            _cache[cache_key] = loaded
+            _cache.setdefault(self.store, {})[self.name] = loaded
         return loaded
 
 
-_cache: dict[tuple[int, str], Loaded] = {}
+# Per store object, then model name. Weak keys: an entry dies with its store, so a later
+# store can never be served it (an id() key could be reused, and generations of a new local
+# store start again at 1).
+_cache: weakref.WeakKeyDictionary[ArtifactStore, dict[str, Loaded]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()

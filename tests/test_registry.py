@@ -1,0 +1,41 @@
+"""The production model cache: one warm instance, several stores over its life."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common.forecasting.model import ForecastModel
+from common.forecasting.registry import Registry
+from common.storage.local import LocalStore
+
+
+def tiny_model() -> ForecastModel:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"level": rng.normal(3, 1, 200), "horizon_h": np.ones(200)})
+    y = rng.normal(0, 0.1, 200)
+    return ForecastModel(["level", "horizon_h"], horizon=1).fit(
+        X[:150], y[:150], X[150:], y[150:], 5
+    )
+
+
+def promote(store: LocalStore, version: str, model: ForecastModel) -> int:
+    reg = Registry(store, "aircast")
+    reg.save(version, model, {"version": version, "model": model.state()}, None)
+    return reg.promote(version, 0)
+
+
+def test_a_new_store_is_never_served_a_dead_stores_model(tmp_path: Path):
+    model = tiny_model()
+    first, second = tmp_path / "first", tmp_path / "second"
+    store = LocalStore(first)
+    assert promote(store, "from-first", model) == 1
+    assert Registry(store, "aircast").load_production().version == "from-first"
+    dead_id = id(store)
+    del store  # freed at once (no cycle), so the next store of its size takes its address
+    store = LocalStore(second)
+    assert id(store) == dead_id, "the scenario needs CPython to reuse the freed object's id"
+    assert promote(store, "from-second", model) == 1  # a new local store starts again at 1
+    assert Registry(store, "aircast").load_production().version == "from-second"
