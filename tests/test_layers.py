@@ -40,8 +40,8 @@ def test_the_layer_table_names_each_sub_package_once():
 
 
 def test_the_walk_sees_every_kind_of_import(tmp_path):
-    """Module level, in functions, under TYPE_CHECKING, relative, and a submodule named in a
-    from-import: each is a dependency."""
+    """Module level, in functions, under TYPE_CHECKING, relative, a submodule named in a
+    from-import, and a module named in a string for importlib: each is a dependency."""
     tree = {
         "common/__init__.py": "",
         "common/pkg/__init__.py": "",
@@ -57,10 +57,11 @@ def test_the_walk_sees_every_kind_of_import(tmp_path):
             class K:
                 def method(self):
                     from ..pkg import f
+            ADAPTERS = {"g": "common.pkg.g:Thing", "file": "data.json", "dotted": "not.ours"}
             """,
     }
     write_tree(tmp_path, tree)
-    for name in "bcdef":
+    for name in "bcdefg":
         (tmp_path / "common" / "pkg" / f"{name}.py").write_text("thing = 1\n")
     modules = package_modules(tmp_path, "common")
     found = {
@@ -78,6 +79,7 @@ def test_the_walk_sees_every_kind_of_import(tmp_path):
         ("common.pkg.e", "type-checking"),
         ("common.pkg", "function"),
         ("common.pkg.f", "function"),
+        ("common.pkg.g", "dynamic"),
     }
 
 

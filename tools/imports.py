@@ -6,18 +6,27 @@ checks the graph for cycles and imports against the layer order, and the package
 "which of our modules does this file load", so it is computed in one place: every import
 statement counts, at module level, inside functions (loaded later, but the code must be in
 the zip and must respect the layers) and under `if TYPE_CHECKING:` (never run, but still a
-dependency of the code's meaning). Each import carries its scope so a caller can narrow it.
+dependency of the code's meaning). A string constant that names a module ("a.b" or
+"a.b:Name", as handed to importlib.import_module) counts too, as a "dynamic" import: code
+loaded by name must be shipped all the same. Each import carries its scope so a caller can
+narrow it (the packager's requirements, for instance, follow module-level imports only).
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Scope = Literal["module", "function", "type-checking"]
+Scope = Literal["module", "function", "type-checking", "dynamic"]
+ALL_SCOPES: frozenset[Scope] = frozenset({"module", "function", "type-checking", "dynamic"})
+
+# A string that names a module ("a.b.c") or an object in one ("a.b.c:Name"), the way
+# importlib.import_module, entry points and registries of adapters refer to code by name.
+DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?::[A-Za-z_][\w.]*)?")
 
 SKIP_PARTS = frozenset({"__pycache__", ".pytest_cache", ".ruff_cache"})
 
@@ -87,6 +96,11 @@ def read_imports(path: Path, module: str) -> list[Import]:
                 names = tuple(a.name for a in node.names)
                 found.append(Import(module, target, names, node.lineno, scope))
             return
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if DOTTED.fullmatch(node.value):
+                target = node.value.partition(":")[0]
+                found.append(Import(module, target, (), node.lineno, "dynamic"))
+            return
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             for child in node.body:
                 visit(child, "function" if scope == "function" else "type-checking")
@@ -119,16 +133,17 @@ def parents(module: str) -> Iterator[str]:
 
 
 def closure(
-    starts: Iterable[Path],
+    starts: Mapping[str, Path],
     modules: Mapping[str, Path],
-    scopes: frozenset[Scope] = frozenset({"module", "function", "type-checking"}),
+    scopes: frozenset[Scope] = ALL_SCOPES,
 ) -> set[str]:
-    """The modules among `modules` reachable from the files `starts` through imports in
-    `scopes`, each with its parent packages (whose own imports are followed as well)."""
+    """The modules among `modules` reachable from the files `starts` (module name -> file)
+    through imports in `scopes`, each with its parent packages, whose own imports are
+    followed as well (importing `a.b.c` runs `a/__init__.py` and `a/b/__init__.py`)."""
     seen: set[str] = set()
-    todo: list[tuple[Path, str]] = [(p, module_name(p, p.parent)) for p in starts]
+    todo = list(starts.items())
     while todo:
-        path, name = todo.pop()
+        name, path = todo.pop()
         for imp in read_imports(path, name):
             if imp.scope not in scopes:
                 continue
@@ -136,5 +151,5 @@ def closure(
                 for m in (*parents(target), target):
                     if m in modules and m not in seen:
                         seen.add(m)
-                        todo.append((modules[m], m))
+                        todo.append((m, modules[m]))
     return seen

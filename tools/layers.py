@@ -2,9 +2,9 @@
 
 Dependencies point one way: a module imports only from layers below its own (and from its
 own sub-package); two sub-packages of one layer never import each other; nothing in
-`common` imports `tools/` or `functions/`. Function-level and `if TYPE_CHECKING:` imports
-count like any other: a lazy import is still a dependency, it only moves the failure to the
-first request. Why each layer sits where it does:
+`common` imports `tools/` or `functions/`. Function-level and `if TYPE_CHECKING:` imports,
+and modules named in strings for importlib, count like any other: a lazy import is still a
+dependency, it only moves the failure to the first request. Why each layer sits where it does:
 
 0 common.core         settings, errors, logs, time and the table schema: vocabulary every
                       other layer speaks, so it can depend on nothing of ours.
@@ -191,7 +191,8 @@ def check(root: Path) -> Report:
                 violations.append(f"{where}: {module} imports {imp.target}, outside the package")
                 continue
             targets = reached(imp, modules)
-            if top == PACKAGE and not targets and imp.target != module:
+            named = imp.scope != "dynamic"  # a dotted string may be no module name at all
+            if named and top == PACKAGE and not targets and imp.target != module:
                 violations.append(f"{where}: {module} imports {imp.target}, which does not exist")
             for target in targets:
                 graph[module].setdefault(target, imp)
