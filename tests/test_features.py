@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from common.core.schema import POLLUTANTS, WEATHER
+from common.forecasting import features
 from common.forecasting.features import (
     MAX_ANCHOR_AGE,
     FeatureSpec,
@@ -92,7 +93,24 @@ def test_training_rows_equal_serving_rows_for_the_same_issue_time():
     pd.testing.assert_frame_equal(a, b)
     # Targets are log changes from the anchor, which persistence uses as its forecast.
     np.testing.assert_allclose(np.expm1(keys["level"] + y), keys["actual"], rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(keys["persistence"], keys["anchor"])
+    # Read straight from the observations: persistence is the last pm2_5 at or before the
+    # issue time, the actual the pm2_5 observed at the target hour.
+    seen = obs.dropna(subset=["pm2_5"]).astype({"location_id": str, "ts": "datetime64[ns, UTC]"})
+    rows = keys.astype(
+        {"location_id": str, "issued_at": "datetime64[ns, UTC]", "target_ts": "datetime64[ns, UTC]"}
+    ).reset_index()
+    last = pd.merge_asof(
+        rows.sort_values("issued_at"),
+        seen.sort_values("ts")[["location_id", "ts", "pm2_5"]],
+        left_on="issued_at",
+        right_on="ts",
+        by="location_id",
+    ).sort_values("index")
+    np.testing.assert_allclose(keys["persistence"], last["pm2_5"], rtol=1e-9)
+    at_target = rows.merge(
+        seen, left_on=["location_id", "target_ts"], right_on=["location_id", "ts"], how="left"
+    )
+    np.testing.assert_allclose(keys["actual"], at_target["pm2_5"], rtol=1e-9)
 
 
 def test_missing_history_is_skipped_with_a_reason_and_stays_nan():
@@ -152,3 +170,34 @@ def test_future_weather_from_grid_is_the_target_hour():
         assert np.isnan(fut["temperature_2m"][0, 4])
     else:
         assert fut["temperature_2m"][0, 4] == pytest.approx(want["temperature_2m"].iloc[0])
+
+
+def test_anchors_are_computed_once_however_many_locations_are_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """The skip reasons read the one `anchors()` of the whole grid (10,000 locations with
+    many skipped would otherwise be quadratic)."""
+    calls: list[str] = []
+    real = features.anchors
+
+    def counted(grid: features.Grid, target: str) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(target)
+        return real(grid, target)
+
+    monkeypatch.setattr(features, "anchors", counted)
+    spec = FeatureSpec(future_weather=False)
+    obs = observations()
+    serving_features(obs, ISSUE, spec, PLACES)
+    none_skipped = len(calls)
+    unobserved = pd.DataFrame(
+        {
+            "location_id": [f"quiet-{i}" for i in range(40)],
+            "latitude": np.linspace(-60, 60, 40),
+            "longitude": 20.0,
+            "timezone": "UTC",
+        }
+    )
+    calls.clear()
+    _X, keys, skipped = serving_features(obs, ISSUE, spec, pd.concat([PLACES, unobserved]))
+    assert len(skipped) == 40 and set(keys["location_id"]) == {"a", "b", "c"}
+    assert len(calls) == none_skipped <= 2

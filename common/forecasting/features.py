@@ -189,15 +189,15 @@ def anchors(grid: Grid, target: str) -> tuple[np.ndarray, np.ndarray]:
     return last, recent
 
 
-def eligible(grid: Grid, target: str) -> np.ndarray:
-    """(location, hour) mask of issue times with enough recent history to forecast from."""
-    last, recent = anchors(grid, target)
-    t = np.arange(grid.n_hours)[None, :]
+def eligible(last: np.ndarray, recent: np.ndarray) -> np.ndarray:
+    """(location, hour) mask of issue times with enough recent history to forecast from,
+    given `anchors()` (computed once by the caller: it covers the whole grid)."""
+    t = np.arange(last.shape[1])[None, :]
     return (last >= 0) & (t - last <= MAX_ANCHOR_AGE) & (recent >= MIN_RECENT)
 
 
-def skip_reason(grid: Grid, target: str, loc: int, t: int) -> str | None:
-    last, recent = anchors(grid, target)
+def skip_reason(last: np.ndarray, recent: np.ndarray, target: str, loc: int, t: int) -> str | None:
+    """Why (loc, t) is not eligible, from the caller's `anchors()`; None if it is."""
     if last[loc, t] < 0 or t - last[loc, t] > MAX_ANCHOR_AGE:
         return f"no {target} observation in the {MAX_ANCHOR_AGE} hours up to the issue time"
     if recent[loc, t] < MIN_RECENT:
@@ -368,7 +368,7 @@ def training_examples(
     grid_end = max(_to_hour64(obs["ts"]).max(), _hour64(end))
     grid_end_dt = pd.Timestamp(grid_end).to_pydatetime().replace(tzinfo=dt.UTC)
     grid = Grid.from_frame(obs, grid_start, grid_end_dt, ids, grid_columns(spec))
-    ok = eligible(grid, spec.target)
+    ok = eligible(*anchors(grid, spec.target))
     lo = int((_hour64(start) - grid.start) // HOUR)
     hi = int((_hour64(end) - grid.start) // HOUR)
     ok[:, : max(lo, 0)] = False
@@ -415,9 +415,10 @@ def serving_features(
     ids = places["location_id"].astype(str).drop_duplicates().tolist()
     grid = Grid.from_frame(obs, start, issue_time, ids, grid_columns(spec))
     t_idx = grid.n_hours - 1
-    ok = eligible(grid, spec.target)[:, t_idx]
+    last, recent = anchors(grid, spec.target)  # once: not once per skipped location
+    ok = eligible(last, recent)[:, t_idx]
     skipped = [
-        (grid.location_ids[i], skip_reason(grid, spec.target, i, t_idx) or "")
+        (grid.location_ids[i], skip_reason(last, recent, spec.target, i, t_idx) or "")
         for i in np.nonzero(~ok)[0]
     ]
     loc = np.nonzero(ok)[0]
