@@ -105,9 +105,9 @@ def test_package_layout_and_pins(packages):
             infos = zf.infolist()
             names = [i.filename for i in infos]
             requirements = zf.read("requirements.txt").decode().splitlines()
-        assert names == sorted(names)
-        expected = {"main.py", "requirements.txt", "common/__init__.py", "common/runtime/locations.toml"}
-        assert expected <= set(names)
+        assert names == sorted(names) == list(package.members)
+        assert {"main.py", "requirements.txt", "common/__init__.py"} <= set(names)
+        assert "common/runtime/locations.toml" in names  # package data of an imported package
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         assert {i.date_time for i in infos} == {packaging.ZIP_DATE}
         assert {i.external_attr >> 16 for i in infos} == {packaging.FILE_MODE}
@@ -118,6 +118,52 @@ def test_package_layout_and_pins(packages):
             assert md.version(dist) == version
         if name not in packaging.LIGHT_FUNCTIONS:
             assert runtime <= pinned_names(package.requirements)
+
+
+def test_packages_carry_no_tooling(packages):
+    """No CLI or demo, no build tools, no scheduler or local stack: no function imports them
+    (functions import core, runtime and their own package; see tools/layers.py)."""
+    for name, package in packages.items():
+        tooling = [
+            n
+            for n in package.members
+            if n.startswith(("common/ops/", "common/scheduling/", "tools/", "tests/"))
+        ]
+        assert not tooling, f"{name}.zip carries {tooling}"
+
+
+def test_packages_carry_only_what_their_function_imports(packages):
+    """Each job ships its own package and none of the others'; the dashboard travels with
+    the api only."""
+    own = {"ingest": "common/ingest/", "train": "common/train/", "predict": "common/predict/"}
+    for name, package in packages.items():
+        for function, folder in own.items():
+            carried = any(n.startswith(folder) for n in package.members)
+            assert carried == (name == function), f"{name}.zip and {folder}"
+        assert ("common/serving/dashboard.html" in package.members) == (name == "api")
+
+
+def test_code_loaded_later_is_shipped(packages):
+    """Lazily imported code must be in the zip though importing main.py does not load it:
+    the api's /v1/predict model code (function-level imports) and every source adapter of
+    ingest (imported by name when the source is chosen)."""
+    api = set(packages["api"].members)
+    assert {"common/serving/online.py", "common/forecasting/model.py"} <= api
+    adapters = {
+        p.relative_to(packaging.ROOT).as_posix()
+        for p in (packaging.COMMON_DIR / "sources").glob("*.py")
+    }
+    assert len(adapters) > 3 and adapters <= set(packages["ingest"].members)
+
+
+def test_a_function_reaching_operator_tooling_is_refused(tmp_path):
+    functions = tmp_path / "functions"
+    (functions / "api").mkdir(parents=True)
+    (functions / "api" / "main.py").write_text(
+        "def api(request):\n    from common.ops import cli\n    return cli.main()\n"
+    )
+    with pytest.raises(packaging.PackagingError, match=r"common\.ops\.cli"):
+        packaging.build("api", tmp_path / "out", functions)
 
 
 def test_two_builds_give_identical_bytes(tmp_path):
@@ -156,6 +202,31 @@ from common.storage import open_store
 def api(request: Request) -> tuple[dict, int]:
     return {"snapshot": Snapshot.__name__, "store": open_store.__name__}, 200
 """
+
+LAZY_IMPORT = """
+
+def later():
+    from common.serving import online
+
+    return online
+"""
+
+
+def test_a_stand_in_function_ships_its_closure(tmp_path):
+    """A function-level import pulls in its module, the module's packages and their data."""
+    functions = tmp_path / "functions"
+    (functions / "api").mkdir(parents=True)
+    (functions / "api" / "main.py").write_text(LIGHT_MAIN + LAZY_IMPORT)
+    package = packaging.build("api", tmp_path / "out", functions)
+    members = set(package.members)
+    assert {
+        "common/forecasting/snapshot.py",
+        "common/storage/__init__.py",
+        "common/serving/__init__.py",
+        "common/serving/online.py",
+        "common/serving/dashboard.html",
+    } <= members
+    assert not {"common/ingest/job.py", "common/runtime/runs.py"} & members
 
 
 def test_light_function_gets_only_what_it_imports(tmp_path):

@@ -1,9 +1,12 @@
 """Stage and zip each function for Cloud Run functions, reproducibly (same input, same bytes).
 
 `python -m tools.packaging` (or `make package`) writes build/packages/<fn>.zip for every
-functions/<fn>/main.py: the function's folder at the zip root, the `common` package (with
-common/locations.toml), and a requirements.txt pinned for that function. Terraform names
-the uploaded object after the zip's hash, so only a changed zip redeploys.
+functions/<fn>/main.py: the function's folder at the zip root, the modules of `common` it
+imports (transitively, through every import, lazy ones included, with their packages'
+__init__.py and package data such as common/runtime/locations.toml) and a requirements.txt
+pinned for that function. What no function imports (the CLI, the demo, the local stack) and
+tools/ stay out. Terraform names the uploaded object after the zip's hash, so only a changed
+zip redeploys.
 
 Pins: every requirement is pinned to the version installed in the environment that runs the
 packaging (the .venv that `make test` just tested), and the pins cover the whole dependency
@@ -14,14 +17,18 @@ newest on the day of the deploy. No separate constraints file to keep in step by
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import importlib.metadata as md
 import re
 import sys
+import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from tools.imports import Scope, module_name, package_modules, read_imports
+from tools.imports import closure as reachable
+from tools.layers import TOOLING, unit_of
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -59,6 +66,8 @@ TARGET_MARKERS = {
     "platform_machine": "x86_64",
 }
 
+MODULE_LEVEL: frozenset[Scope] = frozenset({"module"})  # what runs when a module is imported
+
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold: no build time leaks in
 FILE_MODE = 0o100644  # regular file, rw-r--r--, whatever the checkout's umask was
 SKIP_PARTS = frozenset({"__pycache__", ".pytest_cache", ".ruff_cache"})
@@ -75,6 +84,7 @@ class Package:
     path: Path
     sha256: str
     requirements: tuple[str, ...]  # "name==version", sorted
+    members: tuple[str, ...] = ()  # the zip's file names, sorted
 
 
 def canonical(name: str) -> str:
@@ -99,78 +109,34 @@ def runtime_requirements() -> list[str]:
     return sorted(set(names))
 
 
-def _module_level_imports(tree: ast.Module) -> list[tuple[str, tuple[str, ...], int]]:
-    """(module, imported names, level) for imports that run when the module is imported.
-
-    Imports inside functions run later (and only on some paths), so they are not followed;
-    `if TYPE_CHECKING:` blocks never run.
-    """
-    found: list[tuple[str, tuple[str, ...], int]] = []
-
-    def visit(nodes: list[ast.stmt]) -> None:
-        for node in nodes:
-            if isinstance(node, ast.Import):
-                found.extend((a.name, (), 0) for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                if node.module != "__future__":
-                    names = tuple(a.name for a in node.names)
-                    found.append((node.module or "", names, node.level))
-            elif isinstance(node, ast.If):
-                test = ast.unparse(node.test)
-                if test not in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
-                    visit(node.body)
-                visit(node.orelse)
-            elif isinstance(node, ast.Try):
-                visit(node.body)
-                for handler in node.handlers:
-                    visit(handler.body)
-                visit(node.orelse)
-                visit(node.finalbody)
-            elif isinstance(node, ast.With | ast.ClassDef):
-                visit(node.body)
-
-    visit(tree.body)
-    return found
+def common_modules() -> dict[str, Path]:
+    """Every module of the `common` package in the repository: dotted name -> file."""
+    return package_modules(ROOT, "common")
 
 
-def _common_module_file(module: str) -> Path | None:
-    """The file of `common[.x[.y]]` (a module or a package's __init__), or None."""
-    rel = Path(*module.split("."))
-    for candidate in (ROOT / rel / "__init__.py", ROOT / rel.with_suffix(".py")):
-        if candidate.is_file():
-            return candidate
-    return None
+def _start(path: Path) -> dict[str, Path]:
+    """{module name: path} for a file to follow imports from (a function's main.py is
+    imported as `main`; a file of common by its dotted name, for its relative imports)."""
+    return {module_name(path, ROOT) if path.is_relative_to(COMMON_DIR) else path.stem: path}
 
 
 def third_party_imports(main: Path) -> set[str]:
     """Top-level third-party modules imported at module level by `main` and, transitively,
-    by the `common` modules it imports (their parent packages' __init__ included)."""
-    seen: set[Path] = set()
+    by the `common` modules it imports (their parent packages' __init__ included).
+
+    Imports inside functions run later (and only on some paths), so they are not followed
+    here (LAZY_MODULES names the ones a light function needs); `if TYPE_CHECKING:` blocks
+    never run.
+    """
+    modules = common_modules()
+    start = _start(main)
+    files = {**start, **{m: modules[m] for m in reachable(start, modules, MODULE_LEVEL)}}
     third_party: set[str] = set()
-    todo = [main]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        inside = path.is_relative_to(COMMON_DIR)
-        package = ".".join(path.relative_to(ROOT).parts[:-1]) if inside else ""
-        for module, names, level in _module_level_imports(ast.parse(path.read_text("utf-8"))):
-            if level:  # relative import inside common
-                base = package.split(".")[: len(package.split(".")) - level + 1]
-                module = ".".join([*base, module] if module else base)
-            top = module.split(".")[0]
-            if top != "common":
-                if top not in sys.stdlib_module_names:
-                    third_party.add(top)
-                continue
-            parts = module.split(".")
-            for i in range(1, len(parts) + 1):  # importing a.b.c runs a and a.b first
-                if f := _common_module_file(".".join(parts[:i])):
-                    todo.append(f)
-            for name in names:  # `from common import x` may name a submodule
-                if f := _common_module_file(f"{module}.{name}"):
-                    todo.append(f)
+    for name, path in files.items():
+        for imp in read_imports(path, name):
+            top = imp.target.partition(".")[0]
+            if imp.scope == "module" and top != "common" and top not in sys.stdlib_module_names:
+                third_party.add(top)
     return third_party
 
 
@@ -217,9 +183,10 @@ def requirements_for(function: str, functions_dir: Path = FUNCTIONS_DIR) -> tupl
     main = functions_dir / function / "main.py"
     direct = set(runtime_requirements())
     if function in LIGHT_FUNCTIONS:
-        roots = [main, *filter(None, map(_common_module_file, LAZY_MODULES.get(function, ())))]
-        modules = set().union(*(third_party_imports(root) for root in roots))
-        direct = {*LIGHT_BASE, *distributions_for(modules)}
+        modules = common_modules()
+        roots = [main, *(modules[m] for m in LAZY_MODULES.get(function, ()) if m in modules)]
+        imported = set().union(*(third_party_imports(root) for root in roots))
+        direct = {*LIGHT_BASE, *distributions_for(imported)}
     direct.discard("aircast")  # the common package travels inside the zip
     return tuple(f"{name}=={version}" for name, version in sorted(closure(direct).items()))
 
@@ -241,15 +208,51 @@ def _entry(name: str) -> zipfile.ZipInfo:
     return info
 
 
+def shipped_modules(main: Path) -> list[str]:
+    """The modules of `common` a function needs: every one its main.py reaches through any
+    import (lazy ones too: that code runs on some request and must be there), with their
+    parent packages. Operator tooling is refused, whatever imports it."""
+    modules = reachable(_start(main), common_modules())
+    if tooling := sorted(m for m in modules if unit_of(m) in TOOLING):
+        raise PackagingError(f"{main} reaches operator tooling, which no function ships: "
+                             f"{', '.join(tooling)}")  # fmt: skip
+    return sorted(modules)
+
+
+def package_data() -> dict[str, list[str]]:
+    """pyproject.toml's [tool.setuptools.package-data]: package -> file patterns. The zips
+    carry the same data files as the installed package, for the packages they include."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        config = tomllib.load(f)
+    return config.get("tool", {}).get("setuptools", {}).get("package-data", {})
+
+
+def common_files(main: Path) -> dict[str, Path]:
+    """Zip member name -> file for the part of `common` a function ships."""
+    modules = common_modules()
+    data = package_data()
+    files = {}
+    for name in shipped_modules(main):
+        path = modules[name]
+        files[path.relative_to(ROOT).as_posix()] = path
+        if path.name == "__init__.py":
+            for pattern in data.get(name, []):
+                for extra in sorted(path.parent.glob(pattern)):
+                    if extra.is_file():
+                        files[extra.relative_to(ROOT).as_posix()] = extra
+    return files
+
+
 def build(function: str, out_dir: Path = OUT_DIR, functions_dir: Path = FUNCTIONS_DIR) -> Package:
     """Write <out_dir>/<function>.zip; the same sources and pins give the same bytes."""
     folder = functions_dir / function
     if not (folder / "main.py").is_file():
         raise PackagingError(f"{folder}/main.py does not exist")
     requirements = requirements_for(function, functions_dir)
+    shipped = common_files(folder / "main.py")
     members: dict[str, bytes] = {
         name: path.read_bytes()
-        for name, path in {**_files(COMMON_DIR, "common/"), **_files(folder, "")}.items()
+        for name, path in {**shipped, **_files(folder, "")}.items()
         if name != "requirements.txt"
     }
     header = f"# {function}: generated by `make package` (tools/packaging.py); do not edit\n"
@@ -262,7 +265,7 @@ def build(function: str, out_dir: Path = OUT_DIR, functions_dir: Path = FUNCTION
             zf.writestr(_entry(name), members[name], compresslevel=9)
     tmp.replace(target)
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
-    return Package(function, target, digest, requirements)
+    return Package(function, target, digest, requirements, tuple(sorted(members)))
 
 
 def build_all(out_dir: Path = OUT_DIR, functions_dir: Path = FUNCTIONS_DIR) -> list[Package]:
@@ -277,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         names = args.functions or function_names()
         for package in (build(name, args.out) for name in names):
-            print(f"{package.path}  sha256={package.sha256}  "
+            shipped = [m for m in package.members if m.startswith("common/")]
+            print(f"{package.path}  sha256={package.sha256}  {len(shipped)} files of common  "
                   f"{len(package.requirements)} pinned requirements")  # fmt: skip
     except PackagingError as exc:
         print(f"error: {exc}", file=sys.stderr)

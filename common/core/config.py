@@ -22,13 +22,16 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.core.errors import AircastError
+
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
-class ConfigError(ValueError):
-    """A setting is missing or invalid; the message names the environment variable."""
+class ConfigError(AircastError):
+    """A setting is missing or invalid (500: the deployment's to fix); the message names the
+    environment variable."""
 
 
 class Settings(BaseSettings):

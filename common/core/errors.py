@@ -1,12 +1,23 @@
-"""Errors that map to HTTP answers: the caller's fault (4xx) versus ours (5xx)."""
+"""The one error hierarchy: every expected failure is an `AircastError` carrying its HTTP
+status, so the function glue, the api and the CLI each handle errors with one clause.
+
+4xx are the caller's fault (the request, or a state the caller must change first); 5xx are
+ours or a dependency's. Adapters keep their own names (`WarehouseError`, `StoreError`,
+`SourceError`, ...) as subclasses of the status they mean, defined next to the adapter.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pydantic is only needed to read an error, never to define one
+    from pydantic import ValidationError
+
 
 class AircastError(Exception):
-    """Base for errors with an HTTP status."""
+    """Base for expected errors; on its own an internal error (500)."""
 
-    status = 500
+    status: int = 500
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -14,8 +25,12 @@ class AircastError(Exception):
         self.field = field
         self.run_id: str | None = None  # set when raised inside an audited run
 
-    def to_dict(self) -> dict[str, str]:
-        out = {"error": self.message}
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON answer: `{error, field?, run_id?}`."""
+        out: dict[str, Any] = {"error": self.message}
         if self.field:
             out["field"] = self.field
         if self.run_id:
@@ -23,13 +38,16 @@ class AircastError(Exception):
         return out
 
 
+# -- the caller's fault -----------------------------------------------------------------------
 class BadRequest(AircastError):
     """The request is invalid; `field` names the culprit."""
 
     status = 400
 
 
-class NotFoundError(AircastError):
+class NotFound(AircastError):
+    """The thing asked for does not exist (a location, an artifact, a Cloud Scheduler job)."""
+
     status = 404
 
 
@@ -39,9 +57,41 @@ class Conflict(AircastError):
     status = 409
 
 
-class RunFailed(Exception):
+class PreconditionFailed(AircastError):
+    """A conditional write lost: the object changed since the writer read it."""
+
+    status = 412
+
+
+# -- ours or a dependency's -------------------------------------------------------------------
+class BadGateway(AircastError):
+    """Something we called (a public API, a served function) failed or answered badly."""
+
+    status = 502
+
+
+class Unavailable(AircastError):
+    """A dependency cannot be read now and there is nothing cached to answer from."""
+
+    status = 503
+
+
+class RunFailed(AircastError):
     """A run failed unexpectedly; carries the run's JSON answer (status "failed")."""
 
-    def __init__(self, result: dict) -> None:
-        super().__init__(result.get("error", "run failed"))
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(str(result.get("error", "run failed")))
         self.result = result
+        self.run_id = result.get("run_id")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.result
+
+
+def validation_message(exc: ValidationError, where: str = "body") -> tuple[str, str]:
+    """(field, "field: message") of a pydantic error's first problem, e.g. ("as_of",
+    "as_of: not an ISO-8601 time"); `where` names the whole input when the problem has no
+    field. Every place that reports a validation error says it this one way."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or where
+    return field, f"{field}: {err['msg'].removeprefix('Value error, ')}"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from common.core.errors import Conflict
 from common.core.timeutil import UTC, iso
 from common.storage import ArtifactStore
-from common.storage.base import NotFound, PreconditionFailed
+from common.storage.base import NotFound, PreconditionFailed, StoreError
 
 if TYPE_CHECKING:
     from common.forecasting.model import ForecastModel
@@ -66,8 +66,12 @@ class Registry:
     def load(self, version: str) -> tuple[ForecastModel, dict[str, Any]]:
         from common.forecasting.model import ForecastModel
 
-        meta = self.metadata(version)
-        files = {f: self.store.get(self.key(version, f)) for f in meta["model"]["files"].values()}
+        try:
+            meta = self.metadata(version)
+            names = meta["model"]["files"].values()
+            files = {f: self.store.get(self.key(version, f)) for f in names}
+        except NotFound as exc:  # a version the pointer or a run relies on: ours to fix (500)
+            raise StoreError(f"model {self.name} {version} is incomplete: {exc}") from None
         return ForecastModel.from_files(files, meta["model"]), meta
 
     def production(self) -> tuple[dict[str, Any] | None, int]:

@@ -14,7 +14,7 @@ import flask
 from pydantic import BaseModel, ValidationError
 
 from common.core.config import ConfigError, get_settings
-from common.core.errors import AircastError, RunFailed
+from common.core.errors import AircastError, BadRequest, RunFailed, validation_message
 from common.core.logs import configure_logging, event, get_logger
 
 log = get_logger("http")
@@ -36,16 +36,8 @@ def request_data(request: flask.Request) -> dict[str, Any]:
     return data
 
 
-class AircastBadBody(AircastError):
-    status = 400
-
-
-def validation_message(exc: ValidationError) -> tuple[str, str]:
-    """(field, message) of the first problem, e.g. ("as_of", "not an ISO-8601 time")."""
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "body"
-    msg = err["msg"].removeprefix("Value error, ")
-    return field, f"{field}: {msg}"
+class AircastBadBody(BadRequest):
+    """A function's request body or fields fail validation."""
 
 
 def parse(model: type[M], data: dict[str, Any]) -> M:
@@ -74,14 +66,16 @@ def handle(
     try:
         params = parse(model, request_data(request))
         result = job(params)
-    except AircastError as exc:
-        return exc.to_dict(), exc.status
     except RunFailed as exc:  # recorded in `runs`; a 5xx makes Cloud Scheduler retry
         log.error("run failed", exc_info=exc.__cause__)
-        return exc.result, 500
+        return exc.to_dict(), exc.status
     except ConfigError as exc:
         event(log, "configuration error", logging.ERROR, error=str(exc))
-        return {"error": str(exc)}, 500
+        return exc.to_dict(), exc.status
+    except AircastError as exc:
+        if exc.status >= 500:
+            log.error("request failed", exc_info=exc)
+        return exc.to_dict(), exc.status
     except Exception as exc:  # the run is recorded as failed; the scheduler retries a 5xx
         log.exception("request failed")
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, 500

@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from common.core.config import ConfigError
+from common.core.errors import validation_message
 from common.core.schema import LOCATION_ID_PATTERN
 from common.sources.base import Location
 from common.warehouse import Warehouse
@@ -25,7 +27,7 @@ SOURCES = ("open-meteo", "data-gov-sg", "aqicn", "csv", "synthetic")
 COLUMNS = ["location_id", "name", "latitude", "longitude", "source", "timezone", "active"]
 
 
-class LocationsError(ValueError):
+class LocationsError(ConfigError):
     """The locations file is missing or invalid (the message says where)."""
 
 
@@ -84,9 +86,8 @@ def load_file(path: Path | None = None) -> list[Location]:
         try:
             e = _Entry.model_validate(raw)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"])
-            raise LocationsError(f"{path}: location #{i + 1} {field}: {err['msg']}") from None
+            _, problem = validation_message(exc, where="entry")
+            raise LocationsError(f"{path}: location #{i + 1} {problem}") from None
         out.append(Location(e.id, e.name, e.latitude, e.longitude, e.source, e.timezone, e.active))
     ids = [loc.location_id for loc in out]
     if len(ids) != len(set(ids)):

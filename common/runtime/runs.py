@@ -80,7 +80,7 @@ def track_run(
             run.error = f"{type(exc).__name__}: {exc}"
             event(log, "run failed", logging.ERROR, error=run.error)
             _record(warehouse, run)
-            if isinstance(exc, AircastError):
+            if isinstance(exc, AircastError) and exc.status < 500:  # the caller's to fix
                 exc.run_id = run.run_id
                 raise
             raise RunFailed(run.result()) from exc

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.core.errors import AircastError
+from common.core.errors import BadGateway, NotFound
 from common.scheduling.schedules import SCHEDULES
 
 
@@ -43,9 +43,9 @@ def run_job(project: str, region: str, name: str, endpoint: str | None = None) -
         job = client.run_job(name=path)
     except gexc.NotFound:
         known = ", ".join(s.name for s in SCHEDULES)
-        raise AircastError(f"no job {path} (known: {known}); was terraform applied?") from None
+        raise NotFound(f"no job {path} (known: {known}); was terraform applied?") from None
     except gexc.GoogleAPICallError as exc:
-        raise AircastError(f"Cloud Scheduler refused to run {path}: {exc.message}") from None
+        raise BadGateway(f"Cloud Scheduler refused to run {path}: {exc.message}") from None
     return {
         "job": job.name,
         "state": scheduler_v1.Job.State(job.state).name,

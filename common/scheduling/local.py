@@ -24,6 +24,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
+from common.core.errors import BadGateway
 from common.core.logs import event, get_logger
 from common.core.timeutil import UTC, iso
 from common.scheduling.schedules import SCHEDULES, Schedule
@@ -231,8 +232,8 @@ class ReplaySummary:
 WARMUP_CHUNK = dt.timedelta(days=90)
 
 
-class ReplayError(RuntimeError):
-    """The replay cannot go on (its warm-up failed)."""
+class ReplayError(BadGateway):
+    """The replay cannot go on: a function its warm-up called failed (502)."""
 
 
 def warmup_runs(start: dt.datetime, warmup: dt.timedelta | None) -> int:

@@ -18,14 +18,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.core.errors import AircastError
 from common.scheduling.schedules import FUNCTIONS
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 ENDPOINTS_FILE = "endpoints.json"
 
 
-class StackError(RuntimeError):
-    """A function could not be started or found."""
+class StackError(AircastError):
+    """A function could not be started or found (500)."""
 
 
 @dataclass

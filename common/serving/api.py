@@ -26,10 +26,16 @@ from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from werkzeug.wrappers import Request, Response
 
 from common.core.config import Settings
-from common.core.errors import AircastError, BadRequest, Conflict, NotFoundError
+from common.core.errors import (
+    AircastError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    Unavailable,
+    validation_message,
+)
 from common.core.logs import event, get_logger
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
-from common.runtime.handler import validation_message
 from common.serving.models import (
     CurrentModel,
     ForecastPoint,
@@ -43,19 +49,13 @@ from common.serving.models import (
     RecentValues,
     openapi,
 )
-from common.storage import ArtifactStore, NotFound, StoreError
+from common.storage import ArtifactStore, StoreError
 
 log = get_logger("api")
 JSON = "application/json"
 HTML = "text/html"
 FORECAST_PREFIX = "/v1/forecasts/"
 SNAPSHOT_ROUTES = frozenset({"/v1/locations", "/v1/forecasts", "/v1/metrics"})
-
-
-class Unavailable(AircastError):
-    """The artifact store could not be read and there is nothing cached to answer from."""
-
-    status = 503
 
 
 @dataclass
@@ -193,10 +193,10 @@ def _hours(query: ForecastQuery, snapshot: Snapshot) -> int:
 def _location(serving: Serving, location_id: str, field: str = "location_id") -> None:
     snap = serving.snapshot
     if location_id not in serving.by_id and location_id not in snap.forecasts:
-        raise NotFoundError(f"unknown location {location_id!r}", field=field)
+        raise NotFound(f"unknown location {location_id!r}", field=field)
     if location_id not in snap.forecasts:
         reason = next((s.reason for s in snap.skipped if s.location_id == location_id), None)
-        raise NotFoundError(
+        raise NotFound(
             f"no forecast for {location_id!r} in the latest run"
             + (f": {reason}" if reason else ""),
             field=field,
@@ -258,6 +258,8 @@ class Api:
         try:
             answer = self._route(request)
         except AircastError as exc:
+            if exc.status == 500:  # ours (not the caller's, not a dependency's): worth a trace
+                log.error("request failed", exc_info=exc)
             return _json_response(exc.to_dict(), exc.status)
         except HTTPException as exc:
             response = _json_response({"error": exc.description or exc.name}, exc.code or 500)

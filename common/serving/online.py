@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from common.core.errors import BadRequest, NotFoundError
+from common.core.errors import BadRequest, NotFound
 from common.serving.models import ForecastPoint, LocationForecastResponse
-from common.storage.base import NotFound
 
 if TYPE_CHECKING:
     from common.core.config import Settings
@@ -47,7 +46,7 @@ def predict_online(
     horizons 1..hours with yhat (p50) and yhat_lower/yhat_upper (p10/p90), `issued_at` = t.
 
     Errors: no production model -> `Conflict` (409); too little history for the features ->
-    `BadRequest` naming `observations` (400); unknown `location_id` -> `NotFoundError` (404).
+    `BadRequest` naming `observations` (400); unknown `location_id` -> `NotFound` (404).
     """
     import pandas as pd
 
@@ -110,7 +109,7 @@ def _place(location_id: str | None, store: ArtifactStore) -> dict[str, object]:
     try:
         snapshot = Snapshot.model_validate_json(store.get(SNAPSHOT_KEY))
     except NotFound:
-        raise NotFoundError(
+        raise NotFound(
             f"location_id: unknown location {location_id!r} (no forecasts published yet)",
             field="location_id",
         ) from None
@@ -120,4 +119,4 @@ def _place(location_id: str | None, store: ArtifactStore) -> dict[str, object]:
                 latitude=loc.latitude, longitude=loc.longitude, timezone=loc.timezone or "UTC"
             )
             return place
-    raise NotFoundError(f"location_id: unknown location {location_id!r}", field="location_id")
+    raise NotFound(f"location_id: unknown location {location_id!r}", field="location_id")

@@ -15,6 +15,7 @@ import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from common.core.errors import validation_message
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
 from common.sources.http import SourceError, get, make_session, redact
 
@@ -96,8 +97,7 @@ class AqicnSource(Source):
         try:
             feed = _Feed.model_validate(body.get("data"))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            reason = f"malformed AQICN feed: {'.'.join(map(str, err['loc']))}: {err['msg']}"
+            reason = f"malformed AQICN feed: {validation_message(exc, where='data')[1]}"
             batch.rejected.append(Rejection(loc.location_id, None, reason, payload_text(body)))
             raise SourceError(reason) from None
         row: dict[str, Any] = {

@@ -15,6 +15,7 @@ import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from common.core.errors import validation_message
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
 from common.sources.http import SourceError, get, make_session
 
@@ -117,10 +118,7 @@ class DataGovSgSource(Source):
             try:
                 parsed = _Response.model_validate(body)
             except ValidationError as exc:
-                err = exc.errors()[0]
-                reason = (
-                    f"malformed data.gov.sg answer: {'.'.join(map(str, err['loc']))}: {err['msg']}"
-                )
+                reason = f"malformed data.gov.sg answer: {validation_message(exc, 'response')[1]}"
                 batch.failed[f"sg:{day}"] = reason
                 batch.rejected.append(Rejection(None, None, reason, payload_text(body)))
                 return

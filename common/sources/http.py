@@ -14,11 +14,13 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
+from common.core.errors import BadGateway
+
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
-class SourceError(RuntimeError):
-    """A public API could not be reached or answered badly; the message is one line."""
+class SourceError(BadGateway):
+    """A public API could not be reached or answered badly (502); the message is one line."""
 
 
 def make_session(

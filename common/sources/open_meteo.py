@@ -16,6 +16,7 @@ import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from common.core.errors import validation_message
 from common.core.schema import POLLUTANTS, VARIABLES, WEATHER
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
 from common.sources.http import SourceError, get, make_session
@@ -160,9 +161,7 @@ class OpenMeteoSource(Source):
         try:
             parsed = LocationResponse.model_validate(item)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "response"
-            reason = f"malformed Open-Meteo answer: {where}: {err['msg']}"
+            reason = f"malformed Open-Meteo answer: {validation_message(exc, 'response')[1]}"
             batch.failed[loc.location_id] = reason
             batch.rejected.append(Rejection(loc.location_id, None, reason, payload_text(item)))
             return None

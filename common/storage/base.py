@@ -12,22 +12,17 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any
 
+from common.core.errors import AircastError, NotFound, PreconditionFailed
+
 KEY = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
 
-
-class StoreError(RuntimeError):
-    """An artifact store operation failed."""
-
-
-class NotFound(StoreError, KeyError):
-    """No object at that key."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else "not found"
+# A missing object is the one `NotFound` (404) and a lost conditional put the one
+# `PreconditionFailed` (412) of common.core.errors; re-exported here as the port's words.
+__all__ = ["KEY", "ArtifactStore", "NotFound", "PreconditionFailed", "StoreError", "check_key"]
 
 
-class PreconditionFailed(StoreError):
-    """A conditional put lost: the object changed since the writer read it."""
+class StoreError(AircastError):
+    """An artifact store operation failed (500): an unusable key or the store itself."""
 
 
 def check_key(key: str) -> str:

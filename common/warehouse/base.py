@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 
 from common.core.config import Settings
+from common.core.errors import AircastError
 from common.core.schema import TABLES, VIEWS, Table
 from common.warehouse.sql import SQLError, check_identifier, check_params, qualify
 
 
-class WarehouseError(RuntimeError):
-    """A warehouse operation failed (the message says which and why)."""
+class WarehouseError(AircastError):
+    """A warehouse operation failed (500; the message says which and why)."""
 
 
 class Warehouse(ABC):

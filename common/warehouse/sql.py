@@ -18,12 +18,14 @@ from sqlglot import exp
 from sqlglot.optimizer.qualify_tables import qualify_tables
 
 from common.core.config import IDENTIFIER
+from common.core.errors import AircastError
 
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
-class SQLError(ValueError):
-    """The SQL could not be parsed or translated, or a parameter is unusable."""
+class SQLError(AircastError):
+    """The SQL could not be parsed or translated, or a parameter is unusable (500: our SQL
+    is ours to fix; the operator's `aircast sql` shows the message)."""
 
 
 def check_identifier(name: str, what: str = "identifier") -> str:
