@@ -12,6 +12,14 @@ from tests.terraform_hcl import load
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def make_targets(step: dict) -> list[str]:
+    """The make targets a build step runs, read from its command line."""
+    if step["entrypoint"] == "make":
+        return list(step["args"])
+    assert step["entrypoint"] == "bash" and step["args"][0] == "-c", step
+    return re.findall(r"\bmake\s+([a-z][a-z-]*)", step["args"][1])
+
+
 def test_cloudbuild_steps_substitutions_and_terraform_variables():
     text = (ROOT / "cloudbuild.yaml").read_text(encoding="utf-8")
     build = yaml.safe_load(text)
@@ -29,11 +37,14 @@ def test_cloudbuild_steps_substitutions_and_terraform_variables():
     used = set(re.findall(r"\$\{(_[A-Z0-9_]+)\}", text))
     assert used == declared, (used - declared, declared - used)
 
+    # CI runs what a developer runs: the README's commands, as targets the Makefile defines.
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    for step in steps[:4]:
-        target = step["args"][0] if step["entrypoint"] == "make" else "install-dev"
-        assert re.search(rf"^{target}:", makefile, re.M), target
-        assert target in str(step["args"]) or step["id"] == "install"
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.M))
+    ran = [make_targets(step) for step in steps[:4]]
+    assert ran == [["install-dev"], ["lint"], ["test"], ["package"]]
+    assert {t for step in ran for t in step} <= targets
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "make test" in readme and {"test", "demo"} <= targets
 
     init, plan, apply = steps[4:]
     assert "-backend-config=bucket=${_STATE_BUCKET}" in init["args"]
