@@ -43,7 +43,8 @@ def test_synthetic_values_do_not_depend_on_the_window(local_settings: Settings):
     ).observations
     both = a.merge(b, on=["location_id", "ts"], suffixes=("_a", "_b"))
     assert len(both) >= 28 and (both["pm2_5_a"].fillna(-1) == both["pm2_5_b"].fillna(-1)).all()
-    assert a["pm2_5"].between(0, 1500).all() or a["pm2_5"].isna().any()
+    observed = a["pm2_5"].dropna()  # a sensor hiccup leaves a value missing now and then
+    assert len(observed) >= 28 and observed.between(0, 1500).all()
     fc = src.fetch([loc], Window(AS_OF, AS_OF, AS_OF, live=True)).weather_forecasts
     assert fc["ts"].min() == AS_OF + dt.timedelta(hours=1) and (fc["issued_at"] == AS_OF).all()
 
