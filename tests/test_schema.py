@@ -35,6 +35,22 @@ def test_design_tables_and_views_exist_with_their_keys():
     assert TABLES["observations_raw"].partition_by == "ts"
     assert TABLES["observations_raw"].cluster_by == ("location_id",)
     assert TABLES["forecasts"].partition_by == "target_ts"
+    assert {name: t.key for name, t in TABLES.items()} == {
+        "locations": ("location_id",),
+        "observations_raw": ("location_id", "ts"),
+        "weather_forecasts": ("location_id", "issued_at", "ts"),
+        "rejected_rows": (),
+        "forecasts": ("location_id", "target_ts"),
+        "runs": (),
+    }
+    for t in TABLES.values():
+        assert all(t.column(c).required for c in t.key), t.name
+    # A view reading one keyed table keeps the newest row per that table's key.
+    readers = [v for v in VIEWS.values() if len(v.depends_on) == 1 and TABLES[v.depends_on[0]].key]
+    assert {v.name for v in readers} >= {"observations", "latest_forecasts"}
+    for v in readers:
+        key = ", ".join(TABLES[v.depends_on[0]].key)
+        assert f"PARTITION BY {key} ORDER BY" in v.sql, v.name
     for name in VARIABLES:
         assert name in TABLES["observations_raw"].column_names
 
