@@ -12,6 +12,7 @@ import functions_framework
 import pytest
 
 from common.core.config import Settings
+from common.core.errors import AircastError
 from common.forecasting.snapshot import SNAPSHOT_KEY
 from common.serving.api import create_app
 from common.storage import open_store
@@ -265,6 +266,14 @@ def test_openapi_is_generated_from_the_models(client) -> None:
         "/v1/models/current",
         "/v1/metrics",
     }
+    # Every error status it advertises is one that some AircastError answers.
+    operations = [op for path in doc["paths"].values() for op in path.values()]
+    advertised = {int(code) for op in operations for code in op["responses"]}
+
+    def statuses(cls: type[AircastError]) -> set[int]:
+        return {cls.status}.union(*(statuses(sub) for sub in cls.__subclasses__()))
+
+    assert advertised - {200} <= statuses(AircastError)
 
 
 def test_dashboard_is_self_contained(client) -> None:

@@ -176,7 +176,6 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Bad request: the field at fault is named",
         404: "Unknown location or no such resource",
         409: "Not ready: no serving snapshot or no production model yet",
-        501: "The production model cannot be served online by this build",
         503: "The artifact store could not be read",
     }
     return {str(c): _json(ErrorResponse, text[c]) for c in codes}
@@ -280,7 +279,7 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _json(LocationForecastResponse, "Forecast"),
-                        **_errors(400, 404, 409, 501, 503),
+                        **_errors(400, 404, 409, 503),
                     },
                 }
             },
