@@ -60,7 +60,7 @@ def test_compare_and_swap_moves_the_pointer(store: ArtifactStore):
 
 
 def test_compare_and_swap_loser_gets_a_clear_error(local_settings: Settings):
-    # Local only: gcp-storage-emulator ignores ifGenerationMatch (DESIGN.md, and checked
+    # Local only: gcp-storage-emulator ignores ifGenerationMatch (docs/testing.md; checked
     # by hand), so GCS's enforcement is trusted to its documented 412; the next test shows
     # GCSStore sends the precondition.
     store = open_store(local_settings)

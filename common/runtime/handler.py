@@ -76,7 +76,8 @@ def handle(
         if exc.status >= 500:
             log.error("request failed", exc_info=exc)
         return exc.to_dict(), exc.status
-    except Exception as exc:  # the run is recorded as failed; the scheduler retries a 5xx
+    except Exception as exc:  # raised outside any run (e.g. opening the warehouse): no `runs`
+        # row records it, only this log line; the 5xx makes Cloud Scheduler retry
         log.exception("request failed")
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, 500
     return result, 200 if result.get("status") in OK_STATUSES else 500

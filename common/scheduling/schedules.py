@@ -81,6 +81,6 @@ def validate() -> None:
 
 
 def terraform_schedules() -> list[dict[str, Any]]:
-    """The schedules as Terraform reads them (terraform/generated/schedules.json)."""
+    """The schedules as Terraform reads them (the schedules.json `make generate` writes)."""
     validate()
     return [{**asdict(s), "time_zone": TIME_ZONE} for s in SCHEDULES]

@@ -29,24 +29,14 @@ def metadata_key(model_name: str, version: str) -> str:
 def predict_online(
     request: PredictRequest, settings: Settings, store: ArtifactStore
 ) -> LocationForecastResponse:
-    """Forecast horizons 1..`request.hours` (default: the model's horizon) from the request.
+    """Forecast horizons 1..`request.hours` (default: the model's horizon) for observations
+    the caller sends instead of the warehouse's.
 
-    Input (validated by pydantic before this is called):
-    - `request.observations`: the caller's recent hourly rows (`ts` plus any columns of
-      `common.core.schema.VARIABLES`, None where missing), in any order; the last `ts` is the
-      issue time t. They stand in for the warehouse's `observations` rows of one location.
-    - `request.weather_forecasts`: optional future-hour weather rows (`ts` > t), standing in
-      for `weather_forecasts` issued at t.
-    - `request.location_id`: optional; a location known to the snapshot lends its metadata.
-    - `request.hours`: must not exceed the model's horizon (else `BadRequest(field="hours")`).
-
-    Must build features with the same `common` feature code as batch predict, load the
-    production model named by `models/<settings.model_name>/production.json` (cache it per
-    version in the process), and answer a `LocationForecastResponse` whose points are
-    horizons 1..hours with yhat (p50) and yhat_lower/yhat_upper (p10/p90), `issued_at` = t.
-
-    Errors: no production model -> `Conflict` (409); too little history for the features ->
-    `BadRequest` naming `observations` (400); unknown `location_id` -> `NotFound` (404).
+    The rows go through the same feature code and production model as batch predict, so a
+    caller with its own sensor gets the forecast predict would make from the same history;
+    the last `ts` is the issue time. A `location_id` known to the snapshot lends its place
+    and time zone (the calendar features need them). Too little history or too many hours
+    is a 400 naming the field, an unknown `location_id` a 404, no production model a 409.
     """
     import pandas as pd
 
