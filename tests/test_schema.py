@@ -31,7 +31,12 @@ def test_design_tables_and_views_exist_with_their_keys():
         "forecasts",
         "runs",
     }
-    assert set(VIEWS) == {"observations", "latest_forecasts", "forecast_accuracy"}
+    assert set(VIEWS) == {
+        "current_locations",
+        "observations",
+        "latest_forecasts",
+        "forecast_accuracy",
+    }
     assert TABLES["observations_raw"].partition_by == "ts"
     assert TABLES["observations_raw"].cluster_by == ("location_id",)
     assert TABLES["forecasts"].partition_by == "target_ts"

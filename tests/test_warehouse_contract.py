@@ -76,6 +76,35 @@ def test_views_keep_the_newest_row_per_key_and_retries_change_nothing(wh: Wareho
     assert list(view["pm2_5"]) == [99.0, 11.0] and view["run_id"].iloc[0] == "r2"
 
 
+def place(location: str, name: str, active: bool, updated_hour: int) -> dict:
+    return {
+        "location_id": location,
+        "name": name,
+        "latitude": 1.5,
+        "longitude": 103.8,
+        "source": "synthetic",
+        "timezone": "UTC",
+        "active": active,
+        "updated_at": T0 + pd.Timedelta(hours=updated_hour),
+    }
+
+
+def test_current_locations_is_the_newest_row_per_location(wh: Warehouse):
+    wh.append("locations", pd.DataFrame([place("a", "A", True, 1), place("b", "B", True, 1)]))
+    # A rename of a, written before a retirement of a that was appended earlier: the view
+    # goes by updated_at, not by the order rows arrived in.
+    wh.append("locations", pd.DataFrame([place("a", "A retired", False, 3)]))
+    wh.append("locations", pd.DataFrame([place("a", "A renamed", True, 2)]))
+    view = wh.query("SELECT location_id, name, active FROM current_locations ORDER BY location_id")
+    assert view.to_dict("records") == [
+        {"location_id": "a", "name": "A retired", "active": False},
+        {"location_id": "b", "name": "B", "active": True},
+    ]
+    assert int(wh.query("SELECT COUNT(*) AS n FROM locations")["n"].iloc[0]) == 4
+    with pytest.raises(WarehouseError, match="is a view"):
+        wh.append("current_locations", pd.DataFrame([place("c", "C", True, 1)]))
+
+
 def test_parameters_are_values_never_sql(wh: Warehouse):
     wh.append(
         "observations_raw", pd.DataFrame([obs("a", 0, 1.0, "r", 1), obs("b", 2, 2.0, "r", 3)])

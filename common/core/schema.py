@@ -116,7 +116,7 @@ TABLES: dict[str, Table] = {
         Table(
             "locations",
             "Places that are ingested and forecast. Append-only: the newest row per "
-            "location_id (by updated_at) is current.",
+            "location_id (by updated_at) is current; read `current_locations`.",
             (
                 _c("location_id", "STRING", "Stable id, e.g. beijing-dongsi", True),
                 _c("name", "STRING", "Display name"),
@@ -228,6 +228,13 @@ def _actual_case() -> str:
 VIEWS: dict[str, View] = {
     v.name: v
     for v in (
+        View(
+            "current_locations",
+            "The current row of every location: the newest by updated_at per location_id.",
+            "SELECT * FROM locations WHERE TRUE QUALIFY ROW_NUMBER() OVER ("
+            "PARTITION BY location_id ORDER BY updated_at DESC) = 1",
+            ("locations",),
+        ),
         View(
             "observations",
             "The newest observation per (location_id, ts): later corrections supersede.",
