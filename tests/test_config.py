@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
+import click
 import pytest
+from pydantic import SecretStr, ValidationError
 
-from common.core.config import ConfigError, load_settings
+from common.core.catalog import CLOUD_SOURCES, DEFAULT_SOURCE, SOURCE_NAMES, SOURCES
+from common.core.config import ConfigError, Settings, load_settings
+from common.ingest.job import IngestRequest
+from common.ops.cli import main
+from common.runtime import locations
+from common.sources import default_source
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch):
@@ -60,3 +68,56 @@ def test_gcp_backend_needs_project_and_bucket(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AIRCAST_BACKEND", "gcp")
     with pytest.raises(ConfigError, match="GOOGLE_CLOUD_PROJECT and AIRCAST_BUCKET"):
         load_settings()
+
+
+# -- sources: one catalog feeds every place that takes a source name ------------------------
+def _cli_source_choices(group: click.Group) -> list[tuple[str, ...]]:
+    found = []
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            found += _cli_source_choices(command)
+        for param in command.params:
+            if param.name == "source" and isinstance(param.type, click.Choice):
+                found.append(tuple(param.type.choices))
+    return found
+
+
+@pytest.mark.parametrize("name", SOURCE_NAMES)
+def test_every_catalogued_source_is_accepted_wherever_a_source_is_named(name, tmp_path: Path):
+    assert load_settings(source=name).source == name
+    assert IngestRequest(source=name).source == name
+    entry = f'[[location]]\nid = "x"\nname = "x"\nlatitude = 1\nlongitude = 2\nsource = "{name}"\n'
+    (tmp_path / "l.toml").write_text(entry)
+    assert [loc.source for loc in locations.load_file(tmp_path / "l.toml")] == [name]
+
+
+def test_a_source_outside_the_catalog_is_refused_everywhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.setenv("AIRCAST_SOURCE", "open_meteo")
+    with pytest.raises(ConfigError, match="AIRCAST_SOURCE"):
+        load_settings()
+    with pytest.raises(ValidationError, match="unknown source 'open_meteo'"):
+        IngestRequest(source="open_meteo")
+    entry = '[[location]]\nid = "x"\nname = "x"\nlatitude = 1\nlongitude = 2\nsource = "nope"\n'
+    (tmp_path / "l.toml").write_text(entry)
+    with pytest.raises(locations.LocationsError, match=r"source: .*unknown source 'nope'"):
+        locations.load_file(tmp_path / "l.toml")
+    choices = _cli_source_choices(main)
+    assert choices and all(c == SOURCE_NAMES for c in choices)
+
+
+def test_each_backend_defaults_to_a_source_it_can_run():
+    backends = typing.get_args(Settings.model_fields["backend"].annotation)
+    assert set(DEFAULT_SOURCE) == set(backends)
+    assert DEFAULT_SOURCE["gcp"] in CLOUD_SOURCES
+    gcp = load_settings(backend="gcp", project="my-project-1", bucket="my-bucket")
+    assert default_source(gcp) == DEFAULT_SOURCE["gcp"]
+    assert default_source(load_settings(backend="local", source="csv")) == "csv"
+
+
+def test_a_source_token_is_a_secret_setting():
+    for info in SOURCES.values():
+        if info.token_setting is not None:
+            assert Settings.model_fields[info.token_setting].annotation == SecretStr | None
+    assert [n for n, s in SOURCES.items() if s.token_setting] == ["aqicn"]

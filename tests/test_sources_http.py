@@ -15,6 +15,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from common.core.catalog import CLOUD_SOURCES, SOURCE_NAMES
 from common.core.config import load_settings
 from common.core.errors import RunFailed
 from common.core.logs import JsonFormatter
@@ -22,6 +23,7 @@ from common.core.timeutil import floor_hour
 from common.ingest.job import IngestRequest, run_ingest
 from common.runtime import services
 from common.runtime.services import Services
+from common.sources import ADAPTERS, Source, make_source, source_class
 from common.storage import open_store
 from common.warehouse import open_warehouse
 
@@ -515,6 +517,27 @@ FAULT_SOURCES = {
     "data-gov-sg": lambda: {"/v2/real-time/api/pm25": sg_live_body()},
     "aqicn": lambda: {"/feed/geo:1.5;103.8/": aqicn_feed()},
 }
+
+
+def test_every_source_that_runs_on_google_cloud_is_in_the_fault_suite():
+    assert set(FAULT_SOURCES) == set(CLOUD_SOURCES)
+
+
+@pytest.mark.parametrize("name", SOURCE_NAMES)
+def test_every_catalogued_source_loads_the_adapter_named_after_it(name):
+    adapter = source_class(name)
+    assert issubclass(adapter, Source) and adapter.name == name
+    assert set(ADAPTERS) == set(SOURCE_NAMES)
+
+
+def test_make_source_builds_each_source_and_refuses_unknown_names(tmp_path):
+    settings = load_settings(home=tmp_path, csv_path=tmp_path)
+    (tmp_path / "a.csv").write_text("location_id,ts,pm2_5\nx,2024-03-01T00:00Z,1\n")
+    for name in SOURCE_NAMES:
+        assert type(make_source(name, settings)) is source_class(name)
+    assert make_source("csv", settings, tmp_path / "a.csv").path == tmp_path / "a.csv"
+    with pytest.raises(ValueError, match="unknown source 'nope'; one of open-meteo"):
+        make_source("nope", settings)
 
 
 def fault_services(tmp_path, httpserver, source: str, **extra) -> Services:

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.core.catalog import SOURCE_NAMES
 from common.core.errors import AircastError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
@@ -74,7 +75,8 @@ class Settings(BaseSettings):
     model_name: str = Field("aircast", description="Name of the model under models/.")
 
     # --- ingest --------------------------------------------------------------------------
-    source: Literal["open-meteo", "data-gov-sg", "aqicn", "csv", "synthetic"] | None = Field(
+    # Literal[<the names in common.core.catalog>]: pydantic checks it and lists the choices.
+    source: Literal[SOURCE_NAMES] | None = Field(  # type: ignore[valid-type]
         None, description="Default ingest source (default: open-meteo on gcp, else synthetic)."
     )
     locations_file: Path | None = Field(

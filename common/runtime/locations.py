@@ -1,5 +1,6 @@
-"""Locations: read from a TOML file (see common/locations.toml) and registered in the
-append-only `locations` table, where the newest row per location_id is current.
+"""Locations: read from a TOML file (see common/runtime/locations.toml) and registered in
+the append-only `locations` table, read through the `current_locations` view (the newest
+row per location_id).
 
 Registration appends only what is new or changed, so running it every hour adds nothing.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from common.core.catalog import SOURCE_NAMES
 from common.core.config import ConfigError
 from common.core.errors import validation_message
 from common.core.schema import LOCATION_ID_PATTERN
@@ -23,7 +25,6 @@ from common.warehouse import Warehouse
 
 DEFAULT_FILE = Path(__file__).with_name("locations.toml")
 LOCATION_ID = re.compile(LOCATION_ID_PATTERN)
-SOURCES = ("open-meteo", "data-gov-sg", "aqicn", "csv", "synthetic")
 COLUMNS = ["location_id", "name", "latitude", "longitude", "source", "timezone", "active"]
 
 
@@ -50,8 +51,8 @@ class _Entry(BaseModel):
     @field_validator("source")
     @classmethod
     def _source(cls, v: str) -> str:
-        if v not in SOURCES:
-            raise ValueError(f"unknown source {v!r}; one of {', '.join(SOURCES)}")
+        if v not in SOURCE_NAMES:
+            raise ValueError(f"unknown source {v!r}; one of {', '.join(SOURCE_NAMES)}")
         return v
 
     @field_validator("timezone")
@@ -102,10 +103,7 @@ def for_source(source: str, path: Path | None = None) -> list[Location]:
 
 def current(warehouse: Warehouse) -> pd.DataFrame:
     """The current row of every registered location."""
-    return warehouse.query(
-        "SELECT * FROM locations WHERE TRUE QUALIFY ROW_NUMBER() OVER ("
-        "PARTITION BY location_id ORDER BY updated_at DESC) = 1 ORDER BY location_id"
-    )
+    return warehouse.query("SELECT * FROM current_locations ORDER BY location_id")
 
 
 def register(warehouse: Warehouse, locations: list[Location]) -> int:

@@ -15,6 +15,7 @@ import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from common.core.config import Settings
 from common.core.errors import validation_message
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
 from common.sources.http import SourceError, get, make_session
@@ -60,7 +61,7 @@ class DataGovSgSource(Source):
     name = "data-gov-sg"
     needs_locations = False
 
-    def __init__(self, settings: Any, session: requests.Session | None = None) -> None:
+    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         super().__init__(settings)
         self.session = session or make_session(settings.http_retries)
 

@@ -16,6 +16,7 @@ import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from common.core.config import Settings
 from common.core.errors import validation_message
 from common.core.schema import POLLUTANTS, VARIABLES, WEATHER
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
@@ -58,7 +59,7 @@ def _unit(text: str) -> str:
 class OpenMeteoSource(Source):
     name = "open-meteo"
 
-    def __init__(self, settings: Any, session: requests.Session | None = None) -> None:
+    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         super().__init__(settings)
         self.session = session or make_session(settings.http_retries)
 
