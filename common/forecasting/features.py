@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import sparse
 from sklearn.neighbors import BallTree
 
+from common.core.meteo import wind_components
 from common.core.schema import POLLUTANTS, WEATHER
 
 HISTORY_HOURS = 72  # the longest window a feature reads, ending at t
@@ -118,10 +119,9 @@ class Grid:
                 arr[rows, cols] = pd.to_numeric(frame[c], errors="coerce").to_numpy(float)[keep]
             grid.values[c] = arr
         if "wind_speed_10m" in grid.values and "wind_direction_10m" in grid.values:
-            rad = np.deg2rad(grid.values["wind_direction_10m"])
-            speed = grid.values["wind_speed_10m"]
-            grid.values["wind_u"] = -speed * np.sin(rad)  # wind blowing towards east is +
-            grid.values["wind_v"] = -speed * np.cos(rad)
+            grid.values["wind_u"], grid.values["wind_v"] = wind_components(
+                grid.values["wind_speed_10m"], grid.values["wind_direction_10m"]
+            )
         return grid
 
     def hours(self, idx: np.ndarray) -> np.ndarray:
@@ -325,9 +325,10 @@ def future_from_forecasts(
         return out
     fc = forecasts.copy()
     if "wind_speed_10m" in fc and "wind_direction_10m" in fc:
-        rad = np.deg2rad(pd.to_numeric(fc["wind_direction_10m"], errors="coerce"))
-        speed = pd.to_numeric(fc["wind_speed_10m"], errors="coerce")
-        fc["wind_u"], fc["wind_v"] = -speed * np.sin(rad), -speed * np.cos(rad)
+        fc["wind_u"], fc["wind_v"] = wind_components(
+            pd.to_numeric(fc["wind_speed_10m"], errors="coerce"),
+            pd.to_numeric(fc["wind_direction_10m"], errors="coerce"),
+        )
     row_of = {int(loc_i): i for i, loc_i in enumerate(np.asarray(loc))}
     li = pd.Index(grid.location_ids).get_indexer(fc["location_id"])
     ts = _to_hour64(fc["ts"])

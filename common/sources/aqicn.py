@@ -15,11 +15,12 @@ import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from common.core.config import Settings
 from common.core.errors import validation_message
+from common.core.meteo import KMH_PER_MS
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
 from common.sources.http import SourceError, get, make_session, redact
 
-KMH_PER_MS = 3.6
 IAQI = {  # WAQI key -> (column, scale)
     "pm25": ("us_aqi_pm2_5", 1.0),
     "pm10": ("us_aqi_pm10", 1.0),
@@ -46,7 +47,7 @@ class _Feed(BaseModel):
 class AqicnSource(Source):
     name = "aqicn"
 
-    def __init__(self, settings: Any, session: requests.Session | None = None) -> None:
+    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         super().__init__(settings)
         self.session = session or make_session(settings.http_retries)
         secret = settings.aqicn_token

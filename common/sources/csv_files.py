@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.core.config import Settings
+from common.core.meteo import KMH_PER_MS, relative_humidity
 from common.core.schema import VARIABLES
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
 from common.sources.http import SourceError
@@ -72,8 +74,6 @@ COMPASS = {
         ]
     )
 }
-KMH_PER_MS = 3.6
-
 # Station positions (WGS84, 3 decimals, ~100 m) from the Beijing Municipal Environmental
 # Monitoring Center's station list as published with the KDD Cup 2018 air-quality data
 # (Beijing_AirQuality_Stations: dongsi_aq 116.417,39.929 ...; Changping is listed there as
@@ -95,13 +95,6 @@ BEIJING_STATIONS = {
 LONG_META = ("name", "latitude", "longitude", "timezone")
 
 
-def relative_humidity(temp: pd.Series, dew: pd.Series) -> pd.Series:
-    """RH (%) from temperature and dew point (°C), Magnus formula (Alduchov & Eskridge)."""
-    a, b = 17.625, 243.04
-    rh = 100 * np.exp(a * dew / (b + dew) - a * temp / (b + temp))
-    return rh.clip(upper=100).round(1)
-
-
 def beijing_location_id(station: str) -> str:
     return "beijing-" + station.strip().lower()
 
@@ -110,8 +103,8 @@ class CsvSource(Source):
     name = "csv"
     needs_locations = False
 
-    def __init__(self, settings: object, path: str | Path | None) -> None:
-        super().__init__(settings)  # type: ignore[arg-type]
+    def __init__(self, settings: Settings, path: str | Path | None) -> None:
+        super().__init__(settings)
         if not path:
             raise SourceError("the csv source needs a path (a .csv file or a folder of them)")
         self.path = Path(path)
@@ -188,7 +181,7 @@ def _parse_beijing(path: str) -> Batch:
             "ozone": raw["O3"],
             "temperature_2m": raw["TEMP"],
             "dew_point_2m": raw["DEWP"],
-            "relative_humidity_2m": relative_humidity(temp, dew),
+            "relative_humidity_2m": relative_humidity(temp, dew).round(1),
             "surface_pressure": raw["PRES"],  # station pressure, taken as surface pressure
             "precipitation": raw["RAIN"],
             "wind_speed_10m": _scaled(raw["WSPM"], KMH_PER_MS),

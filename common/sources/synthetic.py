@@ -20,6 +20,7 @@ import zoneinfo
 import numpy as np
 import pandas as pd
 
+from common.core.meteo import dew_point
 from common.sources.base import Batch, Location, Source, Window
 
 FORECAST_HOURS = 48
@@ -54,13 +55,6 @@ def smooth(key: np.uint64, hours: np.ndarray, period: float) -> np.ndarray:
     f = pos - k0
     f = f * f * (3 - 2 * f)
     return (1 - f) * uniform(key, k0) + f * uniform(key, k0 + 1)
-
-
-def dew_point(temp: np.ndarray, rh: np.ndarray) -> np.ndarray:
-    """Dew point (°C) from temperature (°C) and relative humidity (%), Magnus formula."""
-    a, b = 17.62, 243.12
-    gamma = np.log(np.asarray(rh) / 100) + a * np.asarray(temp) / (b + np.asarray(temp))
-    return b * gamma / (a - gamma)
 
 
 class SyntheticSource(Source):
