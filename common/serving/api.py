@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import flask
 from pydantic import BaseModel, ValidationError
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from werkzeug.wrappers import Request, Response
@@ -144,7 +145,9 @@ def _encode(model: BaseModel) -> bytes:
     return model.model_dump_json(exclude_none=False).encode()
 
 
-def _forecast(snapshot: Snapshot, location_id: str, hours: int, with_obs: bool) -> Any:
+def _forecast(
+    snapshot: Snapshot, location_id: str, hours: int, with_obs: bool
+) -> LocationForecastResponse:
     fc = snapshot.forecasts[location_id]
     n = min(hours, len(fc.yhat))
     points = [
@@ -170,7 +173,7 @@ def _forecast(snapshot: Snapshot, location_id: str, hours: int, with_obs: bool) 
     )
 
 
-def _query(args: Any) -> ForecastQuery:
+def _query(args: MultiDict[str, str]) -> ForecastQuery:
     try:
         return ForecastQuery.model_validate(
             {k: args.get(k) for k in ("hours", "observations") if k in args}
@@ -320,7 +323,7 @@ class Api:
             serving, ("locations",), lambda: LocationsResponse(locations=serving.snapshot.locations)
         )
 
-    def forecast(self, location_id: str, args: Any) -> bytes:
+    def forecast(self, location_id: str, args: MultiDict[str, str]) -> bytes:
         serving = self.cache.require()
         query = _query(args)
         hours = _hours(query, serving.snapshot)
@@ -331,7 +334,7 @@ class Api:
             serving, key, lambda: _forecast(snap, location_id, hours, query.observations)
         )
 
-    def forecasts(self, args: Any) -> bytes:
+    def forecasts(self, args: MultiDict[str, str]) -> bytes:
         serving = self.cache.require()
         snap = serving.snapshot
         query = _query(args)

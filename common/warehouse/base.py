@@ -17,7 +17,7 @@ import pandas as pd
 from common.core.config import Settings
 from common.core.errors import AircastError
 from common.core.schema import TABLES, VIEWS, Table
-from common.warehouse.sql import SQLError, check_identifier, check_params, qualify
+from common.warehouse.sql import SQLError, check_identifier, check_params, plain, qualify
 
 
 class WarehouseError(AircastError):
@@ -132,7 +132,7 @@ def json_ready(frame: pd.DataFrame) -> list[dict[str, Any]]:
         if isinstance(s.dtype, pd.DatetimeTZDtype):
             cols[name] = [None if pd.isna(v) else v.isoformat() for v in s]
         else:
-            cols[name] = [None if _missing(v) else _plain(v) for v in s]
+            cols[name] = [None if _missing(v) else plain(v) for v in s]
     return [dict(zip(cols, row, strict=True)) for row in zip(*cols.values(), strict=True)]
 
 
@@ -140,7 +140,3 @@ def _missing(value: Any) -> bool:
     if value is None or value is pd.NA:
         return True
     return isinstance(value, float) and math.isnan(value)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value

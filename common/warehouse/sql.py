@@ -63,7 +63,7 @@ def check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     for name, value in (params or {}).items():
         if not PARAM_NAME.match(name):
             raise SQLError(f"invalid parameter name: {name!r}")
-        value = [_plain(v) for v in value] if isinstance(value, list | tuple) else _plain(value)
+        value = [plain(v) for v in value] if isinstance(value, list | tuple) else plain(value)
         for v in value if isinstance(value, list) else [value]:
             if isinstance(v, dt.datetime) and v.tzinfo is None:
                 raise SQLError(f"parameter {name!r} is a naive datetime; pass a UTC-aware one")
@@ -71,7 +71,8 @@ def check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return clean
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A pandas/numpy scalar as the Python value the database clients take."""
     if hasattr(value, "to_pydatetime"):
         return value.to_pydatetime()
     if hasattr(value, "item") and not isinstance(value, str | bytes):
