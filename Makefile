@@ -59,7 +59,7 @@ test: install-dev lint checkov  ## Lint, then every test (emulators included)
 demo: install  ## Backfill, train, forecast, then serve the api, dashboard and scheduler locally
 	$(BIN)/aircast demo
 
-generate: install  ## Regenerate terraform/schemas, schedules.json and tables.json from common
+generate: $(VENV)/.dev  ## Regenerate terraform/'s inputs from common, its README tables, the docs' settings
 	$(BIN)/python -m tools.generate
 	$(BIN)/python -m tools.docs
 

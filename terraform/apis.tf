@@ -12,6 +12,7 @@ resource "google_project_service" "api" {
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
   ])
+  project            = var.project_id
   service            = each.key
   disable_on_destroy = false
 }

@@ -4,6 +4,7 @@
 
 resource "google_bigquery_dataset" "aircast" {
   #checkov:skip=CKV_GCP_81:Google-managed encryption; CMEK would add a KMS key to run and pay for without protecting public air-quality data any better.
+  project                    = var.project_id
   dataset_id                 = var.dataset
   location                   = var.bq_location
   description                = "aircast: air-quality observations, forecasts and run audit."
@@ -14,6 +15,7 @@ resource "google_bigquery_dataset" "aircast" {
 resource "google_bigquery_table" "table" {
   #checkov:skip=CKV_GCP_80:Google-managed encryption; CMEK would add a KMS key to run and pay for without protecting public air-quality data any better.
   for_each            = { for name, t in local.tables : name => t if t.kind == "table" }
+  project             = var.project_id
   dataset_id          = google_bigquery_dataset.aircast.dataset_id
   table_id            = each.key
   description         = each.value.description
@@ -34,13 +36,14 @@ resource "google_bigquery_table" "table" {
 resource "google_bigquery_table" "view" {
   #checkov:skip=CKV_GCP_80:A view stores no data; encryption applies to the tables it reads.
   for_each            = { for name, t in local.tables : name => t if t.kind == "view" && t.wave == 1 }
+  project             = var.project_id
   dataset_id          = google_bigquery_dataset.aircast.dataset_id
   table_id            = each.key
   description         = each.value.description
   deletion_protection = var.deletion_protection
 
   view {
-    query          = templatefile("${path.module}/schemas/${each.key}.sql", { project = var.project, dataset = var.dataset })
+    query          = templatefile("${path.module}/schemas/${each.key}.sql", { project = var.project_id, dataset = var.dataset })
     use_legacy_sql = false
   }
 
@@ -51,13 +54,14 @@ resource "google_bigquery_table" "view" {
 resource "google_bigquery_table" "view_on_views" {
   #checkov:skip=CKV_GCP_80:A view stores no data; encryption applies to the tables it reads.
   for_each            = { for name, t in local.tables : name => t if t.kind == "view" && t.wave == 2 }
+  project             = var.project_id
   dataset_id          = google_bigquery_dataset.aircast.dataset_id
   table_id            = each.key
   description         = each.value.description
   deletion_protection = var.deletion_protection
 
   view {
-    query          = templatefile("${path.module}/schemas/${each.key}.sql", { project = var.project, dataset = var.dataset })
+    query          = templatefile("${path.module}/schemas/${each.key}.sql", { project = var.project_id, dataset = var.dataset })
     use_legacy_sql = false
   }
 

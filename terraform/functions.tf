@@ -1,15 +1,16 @@
-# The four 2nd-gen functions, each from its zip (make package). All are HTTP functions on
-# Cloud Run; who may call them is set in invokers.tf.
+# The 2nd-gen functions of local.functions, each from its zip (make package). All are HTTP
+# functions on Cloud Run; who may call them is set in invokers.tf.
 resource "google_cloudfunctions2_function" "function" {
   #checkov:skip=CKV_GCP_124:Cloud Scheduler calls from outside the VPC, so internal-only ingress would block it; every call needs an OIDC token of a member with run.invoker (invokers.tf), and only the api can be made public.
-  for_each    = local.entry_points
+  for_each    = local.functions
+  project     = var.project_id
   name        = "aircast-${each.key}"
   location    = var.region
   description = "aircast ${each.key} (functions/${each.key}/main.py)"
 
   build_config {
     runtime         = "python312"
-    entry_point     = each.value
+    entry_point     = each.value.entry_point
     service_account = google_service_account.build.id
     source {
       storage_source {
@@ -20,11 +21,11 @@ resource "google_cloudfunctions2_function" "function" {
   }
 
   service_config {
-    available_memory                 = var.functions[each.key].memory
-    available_cpu                    = var.functions[each.key].cpu
-    timeout_seconds                  = var.functions[each.key].timeout_seconds
-    max_instance_count               = var.functions[each.key].max_instances
-    min_instance_count               = var.functions[each.key].min_instances
+    available_memory                 = each.value.memory
+    available_cpu                    = each.value.cpu
+    timeout_seconds                  = each.value.timeout_seconds
+    max_instance_count               = each.value.max_instances
+    min_instance_count               = each.value.min_instances
     max_instance_request_concurrency = 1 # one run per instance: runs are CPU-bound and long
     service_account_email            = google_service_account.function[each.key].email
     # Cloud Scheduler calls from outside the VPC; access is controlled by IAM (invokers.tf).
@@ -33,18 +34,25 @@ resource "google_cloudfunctions2_function" "function" {
     environment_variables          = local.environment
 
     dynamic "secret_environment_variables" {
-      for_each = each.key == "ingest" && var.aqicn_token_set ? [google_secret_manager_secret.aqicn_token.secret_id] : []
+      for_each = each.value.reads_aqicn_token && var.aqicn_token_set ? [google_secret_manager_secret.aqicn_token.secret_id] : []
       content {
         key        = "AIRCAST_AQICN_TOKEN"
-        project_id = var.project
+        project_id = var.project_id
         secret     = secret_environment_variables.value
         version    = "latest"
       }
     }
   }
 
+  lifecycle {
+    precondition {
+      condition     = length(setsubtract(keys(var.functions), keys(local.functions))) == 0
+      error_message = "var.functions may only name functions this module deploys (the keys of local.function_defaults in main.tf)."
+    }
+  }
+
   depends_on = [
     google_project_iam_member.build,
-    google_secret_manager_secret_iam_member.ingest_reads_aqicn_token,
+    google_secret_manager_secret_iam_member.reads_aqicn_token,
   ]
 }

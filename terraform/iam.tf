@@ -1,25 +1,29 @@
-# One service account per function, each with only what its job needs:
+# One service account per function, each with only what its job needs (the access
+# attributes of local.functions in main.tf):
 #   ingest  - write the dataset (and read the AQICN token)
 #   train   - read the dataset, write models (and its runs row)
 #   predict - read the dataset and models, write forecasts, the snapshot (and its runs row)
 #   api     - read the snapshot and models
-# plus one for Cloud Scheduler (the only caller of ingest/train/predict) and one that
+# plus one for Cloud Scheduler (the only caller of the scheduled functions) and one that
 # builds the functions' containers.
 
 resource "google_service_account" "function" {
-  for_each     = local.entry_points
+  for_each     = local.functions
+  project      = var.project_id
   account_id   = "aircast-${each.key}"
   display_name = "aircast ${each.key} function"
   depends_on   = [google_project_service.api]
 }
 
 resource "google_service_account" "scheduler" {
+  project      = var.project_id
   account_id   = "aircast-scheduler"
   display_name = "aircast Cloud Scheduler jobs (OIDC caller of the functions)"
   depends_on   = [google_project_service.api]
 }
 
 resource "google_service_account" "build" {
+  project      = var.project_id
   account_id   = "aircast-build"
   display_name = "aircast function builds"
   depends_on   = [google_project_service.api]
@@ -29,28 +33,31 @@ resource "google_service_account" "build" {
 
 # Running queries is a project-level permission; what the queries may read is set below.
 resource "google_project_iam_member" "bigquery_job_user" {
-  for_each = toset(["ingest", "train", "predict"])
-  project  = var.project
+  for_each = { for name, f in local.functions : name => f if f.bigquery != null }
+  project  = var.project_id
   role     = "roles/bigquery.jobUser"
   member   = google_service_account.function[each.key].member
 }
 
 # Frame reads go through the BigQuery Storage Read API (pandas-gbq).
 resource "google_project_iam_member" "bigquery_read_session_user" {
-  for_each = toset(["train", "predict"])
-  project  = var.project
+  for_each = { for name, f in local.functions : name => f if f.bigquery == "read" }
+  project  = var.project_id
   role     = "roles/bigquery.readSessionUser"
   member   = google_service_account.function[each.key].member
 }
 
-resource "google_bigquery_dataset_iam_member" "ingest_writes" {
+resource "google_bigquery_dataset_iam_member" "writes" {
+  for_each   = { for name, f in local.functions : name => f if f.bigquery == "write" }
+  project    = var.project_id
   dataset_id = google_bigquery_dataset.aircast.dataset_id
   role       = "roles/bigquery.dataEditor"
-  member     = google_service_account.function["ingest"].member
+  member     = google_service_account.function[each.key].member
 }
 
 resource "google_bigquery_dataset_iam_member" "reads" {
-  for_each   = toset(["train", "predict"])
+  for_each   = { for name, f in local.functions : name => f if f.bigquery == "read" }
+  project    = var.project_id
   dataset_id = google_bigquery_dataset.aircast.dataset_id
   role       = "roles/bigquery.dataViewer"
   member     = google_service_account.function[each.key].member
@@ -58,11 +65,12 @@ resource "google_bigquery_dataset_iam_member" "reads" {
 
 # Table-level writes: every run appends its audit row to `runs`; predict appends forecasts.
 resource "google_bigquery_table_iam_member" "writes" {
-  for_each = {
-    "train/runs"        = { function = "train", table = "runs" }
-    "predict/runs"      = { function = "predict", table = "runs" }
-    "predict/forecasts" = { function = "predict", table = "forecasts" }
-  }
+  for_each = merge([
+    for name, f in local.functions : {
+      for table in f.tables_written : "${name}/${table}" => { function = name, table = table }
+    }
+  ]...)
+  project    = var.project_id
   dataset_id = google_bigquery_dataset.aircast.dataset_id
   table_id   = google_bigquery_table.table[each.value.table].table_id
   role       = "roles/bigquery.dataEditor"
@@ -71,24 +79,26 @@ resource "google_bigquery_table_iam_member" "writes" {
 
 # --- Cloud Storage ------------------------------------------------------------------------
 
-resource "google_storage_bucket_iam_member" "train_writes_models" {
-  bucket = google_storage_bucket.artifacts.name
-  role   = "roles/storage.objectAdmin"
-  member = google_service_account.function["train"].member
+resource "google_storage_bucket_iam_member" "writes_artifacts" {
+  for_each = { for name, f in local.functions : name => f if f.artifacts == "write" }
+  bucket   = google_storage_bucket.artifacts.name
+  role     = "roles/storage.objectAdmin"
+  member   = google_service_account.function[each.key].member
 }
 
 resource "google_storage_bucket_iam_member" "reads_artifacts" {
-  for_each = toset(["predict", "api"])
+  for_each = { for name, f in local.functions : name => f if f.artifacts == "read" }
   bucket   = google_storage_bucket.artifacts.name
   role     = "roles/storage.objectViewer"
   member   = google_service_account.function[each.key].member
 }
 
-# Predict may write only under serving/ (the snapshot), never the models it reads.
-resource "google_storage_bucket_iam_member" "predict_writes_snapshot" {
-  bucket = google_storage_bucket.artifacts.name
-  role   = "roles/storage.objectUser"
-  member = google_service_account.function["predict"].member
+# The snapshot's writer may write only under serving/, never the models it reads.
+resource "google_storage_bucket_iam_member" "writes_snapshot" {
+  for_each = { for name, f in local.functions : name => f if f.writes_snapshot }
+  bucket   = google_storage_bucket.artifacts.name
+  role     = "roles/storage.objectUser"
+  member   = google_service_account.function[each.key].member
   condition {
     title      = "serving-only"
     expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.artifacts.name}/objects/serving/\")"
@@ -105,7 +115,7 @@ resource "google_project_iam_member" "build" {
     "roles/artifactregistry.writer",
     "roles/storage.objectAdmin",
   ])
-  project = var.project
+  project = var.project_id
   role    = each.key
   member  = google_service_account.build.member
 }

@@ -1,10 +1,10 @@
 # Who may call the functions (roles/run.invoker on each function's Cloud Run service).
-# Ingest, train and predict: only the scheduler's account. The api: nobody but
-# var.api_invokers, unless var.api_public opens it to everyone.
+# The functions that schedules.json targets (ingest, train, predict): only the scheduler's
+# account. The api: nobody but var.api_invokers, unless var.api_public opens it to everyone.
 
 resource "google_cloud_run_v2_service_iam_member" "scheduler_invokes" {
-  for_each = toset(["ingest", "train", "predict"])
-  project  = var.project
+  for_each = toset([for s in values(local.schedules) : s.function])
+  project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.function[each.key].service_config[0].service
   role     = "roles/run.invoker"
@@ -13,7 +13,7 @@ resource "google_cloud_run_v2_service_iam_member" "scheduler_invokes" {
 
 resource "google_cloud_run_v2_service_iam_member" "api_invokers" {
   for_each = toset(var.api_invokers)
-  project  = var.project
+  project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.function["api"].service_config[0].service
   role     = "roles/run.invoker"
@@ -23,7 +23,7 @@ resource "google_cloud_run_v2_service_iam_member" "api_invokers" {
 resource "google_cloud_run_v2_service_iam_member" "api_public" {
   #checkov:skip=CKV_GCP_102:Opt-in (api_public = true, default false) for a read-only forecast api that serves public air-quality data; the other functions never get this binding.
   count    = var.api_public ? 1 : 0
-  project  = var.project
+  project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.function["api"].service_config[0].service
   role     = "roles/run.invoker"

@@ -1,26 +1,92 @@
-# Shared names and the inputs generated from `common` (make generate): schedules.json from
-# common/schedules.py, tables.json and schemas/ from common/schema.py.
+# The one list of functions, and the inputs generated from `common` (make generate):
+# schedules.json from common/scheduling/schedules.py, tables.json and schemas/ from
+# common/core/schema.py.
 
 locals {
-  # Function name -> entry point (the @functions_framework.http function in its main.py).
-  entry_points = {
-    ingest  = "ingest"
-    train   = "train"
-    predict = "predict"
-    api     = "api"
+  # Every per-function resource (service account, roles, source object, function) is a
+  # for_each over this map; tests/test_terraform.py checks it against
+  # common.scheduling.schedules.FUNCTIONS and functions/<name>/main.py. Per function:
+  #   entry_point        the @functions_framework.http function in functions/<name>/main.py
+  #   memory .. min_instances   defaults that var.functions overrides
+  #   bigquery           "write": dataEditor on the dataset; "read": dataViewer and read
+  #                      sessions; either also runs query jobs
+  #   tables_written     tables it appends to without write access to the dataset
+  #   artifacts          "write": objectAdmin on the artifact bucket (models); "read": objectViewer
+  #   writes_snapshot    objectUser under serving/ of the artifact bucket
+  #   reads_aqicn_token  gets the aqicn-token secret as AIRCAST_AQICN_TOKEN
+  # Which functions Cloud Scheduler calls is not listed here: it follows schedules.json.
+  function_defaults = {
+    ingest = {
+      entry_point       = "ingest"
+      memory            = "1Gi"
+      cpu               = null
+      timeout_seconds   = 900
+      max_instances     = 2
+      min_instances     = 0
+      bigquery          = "write"
+      tables_written    = []
+      artifacts         = null
+      writes_snapshot   = false
+      reads_aqicn_token = true
+    }
+    train = {
+      entry_point       = "train"
+      memory            = "4Gi"
+      cpu               = "2"
+      timeout_seconds   = 1800
+      max_instances     = 1
+      min_instances     = 0
+      bigquery          = "read"
+      tables_written    = ["runs"]
+      artifacts         = "write"
+      writes_snapshot   = false
+      reads_aqicn_token = false
+    }
+    predict = {
+      entry_point       = "predict"
+      memory            = "2Gi"
+      cpu               = "1"
+      timeout_seconds   = 900
+      max_instances     = 2
+      min_instances     = 0
+      bigquery          = "read"
+      tables_written    = ["runs", "forecasts"]
+      artifacts         = "read"
+      writes_snapshot   = true
+      reads_aqicn_token = false
+    }
+    api = {
+      entry_point       = "api"
+      memory            = "512Mi"
+      cpu               = null
+      timeout_seconds   = 60
+      max_instances     = 5
+      min_instances     = 0
+      bigquery          = null
+      tables_written    = []
+      artifacts         = "read"
+      writes_snapshot   = false
+      reads_aqicn_token = false
+    }
+  }
+
+  # The defaults with the caller's overrides (var.functions) on top.
+  functions = {
+    for name, f in local.function_defaults :
+    name => merge(f, { for k, v in try(var.functions[name], {}) : k => v if v != null })
   }
 
   schedules = { for s in jsondecode(file("${path.module}/schedules.json")) : s.name => s }
   tables    = jsondecode(file("${path.module}/tables.json"))
 
-  artifact_bucket = coalesce(var.artifact_bucket, "${var.project}-aircast-artifacts")
-  source_bucket   = coalesce(var.source_bucket, "${var.project}-aircast-sources")
+  artifact_bucket = coalesce(var.artifact_bucket, "${var.project_id}-aircast-artifacts")
+  source_bucket   = coalesce(var.source_bucket, "${var.project_id}-aircast-sources")
   packages_dir    = coalesce(var.packages_dir, "${path.module}/../build/packages")
 
-  # What every function reads (common/config.py); secrets are added per function.
+  # What every function reads (common/core/config.py); secrets are added per function.
   environment = merge({
     AIRCAST_BACKEND      = "gcp"
-    GOOGLE_CLOUD_PROJECT = var.project
+    GOOGLE_CLOUD_PROJECT = var.project_id
     AIRCAST_DATASET      = var.dataset
     AIRCAST_BUCKET       = local.artifact_bucket
     AIRCAST_BQ_LOCATION  = var.bq_location

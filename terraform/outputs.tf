@@ -5,7 +5,7 @@ output "function_urls" {
 
 output "dataset" {
   description = "BigQuery dataset, as project.dataset."
-  value       = "${var.project}.${google_bigquery_dataset.aircast.dataset_id}"
+  value       = "${var.project_id}.${google_bigquery_dataset.aircast.dataset_id}"
 }
 
 output "artifact_bucket" {

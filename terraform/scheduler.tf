@@ -2,6 +2,7 @@
 # common/schedules.py: the same definition the local scheduler and `aircast replay` use.
 resource "google_cloud_scheduler_job" "job" {
   for_each         = local.schedules
+  project          = var.project_id
   name             = each.key
   description      = each.value.description
   region           = var.region

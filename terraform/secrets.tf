@@ -2,6 +2,7 @@
 # the state): add it with `gcloud secrets versions add aqicn-token --data-file=-`, then
 # apply with aqicn_token_set = true.
 resource "google_secret_manager_secret" "aqicn_token" {
+  project   = var.project_id
   secret_id = "aqicn-token"
 
   replication {
@@ -11,8 +12,10 @@ resource "google_secret_manager_secret" "aqicn_token" {
   depends_on = [google_project_service.api]
 }
 
-resource "google_secret_manager_secret_iam_member" "ingest_reads_aqicn_token" {
+resource "google_secret_manager_secret_iam_member" "reads_aqicn_token" {
+  for_each  = { for name, f in local.functions : name => f if f.reads_aqicn_token }
+  project   = var.project_id
   secret_id = google_secret_manager_secret.aqicn_token.id
   role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.function["ingest"].member
+  member    = google_service_account.function[each.key].member
 }

@@ -3,6 +3,7 @@
 # themselves are immutable paths (models/<name>/<version>/) and are kept.
 resource "google_storage_bucket" "artifacts" {
   #checkov:skip=CKV_GCP_62:Usage logs are a legacy feature; Cloud Audit Logs record data access instead, and a log bucket would need its own log bucket.
+  project                     = var.project_id
   name                        = local.artifact_bucket
   location                    = upper(var.region)
   storage_class               = "STANDARD"
@@ -40,6 +41,7 @@ resource "google_storage_bucket" "artifacts" {
 # The functions' source zips; object names carry the zip's hash.
 resource "google_storage_bucket" "sources" {
   #checkov:skip=CKV_GCP_62:Usage logs are a legacy feature; Cloud Audit Logs record data access instead, and a log bucket would need its own log bucket.
+  project                     = var.project_id
   name                        = local.source_bucket
   location                    = upper(var.region)
   storage_class               = "STANDARD"
@@ -65,7 +67,7 @@ resource "google_storage_bucket" "sources" {
 }
 
 resource "google_storage_bucket_object" "source" {
-  for_each = local.entry_points
+  for_each = local.functions
   # A new name for new contents: 2nd-gen functions only redeploy when the object changes.
   name   = "${each.key}-${filesha256("${local.packages_dir}/${each.key}.zip")}.zip"
   bucket = google_storage_bucket.sources.name

@@ -1,9 +1,9 @@
-variable "project" {
+variable "project_id" {
   description = "Google Cloud project id to deploy into."
   type        = string
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project))
-    error_message = "project must be a project id: 6-30 lowercase letters, digits or hyphens."
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project id: 6-30 lowercase letters, digits or hyphens."
   }
 }
 
@@ -32,13 +32,14 @@ variable "dataset" {
   type        = string
   default     = "aircast"
   validation {
-    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]{0,1023}$", var.dataset))
-    error_message = "dataset must be letters, digits and underscores, not starting with a digit."
+    # RE2 refuses repeat counts above 1000, hence the length() beside the regex.
+    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]*$", var.dataset)) && length(var.dataset) <= 1024
+    error_message = "dataset must be at most 1024 letters, digits and underscores, not starting with a digit."
   }
 }
 
 variable "artifact_bucket" {
-  description = "Name of the bucket for models and the serving snapshot (default: <project>-aircast-artifacts)."
+  description = "Name of the bucket for models and the serving snapshot (default: <project_id>-aircast-artifacts)."
   type        = string
   default     = null
   validation {
@@ -48,7 +49,7 @@ variable "artifact_bucket" {
 }
 
 variable "source_bucket" {
-  description = "Name of the bucket for the functions' source zips (default: <project>-aircast-sources)."
+  description = "Name of the bucket for the functions' source zips (default: <project_id>-aircast-sources)."
   type        = string
   default     = null
   validation {
@@ -96,26 +97,17 @@ variable "api_invokers" {
 }
 
 variable "functions" {
-  description = "Resources per function. Train needs the most memory and time; the api is small and scales to zero."
+  description = "Overrides of the resources per function, e.g. { train = { memory = \"8Gi\" } }; the defaults are in the Functions table (main.tf's local.function_defaults)."
   type = map(object({
-    memory          = string
+    memory          = optional(string)
     cpu             = optional(string)
-    timeout_seconds = number
-    max_instances   = number
-    min_instances   = optional(number, 0)
+    timeout_seconds = optional(number)
+    max_instances   = optional(number)
+    min_instances   = optional(number)
   }))
-  default = {
-    ingest  = { memory = "1Gi", timeout_seconds = 900, max_instances = 2 }
-    train   = { memory = "4Gi", cpu = "2", timeout_seconds = 1800, max_instances = 1 }
-    predict = { memory = "2Gi", cpu = "1", timeout_seconds = 900, max_instances = 2 }
-    api     = { memory = "512Mi", timeout_seconds = 60, max_instances = 5, min_instances = 0 }
-  }
+  default = {}
   validation {
-    condition     = toset(keys(var.functions)) == toset(["ingest", "train", "predict", "api"])
-    error_message = "functions must have exactly the keys ingest, train, predict and api."
-  }
-  validation {
-    condition     = alltrue([for f in values(var.functions) : f.timeout_seconds >= 1 && f.timeout_seconds <= 3600])
+    condition     = alltrue([for f in values(var.functions) : coalesce(f.timeout_seconds, 60) >= 1 && coalesce(f.timeout_seconds, 60) <= 3600])
     error_message = "timeout_seconds must be within 1..3600 (HTTP functions run at most 60 minutes)."
   }
 }

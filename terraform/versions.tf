@@ -1,3 +1,5 @@
+# A module: the caller configures the google provider and the state backend (see
+# examples/basic); only the versions it works with are fixed here.
 terraform {
   required_version = ">= 1.5.0"
 
@@ -7,13 +9,4 @@ terraform {
       version = "~> 7.45"
     }
   }
-
-  # State lives in a bucket you create once (see README "Deploy to Google Cloud"):
-  # terraform init -backend-config="bucket=<state bucket>" -backend-config="prefix=aircast"
-  backend "gcs" {}
-}
-
-provider "google" {
-  project = var.project
-  region  = var.region
 }

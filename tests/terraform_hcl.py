@@ -1,7 +1,9 @@
-"""terraform/*.tf as plain Python values (python-hcl2), for tests that check it against code.
+"""terraform/*.tf (the module) and terraform/examples/basic/*.tf (the root that calls it) as
+plain Python values (python-hcl2), for tests that check them against the code.
 
-python-hcl2 keeps string literals quoted ('"ingest"') and expressions as '${...}'; `load`
-strips the quotes and the bookkeeping keys so tests compare plain values.
+python-hcl2 keeps string literals quoted ('"ingest"') and expressions as '${...}';
+tools.generate.load_hcl strips the quotes and the bookkeeping keys so tests compare plain
+values. Each folder is parsed on its own: the example is not part of the module.
 """
 
 from __future__ import annotations
@@ -10,42 +12,25 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import hcl2
+from tools.generate import TERRAFORM_DIR, load_hcl
 
-TERRAFORM_DIR = Path(__file__).resolve().parent.parent / "terraform"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            _plain(k): _plain(v)
-            for k, v in value.items()
-            if k not in ("__is_block__", "__comments__", "__inline_comments__")
-        }
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
+EXAMPLE_DIR = TERRAFORM_DIR / "examples" / "basic"
 
 
 @functools.cache
-def load() -> dict[str, dict[str, Any]]:
-    """{"resource": {(type, name): body}, "locals": {...}, "variable": {...}, "output": {...}}"""
-    merged: dict[str, dict[str, Any]] = {"resource": {}, "locals": {}, "variable": {}, "output": {}}
-    for path in sorted(TERRAFORM_DIR.glob("*.tf")):
-        with path.open(encoding="utf-8") as f:
-            doc = _plain(hcl2.load(f))
-        for block in doc.get("resource", []):
-            for rtype, named in block.items():
-                for rname, body in named.items():
-                    merged["resource"][(rtype, rname)] = {**body, "__file__": path.name}
-        for block in doc.get("locals", []):
-            merged["locals"].update(block)
-        for kind in ("variable", "output"):
-            for block in doc.get(kind, []):
-                merged[kind].update(block)
-    return merged
+def _load(directory: Path) -> dict[str, Any]:
+    return load_hcl(directory)
+
+
+def load() -> dict[str, Any]:
+    """The module: {"resource": {(type, name): body}, "locals": {...}, "variable": {...},
+    "output": {...}, "module", "provider", "terraform", "moved"}."""
+    return _load(TERRAFORM_DIR)
+
+
+def load_example() -> dict[str, Any]:
+    """The example root configuration, same shape as load()."""
+    return _load(EXAMPLE_DIR)
 
 
 def resources(rtype: str) -> dict[str, dict[str, Any]]:
@@ -58,6 +43,11 @@ def block(body: dict[str, Any], name: str) -> dict[str, Any]:
     return inner
 
 
+def functions() -> dict[str, dict[str, Any]]:
+    """The module's one list of functions: name -> attributes (main.tf)."""
+    return dict(load()["locals"]["function_defaults"])
+
+
 def entry_points() -> dict[str, str]:
     """Function name -> entry point, as Terraform deploys them."""
-    return dict(load()["locals"]["entry_points"])
+    return {name: f["entry_point"] for name, f in functions().items()}

@@ -1,4 +1,5 @@
-"""cloudbuild.yaml runs the same make targets as a developer, then applies terraform/."""
+"""cloudbuild.yaml runs the same make targets as a developer, then applies the example root
+configuration (terraform/examples/basic) that calls the module in terraform/."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.terraform_hcl import load
+from tests.terraform_hcl import EXAMPLE_DIR, load_example
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,8 +48,10 @@ def test_cloudbuild_steps_substitutions_and_terraform_variables():
     assert "make test" in readme and {"test", "demo"} <= targets
 
     init, plan, apply = steps[4:]
+    chdir = f"-chdir={EXAMPLE_DIR.relative_to(ROOT).as_posix()}"
+    assert [s["args"][0] for s in (init, plan, apply)] == [chdir] * 3
     assert "-backend-config=bucket=${_STATE_BUCKET}" in init["args"]
     variables = dict(a.removeprefix("-var=").split("=", 1) for a in plan["args"] if "-var=" in a)
-    assert variables["project"] == "${PROJECT_ID}"
-    assert set(variables) <= set(load()["variable"])
+    assert variables["project_id"] == "${PROJECT_ID}"
+    assert set(variables) <= set(load_example()["variable"])
     assert "-out=tfplan" in plan["args"] and apply["args"][-1] == "tfplan"

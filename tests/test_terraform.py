@@ -1,33 +1,53 @@
-"""terraform/ parsed with python-hcl2 and checked against the code it deploys."""
+"""terraform/ parsed with python-hcl2 and checked against the code it deploys: the module,
+its one list of functions, the IAM derived from it, and the example root that calls it."""
 
 from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from common.core.config import Settings
 from common.core.schema import TABLES, VIEWS, bigquery_schema
 from common.scheduling.schedules import FUNCTIONS, SCHEDULES, TIME_ZONE
-from tests.terraform_hcl import TERRAFORM_DIR, block, entry_points, load, resources
+from tests.terraform_hcl import (
+    EXAMPLE_DIR,
+    TERRAFORM_DIR,
+    block,
+    entry_points,
+    functions,
+    load,
+    load_example,
+    resources,
+)
+from tools.generate import MODULE_README, render_readme
 from tools.packaging import FUNCTIONS_DIR, function_names
 
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+SCHEDULED = "${toset([for s in values(local.schedules) : s.function])}"
+# Resource types without a project argument (they live in a bucket, not a project).
+PROJECTLESS = {"google_storage_bucket_object", "google_storage_bucket_iam_member"}
 
 
-def test_every_function_folder_has_a_function_resource_with_its_entry_point():
+def test_one_list_of_functions_matches_the_code_and_the_function_folders():
+    assert list(functions()) == list(FUNCTIONS)
     deployed = entry_points()
-    assert set(deployed) == set(FUNCTIONS)
     folders = function_names()
-    assert folders and set(folders) <= set(deployed)
+    assert folders and set(folders) == set(deployed)
     for name in folders:
         assert deployed[name] == name
         source = (FUNCTIONS_DIR / name / "main.py").read_text(encoding="utf-8")
         assert re.search(rf"^def {deployed[name]}\(", source, re.M), f"{name}: no {name}()"
+    # The deployed map is that list with the caller's resource overrides on top.
+    merged = load()["locals"]["functions"]
+    assert "in local.function_defaults" in merged and "var.functions[name]" in merged
 
+
+def test_every_function_has_a_function_resource_with_its_entry_point():
     fn = resources("google_cloudfunctions2_function")["function"]
-    assert fn["for_each"] == "${local.entry_points}"
+    assert fn["for_each"] == "${local.functions}"
     build = block(fn, "build_config")
-    assert build["entry_point"] == "${each.value}"
+    assert build["entry_point"] == "${each.value.entry_point}"
     assert build["runtime"] == "python312"
     storage = block(block(build, "source"), "storage_source")
     assert storage["object"] == "${google_storage_bucket_object.source[each.key].name}"
@@ -35,14 +55,135 @@ def test_every_function_folder_has_a_function_resource_with_its_entry_point():
     assert service["service_account_email"] == (
         "${google_service_account.function[each.key].email}"
     )
+    for argument, attribute in (
+        ("available_memory", "memory"),
+        ("available_cpu", "cpu"),
+        ("timeout_seconds", "timeout_seconds"),
+        ("max_instance_count", "max_instances"),
+        ("min_instance_count", "min_instances"),
+    ):
+        assert service[argument] == f"${{each.value.{attribute}}}", argument
+    # An override naming no function must fail the plan rather than be ignored.
+    (precondition,) = block(fn, "lifecycle")["precondition"]
+    assert "setsubtract(keys(var.functions), keys(local.functions))" in precondition["condition"]
 
     obj = resources("google_storage_bucket_object")["source"]
-    assert obj["for_each"] == "${local.entry_points}"
+    assert obj["for_each"] == "${local.functions}"
     assert "filesha256(" in obj["name"], "a changed zip must get a new object name"
+    assert resources("google_service_account")["function"]["for_each"] == "${local.functions}"
+
+
+def _schedules() -> list[dict[str, Any]]:
+    return json.loads((TERRAFORM_DIR / "schedules.json").read_text(encoding="utf-8"))
+
+
+def _holds(condition: str, function: dict[str, Any]) -> bool:
+    """One `if` filter of a for expression over local.functions, evaluated."""
+    if m := re.fullmatch(r'f\.(\w+) == "(\w+)"', condition):
+        return function[m[1]] == m[2]
+    if m := re.fullmatch(r"f\.(\w+) != null", condition):
+        return function[m[1]] is not None
+    if m := re.fullmatch(r"f\.(\w+)", condition):
+        assert isinstance(function[m[1]], bool), condition
+        return function[m[1]]
+    raise AssertionError(f"a filter this test cannot evaluate: {condition}")
+
+
+def instance_keys(body: dict[str, Any]) -> set[str]:
+    """The keys a per-function resource's for_each yields with the module's defaults
+    (var.functions overrides resources only, never access), or per schedule."""
+    for_each = body["for_each"]
+    if for_each == "${local.functions}":
+        return set(functions())
+    if m := re.fullmatch(
+        r"\$\{\{for name, f in local\.functions : name => f if (.+)\}\}", for_each
+    ):
+        return {name for name, f in functions().items() if _holds(m[1], f)}
+    if "for table in f.tables_written" in for_each:
+        return {f"{n}/{t}" for n, f in functions().items() for t in f["tables_written"]}
+    if for_each == SCHEDULED:
+        return {s["function"] for s in _schedules()}
+    if for_each == "${local.schedules}":  # one job per schedule, calling its function
+        return {s["name"] for s in _schedules()}
+    raise AssertionError(f"not derived from local.functions or the schedules: {for_each}")
+
+
+def _per_function() -> dict[str, dict[str, Any]]:
+    """Every resource that names a function's service account or service, by address."""
+    return {
+        f"{rtype}.{name}": body
+        for (rtype, name), body in load()["resource"].items()
+        if re.search(
+            r"google_(service_account|cloudfunctions2_function)\.function\[", json.dumps(body)
+        )
+        or (
+            rtype in ("google_service_account", "google_cloudfunctions2_function")
+            and name == "function"
+        )
+    }
+
+
+def test_every_per_function_resource_is_derived_from_the_one_list():
+    api_only = {
+        "google_cloud_run_v2_service_iam_member.api_invokers",
+        "google_cloud_run_v2_service_iam_member.api_public",
+    }
+    per_function = _per_function()
+    assert len(per_function) >= 12, sorted(per_function)
+    for address, body in per_function.items():
+        text = json.dumps(body)
+        if address in api_only:  # the api by name, as var.api_public and var.api_invokers say
+            assert 'function[\\"api\\"]' in text, address
+            continue
+        assert instance_keys(body), address
+        quoted = re.findall(r'\\"(ingest|train|predict|api)\\"', text)
+        assert not quoted, f"{address} names functions {quoted}: derive it from local.functions"
+    assert not re.search(
+        r"ingest|train|predict", json.dumps(load()["variable"]["functions"]["type"])
+    )
+
+
+# What each function's service account is granted: least privilege, as iam.tf documents.
+GRANTS = {
+    "google_project_iam_member.bigquery_job_user": {"ingest", "train", "predict"},
+    "google_project_iam_member.bigquery_read_session_user": {"train", "predict"},
+    "google_bigquery_dataset_iam_member.writes": {"ingest"},
+    "google_bigquery_dataset_iam_member.reads": {"train", "predict"},
+    "google_bigquery_table_iam_member.writes": {"train/runs", "predict/runs", "predict/forecasts"},
+    "google_storage_bucket_iam_member.writes_artifacts": {"train"},
+    "google_storage_bucket_iam_member.reads_artifacts": {"predict", "api"},
+    "google_storage_bucket_iam_member.writes_snapshot": {"predict"},
+    "google_secret_manager_secret_iam_member.reads_aqicn_token": {"ingest"},
+    "google_cloud_run_v2_service_iam_member.scheduler_invokes": {"ingest", "train", "predict"},
+}
+
+
+def test_iam_follows_the_function_attributes_and_grants_least_privilege():
+    per_function = _per_function()
+    granted = {
+        address: instance_keys(body)
+        for address, body in per_function.items()
+        if re.search(r"_iam_(member|binding|policy)$", address.split(".")[0])
+        and "api" not in address.split(".")[1]
+    }
+    assert granted == GRANTS
+    for name, f in functions().items():
+        assert set(f["tables_written"]) <= set(TABLES), name
+    writes = resources("google_bigquery_table_iam_member")["writes"]
+    assert writes["table_id"] == "${google_bigquery_table.table[each.value.table].table_id}"
+    snapshot = resources("google_storage_bucket_iam_member")["writes_snapshot"]
+    assert "/objects/serving/" in block(snapshot, "condition")["expression"]
+
+    # Renamed bindings keep their state: each moved block lands on a key that exists.
+    for moved in load()["moved"]:
+        target = re.fullmatch(r'\$\{(\w+)\.(\w+)\["(\w+)"\]\}', moved["to"])
+        assert target, moved["to"]
+        assert target[3] in instance_keys(load()["resource"][(target[1], target[2])])
+        assert tuple(moved["from"][2:-1].split(".")) not in load()["resource"]
 
 
 def test_every_schedule_targets_an_existing_function():
-    generated = json.loads((TERRAFORM_DIR / "schedules.json").read_text(encoding="utf-8"))
+    generated = _schedules()
     assert [s["name"] for s in generated] == [s.name for s in SCHEDULES]
     for schedule in generated:
         assert schedule["function"] in entry_points()
@@ -88,7 +229,8 @@ def test_no_public_invoker_on_ingest_train_or_predict():
         if body.get("role") in ("roles/run.invoker", "roles/cloudfunctions.invoker")
     }
     scheduler = invokers.pop("scheduler_invokes")
-    assert scheduler["for_each"] == '${toset(["ingest", "train", "predict"])}'
+    assert scheduler["for_each"] == SCHEDULED
+    assert instance_keys(scheduler) == {"ingest", "train", "predict"}
     assert scheduler["member"] == "${google_service_account.scheduler.member}"
     for name, body in invokers.items():  # everything else targets the api only
         assert 'function["api"]' in body["name"], name
@@ -136,6 +278,7 @@ def test_function_environment_names_settings_the_code_reads():
     secret = resources("google_cloudfunctions2_function")["function"]["service_config"][0]
     (dynamic,) = secret["dynamic"]
     assert dynamic["secret_environment_variables"]["content"][0]["key"] == "AIRCAST_AQICN_TOKEN"
+    assert "each.value.reads_aqicn_token" in dynamic["secret_environment_variables"]["for_each"]
     assert "aqicn_token" in Settings.model_fields
 
 
@@ -144,8 +287,65 @@ def test_module_is_documented_and_skips_carry_reasons():
     for name, variable in doc["variable"].items():
         assert variable.get("description"), f"variable {name} has no description"
     assert {"function_urls", "dataset", "artifact_bucket"} <= set(doc["output"])
-    for path in TERRAFORM_DIR.glob("*.tf"):
+    for path in TERRAFORM_DIR.rglob("*.tf"):
         for skip in re.findall(r"#checkov:skip=(.*)", path.read_text(encoding="utf-8")):
             check, _, reason = skip.partition(":")
             assert re.fullmatch(r"CKV2?_GCP_\d+", check), skip
             assert len(reason.split()) >= 8, f"{path.name}: skip {check} needs a real reason"
+
+
+def test_module_has_no_provider_or_backend_and_names_its_project_everywhere():
+    module = load()
+    assert module["provider"] == {}
+    for path in TERRAFORM_DIR.glob("*.tf"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r'^\s*(provider|backend)\s+"', text, re.M), path.name
+    (settings,) = module["terraform"]
+    assert "backend" not in settings
+    (providers,) = settings["required_providers"]
+    assert providers["google"]["source"] == "hashicorp/google"
+    assert re.fullmatch(r"~> \d+\.\d+", providers["google"]["version"])
+    assert settings["required_version"].startswith(">= ")
+    # Without a provider default, every resource that has a project names it.
+    for (rtype, name), body in module["resource"].items():
+        if rtype not in PROJECTLESS:
+            assert body.get("project") == "${var.project_id}", f"{rtype}.{name}"
+
+
+def test_example_configures_provider_and_backend_and_calls_the_module_with_what_it_needs():
+    module, example = load(), load_example()
+    assert example["resource"] == {}, "the example only calls the module"
+    assert example["provider"]["google"]["project"] == "${var.project_id}"
+    (settings,) = example["terraform"]
+    assert "gcs" in settings["backend"][0]
+    assert settings["required_providers"] == module["terraform"][0]["required_providers"]
+
+    call = example["module"]["aircast"]
+    assert call["source"] == "../.."
+    assert (EXAMPLE_DIR / call["source"]).resolve() == TERRAFORM_DIR
+    arguments = {k: v for k, v in call.items() if k != "source"}
+    required = {name for name, v in module["variable"].items() if "default" not in v}
+    assert required == {"project_id"}
+    assert required <= set(arguments), required - set(arguments)
+    assert set(arguments) <= set(module["variable"])
+    # Each argument is the example's variable of the same name, with the module's type and
+    # default, so the example never changes a default behind the module's back.
+    assert set(example["variable"]) == set(arguments)
+    for name, value in arguments.items():
+        assert value == f"${{var.{name}}}", name
+        theirs, ours = module["variable"][name], example["variable"][name]
+        assert ours["type"] == theirs["type"], name
+        assert ours.get("default", "required") == theirs.get("default", "required"), name
+
+    assert set(example["output"]) == set(module["output"])
+    for name, output in example["output"].items():
+        assert output["value"] == f"${{module.aircast.{name}}}", name
+
+
+def test_module_readme_tables_match_variables_and_outputs():
+    committed = MODULE_README.read_text(encoding="utf-8")
+    module = load()
+    assert render_readme(committed, module) == committed, "run `make generate`"
+    for name in [*module["variable"], *module["output"], *functions()]:
+        assert f"| {name} |" in committed, name
+    assert "examples/basic" in committed
