@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+from common.core.catalog import CLOUD_SOURCES
 from common.core.config import Settings
 from common.core.schema import TABLES, VIEWS, bigquery_schema
 from common.scheduling.schedules import FUNCTIONS, SCHEDULES, TIME_ZONE
@@ -349,3 +350,15 @@ def test_module_readme_tables_match_variables_and_outputs():
     for name in [*module["variable"], *module["output"], *functions()]:
         assert f"| {name} |" in committed, name
     assert "examples/basic" in committed
+
+
+def test_ingest_source_accepts_exactly_the_cloud_sources_of_the_catalog():
+    # A validation block may reference only its own variable (Terraform < 1.9), so the list
+    # is written in variables.tf and kept equal to the catalog here.
+    validation = block(load()["variable"]["ingest_source"], "validation")
+    listed = re.fullmatch(
+        r"\$\{contains\(\[(.*)\], var\.ingest_source\)\}", validation["condition"]
+    )
+    assert listed, validation["condition"]
+    assert re.findall(r'"([a-z-]+)"', listed[1]) == list(CLOUD_SOURCES)
+    assert load()["variable"]["ingest_source"]["default"] in CLOUD_SOURCES
