@@ -55,6 +55,9 @@ def test_same_window_three_times_gives_no_duplicates(settings: Settings):
         as_of=AS_OF, start=AS_OF - dt.timedelta(hours=12), end=AS_OF, source="synthetic"
     )
     first = run_ingest(req, svc)
+    # Times are answered as everywhere else: UTC with a Z, never +00:00.
+    assert first["window"] == {"start": "2024-03-01T00:00:00Z", "end": "2024-03-01T12:00:00Z"}
+    assert first["as_of"] == "2024-03-01T12:00:00Z"
     for _ in range(2):
         again = run_ingest(req, svc)
         assert again["counts"]["written"] == 0

@@ -48,7 +48,7 @@ def test_good_rows_pass_and_bad_rows_are_quarantined_with_reasons():
             "pm2_5=inf outside physical range [0, 1500] µg/m³",
         ]
     )
-    assert checked.empty == 1  # row(1): no value at all is not an observation
+    assert checked.empty_rows == 1  # row(1): no value at all is not an observation
     assert all(r.payload for r in checked.rejected)
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from common.core.errors import BadRequest
 from common.core.schema import VARIABLES, WEATHER
-from common.core.timeutil import UTC, UTCDateTime, floor_hour, resolve_as_of
+from common.core.timeutil import UTC, UTCDateTime, floor_hour, iso, resolve_as_of
 from common.ingest.validation import validate
 from common.runtime import locations as locations_mod
 from common.runtime.runs import track_run
@@ -137,7 +137,7 @@ def run_ingest(req: IngestRequest, svc: Services | None = None) -> dict[str, Any
         }
         run.answer = {
             "source": name,
-            "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
+            "window": {"start": iso(window.start), "end": iso(window.end)},
             "failed_locations": [{"location_id": k, "error": v} for k, v in sorted(failed.items())],
         }
         if failed:

@@ -23,7 +23,7 @@ class Checked:
     accepted: pd.DataFrame
     rejected: list[Rejection] = field(default_factory=list)
     outside_window: int = 0
-    empty: int = 0
+    empty_rows: int = 0  # inside the window but without a single value
 
 
 def validate(frame: pd.DataFrame, window: Window) -> Checked:
@@ -98,7 +98,7 @@ def validate(frame: pd.DataFrame, window: Window) -> Checked:
         accepted,
         rejected,
         outside_window=int((ok & ~inside).sum()),
-        empty=int((inside & ~has_value).sum()),
+        empty_rows=int((inside & ~has_value).sum()),
     )
 
 
