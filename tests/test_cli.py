@@ -1,8 +1,13 @@
-"""The aircast CLI skeleton: init, sql, help; every command honours AIRCAST_HOME."""
+"""The aircast CLI skeleton: init, sql, help; every command honours AIRCAST_HOME; every
+expected error is an AircastError with an HTTP status, and the CLI turns one into a line on
+stderr and a non-zero exit."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import common
+from common.core.errors import AircastError
 from common.core.schema import TABLES, VIEWS
 from common.ops.cli import main
 from tests.conftest import use_settings
@@ -98,3 +105,81 @@ def test_init_and_sql_on_the_gcp_backend(gcp_settings, monkeypatch: pytest.Monke
     assert f"{gcp_settings.project}.{gcp_settings.dataset}" in out
     run("init")
     assert json.loads(run("sql", "--json", "SELECT COUNT(*) AS n FROM observations")) == [{"n": 0}]
+
+
+# -- errors --------------------------------------------------------------------------------
+def exception_classes() -> dict[str, type[BaseException]]:
+    """Every exception class defined in a module of `common`, by qualified name."""
+    found: dict[str, type[BaseException]] = {}
+    for info in pkgutil.walk_packages(common.__path__, "common."):
+        if info.name.rsplit(".", 1)[-1] == "__main__":  # runs the CLI when imported
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in inspect.getmembers(module, inspect.isclass):
+            if issubclass(obj, BaseException) and obj.__module__ == module.__name__:
+                found[f"{module.__name__}.{name}"] = obj
+    return found
+
+
+def test_every_exception_in_common_is_an_aircast_error_with_an_http_status():
+    classes = exception_classes()
+    assert "common.storage.base.StoreError" in classes  # the walk reached the adapters
+    assert "common.runtime.locations.LocationsError" in classes
+    for name, cls in classes.items():
+        assert issubclass(cls, AircastError), f"{name} is not an AircastError"
+        assert isinstance(cls.status, int) and 400 <= cls.status <= 599, name
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("common.core.errors.BadRequest", 400),
+        ("common.runtime.handler.AircastBadBody", 400),
+        ("common.core.errors.NotFound", 404),
+        ("common.core.errors.Conflict", 409),
+        ("common.core.errors.PreconditionFailed", 412),
+        ("common.core.errors.RunFailed", 500),
+        ("common.core.config.ConfigError", 500),
+        ("common.runtime.locations.LocationsError", 500),
+        ("common.warehouse.base.WarehouseError", 500),
+        ("common.warehouse.sql.SQLError", 500),
+        ("common.storage.base.StoreError", 500),
+        ("common.scheduling.stack.StackError", 500),
+        ("common.sources.http.SourceError", 502),
+        ("common.scheduling.local.ReplayError", 502),
+        ("common.core.errors.Unavailable", 503),
+    ],
+)
+def test_each_error_answers_the_status_it_means(name: str, status: int):
+    module, _, attr = name.rpartition(".")
+    assert getattr(importlib.import_module(module), attr).status == status
+
+
+def test_there_is_one_not_found_and_one_precondition_failed():
+    from common import storage
+    from common.core import errors
+    from common.serving import api
+
+    assert storage.NotFound is errors.NotFound
+    assert storage.PreconditionFailed is errors.PreconditionFailed
+    assert api.Unavailable is errors.Unavailable
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sql", "SELEC nonsense"], 'syntax error at or near "SELEC"'),  # WarehouseError
+        (["predict", "--as-of", "2024-01-01T00:00Z"], "no model in production"),  # Conflict
+        (["ingest", "--source", "csv", "--path", "{empty}"], "no .csv files in"),  # BadRequest
+    ],
+)
+def test_an_aircast_error_is_one_line_on_stderr_and_a_non_zero_exit(
+    home: Path, tmp_path: Path, args: list[str], message: str
+):
+    (tmp_path / "empty").mkdir()
+    run("init")
+    args = [a.format(empty=tmp_path / "empty") for a in args]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 1
+    assert "Error: " in result.stderr and message in result.stderr
+    assert message not in result.stdout and "Traceback" not in result.output
