@@ -103,13 +103,14 @@ def setup(home: Path, n: int) -> None:
 def child(home: Path) -> dict:
     os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local")
     from common.predict.job import PredictRequest, run_predict
+    from common.runtime.services import get_services
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    first = run_predict(PredictRequest(as_of=AS_OF))
+    first = run_predict(PredictRequest(as_of=AS_OF), get_services())
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
-    again = run_predict(PredictRequest(as_of=AS_OF))
+    again = run_predict(PredictRequest(as_of=AS_OF), get_services())
     wall_again = time.perf_counter() - t1
     return {
         "locations": first["counts"]["locations"],

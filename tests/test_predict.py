@@ -68,7 +68,7 @@ def location_ids() -> list[str]:
 
 
 def test_predict_forecasts_every_location_and_horizon(home: Path):
-    answer = run_predict(PredictRequest(as_of=T))
+    answer = run_predict(PredictRequest(as_of=T), get_services())
     ids = location_ids()
     assert answer["status"] == "success", answer
     assert answer["counts"] == {
@@ -96,9 +96,9 @@ def test_predict_forecasts_every_location_and_horizon(home: Path):
 
 
 def test_rerun_gives_the_same_forecasts_and_no_duplicates(home: Path):
-    first = run_predict(PredictRequest(as_of=T))
+    first = run_predict(PredictRequest(as_of=T), get_services())
     before = sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")
-    again = run_predict(PredictRequest(as_of=T))
+    again = run_predict(PredictRequest(as_of=T), get_services())
     after = sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")
     assert again["counts"]["written"] == 0 and again["counts"]["forecasts"] == len(before)
     pd.testing.assert_frame_equal(before, after)
@@ -112,7 +112,7 @@ def test_rerun_gives_the_same_forecasts_and_no_duplicates(home: Path):
 
 
 def test_forecasts_at_t_do_not_see_data_after_t(home: Path, tmp_path: Path, monkeypatch):
-    run_predict(PredictRequest(as_of=T))
+    run_predict(PredictRequest(as_of=T), get_services())
     full = sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")
 
     cut = tmp_path / "cut"
@@ -125,7 +125,7 @@ def test_forecasts_at_t_do_not_see_data_after_t(home: Path, tmp_path: Path, monk
         con.execute(f"DELETE FROM {ds}.observations_raw WHERE ts > ?", [T])
         con.execute(f"DELETE FROM {ds}.weather_forecasts WHERE issued_at > ?", [T])
     assert sql("SELECT MAX(ts) AS m FROM observations")["m"][0] == pd.Timestamp(T)
-    run_predict(PredictRequest(as_of=T))
+    run_predict(PredictRequest(as_of=T), get_services())
     cut_rows = sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")
     cols = ["location_id", "target_ts", "horizon_h", "yhat", "yhat_lower", "yhat_upper"]
     pd.testing.assert_frame_equal(full[cols], cut_rows[cols])
@@ -133,8 +133,8 @@ def test_forecasts_at_t_do_not_see_data_after_t(home: Path, tmp_path: Path, monk
 
 def test_views_answer_tomorrow_and_recent_accuracy(home: Path):
     for hours_back in (72, 48, 24):
-        run_predict(PredictRequest(as_of=AS_OF - dt.timedelta(hours=hours_back)))
-    final = run_predict(PredictRequest(as_of=AS_OF))
+        run_predict(PredictRequest(as_of=AS_OF - dt.timedelta(hours=hours_back)), get_services())
+    final = run_predict(PredictRequest(as_of=AS_OF), get_services())
     loc = location_ids()[0]
     tomorrow = sql(
         "SELECT target_ts, yhat, yhat_lower, yhat_upper, issued_at FROM latest_forecasts "
@@ -172,7 +172,7 @@ def test_locations_without_recent_history_are_skipped_with_a_reason(home: Path):
             "WHERE location_id = ? AND ts > ?",
             [gone, T - dt.timedelta(hours=20)],
         )
-    answer = run_predict(PredictRequest(as_of=T))
+    answer = run_predict(PredictRequest(as_of=T), get_services())
     assert answer["status"] == "partial"
     assert [s["location_id"] for s in answer["skipped"]] == [gone]
     assert "hours" in answer["skipped"][0]["reason"]
@@ -182,8 +182,8 @@ def test_locations_without_recent_history_are_skipped_with_a_reason(home: Path):
 
 
 def test_an_older_issue_time_never_replaces_a_newer_snapshot(home: Path):
-    run_predict(PredictRequest(as_of=T))
-    older = run_predict(PredictRequest(as_of=T - dt.timedelta(hours=6)))
+    run_predict(PredictRequest(as_of=T), get_services())
+    older = run_predict(PredictRequest(as_of=T - dt.timedelta(hours=6)), get_services())
     assert older["snapshot"]["written"] is False
     snap = Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
     assert snap.issued_at == T
@@ -229,7 +229,7 @@ def test_online_predict_matches_batch_for_the_same_observations(home: Path):
     from common.core.schema import VARIABLES
     from common.serving.api import create_app
 
-    run_predict(PredictRequest(as_of=T))
+    run_predict(PredictRequest(as_of=T), get_services())
     svc = get_services()
     loc = location_ids()[0]
     obs = sql(
@@ -302,14 +302,14 @@ def test_weather_forecasts_issued_by_t_are_used_and_later_ones_are_not(
     monkeypatch.setenv("AIRCAST_FUTURE_WEATHER", "true")
     monkeypatch.setenv("AIRCAST_MODEL_NAME", "weather")
     services.reset()
-    trained = run_train(TrainRequest(as_of=T - dt.timedelta(days=2)))
+    trained = run_train(TrainRequest(as_of=T - dt.timedelta(days=2)), get_services())
     assert trained["promoted"] is True
     meta_features = get_services().store.get_json(
         f"models/weather/{trained['version']}/metadata.json"
     )["features"]
     assert "f_temperature_2m" in meta_features
     # The hourly ingest at t issues the weather forecasts for t+1..t+H (a backfill does not).
-    issued = run_ingest(IngestRequest(as_of=T, source="synthetic"))
+    issued = run_ingest(IngestRequest(as_of=T, source="synthetic"), get_services())
     assert issued["counts"]["weather_forecasts"] > 0
     cols = ["location_id", "horizon_h", "yhat", "yhat_lower", "yhat_upper"]
 
@@ -322,7 +322,7 @@ def test_weather_forecasts_issued_by_t_are_used_and_later_ones_are_not(
         with get_services().warehouse.connect() as con:
             for sql_text, params in statements:
                 con.execute(sql_text.format(ds=ds), params)
-        assert run_predict(PredictRequest(as_of=T))["counts"]["locations"] > 0
+        assert run_predict(PredictRequest(as_of=T), get_services())["counts"]["locations"] > 0
         return sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")[cols]
 
     base = forecasts_in(Path("a"))

@@ -1,4 +1,5 @@
-"""The runs audit row and the structured log lines of a run."""
+"""The runs audit row and the structured log lines of a run; a run whose row cannot be
+written answers failed, never success."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import io
 import json
 import logging
 
+import pandas as pd
 import pytest
 
 from common.core.config import Settings
 from common.core.errors import Conflict, RunFailed
 from common.core.logs import JsonFormatter, event, get_logger, log_context
+from common.ingest.job import IngestRequest, run_ingest
 from common.runtime.runs import track_run
+from common.runtime.services import Services
+from common.storage import open_store
 from common.warehouse import open_warehouse
+from common.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 AS_OF = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
 
@@ -64,3 +70,51 @@ def test_a_failed_run_is_recorded_with_its_error(local_settings: Settings):
     assert list(rows["status"]) == ["failed", "failed"]
     assert "disk full" in rows["error"].iloc[0]
     assert run.run_id.startswith("train-20240301T1200Z-")
+
+
+class NoAuditWarehouse(DuckDBWarehouse):
+    """A real DuckDB warehouse whose `runs` table cannot be appended to (e.g. a quota)."""
+
+    def append(self, table: str, frame: pd.DataFrame) -> int:
+        if table == "runs":
+            raise OSError("simulated: the runs table refused the write")
+        return super().append(table, frame)
+
+
+def test_a_run_whose_audit_row_cannot_be_written_does_not_answer_success(
+    local_settings: Settings,
+):
+    wh = NoAuditWarehouse(local_settings)
+    wh.ensure_schema()
+    with pytest.raises(RunFailed) as info, track_run(wh, "ingest", AS_OF) as run:
+        run.counts["fetched"] = 5
+    result = info.value.result
+    assert result["status"] == "failed" and result["run_id"] == run.run_id
+    assert "could not record the run" in result["error"] and "refused the write" in result["error"]
+    assert result["counts"] == {"fetched": 5}
+    assert wh.query("SELECT * FROM runs").empty
+
+
+def test_a_job_whose_audit_row_cannot_be_written_answers_failed(local_settings: Settings):
+    """run_ingest lands its rows but cannot record its run: a failed answer (a 5xx from the
+    function glue, so the scheduler retries the idempotent run), not a success."""
+    wh = NoAuditWarehouse(local_settings)
+    svc = Services(local_settings, wh, open_store(local_settings))
+    request = IngestRequest(as_of=AS_OF, source="synthetic")
+    with pytest.raises(RunFailed) as info:
+        run_ingest(request, svc)
+    assert info.value.result["status"] == "failed"
+    assert info.value.status >= 500
+    assert wh.query("SELECT * FROM runs").empty
+    assert not wh.query("SELECT * FROM observations_raw").empty
+
+
+def test_a_failing_run_keeps_its_own_error_when_its_audit_row_cannot_be_written(
+    local_settings: Settings,
+):
+    wh = NoAuditWarehouse(local_settings)
+    with pytest.raises(Conflict, match="no production model"), track_run(wh, "predict", AS_OF):
+        raise Conflict("no production model")
+    with pytest.raises(RunFailed) as info, track_run(wh, "train", AS_OF):
+        raise RuntimeError("disk full")
+    assert "RuntimeError: disk full" in info.value.result["error"]

@@ -10,21 +10,23 @@ go to `rejected_rows` with a reason; one failing location does not fail the othe
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from common.core.config import Settings
 from common.core.errors import BadRequest
 from common.core.schema import VARIABLES, WEATHER
 from common.core.timeutil import UTC, UTCDateTime, floor_hour, iso, resolve_as_of
 from common.ingest.validation import validate
 from common.runtime import locations as locations_mod
-from common.runtime.runs import track_run
-from common.runtime.services import Services, get_services
-from common.sources import SOURCES, Location, Window, default_source, make_source
-from common.sources.base import Rejection, payload_text
+from common.runtime.runs import Outcome, Run, run_job
+from common.runtime.services import Services
+from common.sources import SOURCE_NAMES, Location, Source, Window, default_source, make_source
+from common.sources.base import Batch, Rejection, payload_text
 from common.sources.http import SourceError
 from common.warehouse import Warehouse
 
@@ -47,8 +49,8 @@ class IngestRequest(BaseModel):
     @field_validator("source")
     @classmethod
     def _source(cls, v: str | None) -> str | None:
-        if v is not None and v not in SOURCES:
-            raise ValueError(f"unknown source {v!r}; one of {', '.join(SOURCES)}")
+        if v is not None and v not in SOURCE_NAMES:
+            raise ValueError(f"unknown source {v!r}; one of {', '.join(SOURCE_NAMES)}")
         return v
 
     @field_validator("locations")
@@ -79,54 +81,78 @@ class IngestRequest(BaseModel):
         return end
 
 
-def run_ingest(req: IngestRequest, svc: Services | None = None) -> dict[str, Any]:
-    svc = svc or get_services()
-    settings, wh = svc.settings, svc.warehouse
-    as_of = resolve_as_of(req.as_of)
-    if req.start is not None and req.end is not None:
-        if req.end > as_of:
+@dataclass(frozen=True)
+class IngestPlan:
+    """What a request asks for, checked before the run starts (a bad request records no run)."""
+
+    source: Source
+    window: Window
+    targets: list[Location]  # the places to fetch; empty when the source discovers its own
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What every row this run lands carries: the source, the run and when it landed."""
+
+    source: str
+    run_id: str
+    at: dt.datetime
+
+
+def run_ingest(request: IngestRequest, services: Services) -> dict[str, Any]:
+    """Fetch, validate and land one window (see the module docstring)."""
+    plan = plan_ingest(request, services.settings)
+    return run_job(
+        "ingest",
+        request,
+        services,
+        lambda run: _ingest(request, plan, services.warehouse, run),
+        as_of=plan.window.as_of,
+        params={"source": plan.source.name},
+    )
+
+
+def plan_ingest(request: IngestRequest, settings: Settings) -> IngestPlan:
+    """The source, the window and the places to fetch; a 400 naming the field otherwise."""
+    as_of = resolve_as_of(request.as_of)
+    if request.start is not None and request.end is not None:
+        if request.end > as_of:
             raise BadRequest("end is after as_of (now, unless given)", field="end")
-        window = Window(_ceil_hour(req.start), floor_hour(req.end), as_of, live=False)
+        window = Window(_ceil_hour(request.start), floor_hour(request.end), as_of, live=False)
     else:
-        window = Window(
-            as_of - dt.timedelta(hours=settings.ingest_lookback_hours), as_of, as_of, live=True
-        )
-    name = req.source or default_source(settings)
+        lookback = dt.timedelta(hours=settings.ingest_lookback_hours)
+        window = Window(as_of - lookback, as_of, as_of, live=True)
+    name = request.source or default_source(settings)
     try:
-        source = make_source(name, settings, req.path)
+        source = make_source(name, settings, request.path)
     except SourceError as exc:
         raise BadRequest(str(exc), field="path") from None
-    targets = _targets(source, settings, req.locations)
-    params = req.model_dump(mode="json", exclude_none=True) | {"source": name}
+    return IngestPlan(source, window, _targets(source, settings, request.locations))
 
-    with track_run(wh, "ingest", as_of, params) as run:
-        try:
-            batch = source.fetch(targets, window)
-        except SourceError as exc:  # the whole source is unusable (e.g. no network)
-            raise SourceError(f"{name}: {exc}") from None
-        failed = dict(batch.failed)
-        if source.needs_locations:
-            known = {loc.location_id: loc for loc in targets}
-        else:  # the source discovered its places (csv files, data.gov.sg regions)
-            known = {loc.location_id: loc for loc in batch.locations}
-            for wanted in req.locations or []:
-                if wanted not in known:
-                    failed.setdefault(wanted, f"not found in the {name} source")
-        checked = validate(batch.observations, window)
-        rejected = [*batch.rejected, *checked.rejected]
-        now = dt.datetime.now(UTC)
-        accepted, strangers = _known_only(checked.accepted, known, name)
-        rejected += strangers
-        new = _new_or_changed(wh, accepted)
-        registered = locations_mod.register(wh, list(known.values()))
-        if source.needs_locations and req.locations is None:  # the whole configured set
-            registered += locations_mod.retire_missing(wh, name, set(known))
-        _write_rejections(wh, rejected, run.run_id, name, now)
-        written = wh.append(
-            "observations_raw", new.assign(source=name, run_id=run.run_id, ingested_at=now)
-        )
-        forecasts = _write_forecasts(wh, batch.weather_forecasts, run.run_id, name, now, as_of)
-        run.counts = {
+
+def _ingest(request: IngestRequest, plan: IngestPlan, warehouse: Warehouse, run: Run) -> Outcome:
+    source, window, name = plan.source, plan.window, plan.source.name
+    try:
+        batch = source.fetch(plan.targets, window)
+    except SourceError as exc:  # the whole source is unusable (e.g. no network)
+        raise SourceError(f"{name}: {exc}") from None
+    known, failed = _known_and_failed(plan, batch, request.locations)
+    checked = validate(batch.observations, window)
+    rejected = [*batch.rejected, *checked.rejected]
+    landed = Provenance(name, run.run_id, dt.datetime.now(UTC))
+    accepted, strangers = _known_only(checked.accepted, known, name)
+    rejected += strangers
+    new = _new_or_changed(warehouse, accepted)
+    registered = locations_mod.register(warehouse, list(known.values()))
+    if source.needs_locations and request.locations is None:  # the whole configured set
+        registered += locations_mod.retire_missing(warehouse, name, set(known))
+    _write_rejections(warehouse, rejected, landed)
+    written = warehouse.append(
+        "observations_raw", new.assign(source=name, run_id=run.run_id, ingested_at=landed.at)
+    )
+    forecasts = _write_forecasts(warehouse, batch.weather_forecasts, landed, window.as_of)
+    outcome = Outcome(
+        counts={
             "fetched": len(batch.observations),
             "accepted": len(accepted),
             "rejected": len(rejected),
@@ -134,17 +160,33 @@ def run_ingest(req: IngestRequest, svc: Services | None = None) -> dict[str, Any
             "unchanged": int(len(accepted) - len(new)),
             "weather_forecasts": forecasts,
             "locations_registered": registered,
-        }
-        run.answer = {
+        },
+        answer={
             "source": name,
             "window": {"start": iso(window.start), "end": iso(window.end)},
             "failed_locations": [{"location_id": k, "error": v} for k, v in sorted(failed.items())],
-        }
-        if failed:
-            if accepted.empty and not (known.keys() - failed.keys()):
-                raise SourceError(f"every location failed: {next(iter(failed.values()))}")
-            run.status = "partial"
-        return run.result()
+        },
+        status="partial" if failed else "success",
+    )
+    if failed and accepted.empty and not (known.keys() - failed.keys()):
+        run.take(outcome)  # the failed run's row still shows what was fetched
+        raise SourceError(f"every location failed: {next(iter(failed.values()))}")
+    return outcome
+
+
+def _known_and_failed(
+    plan: IngestPlan, batch: Batch, wanted: list[str] | None
+) -> tuple[dict[str, Location], dict[str, str]]:
+    """The places this run knows (by id) and those that failed, with their errors."""
+    failed = dict(batch.failed)
+    if plan.source.needs_locations:
+        return {loc.location_id: loc for loc in plan.targets}, failed
+    # The source discovered its places (csv files, data.gov.sg regions).
+    known = {loc.location_id: loc for loc in batch.locations}
+    for location_id in wanted or []:
+        if location_id not in known:
+            failed.setdefault(location_id, f"not found in the {plan.source.name} source")
+    return known, failed
 
 
 def _ceil_hour(t: dt.datetime) -> dt.datetime:
@@ -152,7 +194,7 @@ def _ceil_hour(t: dt.datetime) -> dt.datetime:
     return f if f == t else f + dt.timedelta(hours=1)
 
 
-def _targets(source: Any, settings: Any, wanted: list[str] | None) -> list[Location]:
+def _targets(source: Source, settings: Settings, wanted: list[str] | None) -> list[Location]:
     if not source.needs_locations:
         return [Location(w, w, None, None, source.name) for w in wanted or []]
     try:
@@ -191,7 +233,7 @@ def _known_only(
     return accepted[~stray].reset_index(drop=True), rejections
 
 
-def _new_or_changed(wh: Warehouse, accepted: pd.DataFrame) -> pd.DataFrame:
+def _new_or_changed(warehouse: Warehouse, accepted: pd.DataFrame) -> pd.DataFrame:
     """Accepted rows that change what `observations` shows, completed from the current row.
 
     A later fetch may correct a value but never erase one: a value the new row lacks (an
@@ -202,7 +244,7 @@ def _new_or_changed(wh: Warehouse, accepted: pd.DataFrame) -> pd.DataFrame:
     """
     if accepted.empty:
         return accepted
-    current = wh.query(
+    current = warehouse.query(
         "SELECT * FROM observations "
         "WHERE location_id IN UNNEST(@ids) AND ts >= @start AND ts <= @end",
         {
@@ -228,15 +270,13 @@ def _new_or_changed(wh: Warehouse, accepted: pd.DataFrame) -> pd.DataFrame:
     return out[~same].reset_index(drop=True)
 
 
-def _write_rejections(
-    wh: Warehouse, rejected: list, run_id: str, source: str, now: dt.datetime
-) -> int:
+def _write_rejections(warehouse: Warehouse, rejected: list[Rejection], landed: Provenance) -> int:
     if not rejected:
         return 0
     rows = pd.DataFrame(
         {
-            "run_id": run_id,
-            "source": source,
+            "run_id": landed.run_id,
+            "source": landed.source,
             "location_id": [r.location_id for r in rejected],
             "ts": [None if r.ts is None or pd.isna(r.ts) else r.ts for r in rejected],
             "reason": [r.reason for r in rejected],
@@ -244,19 +284,14 @@ def _write_rejections(
                 r.payload if isinstance(r.payload, str) else payload_text(r.payload)
                 for r in rejected
             ],
-            "rejected_at": now,
+            "rejected_at": landed.at,
         }
     )
-    return wh.append("rejected_rows", rows)
+    return warehouse.append("rejected_rows", rows)
 
 
 def _write_forecasts(
-    wh: Warehouse,
-    frame: pd.DataFrame,
-    run_id: str,
-    source: str,
-    now: dt.datetime,
-    as_of: dt.datetime,
+    warehouse: Warehouse, frame: pd.DataFrame, landed: Provenance, as_of: dt.datetime
 ) -> int:
     """Weather forecasts for hours after as_of; values outside physical ranges become NULL.
 
@@ -265,7 +300,7 @@ def _write_forecasts(
     if frame.empty:
         return 0
     frame = frame[frame["ts"] > pd.Timestamp(as_of)].copy()
-    done = wh.query(
+    done = warehouse.query(
         "SELECT DISTINCT location_id FROM weather_forecasts "
         "WHERE issued_at = @as_of AND location_id IN UNNEST(@ids)",
         {"as_of": as_of, "ids": sorted(frame["location_id"].unique())},
@@ -277,6 +312,7 @@ def _write_forecasts(
             num = pd.to_numeric(frame[col], errors="coerce")
             frame[col] = num.where((num >= v.low) & (num <= v.high))
     cols = ["location_id", "issued_at", "ts", *[c for c in WEATHER if c in frame]]
-    return wh.append(
-        "weather_forecasts", frame[cols].assign(source=source, run_id=run_id, ingested_at=now)
+    return warehouse.append(
+        "weather_forecasts",
+        frame[cols].assign(source=landed.source, run_id=landed.run_id, ingested_at=landed.at),
     )

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from common.core.errors import Conflict
 from common.core.schema import VARIABLES, WEATHER
-from common.core.timeutil import UTC, UTCDateTime, iso, resolve_as_of
+from common.core.timeutil import UTC, UTCDateTime, iso
 from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
 from common.forecasting.forecast import forecast_frame
 from common.forecasting.registry import Loaded, Registry
@@ -37,8 +38,8 @@ from common.forecasting.snapshot import (
     LocationInfo,
 )
 from common.runtime import locations as locations_mod
-from common.runtime.runs import track_run
-from common.runtime.services import Services, get_services
+from common.runtime.runs import Outcome, Run, run_job
+from common.runtime.services import Services
 from common.storage.base import NotFound, PreconditionFailed
 
 RECENT_HOURS = 48  # observations shown beside each forecast in the snapshot (dashboard)
@@ -74,83 +75,89 @@ def read_weather_forecasts(services: Services, as_of: dt.datetime, horizon: int)
     )
 
 
-def run_predict(request: PredictRequest, services: Services | None = None) -> dict[str, Any]:
-    services = services or get_services()
-    s = services.settings
-    as_of = resolve_as_of(request.as_of)
-    params = request.model_dump(mode="json", exclude_none=True)
-    with track_run(services.warehouse, "predict", as_of, params) as run:
-        loaded = Registry(services.store, s.model_name).load_production()  # 409 without one
-        spec = FeatureSpec(**loaded.metadata["spec"])
-        run.answer["model_version"] = loaded.version
-        timings: dict[str, float] = {}
+@dataclass(frozen=True)
+class Prediction:
+    """One predict run's result, what is written and served: the model, the issue time,
+    the run, the active places, the forecast rows, the observations the features used and
+    the locations skipped with their reasons."""
 
-        t0 = time.perf_counter()
-        places = locations_mod.current(services.warehouse)
-        active = places[places["active"].fillna(True).astype(bool)]
-        if active.empty:
-            raise Conflict("no active locations: run ingest first", field="as_of")
-        obs = read_recent(services, spec, as_of)
-        weather = (
-            read_weather_forecasts(services, as_of, spec.horizon) if spec.future_weather else None
-        )
-        timings["read_s"] = round(time.perf_counter() - t0, 4)
+    loaded: Loaded
+    spec: FeatureSpec
+    as_of: dt.datetime
+    run_id: str
+    active: pd.DataFrame
+    frame: pd.DataFrame
+    obs: pd.DataFrame
+    skipped: list[tuple[str, str]]
 
-        frame, skipped = forecast_frame(loaded, obs, as_of, active, weather, timings)
-        t1 = time.perf_counter()
-        written = _write_new(services, frame, loaded.version, spec.target, as_of, run.run_id)
-        timings["write_s"] = round(time.perf_counter() - t1, 4)
 
-        t2 = time.perf_counter()
-        snapshot = build_snapshot(
-            services, loaded, spec, as_of, run.run_id, active, frame, obs, skipped
-        )
-        published = publish(services, snapshot)
-        timings["snapshot_s"] = round(time.perf_counter() - t2, 4)
+def run_predict(request: PredictRequest, services: Services) -> dict[str, Any]:
+    """Forecast every active location with the production model and publish the snapshot."""
+    return run_job("predict", request, services, lambda run: _predict(services, run))
 
-        n_loc = int(frame["location_id"].nunique()) if len(frame) else 0
-        run.counts = {
+
+def _predict(services: Services, run: Run) -> Outcome:
+    loaded = Registry(services.store, services.settings.model_name).load_production()  # 409
+    spec = FeatureSpec(**loaded.metadata["spec"])
+    run.answer["model_version"] = loaded.version
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    places = locations_mod.current(services.warehouse)
+    active = places[places["active"].fillna(True).astype(bool)]
+    if active.empty:
+        raise Conflict("no active locations: run ingest first", field="as_of")
+    obs = read_recent(services, spec, run.as_of)
+    weather = (
+        read_weather_forecasts(services, run.as_of, spec.horizon) if spec.future_weather else None
+    )
+    timings["read_s"] = round(time.perf_counter() - t0, 4)
+
+    frame, skipped = forecast_frame(loaded, obs, run.as_of, active, weather, timings)
+    prediction = Prediction(loaded, spec, run.as_of, run.run_id, active, frame, obs, skipped)
+    t1 = time.perf_counter()
+    written = _write_new(services, prediction)
+    timings["write_s"] = round(time.perf_counter() - t1, 4)
+
+    t2 = time.perf_counter()
+    published = publish(services, build_snapshot(services, prediction))
+    timings["snapshot_s"] = round(time.perf_counter() - t2, 4)
+
+    n_loc = int(frame["location_id"].nunique()) if len(frame) else 0
+    return Outcome(
+        counts={
             "locations": n_loc,
             "forecasts": len(frame),
             "written": written,
             "skipped": len(skipped),
-        }
-        run.answer.update(
-            {
-                "issued_at": iso(as_of),
-                "horizon": spec.horizon,
-                "skipped": [{"location_id": i, "reason": r} for i, r in skipped],
-                "snapshot": published,
-                "timings": timings,
-            }
-        )
-        if n_loc == 0:
-            run.status = "partial" if skipped else "success"
-        elif skipped:
-            run.status = "partial"
-    return run.result()
+        },
+        answer={
+            "issued_at": iso(run.as_of),
+            "horizon": spec.horizon,
+            "skipped": [{"location_id": i, "reason": r} for i, r in skipped],
+            "snapshot": published,
+            "timings": timings,
+        },
+        status="partial" if skipped else "success",
+    )
 
 
-def _write_new(
-    services: Services,
-    frame: pd.DataFrame,
-    version: str,
-    target: str,
-    as_of: dt.datetime,
-    run_id: str,
-) -> int:
+def _write_new(services: Services, prediction: Prediction) -> int:
     """Append the locations not yet forecast for (version, issued_at, target)."""
+    frame, version = prediction.frame, prediction.loaded.version
     if frame.empty:
         return 0
     done = services.warehouse.query(
         "SELECT DISTINCT location_id FROM forecasts "
         "WHERE issued_at = @as_of AND model_version = @version AND target = @target",
-        {"as_of": as_of, "version": version, "target": target},
+        {"as_of": prediction.as_of, "version": version, "target": prediction.spec.target},
     )
     new = frame[~frame["location_id"].isin(set(done["location_id"].astype(str)))]
     if new.empty:
         return 0
-    rows = new.assign(run_id=run_id, model_version=version, created_at=dt.datetime.now(UTC))
+    rows = new.assign(
+        run_id=prediction.run_id, model_version=version, created_at=dt.datetime.now(UTC)
+    )
     return services.warehouse.append("forecasts", rows)
 
 
@@ -167,25 +174,17 @@ def _rows_json(matrix: np.ndarray, digits: int) -> list[str]:
     return ["[" + row + "]" for row in text[2:-2].split("],[")]
 
 
-def build_snapshot(
-    services: Services,
-    loaded: Loaded,
-    spec: FeatureSpec,
-    as_of: dt.datetime,
-    run_id: str,
-    active: pd.DataFrame,
-    frame: pd.DataFrame,
-    obs: pd.DataFrame,
-    skipped: list[tuple[str, str]],
-) -> dict[str, Any]:
+def build_snapshot(services: Services, prediction: Prediction) -> dict[str, Any]:
     """What the api serves (the JSON of `common.forecasting.snapshot.Snapshot`): per location the
     forecast arrays, the recent values and the recent accuracy.
 
     Built column-wise, the large maps as pre-encoded JSON text: at 10,000 locations a
     pydantic object per location costs seconds; the api validates the document on load.
     """
+    p = prediction
+    spec, as_of, frame, obs, active = p.spec, p.as_of, p.frame, p.obs, p.active
     H = spec.horizon
-    issued, version = json.dumps(iso(as_of)), json.dumps(loaded.version)
+    issued, version = json.dumps(iso(as_of)), json.dumps(p.loaded.version)
     ids: list[str] = []
     forecasts = RawJSON("{}")
     if len(frame):
@@ -235,9 +234,9 @@ def build_snapshot(
         "schema_version": SCHEMA_VERSION,
         "generated_at": iso(dt.datetime.now(UTC)),
         "issued_at": iso(as_of),
-        "run_id": run_id,
+        "run_id": p.run_id,
         "model_name": services.settings.model_name,
-        "model_version": loaded.version,
+        "model_version": p.loaded.version,
         "target": spec.target,
         "unit": VARIABLES[spec.target].unit,
         "horizon": H,
@@ -245,7 +244,7 @@ def build_snapshot(
         "forecasts": forecasts,
         "observations": observations,
         "accuracy": None if accuracy is None else accuracy.model_dump(mode="json"),
-        "skipped": [{"location_id": i, "reason": r} for i, r in skipped],
+        "skipped": [{"location_id": i, "reason": r} for i, r in p.skipped],
     }
 
 

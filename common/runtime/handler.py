@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from common.core.config import ConfigError, get_settings
 from common.core.errors import AircastError, BadRequest, RunFailed, validation_message
 from common.core.logs import configure_logging, event, get_logger
+from common.runtime.services import Services, get_services
 
 log = get_logger("http")
 M = TypeVar("M", bound=BaseModel)
@@ -57,15 +58,16 @@ def _log_level() -> str:
 
 
 def handle(
-    request: flask.Request, model: type[M], job: Callable[[M], dict[str, Any]]
+    request: flask.Request, model: type[M], job: Callable[[M, Services], dict[str, Any]]
 ) -> tuple[dict[str, Any], int]:
-    """Validate the request into `model`, run `job`, and map the outcome to a status."""
+    """Validate the request into `model`, run `job` with this process's services (the
+    composition root: jobs never fetch their own), and map the outcome to a status."""
     configure_logging(_log_level())
     if request.method != "POST":  # a GET (a probe, a crawler) must never start a run
         return {"error": f"method {request.method} not allowed; use POST"}, 405
     try:
         params = parse(model, request_data(request))
-        result = job(params)
+        result = job(params, get_services())
     except RunFailed as exc:  # recorded in `runs`; a 5xx makes Cloud Scheduler retry
         log.error("run failed", exc_info=exc.__cause__)
         return exc.to_dict(), exc.status

@@ -2,6 +2,12 @@
 
 `track_run` gives a run its id, puts run_id/function on every log line, and records the
 outcome (success, partial, rejected or failed, with counts and the error) when it ends.
+A run whose row cannot be written answers failed: an unaudited success would be invisible
+to whoever reads `runs`, and a retry of an idempotent job costs little.
+
+`run_job` is the prelude every job shares (as_of, params, the audited run, the answer), so
+a job's own module holds only its logic: a body that takes the `Run` and returns an
+`Outcome`.
 """
 
 from __future__ import annotations
@@ -11,15 +17,16 @@ import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
 from common.core.errors import AircastError, RunFailed
 from common.core.logs import event, get_logger, log_context
-from common.core.timeutil import UTC, iso
+from common.core.timeutil import UTC, iso, resolve_as_of
+from common.runtime.services import Services
 from common.warehouse import Warehouse
 
 log = get_logger("runs")
@@ -39,6 +46,12 @@ class Run:
     answer: dict[str, Any] = field(default_factory=dict)  # extra fields of the response
     error: str | None = None
 
+    def take(self, outcome: Outcome) -> None:
+        """Adopt a body's outcome (also before failing, so the failed row keeps its counts)."""
+        self.counts = dict(outcome.counts)
+        self.answer.update(outcome.answer)
+        self.status = outcome.status
+
     def result(self) -> dict[str, Any]:
         """The JSON answer of the run."""
         out = {
@@ -54,9 +67,53 @@ class Run:
         return out
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a job's body answers: its counts, the extra fields of its answer, its status."""
+
+    counts: Mapping[str, int]
+    answer: Mapping[str, Any] = field(default_factory=dict)
+    status: str = "success"
+
+
+class JobRequest(Protocol):
+    """A job's validated request (a pydantic model): every one has an optional as_of."""
+
+    @property
+    def as_of(self) -> dt.datetime | None: ...
+
+    def model_dump(self, *, mode: str, exclude_none: bool) -> dict[str, Any]: ...
+
+
+def run_job(
+    function: str,
+    request: JobRequest,
+    services: Services,
+    body: Callable[[Run], Outcome],
+    *,
+    as_of: dt.datetime | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run `body` as one audited run of `function` and return the run's JSON answer.
+
+    as_of is the request's (now, floored to the hour, unless given; a job that needed it
+    before the run passes the one it resolved); params are the request's fields plus
+    `params`. Fields the body puts on `run.answer` before failing stay in the failed answer.
+    """
+    as_of = as_of or resolve_as_of(request.as_of)
+    fields = request.model_dump(mode="json", exclude_none=True) | dict(params or {})
+    with track_run(services.warehouse, function, as_of, fields) as run:
+        run.take(body(run))
+    return run.result()
+
+
 def new_run_id(function: str, as_of: dt.datetime) -> str:
     """Readable and unique: function, as_of and a random suffix."""
     return f"{function}-{as_of.astimezone(UTC):%Y%m%dT%H%MZ}-{uuid.uuid4().hex[:8]}"
+
+
+class AuditFailed(AircastError):
+    """The run's row could not be appended to `runs` (becomes the run's failure; 500)."""
 
 
 @contextlib.contextmanager
@@ -79,14 +136,19 @@ def track_run(
             run.status = "failed"
             run.error = f"{type(exc).__name__}: {exc}"
             event(log, "run failed", logging.ERROR, error=run.error)
-            _record(warehouse, run)
+            with contextlib.suppress(AuditFailed):  # logged; the run's own error goes on
+                _record(warehouse, run)
             if isinstance(exc, AircastError) and exc.status < 500:  # the caller's to fix
                 exc.run_id = run.run_id
                 raise
             raise RunFailed(run.result()) from exc
         if run.status not in STATUSES:
             raise ValueError(f"unknown run status {run.status!r}")
-        _record(warehouse, run)
+        try:
+            _record(warehouse, run)
+        except AuditFailed as exc:
+            run.status, run.error = "failed", str(exc)
+            raise RunFailed(run.result()) from exc.__cause__
         event(log, "run finished", status=run.status, counts=run.counts)
 
 
@@ -104,5 +166,7 @@ def _record(warehouse: Warehouse, run: Run) -> None:
     }
     try:
         warehouse.append("runs", pd.DataFrame([row]))
-    except Exception as exc:  # never mask the run's own outcome
-        event(log, "could not record run", logging.ERROR, error=str(exc))
+    except Exception as exc:
+        error = f"could not record the run in `runs`: {type(exc).__name__}: {exc}"
+        event(log, "could not record run", logging.ERROR, error=error, status=run.status)
+        raise AuditFailed(error) from exc
