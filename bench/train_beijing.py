@@ -61,7 +61,7 @@ def variant(home: Path, future_weather: bool, max_rows: int | None) -> dict:
     """One fit + evaluation; runs in a child process (see main)."""
     os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local")
     from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
-    from common.forecasting.training import fit_model, holdout_metrics
+    from common.forecasting.training import IssueWindow, TrainingData, fit_model, holdout_metrics
     from common.runtime import locations
     from common.runtime.services import get_services
 
@@ -71,16 +71,16 @@ def variant(home: Path, future_weather: bool, max_rows: int | None) -> dict:
     obs = svc.warehouse.query(
         f"SELECT location_id, ts, {', '.join(grid_columns(spec))} FROM observations ORDER BY ts"
     )
-    places = locations.current(svc.warehouse)
+    data = TrainingData(obs, spec, locations.current(svc.warehouse))
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     first = obs["ts"].min().to_pydatetime() + dt.timedelta(hours=HISTORY_HOURS)
     budget = max_rows or s.train_max_rows
     t0 = time.perf_counter()
-    fit = fit_model(obs, spec, places, first, TEST_START, budget, params={"nthread": 2})
+    fit = fit_model(data, IssueWindow(first, TEST_START, budget), params={"nthread": 2})
     fit_s = time.perf_counter() - t0
     rss_fit = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t1 = time.perf_counter()
-    metrics, _, _ = holdout_metrics(fit.model, obs, spec, places, TEST_START, TEST_END, 10**8)
+    metrics, _, _ = holdout_metrics(fit.model, data, IssueWindow(TEST_START, TEST_END, 10**8))
     eval_s = time.perf_counter() - t1
     return {
         "future_weather": future_weather,

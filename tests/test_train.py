@@ -10,14 +10,14 @@ from pathlib import Path
 
 import functions_framework
 import pytest
-from common.train import job as train_job
 
 from common.core.config import load_settings
-from common.core.errors import Conflict
+from common.core.errors import Conflict, RunFailed
 from common.forecasting.registry import Registry
 from common.ingest.job import IngestRequest, run_ingest
 from common.runtime import services
 from common.runtime.services import get_services
+from common.train import job as train_job
 from common.train.job import TrainRequest, run_train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def registry() -> Registry:
 
 
 def test_first_run_writes_a_version_and_promotes_it(home: Path):
-    answer = run_train(TrainRequest(as_of=AS_OF))
+    answer = run_train(TrainRequest(as_of=AS_OF), get_services())
     assert answer["status"] == "success" and answer["promoted"] is True
     version = answer["version"]
     reg = registry()
@@ -96,9 +96,9 @@ def _synthetic_ids() -> list[str]:
 
 
 def test_rerun_finds_the_same_version_and_changes_nothing(home: Path):
-    first = run_train(TrainRequest(as_of=AS_OF))
+    first = run_train(TrainRequest(as_of=AS_OF), get_services())
     gen = registry().production()[1]
-    again = run_train(TrainRequest(as_of=AS_OF))
+    again = run_train(TrainRequest(as_of=AS_OF), get_services())
     assert again["version"] == first["version"] and again["promoted"] is False
     assert again["status"] == "success"
     assert registry().production()[1] == gen
@@ -108,7 +108,7 @@ def test_rerun_finds_the_same_version_and_changes_nothing(home: Path):
 def test_gate_rejects_a_model_that_does_not_beat_seasonal_naive(home: Path, monkeypatch):
     monkeypatch.setenv("AIRCAST_GATE_MARGIN", "0.95")
     services.reset()
-    answer = run_train(TrainRequest(as_of=AS_OF))
+    answer = run_train(TrainRequest(as_of=AS_OF), get_services())
     assert answer["status"] == "rejected" and answer["promoted"] is False
     assert "does not beat seasonal naive" in answer["gate"]["reasons"][0]
     assert registry().production() == (None, 0)
@@ -117,11 +117,11 @@ def test_gate_rejects_a_model_that_does_not_beat_seasonal_naive(home: Path, monk
 
 
 def test_gate_keeps_production_when_the_candidate_is_worse(home: Path, monkeypatch):
-    good = run_train(TrainRequest(as_of=AS_OF))
+    good = run_train(TrainRequest(as_of=AS_OF), get_services())
     pointer, gen = registry().production()
     monkeypatch.setenv("AIRCAST_GATE_TOLERANCE", "0")
     services.reset()
-    worse = run_train(TrainRequest(as_of=AS_OF, max_rows=1000))
+    worse = run_train(TrainRequest(as_of=AS_OF, max_rows=1000), get_services())
     assert worse["version"] != good["version"]
     assert worse["gate"]["production_mae"] == pytest.approx(good["metrics"]["mae"])
     assert worse["metrics"]["mae"] > good["metrics"]["mae"]
@@ -131,7 +131,7 @@ def test_gate_keeps_production_when_the_candidate_is_worse(home: Path, monkeypat
 
 
 def test_a_failed_run_leaves_production_and_no_partial_version(home: Path, monkeypatch):
-    good = run_train(TrainRequest(as_of=AS_OF))
+    good = run_train(TrainRequest(as_of=AS_OF), get_services())
     before = registry().production()
 
     def out_of_memory(*args, **kwargs):
@@ -152,6 +152,53 @@ def test_a_failed_run_leaves_production_and_no_partial_version(home: Path, monke
     assert runs["status"].tolist() == ["success", "failed"]
 
 
+def _versions() -> set[str]:
+    return {k.split("/")[2] for k in get_services().store.list("models/")}
+
+
+def _train_statuses() -> list[str]:
+    runs = get_services().warehouse.query(
+        "SELECT status FROM runs WHERE function = 'train' ORDER BY started_at"
+    )
+    return runs["status"].tolist()
+
+
+def test_an_unreadable_production_model_fails_the_run_and_promotes_nothing(home: Path):
+    good = run_train(TrainRequest(as_of=AS_OF), get_services())
+    store = get_services().store
+    store.put(registry().key(good["version"], "model.ubj"), b"not a model")
+    before = registry().production()
+    with pytest.raises(RunFailed) as info:
+        run_train(TrainRequest(as_of=AS_OF, max_rows=1000), get_services())
+    assert info.value.result["status"] == "failed" and info.value.result["version"]
+    assert registry().production() == before
+    assert _versions() == {good["version"], "production.json"}
+    assert _train_statuses() == ["success", "failed"]
+
+
+def test_a_corrupt_production_pointer_fails_the_run(home: Path):
+    good = run_train(TrainRequest(as_of=AS_OF), get_services())
+    store = get_services().store
+    store.put(registry().pointer, b"{not json")
+    with pytest.raises(RunFailed):
+        run_train(TrainRequest(as_of=AS_OF, max_rows=1000), get_services())
+    assert store.get(registry().pointer) == b"{not json"
+    assert _versions() == {good["version"], "production.json"}
+    assert _train_statuses() == ["success", "failed"]
+
+
+def test_a_production_version_missing_from_the_store_leaves_the_baselines_to_decide(home: Path):
+    get_services().store.put_json(registry().pointer, {"version": "20240101T0000Z-gone"})
+    answer = run_train(TrainRequest(as_of=AS_OF), get_services())
+    assert answer["status"] == "success" and answer["promoted"] is True
+    reasons = answer["gate"]["reasons"]
+    assert reasons[1] == (
+        "production 20240101T0000Z-gone is missing from the store; compared to baselines only"
+    )
+    assert answer["gate"]["production_before"] == "20240101T0000Z-gone"
+    assert registry().production()[0]["version"] == answer["version"]
+
+
 def test_losing_the_race_to_promote_is_a_conflict_and_keeps_the_winner(home: Path, monkeypatch):
     original = Registry.production
 
@@ -163,7 +210,7 @@ def test_losing_the_race_to_promote_is_a_conflict_and_keeps_the_winner(home: Pat
 
     monkeypatch.setattr(Registry, "production", racing)
     with pytest.raises(Conflict, match="another train run promoted first"):
-        run_train(TrainRequest(as_of=AS_OF))
+        run_train(TrainRequest(as_of=AS_OF), get_services())
     monkeypatch.setattr(Registry, "production", original)
     assert registry().production()[0] == {"version": "other-run"}
 

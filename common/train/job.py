@@ -13,6 +13,9 @@ show how stable the skill is; they inform, the gate decides on the holdout:
 The version id is derived from as_of, a fingerprint of the training data and the recipe
 (features, row budget, holdout), so re-running with the same inputs finds the version
 already written and decides again without refitting.
+
+The job reads as its steps: read the data, plan the windows, get the candidate (fit or
+load), score production on the same rows, let `common.train.gate` decide, save, promote.
 """
 
 from __future__ import annotations
@@ -21,21 +24,25 @@ import datetime as dt
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 import common
+from common.core.config import Settings
 from common.core.errors import Conflict
-from common.core.timeutil import UTCDateTime, iso, resolve_as_of
+from common.core.timeutil import UTCDateTime, iso
 from common.forecasting.evaluation import ratio
 from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
+from common.forecasting.model import ForecastModel
 from common.forecasting.registry import Registry
-from common.forecasting.training import fit_model, holdout_metrics
+from common.forecasting.training import IssueWindow, TrainingData, fit_model, holdout_metrics
 from common.runtime import locations as locations_mod
-from common.runtime.runs import track_run
-from common.runtime.services import Services, get_services
+from common.runtime.runs import Outcome, Run, run_job
+from common.runtime.services import Services
+from common.train.gate import ProductionScore, decide
 
 HOLDOUT_ROWS = 250_000  # fixed, so candidate and production are scored on the same rows
 WEATHER_NOTE = (
@@ -52,6 +59,87 @@ class TrainRequest(BaseModel):
     as_of: UTCDateTime | None = None
     window_days: int | None = Field(None, ge=7, le=3660)
     max_rows: int | None = Field(None, ge=1_000, le=20_000_000)
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """One run's identity and windows, derived from as_of, the settings and the data."""
+
+    as_of: dt.datetime
+    window_start: dt.datetime  # observations with ts in (window_start, as_of]
+    version: str
+    fingerprint: str
+    history: IssueWindow  # issue times the candidate is fitted on, with the row budget
+    holdout: IssueWindow  # issue times it is evaluated on (targets <= as_of)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The version under decision: fitted now, or found already written by an earlier run."""
+
+    model: ForecastModel
+    metrics: dict[str, Any]  # holdout metrics of the model and the baselines
+    rows: dict[str, int]
+    backtest: list[dict[str, Any]]
+    blocks: dict[str, list[str]] = field(default_factory=dict)  # of the fit, when fitted now
+    metadata: dict[str, Any] | None = None  # set when the version was already written
+    report: bytes | None = None  # set when fitted by this run
+
+
+def run_train(request: TrainRequest, services: Services) -> dict[str, Any]:
+    """Train, evaluate, gate and perhaps promote one version (see the module docstring)."""
+    return run_job("train", request, services, lambda run: _train(request, services, run))
+
+
+def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
+    settings = services.settings
+    spec = FeatureSpec(settings.target, settings.horizon, settings.future_weather)
+    window = dt.timedelta(days=request.window_days or settings.train_window_days)
+    obs = read_observations(services, spec, run.as_of - window, run.as_of)
+    if obs.empty:
+        raise Conflict("no observations in the training window: run ingest first", "as_of")
+    data = TrainingData(obs, spec, locations_mod.current(services.warehouse))
+    registry = Registry(services.store, settings.model_name)
+    pointer, generation = registry.production()
+    plan = plan_training(request, settings, data, run.as_of - window, run.as_of)
+    run.answer["version"] = plan.version
+
+    candidate = _candidate(registry, settings, data, plan)
+    production = None
+    if pointer is not None:
+        production = _score_production(registry, pointer["version"], data, plan, candidate)
+    decision = decide(
+        candidate.metrics,
+        production,
+        version=plan.version,
+        margin=settings.gate_margin,
+        tolerance=settings.gate_tolerance,
+    )
+    meta = candidate.metadata or _metadata(settings, data, plan, candidate, run.run_id)
+    _save(registry, plan.version, candidate, {**meta, "gate": decision.to_dict()})
+
+    promoted = decision.promote and (pointer is None or pointer["version"] != plan.version)
+    if promoted:
+        registry.promote(
+            plan.version, generation, run_id=run.run_id, mae=candidate.metrics["model"]["mae"]
+        )
+    metrics = candidate.metrics
+    return Outcome(
+        counts={k: int(v) for k, v in candidate.rows.items()},
+        answer={
+            "promoted": promoted,
+            "production": plan.version if decision.promote else (pointer or {}).get("version"),
+            "gate": decision.to_dict(),
+            "metrics": {
+                "mae": metrics["model"]["mae"],
+                "rmse": metrics["model"]["rmse"],
+                "coverage": metrics["model"]["coverage"],
+                "persistence_mae": metrics["persistence"]["mae"],
+                "seasonal_naive_mae": metrics["seasonal_naive"]["mae"],
+            },
+        },
+        status="success" if decision.promote else "rejected",
+    )
 
 
 def read_observations(
@@ -72,206 +160,174 @@ def fingerprint(obs: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()
 
 
-def run_train(request: TrainRequest, services: Services | None = None) -> dict[str, Any]:
-    services = services or get_services()
-    s = services.settings
-    as_of = resolve_as_of(request.as_of)
-    params = request.model_dump(mode="json", exclude_none=True)
-    with track_run(services.warehouse, "train", as_of, params) as run:
-        spec = FeatureSpec(s.target, s.horizon, s.future_weather)
-        window = dt.timedelta(days=request.window_days or s.train_window_days)
-        max_rows = request.max_rows or s.train_max_rows
-        obs = read_observations(services, spec, as_of - window, as_of)
-        if obs.empty:
-            raise Conflict("no observations in the training window: run ingest first", "as_of")
-        places = locations_mod.current(services.warehouse)
-        registry = Registry(services.store, s.model_name)
-        pointer, generation = registry.production()
-        fp = fingerprint(obs)
-        recipe = json.dumps([fp, spec.to_dict(), max_rows, s.train_holdout_days], sort_keys=True)
-        version = f"{as_of:%Y%m%dT%H%MZ}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
-        run.answer["version"] = version
-
-        oldest = pd.Timestamp(obs["ts"].min()).to_pydatetime()
-        first = oldest + dt.timedelta(hours=HISTORY_HOURS)
-        H = spec.horizon
-        holdout_end = as_of - dt.timedelta(hours=H)
-        holdout_start = holdout_end - dt.timedelta(days=s.train_holdout_days)
-        if holdout_start - first < dt.timedelta(hours=20 * H):
-            raise Conflict(
-                f"not enough history to train: observations from {iso(oldest)} "
-                f"to {iso(as_of)}; need about {s.train_holdout_days} holdout days plus "
-                f"{20 * H // 24 + HISTORY_HOURS // 24} days before them",
-                "as_of",
-            )
-        threads = {"nthread": s.train_threads}
-
-        if registry.exists(version):
-            model, meta = registry.load(version)
-            metrics = meta["metrics"]["holdout"]
-            rows, folds = meta["rows"], meta["backtest"]
-            report = None
-        else:
-            fit = fit_model(obs, spec, places, first, holdout_start, max_rows, params=threads)
-            model = fit.model
-            metrics, keys, q = holdout_metrics(
-                model, obs, spec, places, holdout_start, holdout_end, HOLDOUT_ROWS
-            )
-            rows = {**fit.rows, "holdout": metrics["rows"]}
-            folds = backtest(obs, spec, places, first, holdout_start, s, max_rows, threads)
-            meta = None
-            report = _report(keys, q, metrics, version)
-
-        decision = gate(metrics, s.gate_margin)
-        prod_mae = None
-        if pointer is not None and pointer["version"] != version:
-            prod_mae, note = production_mae(
-                registry,
-                pointer["version"],
-                obs,
-                spec,
-                places,
-                holdout_start,
-                holdout_end,
-                HOLDOUT_ROWS,
-                metrics,
-            )
-            if prod_mae is not None and metrics["model"]["mae"] > prod_mae * (1 + s.gate_tolerance):
-                decision["promote"] = False
-                decision["reasons"].append(
-                    f"MAE {metrics['model']['mae']:.3f} is worse than production "
-                    f"{pointer['version']} ({prod_mae:.3f}) by more than "
-                    f"{s.gate_tolerance:.0%} on the same holdout"
-                )
-            elif prod_mae is not None:
-                decision["reasons"].append(
-                    f"MAE {metrics['model']['mae']:.3f} vs production {prod_mae:.3f}: within "
-                    f"{s.gate_tolerance:.0%} tolerance or better"
-                )
-            else:
-                decision["reasons"].append(note)
-        elif pointer is not None:
-            decision["reasons"].append("this version is already in production")
-        decision["production_before"] = pointer["version"] if pointer else None
-        decision["production_mae"] = prod_mae
-
-        if meta is None:
-            meta = {
-                "model_name": s.model_name,
-                "version": version,
-                "created_at": iso(dt.datetime.now(dt.UTC)),
-                "run_id": run.run_id,
-                "code_version": code_version(),
-                "target": spec.target,
-                "horizon": H,
-                "spec": spec.to_dict(),
-                "features": spec.columns(),
-                "weather": WEATHER_NOTE if spec.future_weather else "no weather after t is used",
-                "params": model.params,
-                "model": model.state(),
-                "data": {
-                    "window": [iso(as_of - window), iso(as_of)],
-                    "observations": len(obs),
-                    "locations": int(obs["location_id"].nunique()),
-                    "fingerprint": fp,
-                    "blocks": fit.blocks,
-                    "holdout": [iso(holdout_start), iso(holdout_end)],
-                },
-                "rows": rows,
-                "metrics": {"holdout": metrics},
-                "baselines": {b: metrics[b] for b in ("persistence", "seasonal_naive")},
-                "backtest": folds,
-            }
-        meta["gate"] = decision
-        if report is not None:
-            registry.save(version, model, meta, report)
-        else:  # a re-run: the version stands, only its latest gate decision is recorded
-            services.store.put_json(registry.key(version, "metadata.json"), meta)
-
-        promoted = False
-        if decision["promote"] and (pointer is None or pointer["version"] != version):
-            registry.promote(version, generation, run_id=run.run_id, mae=metrics["model"]["mae"])
-            promoted = True
-        run.status = "success" if decision["promote"] else "rejected"
-        run.counts = {k: int(v) for k, v in rows.items()}
-        run.answer.update(
-            promoted=promoted,
-            production=version if decision["promote"] else (pointer or {}).get("version"),
-            gate=decision,
-            metrics={
-                "mae": metrics["model"]["mae"],
-                "rmse": metrics["model"]["rmse"],
-                "coverage": metrics["model"]["coverage"],
-                "persistence_mae": metrics["persistence"]["mae"],
-                "seasonal_naive_mae": metrics["seasonal_naive"]["mae"],
-            },
+def plan_training(
+    request: TrainRequest,
+    settings: Settings,
+    data: TrainingData,
+    window_start: dt.datetime,
+    as_of: dt.datetime,
+) -> TrainPlan:
+    """The version id and the fit and holdout windows; a 409 when history is too short."""
+    max_rows = request.max_rows or settings.train_max_rows
+    fp = fingerprint(data.obs)
+    recipe = json.dumps(
+        [fp, data.spec.to_dict(), max_rows, settings.train_holdout_days], sort_keys=True
+    )
+    version = f"{as_of:%Y%m%dT%H%MZ}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
+    oldest = pd.Timestamp(data.obs["ts"].min()).to_pydatetime()
+    first = oldest + dt.timedelta(hours=HISTORY_HOURS)
+    H = data.spec.horizon
+    holdout_end = as_of - dt.timedelta(hours=H)
+    holdout_start = holdout_end - dt.timedelta(days=settings.train_holdout_days)
+    if holdout_start - first < dt.timedelta(hours=20 * H):
+        raise Conflict(
+            f"not enough history to train: observations from {iso(oldest)} "
+            f"to {iso(as_of)}; need about {settings.train_holdout_days} holdout days plus "
+            f"{20 * H // 24 + HISTORY_HOURS // 24} days before them",
+            "as_of",
         )
-        return run.result()
+    return TrainPlan(
+        as_of=as_of,
+        window_start=window_start,
+        version=version,
+        fingerprint=fp,
+        history=IssueWindow(first, holdout_start, max_rows),
+        holdout=IssueWindow(holdout_start, holdout_end, HOLDOUT_ROWS),
+    )
 
 
-def gate(metrics: dict[str, Any], margin: float) -> dict[str, Any]:
-    """First condition of the gate: beat seasonal naive by `margin` on the holdout."""
-    mae, naive = metrics["model"]["mae"], metrics["seasonal_naive"]["mae"]
-    ok = mae <= naive * (1 - margin)
-    verdict = "beats" if ok else "does not beat"
-    reasons = [f"MAE {mae:.3f} {verdict} seasonal naive {naive:.3f} by the {margin:.0%} margin"]
-    return {"promote": ok, "reasons": reasons}
+def _candidate(
+    registry: Registry, settings: Settings, data: TrainingData, plan: TrainPlan
+) -> Candidate:
+    """Fit and evaluate the version, or load it when an earlier run already wrote it."""
+    if registry.exists(plan.version):
+        model, meta = registry.load(plan.version)
+        return Candidate(
+            model,
+            meta["metrics"]["holdout"],
+            meta["rows"],
+            meta["backtest"],
+            metadata=meta,
+        )
+    threads = {"nthread": settings.train_threads}
+    fit = fit_model(data, plan.history, params=threads)
+    metrics, keys, q = holdout_metrics(fit.model, data, plan.holdout)
+    folds = backtest(
+        data,
+        plan.history,
+        dt.timedelta(days=settings.train_holdout_days),
+        settings.train_backtest_folds,
+        threads,
+    )
+    return Candidate(
+        fit.model,
+        metrics,
+        {**fit.rows, "holdout": metrics["rows"]},
+        folds,
+        blocks=fit.blocks,
+        report=_report(keys, q, metrics, plan.version),
+    )
 
 
-def production_mae(
-    registry: Registry,
-    version: str,
-    obs: pd.DataFrame,
-    spec: FeatureSpec,
-    places: pd.DataFrame,
-    start: dt.datetime,
-    end: dt.datetime,
-    max_rows: int,
-    metrics: dict[str, Any],
-) -> tuple[float | None, str]:
-    """The production model's MAE on the candidate's holdout rows (None if not comparable)."""
-    try:
-        model, meta = registry.load(version)
-    except Exception as exc:  # an unreadable production model must not block a good one
-        return None, f"production {version} could not be loaded ({exc}); compared to baselines only"
-    pspec = FeatureSpec(**meta["spec"])
-    if (pspec.target, pspec.horizon) != (spec.target, spec.horizon):
-        return None, f"production {version} forecasts another target or horizon; not comparable"
-    m, _, _ = holdout_metrics(model, obs, pspec, places, start, end, max_rows)
-    if m["rows"] != metrics["rows"]:
-        return None, "production model's holdout rows differ; compared to baselines only"
-    return m["model"]["mae"], ""
+def _score_production(
+    registry: Registry, version: str, data: TrainingData, plan: TrainPlan, candidate: Candidate
+) -> ProductionScore:
+    """The production model's MAE on the candidate's holdout rows, when comparable.
+
+    Only a production version that is missing from the store leaves the baselines to
+    decide alone; one that is there but cannot be read fails the run (nothing is promoted
+    over a model nobody could compare with).
+    """
+    if version == plan.version:
+        return ProductionScore(version)
+    if not registry.exists(version):
+        note = f"production {version} is missing from the store; compared to baselines only"
+        return ProductionScore(version, note=note)
+    model, meta = registry.load(version)  # there but unreadable: the run fails
+    spec = FeatureSpec(**meta["spec"])
+    if (spec.target, spec.horizon) != (data.spec.target, data.spec.horizon):
+        return ProductionScore(
+            version,
+            note=f"production {version} forecasts another target or horizon; not comparable",
+        )
+    scored = TrainingData(data.obs, spec, data.places)
+    m, _, _ = holdout_metrics(model, scored, plan.holdout)
+    if m["rows"] != candidate.metrics["rows"]:
+        return ProductionScore(
+            version, note="production model's holdout rows differ; compared to baselines only"
+        )
+    return ProductionScore(version, m["model"]["mae"])
+
+
+def _save(registry: Registry, version: str, candidate: Candidate, meta: dict[str, Any]) -> None:
+    """Write the version; a re-run (the version stands) records only its new gate decision."""
+    if candidate.metadata is None:
+        registry.save(version, candidate.model, meta, candidate.report)
+    else:
+        registry.store.put_json(registry.key(version, "metadata.json"), meta)
+
+
+def _metadata(
+    settings: Settings, data: TrainingData, plan: TrainPlan, candidate: Candidate, run_id: str
+) -> dict[str, Any]:
+    """What a version says about itself: recipe, data, rows, metrics and backtest."""
+    spec, metrics = data.spec, candidate.metrics
+    return {
+        "model_name": settings.model_name,
+        "version": plan.version,
+        "created_at": iso(dt.datetime.now(dt.UTC)),
+        "run_id": run_id,
+        "code_version": code_version(),
+        "target": spec.target,
+        "horizon": spec.horizon,
+        "spec": spec.to_dict(),
+        "features": spec.columns(),
+        "weather": WEATHER_NOTE if spec.future_weather else "no weather after t is used",
+        "params": candidate.model.params,
+        "model": candidate.model.state(),
+        "data": {
+            "window": [iso(plan.window_start), iso(plan.as_of)],
+            "observations": len(data.obs),
+            "locations": int(data.obs["location_id"].nunique()),
+            "fingerprint": plan.fingerprint,
+            "blocks": candidate.blocks,
+            "holdout": [iso(plan.holdout.start), iso(plan.holdout.end)],
+        },
+        "rows": candidate.rows,
+        "metrics": {"holdout": metrics},
+        "baselines": {b: metrics[b] for b in ("persistence", "seasonal_naive")},
+        "backtest": candidate.backtest,
+    }
 
 
 def backtest(
-    obs: pd.DataFrame,
-    spec: FeatureSpec,
-    places: pd.DataFrame,
-    first: dt.datetime,
-    holdout_start: dt.datetime,
-    settings: Any,
-    max_rows: int,
+    data: TrainingData,
+    history: IssueWindow,
+    block: dt.timedelta,
+    folds: int,
     params: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Rolling-origin folds before the holdout: refit up to each origin, test the next block."""
-    folds = []
-    block = dt.timedelta(days=settings.train_holdout_days)
-    gap = dt.timedelta(hours=spec.horizon)
-    for k in range(settings.train_backtest_folds, 0, -1):
-        origin = holdout_start - k * (block + gap)
-        if origin - first < dt.timedelta(hours=20 * spec.horizon):
+    """Rolling-origin folds before the holdout: refit up to each origin, test the next block.
+
+    `history` spans the issue times before the holdout with the candidate's row budget;
+    each fold is refitted on a quarter of it.
+    """
+    out = []
+    gap = dt.timedelta(hours=data.spec.horizon)
+    for k in range(folds, 0, -1):
+        origin = history.end - k * (block + gap)
+        if origin - history.start < dt.timedelta(hours=20 * data.spec.horizon):
             continue  # not enough history before this origin
         try:
-            fit = fit_model(
-                obs, spec, places, first, origin, max(max_rows // 4, 1000), params=params
-            )
+            budget = max(history.max_rows // 4, 1000)
+            fit = fit_model(data, IssueWindow(history.start, origin, budget), params=params)
             m, _, _ = holdout_metrics(
-                fit.model, obs, spec, places, origin, origin + block, HOLDOUT_ROWS
+                fit.model, data, IssueWindow(origin, origin + block, HOLDOUT_ROWS)
             )
         except ValueError as exc:
-            folds.append({"origin": iso(origin), "skipped": str(exc)})
+            out.append({"origin": iso(origin), "skipped": str(exc)})
             continue
-        folds.append(
+        out.append(
             {
                 "origin": iso(origin),
                 "rows": m["rows"],
@@ -283,7 +339,7 @@ def backtest(
                 "ratio_persistence": ratio(m),
             }
         )
-    return folds
+    return out
 
 
 def code_version() -> str:
