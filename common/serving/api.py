@@ -415,7 +415,8 @@ class Api:
 
     def dashboard(self) -> bytes:
         if self._dashboard is None:
-            self._dashboard = resources.files("common.serving").joinpath("dashboard.html").read_bytes()
+            page = resources.files("common.serving").joinpath("dashboard.html")
+            self._dashboard = page.read_bytes()
         return self._dashboard
 
 
