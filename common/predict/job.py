@@ -266,8 +266,8 @@ def recent_accuracy(services: Services, target: str, as_of: dt.datetime) -> Accu
     start = as_of - dt.timedelta(days=ACCURACY_DAYS)
     where = "WHERE target = @target AND target_ts > @start AND target_ts <= @as_of"
     p = {"target": target, "start": start, "as_of": as_of}
-    wh = services.warehouse
-    by_h = wh.query(
+    warehouse = services.warehouse
+    by_h = warehouse.query(
         "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, "
         "SQRT(AVG(error * error)) AS rmse, AVG(CAST(covered AS FLOAT64)) AS coverage "
         f"FROM forecast_accuracy {where} GROUP BY horizon_h ORDER BY horizon_h",
@@ -275,7 +275,7 @@ def recent_accuracy(services: Services, target: str, as_of: dt.datetime) -> Accu
     )
     if by_h.empty:
         return None
-    by_loc = wh.query(
+    by_loc = warehouse.query(
         "SELECT location_id, AVG(abs_error) AS mae FROM forecast_accuracy "
         f"{where} GROUP BY location_id ORDER BY location_id",
         p,
