@@ -20,7 +20,7 @@ from common.runtime.services import get_services
 from common.scheduling import stack as localstack
 from common.scheduling.local import HttpInvoker, replay
 from tests.conftest import use_settings
-from tests.test_train import TRAIN_ENV
+from tests.train.test_train import TRAIN_ENV
 
 START = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 END = dt.datetime(2024, 3, 2, 23, 59, tzinfo=dt.UTC)

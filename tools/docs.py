@@ -2,7 +2,7 @@
 
 The table is written from `common.core.config.Settings` (names, defaults, descriptions)
 between two markers, so the documentation cannot drift from the code: `make generate`
-rewrites it and `tests/test_docs.py` fails when the committed copy differs.
+rewrites it and `tests/tools/test_docs.py` fails when the committed copy differs.
 """
 
 from __future__ import annotations

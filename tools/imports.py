@@ -1,6 +1,6 @@
 """Read the import statements of Python files with `ast`, without importing anything.
 
-One reader for two users: the layer test (tests/test_layers.py, through tools/layers.py)
+One reader for two users: the layer test (tests/tools/test_layers.py, through tools/layers.py)
 checks the graph for cycles and imports against the layer order, and the packager
 (tools/packaging.py) zips the modules a function reaches. Both need the same answer to
 "which of our modules does this file load", so it is computed in one place: every import

@@ -29,7 +29,7 @@ dependency, it only moves the failure to the first request. Why each layer sits 
 
 `tools/` (generate, packaging) is build-time tooling outside the package. A function's
 `functions/<fn>/main.py` is a thin entry point: it may import core, runtime and its own
-job (or serving) package, nothing else of ours. The test is tests/test_layers.py; the
+job (or serving) package, nothing else of ours. The test is tests/tools/test_layers.py; the
 packager (tools/packaging.py) refuses to ship a TOOLING module.
 """
 

@@ -21,9 +21,9 @@ from common.runtime.services import Services, get_services
 from common.storage import open_store
 from common.train.job import TrainRequest, run_train
 from common.warehouse import open_warehouse
-from tests.test_train import AS_OF, TRAIN_ENV
+from tests.train.test_train import AS_OF, TRAIN_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 H = 24
 T = AS_OF - dt.timedelta(hours=30)  # an issue time with observed targets after it
 

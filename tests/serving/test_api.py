@@ -19,7 +19,7 @@ from common.storage import open_store
 from tests.api_fixtures import ISSUED, LOCATIONS, make_snapshot, promote, publish
 from tests.conftest import use_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

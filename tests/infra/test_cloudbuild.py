@@ -10,7 +10,7 @@ import yaml
 
 from tests.terraform_hcl import EXAMPLE_DIR, load_example
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_targets(step: dict) -> list[str]:

@@ -15,9 +15,9 @@ from common.core.config import load_settings
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
 from common.scheduling.stack import port_open
 from common.storage import open_store
-from tests.test_train import TRAIN_ENV
+from tests.train.test_train import TRAIN_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_runs_the_stack_and_stops_by_itself(tmp_path: Path):

@@ -23,7 +23,7 @@ from common.core.config import load_settings
 from common.warehouse import open_warehouse
 from tests.emulators import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LOCATIONS = """
 [[location]]
 id = "synth-a"

@@ -14,7 +14,7 @@ from common.scheduling.local import HttpInvoker, Scheduler, fire, replay, replay
 from common.scheduling.schedules import SCHEDULES, Schedule
 from common.scheduling.stack import free_port, start_function, stop
 
-FLAKY = Path(__file__).parent / "fixture_functions" / "flaky" / "main.py"
+FLAKY = Path(__file__).parents[1] / "fixture_functions" / "flaky" / "main.py"
 T0 = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 
 
@@ -110,7 +110,7 @@ def test_the_scheduler_fires_on_the_clock(flaky):
 
 
 def test_terraform_and_the_local_scheduler_read_the_same_schedules():
-    generated = json.loads((Path(__file__).parents[1] / "terraform" / "schedules.json").read_text())
+    generated = json.loads((Path(__file__).parents[2] / "terraform" / "schedules.json").read_text())
     assert [g["cron"] for g in generated] == [s.cron for s in SCHEDULES]
     assert [{k: v for k, v in g.items() if k != "time_zone"} for g in generated] == [
         dataclasses.asdict(s) for s in SCHEDULES

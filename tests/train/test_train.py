@@ -20,7 +20,7 @@ from common.runtime.services import get_services
 from common.train import job as train_job
 from common.train.job import TrainRequest, run_train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AS_OF = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 TRAIN_ENV = {
     "AIRCAST_TRAIN_MAX_ROWS": "6000",

@@ -1,0 +1,1 @@
+"""Features (no leak), model versions."""

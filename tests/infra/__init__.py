@@ -1,0 +1,1 @@
+"""Terraform and Cloud Build, checked offline against the code."""

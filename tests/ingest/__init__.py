@@ -1,0 +1,1 @@
+"""The ingest job and function."""

@@ -1,0 +1,1 @@
+"""The run audit and logs."""

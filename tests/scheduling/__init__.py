@@ -1,0 +1,1 @@
+"""The schedules, local scheduler and run-job."""

@@ -1,0 +1,1 @@
+"""The api, its dashboard and its OpenAPI contract."""

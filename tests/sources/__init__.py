@@ -1,0 +1,1 @@
+"""The sources against local HTTP servers serving the public APIs' documented shapes."""

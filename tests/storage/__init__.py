@@ -1,0 +1,1 @@
+"""The ArtifactStore port's contract on the local folder and the GCS emulator."""

@@ -1,0 +1,1 @@
+"""Build-time tooling: import layers, packaging, generated docs."""

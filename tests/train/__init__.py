@@ -1,0 +1,1 @@
+"""The train job and the gate."""

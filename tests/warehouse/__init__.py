@@ -1,0 +1,1 @@
+"""The Warehouse port's contract on DuckDB and the BigQuery emulator."""
