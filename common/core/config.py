@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.core.catalog import SOURCE_NAMES
 from common.core.errors import AircastError
+from common.core.schema import VARIABLES
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -186,8 +187,6 @@ class Settings(BaseSettings):
     @field_validator("target")
     @classmethod
     def _target(cls, value: str) -> str:
-        from common.core.schema import VARIABLES
-
         if value not in VARIABLES:
             raise ValueError(f"must be one of the observation variables: {', '.join(VARIABLES)}")
         return value
