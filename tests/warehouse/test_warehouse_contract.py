@@ -7,11 +7,16 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+import requests
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
 
 from common.core.config import Settings
 from common.core.schema import TABLES, VIEWS, Column
 from common.warehouse import Warehouse, WarehouseError, open_warehouse
-from common.warehouse.bigquery_warehouse import MAX_BYTES_PER_REQUEST, _chunks
+from common.warehouse.base import conform
+from common.warehouse.bigquery_warehouse import BigQueryWarehouse, load_job_id, parquet_bytes
 from common.warehouse.sql import SQLError
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
@@ -150,16 +155,74 @@ def test_bad_names_and_rows_are_refused_with_a_clear_error(wh: Warehouse, settin
     assert int(wh.query("SELECT COUNT(*) AS n FROM observations_raw")["n"].iloc[0]) == 0
 
 
-def test_large_appends_are_chunked_and_all_land(wh: Warehouse):
-    n = 1234  # more than one insertAll request
+def test_large_appends_all_land(wh: Warehouse):
+    n = 1234
     frame = pd.DataFrame([obs(f"loc{i % 7}", i // 7, float(i), "r", 0) for i in range(n)])
     assert wh.append("observations_raw", frame) == n
     assert int(wh.query("SELECT COUNT(*) AS n FROM observations")["n"].iloc[0]) == n
 
 
-def test_chunks_respect_row_and_byte_limits():
-    rows = [{"payload": "x" * 100_000} for _ in range(200)]  # ~20 MB
-    chunks = _chunks(rows)
-    assert sum(len(c) for c in chunks) == 200
-    assert all(sum(len(r["payload"]) for r in c) <= MAX_BYTES_PER_REQUEST for c in chunks)
-    assert [len(c) for c in _chunks([{"a": 1}] * 1200)] == [500, 500, 200]
+class CountingSession(requests.Session):
+    """The BigQuery client's HTTP session, counting the API requests it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.bodies: list[str] = []
+
+    def request(self, method, url, *args, **kwargs):
+        self.calls.append(f"{method} {url.split('?')[0]}")
+        body = kwargs.get("data")
+        if isinstance(body, bytes | str):
+            self.bodies.append(body.decode(errors="replace") if isinstance(body, bytes) else body)
+        return super().request(method, url, *args, **kwargs)
+
+
+@pytest.mark.emulator
+def test_bigquery_append_is_one_load_job_whatever_the_size(gcp_settings: Settings):
+    session = CountingSession()
+    client = bigquery.Client(  # as make_client builds it, with a counting HTTP session
+        project=gcp_settings.project,
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=gcp_settings.bigquery_endpoint),
+        _http=session,
+    )
+    wh = BigQueryWarehouse(gcp_settings, client=client)
+    wh.ensure_schema()
+    counts = []
+    for n in (10, 20_000):
+        session.calls.clear()
+        frame = pd.DataFrame(
+            [obs(f"l{n}-{i % 50}", i // 50, float(i), f"r{n}", 0) for i in range(n)]
+        )
+        assert wh.append("observations_raw", frame) == n
+        counts.append(len(session.calls))
+        assert not any("insertAll" in c for c in session.calls)
+    assert counts[0] == counts[1] <= 6, session.calls  # upload session, upload, job status
+
+
+@pytest.mark.emulator
+def test_bigquery_append_names_its_load_job_by_content(gcp_settings: Settings):
+    """BigQuery refuses a second job with the same id (409), so a retried append of the same
+    rows cannot load them twice. bqemulator assigns its own job ids and cannot show the 409:
+    this checks the id aircast sends, and that it is the content's."""
+    session = CountingSession()
+    client = bigquery.Client(
+        project=gcp_settings.project,
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=gcp_settings.bigquery_endpoint),
+        _http=session,
+    )
+    wh = BigQueryWarehouse(gcp_settings, client=client)
+    wh.ensure_schema()
+    spec = TABLES["observations_raw"]
+    rows = [obs("retry", i, float(i), "r-retry", 0) for i in range(30)]
+    frame = conform(spec, pd.DataFrame(rows))
+    session.bodies.clear()
+    assert wh._append(spec, frame) == 30
+    job_id = load_job_id(spec.name, parquet_bytes(spec, frame))
+    assert any(job_id in body for body in session.bodies)
+    same = conform(spec, pd.DataFrame(rows))
+    other = conform(spec, pd.DataFrame(rows).assign(pm2_5=1.0))
+    assert load_job_id(spec.name, parquet_bytes(spec, same)) == job_id
+    assert load_job_id(spec.name, parquet_bytes(spec, other)) != job_id
