@@ -21,17 +21,19 @@ resource "google_cloudfunctions2_function" "function" {
   }
 
   service_config {
-    available_memory                 = each.value.memory
-    available_cpu                    = each.value.cpu
-    timeout_seconds                  = each.value.timeout_seconds
-    max_instance_count               = each.value.max_instances
-    min_instance_count               = each.value.min_instances
-    max_instance_request_concurrency = 1 # one run per instance: runs are CPU-bound and long
+    available_memory   = each.value.memory
+    available_cpu      = each.value.cpu
+    timeout_seconds    = each.value.timeout_seconds
+    max_instance_count = each.value.max_instances
+    min_instance_count = each.value.min_instances
+    # Jobs take one run per instance (CPU-bound, long); the api serves many lookups at once,
+    # each a dictionary access, with as many gunicorn threads as requests it may receive.
+    max_instance_request_concurrency = each.value.concurrency
     service_account_email            = google_service_account.function[each.key].email
     # Cloud Scheduler calls from outside the VPC; access is controlled by IAM (invokers.tf).
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true
-    environment_variables          = local.environment
+    environment_variables          = merge(local.environment, { THREADS = tostring(each.value.concurrency) })
 
     dynamic "secret_environment_variables" {
       for_each = each.value.reads_aqicn_token && var.aqicn_token_set ? [google_secret_manager_secret.aqicn_token.secret_id] : []

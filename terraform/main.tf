@@ -23,6 +23,7 @@ locals {
       timeout_seconds   = 900
       max_instances     = 2
       min_instances     = 0
+      concurrency       = 1
       bigquery          = "write"
       tables_written    = []
       artifacts         = null
@@ -36,6 +37,7 @@ locals {
       timeout_seconds   = 1800
       max_instances     = 1
       min_instances     = 0
+      concurrency       = 1
       bigquery          = "read"
       tables_written    = ["runs"]
       artifacts         = "write"
@@ -49,6 +51,7 @@ locals {
       timeout_seconds   = 900
       max_instances     = 2
       min_instances     = 0
+      concurrency       = 1
       bigquery          = "read"
       tables_written    = ["runs", "forecasts"]
       artifacts         = "read"
@@ -58,10 +61,11 @@ locals {
     api = {
       entry_point       = "api"
       memory            = "512Mi"
-      cpu               = null
+      cpu               = "1"
       timeout_seconds   = 60
       max_instances     = 5
       min_instances     = 0
+      concurrency       = 32
       bigquery          = null
       tables_written    = []
       artifacts         = "read"

@@ -104,6 +104,7 @@ variable "functions" {
     timeout_seconds = optional(number)
     max_instances   = optional(number)
     min_instances   = optional(number)
+    concurrency     = optional(number)
   }))
   default = {}
   validation {

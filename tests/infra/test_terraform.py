@@ -62,8 +62,11 @@ def test_every_function_has_a_function_resource_with_its_entry_point():
         ("timeout_seconds", "timeout_seconds"),
         ("max_instance_count", "max_instances"),
         ("min_instance_count", "min_instances"),
+        ("max_instance_request_concurrency", "concurrency"),
     ):
         assert service[argument] == f"${{each.value.{attribute}}}", argument
+    # gunicorn (functions-framework) takes as many requests at once as Cloud Run sends.
+    assert "THREADS = tostring(each.value.concurrency)" in service["environment_variables"]
     # An override naming no function must fail the plan rather than be ignored.
     (precondition,) = block(fn, "lifecycle")["precondition"]
     assert "setsubtract(keys(var.functions), keys(local.functions))" in precondition["condition"]
@@ -362,3 +365,14 @@ def test_ingest_source_accepts_exactly_the_cloud_sources_of_the_catalog():
     assert listed, validation["condition"]
     assert re.findall(r'"([a-z-]+)"', listed[1]) == list(CLOUD_SOURCES)
     assert load()["variable"]["ingest_source"]["default"] in CLOUD_SOURCES
+
+
+def test_concurrency_only_where_an_instance_can_serve_it():
+    """Cloud Run needs at least one vCPU for more than one request at a time; the job
+    functions take one run per instance (CPU-bound, minutes long)."""
+    for name, f in functions().items():
+        if f["concurrency"] > 1:
+            assert f["cpu"] is not None and float(f["cpu"]) >= 1, name
+        else:
+            assert name != "api", "the api answers lookups concurrently"
+    assert functions()["api"]["concurrency"] >= 8
