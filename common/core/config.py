@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         None, ge=1, le=366, description="Days per backfill run (default: per source)."
     )
     csv_path: Path | None = Field(None, description="Default file or folder for the csv source.")
+    max_request_bytes: int = Field(
+        2 * 2**20,
+        ge=1024,
+        le=32 * 2**20,
+        description="Largest request body any function accepts (larger: 413).",
+    )
     synthetic_seed: int = Field(7, description="Seed of the synthetic source.")
     aqicn_token: SecretStr | None = Field(
         None, description="AQICN token (a Secret Manager secret on Google Cloud); never logged."
