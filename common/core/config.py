@@ -93,7 +93,11 @@ class Settings(BaseSettings):
     backfill_chunk_days: int | None = Field(
         None, ge=1, le=366, description="Days per backfill run (default: per source)."
     )
-    csv_path: Path | None = Field(None, description="Default file or folder for the csv source.")
+    csv_path: Path | None = Field(
+        None,
+        description="The file or folder the csv source reads (its default, and the only root "
+        "a request's path may name).",
+    )
     max_request_bytes: int = Field(
         2 * 2**20,
         ge=1024,

@@ -139,6 +139,7 @@ def test_a_post_runs_an_ingest_and_answers_json(served):
         ({"start": "yesterday", "end": "2024-03-01T00:00Z"}, "start"),
         ({"locations": []}, "locations"),
         ({"colour": "red"}, "colour"),
+        ({"source": "csv", "path": "/etc/passwd"}, "path"),  # was opened and parsed
     ],
 )
 def test_a_bad_body_is_a_400_naming_the_field(served, body, field):
