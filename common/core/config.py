@@ -98,6 +98,13 @@ class Settings(BaseSettings):
         description="The file or folder the csv source reads (its default, and the only root "
         "a request's path may name).",
     )
+    run_timeout_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=3600,
+        description="Seconds after which a run that never finished shows as lost in "
+        "run_status (default: its function's timeout, common/core/deploy.py).",
+    )
     max_request_bytes: int = Field(
         2 * 2**20,
         ge=1024,

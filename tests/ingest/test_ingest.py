@@ -69,7 +69,7 @@ def test_same_window_three_times_gives_no_duplicates(settings: Settings):
     assert len(view) == first["counts"]["accepted"] and (view["n"] == 1).all()
     raw = q(svc, "SELECT COUNT(*) AS n FROM observations_raw")["n"].iloc[0]
     assert raw == first["counts"]["written"]
-    assert len(q(svc, "SELECT * FROM runs")) == 3
+    assert len(q(svc, "SELECT * FROM run_status")) == 3
 
 
 def test_a_late_correction_supersedes_the_old_value(settings: Settings, tmp_path: Path):
@@ -410,7 +410,7 @@ def test_cli_backfill_goes_in_chunks_and_ingest_reports_the_run(tmp_path, monkey
     assert out.exit_code == 0, out.output
     assert "backfill" in out.output and "written=" in out.output
     svc = services.get_services()
-    assert len(q(svc, "SELECT * FROM runs")) == 4  # 10 days in chunks of 3
+    assert len(q(svc, "SELECT * FROM run_status")) == 4  # 10 days in chunks of 3
     per_loc = q(svc, "SELECT location_id, MIN(ts) AS a, MAX(ts) AS b FROM observations GROUP BY 1")
     assert len(per_loc) == 5
     assert (per_loc["a"] <= pd.Timestamp("2024-02-01T02:00Z")).all()

@@ -111,7 +111,7 @@ def om_item(n: int, values: dict[str, list]) -> dict:
 
 def runs(home: Path) -> list[dict]:
     settings = load_settings(backend="local", home=home)
-    return open_warehouse(settings).query("SELECT * FROM runs").to_dict("records")
+    return open_warehouse(settings).query("SELECT * FROM run_status").to_dict("records")
 
 
 def test_a_post_runs_an_ingest_and_answers_json(served):

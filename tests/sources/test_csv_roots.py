@@ -71,7 +71,7 @@ def test_paths_outside_the_root_are_a_400_without_opening_them(
             run_ingest(_request(path), svc)
         assert err.value.field == "path", path
     assert never_opened == []
-    assert svc.warehouse.query("SELECT * FROM runs").empty  # no run started
+    assert svc.warehouse.query("SELECT * FROM run_status").empty  # no run started
 
 
 def test_without_a_configured_root_no_path_is_read(
