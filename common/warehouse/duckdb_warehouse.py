@@ -90,8 +90,7 @@ class DuckDBWarehouse(Warehouse):
                     )
                 elif not c.required and not existing[c.name]:  # relaxed to nullable
                     con.execute(
-                        f'ALTER TABLE "{ds}"."{table.name}" ALTER COLUMN "{c.name}" '
-                        "DROP NOT NULL"
+                        f'ALTER TABLE "{ds}"."{table.name}" ALTER COLUMN "{c.name}" DROP NOT NULL'
                     )
         for view in VIEWS.values():
             con.execute(f'CREATE OR REPLACE VIEW "{ds}"."{view.name}" AS {self.render(view.sql)}')
