@@ -44,7 +44,7 @@ def backfill(home: Path) -> float:
     from common.ingest.job import IngestRequest, run_ingest
     from common.runtime.services import get_services
 
-    os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local")
+    os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local", AIRCAST_CSV_PATH=str(DATA))
     svc = get_services()
     svc.warehouse.ensure_schema()
     t0 = time.perf_counter()
@@ -59,7 +59,7 @@ def backfill(home: Path) -> float:
 
 def variant(home: Path, future_weather: bool, max_rows: int | None) -> dict:
     """One fit + evaluation; runs in a child process (see main)."""
-    os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local")
+    os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local", AIRCAST_CSV_PATH=str(DATA))
     from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
     from common.forecasting.training import IssueWindow, TrainingData, fit_model, holdout_metrics
     from common.runtime import locations

@@ -1,6 +1,6 @@
 # The one list of functions, and the inputs generated from `common` (make generate):
 # schedules.json from common/scheduling/schedules.py, tables.json and schemas/ from
-# common/core/schema.py.
+# common/core/schema.py, functions.json (timeouts) from common/core/deploy.py.
 
 locals {
   # Every per-function resource (service account, roles, source object, function) is a
@@ -20,7 +20,7 @@ locals {
       entry_point       = "ingest"
       memory            = "1Gi"
       cpu               = null
-      timeout_seconds   = 900
+      timeout_seconds   = local.timeouts.ingest
       max_instances     = 2
       min_instances     = 0
       concurrency       = 1
@@ -34,7 +34,7 @@ locals {
       entry_point       = "train"
       memory            = "4Gi"
       cpu               = "2"
-      timeout_seconds   = 1800
+      timeout_seconds   = local.timeouts.train
       max_instances     = 1
       min_instances     = 0
       concurrency       = 1
@@ -48,7 +48,7 @@ locals {
       entry_point       = "predict"
       memory            = "2Gi"
       cpu               = "1"
-      timeout_seconds   = 900
+      timeout_seconds   = local.timeouts.predict
       max_instances     = 2
       min_instances     = 0
       concurrency       = 1
@@ -62,7 +62,7 @@ locals {
       entry_point       = "api"
       memory            = "512Mi"
       cpu               = "1"
-      timeout_seconds   = 60
+      timeout_seconds   = local.timeouts.api
       max_instances     = 5
       min_instances     = 0
       concurrency       = 32
@@ -81,7 +81,9 @@ locals {
   }
 
   schedules = { for s in jsondecode(file("${path.module}/schedules.json")) : s.name => s }
-  tables    = jsondecode(file("${path.module}/tables.json"))
+  # Request timeouts from common/core/deploy.py (a run past its timeout shows as lost).
+  timeouts = jsondecode(file("${path.module}/functions.json")).timeout_seconds
+  tables   = jsondecode(file("${path.module}/tables.json"))
 
   artifact_bucket = coalesce(var.artifact_bucket, "${var.project_id}-aircast-artifacts")
   source_bucket   = coalesce(var.source_bucket, "${var.project_id}-aircast-sources")

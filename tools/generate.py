@@ -3,7 +3,8 @@ module's README tables from its own .tf files.
 
 `python -m tools.generate` (or `make generate`) rewrites terraform/schemas/ (tables and
 views from common.core.schema), terraform/schedules.json (from common.scheduling.schedules),
-terraform/tables.json, and the inputs, outputs and functions tables of terraform/README.md
+terraform/tables.json, terraform/functions.json (timeouts, from common.core.deploy), and
+the inputs, outputs and functions tables of terraform/README.md
 (from variables.tf, outputs.tf and main.tf, read with python-hcl2); tests fail when a
 committed copy drifts.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 import hcl2
 
+from common.core.deploy import TIMEOUT_SECONDS
 from common.core.schema import TABLES, VIEWS, bigquery_schema
 from common.scheduling.schedules import terraform_schedules
 from common.warehouse.sql import qualify
@@ -33,6 +35,7 @@ def generated_files() -> dict[str, str]:
     files = {f"schemas/{name}": text for name, text in terraform_files().items()}
     files["schedules.json"] = json.dumps(terraform_schedules(), indent=2) + "\n"
     files["tables.json"] = json.dumps(terraform_tables(), indent=2, ensure_ascii=False) + "\n"
+    files["functions.json"] = json.dumps({"timeout_seconds": TIMEOUT_SECONDS}, indent=2) + "\n"
     return files
 
 
@@ -183,6 +186,14 @@ def _access(f: dict[str, Any]) -> str:
     return "; ".join(access) or "none"
 
 
+def _timeout(value: Any) -> Any:
+    """`${local.timeouts.<fn>}` (read from functions.json) shown as its number."""
+    text = str(value)
+    if text.startswith("${local.timeouts.") and text.endswith("}"):
+        return TIMEOUT_SECONDS[text.removeprefix("${local.timeouts.").removesuffix("}")]
+    return value
+
+
 def functions_table(module: dict[str, Any]) -> str:
     rows = [
         "| Function | Entry point | Memory | CPU | Timeout (s) | Instances | Access |",
@@ -192,7 +203,7 @@ def functions_table(module: dict[str, Any]) -> str:
         instances = f"{f['min_instances']}–{f['max_instances']}"
         rows.append(
             f"| {name} | `{f['entry_point']}` | {f['memory']} | {f['cpu'] or 'default'} "
-            f"| {f['timeout_seconds']} | {instances} | {_access(f)} |"
+            f"| {_timeout(f['timeout_seconds'])} | {instances} | {_access(f)} |"
         )
     return "\n".join(rows) + "\n"
 

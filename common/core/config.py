@@ -93,7 +93,24 @@ class Settings(BaseSettings):
     backfill_chunk_days: int | None = Field(
         None, ge=1, le=366, description="Days per backfill run (default: per source)."
     )
-    csv_path: Path | None = Field(None, description="Default file or folder for the csv source.")
+    csv_path: Path | None = Field(
+        None,
+        description="The file or folder the csv source reads (its default, and the only root "
+        "a request's path may name).",
+    )
+    run_timeout_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=3600,
+        description="Seconds after which a run that never finished shows as lost in "
+        "run_status (default: its function's timeout, common/core/deploy.py).",
+    )
+    max_request_bytes: int = Field(
+        2 * 2**20,
+        ge=1024,
+        le=32 * 2**20,
+        description="Largest request body any function accepts (larger: 413).",
+    )
     synthetic_seed: int = Field(7, description="Seed of the synthetic source.")
     aqicn_token: SecretStr | None = Field(
         None, description="AQICN token (a Secret Manager secret on Google Cloud); never logged."

@@ -45,6 +45,12 @@ class BadRequest(AircastError):
     status = 400
 
 
+class PayloadTooLarge(AircastError):
+    """The request body is larger than AIRCAST_MAX_REQUEST_BYTES."""
+
+    status = 413
+
+
 class NotFound(AircastError):
     """The thing asked for does not exist (a location, an artifact, a Cloud Scheduler job)."""
 

@@ -200,17 +200,28 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             "runs",
-            "One audit row per function run.",
+            "Run audit, append-only: a `running` row at start, the outcome row at the end. "
+            "Read `run_status` for one row per run.",
             (
                 _c("run_id", "STRING", "Run id", True),
                 _c("function", "STRING", "ingest | train | predict | ...", True),
                 _c("as_of", "TIMESTAMP", "The run's as_of", True),
-                _c("status", "STRING", "success | partial | rejected | failed", True),
+                _c(
+                    "status",
+                    "STRING",
+                    "running (the start row) | success | partial | rejected | failed",
+                    True,
+                ),
                 _c("started_at", "TIMESTAMP", "Start", True),
-                _c("finished_at", "TIMESTAMP", "End", True),
+                _c("finished_at", "TIMESTAMP", "End (empty on the start row)"),
                 _c("counts", "STRING", "Counts as JSON text"),
                 _c("error", "STRING", "Error message when failed"),
                 _c("params", "STRING", "Request parameters as JSON text"),
+                _c(
+                    "deadline_at",
+                    "TIMESTAMP",
+                    "started_at + the function's timeout: still running after it means lost",
+                ),
             ),
             partition_by="started_at",
             cluster_by=("function",),
@@ -249,6 +260,18 @@ VIEWS: dict[str, View] = {
             "PARTITION BY location_id, target_ts ORDER BY issued_at DESC, created_at DESC, "
             "run_id DESC) = 1",
             ("forecasts",),
+        ),
+        View(
+            "run_status",
+            "One row per run: its outcome row, or its start row with status `lost` once "
+            "past its deadline (killed by a timeout, out of memory or a crash) and "
+            "`running` before.",
+            "SELECT run_id, function, as_of, CASE WHEN status = 'running' AND "
+            "deadline_at < CURRENT_TIMESTAMP() THEN 'lost' ELSE status END AS status, "
+            "started_at, finished_at, counts, error, params, deadline_at FROM runs "
+            "WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY run_id ORDER BY "
+            "CASE WHEN status = 'running' THEN 0 ELSE 1 END DESC, finished_at DESC) = 1",
+            ("runs",),
         ),
         View(
             "forecast_accuracy",

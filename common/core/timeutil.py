@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 UTC = dt.UTC
 
@@ -22,7 +22,10 @@ def parse_time(value: str | dt.datetime) -> dt.datetime:
             raise ValueError(f"not an ISO-8601 time: {value!r}") from None
     if not isinstance(value, dt.datetime):
         raise ValueError(f"not a time: {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 has no UTC year
+        raise ValueError(f"{value.isoformat()} {OUT_OF_RANGE}") from None
 
 
 def floor_hour(value: dt.datetime) -> dt.datetime:
@@ -43,5 +46,25 @@ def iso(value: dt.datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-# A pydantic field type for request bodies: ISO-8601 string -> aware UTC datetime.
-UTCDateTime = Annotated[dt.datetime, BeforeValidator(parse_time)]
+# The times a request may name (as_of, start, end, an observation's ts), in one place: from
+# the Unix epoch (no source has older data; pandas and warehouses handle it) to a week
+# ahead of now (forecast hours; a clock a little fast). Outside them a request is a 400
+# naming the field, never a date overflow in the job (0001-01-01 minus a lookback).
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = dt.timedelta(days=7)
+OUT_OF_RANGE = (
+    f"is outside the accepted times: from {iso(EARLIEST)} to {LATEST_AHEAD.days} days after now"
+)
+
+
+def check_range(value: dt.datetime) -> dt.datetime:
+    """`value` if within [EARLIEST, now + LATEST_AHEAD], else a ValueError saying the bounds."""
+    latest = dt.datetime.now(UTC) + LATEST_AHEAD
+    if not EARLIEST <= value <= latest:
+        raise ValueError(f"{iso(value)} {OUT_OF_RANGE}")
+    return value
+
+
+# A pydantic field type for request bodies: ISO-8601 string -> aware UTC datetime within
+# the accepted range.
+UTCDateTime = Annotated[dt.datetime, BeforeValidator(parse_time), AfterValidator(check_range)]

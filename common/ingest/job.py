@@ -21,6 +21,7 @@ from common.core.config import Settings
 from common.core.errors import BadRequest
 from common.core.schema import VARIABLES, WEATHER
 from common.core.timeutil import UTC, UTCDateTime, floor_hour, iso, resolve_as_of
+from common.ingest.imports import is_gcs_path, staged
 from common.ingest.validation import validate
 from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, run_job
@@ -101,7 +102,15 @@ class Provenance:
 
 def run_ingest(request: IngestRequest, services: Services) -> dict[str, Any]:
     """Fetch, validate and land one window (see the module docstring)."""
-    plan = plan_ingest(request, services.settings)
+    if is_gcs_path(request.path):  # history uploaded to gs://<bucket>/imports/
+        with staged(str(request.path), services.settings, services.store) as (settings, path):
+            local = request.model_copy(update={"path": path})
+            plan = plan_ingest(local, settings)
+            return _run(request, plan, services)
+    return _run(request, plan_ingest(request, services.settings), services)
+
+
+def _run(request: IngestRequest, plan: IngestPlan, services: Services) -> dict[str, Any]:
     return run_job(
         "ingest",
         request,

@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 import flask
 from pydantic import BaseModel, ValidationError
 
-from common.core.config import ConfigError, get_settings
+from common.core.config import ConfigError, Settings, get_settings
 from common.core.errors import AircastError, BadRequest, RunFailed, validation_message
 from common.core.logs import configure_logging, event, get_logger
+from common.runtime.body import read_body
 from common.runtime.services import Services, get_services
 
 log = get_logger("http")
@@ -25,10 +26,14 @@ M = TypeVar("M", bound=BaseModel)
 OK_STATUSES = {"success", "partial", "rejected"}
 
 
-def request_data(request: flask.Request) -> dict[str, Any]:
-    """The JSON body (or an empty one) merged over query-string arguments."""
+DEFAULT_BODY_LIMIT: int = Settings.model_fields["max_request_bytes"].default
+
+
+def request_data(request: flask.Request, limit: int = DEFAULT_BODY_LIMIT) -> dict[str, Any]:
+    """The JSON body (or an empty one, at most `limit` bytes) merged over query-string
+    arguments."""
     data: dict[str, Any] = {k: v for k, v in request.args.items()}
-    raw = request.get_data(cache=True)
+    raw = read_body(request, limit)
     if raw.strip():
         body = request.get_json(silent=True, force=True)
         if not isinstance(body, dict):
@@ -57,6 +62,14 @@ def _log_level() -> str:
         return "INFO"
 
 
+def _body_limit() -> int:
+    """AIRCAST_MAX_REQUEST_BYTES when the settings load, else its default."""
+    try:
+        return get_settings().max_request_bytes
+    except ConfigError:
+        return DEFAULT_BODY_LIMIT
+
+
 def handle(
     request: flask.Request, model: type[M], job: Callable[[M, Services], dict[str, Any]]
 ) -> tuple[dict[str, Any], int]:
@@ -66,7 +79,7 @@ def handle(
     if request.method != "POST":  # a GET (a probe, a crawler) must never start a run
         return {"error": f"method {request.method} not allowed; use POST"}, 405
     try:
-        params = parse(model, request_data(request))
+        params = parse(model, request_data(request, _body_limit()))
         result = job(params, get_services())
     except RunFailed as exc:  # recorded in `runs`; a 5xx makes Cloud Scheduler retry
         log.error("run failed", exc_info=exc.__cause__)

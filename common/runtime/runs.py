@@ -1,7 +1,12 @@
-"""The run audit: every function run appends exactly one `runs` row and logs its events.
+"""The run audit: every function run appends a `running` row when it starts and its outcome
+row when it ends (append-only), and logs its events.
 
-`track_run` gives a run its id, puts run_id/function on every log line, and records the
-outcome (success, partial, rejected or failed, with counts and the error) when it ends.
+`track_run` gives a run its id, puts run_id/function on every log line, records the start
+(with a deadline: started_at + the function's timeout) and the outcome (success, partial,
+rejected or failed, with counts and the error). A run killed in between (a timeout, out of
+memory, kill -9) leaves its start row, which the `run_status` view reports as `lost` once
+past the deadline. The start row is best effort (a run whose start cannot be recorded still
+runs); the outcome row is not.
 A run whose row cannot be written answers failed: an unaudited success would be invisible
 to whoever reads `runs`, and a retry of an idempotent job costs little.
 
@@ -23,6 +28,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from common.core.config import ConfigError, get_settings
+from common.core.deploy import TIMEOUT_SECONDS
 from common.core.errors import AircastError, RunFailed
 from common.core.logs import event, get_logger, log_context
 from common.core.timeutil import UTC, iso, resolve_as_of
@@ -31,7 +38,7 @@ from common.warehouse import Warehouse
 
 log = get_logger("runs")
 
-STATUSES = ("success", "partial", "rejected", "failed")
+STATUSES = ("success", "partial", "rejected", "failed")  # outcomes; the start row: running
 
 
 @dataclass
@@ -42,6 +49,7 @@ class Run:
     run_id: str
     started_at: dt.datetime
     status: str = "success"
+    deadline_at: dt.datetime | None = None
     counts: dict[str, int] = field(default_factory=dict)
     answer: dict[str, Any] = field(default_factory=dict)  # extra fields of the response
     error: str | None = None
@@ -128,8 +136,11 @@ def track_run(
         run_id=new_run_id(function, as_of),
         started_at=dt.datetime.now(UTC),
     )
+    run.deadline_at = run.started_at + dt.timedelta(seconds=run_timeout(function))
     with log_context(run_id=run.run_id, function=function):
         event(log, "run started", as_of=iso(as_of), params=run.params)
+        with contextlib.suppress(AuditFailed):  # logged; the outcome row is what must land
+            _record(warehouse, run, finished=False)
         try:
             yield run
         except Exception as exc:
@@ -152,16 +163,26 @@ def track_run(
         event(log, "run finished", status=run.status, counts=run.counts)
 
 
-def _record(warehouse: Warehouse, run: Run) -> None:
+def run_timeout(function: str) -> int:
+    """Seconds after which an unfinished run of `function` counts as lost:
+    AIRCAST_RUN_TIMEOUT_SECONDS, else the function's timeout (common.core.deploy)."""
+    override: int | None = None
+    with contextlib.suppress(ConfigError):
+        override = get_settings().run_timeout_seconds
+    return override or TIMEOUT_SECONDS.get(function, max(TIMEOUT_SECONDS.values()))
+
+
+def _record(warehouse: Warehouse, run: Run, finished: bool = True) -> None:
     row = {
         "run_id": run.run_id,
         "function": run.function,
         "as_of": run.as_of,
-        "status": run.status,
+        "status": run.status if finished else "running",
         "started_at": run.started_at,
-        "finished_at": dt.datetime.now(UTC),
-        "counts": json.dumps(run.counts, sort_keys=True),
-        "error": run.error,
+        "finished_at": dt.datetime.now(UTC) if finished else None,
+        "deadline_at": run.deadline_at,
+        "counts": json.dumps(run.counts if finished else {}, sort_keys=True),
+        "error": run.error if finished else None,
         "params": json.dumps(run.params, sort_keys=True, default=str),
     }
     try:

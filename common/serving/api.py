@@ -37,6 +37,7 @@ from common.core.errors import (
 )
 from common.core.logs import event, get_logger
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
+from common.runtime.body import read_body
 from common.serving.models import (
     CurrentModel,
     ForecastPoint,
@@ -259,6 +260,7 @@ class Api:
         """Route one request; every error is JSON `{error, field?}`, never HTML, never a 500
         for anything the caller sent."""
         try:
+            read_body(request, self.settings.max_request_bytes)  # 413 before any route reads it
             answer = self._route(request)
         except AircastError as exc:
             if exc.status == 500:  # ours (not the caller's, not a dependency's): worth a trace

@@ -107,7 +107,9 @@ class CsvSource(Source):
         super().__init__(settings)
         if not path:
             raise SourceError("the csv source needs a path (a .csv file or a folder of them)")
+        self.root = configured_root(settings)
         self.path = Path(path)
+        inside(self.root, self.path)  # before anything looks at the file
         if not self.path.exists():
             raise SourceError(f"{self.path} does not exist")
         self.files()  # a folder without CSV files is the caller's mistake: say so up front
@@ -115,7 +117,8 @@ class CsvSource(Source):
     def files(self) -> list[Path]:
         if self.path.is_file():
             return [self.path]
-        files = sorted(self.path.glob("*.csv"))
+        # A symlink in the folder that leads out of the root is not ours to read.
+        files = [f for f in sorted(self.path.glob("*.csv")) if _is_inside(self.root, f)]
         if not files:
             raise SourceError(f"no .csv files in {self.path}")
         return files
@@ -132,6 +135,29 @@ class CsvSource(Source):
                 continue
             batch.extend(_window(parsed, window, wanted))
         return batch
+
+
+def configured_root(settings: Settings) -> Path:
+    """AIRCAST_CSV_PATH: the one file or folder the csv source may read (a request's path
+    must lie within it), so a caller cannot make ingest read the server's own files."""
+    if settings.csv_path is None:
+        raise SourceError(
+            "the csv source reads only under AIRCAST_CSV_PATH, which is not set "
+            "(on gcp, upload to gs://<bucket>/imports/ and pass that path)"
+        )
+    return settings.csv_path
+
+
+def _is_inside(root: Path, path: Path) -> bool:
+    """Whether `path`, symlinks and `..` resolved (no file opened), is `root` or under it."""
+    real_root, real = Path(os.path.realpath(root)), Path(os.path.realpath(path))
+    return real == real_root or real_root in real.parents
+
+
+def inside(root: Path, path: Path) -> None:
+    """SourceError unless `path` lies within `root` (see `_is_inside`)."""
+    if not _is_inside(root, path):
+        raise SourceError(f"{path} is outside AIRCAST_CSV_PATH; the csv source reads only there")
 
 
 def _window(parsed: Batch, window: Window, wanted: set[str] | None) -> Batch:

@@ -94,9 +94,18 @@ class BigQueryWarehouse(Warehouse):
         existing = self.client.create_table(obj, exists_ok=True)
         have = {f.name for f in existing.schema}
         missing = [f for f in wanted if f.name not in have]
-        if missing:  # additive migration: BigQuery allows appending NULLABLE columns
+        relax = {f.name for f in wanted if f.mode == "NULLABLE"}
+        relaxed = [
+            bigquery.SchemaField(f.name, f.field_type, "NULLABLE", f.description)
+            if f.name in relax and f.mode == "REQUIRED"
+            else f
+            for f in existing.schema
+        ]
+        if missing or relaxed != list(existing.schema):
+            # additive migration: BigQuery allows appending NULLABLE columns and relaxing
+            # REQUIRED ones to NULLABLE
             existing.schema = [
-                *existing.schema,
+                *relaxed,
                 *(
                     bigquery.SchemaField(f.name, f.field_type, "NULLABLE", f.description)
                     for f in missing

@@ -75,9 +75,9 @@ class DuckDBWarehouse(Warehouse):
             cols = ", ".join(_column_ddl(c.name, c.type, c.required) for c in table.columns)
             con.execute(f'CREATE TABLE IF NOT EXISTS "{ds}"."{table.name}" ({cols})')
             existing = {
-                r[0]
+                r[0]: r[1] == "YES"
                 for r in con.execute(
-                    "SELECT column_name FROM information_schema.columns "
+                    "SELECT column_name, is_nullable FROM information_schema.columns "
                     "WHERE table_schema = ? AND table_name = ?",
                     [ds, table.name],
                 ).fetchall()
@@ -87,6 +87,10 @@ class DuckDBWarehouse(Warehouse):
                     con.execute(
                         f'ALTER TABLE "{ds}"."{table.name}" ADD COLUMN '
                         f"{_column_ddl(c.name, c.type, False)}"
+                    )
+                elif not c.required and not existing[c.name]:  # relaxed to nullable
+                    con.execute(
+                        f'ALTER TABLE "{ds}"."{table.name}" ALTER COLUMN "{c.name}" DROP NOT NULL'
                     )
         for view in VIEWS.values():
             con.execute(f'CREATE OR REPLACE VIEW "{ds}"."{view.name}" AS {self.render(view.sql)}')

@@ -17,6 +17,7 @@ def test_terraform_generated_files_match_common():
             *(TERRAFORM_DIR / "schemas").iterdir(),
             TERRAFORM_DIR / "schedules.json",
             TERRAFORM_DIR / "tables.json",
+            TERRAFORM_DIR / "functions.json",
         ]
     }
     assert on_disk == expected, "run `make generate` to regenerate terraform's inputs"
@@ -36,6 +37,7 @@ def test_design_tables_and_views_exist_with_their_keys():
         "observations",
         "latest_forecasts",
         "forecast_accuracy",
+        "run_status",
     }
     assert TABLES["observations_raw"].partition_by == "ts"
     assert TABLES["observations_raw"].cluster_by == ("location_id",)

@@ -22,7 +22,10 @@ from common.warehouse import open_warehouse
 AS_OF = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
 
 
-def svc_for(settings: Settings) -> Services:
+def svc_for(settings: Settings, csv_root: Path | None = None) -> Services:
+    """Services on `settings`; `csv_root` is the csv source's AIRCAST_CSV_PATH."""
+    if csv_root is not None:
+        settings = settings.model_copy(update={"csv_path": csv_root})
     warehouse = open_warehouse(settings)
     warehouse.ensure_schema()
     return Services(settings, warehouse, open_store(settings))
@@ -66,7 +69,7 @@ def test_same_window_three_times_gives_no_duplicates(settings: Settings):
     assert len(view) == first["counts"]["accepted"] and (view["n"] == 1).all()
     raw = q(svc, "SELECT COUNT(*) AS n FROM observations_raw")["n"].iloc[0]
     assert raw == first["counts"]["written"]
-    assert len(q(svc, "SELECT * FROM runs")) == 3
+    assert len(q(svc, "SELECT * FROM run_status")) == 3
 
 
 def test_a_late_correction_supersedes_the_old_value(settings: Settings, tmp_path: Path):
@@ -76,7 +79,7 @@ def test_a_late_correction_supersedes_the_old_value(settings: Settings, tmp_path
         "site-1,2024-03-01T00:00:00Z,10,5.0\n"
         "site-1,2024-03-01T01:00:00Z,11,5.5\n"
     )
-    svc = svc_for(settings)
+    svc = svc_for(settings, tmp_path)
     req = IngestRequest(as_of=AS_OF, start="2024-03-01T00:00Z", end="2024-03-01T02:00Z",
                         source="csv", path=str(path))  # fmt: skip
     assert run_ingest(req, svc)["counts"]["written"] == 2
@@ -99,7 +102,7 @@ def test_csv_long_format_with_location_metadata_and_bad_columns(local_settings, 
         "location_id,name,latitude,longitude,ts,pm2_5\n"
         "my-site,My Site,1.3,103.8,2024-03-01T08:00:00+08:00,7\n"
     )
-    svc = svc_for(local_settings)
+    svc = svc_for(local_settings, tmp_path)
     run_ingest(IngestRequest(as_of=AS_OF, start="2024-03-01T00:00Z", end=AS_OF, source="csv",
                              path=str(good)), svc)  # fmt: skip
     assert q(svc, "SELECT ts FROM observations")["ts"].iloc[0] == pd.Timestamp("2024-03-01T00:00Z")
@@ -116,7 +119,7 @@ def test_csv_long_format_with_location_metadata_and_bad_columns(local_settings, 
 
 def test_one_month_of_the_eight_beijing_stations(local_settings, shared_data: Path):
     folder = shared_data / "beijing-multisite"
-    svc = svc_for(local_settings)
+    svc = svc_for(local_settings, folder)
     result = run_ingest(
         IngestRequest(start="2016-03-01T00:00Z", end="2016-03-31T23:00Z", source="csv",
                       path=str(folder)), svc)  # fmt: skip
@@ -356,7 +359,7 @@ def test_beijing_rows_with_bad_cells_are_quarantined_whole(local_settings, tmp_p
         + '3,2016,3,1,10,12,22,3,17,300,89,-0.5,1024.5,-21.4,0,"N",fast,"Dongsi"\n'
         + '4,2016,3,1,11,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,"Dongsi"\n'
     )
-    svc = svc_for(local_settings)
+    svc = svc_for(local_settings, tmp_path)
     result = run_ingest(
         IngestRequest(start="2016-03-01T00:00Z", end="2016-03-01T05:00Z", source="csv",
                       path=str(path)), svc)  # fmt: skip
@@ -371,7 +374,7 @@ def test_beijing_rows_with_bad_cells_are_quarantined_whole(local_settings, tmp_p
 def test_csv_locations_not_in_the_files_fail_alone(local_settings, tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("location_id,ts,pm2_5\nsite-1,2024-03-01T00:00:00Z,10\n")
-    svc = svc_for(local_settings)
+    svc = svc_for(local_settings, tmp_path)
     req = IngestRequest(as_of=AS_OF, start="2024-03-01T00:00Z", end="2024-03-01T02:00Z",
                         source="csv", path=str(path), locations=["site-1", "site-2"])  # fmt: skip
     result = run_ingest(req, svc)
@@ -407,7 +410,7 @@ def test_cli_backfill_goes_in_chunks_and_ingest_reports_the_run(tmp_path, monkey
     assert out.exit_code == 0, out.output
     assert "backfill" in out.output and "written=" in out.output
     svc = services.get_services()
-    assert len(q(svc, "SELECT * FROM runs")) == 4  # 10 days in chunks of 3
+    assert len(q(svc, "SELECT * FROM run_status")) == 4  # 10 days in chunks of 3
     per_loc = q(svc, "SELECT location_id, MIN(ts) AS a, MAX(ts) AS b FROM observations GROUP BY 1")
     assert len(per_loc) == 5
     assert (per_loc["a"] <= pd.Timestamp("2024-02-01T02:00Z")).all()

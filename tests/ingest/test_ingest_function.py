@@ -111,7 +111,7 @@ def om_item(n: int, values: dict[str, list]) -> dict:
 
 def runs(home: Path) -> list[dict]:
     settings = load_settings(backend="local", home=home)
-    return open_warehouse(settings).query("SELECT * FROM runs").to_dict("records")
+    return open_warehouse(settings).query("SELECT * FROM run_status").to_dict("records")
 
 
 def test_a_post_runs_an_ingest_and_answers_json(served):
@@ -139,6 +139,7 @@ def test_a_post_runs_an_ingest_and_answers_json(served):
         ({"start": "yesterday", "end": "2024-03-01T00:00Z"}, "start"),
         ({"locations": []}, "locations"),
         ({"colour": "red"}, "colour"),
+        ({"source": "csv", "path": "/etc/passwd"}, "path"),  # was opened and parsed
     ],
 )
 def test_a_bad_body_is_a_400_naming_the_field(served, body, field):
@@ -186,3 +187,30 @@ def test_every_location_failing_is_a_5xx_so_the_scheduler_retries(served, httpse
     body = resp.json()
     assert body["status"] == "failed" and "The service is overloaded" in body["error"]
     assert any(r["run_id"] == body["run_id"] and r["status"] == "failed" for r in runs(home))
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"as_of": "0001-01-01T00:00:00Z"}, "as_of"),  # was a 500 (OverflowError)
+        ({"as_of": "9999-12-31T23:00:00Z"}, "as_of"),
+        ({"as_of": "0001-01-01T00:00:00+05:00"}, "as_of"),
+        ({"start": "1969-12-31T00:00:00Z", "end": "1970-01-02T00:00:00Z"}, "start"),
+    ],
+)
+def test_a_time_outside_the_accepted_range_is_a_400_naming_it(served, body, field):
+    url, home = served
+    before = len(runs(home))
+    resp = requests.post(url, json=body, timeout=30)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["field"] == field and "1970-01-01T00:00:00Z" in resp.json()["error"]
+    assert len(runs(home)) == before  # a caller's mistake starts no run
+
+
+def test_an_oversized_body_is_a_413_naming_the_limit(served):
+    url, _ = served
+    big = b'{"locations": ["' + b"a" * (3 * 2**20) + b'"]}'
+    resp = requests.post(url, data=big, headers={"content-type": "application/json"}, timeout=30)
+    assert resp.status_code == 413, resp.text
+    assert resp.json()["field"] == "body" and "2097152 bytes" in resp.json()["error"]
+    assert "AIRCAST_MAX_REQUEST_BYTES" in resp.json()["error"]

@@ -59,7 +59,7 @@ def test_sql_on_a_fresh_home_prints_the_empty_tables(home: Path):
 def test_sql_json_prints_an_array_of_objects(home: Path):
     rows = json.loads(run("sql", "--json", "SELECT 1 AS a, 'x' AS b UNION ALL SELECT 2, 'y'"))
     assert rows == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
-    assert json.loads(run("sql", "--json", "SELECT * FROM runs")) == []
+    assert json.loads(run("sql", "--json", "SELECT * FROM run_status")) == []
     rows = json.loads(run("sql", "--json", "-p", "n=3", "SELECT @n * 2 AS doubled"))
     assert rows == [{"doubled": 6}]
 

@@ -47,7 +47,7 @@ def test_a_successful_run_appends_one_row(settings: Settings):
     with track_run(wh, "ingest", AS_OF, {"source": "synthetic"}) as run:
         run.counts["fetched"] = 5
         run.answer["failed_locations"] = []
-    rows = wh.query("SELECT * FROM runs")
+    rows = wh.query("SELECT * FROM run_status")
     assert len(rows) == 1
     row = rows.iloc[0]
     assert row["run_id"] == run.run_id and row["status"] == "success"
@@ -66,7 +66,7 @@ def test_a_failed_run_is_recorded_with_its_error(local_settings: Settings):
     with pytest.raises(Conflict) as conflict, track_run(wh, "predict", AS_OF):
         raise Conflict("no production model")
     assert conflict.value.run_id is not None
-    rows = wh.query("SELECT function, status, error FROM runs ORDER BY function DESC")
+    rows = wh.query("SELECT function, status, error FROM run_status ORDER BY function DESC")
     assert list(rows["status"]) == ["failed", "failed"]
     assert "disk full" in rows["error"].iloc[0]
     assert run.run_id.startswith("train-20240301T1200Z-")
@@ -92,7 +92,7 @@ def test_a_run_whose_audit_row_cannot_be_written_does_not_answer_success(
     assert result["status"] == "failed" and result["run_id"] == run.run_id
     assert "could not record the run" in result["error"] and "refused the write" in result["error"]
     assert result["counts"] == {"fetched": 5}
-    assert wh.query("SELECT * FROM runs").empty
+    assert wh.query("SELECT * FROM run_status").empty
 
 
 def test_a_job_whose_audit_row_cannot_be_written_answers_failed(local_settings: Settings):
@@ -105,7 +105,7 @@ def test_a_job_whose_audit_row_cannot_be_written_answers_failed(local_settings: 
         run_ingest(request, svc)
     assert info.value.result["status"] == "failed"
     assert info.value.status >= 500
-    assert wh.query("SELECT * FROM runs").empty
+    assert wh.query("SELECT * FROM run_status").empty
     assert not wh.query("SELECT * FROM observations_raw").empty
 
 

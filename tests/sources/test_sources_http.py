@@ -266,7 +266,7 @@ def test_a_persistent_500_fails_the_run_with_a_5xx_and_a_runs_row(tmp_path, http
         ingest(svc, source="open-meteo")
     assert "every location failed" in info.value.result["error"]
     assert len(httpserver.log) == 6  # each endpoint: 1 try + 2 retries
-    assert counts(svc, "SELECT status FROM runs") == [{"status": "failed"}]
+    assert counts(svc, "SELECT status FROM run_status") == [{"status": "failed"}]
 
 
 def test_one_malformed_location_does_not_fail_the_others(tmp_path, httpserver):
@@ -575,7 +575,7 @@ def test_every_source_fails_the_run_on_a_persistent_500(tmp_path, httpserver, so
         ingest(svc, source=source)
     assert "500" in info.value.result["error"]
     assert len(httpserver.log) == 3 * len(FAULT_SOURCES[source]())  # 1 try + 2 retries each
-    assert counts(svc, "SELECT status FROM runs") == [{"status": "failed"}]
+    assert counts(svc, "SELECT status FROM run_status") == [{"status": "failed"}]
     assert counts(svc, "SELECT COUNT(*) AS n FROM observations_raw") == [{"n": 0}]
     assert counts(svc, "SELECT COUNT(*) AS n FROM rejected_rows") == [{"n": 0}]  # no data seen
 
@@ -707,5 +707,5 @@ def test_aqicn_token_stays_out_of_a_network_error(tmp_path):
     with pytest.raises(RunFailed) as info:
         ingest(svc, source="aqicn")
     assert "cannot reach 127.0.0.1" in info.value.result["error"]
-    dump = json.dumps(counts(svc, "SELECT * FROM runs"), default=str)
+    dump = json.dumps(counts(svc, "SELECT * FROM run_status"), default=str)
     assert TOKEN not in dump and TOKEN not in json.dumps(info.value.result)

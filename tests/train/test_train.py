@@ -147,7 +147,7 @@ def test_a_failed_run_leaves_production_and_no_partial_version(home: Path, monke
     versions = {k.split("/")[2] for k in get_services().store.list("models/")}
     assert versions == {good["version"], "production.json"}
     runs = get_services().warehouse.query(
-        "SELECT status FROM runs WHERE function = 'train' ORDER BY started_at"
+        "SELECT status FROM run_status WHERE function = 'train' ORDER BY started_at"
     )
     assert runs["status"].tolist() == ["success", "failed"]
 
@@ -158,7 +158,7 @@ def _versions() -> set[str]:
 
 def _train_statuses() -> list[str]:
     runs = get_services().warehouse.query(
-        "SELECT status FROM runs WHERE function = 'train' ORDER BY started_at"
+        "SELECT status FROM run_status WHERE function = 'train' ORDER BY started_at"
     )
     return runs["status"].tolist()
 

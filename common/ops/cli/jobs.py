@@ -7,6 +7,7 @@ Each command imports its job when it runs: the model code takes seconds to impor
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import click
 from common.core.errors import RunFailed
 from common.core.timeutil import iso
 from common.ops.cli.console import TIME, parse_request, print_run
-from common.runtime.services import get_services
+from common.runtime.services import Services, get_services
 from common.sources import BACKFILL_CHUNK_DAYS, SOURCE_NAMES, default_source
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def ingest(
     from common.ingest.job import run_ingest
 
     request = _ingest_request(source, locations, path, as_of=as_of, start=start, end=end)
-    print_run(run_ingest(request, get_services()))
+    print_run(run_ingest(request, _services(path)))
 
 
 @click.command()
@@ -73,7 +74,7 @@ def backfill(
 
     if end <= start:
         raise click.BadParameter("--end must be after --start", param_hint="--end")
-    services = get_services()
+    services = _services(path)
     days = chunk_days or services.settings.backfill_chunk_days
     days = days or BACKFILL_CHUNK_DAYS[source or default_source(services.settings)]
     totals: dict[str, int] = {}
@@ -151,6 +152,16 @@ def hour_chunks(
     while t <= end:
         yield t, min(t + step - dt.timedelta(hours=1), end)
         t += step
+
+
+def _services(path: str | None) -> Services:
+    """This process's services; a local --path the operator names becomes the csv source's
+    root (AIRCAST_CSV_PATH) for the command, as a deployment would configure it."""
+    services = get_services()
+    if path is None:
+        return services
+    settings = services.settings.model_copy(update={"csv_path": Path(path).resolve()})
+    return dataclasses.replace(services, settings=settings)
 
 
 def _ingest_request(

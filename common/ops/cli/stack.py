@@ -88,7 +88,7 @@ def run_job(name: str, region: str | None, endpoint: str | None) -> None:
     when = f"{job['schedule']} {job['time_zone']}"
     click.echo(f"{job['job']}: run requested ({job['state']}, {when})")
     click.echo(
-        f'  target {job["target"]}; follow it with: aircast sql "SELECT * FROM runs '
+        f'  target {job["target"]}; follow it with: aircast sql "SELECT * FROM run_status '
         'ORDER BY started_at DESC LIMIT 5"'
     )
 
