@@ -17,6 +17,7 @@ def test_terraform_generated_files_match_common():
             *(TERRAFORM_DIR / "schemas").iterdir(),
             TERRAFORM_DIR / "schedules.json",
             TERRAFORM_DIR / "tables.json",
+            TERRAFORM_DIR / "thresholds.json",
         ]
     }
     assert on_disk == expected, "run `make generate` to regenerate terraform's inputs"
