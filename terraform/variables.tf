@@ -158,3 +158,9 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) the alert policies notify; empty: incidents only in the console."
+  type        = list(string)
+  default     = []
+}

@@ -21,6 +21,7 @@ import hcl2
 
 from common.core.deploy import TIMEOUT_SECONDS
 from common.core.schema import TABLES, VIEWS, bigquery_schema
+from common.monitoring import thresholds
 from common.scheduling.schedules import terraform_schedules
 from common.warehouse.sql import qualify
 
@@ -34,6 +35,7 @@ def generated_files() -> dict[str, str]:
     """Relative path under terraform/ -> content."""
     files = {f"schemas/{name}": text for name, text in terraform_files().items()}
     files["schedules.json"] = json.dumps(terraform_schedules(), indent=2) + "\n"
+    files["thresholds.json"] = json.dumps(thresholds.as_dict(), indent=2) + "\n"
     files["tables.json"] = json.dumps(terraform_tables(), indent=2, ensure_ascii=False) + "\n"
     files["functions.json"] = json.dumps({"timeout_seconds": TIMEOUT_SECONDS}, indent=2) + "\n"
     return files

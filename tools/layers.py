@@ -18,13 +18,17 @@ dependency, it only moves the failure to the first request. Why each layer sits 
 3 common.runtime      what every job needs to run in a function: the Services it is handed
                       (settings, warehouse, store), the run audit, the location list, the
                       HTTP glue. Above the adapters it wires together, below the jobs.
-4 common.ingest       one job per function, each composing runtime, adapters and domain.
+4 common.monitoring   health signals and the status over what the jobs wrote (warehouse,
+                      registry, snapshot) and the drift reference train stores: above the
+                      runtime whose Services it reads, below the jobs, so predict can store
+                      the status and train the reference without a job importing a job.
+5 common.ingest       one job per function, each composing runtime, adapters and domain.
   common.train        Peers: a job never calls another job (the scheduler sequences them),
   common.predict      so each function ships and fails alone.
-5 common.serving      consumers of the jobs' outputs: the api reads what predict published;
+6 common.serving      consumers of the jobs' outputs: the api reads what predict published;
   common.scheduling   the scheduler fires the functions over HTTP. Nothing below may know
                       how it is served or scheduled.
-6 common.ops          the operator's CLI and demo, which drive everything below and which
+7 common.ops          the operator's CLI and demo, which drive everything below and which
                       no function needs: the one layer that no function zip carries.
 
 `tools/` (generate, packaging) is build-time tooling outside the package. A function's
@@ -51,6 +55,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("common.warehouse", "common.storage", "common.sources"),
     ("common.forecasting",),
     ("common.runtime",),
+    ("common.monitoring",),
     ("common.ingest", "common.train", "common.predict"),
     ("common.serving", "common.scheduling"),
     ("common.ops",),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from common.core.errors import Conflict
+from common.core.logs import event, get_logger
 from common.core.schema import VARIABLES, WEATHER
 from common.core.timeutil import UTC, UTCDateTime, iso
 from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
@@ -41,6 +43,8 @@ from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, run_job
 from common.runtime.services import Services
 from common.storage.base import NotFound, PreconditionFailed
+
+log = get_logger("predict")
 
 RECENT_HOURS = 48  # observations shown beside each forecast in the snapshot (dashboard)
 ACCURACY_DAYS = 7
@@ -122,6 +126,7 @@ def _predict(services: Services, run: Run) -> Outcome:
     t2 = time.perf_counter()
     published = publish(services, build_snapshot(services, prediction))
     timings["snapshot_s"] = round(time.perf_counter() - t2, 4)
+    health = _store_status(services, run.as_of)
 
     n_loc = int(frame["location_id"].nunique()) if len(frame) else 0
     return Outcome(
@@ -137,9 +142,24 @@ def _predict(services: Services, run: Run) -> Outcome:
             "skipped": [{"location_id": i, "reason": r} for i, r in skipped],
             "snapshot": published,
             "timings": timings,
+            "health": health,
         },
         status="partial" if skipped else "success",
     )
+
+
+def _store_status(services: Services, as_of: dt.datetime) -> str | None:
+    """Evaluate the health conditions (each logged for the alerts) and store them for the
+    api; a monitor that fails must not fail the forecasts, so its error is only logged."""
+    from common.monitoring import status
+
+    try:
+        health = status.evaluate(services, as_of)
+        status.publish(services, health)
+    except Exception as exc:
+        event(log, "health status not stored", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+        return None
+    return str(health["status"])
 
 
 def _write_new(services: Services, prediction: Prediction) -> int:

@@ -37,6 +37,7 @@ from common.core.errors import (
 )
 from common.core.logs import event, get_logger
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
+from common.monitoring import STATUS_KEY
 from common.runtime.body import read_body
 from common.serving.models import (
     CurrentModel,
@@ -47,6 +48,7 @@ from common.serving.models import (
     LocationForecastResponse,
     LocationsResponse,
     MetricsResponse,
+    PipelineStatus,
     PredictRequest,
     RecentValues,
     openapi,
@@ -316,6 +318,7 @@ class Api:
                 snapshot_generated_at=snap.generated_at,
                 snapshot_age_seconds=round(age, 3),
                 locations=len(snap.locations),
+                pipeline=self._pipeline(),
             )
         )
 
@@ -362,16 +365,22 @@ class Api:
     def metrics(self) -> bytes:
         serving = self.cache.require()
         snap = serving.snapshot
-        return self._cached(
-            serving,
-            ("metrics",),
-            lambda: MetricsResponse(
+        return _encode(  # not cached per snapshot: predict stores the status after it
+            MetricsResponse(
                 model_name=snap.model_name,
                 model_version=snap.model_version,
                 issued_at=snap.issued_at,
                 accuracy=snap.accuracy,
-            ),
+                pipeline=self._pipeline(),
+            )
         )
+
+    def _pipeline(self) -> PipelineStatus | None:
+        """The health conditions predict stored; None when none are (or unreadable)."""
+        try:
+            return PipelineStatus.model_validate(self.store.get_json(STATUS_KEY))
+        except Exception:  # /health must answer whatever the bucket holds
+            return None
 
     def current_model(self) -> bytes:
         from common.serving.online import metadata_key, production_key

@@ -27,6 +27,25 @@ class ErrorResponse(BaseModel):
     field: str | None = Field(None, description="The request field at fault, if any.")
 
 
+class HealthCondition(BaseModel):
+    """One health condition as `aircast status --json` reports it (common.monitoring)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    state: Literal["ok", "warn", "alert"]
+    detail: str
+    value: float | None = None
+
+
+class PipelineStatus(BaseModel):
+    """The pipeline's health as predict last evaluated and stored it (health/status.json)."""
+
+    status: Literal["ok", "warn", "alert"]
+    as_of: dt.datetime
+    conditions: list[HealthCondition]
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     reason: str | None = Field(None, description="Why degraded.")
@@ -36,6 +55,9 @@ class Health(BaseModel):
     snapshot_generated_at: dt.datetime | None = None
     snapshot_age_seconds: float | None = Field(None, description="Now minus issued_at.")
     locations: int = 0
+    pipeline: PipelineStatus | None = Field(
+        None, description="The stored health conditions; null before predict stored any."
+    )
 
 
 class LocationsResponse(BaseModel):
@@ -89,6 +111,9 @@ class MetricsResponse(BaseModel):
     issued_at: dt.datetime
     accuracy: Accuracy | None = Field(
         None, description="Recent accuracy by horizon and location; null before any is known."
+    )
+    pipeline: PipelineStatus | None = Field(
+        None, description="The stored health conditions; null before predict stored any."
     )
 
 

@@ -39,6 +39,7 @@ from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
 from common.forecasting.model import ForecastModel
 from common.forecasting.registry import Registry
 from common.forecasting.training import IssueWindow, TrainingData, fit_model, holdout_metrics
+from common.monitoring.drift import reference as drift_reference
 from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, run_job
 from common.runtime.services import Services
@@ -297,6 +298,8 @@ def _metadata(
         "metrics": {"holdout": metrics},
         "baselines": {b: metrics[b] for b in ("persistence", "seasonal_naive")},
         "backtest": candidate.backtest,
+        # decile bins of every input over the training window: drift is measured against them
+        "reference": drift_reference(data.obs, grid_columns(spec)),
     }
 
 

@@ -18,6 +18,7 @@ def test_terraform_generated_files_match_common():
             TERRAFORM_DIR / "schedules.json",
             TERRAFORM_DIR / "tables.json",
             TERRAFORM_DIR / "functions.json",
+            TERRAFORM_DIR / "thresholds.json",
         ]
     }
     assert on_disk == expected, "run `make generate` to regenerate terraform's inputs"

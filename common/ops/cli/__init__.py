@@ -14,7 +14,7 @@ import os
 import click
 
 from common.core.errors import AircastError
-from common.ops.cli import data, jobs, stack
+from common.ops.cli import data, health, jobs, stack
 
 __all__ = ["main"]
 
@@ -45,5 +45,5 @@ def main(verbose: bool) -> None:
         os.environ.setdefault("AIRCAST_LOG_LEVEL", "WARNING")
 
 
-for _command in (*data.COMMANDS, *jobs.COMMANDS, *stack.COMMANDS):
+for _command in (*data.COMMANDS, *jobs.COMMANDS, *stack.COMMANDS, *health.COMMANDS):
     main.add_command(_command)

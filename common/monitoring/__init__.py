@@ -1,0 +1,5 @@
+"""Health of the running pipeline: signals computed from the warehouse and the store, one
+status for people (`aircast status`), machines (exit code, the api) and alerts (one log
+line per condition). Light on purpose: the api imports STATUS_KEY from here."""
+
+STATUS_KEY = "health/status.json"  # written by predict after each run; read by the api

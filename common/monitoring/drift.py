@@ -1,0 +1,79 @@
+"""Drift of serving inputs away from a model's training data.
+
+Per input: the population stability index (PSI) of recent values over the decile bins of
+the training data, whose edges and shares train stores in the version's metadata.json
+(`reference`, from `reference()`), so no training data is read again. Overall: the AUC of
+a classifier asked to tell recent rows from training-window rows (an adversarial
+validator): 0.5 means it cannot, 1.0 that the two samples are disjoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+QUANTILES = np.linspace(0, 1, 11)
+EPS = 1e-4  # floor of a bin's share, so an empty bin gives a large, finite PSI
+
+
+def reference(obs: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
+    """Decile edges and the share of rows in each bin, per column (what train stores)."""
+    out: dict[str, Any] = {}
+    for c in columns:
+        values = pd.to_numeric(obs[c], errors="coerce").to_numpy(float) if c in obs else []
+        values = values[~np.isnan(values)] if len(values) else np.array([])
+        if len(values) < 10:
+            continue
+        cuts = np.unique(np.quantile(values, QUANTILES[1:-1]))
+        shares = np.bincount(np.searchsorted(cuts, values, side="right"), minlength=len(cuts) + 1)
+        out[c] = {
+            "cuts": [round(float(x), 6) for x in cuts],
+            "shares": [round(float(x), 6) for x in shares / len(values)],
+            "n": len(values),
+        }
+    return out
+
+
+def psi(ref: dict[str, Any], values: np.ndarray) -> float | None:
+    """PSI of `values` against one column's reference; None with no values."""
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return None
+    cuts = np.asarray(ref["cuts"], float)
+    expected = np.maximum(np.asarray(ref["shares"], float), EPS)
+    counts = np.bincount(np.searchsorted(cuts, values, side="right"), minlength=len(cuts) + 1)
+    actual = np.maximum(counts / len(values), EPS)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def psi_by_column(ref: dict[str, Any], recent: pd.DataFrame) -> dict[str, float]:
+    out = {}
+    for c, r in ref.items():
+        if c in recent:
+            value = psi(r, pd.to_numeric(recent[c], errors="coerce").to_numpy(float))
+            if value is not None:
+                out[c] = round(value, 4)
+    return out
+
+
+def adversarial_auc(training: pd.DataFrame, recent: pd.DataFrame, seed: int = 0) -> float | None:
+    """Hold-out ROC AUC of a gradient-boosted classifier telling recent rows from training
+    rows (NaN allowed); None when either side has too few rows."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    columns = [c for c in training.columns if c in recent.columns]
+    if len(training) < 50 or len(recent) < 50 or not columns:
+        return None
+    x = pd.concat([training[columns], recent[columns]], ignore_index=True).astype(float)
+    y = np.r_[np.zeros(len(training)), np.ones(len(recent))]
+    x_fit, x_test, y_fit, y_test = train_test_split(
+        x.to_numpy(), y, test_size=0.3, random_state=seed, stratify=y
+    )
+    clf = HistGradientBoostingClassifier(max_iter=60, max_depth=3, random_state=seed)
+    clf.fit(x_fit, y_fit)
+    return round(float(roc_auc_score(y_test, clf.predict_proba(x_test)[:, 1])), 4)

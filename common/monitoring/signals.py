@@ -1,0 +1,128 @@
+"""The health signals, each one SQL query over the warehouse parameterised by `as_of`.
+
+They are queries rather than views because every one of them is relative to `as_of`
+(a lag behind it, a window ending at it, and nothing written for a later hour may count),
+which a view cannot take; the SQL is written once, in BigQuery's dialect, and runs
+unchanged on DuckDB (the adapters translate it), like the views in common.core.schema.
+
+Runs are read through the `run_status` view (one row per run: its outcome, or `running`,
+or `lost` once a run that never finished is past its deadline); a lost run counts as a
+failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from common.core.schema import VARIABLES
+from common.monitoring import thresholds as th
+from common.warehouse import Warehouse
+
+COMPLETED = ("success", "partial", "rejected")  # a run that ran to its end
+HORIZON_GROUPS = ((1, 6), (7, 12), (13, 24), (25, 10_000))
+
+
+def freshness(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
+    """Per active location (and its source): the newest observed hour at or before as_of
+    within the lookback (NULL: silent for longer), and its lag in hours."""
+    frame = warehouse.query(
+        "SELECT l.location_id, l.source, MAX(o.ts) AS newest "
+        "FROM current_locations AS l LEFT JOIN observations_raw AS o "
+        "ON o.location_id = l.location_id AND o.ts <= @as_of AND o.ts > @since "
+        "WHERE COALESCE(l.active, TRUE) GROUP BY l.location_id, l.source "
+        "ORDER BY l.location_id",
+        {"as_of": as_of, "since": as_of - dt.timedelta(days=th.FRESHNESS_LOOKBACK_DAYS)},
+    )
+    newest = pd.to_datetime(frame["newest"], utc=True)
+    frame["lag_h"] = (pd.Timestamp(as_of) - newest).dt.total_seconds() / 3600
+    return frame
+
+
+def runs(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
+    """Per function: runs and failures in the window, failures no later run of the same
+    as_of recovered (what is left after the scheduler's retries), the last completed run's
+    as_of and the hours since it."""
+    completed = ", ".join(f"'{s}'" for s in COMPLETED)
+    frame = warehouse.query(
+        "WITH r AS (SELECT * FROM run_status WHERE as_of <= @as_of), "
+        "g AS (SELECT function, as_of, "
+        f"MAX(CASE WHEN status IN ({completed}) THEN 1 ELSE 0 END) AS ok, "
+        "SUM(CASE WHEN status IN ('failed', 'lost') THEN 1 ELSE 0 END) AS failed, "
+        "COUNT(*) AS n "
+        "FROM r GROUP BY function, as_of) "
+        "SELECT function, "
+        "SUM(CASE WHEN as_of > @since THEN n ELSE 0 END) AS runs, "
+        "SUM(CASE WHEN as_of > @since THEN failed ELSE 0 END) AS failed, "
+        "SUM(CASE WHEN as_of > @since AND ok = 0 AND failed > 0 THEN 1 ELSE 0 END) "
+        "AS unrecovered, "
+        "MAX(CASE WHEN ok = 1 THEN as_of END) AS last_success "
+        "FROM g GROUP BY function ORDER BY function",
+        {"as_of": as_of, "since": as_of - dt.timedelta(hours=th.RUNS_WINDOW_HOURS)},
+    )
+    last = pd.to_datetime(frame["last_success"], utc=True)
+    frame["hours_since_success"] = (pd.Timestamp(as_of) - last).dt.total_seconds() / 3600
+    return frame
+
+
+def rejected(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
+    """Per source and reason: rejected rows of the ingest runs in the window, beside the
+    rows those runs accepted from the source (the share's denominator adds both)."""
+    params = {"as_of": as_of, "since": as_of - dt.timedelta(hours=th.REJECTED_WINDOW_HOURS)}
+    frame = warehouse.query(
+        "WITH r AS (SELECT DISTINCT run_id FROM runs WHERE function = 'ingest' "
+        "AND as_of > @since AND as_of <= @as_of), "
+        "acc AS (SELECT source, COUNT(*) AS accepted FROM observations_raw "
+        "WHERE run_id IN (SELECT run_id FROM r) GROUP BY source), "
+        "rej AS (SELECT source, reason, COUNT(*) AS rejected FROM rejected_rows "
+        "WHERE run_id IN (SELECT run_id FROM r) GROUP BY source, reason) "
+        "SELECT COALESCE(rej.source, acc.source) AS source, rej.reason, "
+        "COALESCE(rej.rejected, 0) AS rejected, COALESCE(acc.accepted, 0) AS accepted "
+        "FROM rej FULL OUTER JOIN acc ON acc.source = rej.source ORDER BY source, reason",
+        params,
+    )
+    frame["rejected"] = frame["rejected"].astype(int)
+    frame["accepted"] = frame["accepted"].astype(int)
+    return frame
+
+
+def _target_case(alias: str) -> str:
+    arms = " ".join(f"WHEN '{name}' THEN {alias}.{name}" for name in VARIABLES)
+    return f"CASE a.target {arms} END"
+
+
+def accuracy(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
+    """Per model version and horizon group: verified forecasts with target_ts in the window,
+    the model's absolute error and persistence's on the same rows (persistence forecasts
+    the value observed at issued_at), and how many observations fell inside the band."""
+    groups = " ".join(f"WHEN a.horizon_h <= {hi} THEN '{lo}-{hi}'" for lo, hi in HORIZON_GROUPS)
+    persisted = _target_case("p")
+    frame = warehouse.query(
+        f"SELECT a.model_version, CASE {groups} END AS horizons, COUNT(*) AS n, "
+        "SUM(a.abs_error) AS model_abs, "
+        f"SUM(ABS({persisted} - a.actual)) AS persistence_abs, "
+        "SUM(CASE WHEN a.covered THEN 1 ELSE 0 END) AS covered, "
+        "SUM(CASE WHEN a.covered IS NULL THEN 0 ELSE 1 END) AS banded "
+        "FROM forecast_accuracy AS a JOIN observations AS p "
+        "ON p.location_id = a.location_id AND p.ts = a.issued_at "
+        f"WHERE a.target_ts > @since AND a.target_ts <= @as_of AND {persisted} IS NOT NULL "
+        "GROUP BY a.model_version, horizons ORDER BY a.model_version, horizons",
+        {"as_of": as_of, "since": as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)},
+    )
+    for c in ("n", "covered", "banded"):
+        frame[c] = frame[c].astype(int)
+    return frame
+
+
+def recent_inputs(
+    warehouse: Warehouse, columns: list[str], start: dt.datetime, end: dt.datetime, limit: int
+) -> pd.DataFrame:
+    """Observed inputs (the columns the features read) with ts in (start, end], newest
+    first, at most `limit` rows."""
+    cols = ", ".join(columns)
+    return warehouse.query(
+        f"SELECT {cols} FROM observations WHERE ts > @start AND ts <= @end "
+        f"ORDER BY ts DESC, location_id LIMIT {int(limit)}",
+        {"start": start, "end": end},
+    )

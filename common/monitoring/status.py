@@ -1,0 +1,335 @@
+"""One status for people, machines and alerts: seven conditions, each ok | warn | alert.
+
+`evaluate(services, as_of)` computes every condition live from the warehouse and the
+store, logs one structured line per condition (message "health condition", fields
+`condition`, `state`, `value`, `warn`, `alert`: what Terraform's log-based metrics read)
+and returns `{"status", "as_of", "conditions": [{"name", "state", "detail", "value",
+...}]}`. `publish` stores it at health/status.json for the api, which never opens the
+warehouse. A condition that cannot be computed (a table or object unreadable) is an
+`alert` naming the error, never a crash: a monitor must still report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from common.core.logs import event, get_logger
+from common.core.timeutil import iso, parse_time
+from common.forecasting.features import FeatureSpec, grid_columns
+from common.forecasting.registry import Registry
+from common.forecasting.snapshot import SNAPSHOT_KEY
+from common.monitoring import STATUS_KEY, drift, signals
+from common.monitoring import thresholds as th
+from common.runtime.services import Services
+from common.storage.base import NotFound, PreconditionFailed
+
+log = get_logger("health")
+
+STATES = ("ok", "warn", "alert")
+CONDITIONS = (
+    "freshness",
+    "runs",
+    "model_age",
+    "rejected_share",
+    "accuracy",
+    "drift",
+    "snapshot",
+)
+
+
+def worst(states: list[str]) -> str:
+    return max(states, key=STATES.index, default="ok")
+
+
+def _num(value: float | None, digits: int = 3) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return round(float(value), digits)
+
+
+def _condition(name: str, value: float | None, detail: str, **extra: Any) -> dict[str, Any]:
+    level = th.LEVELS[name]
+    state = extra.pop("state", None) or level.state(value)
+    return {
+        "name": name,
+        "state": state,
+        "detail": detail,
+        "value": _num(value),
+        "unit": level.unit,
+        "warn": level.warn,
+        "alert": level.alert,
+        **extra,
+    }
+
+
+def freshness(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+    frame = signals.freshness(services.warehouse, as_of)
+    if frame.empty:
+        return _condition("freshness", None, "no active locations yet")
+    silent = frame[frame["newest"].isna()]
+    lag = frame["lag_h"].fillna(th.FRESHNESS_LOOKBACK_DAYS * 24.0)
+    level = th.LEVELS["freshness"]
+    late = frame[lag > level.warn]
+    worst_lag = float(lag.max())
+    locations = [
+        {
+            "location_id": r.location_id,
+            "source": r.source,
+            "newest": _iso(r.newest),
+            "lag_h": _num(r.lag_h, 1),
+        }
+        for r in frame.loc[late.index].itertuples()
+    ]
+    detail = (
+        f"{len(late)} of {len(frame)} active locations more than {level.warn:g} h behind "
+        f"(largest lag {worst_lag:.0f} h; {len(silent)} silent over "
+        f"{th.FRESHNESS_LOOKBACK_DAYS} days)"
+        if len(late)
+        else f"all {len(frame)} active locations within {level.warn:g} h (largest lag "
+        f"{worst_lag:.0f} h)"
+    )
+    return _condition("freshness", worst_lag, detail, locations=locations)
+
+
+def runs(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+    frame = signals.runs(services.warehouse, as_of)
+    by_fn = {r.function: r for r in frame.itertuples()}
+    functions = {
+        r.function: {
+            "runs": int(r.runs),
+            "failed": int(r.failed),
+            "unrecovered": int(r.unrecovered),
+            "last_success": _iso(r.last_success),
+            "hours_since_success": _num(r.hours_since_success, 1),
+        }
+        for r in frame.itertuples()
+    }
+    hours = []
+    for fn in ("ingest", "predict"):
+        row = by_fn.get(fn)
+        h = None if row is None else _num(row.hours_since_success, 1)
+        hours.append(h if h is not None else math.inf)
+    value = max(hours)
+    state = th.LEVELS["runs"].state(value if math.isfinite(value) else 1e9)
+    unrecovered = {fn: f["unrecovered"] for fn, f in functions.items() if f["unrecovered"]}
+    if unrecovered and state == "ok":
+        state = "warn"
+    parts = [
+        f"{fn}: last success {f['last_success'] or 'never'}"
+        + (f", {f['failed']} failed in {th.RUNS_WINDOW_HOURS} h" if f["failed"] else "")
+        for fn, f in sorted(functions.items())
+    ]
+    detail = "; ".join(parts) or "no runs yet"
+    shown = value if math.isfinite(value) else None
+    return _condition("runs", shown, detail, state=state, functions=functions)
+
+
+def model_age(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+    registry = Registry(services.store, services.settings.model_name)
+    pointer, _ = registry.production()
+    if pointer is None:
+        return _condition("model_age", None, "no model in production", state="alert")
+    version = str(pointer["version"])
+    meta = registry.metadata(version)
+    trained = parse_time(meta["data"]["window"][1])
+    days = max(0.0, (as_of - trained).total_seconds() / 86400)
+    detail = f"production {version} trained on data up to {iso(trained)} ({days:.1f} days ago)"
+    return _condition(
+        "model_age", days, detail, version=version, promoted_at=pointer.get("promoted_at")
+    )
+
+
+def rejected_share(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+    frame = signals.rejected(services.warehouse, as_of)
+    sources: dict[str, dict[str, Any]] = {}
+    for source, rows in frame.groupby("source"):
+        rej = int(rows["rejected"].sum())
+        acc = int(rows["accepted"].iloc[0])
+        total = rej + acc
+        reasons = {
+            str(r.reason): int(r.rejected) for r in rows.itertuples() if isinstance(r.reason, str)
+        }
+        sources[str(source)] = {
+            "rejected": rej,
+            "accepted": acc,
+            "share": _num(rej / total if total else 0.0, 4),
+            "reasons": reasons,
+            "enough": total >= th.REJECTED_MIN_ROWS,
+        }
+    counted = {s: v for s, v in sources.items() if v["enough"]}
+    if not counted:
+        return _condition(
+            "rejected_share",
+            None,
+            f"fewer than {th.REJECTED_MIN_ROWS} rows ingested in {th.REJECTED_WINDOW_HOURS} h",
+            sources=sources,
+        )
+    source, top = max(counted.items(), key=lambda kv: kv[1]["share"])
+    reason = max(top["reasons"], key=top["reasons"].get, default=None)
+    detail = f"{source}: {top['share']:.1%} of {top['rejected'] + top['accepted']} rows rejected"
+    detail += f" (mostly: {reason})" if reason else ""
+    return _condition("rejected_share", top["share"], detail, sources=sources)
+
+
+def accuracy(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+    frame = signals.accuracy(services.warehouse, as_of)
+    versions: dict[str, dict[str, Any]] = {}
+    for version, rows in frame.groupby("model_version"):
+        n = int(rows["n"].sum())
+        groups = {
+            r.horizons: {
+                "n": int(r.n),
+                "mae": _num(r.model_abs / r.n),
+                "persistence_mae": _num(r.persistence_abs / r.n),
+            }
+            for r in rows.itertuples()
+        }
+        p = float(rows["persistence_abs"].sum())
+        banded = int(rows["banded"].sum())
+        versions[str(version)] = {
+            "n": n,
+            "mae": _num(rows["model_abs"].sum() / n),
+            "persistence_mae": _num(p / n),
+            "ratio": _num(float(rows["model_abs"].sum()) / p if p > 0 else None),
+            "coverage": _num(rows["covered"].sum() / banded if banded else None),
+            "horizons": groups,
+        }
+    counted = {v: a for v, a in versions.items() if a["n"] >= th.ACCURACY_MIN_ROWS and a["ratio"]}
+    if not counted:
+        detail = (
+            f"fewer than {th.ACCURACY_MIN_ROWS} verified forecasts in {th.ACCURACY_WINDOW_HOURS} h"
+        )
+        return _condition("accuracy", None, detail, versions=versions)
+    version, top = max(counted.items(), key=lambda kv: kv[1]["ratio"])
+    state = th.LEVELS["accuracy"].state(top["ratio"])
+    low = [v for v, a in counted.items() if (a["coverage"] or 1) < th.COVERAGE_WARN_BELOW]
+    if low and state == "ok":
+        state = "warn"
+    detail = (
+        f"{version}: MAE {top['mae']:.2f} vs persistence {top['persistence_mae']:.2f} "
+        f"(ratio {top['ratio']:.2f}) on {top['n']} forecasts in {th.ACCURACY_WINDOW_HOURS} h"
+    )
+    if top["coverage"] is not None:
+        detail += f"; 80 % band held {top['coverage']:.0%}"
+    return _condition("accuracy", top["ratio"], detail, state=state, versions=versions)
+
+
+def drift_condition(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+    registry = Registry(services.store, services.settings.model_name)
+    pointer, _ = registry.production()
+    if pointer is None:
+        return _condition("drift", None, "no model in production")
+    version = str(pointer["version"])
+    meta = registry.metadata(version)
+    ref = meta.get("reference") or {}
+    if not ref:
+        return _condition(
+            "drift", None, f"{version} stores no reference quantiles", version=version
+        )
+    columns = grid_columns(FeatureSpec(**meta["spec"]))
+    start = as_of - dt.timedelta(hours=th.DRIFT_WINDOW_HOURS)
+    recent = signals.recent_inputs(services.warehouse, columns, start, as_of, 50_000)
+    if len(recent) < th.DRIFT_MIN_ROWS:
+        detail = f"fewer than {th.DRIFT_MIN_ROWS} recent input rows"
+        return _condition("drift", None, detail, version=version)
+    psi = drift.psi_by_column(ref, recent)
+    window_end = parse_time(meta["data"]["window"][1])
+    training = signals.recent_inputs(
+        services.warehouse,
+        columns,
+        window_end - dt.timedelta(days=7),
+        window_end,
+        th.ADVERSARIAL_SAMPLE,
+    )
+    auc = drift.adversarial_auc(training, recent.head(th.ADVERSARIAL_SAMPLE))
+    column, value = max(psi.items(), key=lambda kv: kv[1], default=(None, None))
+    state = th.LEVELS["drift"].state(value)
+    if auc is not None and auc > th.ADVERSARIAL_AUC_WARN and state == "ok":
+        state = "warn"
+    detail = f"largest PSI {value:.3f} on {column}" if column else "no comparable inputs"
+    if auc is not None:
+        detail += f"; adversarial AUC {auc:.2f}"
+    return _condition(
+        "drift", value, detail, state=state, version=version, psi=psi, adversarial_auc=auc
+    )
+
+
+def snapshot(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+    try:
+        snap = services.store.get_json(SNAPSHOT_KEY)
+    except NotFound:
+        return _condition("snapshot", None, "no serving snapshot (run predict)", state="alert")
+    issued = parse_time(snap["issued_at"])
+    hours = max(0.0, (as_of - issued).total_seconds() / 3600)
+    detail = f"serving/latest.json issued at {iso(issued)} ({hours:.0f} h before as_of)"
+    return _condition("snapshot", hours, detail, issued_at=iso(issued))
+
+
+CHECKS: dict[str, Callable[[Services, dt.datetime], dict[str, Any]]] = {
+    "freshness": freshness,
+    "runs": runs,
+    "model_age": model_age,
+    "rejected_share": rejected_share,
+    "accuracy": accuracy,
+    "drift": drift_condition,
+    "snapshot": snapshot,
+}
+
+
+def evaluate(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+    """Every condition at as_of, each logged as one structured line."""
+    conditions = []
+    for name in CONDITIONS:
+        try:
+            condition = CHECKS[name](services, as_of)
+        except Exception as exc:  # the monitor reports what it cannot read
+            error = f"{type(exc).__name__}: {exc}"
+            condition = _condition(name, None, f"could not evaluate: {error}", state="alert")
+        conditions.append(condition)
+        event(
+            log,
+            "health condition",
+            logging.WARNING if condition["state"] != "ok" else logging.INFO,
+            condition=name,
+            state=condition["state"],
+            value=condition["value"],
+            warn=condition["warn"],
+            alert=condition["alert"],
+            detail=condition["detail"],
+            as_of=iso(as_of),
+        )
+    status = worst([c["state"] for c in conditions])
+    return {"status": status, "as_of": iso(as_of), "conditions": conditions}
+
+
+def publish(services: Services, status: dict[str, Any]) -> bool:
+    """Store the status for the api; never replaces one for a later as_of (a backfill
+    predict must not hide today's status). True when written."""
+    store = services.store
+    for _ in range(3):
+        try:
+            current, generation = store.get_with_generation(STATUS_KEY)
+        except NotFound:
+            current, generation = None, 0
+        newer = current is not None and json.loads(current)["as_of"] > status["as_of"]
+        if newer:  # both are iso() strings in UTC: they sort as the times do
+            return False
+        try:
+            store.put_json_if_generation(STATUS_KEY, status, generation)
+            return True
+        except PreconditionFailed:
+            continue
+    return False
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or pd.isna(value):
+        return None
+    return iso(pd.Timestamp(value).to_pydatetime())

@@ -1,0 +1,203 @@
+"""Health conditions on DuckDB: a healthy pipeline is ok; each injected fault turns its
+condition on, and the condition clears once the fault is gone. The pipeline is the real
+one (synthetic ingest, train, predict); faults are injected the way they happen."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from common.ingest.job import IngestRequest, run_ingest
+from common.monitoring import STATUS_KEY
+from common.monitoring.status import CONDITIONS, evaluate
+from common.ops.cli import main
+from common.predict.job import PredictRequest, run_predict
+from common.runtime import services
+from common.runtime.services import get_services
+from common.train.job import TrainRequest, run_train
+from tests.train.test_train import AS_OF, TRAIN_ENV
+
+HOUR = dt.timedelta(hours=1)
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    monkeypatch.setenv("AIRCAST_HOME", str(home))
+    monkeypatch.setenv("AIRCAST_BACKEND", "local")
+    for k, v in TRAIN_ENV.items():
+        monkeypatch.setenv(k, v)
+    services.reset()
+
+
+def ingest(as_of: dt.datetime, start: dt.datetime, **fields: object) -> dict:
+    fields.setdefault("source", "synthetic")
+    return run_ingest(IngestRequest(as_of=as_of, start=start, end=as_of, **fields), get_services())
+
+
+def predict(*hours_after: int) -> None:
+    for h in hours_after:
+        run_predict(PredictRequest(as_of=AS_OF + h * HOUR), get_services())
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """35 days ingested up to AS_OF, a model promoted at AS_OF - 30 h, forecasts every 6 h."""
+    home = tmp_path_factory.mktemp("health") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        _env(mp, home)
+        ingest(AS_OF, AS_OF - dt.timedelta(days=35))
+        assert run_train(TrainRequest(as_of=AS_OF - 30 * HOUR), get_services())["promoted"]
+        predict(-30, -24, -18, -12, -6, 0)
+        services.reset()
+    return home
+
+
+@pytest.fixture
+def home(healthy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    target = tmp_path / "home"
+    shutil.copytree(healthy, target)
+    _env(monkeypatch, target)
+    return target
+
+
+def condition(name: str, as_of: dt.datetime) -> dict:
+    return next(c for c in evaluate(get_services(), as_of)["conditions"] if c["name"] == name)
+
+
+def test_a_healthy_pipeline_is_ok_and_predict_stored_the_status(home: Path):
+    status = evaluate(get_services(), AS_OF)
+    assert [c["name"] for c in status["conditions"]] == list(CONDITIONS)
+    assert {c["name"]: c["state"] for c in status["conditions"]} == dict.fromkeys(CONDITIONS, "ok")
+    assert status["status"] == "ok"
+    stored = get_services().store.get_json(STATUS_KEY)  # written by the last predict
+    assert stored["as_of"] == "2024-03-01T00:00:00Z"
+    assert [c["name"] for c in stored["conditions"]] == list(CONDITIONS)
+    accuracy = next(c for c in status["conditions"] if c["name"] == "accuracy")
+    version = next(iter(accuracy["versions"].values()))
+    assert version["mae"] < version["persistence_mae"] and version["n"] >= 100
+    assert set(version["horizons"]) == {"1-6", "7-12", "13-24"}
+
+
+def test_cli_prints_a_table_or_json_and_exits_2_only_on_alert(home: Path):
+    ok = CliRunner().invoke(main, ["status", "--as-of", "2024-03-01T00:00:00Z"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.startswith("status ok at 2024-03-01T00:00:00Z")
+    assert all(f" {name} " in ok.output for name in CONDITIONS)
+    stale = CliRunner().invoke(main, ["status", "--as-of", "2024-03-01T08:00:00Z", "--json"])
+    assert stale.exit_code == 2
+    doc = json.loads(stale.output)
+    assert doc["status"] == "alert"
+    states = {c["name"]: c["state"] for c in doc["conditions"]}
+    assert states["snapshot"] == "alert" and states["runs"] == "alert"
+
+
+def test_a_location_whose_ingest_stops_is_reported_and_clears(home: Path):
+    later = AS_OF + 13 * HOUR
+    ids = sorted(get_services().warehouse.query("SELECT location_id FROM locations")["location_id"])
+    silent, others = ids[0], ids[1:]
+    ingest(later, AS_OF, locations=others)
+    fresh = condition("freshness", later)
+    assert fresh["state"] == "alert"
+    assert [loc["location_id"] for loc in fresh["locations"]] == [silent]
+    assert fresh["locations"][0]["lag_h"] == 13
+    ingest(later, AS_OF, locations=[silent])
+    assert condition("freshness", later)["state"] == "ok"
+
+
+def test_a_source_returning_out_of_range_values_raises_the_rejected_share(
+    home: Path, tmp_path: Path
+):
+    def csv(path: Path, start: dt.datetime, pm2_5: float) -> Path:
+        hours = pd.date_range(start, periods=30, freq="h")
+        frame = pd.DataFrame({"location_id": "csv-site", "ts": hours.strftime("%Y-%m-%dT%H:%MZ")})
+        frame["pm2_5"], frame["latitude"], frame["longitude"] = pm2_5, 1.3, 103.8
+        frame.to_csv(path, index=False)
+        return path
+
+    bad = csv(tmp_path / "bad.csv", AS_OF - 29 * HOUR, 5000.0)  # above pm2_5's 1500 ceiling
+    ingest(AS_OF, AS_OF - 29 * HOUR, source="csv", path=str(bad))
+    share = condition("rejected_share", AS_OF)
+    assert share["state"] == "alert" and share["value"] == 1.0
+    assert share["sources"]["csv"]["rejected"] == 30
+    assert share["sources"]["synthetic"]["share"] == 0.0
+    assert "csv" in share["detail"]
+
+    later = AS_OF + 25 * HOUR  # the bad run is out of the window; the source is fixed
+    good = csv(tmp_path / "good.csv", later - 29 * HOUR, 12.0)
+    ingest(later, later - 29 * HOUR, source="csv", path=str(good))
+    fixed = condition("rejected_share", later)
+    assert fixed["state"] == "ok" and fixed["sources"]["csv"]["rejected"] == 0
+
+
+def test_train_failing_leaves_no_promotion_and_model_age_alerts_until_a_promotion(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+):
+    later = AS_OF + 8 * 24 * HOUR
+    with pytest.raises(Exception, match="no observations"):  # ingest stopped too: train fails
+        run_train(TrainRequest(as_of=later, window_days=7), get_services())
+    age = condition("model_age", later)
+    assert age["state"] == "alert" and age["value"] > 7
+    runs = condition("runs", later)
+    assert runs["functions"]["train"]["failed"] == 1
+    assert runs["functions"]["train"]["unrecovered"] == 1
+
+    ingest(later, AS_OF)
+    monkeypatch.setenv("AIRCAST_GATE_TOLERANCE", "0.5")  # the operator lets the new week in
+    services.reset()
+    answer = run_train(TrainRequest(as_of=later), get_services())
+    assert answer["promoted"], answer["gate"]
+    assert condition("model_age", later)["state"] == "ok"
+
+
+def test_an_old_snapshot_is_stale_until_predict_runs_again(home: Path):
+    later = AS_OF + 7 * HOUR
+    assert condition("snapshot", later)["state"] == "alert"
+    ingest(later, AS_OF)
+    predict(7)
+    snap = condition("snapshot", later)
+    assert snap["state"] == "ok" and snap["value"] == 0
+
+
+def test_a_model_worse_than_persistence_alerts_until_it_leaves_the_window(home: Path):
+    wh = get_services().warehouse
+    good = wh.query("SELECT * FROM forecasts WHERE target_ts <= @as_of", {"as_of": AS_OF})
+    broken = good.assign(
+        model_version="broken", yhat=good["yhat"] * 3 + 40, run_id="predict-broken"
+    )
+    wh.append("forecasts", broken)
+    accuracy = condition("accuracy", AS_OF)
+    assert accuracy["state"] == "alert"
+    assert accuracy["detail"].startswith("broken:")
+    assert accuracy["versions"]["broken"]["ratio"] > 1.1
+
+    ingest(AS_OF + 80 * HOUR, AS_OF)  # a good model forecasts on; the bad one is gone
+    predict(56)  # 5 locations x 24 verified horizons
+    cleared = condition("accuracy", AS_OF + 80 * HOUR)
+    assert cleared["state"] == "ok" and "broken" not in cleared["versions"]
+
+
+def test_a_shifted_input_is_drift_and_clears_when_the_source_is_corrected(home: Path):
+    wh = get_services().warehouse
+    week = wh.query(
+        "SELECT * FROM observations WHERE ts > @start AND ts <= @as_of",
+        {"start": AS_OF - 7 * 24 * HOUR, "as_of": AS_OF},
+    )
+    shifted = week.assign(
+        temperature_2m=week["temperature_2m"] + 15,
+        run_id="ingest-shifted",
+        ingested_at=pd.Timestamp.now(tz="UTC"),
+    )
+    wh.append("observations_raw", shifted)
+    drift = condition("drift", AS_OF)
+    assert drift["state"] == "alert" and drift["detail"].startswith("largest PSI")
+    assert max(drift["psi"], key=drift["psi"].get) == "temperature_2m"
+    assert 0 <= drift["adversarial_auc"] <= 1  # its reference reads the same, shifted, rows
+
+    ingest(AS_OF, AS_OF - 7 * 24 * HOUR)  # the source re-sends its true values
+    fixed = condition("drift", AS_OF)
+    assert fixed["state"] == "ok" and fixed["psi"]["temperature_2m"] < 0.4
