@@ -110,8 +110,10 @@ def test_a_location_whose_ingest_stops_is_reported_and_clears(home: Path):
 
 
 def test_a_source_returning_out_of_range_values_raises_the_rejected_share(
-    home: Path, tmp_path: Path
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    monkeypatch.setenv("AIRCAST_CSV_PATH", str(tmp_path))  # the csv source's only root
+    services.reset()
     def csv(path: Path, start: dt.datetime, pm2_5: float) -> Path:
         hours = pd.date_range(start, periods=30, freq="h")
         frame = pd.DataFrame({"location_id": "csv-site", "ts": hours.strftime("%Y-%m-%dT%H:%MZ")})
