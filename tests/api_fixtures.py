@@ -12,6 +12,7 @@ from pathlib import Path
 from common.forecasting.snapshot import (
     SNAPSHOT_KEY,
     Accuracy,
+    Hindcast,
     HorizonAccuracy,
     LocationForecast,
     LocationInfo,
@@ -35,9 +36,9 @@ def make_snapshot(
     run_id: str = "run-1",
 ) -> Snapshot:
     """A snapshot shaped like predict's: a daily cycle per location, widening intervals."""
-    forecasts, observations = {}, {}
+    forecasts, observations, hindcast = {}, {}, {}
     for k, loc in enumerate(locations):
-        base = 30.0 + 15 * k
+        base = 30.0 + 15 * (k % 7)
 
         def level(t: int, base: float = base) -> float:
             return round(base + 10 * math.sin(2 * math.pi * t / 24), 3)
@@ -55,12 +56,17 @@ def make_snapshot(
         observations[loc] = RecentObservations(
             start=issued_at - dt.timedelta(hours=47), values=values
         )
+        said: list[float | None] = [round(level(t) - 2.0, 3) for t in range(-47, 1)]
+        said[:5] = [None] * 5  # before the first day-ahead forecast
+        hindcast[loc] = Hindcast(
+            horizon_h=24, start=issued_at - dt.timedelta(hours=47), values=said
+        )
     infos = [
         LocationInfo(
             location_id=loc,
             name=loc.replace("-", " ").title(),
-            latitude=40.0 + i,
-            longitude=116.0 + i,
+            latitude=40.0 + i if i < 8 else -40.0 + (i * 37) % 100,
+            longitude=116.0 + i if i < 8 else -170.0 + (i * 53) % 340,
             source="synthetic",
             timezone="UTC",
         )
@@ -89,12 +95,14 @@ def make_snapshot(
                     mae=3 + 0.2 * h,
                     rmse=4 + 0.3 * h,
                     coverage=0.8 - 0.005 * h,
+                    persistence_mae=3.5 + 0.45 * h,
                 )
                 for h in range(1, horizon + 1)
             ],
             by_location={loc: 4.0 + i for i, loc in enumerate(locations)},
         ),
         skipped=[Skipped(location_id=s, reason="too little history") for s in skipped],
+        hindcast=hindcast,
     )
 
 

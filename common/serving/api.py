@@ -48,6 +48,7 @@ from common.serving.models import (
     LocationForecastResponse,
     LocationsResponse,
     MetricsResponse,
+    PastForecasts,
     PredictRequest,
     RecentValues,
     openapi,
@@ -172,6 +173,7 @@ def _forecast(
         for i in range(n)
     ]
     recent = history if with_obs else None
+    past = snapshot.hindcast.get(location_id) if with_obs else None
     return LocationForecastResponse(
         location_id=location_id,
         model_name=snapshot.model_name,
@@ -181,6 +183,7 @@ def _forecast(
         issued_at=fc.issued_at,
         points=points,
         observations=RecentValues(start=recent.start, values=recent.values) if recent else None,
+        hindcast=PastForecasts(**past.model_dump()) if past else None,
         worst=worst_hour(scheme, fc.issued_at, [a[0] for a in aqi]),
     )
 

@@ -90,6 +90,12 @@ class RecentValues(BaseModel):
     values: list[float | None]
 
 
+class PastForecasts(BaseModel):
+    horizon_h: int = Field(description="How far ahead these forecasts were made.")
+    start: dt.datetime = Field(description="Time of values[0]; values are hourly.")
+    values: list[float | None] = Field(description="p50 forecast for each hour (null: none).")
+
+
 class LocationForecastResponse(BaseModel):
     location_id: str
     model_name: str
@@ -100,6 +106,11 @@ class LocationForecastResponse(BaseModel):
     points: list[ForecastPoint]
     observations: RecentValues | None = Field(
         None, description="The target's recent hourly values (with ?observations=true)."
+    )
+    hindcast: PastForecasts | None = Field(
+        None,
+        description="What was forecast for the recent hours, beside `observations` "
+        "(with ?observations=true).",
     )
     worst: WorstHour | None = Field(
         None, description="The day's worst hour by air-quality index (null if undefined)."

@@ -126,6 +126,7 @@ def test_metrics_come_from_the_snapshot(client) -> None:
         "mae": 3.2,
         "rmse": 4.3,
         "coverage": 0.795,
+        "persistence_mae": 3.95,
     }
     assert acc["by_location"]["beijing-dongsi"] == 4.0
 
