@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import math
 import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,8 +66,8 @@ def make_snapshot(
         LocationInfo(
             location_id=loc,
             name=loc.replace("-", " ").title(),
-            latitude=40.0 + i if i < 8 else -40.0 + (i * 37) % 100,
-            longitude=116.0 + i if i < 8 else -170.0 + (i * 53) % 340,
+            latitude=40.0 + i if i < 8 else round(random.Random(i).uniform(-50, 60), 3),
+            longitude=116.0 + i if i < 8 else round(random.Random(f"lon{i}").uniform(-170, 175), 3),
             source="synthetic",
             timezone="UTC",
         )

@@ -282,7 +282,7 @@ def test_dashboard_is_self_contained(client) -> None:
     r = client.get("/")
     assert r.status_code == 200 and r.mimetype == "text/html"
     html = r.get_data(as_text=True)
-    assert "/v1/forecasts?observations=true" in html
+    assert "/v1/forecasts?hours=1" in html and "?observations=true" in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in html and "@import" not in html
 
