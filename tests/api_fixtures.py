@@ -6,12 +6,14 @@ import contextlib
 import datetime as dt
 import math
 import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
 from common.forecasting.snapshot import (
     SNAPSHOT_KEY,
     Accuracy,
+    Hindcast,
     HorizonAccuracy,
     LocationForecast,
     LocationInfo,
@@ -35,9 +37,9 @@ def make_snapshot(
     run_id: str = "run-1",
 ) -> Snapshot:
     """A snapshot shaped like predict's: a daily cycle per location, widening intervals."""
-    forecasts, observations = {}, {}
+    forecasts, observations, hindcast = {}, {}, {}
     for k, loc in enumerate(locations):
-        base = 30.0 + 15 * k
+        base = 30.0 + 15 * (k % 7)
 
         def level(t: int, base: float = base) -> float:
             return round(base + 10 * math.sin(2 * math.pi * t / 24), 3)
@@ -55,12 +57,17 @@ def make_snapshot(
         observations[loc] = RecentObservations(
             start=issued_at - dt.timedelta(hours=47), values=values
         )
+        said: list[float | None] = [round(level(t) - 2.0, 3) for t in range(-47, 1)]
+        said[:5] = [None] * 5  # before the first day-ahead forecast
+        hindcast[loc] = Hindcast(
+            horizon_h=24, start=issued_at - dt.timedelta(hours=47), values=said
+        )
     infos = [
         LocationInfo(
             location_id=loc,
             name=loc.replace("-", " ").title(),
-            latitude=40.0 + i,
-            longitude=116.0 + i,
+            latitude=40.0 + i if i < 8 else round(random.Random(i).uniform(-50, 60), 3),
+            longitude=116.0 + i if i < 8 else round(random.Random(f"lon{i}").uniform(-170, 175), 3),
             source="synthetic",
             timezone="UTC",
         )
@@ -89,12 +96,14 @@ def make_snapshot(
                     mae=3 + 0.2 * h,
                     rmse=4 + 0.3 * h,
                     coverage=0.8 - 0.005 * h,
+                    persistence_mae=3.5 + 0.45 * h,
                 )
                 for h in range(1, horizon + 1)
             ],
             by_location={loc: 4.0 + i for i, loc in enumerate(locations)},
         ),
         skipped=[Skipped(location_id=s, reason="too little history") for s in skipped],
+        hindcast=hindcast,
     )
 
 

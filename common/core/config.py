@@ -179,6 +179,11 @@ class Settings(BaseSettings):
     api_stale_after_hours: float = Field(
         3.0, gt=0, le=24 * 31, description="Snapshot age at which /health says degraded."
     )
+    aqi_scheme: Literal["us-epa", "cn-hj633"] = Field(
+        "us-epa",
+        description="Air-quality index the api and dashboard show: us-epa (EPA 2024) or "
+        "cn-hj633 (China HJ 633-2012); see docs/aqi.md.",
+    )
 
     @field_validator("dataset", "model_name")
     @classmethod

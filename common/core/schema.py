@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from common.core.aqi import SCHEMES, sql_category, sql_index
+
 # Location ids: lowercase letters, digits, '-', '_', '.'; max 63 (also the api's contract).
 LOCATION_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
@@ -236,6 +238,31 @@ def _actual_case() -> str:
     return f"CASE f.target {arms} END"
 
 
+def _aqi_view() -> str:
+    """`forecast_aqi`: latest_forecasts with each scheme's index of p50, p10 and p90 and
+    their categories, rendered from the breakpoint tables of common.core.aqi."""
+    cols = []
+    for scheme in SCHEMES.values():
+        s = scheme.name.replace("-", "_")
+        for name, column in (
+            ("aqi", "yhat"),
+            ("aqi_lower", "yhat_lower"),
+            ("aqi_upper", "yhat_upper"),
+        ):
+            arms = " ".join(
+                f"WHEN '{p}' THEN {sql_index(scheme, p, column)}" for p in scheme.hourly
+            )
+            cols.append(f"CASE target {arms} END AS {name}_{s}")
+    inner = f"SELECT f.*, {', '.join(cols)} FROM latest_forecasts AS f"
+    cats = []
+    for scheme in SCHEMES.values():
+        s = scheme.name.replace("-", "_")
+        for name in ("aqi", "aqi_lower", "aqi_upper"):
+            label = name.replace("aqi", "category")
+            cats.append(f"{sql_category(scheme, f'{name}_{s}')} AS {label}_{s}")
+    return f"SELECT a.*, {', '.join(cats)} FROM ({inner}) AS a"
+
+
 VIEWS: dict[str, View] = {
     v.name: v
     for v in (
@@ -288,6 +315,15 @@ VIEWS: dict[str, View] = {
             "(actual >= yhat_lower AND actual <= yhat_upper) AS covered "
             "FROM j WHERE actual IS NOT NULL",
             ("forecasts", "observations"),
+        ),
+        View(
+            "forecast_aqi",
+            "latest_forecasts with the air-quality index of p50, p10 and p90 and their "
+            "categories under each scheme (aqi_us_epa, category_us_epa, ..._cn_hj633): the "
+            "index of each forecast hour's value with the scheme's table for the pollutant "
+            "(no NowCast or 8-hour mean here; the api applies those). See docs/aqi.md.",
+            _aqi_view(),
+            ("latest_forecasts",),
         ),
     )
 }

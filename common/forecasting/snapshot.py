@@ -51,6 +51,9 @@ class HorizonAccuracy(BaseModel):
     mae: float
     rmse: float
     coverage: float = Field(description="Share of actuals inside [yhat_lower, yhat_upper].")
+    persistence_mae: float | None = Field(
+        None, description="MAE of persistence (the value observed at issue time) on the same hours."
+    )
 
 
 class Accuracy(BaseModel):
@@ -61,6 +64,16 @@ class Accuracy(BaseModel):
     model_version: str | None = None  # None: all versions pooled
     by_horizon: list[HorizonAccuracy] = []
     by_location: dict[str, float] = Field(default_factory=dict, description="MAE per location")
+
+
+class Hindcast(BaseModel):
+    """What was forecast `horizon_h` hours ahead (p50) for each recent hour, aligned with
+    RecentObservations (None where no such forecast was issued): past forecasts against what
+    was observed."""
+
+    horizon_h: int
+    start: dt.datetime
+    values: list[float | None]
 
 
 class Skipped(BaseModel):
@@ -83,3 +96,4 @@ class Snapshot(BaseModel):
     observations: dict[str, RecentObservations] = Field(default_factory=dict)
     accuracy: Accuracy | None = None
     skipped: list[Skipped] = []
+    hindcast: dict[str, Hindcast] = Field(default_factory=dict)

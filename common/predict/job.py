@@ -265,7 +265,40 @@ def build_snapshot(services: Services, prediction: Prediction) -> dict[str, Any]
         "observations": observations,
         "accuracy": None if accuracy is None else accuracy.model_dump(mode="json"),
         "skipped": [{"location_id": i, "reason": r} for i, r in p.skipped],
+        "hindcast": recent_hindcast(services, spec.target, as_of, start, ids, min(24, H)),
     }
+
+
+def recent_hindcast(
+    services: Services,
+    target: str,
+    as_of: dt.datetime,
+    start: dt.datetime,
+    ids: list[str],
+    horizon_h: int,
+) -> dict[str, Any]:
+    """Per location, the p50 forecast issued `horizon_h` hours before each hour of the recent
+    window [start, as_of] (bounded: len(ids) x RECENT_HOURS values), for the dashboard's
+    past-forecasts-against-observed chart. Re-runs count once (the newest row)."""
+    if not ids:
+        return {}
+    rows = services.warehouse.query(
+        "SELECT location_id, target_ts, yhat FROM forecasts WHERE target = @target "
+        "AND horizon_h = @h AND target_ts >= @start AND target_ts <= @as_of "
+        "AND issued_at <= @as_of AND location_id IN UNNEST(@ids) QUALIFY ROW_NUMBER() OVER ("
+        "PARTITION BY location_id, target_ts ORDER BY created_at DESC, run_id DESC) = 1",
+        {"target": target, "h": horizon_h, "start": start, "as_of": as_of, "ids": ids},
+    )
+    n = round((as_of - start) / dt.timedelta(hours=1)) + 1
+    out: dict[str, Any] = {}
+    for loc, group in rows.groupby("location_id"):
+        values: list[float | None] = [None] * n
+        for ts, yhat in zip(group["target_ts"], group["yhat"], strict=True):
+            k = round((ts.to_pydatetime() - start) / dt.timedelta(hours=1))
+            if 0 <= k < n:
+                values[k] = round(float(yhat), 3)
+        out[str(loc)] = {"horizon_h": horizon_h, "start": iso(start), "values": values}
+    return out
 
 
 def encode_snapshot(snapshot: dict[str, Any]) -> bytes:
@@ -289,8 +322,12 @@ def recent_accuracy(services: Services, target: str, as_of: dt.datetime) -> Accu
     warehouse = services.warehouse
     by_h = warehouse.query(
         "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, "
-        "SQRT(AVG(error * error)) AS rmse, AVG(CAST(covered AS FLOAT64)) AS coverage "
-        f"FROM forecast_accuracy {where} GROUP BY horizon_h ORDER BY horizon_h",
+        "SQRT(AVG(error * error)) AS rmse, AVG(CAST(covered AS FLOAT64)) AS coverage, "
+        f"AVG(ABS(o.{target} - a.actual)) AS persistence_mae "  # target: a schema variable
+        "FROM (SELECT * FROM forecast_accuracy "
+        f"{where}) AS a LEFT JOIN observations AS o "
+        "ON o.location_id = a.location_id AND o.ts = a.issued_at "
+        "GROUP BY horizon_h ORDER BY horizon_h",
         p,
     )
     if by_h.empty:
@@ -310,6 +347,9 @@ def recent_accuracy(services: Services, target: str, as_of: dt.datetime) -> Accu
                 mae=round(float(r.mae), 3),
                 rmse=round(float(r.rmse), 3),
                 coverage=round(float(r.coverage), 3) if pd.notna(r.coverage) else 0.0,
+                persistence_mae=(
+                    round(float(r.persistence_mae), 3) if pd.notna(r.persistence_mae) else None
+                ),
             )
             for r in by_h.itertuples()
         ],

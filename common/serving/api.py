@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from werkzeug.wrappers import Request, Response
 
+from common.core.aqi import US_EPA, Scheme, get_scheme
 from common.core.config import Settings
 from common.core.errors import (
     AircastError,
@@ -39,6 +40,7 @@ from common.core.logs import event, get_logger
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
 from common.monitoring import STATUS_KEY
 from common.runtime.body import read_body
+from common.serving.indices import point_indices, scheme_model, worst_hour
 from common.serving.models import (
     CurrentModel,
     ForecastPoint,
@@ -48,6 +50,7 @@ from common.serving.models import (
     LocationForecastResponse,
     LocationsResponse,
     MetricsResponse,
+    PastForecasts,
     PipelineStatus,
     PredictRequest,
     RecentValues,
@@ -149,10 +152,13 @@ def _encode(model: BaseModel) -> bytes:
 
 
 def _forecast(
-    snapshot: Snapshot, location_id: str, hours: int, with_obs: bool
+    snapshot: Snapshot, location_id: str, hours: int, with_obs: bool, scheme: Scheme = US_EPA
 ) -> LocationForecastResponse:
     fc = snapshot.forecasts[location_id]
     n = min(hours, len(fc.yhat))
+    history = snapshot.observations.get(location_id)
+    aqi = point_indices(scheme, snapshot.target, fc, history, max(n, min(24, len(fc.yhat))))
+    cat = lambda i: None if i is None else scheme.category(i).name  # type: ignore[union-attr]  # noqa: E731
     points = [
         ForecastPoint(
             target_ts=fc.issued_at + dt.timedelta(hours=i + 1),
@@ -160,10 +166,17 @@ def _forecast(
             yhat=fc.yhat[i],
             yhat_lower=fc.yhat_lower[i],
             yhat_upper=fc.yhat_upper[i],
+            aqi=aqi[i][0],
+            category=cat(aqi[i][0]),
+            aqi_lower=aqi[i][1],
+            aqi_upper=aqi[i][2],
+            category_lower=cat(aqi[i][1]),
+            category_upper=cat(aqi[i][2]),
         )
         for i in range(n)
     ]
-    recent = snapshot.observations.get(location_id) if with_obs else None
+    recent = history if with_obs else None
+    past = snapshot.hindcast.get(location_id) if with_obs else None
     return LocationForecastResponse(
         location_id=location_id,
         model_name=snapshot.model_name,
@@ -173,6 +186,8 @@ def _forecast(
         issued_at=fc.issued_at,
         points=points,
         observations=RecentValues(start=recent.start, values=recent.values) if recent else None,
+        hindcast=PastForecasts(**past.model_dump()) if past else None,
+        worst=worst_hour(scheme, fc.issued_at, [a[0] for a in aqi]),
     )
 
 
@@ -216,6 +231,7 @@ class Api:
         self.settings = settings
         self.store = store
         self.cache = SnapshotCache(store, settings.api_refresh_seconds)
+        self.scheme = get_scheme(settings.aqi_scheme)
         self._openapi: bytes | None = None
         self._dashboard: bytes | None = None
         # Exact paths -> (method, view); one prefix route for the per-location lookup. A dict
@@ -229,6 +245,7 @@ class Api:
             "/v1/predict": ("POST", self.predict),
             "/v1/models/current": ("GET", lambda r: self.current_model()),
             "/v1/metrics": ("GET", lambda r: self.metrics()),
+            "/v1/aqi": ("GET", lambda r: _encode(scheme_model(self.scheme))),
         }
 
     def _route(self, request: Request) -> bytes | tuple[bytes, str]:
@@ -336,7 +353,9 @@ class Api:
         key = ("forecast", location_id, hours, query.observations)
         snap = serving.snapshot
         return self._cached(
-            serving, key, lambda: _forecast(snap, location_id, hours, query.observations)
+            serving,
+            key,
+            lambda: _forecast(snap, location_id, hours, query.observations, self.scheme),
         )
 
     def forecasts(self, args: MultiDict[str, str]) -> bytes:
@@ -354,7 +373,7 @@ class Api:
         def build() -> ForecastsResponse:
             skipped = {} if wanted else {s.location_id: s.reason for s in snap.skipped}
             return ForecastsResponse(
-                forecasts=[_forecast(snap, i, hours, query.observations) for i in ids],
+                forecasts=[_forecast(snap, i, hours, query.observations, self.scheme) for i in ids],
                 skipped=skipped,
             )
 

@@ -70,11 +70,52 @@ class ForecastPoint(BaseModel):
     yhat: float = Field(description="Median forecast (p50).")
     yhat_lower: float = Field(description="Lower bound of the interval (p10).")
     yhat_upper: float = Field(description="Upper bound of the interval (p90).")
+    aqi: int | None = Field(
+        None, description="Air-quality index of the hour (AIRCAST_AQI_SCHEME); null if undefined."
+    )
+    category: str | None = Field(None, description="The scheme's category name for `aqi`.")
+    aqi_lower: int | None = Field(None, description="Index of the p10 value (the band's low end).")
+    aqi_upper: int | None = Field(None, description="Index of the p90 value (the band's high end).")
+    category_lower: str | None = Field(None, description="Category of the band's low end.")
+    category_upper: str | None = Field(None, description="Category of the band's high end.")
+
+
+class AqiCategory(BaseModel):
+    low: int
+    high: int
+    name: str
+    color: str = Field(description="The agency's colour, #RRGGBB.")
+    statement: str = Field(description="The scheme's cautionary statement for the category.")
+
+
+class AqiScheme(BaseModel):
+    """The index the api reports (AIRCAST_AQI_SCHEME): its categories, colours, statements."""
+
+    scheme: str
+    title: str
+    categories: list[AqiCategory]
+
+
+class WorstHour(BaseModel):
+    """The highest index in the next 24 forecast hours, with what the scheme advises."""
+
+    scheme: str
+    target_ts: dt.datetime
+    aqi: int
+    category: str
+    color: str
+    statement: str
 
 
 class RecentValues(BaseModel):
     start: dt.datetime = Field(description="Time of values[0]; values are hourly.")
     values: list[float | None]
+
+
+class PastForecasts(BaseModel):
+    horizon_h: int = Field(description="How far ahead these forecasts were made.")
+    start: dt.datetime = Field(description="Time of values[0]; values are hourly.")
+    values: list[float | None] = Field(description="p50 forecast for each hour (null: none).")
 
 
 class LocationForecastResponse(BaseModel):
@@ -87,6 +128,14 @@ class LocationForecastResponse(BaseModel):
     points: list[ForecastPoint]
     observations: RecentValues | None = Field(
         None, description="The target's recent hourly values (with ?observations=true)."
+    )
+    hindcast: PastForecasts | None = Field(
+        None,
+        description="What was forecast for the recent hours, beside `observations` "
+        "(with ?observations=true).",
+    )
+    worst: WorstHour | None = Field(
+        None, description="The day's worst hour by air-quality index (null if undefined)."
     )
 
 
@@ -186,6 +235,7 @@ SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
     ForecastsResponse,
     CurrentModel,
     MetricsResponse,
+    AqiScheme,
 )
 
 
@@ -312,6 +362,12 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
                 "get": {
                     "summary": "The production model's metadata and metrics",
                     "responses": {"200": _json(CurrentModel, "Model"), **_errors(409, 503)},
+                }
+            },
+            "/v1/aqi": {
+                "get": {
+                    "summary": "The air-quality index scheme: categories, colours, statements",
+                    "responses": {"200": _json(AqiScheme, "AQI scheme")},
                 }
             },
             "/v1/metrics": {

@@ -114,6 +114,7 @@ def test_a_source_returning_out_of_range_values_raises_the_rejected_share(
 ):
     monkeypatch.setenv("AIRCAST_CSV_PATH", str(tmp_path))  # the csv source's only root
     services.reset()
+
     def csv(path: Path, start: dt.datetime, pm2_5: float) -> Path:
         hours = pd.date_range(start, periods=30, freq="h")
         frame = pd.DataFrame({"location_id": "csv-site", "ts": hours.strftime("%Y-%m-%dT%H:%MZ")})

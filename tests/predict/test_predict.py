@@ -161,6 +161,26 @@ def test_views_answer_tomorrow_and_recent_accuracy(home: Path):
     snap = Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
     assert snap.issued_at == AS_OF and snap.accuracy is not None
     assert [a.horizon_h for a in snap.accuracy.by_horizon] == list(range(1, H + 1))
+    # Persistence on the same hours, for the dashboard's "model vs persistence".
+    assert all(
+        a.persistence_mae is not None and a.persistence_mae > 0 for a in snap.accuracy.by_horizon
+    )
+    # Hindcast: what was said 24 h ahead for each of the last 48 hours, aligned with the
+    # recent observations. Runs here are daily (-48 h, -24 h), so two hours have one: AS_OF
+    # and AS_OF - 24 h (the hourly schedule fills every hour).
+    past = snap.hindcast[loc]
+    assert past.horizon_h == 24 and past.start == snap.observations[loc].start
+    assert len(past.values) == len(snap.observations[loc].values) == 48
+    said = sql(
+        "SELECT target_ts, yhat FROM forecasts WHERE location_id = @loc AND horizon_h = 24 "
+        "AND target_ts > @start AND target_ts <= @now ORDER BY target_ts",
+        loc=loc,
+        start=AS_OF - dt.timedelta(hours=48),
+        now=AS_OF,
+    )
+    assert len(said) == 2
+    assert [i for i, v in enumerate(past.values) if v is not None] == [23, 47]
+    assert [past.values[23], past.values[47]] == pytest.approx(said["yhat"].tolist(), abs=1e-3)
 
 
 def test_locations_without_recent_history_are_skipped_with_a_reason(home: Path):

@@ -126,6 +126,7 @@ def test_metrics_come_from_the_snapshot(client) -> None:
         "mae": 3.2,
         "rmse": 4.3,
         "coverage": 0.795,
+        "persistence_mae": 3.95,
     }
     assert acc["by_location"]["beijing-dongsi"] == 4.0
 
@@ -265,6 +266,7 @@ def test_openapi_is_generated_from_the_models(client) -> None:
         "/v1/predict",
         "/v1/models/current",
         "/v1/metrics",
+        "/v1/aqi",
     }
     # Every error status it advertises is one that some AircastError answers.
     operations = [op for path in doc["paths"].values() for op in path.values()]
@@ -280,7 +282,7 @@ def test_dashboard_is_self_contained(client) -> None:
     r = client.get("/")
     assert r.status_code == 200 and r.mimetype == "text/html"
     html = r.get_data(as_text=True)
-    assert "/v1/forecasts?observations=true" in html
+    assert "/v1/forecasts?hours=1" in html and "?observations=true" in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in html and "@import" not in html
 

@@ -1,13 +1,21 @@
 """The dashboard in headless Chromium (Debian's, installed by `make install-dev`).
 
-Served like `aircast serve` serves it, with a snapshot of three forecast locations: the page
-must load with no failed request, no request leaving loopback, no script error, and one chart
-per location plus the accuracy table. Set AIRCAST_SCREENSHOT=docs/dashboard.png to keep the
-screenshot (that is how docs/dashboard.png was made).
+Served like `aircast serve` serves it, with a snapshot of 2,003 forecast locations (three
+named ones and 2,000 spread over the globe): the page must load with no failed request, no
+request leaving loopback and no script error; draw every location on the map coloured by
+its worst forecast category; find a location by search (keyboard only) and by a click on
+the map; show its next 24 hours with category colours and the band, its past forecasts
+against what was observed, and the model's accuracy beside persistence's, on nice axis
+ticks; fit a phone's width; and pass axe-core (shipped in the axe-playwright-python wheel)
+with no serious or critical violation at either width.
+
+Set AIRCAST_SCREENSHOTS=docs to keep docs/dashboard.png and docs/dashboard-phone.png.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -15,9 +23,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import sync_playwright
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Page, sync_playwright
 
-from tests.api_fixtures import LOCATIONS, served_api
+from common.core.aqi import US_EPA
+from tests.api_fixtures import LOCATIONS, make_snapshot, served_api
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Flags for a sandboxed root session on a closed network (no background connections).
@@ -30,67 +40,154 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+MANY = LOCATIONS + tuple(f"site-{i:04d}" for i in range(2000))
+COLORS = {c.color for c in US_EPA.categories}
 
 
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with served_api(tmp_path_factory.mktemp("api-dashboard") / "home") as url:
+    home = tmp_path_factory.mktemp("api-dashboard") / "home"
+    with served_api(home, make_snapshot(locations=MANY)) as url:
         yield url
 
 
-def test_dashboard_renders_one_chart_per_location(api_url: str, tmp_path: Path) -> None:
+def _open(pw, api_url: str, width: int, height: int, problems: list[str]) -> Page:
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    api_host = urlsplit(api_url).netloc
+
+    def guard(route) -> None:  # nothing but the api itself: no CDN, no fonts, no tiles
+        if urlsplit(route.request.url).netloc == api_host:
+            route.continue_()
+        else:
+            problems.append(f"off-site request {route.request.url}")
+            route.abort()
+
+    page.route("**/*", guard)
+    page.on("requestfailed", lambda r: problems.append(f"{r.url}: {r.failure}"))
+    page.on(
+        "response",
+        lambda r: problems.append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None,
+    )
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.goto(api_url + "/", wait_until="networkidle")
+    page.wait_for_selector("body[data-ready]", timeout=20_000)
+    assert page.get_attribute("body", "data-ready") == "true", page.inner_text("#meta")
+    return page
+
+
+def _serious(page: Page) -> list[str]:
+    results = Axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} -> {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def _nice(labels: list[str]) -> bool:
+    """Evenly spaced by 1, 2 or 5 x 10^k, each label a multiple of the step."""
+    values = [float(s) for s in labels]
+    steps = {round(b - a, 9) for a, b in itertools.pairwise(values)}
+    if len(steps) != 1:
+        return False
+    step = steps.pop()
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    return round(mantissa, 6) in (1, 2, 5) and all(
+        abs(v / step - round(v / step)) < 1e-6 for v in values
+    )
+
+
+def _texts(page: Page, selector: str) -> list[str]:
+    return page.eval_on_selector_all(selector, "els => els.map(e => e.textContent)")
+
+
+def _keep(shot: Path, name: str) -> None:
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if folder := os.environ.get("AIRCAST_SCREENSHOTS"):
+        shutil.copyfile(shot, Path(folder) / name)
+
+
+def test_dashboard_desktop_map_search_charts_and_accessibility(api_url: str, tmp_path: Path):
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} not found: `make install-dev` installs Debian's chromium")
-    failed: list[str] = []
-    errors: list[str] = []
-    api_host = urlsplit(api_url).netloc
+    problems: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page = _open(pw, api_url, 1440, 1000, problems)
+        # The map: every forecast location, coloured by a category of the scheme.
+        dots = page.locator("#map circle.site")
+        assert dots.count() == len(MANY)
+        fills = page.eval_on_selector_all(
+            "#map circle.site", "els => els.map(e => e.getAttribute('fill'))"
+        )
+        assert set(fills) <= COLORS and len(set(fills)) >= 2
+        assert "locations by worst forecast category" in (
+            page.get_attribute("#map", "aria-label") or ""
+        )
+        # Search among thousands, keyboard only: type, Enter picks the first match.
+        page.focus("#search")
+        page.keyboard.type("tiantan")
+        assert page.locator("#results button").count() == 1
+        page.keyboard.press("Enter")
+        page.wait_for_selector('body[data-selected="beijing-tiantan"]', timeout=10_000)
+        assert page.inner_text("#place") == "Beijing Tiantan"
+        assert page.locator('circle.site.selected[data-location="beijing-tiantan"]').count() == 1
+        # Next 24 h: median line, band, one category cell per hour, the worst hour's advice.
+        chart = page.locator("#forecast-chart svg")
+        assert len((chart.locator("polyline.yhat").get_attribute("points") or "").split()) == 24
+        assert chart.locator("polygon.band").count() == 1
+        cells = chart.locator("rect.cat-cell")
+        assert cells.count() == 24
+        cell_fills = page.eval_on_selector_all(
+            "#forecast-chart rect.cat-cell", "els => els.map(e => e.getAttribute('fill'))"
+        )
+        assert set(cell_fills) <= COLORS
+        badge = page.inner_text("#worst-badge")
+        assert "AQI" in badge and any(c.name in badge for c in US_EPA.categories)
+        assert any(c.statement in page.inner_text("#worst") for c in US_EPA.categories)
+        # Readable ticks: nice numbers on the value axis, whole hours on the time axis.
+        ticks = _texts(page, "#forecast-chart text.ytick")
+        assert len(ticks) >= 3 and _nice(ticks), ticks
+        assert all(
+            t.endswith(":00") or t[0].isdigit() for t in _texts(page, "#forecast-chart text.xtick")
+        )
+        # Past forecasts against what was observed.
+        past = page.locator("#hindcast-chart svg")
+        assert past.locator("polyline.hindcast").count() >= 1
+        assert past.locator("polyline.obs").count() >= 1
+        assert "mean abs. error" in page.inner_text("#hindcast-chart")
+        assert _nice(_texts(page, "#hindcast-chart text.ytick"))
+        # The model's accuracy beside persistence's, by horizon.
+        assert page.locator("#accuracy-table tbody tr").count() == 24
+        assert "persistence MAE" in page.inner_text("#accuracy-table thead")
+        # A click on the map picks that location.
+        page.locator('circle.site[data-location="singapore-central"]').dispatch_event("click")
+        page.wait_for_selector('body[data-selected="singapore-central"]', timeout=10_000)
+        assert page.inner_text("#place") == "Singapore Central"
+        assert _serious(page) == []
+        shot = tmp_path / "dashboard.png"
+        page.screenshot(path=str(shot), full_page=True)
+        page.context.browser.close()
+    assert problems == []
+    _keep(shot, "dashboard.png")
 
-            def guard(route) -> None:  # nothing but the api itself: no CDN, no fonts
-                if urlsplit(route.request.url).netloc == api_host:
-                    route.continue_()
-                else:
-                    failed.append(f"off-site request {route.request.url}")
-                    route.abort()
 
-            page.route("**/*", guard)
-            page.on("requestfailed", lambda r: failed.append(f"{r.url}: {r.failure}"))
-            page.on(
-                "response",
-                lambda r: failed.append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None,
-            )
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-
-            page.goto(api_url + "/", wait_until="networkidle")
-            page.wait_for_selector("body[data-ready]", timeout=15_000)
-            assert page.get_attribute("body", "data-ready") == "true", page.inner_text("#meta")
-
-            cards = page.locator(".card")
-            assert cards.count() == len(LOCATIONS)
-            shown = [cards.nth(i).get_attribute("data-location") for i in range(cards.count())]
-            assert shown == list(LOCATIONS)
-            for i in range(cards.count()):
-                card = cards.nth(i)
-                assert card.locator("svg.chart").count() == 1
-                # observations, the p50 line and the p10-p90 band are all drawn
-                assert card.locator("polyline.obs").count() == 1
-                assert card.locator("polyline.yhat").count() == 1
-                assert card.locator("polygon.band").count() == 1
-                points = card.locator("polyline.yhat").get_attribute("points") or ""
-                assert len(points.split()) == 24
-            assert page.locator("#accuracy-table tr").count() == 1 + 24
-            assert "Retired Station: not forecast" in page.inner_text("#charts")  # skipped
-
-            shot = tmp_path / "dashboard.png"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
-    assert failed == []
-    assert errors == []
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    if keep := os.environ.get("AIRCAST_SCREENSHOT"):
-        shutil.copyfile(shot, keep)
+def test_dashboard_phone_layout_and_accessibility(api_url: str, tmp_path: Path):
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        page = _open(pw, api_url, 390, 844, problems)
+        page.wait_for_selector("body[data-selected]:not([data-selected=loading])")
+        # One column, nothing wider than the screen.
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, width
+        find = page.locator("section.panel").nth(0).bounding_box()
+        detail = page.locator("#detail").bounding_box()
+        assert find and detail and detail["y"] >= find["y"] + find["height"]
+        assert page.locator("#forecast-chart svg").bounding_box()["width"] <= 390
+        assert _serious(page) == []
+        shot = tmp_path / "dashboard-phone.png"
+        page.screenshot(path=str(shot), full_page=True)
+        page.context.browser.close()
+    assert problems == []
+    _keep(shot, "dashboard-phone.png")

@@ -226,3 +226,49 @@ def test_bigquery_append_names_its_load_job_by_content(gcp_settings: Settings):
     other = conform(spec, pd.DataFrame(rows).assign(pm2_5=1.0))
     assert load_job_id(spec.name, parquet_bytes(spec, same)) == job_id
     assert load_job_id(spec.name, parquet_bytes(spec, other)) != job_id
+
+
+def test_chunks_respect_row_and_byte_limits():
+    rows = [{"payload": "x" * 100_000} for _ in range(200)]  # ~20 MB
+    chunks = _chunks(rows)
+    assert sum(len(c) for c in chunks) == 200
+    assert all(sum(len(r["payload"]) for r in c) <= MAX_BYTES_PER_REQUEST for c in chunks)
+    assert [len(c) for c in _chunks([{"a": 1}] * 1200)] == [500, 500, 200]
+
+
+def test_forecast_aqi_view_matches_the_python_tables(wh: Warehouse):
+    """The view's SQL is rendered from common.core.aqi's tables: on each backend it must give
+    the same index and category as the Python code, on breakpoints and between them."""
+    from common.core.aqi import CN_HJ633, US_EPA, index_of
+
+    values = [0.0, 9.0, 9.05, 17.4, 35.5, 80.0, 125.4, 240.0, 900.0]
+    rows = [
+        {
+            "run_id": "r1",
+            "model_version": "v1",
+            "location_id": f"loc{i}",
+            "target": "pm2_5",
+            "issued_at": T0,
+            "target_ts": T0 + pd.Timedelta(hours=1),
+            "horizon_h": 1,
+            "yhat": v,
+            "yhat_lower": v / 2,
+            "yhat_upper": v * 2,
+            "created_at": T0,
+        }
+        for i, v in enumerate(values)
+    ]
+    wh.append("forecasts", pd.DataFrame(rows))
+    got = wh.query(
+        "SELECT yhat, aqi_us_epa, category_us_epa, aqi_upper_us_epa, aqi_cn_hj633, "
+        "category_cn_hj633 FROM forecast_aqi ORDER BY yhat"
+    )
+    assert got["yhat"].tolist() == values
+    for row in got.itertuples():
+        us, cn = (
+            index_of(US_EPA, "pm2_5", "24h", row.yhat),
+            index_of(CN_HJ633, "pm2_5", "24h", row.yhat),
+        )
+        assert (int(row.aqi_us_epa), row.category_us_epa) == (us, US_EPA.category(us).name)
+        assert int(row.aqi_upper_us_epa) == index_of(US_EPA, "pm2_5", "24h", row.yhat * 2)
+        assert (int(row.aqi_cn_hj633), row.category_cn_hj633) == (cn, CN_HJ633.category(cn).name)

@@ -1,0 +1,416 @@
+"""Air-quality indices: the agencies' breakpoint tables, in one place, in pure Python.
+
+Why in `core`: the schema renders the `forecast_aqi` view's SQL from these tables (one
+table, two consumers), and the api computes the same index without pandas, so it must sit
+where both may import it and pull nothing heavy.
+
+Schemes (chosen by AIRCAST_AQI_SCHEME):
+
+- `us-epa`: EPA-454/B-24-002 (May 2024), "Technical Assistance Document for the Reporting
+  of Daily Air Quality - the Air Quality Index (AQI)", Table 6 (breakpoints, with the 2024
+  PM2.5 revision: 9.0 µg/m³ = AQI 50), Table 1 (names, colours); the PM NowCast as EPA's
+  "PM NowCast" fact sheet describes it. Concentrations are truncated before lookup
+  (PM2.5 to 0.1 µg/m³, PM10 to 1 µg/m³, O3 to 0.001 ppm, NO2 to 1 ppb) and the index is
+  rounded to the nearest integer, as the TAD says.
+- `cn-hj633`: HJ 633-2012 "Technical Regulation on Ambient Air Quality Index (on trial)",
+  Table 1 (IAQI concentration limits, µg/m³) and Table 2 (levels, categories, colours,
+  health advice). HJ 633 asks for integer IAQI; we round up, so a value is never shown
+  in a better class than its concentration.
+
+Our columns are µg/m³ (Open-Meteo's names). EPA's O3 and NO2 breakpoints are in ppm/ppb:
+ppb = µg/m³ x 24.45 / M, the molar volume at 25 °C and 1 atm over the molar mass
+(O3 48.00 g/mol, NO2 46.01 g/mol), the conditions EPA's standards are stated at.
+
+Averaging periods: each pollutant has the averaging the scheme reports it with. For an
+hourly series (observed history followed by forecast hours) `hourly_index` applies it:
+us-epa PM -> 12-hour NowCast then the 24-hour table; O3 -> 8-hour mean with the 8-hour
+table, and the 1-hour table where the hour reaches 0.125 ppm (the larger wins; 8-hour
+values above 0.200 ppm use the 1-hour table); NO2 -> the 1-hour table. cn-hj633 hourly
+(real-time) reporting uses 1-hour O3 and NO2 limits and, for PM, the 24-hour limits on the
+hourly value (Table 1, note 3), which is what it does here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MOLAR_VOLUME_25C = 24.45  # L/mol at 25 °C, 1 atm
+MOLAR_MASS = {"ozone": 48.00, "nitrogen_dioxide": 46.01}
+
+
+@dataclass(frozen=True)
+class Category:
+    """One band of the index: its range, name, colour and what people should do."""
+
+    low: int
+    high: int
+    name: str
+    color: str  # hex, as the agency gives it in RGB
+    statement: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """Breakpoints of one pollutant at one averaging period: rows of (c_lo, c_hi, i_lo, i_hi)
+    in `unit`; `decimals` is the truncation before lookup (None: no truncation)."""
+
+    pollutant: str
+    averaging: str  # "24h" | "8h" | "1h"
+    unit: str  # "µg/m³" | "ppm" | "ppb"
+    rows: tuple[tuple[float, float, int, int], ...]
+    decimals: int | None = None
+
+
+@dataclass(frozen=True)
+class Scheme:
+    name: str
+    title: str
+    categories: tuple[Category, ...]
+    tables: tuple[Table, ...]
+    rounding: str  # "nearest" | "up"
+    # Per pollutant, the table the hourly index (and the SQL view) uses for one hour's value.
+    hourly: dict[str, str]
+
+    def table(self, pollutant: str, averaging: str) -> Table:
+        for t in self.tables:
+            if t.pollutant == pollutant and t.averaging == averaging:
+                return t
+        raise KeyError(f"{self.name} has no {averaging} table for {pollutant}")
+
+    def category(self, index: int | None) -> Category | None:
+        if index is None:
+            return None
+        for c in self.categories:
+            if index <= c.high:
+                return c
+        return self.categories[-1]
+
+
+# --- US EPA (EPA-454/B-24-002, May 2024) ---------------------------------------------------
+# Cautionary statements: TAD Table 5, the particle-pollution (PM2.5) column, the pollutant
+# this project forecasts by default.
+_EPA_SENSITIVE = (
+    "People with heart or lung disease, older adults, children, and people of lower "
+    "socioeconomic status"
+)
+US_EPA = Scheme(
+    name="us-epa",
+    title="US EPA Air Quality Index (2024)",
+    categories=(
+        Category(0, 50, "Good", "#00E400", "None."),
+        Category(
+            51,
+            100,
+            "Moderate",
+            "#FFFF00",
+            "Unusually sensitive people should consider reducing prolonged or heavy exertion.",
+        ),
+        Category(
+            101,
+            150,
+            "Unhealthy for Sensitive Groups",
+            "#FF7E00",
+            f"{_EPA_SENSITIVE} should reduce prolonged or heavy exertion.",
+        ),
+        Category(
+            151,
+            200,
+            "Unhealthy",
+            "#FF0000",
+            f"{_EPA_SENSITIVE} should avoid prolonged or heavy exertion; everyone else "
+            "should reduce prolonged or heavy exertion.",
+        ),
+        Category(
+            201,
+            300,
+            "Very Unhealthy",
+            "#8F3F97",
+            f"{_EPA_SENSITIVE} should avoid all physical activity outdoors. Everyone else "
+            "should avoid prolonged or heavy exertion.",
+        ),
+        Category(
+            301,
+            500,
+            "Hazardous",
+            "#7E0023",
+            "Everyone should avoid all physical activity outdoors; "
+            f"{_EPA_SENSITIVE[0].lower() + _EPA_SENSITIVE[1:]} should remain indoors and "
+            "keep activity levels low.",
+        ),
+    ),
+    tables=(
+        Table(
+            "pm2_5",
+            "24h",
+            "µg/m³",
+            (
+                (0.0, 9.0, 0, 50),
+                (9.1, 35.4, 51, 100),
+                (35.5, 55.4, 101, 150),
+                (55.5, 125.4, 151, 200),
+                (125.5, 225.4, 201, 300),
+                (225.5, 325.4, 301, 500),
+            ),
+            1,
+        ),
+        Table(
+            "pm10",
+            "24h",
+            "µg/m³",
+            (
+                (0, 54, 0, 50),
+                (55, 154, 51, 100),
+                (155, 254, 101, 150),
+                (255, 354, 151, 200),
+                (355, 424, 201, 300),
+                (425, 604, 301, 500),
+            ),
+            0,
+        ),
+        Table(
+            "ozone",
+            "8h",
+            "ppm",
+            (
+                (0.000, 0.054, 0, 50),
+                (0.055, 0.070, 51, 100),
+                (0.071, 0.085, 101, 150),
+                (0.086, 0.105, 151, 200),
+                (0.106, 0.200, 201, 300),
+            ),
+            3,
+        ),
+        Table(
+            "ozone",
+            "1h",
+            "ppm",
+            (
+                (0.125, 0.164, 101, 150),
+                (0.165, 0.204, 151, 200),
+                (0.205, 0.404, 201, 300),
+                (0.405, 0.604, 301, 500),
+            ),
+            3,
+        ),
+        Table(
+            "nitrogen_dioxide",
+            "1h",
+            "ppb",
+            (
+                (0, 53, 0, 50),
+                (54, 100, 51, 100),
+                (101, 360, 101, 150),
+                (361, 649, 151, 200),
+                (650, 1249, 201, 300),
+                (1250, 2049, 301, 500),
+            ),
+            0,
+        ),
+    ),
+    rounding="nearest",
+    hourly={"pm2_5": "24h", "pm10": "24h", "ozone": "8h", "nitrogen_dioxide": "1h"},
+)
+
+# --- China HJ 633-2012 ---------------------------------------------------------------------
+_IAQI = (0, 50, 100, 150, 200, 300, 400, 500)
+
+
+def _hj(limits: Sequence[float]) -> tuple[tuple[float, float, int, int], ...]:
+    """HJ 633 Table 1 gives one limit per IAQI level; consecutive limits bound a row."""
+    return tuple((limits[i], limits[i + 1], _IAQI[i], _IAQI[i + 1]) for i in range(len(limits) - 1))
+
+
+CN_HJ633 = Scheme(
+    name="cn-hj633",
+    title="China AQI (HJ 633-2012)",
+    categories=(  # Table 2: category, colour, recommended measures (English rendering)
+        Category(0, 50, "Excellent", "#00E400", "All groups can be active outdoors as usual."),
+        Category(
+            51,
+            100,
+            "Good",
+            "#FFFF00",
+            "A very few unusually sensitive people should reduce outdoor activity.",
+        ),
+        Category(
+            101,
+            150,
+            "Lightly polluted",
+            "#FF7E00",
+            "Children, older people and people with heart or respiratory disease should "
+            "reduce long or strenuous outdoor exercise.",
+        ),
+        Category(
+            151,
+            200,
+            "Moderately polluted",
+            "#FF0000",
+            "Children, older people and people with heart or respiratory disease should "
+            "avoid long or strenuous outdoor exercise; others should reduce outdoor exercise.",
+        ),
+        Category(
+            201,
+            300,
+            "Heavily polluted",
+            "#99004C",
+            "Children, older people and people with heart or lung disease should stay "
+            "indoors and stop outdoor exercise; others should reduce outdoor exercise.",
+        ),
+        Category(
+            301,
+            500,
+            "Severely polluted",
+            "#7E0023",
+            "Children, older people and the sick should stay indoors and avoid exertion; "
+            "others should avoid outdoor activity.",
+        ),
+    ),
+    tables=(
+        Table("pm2_5", "24h", "µg/m³", _hj((0, 35, 75, 115, 150, 250, 350, 500))),
+        Table("pm10", "24h", "µg/m³", _hj((0, 50, 150, 250, 350, 420, 500, 600))),
+        Table("ozone", "1h", "µg/m³", _hj((0, 160, 200, 300, 400, 800, 1000, 1200))),
+        Table("ozone", "8h", "µg/m³", _hj((0, 100, 160, 215, 265, 800))),
+        Table("nitrogen_dioxide", "1h", "µg/m³", _hj((0, 100, 200, 700, 1200, 2340, 3090, 3840))),
+        Table("nitrogen_dioxide", "24h", "µg/m³", _hj((0, 40, 80, 180, 280, 565, 750, 940))),
+    ),
+    rounding="up",
+    hourly={"pm2_5": "24h", "pm10": "24h", "ozone": "1h", "nitrogen_dioxide": "1h"},
+)
+
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (US_EPA, CN_HJ633)}
+
+
+def get_scheme(name: str) -> Scheme:
+    try:
+        return SCHEMES[name]
+    except KeyError:
+        raise ValueError(f"unknown AQI scheme {name!r}; known: {', '.join(SCHEMES)}") from None
+
+
+def convert(pollutant: str, ugm3: float, unit: str) -> float:
+    """µg/m³ -> the table's unit (ppm/ppb at 25 °C, 1 atm for gases)."""
+    if unit == "µg/m³":
+        return ugm3
+    ppb = ugm3 * MOLAR_VOLUME_25C / MOLAR_MASS[pollutant]
+    return ppb / 1000 if unit == "ppm" else ppb
+
+
+def _truncate(value: float, decimals: int | None) -> float:
+    if decimals is None:
+        return value
+    scale = 10**decimals
+    return math.floor(value * scale + 1e-9) / scale  # the epsilon absorbs binary noise
+
+
+def _round(value: float, rounding: str) -> int:
+    if rounding == "up":
+        return math.ceil(value - 1e-9)
+    return math.floor(value + 0.5)
+
+
+def sub_index(scheme: Scheme, table: Table, concentration: float | None) -> int | None:
+    """The index of one concentration (in the table's unit) by linear interpolation within its
+    row: I = (I_hi - I_lo) / (C_hi - C_lo) x (C - C_lo) + I_lo. Beyond the table: 500 (the
+    top of the scale); below its first row (O3 1-hour): None (not defined there)."""
+    if concentration is None or math.isnan(concentration):
+        return None
+    c = _truncate(max(concentration, 0.0), table.decimals)
+    rows = table.rows
+    if c < rows[0][0]:
+        return None
+    for c_lo, c_hi, i_lo, i_hi in rows:
+        if c <= c_hi:
+            c_lo = min(c_lo, c)  # (cannot happen with truncation; guards float edges)
+            return _round((i_hi - i_lo) / (c_hi - c_lo) * (c - c_lo) + i_lo, scheme.rounding)
+    return 500
+
+
+def index_of(scheme: Scheme, pollutant: str, averaging: str, ugm3: float | None) -> int | None:
+    """The index of a concentration in µg/m³ averaged over `averaging`."""
+    if ugm3 is None:
+        return None
+    table = scheme.table(pollutant, averaging)
+    return sub_index(scheme, table, convert(pollutant, ugm3, table.unit))
+
+
+def nowcast(values: Sequence[float | None]) -> float | None:
+    """EPA's PM NowCast of the last 12 hourly values (oldest first, the current hour last).
+
+    weight = min / max over the 12 hours, at least 0.5; NowCast = sum(w^i c_i) / sum(w^i)
+    with i the hours ago (missing hours drop out of both sums). Not reported unless 2 of
+    the 3 most recent hours are valid.
+    """
+    recent = list(values)[-12:]
+    valid = [v for v in recent if v is not None and not math.isnan(v)]
+    last3 = [v for v in recent[-3:] if v is not None and not math.isnan(v)]
+    if len(last3) < 2 or not valid:
+        return None
+    hi, lo = max(valid), min(valid)
+    w = 1.0 if hi <= 0 else max(lo / hi, 0.5)
+    num = den = 0.0
+    for ago, v in enumerate(reversed(recent)):
+        if v is not None and not math.isnan(v):
+            num += w**ago * v
+            den += w**ago
+    return num / den
+
+
+def _mean(values: Sequence[float | None], need: int) -> float | None:
+    valid = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(valid) / len(valid) if len(valid) >= need else None
+
+
+def hourly_index(
+    scheme: Scheme, pollutant: str, series: Sequence[float | None], i: int
+) -> int | None:
+    """The index at hour `i` of an hourly µg/m³ series (history then forecast), with the
+    averaging the scheme reports that pollutant with (see the module docstring)."""
+    if pollutant not in scheme.hourly:
+        return None
+    window = series[max(0, i - 11) : i + 1]
+    current = series[i]
+    if scheme is US_EPA and pollutant in ("pm2_5", "pm10"):
+        return index_of(scheme, pollutant, "24h", nowcast(window))
+    if scheme is US_EPA and pollutant == "ozone":
+        eight = index_of(scheme, pollutant, "8h", _mean(series[max(0, i - 7) : i + 1], 6))
+        ppm = None if current is None else convert(pollutant, current, "ppm")
+        one = None
+        if ppm is not None and ppm >= 0.125:
+            one = index_of(scheme, pollutant, "1h", current)
+        if eight == 500 and one is None:  # 8-hour values above 0.200 ppm are not defined
+            eight = 300
+        found = [x for x in (eight, one) if x is not None]
+        return max(found) if found else None
+    return index_of(scheme, pollutant, scheme.hourly[pollutant], current)
+
+
+def sql_index(scheme: Scheme, pollutant: str, column: str) -> str:
+    """A SQL expression (BigQuery dialect, portable to DuckDB) for the index of one hour's
+    value of `column` (µg/m³) with the scheme's hourly table; rendered from the same rows
+    `sub_index` uses, so the view and the api cannot disagree on a breakpoint."""
+    table = scheme.table(pollutant, scheme.hourly[pollutant])
+    factor = convert(pollutant, 1.0, table.unit)
+    x = f"GREATEST({column}, 0) * {factor!r}" if factor != 1.0 else f"GREATEST({column}, 0)"
+    if table.decimals is not None:
+        scale = 10**table.decimals
+        x = f"(FLOOR({x} * {scale} + 1e-9) / {scale})"
+    else:
+        x = f"({x})"
+    arms = []
+    for c_lo, c_hi, i_lo, i_hi in table.rows:
+        raw = f"{(i_hi - i_lo) / (c_hi - c_lo)!r} * ({x} - {c_lo!r}) + {i_lo}"
+        rounded = f"CEIL({raw} - 1e-9)" if scheme.rounding == "up" else f"FLOOR({raw} + 0.5)"
+        arms.append(f"WHEN {x} <= {c_hi!r} THEN CAST({rounded} AS INT64)")
+    low = table.rows[0][0]
+    first = f"WHEN {column} IS NULL THEN NULL WHEN {x} < {low!r} THEN NULL " if low > 0 else ""
+    if not first:
+        first = f"WHEN {column} IS NULL THEN NULL "
+    return f"CASE {first}{' '.join(arms)} ELSE 500 END"
+
+
+def sql_category(scheme: Scheme, index_sql: str) -> str:
+    """SQL for the category name of an index expression."""
+    arms = " ".join(f"WHEN {index_sql} <= {c.high} THEN '{c.name}'" for c in scheme.categories)
+    return f"CASE WHEN {index_sql} IS NULL THEN NULL {arms} ELSE '{scheme.categories[-1].name}' END"

@@ -1,0 +1,83 @@
+"""Air-quality index of each forecast point, from the snapshot: pure Python (no pandas), so
+the api's cold start stays light; computed once per snapshot and URL (the api caches the
+encoded answer), so lookups cost what they did.
+
+The series behind each hour is the observed history up to issued_at followed by the
+forecast, so the averaging the scheme asks for (EPA's 12-hour NowCast, 8-hour ozone) covers
+forecast hours near the issue time with observed hours, as it would on the day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from common.core.aqi import Scheme, hourly_index
+from common.forecasting.snapshot import LocationForecast, RecentObservations
+from common.serving.models import AqiCategory, AqiScheme, WorstHour
+
+HOUR = dt.timedelta(hours=1)
+WORST_HOURS = 24  # "the day's worst hour": the next 24 forecast hours
+
+
+def scheme_model(scheme: Scheme) -> AqiScheme:
+    return AqiScheme(
+        scheme=scheme.name,
+        title=scheme.title,
+        categories=[
+            AqiCategory(low=c.low, high=c.high, name=c.name, color=c.color, statement=c.statement)
+            for c in scheme.categories
+        ],
+    )
+
+
+def _history(fc: LocationForecast, recent: RecentObservations | None) -> list[float | None]:
+    """Observed values for the 12 hours up to issued_at (None where unknown)."""
+    out: list[float | None] = [None] * 12
+    if recent is None:
+        return out
+    for k, value in enumerate(recent.values):
+        back = round((fc.issued_at - (recent.start + k * HOUR)) / HOUR)  # hours before t
+        if 0 <= back < 12:
+            out[11 - back] = value
+    return out
+
+
+def point_indices(
+    scheme: Scheme,
+    pollutant: str,
+    fc: LocationForecast,
+    recent: RecentObservations | None,
+    n: int,
+) -> list[tuple[int | None, int | None, int | None]]:
+    """(aqi of p50, of p10, of p90) for horizons 1..n."""
+    if pollutant not in scheme.hourly:
+        return [(None, None, None)] * n
+    history = _history(fc, recent)
+    result = []
+    series = [history + list(values[:n]) for values in (fc.yhat, fc.yhat_lower, fc.yhat_upper)]
+    for i in range(n):
+        j = len(history) + i
+        mid, low, high = (hourly_index(scheme, pollutant, s, j) for s in series)
+        result.append((mid, low, high))
+    return result
+
+
+def worst_hour(
+    scheme: Scheme, issued_at: dt.datetime, indices: list[int | None]
+) -> WorstHour | None:
+    best: tuple[int, int] | None = None
+    for i, value in enumerate(indices[:WORST_HOURS]):
+        if value is not None and (best is None or value > best[1]):
+            best = (i, value)
+    if best is None:
+        return None
+    cat = scheme.category(best[1])
+    assert cat is not None
+    return WorstHour(
+        scheme=scheme.name,
+        target_ts=issued_at + (best[0] + 1) * HOUR,
+        aqi=best[1],
+        category=cat.name,
+        color=cat.color,
+        statement=cat.statement,
+    )
