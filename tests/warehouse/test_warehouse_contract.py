@@ -228,14 +228,6 @@ def test_bigquery_append_names_its_load_job_by_content(gcp_settings: Settings):
     assert load_job_id(spec.name, parquet_bytes(spec, other)) != job_id
 
 
-def test_chunks_respect_row_and_byte_limits():
-    rows = [{"payload": "x" * 100_000} for _ in range(200)]  # ~20 MB
-    chunks = _chunks(rows)
-    assert sum(len(c) for c in chunks) == 200
-    assert all(sum(len(r["payload"]) for r in c) <= MAX_BYTES_PER_REQUEST for c in chunks)
-    assert [len(c) for c in _chunks([{"a": 1}] * 1200)] == [500, 500, 200]
-
-
 def test_forecast_aqi_view_matches_the_python_tables(wh: Warehouse):
     """The view's SQL is rendered from common.core.aqi's tables: on each backend it must give
     the same index and category as the Python code, on breakpoints and between them."""
