@@ -28,6 +28,9 @@ resource "google_bigquery_table" "table" {
     content {
       type  = "DAY"
       field = time_partitioning.value
+      # retention from common/core/schema.py: BigQuery deletes a day's partition this long
+      # after the day (null keeps it)
+      expiration_ms = each.value.retention_days == null ? null : each.value.retention_days * 86400000
     }
   }
 }

@@ -50,6 +50,7 @@ def terraform_tables() -> dict[str, dict[str, object]]:
             "description": t.description,
             "partition_by": t.partition_by,
             "cluster_by": list(t.cluster_by),
+            "retention_days": t.retention_days,
         }
         for t in TABLES.values()
     }

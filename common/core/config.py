@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.core.catalog import SOURCE_NAMES
 from common.core.errors import AircastError
-from common.core.schema import VARIABLES
+from common.core.schema import TRAIN_WINDOW_MAX_DAYS, VARIABLES
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -143,7 +143,11 @@ class Settings(BaseSettings):
 
     # --- training ------------------------------------------------------------------------
     train_window_days: int = Field(
-        365, ge=7, le=3660, description="Train on observations of this many days up to as_of."
+        365,
+        ge=7,
+        le=TRAIN_WINDOW_MAX_DAYS,
+        description="Train on observations of this many days up to as_of (raw observations "
+        "are kept a little longer, see docs/data.md).",
     )
     train_max_rows: int = Field(
         500_000,

@@ -54,6 +54,12 @@ VARIABLES: dict[str, Variable] = {
 POLLUTANTS = tuple(n for n, v in VARIABLES.items() if v.kind == "pollutant")
 WEATHER = tuple(n for n, v in VARIABLES.items() if v.kind == "weather")
 
+# The longest training window a setting or train request may ask for, and the days of raw
+# observations kept: the window plus a margin for the features' lags (hours) and for a
+# replay whose as_of lies a few weeks back. Train reads nothing older than the window.
+TRAIN_WINDOW_MAX_DAYS = 1096
+OBSERVATIONS_RETENTION_DAYS = TRAIN_WINDOW_MAX_DAYS + 35
+
 # BigQuery standard SQL type -> DuckDB type.
 DUCKDB_TYPES = {
     "STRING": "VARCHAR",
@@ -84,6 +90,18 @@ class Table:
     key: tuple[str, ...] = ()  # the key its reading view deduplicates on, if any
     partition_by: str | None = None  # a TIMESTAMP column, partitioned by day
     cluster_by: tuple[str, ...] = ()
+    # Days a day-partition is kept after its partition_by day (BigQuery deletes it then;
+    # None keeps it forever). Relative to the wall clock, not as_of. See docs/data.md.
+    retention_days: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.retention_days is not None and not self.partition_by:
+            raise ValueError(f"{self.name}: retention needs a partition_by column")
+
+    @property
+    def expiration_ms(self) -> int | None:
+        """The retention as BigQuery's partition expiration."""
+        return None if self.retention_days is None else self.retention_days * 86_400_000
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -145,6 +163,7 @@ TABLES: dict[str, Table] = {
             key=("location_id", "ts"),
             partition_by="ts",
             cluster_by=("location_id",),
+            retention_days=OBSERVATIONS_RETENTION_DAYS,
         ),
         Table(
             "weather_forecasts",
@@ -164,6 +183,7 @@ TABLES: dict[str, Table] = {
             key=("location_id", "issued_at", "ts"),
             partition_by="ts",
             cluster_by=("location_id",),
+            retention_days=90,
         ),
         Table(
             "rejected_rows",
@@ -179,6 +199,7 @@ TABLES: dict[str, Table] = {
             ),
             partition_by="rejected_at",
             cluster_by=("source",),
+            retention_days=90,
         ),
         Table(
             "forecasts",
@@ -199,6 +220,7 @@ TABLES: dict[str, Table] = {
             key=("location_id", "target_ts"),
             partition_by="target_ts",
             cluster_by=("location_id",),
+            retention_days=400,
         ),
         Table(
             "runs",
@@ -227,6 +249,7 @@ TABLES: dict[str, Table] = {
             ),
             partition_by="started_at",
             cluster_by=("function",),
+            retention_days=400,
         ),
     )
 }

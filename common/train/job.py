@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 import common
 from common.core.config import Settings
 from common.core.errors import Conflict
+from common.core.schema import TRAIN_WINDOW_MAX_DAYS
 from common.core.timeutil import UTCDateTime, iso
 from common.forecasting.evaluation import ratio
 from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
@@ -58,7 +59,7 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     as_of: UTCDateTime | None = None
-    window_days: int | None = Field(None, ge=7, le=3660)
+    window_days: int | None = Field(None, ge=7, le=TRAIN_WINDOW_MAX_DAYS)
     max_rows: int | None = Field(None, ge=1_000, le=20_000_000)
 
 

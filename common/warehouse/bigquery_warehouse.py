@@ -87,11 +87,14 @@ class BigQueryWarehouse(Warehouse):
         obj.description = table.description
         if table.partition_by:
             obj.time_partitioning = bigquery.TimePartitioning(
-                type_=bigquery.TimePartitioningType.DAY, field=table.partition_by
+                type_=bigquery.TimePartitioningType.DAY,
+                field=table.partition_by,
+                expiration_ms=table.expiration_ms,
             )
         if table.cluster_by:
             obj.clustering_fields = list(table.cluster_by)
         existing = self.client.create_table(obj, exists_ok=True)
+        self._ensure_retention(existing, table)
         have = {f.name for f in existing.schema}
         missing = [f for f in wanted if f.name not in have]
         relax = {f.name for f in wanted if f.mode == "NULLABLE"}
@@ -112,6 +115,15 @@ class BigQueryWarehouse(Warehouse):
                 ),
             ]
             self.client.update_table(existing, ["schema"])
+
+    def _ensure_retention(self, existing: bigquery.Table, table: Table) -> None:
+        """A table created before its retention was set (or changed) gets the schema's."""
+        tp = existing.time_partitioning
+        if tp is None or tp.expiration_ms == table.expiration_ms:
+            return
+        tp.expiration_ms = table.expiration_ms
+        existing.time_partitioning = tp
+        self.client.update_table(existing, ["time_partitioning"])
 
     def _ensure_view(self, name: str, sql: str, description: str) -> None:
         view = bigquery.Table(self._ref(name))

@@ -249,7 +249,10 @@ def test_table_schemas_partitioning_and_views_equal_common():
         assert on_disk == bigquery_schema(table)
         assert tables[name]["partition_by"] == table.partition_by
         assert tables[name]["cluster_by"] == list(table.cluster_by)
+        assert tables[name]["retention_days"] == table.retention_days
     assert tables["observations_raw"]["partition_by"] == "ts"
+    for name in ("observations_raw", "rejected_rows", "forecasts", "runs"):
+        assert tables[name]["retention_days"] > 0
     assert tables["observations_raw"]["cluster_by"] == ["location_id"]
     assert tables["forecasts"]["partition_by"] == "target_ts"
 
@@ -260,6 +263,8 @@ def test_table_schemas_partitioning_and_views_equal_common():
     assert partitioning["time_partitioning"]["content"][0] == {
         "type": "DAY",
         "field": "${time_partitioning.value}",
+        "expiration_ms": "${each.value.retention_days == null ? null : "
+        "each.value.retention_days * 86400000}",
     }
     assert "each.value.partition_by" in partitioning["time_partitioning"]["for_each"]
     assert "each.value.cluster_by" in bq["table"]["clustering"]
