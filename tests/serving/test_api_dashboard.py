@@ -7,7 +7,8 @@ its worst forecast category; find a location by search (keyboard only) and by a 
 the map; show its next 24 hours with category colours and the band, its past forecasts
 against what was observed, and the model's accuracy beside persistence's, on nice axis
 ticks; fit a phone's width; and pass axe-core (shipped in the axe-playwright-python wheel)
-with no serious or critical violation at either width.
+with no serious or critical violation at either width; and show the pipeline status panel
+with the conditions stored at health/status.json (state spelt out, detail beside it).
 
 Set AIRCAST_SCREENSHOTS=docs to keep docs/dashboard.png and docs/dashboard-phone.png.
 """
@@ -27,6 +28,8 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, sync_playwright
 
 from common.core.aqi import US_EPA
+from common.monitoring import STATUS_KEY
+from common.storage.local import LocalStore
 from tests.api_fixtures import LOCATIONS, make_snapshot, served_api
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,12 +45,27 @@ ARGS = [
 ]
 MANY = LOCATIONS + tuple(f"site-{i:04d}" for i in range(2000))
 COLORS = {c.color for c in US_EPA.categories}
+# Conditions laid out as predict stores them (health/status.json); one warns, one alerts.
+PIPELINE = {
+    "status": "alert",
+    "as_of": "2026-11-20T08:00:00Z",
+    "conditions": [
+        {"name": "freshness", "state": "ok", "detail": "all 2003 active locations within 3 h"},
+        {"name": "runs", "state": "ok", "detail": "ingest, predict succeeded within 2 h"},
+        {"name": "model_age", "state": "warn", "detail": "production v1 is 4.0 days old"},
+        {"name": "rejected_share", "state": "ok", "detail": "largest share 0.01 (csv)"},
+        {"name": "accuracy", "state": "ok", "detail": "v1 MAE / persistence 0.81"},
+        {"name": "drift", "state": "alert", "detail": "largest PSI 1.2 (pm2_5)"},
+        {"name": "snapshot", "state": "ok", "detail": "snapshot 0.2 h old"},
+    ],
+}
 
 
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("api-dashboard") / "home"
     with served_api(home, make_snapshot(locations=MANY)) as url:
+        LocalStore(home / "artifacts").put_json(STATUS_KEY, PIPELINE)
         yield url
 
 
@@ -165,6 +183,16 @@ def test_dashboard_desktop_map_search_charts_and_accessibility(api_url: str, tmp
         page.locator('circle.site[data-location="singapore-central"]').dispatch_event("click")
         page.wait_for_selector('body[data-selected="singapore-central"]', timeout=10_000)
         assert page.inner_text("#place") == "Singapore Central"
+        # The pipeline status panel: the stored conditions, each with its state and detail,
+        # opened because one alerts; the state is spelt out, not only coloured.
+        page.wait_for_selector("#pipeline-status[data-state=alert]", timeout=10_000)
+        assert page.get_attribute("#pipeline-status", "open") is not None
+        assert "ALERT" in page.inner_text("#pipeline-h")
+        for c in PIPELINE["conditions"]:
+            name = c["name"]
+            item = page.inner_text(f'#pipeline-conditions li[data-condition="{name}"]')
+            state = "ALERT" if c["state"] == "alert" else c["state"]
+            assert item.startswith(state) and c["name"] in item and c["detail"] in item, item
         assert _serious(page) == []
         shot = tmp_path / "dashboard.png"
         page.screenshot(path=str(shot), full_page=True)
