@@ -3,12 +3,16 @@
 Per input: the population stability index (PSI) of recent values over the decile bins of
 the training data, whose edges and shares train stores in the version's metadata.json
 (`reference`, from `reference()`), so no training data is read again. Overall: the AUC of
-a classifier asked to tell recent rows from training-window rows (an adversarial
-validator): 0.5 means it cannot, 1.0 that the two samples are disjoint.
+a classifier asked to tell recent rows from training rows (an adversarial validator): 0.5
+means it cannot, 1.0 that the two samples are disjoint. Its training rows are a bounded
+sample train stores beside the version (`reference_sample()`, SAMPLE_FILE), taken when the
+model was trained, so a later correction or shift of the warehouse's rows cannot move the
+reference along with the serving inputs.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +21,8 @@ import pandas as pd
 
 QUANTILES = np.linspace(0, 1, 11)
 EPS = 1e-4  # floor of a bin's share, so an empty bin gives a large, finite PSI
+SAMPLE_FILE = "reference_sample.parquet"  # beside the version's metadata.json
+SAMPLE_ROWS = 2000  # bounded: a few hundred kB at most, whatever the training window
 
 
 def reference(obs: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
@@ -35,6 +41,26 @@ def reference(obs: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
             "n": len(values),
         }
     return out
+
+
+def reference_sample(
+    obs: pd.DataFrame, columns: Sequence[str], since: Any, rows: int = SAMPLE_ROWS
+) -> bytes:
+    """Parquet bytes of at most `rows` training input rows with ts after `since` (the end
+    of the training window, as long as the drift window: the serving inputs of a freshly
+    trained model look like them, whatever the season). Deterministic for the same rows."""
+    recent = obs[pd.to_datetime(obs["ts"], utc=True) > pd.Timestamp(since)]
+    cols = [c for c in columns if c in recent]
+    picked = recent.sort_values(["ts", "location_id"]) if "location_id" in recent else recent
+    if len(picked) > rows:
+        picked = picked.sample(rows, random_state=0)
+    buf = io.BytesIO()
+    picked[cols].astype(float).reset_index(drop=True).to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def read_sample(data: bytes) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(data))
 
 
 def psi(ref: dict[str, Any], values: np.ndarray) -> float | None:

@@ -240,15 +240,14 @@ def drift_condition(services: Services, as_of: dt.datetime) -> dict[str, Any]:
         detail = f"fewer than {th.DRIFT_MIN_ROWS} recent input rows"
         return _condition("drift", None, detail, version=version)
     psi = drift.psi_by_column(ref, recent)
-    window_end = parse_time(meta["data"]["window"][1])
-    training = signals.recent_inputs(
-        services.warehouse,
-        columns,
-        window_end - dt.timedelta(days=7),
-        window_end,
-        th.ADVERSARIAL_SAMPLE,
-    )
-    auc = drift.adversarial_auc(training, recent.head(th.ADVERSARIAL_SAMPLE))
+    try:  # the sample train stored with the version (none for versions trained before it)
+        training = drift.read_sample(registry.store.get(registry.key(version, drift.SAMPLE_FILE)))
+    except NotFound:
+        training = None
+    auc = None
+    if training is not None:
+        picked = recent.sample(min(len(recent), th.ADVERSARIAL_SAMPLE), random_state=0)
+        auc = drift.adversarial_auc(training, picked)
     column, value = max(psi.items(), key=lambda kv: kv[1], default=(None, None))
     state = th.LEVELS["drift"].state(value)
     if auc is not None and auc > th.ADVERSARIAL_AUC_WARN and state == "ok":

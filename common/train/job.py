@@ -40,7 +40,9 @@ from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
 from common.forecasting.model import ForecastModel
 from common.forecasting.registry import Registry
 from common.forecasting.training import IssueWindow, TrainingData, fit_model, holdout_metrics
+from common.monitoring import drift
 from common.monitoring.drift import reference as drift_reference
+from common.monitoring.thresholds import DRIFT_WINDOW_HOURS
 from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, run_job
 from common.runtime.services import Services
@@ -118,7 +120,8 @@ def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
         tolerance=settings.gate_tolerance,
     )
     meta = candidate.metadata or _metadata(settings, data, plan, candidate, run.run_id)
-    _save(registry, plan.version, candidate, {**meta, "gate": decision.to_dict()})
+    sample = None if candidate.metadata else drift_sample(data, plan.as_of)
+    _save(registry, plan.version, candidate, {**meta, "gate": decision.to_dict()}, sample)
 
     promoted = decision.promote and (pointer is None or pointer["version"] != plan.version)
     if promoted:
@@ -261,12 +264,27 @@ def _score_production(
     return ProductionScore(version, m["model"]["mae"])
 
 
-def _save(registry: Registry, version: str, candidate: Candidate, meta: dict[str, Any]) -> None:
-    """Write the version; a re-run (the version stands) records only its new gate decision."""
+def _save(
+    registry: Registry,
+    version: str,
+    candidate: Candidate,
+    meta: dict[str, Any],
+    sample: bytes | None = None,
+) -> None:
+    """Write the version (with its drift reference sample); a re-run (the version stands)
+    records only its new gate decision."""
     if candidate.metadata is None:
+        if sample is not None:  # before metadata.json, which registry.save writes last
+            registry.store.put(registry.key(version, drift.SAMPLE_FILE), sample)
         registry.save(version, candidate.model, meta, candidate.report)
     else:
         registry.store.put_json(registry.key(version, "metadata.json"), meta)
+
+
+def drift_sample(data: TrainingData, end: dt.datetime) -> bytes:
+    """The inputs of the window's last drift window, a bounded sample (see drift.py)."""
+    since = end - dt.timedelta(hours=DRIFT_WINDOW_HOURS)
+    return drift.reference_sample(data.obs, grid_columns(data.spec), since)
 
 
 def _metadata(
