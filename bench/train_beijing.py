@@ -87,6 +87,7 @@ def variant(home: Path, future_weather: bool, max_rows: int | None) -> dict:
         "rows": fit.rows,
         "blocks": fit.blocks,
         "trees": fit.model.state().get("best_iterations"),
+        "shrink": fit.model.shrink,  # per-horizon share of the change served
         "fit_s": round(fit_s, 1),
         "eval_s": round(eval_s, 1),
         "rss_after_data_mb": round(rss_data),
