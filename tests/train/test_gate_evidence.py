@@ -55,7 +55,8 @@ def test_horizon_groups_are_defined_once_and_cover_every_horizon():
 
 def test_a_candidate_worse_than_persistence_at_h1_is_rejected_naming_the_group():
     # h=1 at 1.5x persistence: the 1-3 h group is (1.5 + 0.8 + 0.8) / 3 = 1.03x.
-    decision = gate(metrics(h1_ratio=1.5))
+    production = ProductionScore("v1", 16.0, note="")
+    decision = gate(metrics(h1_ratio=1.5), production)
     assert decision.promote is False and decision.verdict == "reject"
     assert any(
         r.startswith("horizons 1-3 h:") and "does not beat persistence" in r
@@ -64,12 +65,18 @@ def test_a_candidate_worse_than_persistence_at_h1_is_rejected_naming_the_group()
     assert not any("4-12" in r and "does not beat" in r for r in decision.reasons)
     groups = {g["group"]: g for g in decision.to_dict()["persistence_by_group"]}
     assert groups["1-3"]["mae"] > groups["1-3"]["persistence_mae"]
+    # The very first version (nothing in production) is promoted, the loss recorded.
+    first = gate(metrics(h1_ratio=1.5))
+    assert first.promote is True and any("1-3 h" in r for r in first.reasons)
+    assert first.reasons[-1] == "no production model yet: promoted on seasonal naive alone"
 
 
 def test_a_candidate_beating_persistence_everywhere_passes_that_check():
     decision = gate(metrics())
     assert decision.promote is True
-    assert "beats persistence in every horizon group (1-3 h, 4-12 h, 13-24 h)" in decision.reasons
+    assert "not worse than persistence in any horizon group (1-3 h, 4-12 h, 13-24 h)" in (
+        decision.reasons
+    )
     assert [g["group"] for g in group_scores(metrics()["by_horizon"])] == ["1-3", "4-12", "13-24"]
 
 
