@@ -1,6 +1,6 @@
 """Benchmark: train on the 8 Beijing stations, evaluate on a year of later issue times.
 
-    .venv/bin/python bench/train_beijing.py [--max-rows N] [--out results.json]
+    .venv/bin/python bench/train_beijing.py [--max-rows N] [--out results.json] [--variants 0]
 
 1. Backfills ../shared/data/beijing-multisite (2013-03-01 .. 2017-02-28) into a fresh
    DuckDB home with the `csv` source, as `aircast backfill` does.
@@ -87,6 +87,7 @@ def variant(home: Path, future_weather: bool, max_rows: int | None) -> dict:
         "rows": fit.rows,
         "blocks": fit.blocks,
         "trees": fit.model.state().get("best_iterations"),
+        "shrink": fit.model.shrink,  # per-horizon share of the change served
         "fit_s": round(fit_s, 1),
         "eval_s": round(eval_s, 1),
         "rss_after_data_mb": round(rss_data),
@@ -141,6 +142,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-rows", type=int, help="fit row budget (default: settings)")
     parser.add_argument("--out", type=Path, default=Path("bench-train-beijing.json"))
+    parser.add_argument(
+        "--variants",
+        default="0,1",
+        help="weather variants to run: 0 = no weather after t, 1 = with it (default both)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("HOME", "WEATHER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -152,7 +158,7 @@ def main() -> None:
         seconds = backfill(home)
         print(f"backfill 2013-03..2017-02 (8 stations): {seconds:.1f}s", file=sys.stderr)
         results = []
-        for weather in ("0", "1"):
+        for weather in args.variants.split(","):
             cmd = [sys.executable, __file__, "--child", str(home), weather]
             if args.max_rows:
                 cmd += ["--max-rows", str(args.max_rows)]

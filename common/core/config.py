@@ -171,7 +171,31 @@ class Settings(BaseSettings):
         0.05, ge=0, lt=1, description="Required MAE improvement over seasonal naive (share)."
     )
     gate_tolerance: float = Field(
-        0.02, ge=0, lt=1, description="Allowed MAE loss against production (share)."
+        0.02,
+        ge=0,
+        lt=1,
+        description="MAE loss against production (share of its MAE) that the lower end of "
+        "the bootstrap interval must exceed to reject a candidate; between that and a "
+        "significant gain, production is kept (no evidence of a difference).",
+    )
+    gate_bootstrap_samples: int = Field(
+        1000,
+        ge=100,
+        le=100_000,
+        description="Block-bootstrap resamples (over issue days) of the paired holdout "
+        "errors against production.",
+    )
+    gate_confidence: float = Field(
+        0.95, gt=0.5, lt=1, description="Confidence of the gate's bootstrap interval."
+    )
+    tune_budget_seconds: float = Field(
+        900.0,
+        ge=1,
+        le=3600,
+        description="Wall-time budget of a parameter search (no trial starts after it).",
+    )
+    tune_max_trials: int = Field(
+        20, ge=1, le=500, description="Most parameter sets one search tries."
     )
 
     # --- predict and serving -------------------------------------------------------------

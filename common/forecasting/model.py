@@ -7,7 +7,15 @@ about twice as much per round as three single-alpha boosters, and the tails do w
 shallower trees. The interval is then calibrated per horizon and per tail by split
 conformal on held-out rows, so p10..p90 covers about 80% at every horizon, not only on
 average. Rows are weighted by 1 / mean |change| of their horizon
-so that the easy short horizons are not drowned out by the large errors of long ones.
+(to the power `horizon_weight_power`, 1 by default) so that the easy short horizons are
+not drowned out by the large errors of long ones.
+
+Per-horizon safety: on the calibration block (never the holdout) each horizon learns a
+shrinkage factor alpha_h in [0, 1], the share of the booster's change from the last value
+that is applied (0 = persistence, 1 = the booster as is), chosen to minimise the MAE of
+the median there. A horizon where the booster does worse than "the last value" on
+calibration rows is pulled toward it. The interval is shifted with the median and the
+conformal tail shifts are computed after shrinkage, so coverage holds for what is served.
 
 Saved in XGBoost's own format (UBJSON): `model.ubj` is the median, `model_p10.ubj` and
 `model_p90.ubj` the tails. Everything else needed to use it (features, calibration)
@@ -41,6 +49,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "nthread": 2,
     "seed": 0,
 }
+# Keys of `params` that shape the fit but are not XGBoost parameters.
+MODEL_ONLY_PARAMS = frozenset({"horizon_weight_power"})
+SHRINK_GRID = np.linspace(0.0, 1.0, 21)
+MIN_CALIBRATION_ROWS = 30
+# Shrink a horizon only where the full model beats persistence on calibration by less than
+# this share of its error: elsewhere the model is kept whole.
+SAFE_MARGIN = 0.05
 MAX_ROUNDS = 400
 EARLY_STOPPING = 20
 
@@ -55,9 +70,15 @@ class ForecastModel:
     lower_shift: list[float] = field(default_factory=list)
     upper_shift: list[float] = field(default_factory=list)
     best_iterations: dict[str, int] = field(default_factory=dict)
+    # Per-horizon share of the median's change applied (empty: 1 everywhere, old versions).
+    shrink: list[float] = field(default_factory=list)
 
     def _booster_params(self, alpha: float) -> dict[str, Any]:
-        p = {k: v for k, v in self.params.items() if not k.startswith(("tail_", "median_"))}
+        p = {
+            k: v
+            for k, v in self.params.items()
+            if not k.startswith(("tail_", "median_")) and k not in MODEL_ONLY_PARAMS
+        }
         p["quantile_alpha"] = alpha
         if alpha == 0.5:
             p["objective"] = self.params.get("median_objective", "reg:quantileerror")
@@ -75,8 +96,9 @@ class ForecastModel:
         max_rounds: int = MAX_ROUNDS,
     ) -> ForecastModel:
         """Fit each quantile with early stopping on a later validation block (never shuffled)."""
-        w = horizon_weights(X["horizon_h"].to_numpy(), y, self.horizon)
-        w_val = horizon_weights(X_val["horizon_h"].to_numpy(), y_val, self.horizon)
+        power = float(self.params.get("horizon_weight_power", 1.0))
+        w = horizon_weights(X["horizon_h"].to_numpy(), y, self.horizon, power)
+        w_val = horizon_weights(X_val["horizon_h"].to_numpy(), y_val, self.horizon, power)
         bins = int(self.params.get("max_bin", 256))
         dtrain = xgb.QuantileDMatrix(X[self.features], y, weight=w, max_bin=bins)
         dval = xgb.QuantileDMatrix(
@@ -99,6 +121,7 @@ class ForecastModel:
             self.best_iterations[f"p{round(alpha * 100)}"] = best + 1
         self.lower_shift = [0.0] * self.horizon
         self.upper_shift = [0.0] * self.horizon
+        self.shrink = []
         return self
 
     def raw(self, X: pd.DataFrame) -> np.ndarray:
@@ -112,13 +135,17 @@ class ForecastModel:
         return np.sort(q.astype(float), axis=1)
 
     def calibrate(self, X: pd.DataFrame, y: np.ndarray) -> ForecastModel:
-        """Split-conformal shift of each tail, per horizon, so each misses ~10% of rows."""
-        q = self.raw(X)
+        """On calibration rows: the per-horizon shrinkage of the median toward the last
+        value, then the split-conformal shift of each tail so each misses ~10% of rows."""
         h = X["horizon_h"].to_numpy().astype(int)
+        self.shrink = learn_shrinkage(
+            self.raw(X)[:, 1], y, h, X["level"].to_numpy(dtype=float), self.horizon
+        )
+        q = self._shrunk(self.raw(X), h)
         lo, hi = [], []
         for k in range(1, self.horizon + 1):
             m = h == k
-            if m.sum() < 30:  # too few rows to estimate a tail: keep the raw quantile
+            if m.sum() < MIN_CALIBRATION_ROWS:  # too few rows for a tail: keep the raw quantile
                 lo.append(0.0)
                 hi.append(0.0)
                 continue
@@ -128,14 +155,23 @@ class ForecastModel:
         return self
 
     def predict_change(self, X: pd.DataFrame) -> np.ndarray:
-        """(n, 3) calibrated quantiles of the log change."""
-        q = self.raw(X)
-        h = np.clip(X["horizon_h"].to_numpy().astype(int), 1, self.horizon) - 1
+        """(n, 3) calibrated quantiles of the log change (shrunk, then shifted)."""
+        h = X["horizon_h"].to_numpy().astype(int)
+        q = self._shrunk(self.raw(X), h)
+        h = np.clip(h, 1, self.horizon) - 1
         q[:, 0] += np.asarray(self.lower_shift)[h]
         q[:, 2] += np.asarray(self.upper_shift)[h]
         q[:, 0] = np.minimum(q[:, 0], q[:, 1])
         q[:, 2] = np.maximum(q[:, 2], q[:, 1])
         return q
+
+    def _shrunk(self, q: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """Scale the median's change by alpha_h; the tails move with the median."""
+        if not self.shrink:
+            return q
+        alpha = np.asarray(self.shrink, dtype=float)[np.clip(h, 1, self.horizon) - 1]
+        move = (alpha - 1.0) * q[:, 1]
+        return q + move[:, None]
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """(n, 3) forecasts of the target itself: p10, p50, p90 (never negative)."""
@@ -159,6 +195,7 @@ class ForecastModel:
             "best_iterations": self.best_iterations,
             "lower_shift": self.lower_shift,
             "upper_shift": self.upper_shift,
+            "shrink": self.shrink,
         }
 
     @classmethod
@@ -177,16 +214,43 @@ class ForecastModel:
             lower_shift=list(state["lower_shift"]),
             upper_shift=list(state["upper_shift"]),
             best_iterations=dict(state.get("best_iterations", {})),
+            shrink=[float(a) for a in state.get("shrink", [])],
         )
 
 
-def horizon_weights(h: np.ndarray, y: np.ndarray, horizon: int) -> np.ndarray:
-    """1 / mean |change| of each row's horizon, normalised to mean 1."""
+def learn_shrinkage(
+    change: np.ndarray, y: np.ndarray, h: np.ndarray, level: np.ndarray, horizon: int
+) -> list[float]:
+    """Per horizon, the alpha on SHRINK_GRID minimising the MAE of expm1(level + alpha *
+    change) against the actual value; 1 where there are too few rows to tell, and 1 where
+    the whole change already beats persistence (alpha 0) by SAFE_MARGIN: the shrinkage is a
+    safety against losing to the last value, not a second fit of every horizon to one
+    calibration block (which cost the long horizons more than it won, see benchmarks)."""
+    actual = np.expm1(level + y)
+    out = []
+    for k in range(1, horizon + 1):
+        m = h == k
+        if m.sum() < MIN_CALIBRATION_ROWS:
+            out.append(1.0)
+            continue
+        pred = np.clip(np.expm1(level[m, None] + np.outer(change[m], SHRINK_GRID)), 0.0, None)
+        mae = np.abs(pred - actual[m, None]).mean(axis=0)
+        if mae[-1] <= mae[0] * (1 - SAFE_MARGIN):  # the model clearly wins here: keep it
+            out.append(1.0)
+            continue
+        # The largest alpha among the best (ties keep more of the model).
+        best = np.flatnonzero(mae <= mae.min() * (1 + 1e-12))[-1]
+        out.append(float(SHRINK_GRID[best]))
+    return out
+
+
+def horizon_weights(h: np.ndarray, y: np.ndarray, horizon: int, power: float = 1.0) -> np.ndarray:
+    """(1 / mean |change| of each row's horizon) ** power, normalised to mean 1."""
     scale = np.ones(horizon + 1)
     hi = h.astype(int)
     for k in range(1, horizon + 1):
         m = hi == k
         if m.any():
             scale[k] = max(float(np.mean(np.abs(y[m]))), 1e-3)
-    w = 1.0 / scale[hi]
+    w = (1.0 / scale[hi]) ** power
     return (w / w.mean()).astype(np.float32)

@@ -282,7 +282,8 @@ def replay(
             on_attempt(attempt)
 
     if warmup:
-        by_function = {s.function: s for s in schedules}
+        # The first schedule of each function (the daily train, not the weekly tune).
+        by_function = {s.function: s for s in reversed(schedules)}
         cut = Schedule.as_of(start)
         a = Schedule.as_of(start - warmup)
         while a < cut:  # in chunks, as `aircast backfill` does: one request stays bounded

@@ -62,6 +62,15 @@ SCHEDULES: tuple[Schedule, ...] = (
         retry_count=1,
         attempt_deadline_s=1800,
     ),
+    Schedule(
+        "aircast-train-tune-weekly",
+        "train",
+        "10 2 * * 0",
+        "Weekly bounded parameter search on folds before the holdout, then retrain with it.",
+        body={"tune": True},
+        retry_count=0,
+        attempt_deadline_s=1800,
+    ),
 )
 
 FUNCTIONS = ("ingest", "train", "predict", "api")

@@ -1,10 +1,23 @@
 """The promotion gate: a pure decision on holdout numbers, testable without a model.
 
-A candidate is promoted when
+A candidate is promoted when, on the holdout,
 
-- its MAE beats seasonal naive by `margin` on the holdout, and
-- it is not worse than the production model's MAE on the same holdout rows by more than
-  `tolerance`.
+- its MAE beats seasonal naive by `margin`,
+- its MAE is not worse than persistence ("the last value") in any horizon group of
+  `HORIZON_GROUPS` (1-3, 4-12, 13-24 hours; a tie, which the per-horizon shrinkage can
+  produce, passes): a reason names the group that fails (with nothing in production yet,
+  the first version is promoted on the seasonal-naive rule alone, so that a new
+  deployment serves something; the losing groups stay in its reasons), and
+- it is better than the production model beyond the noise. The noise is estimated from
+  the paired per-row errors of both models on the same rows by a block bootstrap over
+  issue days (`paired_interval`: seeded, so the same rows give the same interval). The
+  interval of MAE(candidate) - MAE(production) decides: entirely below 0, the candidate
+  is better and is promoted; its lower end above `tolerance` x production's MAE, the
+  candidate is worse and is rejected; otherwise there is "no evidence of a difference"
+  and production is kept (neither a promotion nor a rejection: a retrain of unchanged
+  data is never decided by the chance of its fit). Without paired errors (a caller that
+  has only the two MAEs) the old point rule applies: rejected when worse by more than
+  `tolerance`, promoted otherwise.
 
 When there is no production model to compare with (none yet, or one that forecasts
 another target or was scored on other rows) the baselines alone decide, and the reasons
@@ -14,11 +27,84 @@ model that cannot be read is an error there, never a reason to skip the comparis
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GateDecision", "ProductionScore", "decide"]
+import numpy as np
+
+__all__ = [
+    "HORIZON_GROUPS",
+    "GateDecision",
+    "NoiseInterval",
+    "ProductionScore",
+    "decide",
+    "group_scores",
+    "paired_interval",
+]
+
+# The horizon groups (first, last hour) the candidate must beat persistence in; defined once.
+HORIZON_GROUPS: tuple[tuple[int, int], ...] = ((1, 3), (4, 12), (13, 24))
+NO_EVIDENCE = "no evidence of a difference"
+
+
+@dataclass(frozen=True)
+class NoiseInterval:
+    """Bootstrap interval of MAE(candidate) - MAE(production) on the same rows."""
+
+    low: float
+    high: float
+    difference: float  # the observed difference
+    confidence: float
+    samples: int
+    blocks: int  # issue days resampled
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "difference": self.difference,
+            "low": self.low,
+            "high": self.high,
+            "confidence": self.confidence,
+            "samples": self.samples,
+            "blocks": self.blocks,
+            "method": "block bootstrap over issue days of paired absolute errors",
+        }
+
+
+def paired_interval(
+    candidate_abs_err: np.ndarray,
+    production_abs_err: np.ndarray,
+    days: Sequence[Any] | np.ndarray,
+    *,
+    samples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> NoiseInterval:
+    """Block bootstrap (blocks = issue days, kept whole because errors within a day are
+    correlated) of the MAE difference between two models scored on the same rows."""
+    d = np.asarray(candidate_abs_err, float) - np.asarray(production_abs_err, float)
+    _, block = np.unique(np.asarray(days), return_inverse=True)
+    sums = np.bincount(block, weights=d)
+    counts = np.bincount(block).astype(float)
+    idx = np.random.default_rng(seed).integers(0, len(sums), size=(samples, len(sums)))
+    boot = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(boot, [tail, 1 - tail])
+    return NoiseInterval(float(low), float(high), float(d.mean()), confidence, samples, len(sums))
+
+
+def group_scores(by_horizon: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Model and persistence MAE per horizon group, from `evaluate`'s by_horizon rows."""
+    out = []
+    for first, last in HORIZON_GROUPS:
+        rows = [r for r in by_horizon if first <= int(r["horizon_h"]) <= last]
+        n = sum(int(r["n"]) for r in rows)
+        if n == 0:
+            continue
+        mae = sum(r["mae"] * r["n"] for r in rows) / n
+        pers = sum(r["persistence_mae"] * r["n"] for r in rows) / n
+        out.append({"group": f"{first}-{last}", "n": n, "mae": mae, "persistence_mae": pers})
+    return out
 
 
 @dataclass(frozen=True)
@@ -27,11 +113,14 @@ class ProductionScore:
 
     `mae` is its MAE on the candidate's holdout rows, or None when it is not comparable
     (then `note` says why); None too when the candidate already is that version.
+    `noise` is the bootstrap interval of the paired difference, when the caller had the
+    per-row errors.
     """
 
     version: str
     mae: float | None = None
     note: str = ""
+    noise: NoiseInterval | None = None
 
 
 @dataclass(frozen=True)
@@ -44,14 +133,26 @@ class GateDecision:
     seasonal_naive_mae: float
     production_before: str | None
     production_mae: float | None
+    # "promote", "reject", or "keep production" (no evidence of a difference).
+    verdict: str = ""
+    groups: tuple[dict[str, Any], ...] = ()
+    noise: NoiseInterval | None = None
+
+    @property
+    def rejected(self) -> bool:
+        """A rejection (the run's status says so); keeping production by noise is not one."""
+        return self.verdict == "reject"
 
     def to_dict(self) -> dict[str, Any]:
         """The decision as recorded in the version's metadata and the run's answer."""
         return {
             "promote": self.promote,
+            "verdict": self.verdict,
             "reasons": list(self.reasons),
             "production_before": self.production_before,
             "production_mae": self.production_mae,
+            "persistence_by_group": list(self.groups),
+            "noise": self.noise.to_dict() if self.noise is not None else None,
         }
 
 
@@ -68,13 +169,43 @@ def decide(
     beats_baseline = mae <= naive * (1 - margin)
     verdict = "beats" if beats_baseline else "does not beat"
     reasons = [f"MAE {mae:.3f} {verdict} seasonal naive {naive:.3f} by the {margin:.0%} margin"]
+    groups = group_scores(metrics.get("by_horizon", []))
+    # Not worse than the last value in any group: a group the shrinkage served as
+    # persistence (alpha 0) ties with it and passes; one that loses to it fails.
+    losing = [g for g in groups if g["mae"] > g["persistence_mae"]]
+    for g in losing:
+        reasons.append(
+            f"horizons {g['group']} h: MAE {g['mae']:.3f} does not beat persistence "
+            f"{g['persistence_mae']:.3f}"
+        )
+    if groups and not losing:
+        reasons.append(
+            "not worse than persistence in any horizon group ("
+            + ", ".join(f"{g['group']} h" for g in groups)
+            + ")"
+        )
     rival = production is not None and production.version != version
     production_mae = production.mae if production is not None and rival else None
-    worse = False
+    noise = production.noise if production is not None and rival else None
+    worse = keep = False
     if production is not None and not rival:
         reasons.append("this version is already in production")
     elif production is not None and production_mae is None:
         reasons.append(production.note)
+    elif production is not None and production_mae is not None and noise is not None:
+        span = (
+            f"MAE {mae:.3f} vs production {production.version} {production_mae:.3f}: "
+            f"difference {noise.difference:+.3f}, {noise.confidence:.0%} interval "
+            f"[{noise.low:+.3f}, {noise.high:+.3f}] over {noise.blocks} issue days"
+        )
+        if noise.low > tolerance * production_mae:
+            worse = True
+            reasons.append(f"{span}: worse than production beyond the noise")
+        elif noise.high < 0:
+            reasons.append(f"{span}: better than production beyond the noise")
+        else:
+            keep = True
+            reasons.append(f"{span}: {NO_EVIDENCE}; production is kept")
     elif production is not None and production_mae is not None:
         worse = mae > production_mae * (1 + tolerance)
         reasons.append(
@@ -84,11 +215,19 @@ def decide(
             else f"MAE {mae:.3f} vs production {production_mae:.3f}: within "
             f"{tolerance:.0%} tolerance or better"
         )
+    # With nothing in production the first version is still promoted on the seasonal-naive
+    # rule (its losing groups stay in the reasons): a new deployment must serve something.
+    if losing and production is None:
+        reasons.append("no production model yet: promoted on seasonal naive alone")
+    fails = not beats_baseline or (bool(losing) and production is not None) or worse
     return GateDecision(
-        promote=beats_baseline and not worse,
+        promote=not fails and not keep,
         reasons=tuple(reasons),
         candidate_mae=mae,
         seasonal_naive_mae=naive,
         production_before=production.version if production is not None else None,
         production_mae=production_mae,
+        verdict="reject" if fails else "keep production" if keep else "promote",
+        groups=tuple(groups),
+        noise=noise,
     )

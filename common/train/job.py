@@ -6,9 +6,16 @@ out; the model is fitted on what comes before and is the one that is evaluated, 
 possibly promoted. Earlier rolling-origin folds (each refit on a quarter of the row budget)
 show how stable the skill is; they inform, the gate decides on the holdout:
 
-- the candidate's MAE must beat seasonal naive by AIRCAST_GATE_MARGIN, and
-- must not be worse than the production model's MAE on the same holdout rows by more
-  than AIRCAST_GATE_TOLERANCE.
+- the candidate's MAE must beat seasonal naive by AIRCAST_GATE_MARGIN,
+- not be worse than persistence in any horizon group (`common.train.gate.HORIZON_GROUPS`;
+  waived for the first version, when nothing is in production), and
+- be better than the production model on the same holdout rows beyond the noise (a block
+  bootstrap over issue days of the paired errors); "no evidence of a difference" keeps
+  production (see `common.train.gate`).
+
+With `{"tune": true}` (and weekly by schedule) a bounded search (`common.train.tuning`)
+first picks parameters on folds before the holdout and writes models/<name>/tuning.json;
+every later version is fitted with the newest tuning and records it in its metadata.
 
 The version id is derived from as_of, a fingerprint of the training data and the recipe
 (features, row budget, holdout), so re-running with the same inputs finds the version
@@ -27,6 +34,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,7 +54,7 @@ from common.monitoring.thresholds import DRIFT_WINDOW_HOURS
 from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, run_job
 from common.runtime.services import Services
-from common.train.gate import ProductionScore, decide
+from common.train.gate import ProductionScore, decide, paired_interval
 
 HOLDOUT_ROWS = 250_000  # fixed, so candidate and production are scored on the same rows
 WEATHER_NOTE = (
@@ -63,6 +71,7 @@ class TrainRequest(BaseModel):
     as_of: UTCDateTime | None = None
     window_days: int | None = Field(None, ge=7, le=TRAIN_WINDOW_MAX_DAYS)
     max_rows: int | None = Field(None, ge=1_000, le=20_000_000)
+    tune: bool = Field(False, description="Search parameters first (bounded; see tuning).")
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,7 @@ class Candidate:
     blocks: dict[str, list[str]] = field(default_factory=dict)  # of the fit, when fitted now
     metadata: dict[str, Any] | None = None  # set when the version was already written
     report: bytes | None = None  # set when fitted by this run
+    holdout: tuple[pd.DataFrame, np.ndarray] | None = None  # keys and forecasts, when fitted
 
 
 def run_train(request: TrainRequest, services: Services) -> dict[str, Any]:
@@ -105,13 +115,18 @@ def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
     data = TrainingData(obs, spec, locations_mod.current(services.warehouse))
     registry = Registry(services.store, settings.model_name)
     pointer, generation = registry.production()
-    plan = plan_training(request, settings, data, run.as_of - window, run.as_of)
+    tuning = _tuning(registry, settings, request, data, run.as_of - window, run.as_of)
+    plan = plan_training(request, settings, data, run.as_of - window, run.as_of, tuning)
     run.answer["version"] = plan.version
+    if tuning is not None:
+        run.answer["tuning"] = tuning
 
-    candidate = _candidate(registry, settings, data, plan)
+    candidate = _candidate(registry, settings, data, plan, tuning)
     production = None
     if pointer is not None:
-        production = _score_production(registry, pointer["version"], data, plan, candidate)
+        production = _score_production(
+            registry, pointer["version"], data, plan, candidate, settings
+        )
     decision = decide(
         candidate.metrics,
         production,
@@ -119,7 +134,7 @@ def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
         margin=settings.gate_margin,
         tolerance=settings.gate_tolerance,
     )
-    meta = candidate.metadata or _metadata(settings, data, plan, candidate, run.run_id)
+    meta = candidate.metadata or _metadata(settings, data, plan, candidate, run.run_id, tuning)
     sample = None if candidate.metadata else drift_sample(data, plan.as_of)
     _save(registry, plan.version, candidate, {**meta, "gate": decision.to_dict()}, sample)
 
@@ -143,7 +158,7 @@ def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
                 "seasonal_naive_mae": metrics["seasonal_naive"]["mae"],
             },
         },
-        status="success" if decision.promote else "rejected",
+        status="rejected" if decision.rejected else "success",
     )
 
 
@@ -171,13 +186,15 @@ def plan_training(
     data: TrainingData,
     window_start: dt.datetime,
     as_of: dt.datetime,
+    tuning: dict[str, Any] | None = None,
 ) -> TrainPlan:
     """The version id and the fit and holdout windows; a 409 when history is too short."""
     max_rows = request.max_rows or settings.train_max_rows
     fp = fingerprint(data.obs)
-    recipe = json.dumps(
-        [fp, data.spec.to_dict(), max_rows, settings.train_holdout_days], sort_keys=True
-    )
+    parts: list[Any] = [fp, data.spec.to_dict(), max_rows, settings.train_holdout_days]
+    if tuning is not None:  # tuned parameters make another version (untuned ids unchanged)
+        parts.append(tuning["params"])
+    recipe = json.dumps(parts, sort_keys=True)
     version = f"{as_of:%Y%m%dT%H%MZ}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
     oldest = pd.Timestamp(data.obs["ts"].min()).to_pydatetime()
     first = oldest + dt.timedelta(hours=HISTORY_HOURS)
@@ -201,8 +218,49 @@ def plan_training(
     )
 
 
+def _tuning(
+    registry: Registry,
+    settings: Settings,
+    request: TrainRequest,
+    data: TrainingData,
+    window_start: dt.datetime,
+    as_of: dt.datetime,
+) -> dict[str, Any] | None:
+    """The tuning to fit with: searched now when asked (once per as_of and data), else the
+    newest stored one, else None (the default parameters)."""
+    key = f"{registry.prefix}/tuning.json"
+    stored = registry.store.get_json(key) if registry.store.exists(key) else None
+    if not request.tune:
+        return stored
+    base = plan_training(request, settings, data, window_start, as_of)
+    if stored is not None and (stored.get("as_of"), stored.get("fingerprint")) == (
+        iso(as_of),
+        base.fingerprint,
+    ):
+        return stored  # a re-run: the same search was done, keep its answer
+    from common.train.tuning import TuneBudget, tune
+
+    budget = TuneBudget(
+        seconds=settings.tune_budget_seconds,
+        max_trials=settings.tune_max_trials,
+        max_rows=max(base.history.max_rows // 4, 1000),
+        threads=settings.train_threads,
+    )
+    try:
+        found = tune(data, base.history, dt.timedelta(days=settings.train_holdout_days), budget)
+    except ValueError as exc:
+        raise Conflict(f"cannot tune: {exc}", "tune") from exc
+    result = {**found, "as_of": iso(as_of), "fingerprint": base.fingerprint}
+    registry.store.put_json(key, result)
+    return result
+
+
 def _candidate(
-    registry: Registry, settings: Settings, data: TrainingData, plan: TrainPlan
+    registry: Registry,
+    settings: Settings,
+    data: TrainingData,
+    plan: TrainPlan,
+    tuning: dict[str, Any] | None = None,
 ) -> Candidate:
     """Fit and evaluate the version, or load it when an earlier run already wrote it."""
     if registry.exists(plan.version):
@@ -214,7 +272,7 @@ def _candidate(
             meta["backtest"],
             metadata=meta,
         )
-    threads = {"nthread": settings.train_threads}
+    threads = {**(tuning or {}).get("params", {}), "nthread": settings.train_threads}
     fit = fit_model(data, plan.history, params=threads)
     metrics, keys, q = holdout_metrics(fit.model, data, plan.holdout)
     folds = backtest(
@@ -231,11 +289,17 @@ def _candidate(
         folds,
         blocks=fit.blocks,
         report=_report(keys, q, metrics, plan.version),
+        holdout=(keys, q),
     )
 
 
 def _score_production(
-    registry: Registry, version: str, data: TrainingData, plan: TrainPlan, candidate: Candidate
+    registry: Registry,
+    version: str,
+    data: TrainingData,
+    plan: TrainPlan,
+    candidate: Candidate,
+    settings: Settings,
 ) -> ProductionScore:
     """The production model's MAE on the candidate's holdout rows, when comparable.
 
@@ -256,12 +320,25 @@ def _score_production(
             note=f"production {version} forecasts another target or horizon; not comparable",
         )
     scored = TrainingData(data.obs, spec, data.places)
-    m, _, _ = holdout_metrics(model, scored, plan.holdout)
+    m, keys, q_prod = holdout_metrics(model, scored, plan.holdout)
     if m["rows"] != candidate.metrics["rows"]:
         return ProductionScore(
             version, note="production model's holdout rows differ; compared to baselines only"
         )
-    return ProductionScore(version, m["model"]["mae"])
+    if candidate.holdout is not None:
+        q_cand = candidate.holdout[1]
+    else:  # a version written by an earlier run: score it again on the same rows
+        _, _, q_cand = holdout_metrics(candidate.model, data, plan.holdout)
+    actual = keys["actual"].to_numpy(float)
+    days = pd.to_datetime(keys["issued_at"], utc=True).dt.floor("D").to_numpy()
+    noise = paired_interval(
+        np.abs(q_cand[:, 1] - actual),
+        np.abs(q_prod[:, 1] - actual),
+        days,
+        samples=settings.gate_bootstrap_samples,
+        confidence=settings.gate_confidence,
+    )
+    return ProductionScore(version, m["model"]["mae"], noise=noise)
 
 
 def _save(
@@ -288,7 +365,12 @@ def drift_sample(data: TrainingData, end: dt.datetime) -> bytes:
 
 
 def _metadata(
-    settings: Settings, data: TrainingData, plan: TrainPlan, candidate: Candidate, run_id: str
+    settings: Settings,
+    data: TrainingData,
+    plan: TrainPlan,
+    candidate: Candidate,
+    run_id: str,
+    tuning: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a version says about itself: recipe, data, rows, metrics and backtest."""
     spec, metrics = data.spec, candidate.metrics
@@ -304,6 +386,7 @@ def _metadata(
         "features": spec.columns(),
         "weather": WEATHER_NOTE if spec.future_weather else "no weather after t is used",
         "params": candidate.model.params,
+        "tuning": tuning,
         "model": candidate.model.state(),
         "data": {
             "window": [iso(plan.window_start), iso(plan.as_of)],

@@ -361,3 +361,44 @@ def test_weather_forecasts_issued_by_t_are_used_and_later_ones_are_not(
         ),
     )
     assert not base["yhat"].equals(warmer["yhat"])
+
+
+def test_per_horizon_shrinkage_is_applied_identically_online_and_in_batch(home: Path):
+    """The version's alphas travel in its metadata and act inside the model's predict:
+    where alpha is 0 both paths serve the last value, and the two paths agree everywhere."""
+    from common.core.schema import VARIABLES
+    from common.forecasting.registry import Registry
+    from common.serving.api import create_app
+
+    svc = get_services()
+    reg = Registry(svc.store, svc.settings.model_name)
+    version = reg.production()[0]["version"]
+    meta = reg.metadata(version)
+    assert len(meta["model"]["shrink"]) == H  # learned by train on its calibration block
+    alphas = [0.0 if h % 2 else 0.5 for h in range(1, H + 1)]  # h odd: persistence
+    svc.store.put_json(reg.key(version, "metadata.json"), {**meta, "model": {
+        **meta["model"], "shrink": alphas}})  # fmt: skip
+    run_predict(PredictRequest(as_of=T), svc)
+    loc = location_ids()[0]
+    obs = sql(
+        "SELECT * FROM observations WHERE location_id = @loc AND ts > @start AND ts <= @t",
+        loc=loc,
+        start=T - dt.timedelta(hours=72),
+        t=T,
+    )
+    last = float(obs.sort_values("ts").dropna(subset=["pm2_5"])["pm2_5"].iloc[-1])
+    batch = sql("SELECT * FROM forecasts WHERE location_id = @loc ORDER BY horizon_h", loc=loc)
+    odd = batch[batch["horizon_h"] % 2 == 1]
+    assert odd["yhat"].tolist() == pytest.approx([last] * len(odd), rel=1e-5)
+    body = {
+        "location_id": loc,
+        "observations": [
+            {"ts": r["ts"].isoformat()} | {v: r[v] for v in VARIABLES if pd.notna(r[v])}
+            for r in obs.to_dict("records")
+        ],
+    }
+    r = create_app(svc.settings, svc.store).test_client().post("/v1/predict", json=body)
+    assert r.status_code == 200, r.get_json()
+    for col in ("yhat", "yhat_lower", "yhat_upper"):
+        online = [p[col] for p in r.get_json()["points"]]
+        assert online == pytest.approx(batch[col].tolist(), abs=2e-3)

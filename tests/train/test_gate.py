@@ -1,5 +1,6 @@
 """The promotion gate as a pure function: promote, reject against the baseline, reject
-against production, tolerance, and the cases where production cannot be compared."""
+against production, tolerance, and the cases where production cannot be compared.
+(Persistence by horizon group and the noise-aware comparison: test_gate_evidence.py.)"""
 
 from __future__ import annotations
 
@@ -90,4 +91,7 @@ def test_the_recorded_decision_keeps_its_json_shape():
         ],
         "production_before": "v1",
         "production_mae": 15.0,
+        "verdict": "reject",
+        "persistence_by_group": [],
+        "noise": None,
     }

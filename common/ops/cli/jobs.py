@@ -105,11 +105,16 @@ def backfill(
 @click.option("--as-of", "as_of", type=TIME, help="Cut-off time (default: now).")
 @click.option("--window-days", type=int, help="Training window (default: settings).")
 @click.option("--max-rows", type=int, help="Row budget of the fit (default: settings).")
-def train(as_of: dt.datetime | None, window_days: int | None, max_rows: int | None) -> None:
+@click.option("--tune", is_flag=True, help="Search parameters first (AIRCAST_TUNE_* budget).")
+def train(
+    as_of: dt.datetime | None, window_days: int | None, max_rows: int | None, tune: bool
+) -> None:
     """Retrain, evaluate and promote if the gate passes."""
     from common.train.job import TrainRequest, run_train
 
-    request = parse_request(TrainRequest, as_of=as_of, window_days=window_days, max_rows=max_rows)
+    request = parse_request(
+        TrainRequest, as_of=as_of, window_days=window_days, max_rows=max_rows, tune=tune or None
+    )
     click.echo("training (this takes a while on a long window)...", err=True)
     result = run_train(request, get_services())
     m, gate = result["metrics"], result["gate"]

@@ -1,0 +1,144 @@
+"""The gate decides by evidence: persistence must be beaten in every horizon group, and a
+difference from production counts only beyond the noise of the paired errors (a block
+bootstrap over issue days). Synthetic errors with a known difference and with none, and
+two real fits of the same data that differ only by their seed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from common.forecasting.features import FeatureSpec
+from common.forecasting.training import IssueWindow, TrainingData, fit_model, holdout_metrics
+from common.train.gate import (
+    HORIZON_GROUPS,
+    NO_EVIDENCE,
+    ProductionScore,
+    decide,
+    group_scores,
+    paired_interval,
+)
+from tests.forecasting.test_shrinkage import PLACES, smooth_observations
+
+H = 24
+
+
+def metrics(mae: float = 15.0, h1_ratio: float = 0.9, others: float = 0.8) -> dict[str, Any]:
+    """`evaluate`'s shape: persistence MAE 10 at every horizon, model at the given ratios."""
+    by_h = [
+        {
+            "horizon_h": h,
+            "n": 100,
+            "mae": 10.0 * (h1_ratio if h == 1 else others),
+            "persistence_mae": 10.0,
+        }
+        for h in range(1, H + 1)
+    ]
+    return {"model": {"mae": mae}, "seasonal_naive": {"mae": 20.0}, "by_horizon": by_h}
+
+
+def gate(m: dict[str, Any], production: ProductionScore | None = None):
+    return decide(m, production, version="v2", margin=0.05, tolerance=0.0)
+
+
+def days_of(n_days: int, per_day: int) -> np.ndarray:
+    return np.repeat(np.arange(n_days), per_day)
+
+
+def test_horizon_groups_are_defined_once_and_cover_every_horizon():
+    hours = [h for a, b in HORIZON_GROUPS for h in range(a, b + 1)]
+    assert hours == list(range(1, H + 1))
+
+
+def test_a_candidate_worse_than_persistence_at_h1_is_rejected_naming_the_group():
+    # h=1 at 1.5x persistence: the 1-3 h group is (1.5 + 0.8 + 0.8) / 3 = 1.03x.
+    production = ProductionScore("v1", 16.0, note="")
+    decision = gate(metrics(h1_ratio=1.5), production)
+    assert decision.promote is False and decision.verdict == "reject"
+    assert any(
+        r.startswith("horizons 1-3 h:") and "does not beat persistence" in r
+        for r in decision.reasons
+    )
+    assert not any("4-12" in r and "does not beat" in r for r in decision.reasons)
+    groups = {g["group"]: g for g in decision.to_dict()["persistence_by_group"]}
+    assert groups["1-3"]["mae"] > groups["1-3"]["persistence_mae"]
+    # The very first version (nothing in production) is promoted, the loss recorded.
+    first = gate(metrics(h1_ratio=1.5))
+    assert first.promote is True and any("1-3 h" in r for r in first.reasons)
+    assert first.reasons[-1] == "no production model yet: promoted on seasonal naive alone"
+
+
+def test_a_candidate_beating_persistence_everywhere_passes_that_check():
+    decision = gate(metrics())
+    assert decision.promote is True
+    assert "not worse than persistence in any horizon group (1-3 h, 4-12 h, 13-24 h)" in (
+        decision.reasons
+    )
+    assert [g["group"] for g in group_scores(metrics()["by_horizon"])] == ["1-3", "4-12", "13-24"]
+
+
+def test_the_bootstrap_finds_a_known_difference_and_is_deterministic():
+    rng = np.random.default_rng(1)
+    days = days_of(7, 200)
+    day_level = np.repeat(rng.gamma(2, 10, 7), 200)  # errors correlated within a day
+    prod = day_level + rng.gamma(2, 3, len(days))
+    cand = prod * 0.9  # 10% better on every row
+    noise = paired_interval(cand, prod, days, samples=500, seed=0)
+    assert noise.high < 0 and noise.blocks == 7
+    assert noise == paired_interval(cand, prod, days, samples=500, seed=0)
+    better = gate(metrics(), ProductionScore("v1", float(prod.mean()), noise=noise))
+    assert better.promote is True and better.verdict == "promote"
+    assert "better than production beyond the noise" in better.reasons[-1]
+    worse = paired_interval(prod, cand, days, samples=500, seed=0)
+    assert worse.low > 0
+    rejected = gate(metrics(), ProductionScore("v1", float(cand.mean()), noise=worse))
+    assert rejected.promote is False and rejected.verdict == "reject"
+    assert "worse than production beyond the noise" in rejected.reasons[-1]
+
+
+def test_no_difference_keeps_production_neither_promoting_nor_rejecting():
+    rng = np.random.default_rng(2)
+    days = days_of(7, 200)
+    base = np.repeat(rng.gamma(2, 10, 7), 200) + rng.gamma(2, 3, len(days))
+    a = base + rng.normal(0, 2, len(days))
+    b = base + rng.normal(0, 2, len(days))
+    noise = paired_interval(a, b, days, samples=1000, seed=0)
+    assert noise.low < 0 < noise.high
+    decision = gate(metrics(), ProductionScore("v1", float(b.mean()), noise=noise))
+    assert decision.promote is False and decision.rejected is False
+    assert decision.verdict == "keep production"
+    assert f"{NO_EVIDENCE}; production is kept" in decision.reasons[-1]
+    recorded = decision.to_dict()["noise"]
+    assert recorded["low"] < 0 < recorded["high"] and recorded["blocks"] == 7
+
+
+def test_two_fits_of_the_same_data_with_different_seeds_show_no_evidence_of_a_difference():
+    obs = smooth_observations(days=40)
+    spec = FeatureSpec()
+    data = TrainingData(obs, spec, PLACES)
+    start = pd.Timestamp(obs["ts"].min()).to_pydatetime() + dt.timedelta(days=7)
+    holdout_start = start + dt.timedelta(days=24)
+    history = IssueWindow(start, holdout_start, 6000)
+    holdout = IssueWindow(holdout_start, holdout_start + dt.timedelta(days=7), 10**6)
+    scored = []
+    for seed in (0, 1):
+        fit = fit_model(data, history, params={"seed": seed, "nthread": 1})
+        m, keys, q = holdout_metrics(fit.model, data, holdout)
+        scored.append((m, keys, q))
+    (m0, keys, q0), (m1, _, q1) = scored
+    assert not np.array_equal(q0, q1)  # the seeds made two different models
+    actual = keys["actual"].to_numpy(float)
+    days = pd.to_datetime(keys["issued_at"], utc=True).dt.floor("D").to_numpy()
+    noise = paired_interval(np.abs(q1[:, 1] - actual), np.abs(q0[:, 1] - actual), days)
+    decision = decide(
+        m1,
+        ProductionScore("v1", m0["model"]["mae"], noise=noise),
+        version="v2",
+        margin=0.0,
+        tolerance=0.0,
+    )
+    assert NO_EVIDENCE in decision.reasons[-1], decision.reasons
+    assert decision.promote is False and decision.rejected is False
