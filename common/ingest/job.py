@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from common.core.config import Settings
 from common.core.errors import BadRequest
+from common.core.faults import checkpoint
 from common.core.schema import VARIABLES, WEATHER
 from common.core.timeutil import UTC, UTCDateTime, floor_hour, iso, resolve_as_of
 from common.ingest.imports import is_gcs_path, staged
@@ -159,6 +160,7 @@ def _ingest(request: IngestRequest, plan: IngestPlan, warehouse: Warehouse, run:
     written = warehouse.append(
         "observations_raw", new.assign(source=name, run_id=run.run_id, ingested_at=landed.at)
     )
+    checkpoint("ingest:observations-written")
     forecasts = _write_forecasts(warehouse, batch.weather_forecasts, landed, window.as_of)
     outcome = Outcome(
         counts={

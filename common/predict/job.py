@@ -26,6 +26,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from common.core.errors import Conflict
+from common.core.faults import checkpoint
 from common.core.logs import event, get_logger
 from common.core.schema import VARIABLES, WEATHER
 from common.core.timeutil import UTC, UTCDateTime, iso
@@ -121,6 +122,7 @@ def _predict(services: Services, run: Run) -> Outcome:
     prediction = Prediction(loaded, spec, run.as_of, run.run_id, active, frame, obs, skipped)
     t1 = time.perf_counter()
     written = _write_new(services, prediction)
+    checkpoint("predict:forecasts-written")
     timings["write_s"] = round(time.perf_counter() - t1, 4)
 
     t2 = time.perf_counter()

@@ -7,6 +7,7 @@ failed run a 500 so that Cloud Scheduler retries. Nothing the caller sends produ
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from common.core.config import ConfigError, Settings, get_settings
 from common.core.errors import AircastError, BadRequest, RunFailed, validation_message
 from common.core.logs import configure_logging, event, get_logger
 from common.runtime.body import read_body
+from common.runtime.openapi import job_openapi
 from common.runtime.services import Services, get_services
 
 log = get_logger("http")
@@ -70,12 +72,23 @@ def _body_limit() -> int:
         return DEFAULT_BODY_LIMIT
 
 
+def describe(model: type[M], job: Callable[[M, Services], dict[str, Any]]) -> dict[str, Any]:
+    """The function's OpenAPI document: named after the job (`run_ingest` -> ingest), its
+    summary the first line of the job module's docstring, its body `model`'s schema."""
+    doc = sys.modules[job.__module__].__doc__ or ""
+    summary = doc.strip().splitlines()[0] if doc.strip() else ""
+    return job_openapi(job.__name__.removeprefix("run_"), model, summary)
+
+
 def handle(
     request: flask.Request, model: type[M], job: Callable[[M, Services], dict[str, Any]]
 ) -> tuple[dict[str, Any], int]:
     """Validate the request into `model`, run `job` with this process's services (the
-    composition root: jobs never fetch their own), and map the outcome to a status."""
+    composition root: jobs never fetch their own), and map the outcome to a status.
+    `GET /openapi.json` answers the function's document; a run is a POST only."""
     configure_logging(_log_level())
+    if request.method == "GET" and request.path == "/openapi.json":
+        return describe(model, job), 200
     if request.method != "POST":  # a GET (a probe, a crawler) must never start a run
         return {"error": f"method {request.method} not allowed; use POST"}, 405
     try:

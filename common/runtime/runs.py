@@ -31,6 +31,7 @@ import pandas as pd
 from common.core.config import ConfigError, get_settings
 from common.core.deploy import TIMEOUT_SECONDS
 from common.core.errors import AircastError, RunFailed
+from common.core.faults import checkpoint
 from common.core.logs import event, get_logger, log_context
 from common.core.timeutil import UTC, iso, resolve_as_of
 from common.runtime.services import Services
@@ -141,6 +142,7 @@ def track_run(
         event(log, "run started", as_of=iso(as_of), params=run.params)
         with contextlib.suppress(AuditFailed):  # logged; the outcome row is what must land
             _record(warehouse, run, finished=False)
+        checkpoint("run:started")
         try:
             yield run
         except Exception as exc:
@@ -155,6 +157,7 @@ def track_run(
             raise RunFailed(run.result()) from exc
         if run.status not in STATUSES:
             raise ValueError(f"unknown run status {run.status!r}")
+        checkpoint("run:finishing")
         try:
             _record(warehouse, run)
         except AuditFailed as exc:

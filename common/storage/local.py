@@ -14,6 +14,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from common.core.faults import checkpoint
 from common.storage.base import ArtifactStore, NotFound, PreconditionFailed, check_key
 
 
@@ -39,7 +40,7 @@ class LocalStore(ArtifactStore):
         except (FileNotFoundError, ValueError):
             return 1  # written by hand or by an older version: exists, generation unknown
 
-    def _write(self, path: Path, data: bytes, generation: int) -> None:
+    def _write(self, path: Path, data: bytes, generation: int, cas: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         for target, payload in ((path, data), (self._gen_path(path), str(generation).encode())):
             tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
@@ -48,6 +49,8 @@ class LocalStore(ArtifactStore):
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
+            if cas and target == path:
+                checkpoint("store:cas")  # tests: killed between the object and its generation
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> int:
         path = self._path(key)
@@ -67,7 +70,7 @@ class LocalStore(ArtifactStore):
                     f"{key} changed: expected generation {generation}, found {current}; "
                     "another writer got there first"
                 )
-            self._write(path, data, current + 1)
+            self._write(path, data, current + 1, cas=True)
         return current + 1
 
     def get_with_generation(self, key: str) -> tuple[bytes, int]:
