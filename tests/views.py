@@ -1,30 +1,6 @@
 """What users read must hold one row per key whatever the raw tables hold: the check shared
-by the concurrency and fault-injection tests."""
+by the concurrency and fault-injection tests (kept in common so bench/soak.py shares it)."""
 
-from __future__ import annotations
+from common.warehouse.view_keys import VIEW_KEYS, duplicates
 
-from common.core.schema import VIEWS
-from common.warehouse import Warehouse
-
-# The key of every view (its QUALIFY partition, or what its join keeps unique).
-VIEW_KEYS: dict[str, tuple[str, ...]] = {
-    "current_locations": ("location_id",),
-    "observations": ("location_id", "ts"),
-    "latest_forecasts": ("location_id", "target_ts"),
-    "run_status": ("run_id",),
-    "forecast_accuracy": ("model_version", "location_id", "target", "issued_at", "target_ts"),
-    "forecast_aqi": ("location_id", "target_ts"),
-}
-
-
-def duplicates(warehouse: Warehouse) -> dict[str, int]:
-    """View -> number of keys held more than once (every view must be listed above)."""
-    assert set(VIEW_KEYS) == set(VIEWS), "a new view needs its key in tests/views.py"
-    out = {}
-    for view, key in VIEW_KEYS.items():
-        cols = ", ".join(key)
-        found = warehouse.query(
-            f"SELECT {cols}, COUNT(*) AS n FROM {view} GROUP BY {cols} HAVING COUNT(*) > 1"
-        )
-        out[view] = len(found)
-    return out
+__all__ = ["VIEW_KEYS", "duplicates"]

@@ -3,7 +3,8 @@ as an out-of-memory kill or a Cloud Run timeout would) when it reaches that poin
 
 Points (each a `checkpoint("...")` call): `run:started` (start row written, before the
 job's writes), `ingest:observations-written` and `predict:forecasts-written` (between a
-job's writes), `store:cas` (a local compare-and-swap after the object is replaced and
+job's writes), `train:version-written` (a version's files saved, the production pointer
+not yet moved), `store:cas` (a local compare-and-swap after the object is replaced and
 before its generation is), `run:finishing` (the job's writes done, before its outcome
 row). Unset, which is always the case outside tests/runtime/test_fault_injection.py, a
 checkpoint is one environment lookup. Not a setting: nothing deployed should ever set it.

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 import common
 from common.core.config import Settings
 from common.core.errors import Conflict
+from common.core.faults import checkpoint
 from common.core.schema import TRAIN_WINDOW_MAX_DAYS
 from common.core.timeutil import UTCDateTime, iso
 from common.forecasting.evaluation import ratio
@@ -137,6 +138,7 @@ def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
     meta = candidate.metadata or _metadata(settings, data, plan, candidate, run.run_id, tuning)
     sample = None if candidate.metadata else drift_sample(data, plan.as_of)
     _save(registry, plan.version, candidate, {**meta, "gate": decision.to_dict()}, sample)
+    checkpoint("train:version-written")  # tests: the version saved, the pointer not yet moved
 
     promoted = decision.promote and (pointer is None or pointer["version"] != plan.version)
     if promoted:

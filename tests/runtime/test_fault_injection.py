@@ -28,11 +28,13 @@ from common.runtime import services
 from common.runtime.services import get_services
 from common.storage import ArtifactStore
 from common.storage.base import NotFound
+from common.train.job import TrainRequest, run_train
 from tests.predict.test_predict import trained  # noqa: F401 (the module's fixture)
 from tests.train.test_train import AS_OF, TRAIN_ENV
 from tests.views import duplicates
 
 ROOT = Path(__file__).resolve().parents[2]
+POINTER = "models/aircast/production.json"
 TIMEOUT = 1  # seconds: a run unfinished this long after its start is lost
 # (function, kill point, as_of): predict's as_of rise so every run publishes its snapshot;
 # ingest's start is the same code as predict's (track_run), so it is killed after it only.
@@ -44,17 +46,29 @@ CASES = [
     ("ingest", "ingest:observations-written", AS_OF + dt.timedelta(hours=2)),
     ("ingest", "run:finishing", AS_OF + dt.timedelta(hours=3)),
 ]
+# train, on a new deployment (the first version's gate is waived, so it is promoted): killed
+# inside the pointer's CAS, then, with a version in production, after a new version's files
+# are saved and before the pointer CAS.
+TRAIN_CASES = [
+    ("train", "store:cas", AS_OF - dt.timedelta(days=1)),
+    ("train", "train:version-written", AS_OF),
+]
+TRAIN_WINDOW_DAYS = 28  # about the smallest window train accepts (3 holdout days + 23)
 SCRIPT = """
 import sys
 from common.runtime.services import get_services
 from common.{fn}.job import {model}, run_{fn}
 run_{fn}({model}.model_validate_json(sys.argv[1]), get_services())
 """
-REQUESTS = {"predict": PredictRequest, "ingest": IngestRequest}
+REQUESTS = {"predict": PredictRequest, "ingest": IngestRequest, "train": TrainRequest}
+JOBS = {"predict": run_predict, "ingest": run_ingest, "train": run_train}
 
 
 def _body(function: str, as_of: dt.datetime) -> dict:
-    extra = {"source": "synthetic"} if function == "ingest" else {}
+    extra = {
+        "ingest": {"source": "synthetic"},
+        "train": {"window_days": TRAIN_WINDOW_DAYS},
+    }.get(function, {})
     return {"as_of": as_of.isoformat(), **extra}
 
 
@@ -89,7 +103,7 @@ def _complete(store: ArtifactStore, version: str) -> bool:
 def _check_invariants() -> None:
     svc = get_services()
     assert duplicates(svc.warehouse) == dict.fromkeys(duplicates(svc.warehouse), 0)
-    pointer = json.loads(svc.store.get("models/aircast/production.json"))
+    pointer = json.loads(svc.store.get(POINTER))
     assert _complete(svc.store, pointer["version"]), pointer
     try:
         snapshot = Snapshot.model_validate_json(svc.store.get(SNAPSHOT_KEY))
@@ -114,8 +128,9 @@ def test_killed_runs_leave_valid_state_and_show_as_lost(
     for function, point, as_of in CASES:
         _killed_run(home, function, point, as_of)
         _check_invariants()
-        rerun = {"predict": run_predict, "ingest": run_ingest}[function]
-        answer = rerun(REQUESTS[function].model_validate(_body(function, as_of)), get_services())
+        answer = JOBS[function](
+            REQUESTS[function].model_validate(_body(function, as_of)), get_services()
+        )
         assert answer["status"] in {"success", "partial"}, (point, answer)
         _check_invariants()
 
@@ -129,3 +144,48 @@ def test_killed_runs_leave_valid_state_and_show_as_lost(
     assert found == killed
     snapshot = Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
     assert snapshot.issued_at == CASES[3][2]  # the last predict's re-run published
+
+
+def _lost(cases: list[tuple[str, str, dt.datetime]]) -> None:
+    time.sleep(TIMEOUT + 0.5)  # every killed run is now past its deadline
+    status = get_services().warehouse.query(
+        "SELECT function, as_of, status FROM run_status "
+        "WHERE status NOT IN ('success', 'partial', 'rejected')"
+    )
+    assert sorted(status["status"]) == ["lost"] * len(cases)
+    found = sorted(zip(status["function"], status["as_of"].dt.to_pydatetime(), strict=True))
+    assert found == sorted((f, a) for f, _, a in cases)
+
+
+def test_killed_train_leaves_production_on_a_complete_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("AIRCAST_HOME", str(home))
+    monkeypatch.setenv("AIRCAST_BACKEND", "local")
+    for key, value in TRAIN_ENV.items():
+        monkeypatch.setenv(key, value)
+    services.reset()
+    start = AS_OF - dt.timedelta(days=TRAIN_WINDOW_DAYS + 2)
+    run_ingest(IngestRequest(start=start, end=AS_OF, source="synthetic"), get_services())
+
+    promoted = []
+    for function, point, as_of in TRAIN_CASES:
+        _killed_run(home, function, point, as_of)
+        services.reset()  # the pointer file changed under this process
+        store = get_services().store
+        try:
+            pointer = json.loads(store.get(POINTER))
+        except NotFound:
+            pointer = None
+        # Never a half-written pointer: absent (nothing promoted yet) or a complete version.
+        assert pointer is None or _complete(store, pointer["version"]), (point, pointer)
+        answer = run_train(TrainRequest.model_validate(_body(function, as_of)), get_services())
+        assert answer["status"] in {"success", "rejected"}, (point, answer)
+        if answer["status"] == "success" and answer["production"] == answer["version"]:
+            promoted.append(answer["version"])
+        _check_invariants()
+    # The first (killed in its CAS) reached production; the pointer names a promoted one.
+    assert promoted and promoted[0].startswith("20240229T0000Z"), promoted
+    assert json.loads(get_services().store.get(POINTER))["version"] in promoted
+    _lost(TRAIN_CASES)
