@@ -6,8 +6,9 @@ job's writes), `ingest:observations-written` and `predict:forecasts-written` (be
 job's writes), `train:version-written` (a version's files saved, the production pointer
 not yet moved), `store:cas` (a local compare-and-swap after the object is replaced and
 before its generation is), `run:finishing` (the job's writes done, before its outcome
-row). Unset, which is always the case outside tests/runtime/test_fault_injection.py, a
-checkpoint is one environment lookup. Not a setting: nothing deployed should ever set it.
+row). Unset, which is always the case outside tests/runtime/test_fault_injection.py and
+bench/soak.py, a checkpoint is one environment lookup. Not a setting: nothing deployed
+should ever set it.
 """
 
 from __future__ import annotations
