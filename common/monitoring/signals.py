@@ -41,7 +41,8 @@ def freshness(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
 
 
 def runs(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
-    """Per function: runs and failures in the window, failures no later run of the same
+    """Per function: runs and failures in the window (lost runs among them, also counted
+    apart), failures no later run of the same
     as_of recovered (what is left after the scheduler's retries), the last completed run's
     as_of and the hours since it."""
     completed = ", ".join(f"'{s}'" for s in COMPLETED)
@@ -50,11 +51,13 @@ def runs(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
         "g AS (SELECT function, as_of, "
         f"MAX(CASE WHEN status IN ({completed}) THEN 1 ELSE 0 END) AS ok, "
         "SUM(CASE WHEN status IN ('failed', 'lost') THEN 1 ELSE 0 END) AS failed, "
+        "SUM(CASE WHEN status = 'lost' THEN 1 ELSE 0 END) AS lost, "
         "COUNT(*) AS n "
         "FROM r GROUP BY function, as_of) "
         "SELECT function, "
         "SUM(CASE WHEN as_of > @since THEN n ELSE 0 END) AS runs, "
         "SUM(CASE WHEN as_of > @since THEN failed ELSE 0 END) AS failed, "
+        "SUM(CASE WHEN as_of > @since THEN lost ELSE 0 END) AS lost, "
         "SUM(CASE WHEN as_of > @since AND ok = 0 AND failed > 0 THEN 1 ELSE 0 END) "
         "AS unrecovered, "
         "MAX(CASE WHEN ok = 1 THEN as_of END) AS last_success "

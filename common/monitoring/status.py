@@ -105,6 +105,7 @@ def runs(services: Services, as_of: dt.datetime) -> dict[str, Any]:
         r.function: {
             "runs": int(r.runs),
             "failed": int(r.failed),
+            "lost": int(r.lost),
             "unrecovered": int(r.unrecovered),
             "last_success": _iso(r.last_success),
             "hours_since_success": _num(r.hours_since_success, 1),
@@ -124,6 +125,7 @@ def runs(services: Services, as_of: dt.datetime) -> dict[str, Any]:
     parts = [
         f"{fn}: last success {f['last_success'] or 'never'}"
         + (f", {f['failed']} failed in {th.RUNS_WINDOW_HOURS} h" if f["failed"] else "")
+        + (f" ({f['lost']} lost: killed or timed out)" if f["lost"] else "")
         for fn, f in sorted(functions.items())
     ]
     detail = "; ".join(parts) or "no runs yet"

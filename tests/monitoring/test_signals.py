@@ -108,6 +108,7 @@ def test_every_signal_query_gives_the_same_answers_on_each_backend(settings: Set
     runs = signals.runs(wh, T).set_index("function")
     assert runs.loc["ingest", ["runs", "failed", "unrecovered"]].tolist() == [2, 0, 0]
     assert runs.loc["predict", ["runs", "failed", "unrecovered"]].tolist() == [4, 3, 2]
+    assert runs.loc["predict", "lost"] == 1 and runs.loc["ingest", "lost"] == 0
     assert runs["hours_since_success"].to_dict() == {"ingest": 0.0, "predict": 1.0}
 
     rejected = signals.rejected(wh, T)

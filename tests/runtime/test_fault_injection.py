@@ -23,6 +23,7 @@ import pytest
 from common.core.faults import KILL_AT
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
 from common.ingest.job import IngestRequest, run_ingest
+from common.monitoring import status as health
 from common.predict.job import PredictRequest, run_predict
 from common.runtime import services
 from common.runtime.services import get_services
@@ -144,6 +145,12 @@ def test_killed_runs_leave_valid_state_and_show_as_lost(
     assert found == killed
     snapshot = Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
     assert snapshot.issued_at == CASES[3][2]  # the last predict's re-run published
+    # What `aircast status`, /health and /v1/metrics show of them (the runs condition).
+    last = max(a for _, _, a in CASES)
+    shown = health.runs(get_services(), last)
+    lost = {fn: f["lost"] for fn, f in shown["functions"].items() if f["lost"]}
+    assert lost == {f: sum(1 for g, _, _ in CASES if g == f) for f, _, _ in CASES}
+    assert "lost" in shown["detail"]
 
 
 def _lost(cases: list[tuple[str, str, dt.datetime]]) -> None:
