@@ -45,6 +45,14 @@ SOURCES: dict[str, SourceInfo] = {
 SOURCE_NAMES: tuple[str, ...] = tuple(SOURCES)
 CLOUD_SOURCES: tuple[str, ...] = tuple(n for n, s in SOURCES.items() if s.cloud)
 
+
+def check_source(name: str) -> str:
+    """`name` if it is a known source; the message every validator of a source answers."""
+    if name not in SOURCES:
+        raise ValueError(f"unknown source {name!r}; one of {', '.join(SOURCE_NAMES)}")
+    return name
+
+
 # The source used when AIRCAST_SOURCE is unset, per backend: live data on Google Cloud,
 # the offline generator locally.
 DEFAULT_SOURCE: dict[str, str] = {"gcp": "open-meteo", "local": "synthetic"}

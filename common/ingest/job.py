@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from common.core.catalog import check_source
 from common.core.config import Settings
 from common.core.errors import BadRequest
 from common.core.faults import checkpoint
@@ -27,7 +28,7 @@ from common.ingest.validation import validate
 from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, run_job
 from common.runtime.services import Services
-from common.sources import SOURCE_NAMES, Location, Source, Window, default_source, make_source
+from common.sources import Location, Source, Window, default_source, make_source
 from common.sources.base import Batch, Rejection, payload_text
 from common.sources.http import SourceError
 from common.warehouse import Warehouse
@@ -51,9 +52,7 @@ class IngestRequest(BaseModel):
     @field_validator("source")
     @classmethod
     def _source(cls, v: str | None) -> str | None:
-        if v is not None and v not in SOURCE_NAMES:
-            raise ValueError(f"unknown source {v!r}; one of {', '.join(SOURCE_NAMES)}")
-        return v
+        return None if v is None else check_source(v)
 
     @field_validator("locations")
     @classmethod

@@ -24,6 +24,11 @@ COMPLETED = ("success", "partial", "rejected")  # a run that ran to its end
 HORIZON_GROUPS = ((1, 6), (7, 12), (13, 24), (25, 10_000))
 
 
+def _hours_before(as_of: dt.datetime, times: pd.Series) -> pd.Series:
+    """Hours from each time to as_of (NaN where the time is missing)."""
+    return (pd.Timestamp(as_of) - pd.to_datetime(times, utc=True)).dt.total_seconds() / 3600
+
+
 def freshness(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     """Per active location (and its source): the newest observed hour at or before as_of
     within the lookback (NULL: silent for longer), and its lag in hours."""
@@ -35,16 +40,14 @@ def freshness(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
         "ORDER BY l.location_id",
         {"as_of": as_of, "since": as_of - dt.timedelta(days=th.FRESHNESS_LOOKBACK_DAYS)},
     )
-    newest = pd.to_datetime(frame["newest"], utc=True)
-    frame["lag_h"] = (pd.Timestamp(as_of) - newest).dt.total_seconds() / 3600
+    frame["lag_h"] = _hours_before(as_of, frame["newest"])
     return frame
 
 
 def runs(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     """Per function: runs and failures in the window (lost runs among them, also counted
-    apart), failures no later run of the same
-    as_of recovered (what is left after the scheduler's retries), the last completed run's
-    as_of and the hours since it."""
+    apart), failures no later run of the same as_of recovered (what is left after the
+    scheduler's retries), the last completed run's as_of and the hours since it."""
     completed = ", ".join(f"'{s}'" for s in COMPLETED)
     frame = warehouse.query(
         "WITH r AS (SELECT * FROM run_status WHERE as_of <= @as_of), "
@@ -64,8 +67,7 @@ def runs(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
         "FROM g GROUP BY function ORDER BY function",
         {"as_of": as_of, "since": as_of - dt.timedelta(hours=th.RUNS_WINDOW_HOURS)},
     )
-    last = pd.to_datetime(frame["last_success"], utc=True)
-    frame["hours_since_success"] = (pd.Timestamp(as_of) - last).dt.total_seconds() / 3600
+    frame["hours_since_success"] = _hours_before(as_of, frame["last_success"])
     return frame
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from common.core.catalog import SOURCE_NAMES
+from common.core.catalog import check_source
 from common.core.config import ConfigError
 from common.core.errors import validation_message
 from common.core.schema import LOCATION_ID_PATTERN
@@ -51,9 +51,7 @@ class _Entry(BaseModel):
     @field_validator("source")
     @classmethod
     def _source(cls, v: str) -> str:
-        if v not in SOURCE_NAMES:
-            raise ValueError(f"unknown source {v!r}; one of {', '.join(SOURCE_NAMES)}")
-        return v
+        return check_source(v)
 
     @field_validator("timezone")
     @classmethod

@@ -178,17 +178,24 @@ class CountingSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-@pytest.mark.emulator
-def test_bigquery_append_is_one_load_job_whatever_the_size(gcp_settings: Settings):
+def counting_warehouse(settings: Settings) -> tuple[BigQueryWarehouse, CountingSession]:
+    """A BigQueryWarehouse on the emulator whose client (as make_client builds it) sends
+    through a counting HTTP session."""
     session = CountingSession()
-    client = bigquery.Client(  # as make_client builds it, with a counting HTTP session
-        project=gcp_settings.project,
+    client = bigquery.Client(
+        project=settings.project,
         credentials=AnonymousCredentials(),
-        client_options=ClientOptions(api_endpoint=gcp_settings.bigquery_endpoint),
+        client_options=ClientOptions(api_endpoint=settings.bigquery_endpoint),
         _http=session,
     )
-    wh = BigQueryWarehouse(gcp_settings, client=client)
+    wh = BigQueryWarehouse(settings, client=client)
     wh.ensure_schema()
+    return wh, session
+
+
+@pytest.mark.emulator
+def test_bigquery_append_is_one_load_job_whatever_the_size(gcp_settings: Settings):
+    wh, session = counting_warehouse(gcp_settings)
     counts = []
     for n in (10, 20_000):
         session.calls.clear()
@@ -206,15 +213,7 @@ def test_bigquery_append_names_its_load_job_by_content(gcp_settings: Settings):
     """BigQuery refuses a second job with the same id (409), so a retried append of the same
     rows cannot load them twice. bqemulator assigns its own job ids and cannot show the 409:
     this checks the id aircast sends, and that it is the content's."""
-    session = CountingSession()
-    client = bigquery.Client(
-        project=gcp_settings.project,
-        credentials=AnonymousCredentials(),
-        client_options=ClientOptions(api_endpoint=gcp_settings.bigquery_endpoint),
-        _http=session,
-    )
-    wh = BigQueryWarehouse(gcp_settings, client=client)
-    wh.ensure_schema()
+    wh, session = counting_warehouse(gcp_settings)
     spec = TABLES["observations_raw"]
     rows = [obs("retry", i, float(i), "r-retry", 0) for i in range(30)]
     frame = conform(spec, pd.DataFrame(rows))
