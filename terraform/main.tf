@@ -80,7 +80,20 @@ locals {
     name => merge(f, { for k, v in try(var.functions[name], {}) : k => v if v != null })
   }
 
-  schedules = { for s in jsondecode(file("${path.module}/schedules.json")) : s.name => s }
+  # A sharded schedule (predict) becomes one job per shard, named and bodied as
+  # common.scheduling.schedules.expand does: <name>-shard-<k>, {"shard": k, "shards": N}.
+  schedules = merge([
+    for s in jsondecode(file("${path.module}/schedules.json")) : (
+      s.sharded && var.predict_shards > 1
+      ? {
+        for k in range(var.predict_shards) : "${s.name}-shard-${k}" => merge(s, {
+          body        = merge(s.body, { shard = k, shards = var.predict_shards })
+          description = "${s.description} Shard ${k}."
+        })
+      }
+      : { (s.name) = s }
+    )
+  ]...)
   # Request timeouts from common/core/deploy.py (a run past its timeout shows as lost).
   timeouts = jsondecode(file("${path.module}/functions.json")).timeout_seconds
   tables   = jsondecode(file("${path.module}/tables.json"))
@@ -91,13 +104,14 @@ locals {
 
   # What every function reads (common/core/config.py); secrets are added per function.
   environment = merge({
-    AIRCAST_BACKEND      = "gcp"
-    GOOGLE_CLOUD_PROJECT = var.project_id
-    AIRCAST_DATASET      = var.dataset
-    AIRCAST_BUCKET       = local.artifact_bucket
-    AIRCAST_BQ_LOCATION  = var.bq_location
-    AIRCAST_REGION       = var.region
-    AIRCAST_SOURCE       = var.ingest_source
-    AIRCAST_LOG_LEVEL    = var.log_level
+    AIRCAST_BACKEND        = "gcp"
+    GOOGLE_CLOUD_PROJECT   = var.project_id
+    AIRCAST_DATASET        = var.dataset
+    AIRCAST_BUCKET         = local.artifact_bucket
+    AIRCAST_BQ_LOCATION    = var.bq_location
+    AIRCAST_REGION         = var.region
+    AIRCAST_SOURCE         = var.ingest_source
+    AIRCAST_LOG_LEVEL      = var.log_level
+    AIRCAST_PREDICT_SHARDS = tostring(var.predict_shards)
   }, var.environment)
 }

@@ -74,6 +74,16 @@ variable "ingest_source" {
   }
 }
 
+variable "predict_shards" {
+  description = "Predict shards: one Cloud Scheduler job per shard, each forecasting the locations whose id hashes to it (AIRCAST_PREDICT_SHARDS). About 10,000 locations per shard; see docs/scale.md."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.predict_shards >= 1 && var.predict_shards <= 256 && floor(var.predict_shards) == var.predict_shards
+    error_message = "predict_shards must be a whole number from 1 to 256."
+  }
+}
+
 variable "aqicn_token_set" {
   description = "Set to true once the aqicn-token secret has a version: ingest then gets AIRCAST_AQICN_TOKEN from it."
   type        = bool

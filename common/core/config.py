@@ -199,6 +199,20 @@ class Settings(BaseSettings):
     )
 
     # --- predict and serving -------------------------------------------------------------
+    predict_shards: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Predict shards: N scheduler jobs each forecast the locations whose id "
+        "hashes to their shard, and the api reads the N snapshot parts (see docs/scale.md).",
+    )
+    predict_batch_locations: int = Field(
+        10_000,
+        ge=1,
+        le=100_000,
+        description="Locations one predict invocation reads, featurises and writes at a "
+        "time: bounds its memory whatever the shard's size.",
+    )
 
     # --- api -----------------------------------------------------------------------------
     api_refresh_seconds: float = Field(

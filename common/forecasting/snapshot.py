@@ -1,10 +1,12 @@
 """The serving snapshot: what predict publishes and the api serves (`serving/latest.json`).
 
-The api answers every lookup from this one object held in memory, so it never queries the
+The api answers every lookup from the snapshot held in memory, so it never queries the
 warehouse and its service account needs only read access to the bucket. Predict writes it
-atomically after each run. Forecasts are stored per location as arrays indexed by
-horizon - 1 (target time = issued_at + h hours), which keeps 10,000 locations x 24 hours
-to a few megabytes.
+atomically after each run. When predict runs as N shards, each shard publishes its own part
+(`snapshot_key`) with the same document shape for its locations only: the api loads the
+part of the location asked for, and a failed shard leaves its last good part served.
+Forecasts are stored per location as arrays indexed by horizon - 1 (target time =
+issued_at + h hours), which keeps 10,000 locations x 24 hours to a few megabytes.
 
 Light on purpose: only pydantic, so the api's cold start stays cheap.
 """
@@ -16,6 +18,20 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 SNAPSHOT_KEY = "serving/latest.json"
+
+
+def snapshot_key(shard: int = 0, shards: int = 1) -> str:
+    """Where predict shard `shard` of `shards` publishes its part. One shard keeps the one
+    object (`serving/latest.json`); N shards write N objects under a prefix named for N, so
+    parts written with another shard count are never mixed in."""
+    if shards <= 1:
+        return SNAPSHOT_KEY
+    return f"serving/shards-{shards}/{shard:03d}.json"
+
+
+def snapshot_keys(shards: int) -> list[str]:
+    """Every part the api serves when predict runs as `shards` shards."""
+    return [snapshot_key(k, shards) for k in range(max(shards, 1))]
 SCHEMA_VERSION = 1
 
 
@@ -91,6 +107,8 @@ class Snapshot(BaseModel):
     target: str
     unit: str
     horizon: int
+    shard: int = Field(0, description="The predict shard this part holds (0 .. shards-1).")
+    shards: int = Field(1, description="How many parts predict publishes.")
     locations: list[LocationInfo]
     forecasts: dict[str, LocationForecast]
     observations: dict[str, RecentObservations] = Field(default_factory=dict)

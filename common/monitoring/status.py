@@ -24,7 +24,7 @@ from common.core.logs import event, get_logger
 from common.core.timeutil import iso, parse_time
 from common.forecasting.features import FeatureSpec, grid_columns
 from common.forecasting.registry import Registry
-from common.forecasting.snapshot import SNAPSHOT_KEY
+from common.forecasting.snapshot import snapshot_keys
 from common.monitoring import STATUS_KEY, drift, signals
 from common.monitoring import thresholds as th
 from common.runtime.services import Services
@@ -263,13 +263,25 @@ def drift_condition(services: Services, as_of: dt.datetime) -> dict[str, Any]:
 
 
 def snapshot(services: Services, as_of: dt.datetime) -> dict[str, Any]:
-    try:
-        snap = services.store.get_json(SNAPSHOT_KEY)
-    except NotFound:
-        return _condition("snapshot", None, "no serving snapshot (run predict)", state="alert")
-    issued = parse_time(snap["issued_at"])
+    """Age of the oldest part the api serves (one per predict shard): a shard whose runs
+    fail keeps serving its last part, and this is where that shows."""
+    shards = services.settings.predict_shards
+    oldest: tuple[dt.datetime, str] | None = None
+    for key in snapshot_keys(shards):
+        try:
+            issued = parse_time(services.store.get_json(key)["issued_at"])
+        except NotFound:
+            return _condition(
+                "snapshot", None, f"no serving snapshot at {key} (run predict)", state="alert"
+            )
+        if oldest is None or issued < oldest[0]:
+            oldest = (issued, key)
+    assert oldest is not None  # snapshot_keys is never empty
+    issued, key = oldest
     hours = max(0.0, (as_of - issued).total_seconds() / 3600)
-    detail = f"serving/latest.json issued at {iso(issued)} ({hours:.0f} h before as_of)"
+    detail = f"{key} issued at {iso(issued)} ({hours:.0f} h before as_of)"
+    if shards > 1:
+        detail = f"oldest of {shards} parts: " + detail
     return _condition("snapshot", hours, detail, issued_at=iso(issued))
 
 

@@ -1,5 +1,11 @@
 """The predict job: production model x every active location at as_of -> forecasts + snapshot.
 
+Scale: a request may name one shard of N (`shard`, `shards`; a stable hash of the location
+id picks it, see `common.core.sharding`), so N scheduler jobs split the network with no
+coordinator; within a shard, locations go through read -> features -> model -> write in
+batches of AIRCAST_PREDICT_BATCH_LOCATIONS, so memory follows the batch, not the network.
+Each shard publishes its own snapshot part.
+
 Reads only what was known at as_of: observations with ts in (as_of - HISTORY_HOURS, as_of]
 and, when the model uses weather at the target hour, the newest weather forecast issued at
 or before as_of for each target hour. Features come from `common.forecasting.features`,
@@ -23,14 +29,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from common.core.errors import Conflict
 from common.core.faults import checkpoint
 from common.core.logs import event, get_logger
 from common.core.schema import VARIABLES, WEATHER
+from common.core.sharding import MAX_SHARDS, shard_of, shards_to_run
 from common.core.timeutil import UTC, UTCDateTime, iso
-from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
+from common.forecasting.features import (
+    HISTORY_HOURS,
+    FeatureSpec,
+    grid_columns,
+    neighbour_matrix,
+)
 from common.forecasting.forecast import forecast_frame
 from common.forecasting.registry import Loaded, Registry
 from common.forecasting.snapshot import (
@@ -39,6 +51,7 @@ from common.forecasting.snapshot import (
     Accuracy,
     HorizonAccuracy,
     LocationInfo,
+    snapshot_key,
 )
 from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, run_job
@@ -57,34 +70,57 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     as_of: UTCDateTime | None = None
-
-
-def read_recent(services: Services, spec: FeatureSpec, as_of: dt.datetime) -> pd.DataFrame:
-    """Observations the features may use at as_of: the last HISTORY_HOURS, nothing later."""
-    cols = ", ".join(grid_columns(spec))
-    return services.warehouse.query(
-        f"SELECT location_id, ts, {cols} FROM observations WHERE ts > @start AND ts <= @as_of",
-        {"start": as_of - dt.timedelta(hours=HISTORY_HOURS), "as_of": as_of},
+    shard: int | None = Field(
+        None, ge=0, description="Forecast only the locations of this shard (0 .. shards-1)."
+    )
+    shards: int | None = Field(
+        None, ge=1, le=MAX_SHARDS, description="Shard count (default AIRCAST_PREDICT_SHARDS)."
     )
 
 
-def read_weather_forecasts(services: Services, as_of: dt.datetime, horizon: int) -> pd.DataFrame:
+def _ids_clause(ids: list[str] | None) -> str:
+    return "" if ids is None else " AND location_id IN UNNEST(@ids)"
+
+
+def read_recent(
+    services: Services, spec: FeatureSpec, as_of: dt.datetime, ids: list[str] | None = None
+) -> pd.DataFrame:
+    """Observations the features may use at as_of: the last HISTORY_HOURS, nothing later;
+    only the locations `ids` when given (a batch and its neighbours)."""
+    cols = ", ".join(grid_columns(spec))
+    params: dict[str, Any] = {"start": as_of - dt.timedelta(hours=HISTORY_HOURS), "as_of": as_of}
+    if ids is not None:
+        params["ids"] = ids
+    return services.warehouse.query(
+        f"SELECT location_id, ts, {cols} FROM observations WHERE ts > @start AND ts <= @as_of"
+        + _ids_clause(ids),
+        params,
+    )
+
+
+def read_weather_forecasts(
+    services: Services, as_of: dt.datetime, horizon: int, ids: list[str] | None = None
+) -> pd.DataFrame:
     """For each (location, target hour), the newest weather forecast issued at or before as_of."""
     cols = ", ".join(WEATHER)
+    params: dict[str, Any] = {"as_of": as_of, "end": as_of + dt.timedelta(hours=horizon)}
+    if ids is not None:
+        params["ids"] = ids
     return services.warehouse.query(
         f"SELECT location_id, ts, {cols} FROM weather_forecasts "
-        "WHERE issued_at <= @as_of AND ts > @as_of AND ts <= @end "
-        "QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, ts "
+        "WHERE issued_at <= @as_of AND ts > @as_of AND ts <= @end"
+        + _ids_clause(ids)
+        + " QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, ts "
         "ORDER BY issued_at DESC, ingested_at DESC) = 1",
-        {"as_of": as_of, "end": as_of + dt.timedelta(hours=horizon)},
+        params,
     )
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One predict run's result, what is written and served: the model, the issue time,
-    the run, the active places, the forecast rows, the observations the features used and
-    the locations skipped with their reasons."""
+    """One shard's result, what is written and served: the model, the issue time, the run,
+    the shard's active places, its forecast rows, the recent target values shown beside
+    them and the locations skipped with their reasons."""
 
     loaded: Loaded
     spec: FeatureSpec
@@ -94,60 +130,140 @@ class Prediction:
     frame: pd.DataFrame
     obs: pd.DataFrame
     skipped: list[tuple[str, str]]
+    shard: int = 0
+    shards: int = 1
 
 
 def run_predict(request: PredictRequest, services: Services) -> dict[str, Any]:
-    """Forecast every active location with the production model and publish the snapshot."""
-    return run_job("predict", request, services, lambda run: _predict(services, run))
+    """Forecast the active locations of the requested shards (all when none is named) with
+    the production model and publish each shard's part of the snapshot."""
+    todo, shards = shards_to_run(request.shard, request.shards, services.settings.predict_shards)
+    return run_job("predict", request, services, lambda run: _predict(services, run, todo, shards))
 
 
-def _predict(services: Services, run: Run) -> Outcome:
+def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outcome:
     loaded = Registry(services.store, services.settings.model_name).load_production()  # 409
     spec = FeatureSpec(**loaded.metadata["spec"])
     run.answer["model_version"] = loaded.version
+    if shards > 1:
+        run.answer["shards"] = shards
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
     places = locations_mod.current(services.warehouse)
-    active = places[places["active"].fillna(True).astype(bool)]
+    active = places[places["active"].fillna(True).astype(bool)].reset_index(drop=True)
     if active.empty:
         raise Conflict("no active locations: run ingest first", field="as_of")
-    obs = read_recent(services, spec, run.as_of)
-    weather = (
-        read_weather_forecasts(services, run.as_of, spec.horizon) if spec.future_weather else None
-    )
     timings["read_s"] = round(time.perf_counter() - t0, 4)
 
-    frame, skipped = forecast_frame(loaded, obs, run.as_of, active, weather, timings)
-    prediction = Prediction(loaded, spec, run.as_of, run.run_id, active, frame, obs, skipped)
-    t1 = time.perf_counter()
-    written = _write_new(services, prediction)
-    checkpoint("predict:forecasts-written")
-    timings["write_s"] = round(time.perf_counter() - t1, 4)
+    counts = {"locations": 0, "forecasts": 0, "written": 0, "skipped": 0}
+    skipped: list[tuple[str, str]] = []
+    published: dict[str, Any] = {}
+    for shard in todo:
+        prediction, written = _forecast_shard(
+            services, run, loaded, spec, active, shard, shards, timings
+        )
+        t2 = time.perf_counter()
+        published[str(shard)] = publish(
+            services, build_snapshot(services, prediction), snapshot_key(shard, shards)
+        )
+        timings["snapshot_s"] = round(timings.get("snapshot_s", 0) + time.perf_counter() - t2, 4)
+        frame = prediction.frame
+        counts["locations"] += int(frame["location_id"].nunique()) if len(frame) else 0
+        counts["forecasts"] += len(frame)
+        counts["written"] += written
+        counts["skipped"] += len(prediction.skipped)
+        skipped += prediction.skipped
+    # The health status describes the whole pipeline: one shard (0) stores it each hour.
+    health = _store_status(services, run.as_of) if 0 in todo else None
+    answer: dict[str, Any] = {
+        "issued_at": iso(run.as_of),
+        "horizon": spec.horizon,
+        "skipped": [{"location_id": i, "reason": r} for i, r in skipped],
+        "snapshot": published["0"] if shards == 1 else published,
+        "timings": timings,
+        "health": health,
+    }
+    if shards > 1:
+        answer["shard"] = todo[0] if len(todo) == 1 else todo
+    return Outcome(counts=counts, answer=answer, status="partial" if skipped else "success")
 
-    t2 = time.perf_counter()
-    published = publish(services, build_snapshot(services, prediction))
-    timings["snapshot_s"] = round(time.perf_counter() - t2, 4)
-    health = _store_status(services, run.as_of)
 
-    n_loc = int(frame["location_id"].nunique()) if len(frame) else 0
-    return Outcome(
-        counts={
-            "locations": n_loc,
-            "forecasts": len(frame),
-            "written": written,
-            "skipped": len(skipped),
-        },
-        answer={
-            "issued_at": iso(run.as_of),
-            "horizon": spec.horizon,
-            "skipped": [{"location_id": i, "reason": r} for i, r in skipped],
-            "snapshot": published,
-            "timings": timings,
-            "health": health,
-        },
-        status="partial" if skipped else "success",
+def _forecast_shard(
+    services: Services,
+    run: Run,
+    loaded: Loaded,
+    spec: FeatureSpec,
+    active: pd.DataFrame,
+    shard: int,
+    shards: int,
+    timings: dict[str, float],
+) -> tuple[Prediction, int]:
+    """Forecast one shard's locations in batches of AIRCAST_PREDICT_BATCH_LOCATIONS, each
+    read -> features -> model -> write before the next, so memory follows the batch.
+
+    A batch reads its locations and their neighbours (the regional features need them),
+    forecasts only its own, and appends them: the rows are those of one unsharded run.
+    """
+    ids_all = active["location_id"].astype(str)
+    mine = active[ids_all.map(lambda i: shard_of(i, shards)) == shard] if shards > 1 else active
+    ids = mine["location_id"].astype(str).tolist()
+    size = services.settings.predict_batch_locations
+    whole = shards == 1 and len(ids) <= size  # one batch of everything: no id filter needed
+    nb = None if whole or not ids else neighbour_matrix(ids_all.tolist(), active)
+    position = pd.Index(ids_all)
+    done = _done(services, loaded.version, spec.target, run.as_of, None if whole else ids)
+    frames, recent, skipped, written = [], [], [], 0
+    start = run.as_of - dt.timedelta(hours=RECENT_HOURS - 1)
+    for b in range(0, len(ids), size):
+        batch = ids[b : b + size]
+        t0 = time.perf_counter()
+        need = None
+        places = active
+        if not whole:
+            rows = position.get_indexer(batch)
+            near = np.unique(nb[rows].indices) if nb is not None else np.array([], int)
+            need = list(dict.fromkeys([*batch, *ids_all.iloc[near].tolist()]))
+            places = active[ids_all.isin(need)]
+        obs = read_recent(services, spec, run.as_of, need)
+        weather = (
+            read_weather_forecasts(services, run.as_of, spec.horizon, None if whole else batch)
+            if spec.future_weather
+            else None
+        )
+        _add(timings, "read_s", t0)
+        step: dict[str, float] = {}
+        frame, sk = forecast_frame(loaded, obs, run.as_of, places, weather, step)
+        for k, v in step.items():
+            timings[k] = round(timings.get(k, 0) + v, 4)
+        if not whole:
+            mask = set(batch)
+            frame = frame[frame["location_id"].isin(mask)].reset_index(drop=True)
+            sk = [s for s in sk if s[0] in mask]
+        t1 = time.perf_counter()
+        written += _write_new(services, frame, done, run, loaded.version)
+        checkpoint("predict:forecasts-written")
+        _add(timings, "write_s", t1)
+        ts = pd.to_datetime(obs["ts"], utc=True)
+        keep = (ts >= pd.Timestamp(start)) & obs["location_id"].isin(set(batch))
+        recent.append(obs.loc[keep, ["location_id", "ts", spec.target]])
+        frames.append(frame)
+        skipped += sk
+    frame = pd.concat(frames, ignore_index=True) if frames else _empty_frame()
+    obs = pd.concat(recent, ignore_index=True) if recent else pd.DataFrame()
+    prediction = Prediction(
+        loaded, spec, run.as_of, run.run_id, mine, frame, obs, skipped, shard, shards
     )
+    return prediction, written
+
+
+def _add(timings: dict[str, float], key: str, since: float) -> None:
+    timings[key] = round(timings.get(key, 0) + time.perf_counter() - since, 4)
+
+
+def _empty_frame() -> pd.DataFrame:
+    cols = ["location_id", "target", "issued_at", "target_ts", "horizon_h"]
+    return pd.DataFrame(columns=[*cols, "yhat", "yhat_lower", "yhat_upper"])
 
 
 def _store_status(services: Services, as_of: dt.datetime) -> str | None:
@@ -164,22 +280,32 @@ def _store_status(services: Services, as_of: dt.datetime) -> str | None:
     return str(health["status"])
 
 
-def _write_new(services: Services, prediction: Prediction) -> int:
-    """Append the locations not yet forecast for (version, issued_at, target)."""
-    frame, version = prediction.frame, prediction.loaded.version
-    if frame.empty:
-        return 0
+def _done(
+    services: Services, version: str, target: str, as_of: dt.datetime, ids: list[str] | None
+) -> set[str]:
+    """Locations already forecast for (version, issued_at, target): a re-run skips them."""
+    params: dict[str, Any] = {"as_of": as_of, "version": version, "target": target}
+    if ids is not None:
+        if not ids:
+            return set()
+        params["ids"] = ids
     done = services.warehouse.query(
         "SELECT DISTINCT location_id FROM forecasts "
-        "WHERE issued_at = @as_of AND model_version = @version AND target = @target",
-        {"as_of": prediction.as_of, "version": version, "target": prediction.spec.target},
+        "WHERE issued_at = @as_of AND model_version = @version AND target = @target"
+        + _ids_clause(ids),
+        params,
     )
-    new = frame[~frame["location_id"].isin(set(done["location_id"].astype(str)))]
+    return set(done["location_id"].astype(str))
+
+
+def _write_new(
+    services: Services, frame: pd.DataFrame, done: set[str], run: Run, version: str
+) -> int:
+    """Append the batch's locations not yet forecast for (version, issued_at, target)."""
+    new = frame[~frame["location_id"].isin(done)] if done else frame
     if new.empty:
         return 0
-    rows = new.assign(
-        run_id=prediction.run_id, model_version=version, created_at=dt.datetime.now(UTC)
-    )
+    rows = new.assign(run_id=run.run_id, model_version=version, created_at=dt.datetime.now(UTC))
     return services.warehouse.append("forecasts", rows)
 
 
@@ -251,7 +377,7 @@ def build_snapshot(services: Services, prediction: Prediction) -> dict[str, Any]
         )
     cols_info = [c for c in LocationInfo.model_fields if c in active.columns]
     info = active[cols_info].astype(object).where(active[cols_info].notna(), None)
-    accuracy = recent_accuracy(services, spec.target, as_of)
+    accuracy = recent_accuracy(services, spec.target, as_of, None if p.shards == 1 else ids)
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": iso(dt.datetime.now(UTC)),
@@ -262,6 +388,8 @@ def build_snapshot(services: Services, prediction: Prediction) -> dict[str, Any]
         "target": spec.target,
         "unit": VARIABLES[spec.target].unit,
         "horizon": H,
+        "shard": p.shard,
+        "shards": p.shards,
         "locations": info.to_dict("records"),
         "forecasts": forecasts,
         "observations": observations,
@@ -316,11 +444,19 @@ def encode_snapshot(snapshot: dict[str, Any]) -> bytes:
     return ("{" + ",".join(parts) + "}").encode()
 
 
-def recent_accuracy(services: Services, target: str, as_of: dt.datetime) -> Accuracy | None:
-    """Accuracy of forecasts whose target hour fell in the last ACCURACY_DAYS (all versions)."""
+def recent_accuracy(
+    services: Services, target: str, as_of: dt.datetime, ids: list[str] | None = None
+) -> Accuracy | None:
+    """Accuracy of forecasts whose target hour fell in the last ACCURACY_DAYS (all versions),
+    over the locations `ids` when given (one shard's)."""
     start = as_of - dt.timedelta(days=ACCURACY_DAYS)
     where = "WHERE target = @target AND target_ts > @start AND target_ts <= @as_of"
-    p = {"target": target, "start": start, "as_of": as_of}
+    p: dict[str, Any] = {"target": target, "start": start, "as_of": as_of}
+    if ids is not None:
+        if not ids:
+            return None
+        where += " AND location_id IN UNNEST(@ids)"
+        p["ids"] = ids
     warehouse = services.warehouse
     by_h = warehouse.query(
         "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, "
@@ -359,8 +495,11 @@ def recent_accuracy(services: Services, target: str, as_of: dt.datetime) -> Accu
     )
 
 
-def publish(services: Services, snapshot: dict[str, Any], attempts: int = 3) -> dict[str, Any]:
-    """Write serving/latest.json unless a newer issue time is already served.
+def publish(
+    services: Services, snapshot: dict[str, Any], key: str = SNAPSHOT_KEY, attempts: int = 3
+) -> dict[str, Any]:
+    """Write the snapshot (or one shard's part) at `key` unless a newer issue time is
+    already served there.
 
     Compare-and-swap on the generation read, so two predict runs racing cannot let the
     older issue time land last; the loser re-reads and decides again.
@@ -370,19 +509,19 @@ def publish(services: Services, snapshot: dict[str, Any], attempts: int = 3) -> 
     issued = pd.Timestamp(snapshot["issued_at"])
     for _ in range(attempts):
         try:
-            data, generation = store.get_with_generation(SNAPSHOT_KEY)
+            data, generation = store.get_with_generation(key)
             current = _issued_at(data)
         except NotFound:
             current, generation = None, 0
         except (ValueError, KeyError, TypeError):  # unreadable: replace it
-            current, generation = None, store.generation(SNAPSHOT_KEY)
+            current, generation = None, store.generation(key)
         if current is not None and current > issued:
             return {"written": False, "reason": f"a newer snapshot ({iso(current)}) is served"}
         try:
-            store.put_if_generation(SNAPSHOT_KEY, body, generation, "application/json")
+            store.put_if_generation(key, body, generation, "application/json")
         except PreconditionFailed:
             continue
-        return {"written": True, "key": SNAPSHOT_KEY, "bytes": len(body)}
+        return {"written": True, "key": key, "bytes": len(body)}
     raise Conflict("the serving snapshot kept changing under this run; retry", field="snapshot")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from croniter import croniter
@@ -29,6 +29,7 @@ class Schedule:
     body: dict[str, Any] = field(default_factory=dict)  # JSON POSTed to the function
     retry_count: int = 3  # Cloud Scheduler retries on a non-2xx answer
     attempt_deadline_s: int = 600  # Cloud Scheduler allows 15 s .. 30 min
+    sharded: bool = False  # one job per predict shard (AIRCAST_PREDICT_SHARDS / var.predict_shards)
 
     def fire_times(self, start: dt.datetime, end: dt.datetime) -> Iterator[dt.datetime]:
         """Fire times in [start, end], UTC."""
@@ -53,6 +54,7 @@ SCHEDULES: tuple[Schedule, ...] = (
         "predict",
         "20 * * * *",
         "Forecast every active location with the production model; refresh the snapshot.",
+        sharded=True,
     ),
     Schedule(
         "aircast-train-daily",
@@ -74,6 +76,24 @@ SCHEDULES: tuple[Schedule, ...] = (
 )
 
 FUNCTIONS = ("ingest", "train", "predict", "api")
+
+
+def expand(schedules: tuple[Schedule, ...], shards: int) -> tuple[Schedule, ...]:
+    """The jobs a deployment with `shards` predict shards runs: a sharded schedule becomes
+    one job per shard, `<name>-shard-<k>` with {"shard": k, "shards": N} in its body, all at
+    the same time and each retried alone (terraform/scheduler.tf expands it the same way)."""
+    if shards <= 1:
+        return schedules
+    out: list[Schedule] = []
+    for s in schedules:
+        if not s.sharded:
+            out.append(s)
+            continue
+        for k in range(shards):
+            body = {**s.body, "shard": k, "shards": shards}
+            name = f"{s.name}-shard-{k}"
+            out.append(replace(s, name=name, body=body, description=f"{s.description} Shard {k}."))
+    return tuple(out)
 
 
 def validate() -> None:

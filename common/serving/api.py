@@ -14,7 +14,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, cast
@@ -37,7 +38,14 @@ from common.core.errors import (
     validation_message,
 )
 from common.core.logs import event, get_logger
-from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
+from common.core.sharding import shard_of
+from common.forecasting.snapshot import (
+    SNAPSHOT_KEY,
+    Accuracy,
+    HorizonAccuracy,
+    Snapshot,
+    snapshot_key,
+)
 from common.monitoring import STATUS_KEY
 from common.runtime.body import read_body
 from common.serving.indices import point_indices, scheme_model, worst_hour
@@ -89,8 +97,11 @@ class SnapshotCache:
     MAX_ENCODED_BYTES = 64 * 2**20
     MAX_URLS = 20_000
 
-    def __init__(self, store: ArtifactStore, refresh_seconds: float) -> None:
+    def __init__(
+        self, store: ArtifactStore, refresh_seconds: float, key: str = SNAPSHOT_KEY
+    ) -> None:
         self.store = store
+        self.key = key
         self.refresh_seconds = refresh_seconds
         self._serving: Serving | None = None
         self._checked = float("-inf")
@@ -110,11 +121,11 @@ class SnapshotCache:
 
     def _refresh(self) -> None:
         try:
-            generation = self.store.generation(SNAPSHOT_KEY)
+            generation = self.store.generation(self.key)
             if generation == 0:
                 self._serving, self.last_error = None, None
             elif self._serving is None or generation != self._serving.generation:
-                data, generation = self.store.get_with_generation(SNAPSHOT_KEY)
+                data, generation = self.store.get_with_generation(self.key)
                 snapshot = Snapshot.model_validate_json(data)
                 by_id = {loc.location_id: i for i, loc in enumerate(snapshot.locations)}
                 self._serving = Serving(snapshot, generation, by_id)
@@ -122,6 +133,7 @@ class SnapshotCache:
                 event(
                     log,
                     "serving snapshot loaded",
+                    key=self.key,
                     generation=generation,
                     run_id=snapshot.run_id,
                     locations=len(by_id),
@@ -139,8 +151,60 @@ class SnapshotCache:
     def require(self) -> Serving:
         serving = self.get()
         if serving is None:
-            raise Conflict("no forecasts yet: the serving snapshot is absent (run predict)")
+            raise Conflict(
+                f"no forecasts yet: the serving snapshot {self.key} is absent (run predict)"
+            )
         return serving
+
+
+class Parts:
+    """The snapshot parts the api serves, one per predict shard (AIRCAST_PREDICT_SHARDS).
+
+    A lookup loads only the part of its location (the shard is a hash of the id), so an
+    instance never holds or parses the whole network to answer one location; at most
+    MAX_HELD parts stay parsed (least recently used dropped), which bounds memory at any
+    network size. Routes over every location (the list, all forecasts, metrics) visit each
+    part in turn.
+    """
+
+    MAX_HELD = 4
+
+    def __init__(self, store: ArtifactStore, refresh_seconds: float, shards: int) -> None:
+        self.store, self.refresh_seconds, self.shards = store, refresh_seconds, shards
+        self._held: OrderedDict[int, SnapshotCache] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def part(self, shard: int) -> SnapshotCache:
+        with self._lock:
+            cache = self._held.get(shard)
+            if cache is None:
+                key = snapshot_key(shard, self.shards)
+                cache = self._held[shard] = SnapshotCache(self.store, self.refresh_seconds, key)
+                while len(self._held) > max(self.MAX_HELD, 1):
+                    self._held.popitem(last=False)
+            else:
+                self._held.move_to_end(shard)
+            return cache
+
+    def of(self, location_id: str) -> SnapshotCache:
+        return self.part(shard_of(location_id, self.shards))
+
+    def each(self) -> Iterator[tuple[int, Serving | None, str | None]]:
+        """(shard, its serving or None, the last refresh error) for every part."""
+        for k in range(self.shards):
+            cache = self.part(k)
+            try:
+                serving = cache.get()
+            except Unavailable:
+                serving = None
+            yield k, serving, cache.last_error
+
+    def servings(self) -> list[Serving]:
+        """Every part that is served; a 409 when none is (no predict run yet)."""
+        found = [serving for _, serving, _ in self.each() if serving is not None]
+        if not found:
+            raise Conflict("no forecasts yet: the serving snapshot is absent (run predict)")
+        return found
 
 
 def _json_response(body: dict[str, Any], status: int) -> Response:
@@ -224,13 +288,49 @@ def _location(serving: Serving, location_id: str, field: str = "location_id") ->
         )
 
 
+def _weighted(pairs: list[tuple[int, float]]) -> float:
+    return sum(n * x for n, x in pairs) / max(sum(n for n, _ in pairs), 1)
+
+
+def merge_accuracy(parts: list[Accuracy | None]) -> Accuracy | None:
+    """One network's accuracy from the shards' parts: per horizon, the n-weighted means of
+    MAE, coverage and persistence MAE and the root of the n-weighted mean squared error;
+    per location, the union (each location is in one part)."""
+    known = [a for a in parts if a is not None]
+    if not known:
+        return None
+    by_h: dict[int, list[Any]] = {}
+    for part in known:
+        for h in part.by_horizon:
+            by_h.setdefault(h.horizon_h, []).append(h)
+    rows = []
+    for horizon, group in sorted(by_h.items()):
+        persisted = [(h.n, h.persistence_mae) for h in group if h.persistence_mae is not None]
+        rows.append(
+            HorizonAccuracy(
+                horizon_h=horizon,
+                n=sum(h.n for h in group),
+                mae=round(_weighted([(h.n, h.mae) for h in group]), 3),
+                rmse=round(_weighted([(h.n, h.rmse**2) for h in group]) ** 0.5, 3),
+                coverage=round(_weighted([(h.n, h.coverage) for h in group]), 3),
+                persistence_mae=round(_weighted(persisted), 3) if persisted else None,
+            )
+        )
+    return Accuracy(
+        window_start=min(a.window_start for a in known),
+        window_end=max(a.window_end for a in known),
+        by_horizon=rows,
+        by_location={k: v for a in known for k, v in a.by_location.items()},
+    )
+
+
 class Api:
     """The routes, bound to one store and settings (one per process; tests make their own)."""
 
     def __init__(self, settings: Settings, store: ArtifactStore) -> None:
         self.settings = settings
         self.store = store
-        self.cache = SnapshotCache(store, settings.api_refresh_seconds)
+        self.parts = Parts(store, settings.api_refresh_seconds, settings.predict_shards)
         self.scheme = get_scheme(settings.aqi_scheme)
         self._openapi: bytes | None = None
         self._dashboard: bytes | None = None
@@ -261,8 +361,13 @@ class Api:
             raise MethodNotAllowed(valid_methods=[route[0]])
         if not (path in SNAPSHOT_ROUTES or path.startswith(FORECAST_PREFIX)):
             return route[1](request)
-        # Snapshot lookups: the same URL gets the same bytes until the snapshot changes.
-        serving = self.cache.require()
+        # Snapshot lookups: the same URL gets the same bytes until its part changes.
+        if path.startswith(FORECAST_PREFIX):
+            serving = self.parts.of(path[len(FORECAST_PREFIX) :]).require()
+        elif self.parts.shards == 1:
+            serving = self.parts.part(0).require()
+        else:  # a route over every part: built from the parts' own caches
+            return route[1](request)
         url = (path, request.query_string)
         body = serving.by_url.get(url)
         if body is None:
@@ -309,44 +414,50 @@ class Api:
 
     # --- routes --------------------------------------------------------------------------
     def health(self) -> bytes:
-        try:
-            serving = self.cache.get()
-        except Unavailable:
-            serving = None
         name = self.settings.model_name
-        if serving is None:
-            reason = self.cache.last_error or "no serving snapshot yet (run predict)"
+        parts = list(self.parts.each())
+        served = [serving for _, serving, _ in parts if serving is not None]
+        errors = [f"part {k}: {e}" if self.parts.shards > 1 else e for k, _, e in parts if e]
+        if not served:
+            reason = "; ".join(errors) or "no serving snapshot yet (run predict)"
             return _encode(Health(status="degraded", reason=reason, model_name=name))
-        snap = serving.snapshot
-        age = (dt.datetime.now(dt.UTC) - snap.issued_at).total_seconds()
         reasons = []
+        missing = [k for k, serving, _ in parts if serving is None]
+        if missing:
+            reasons.append(f"no snapshot part for shards {missing} of {self.parts.shards}")
+        oldest = min(served, key=lambda serving: serving.snapshot.issued_at).snapshot
+        newest = max(served, key=lambda serving: serving.snapshot.issued_at).snapshot
+        age = (dt.datetime.now(dt.UTC) - oldest.issued_at).total_seconds()
         if age > self.settings.api_stale_after_hours * 3600:
             reasons.append(f"serving snapshot is {age / 3600:.1f} h old")
-        if self.cache.last_error:
-            reasons.append(f"serving a cached snapshot; refresh failed: {self.cache.last_error}")
+        if errors:
+            reasons.append(f"serving a cached snapshot; refresh failed: {'; '.join(errors)}")
         reason = "; ".join(reasons) or None
         return _encode(
             Health(
                 status="degraded" if reason else "ok",
                 reason=reason,
-                model_name=snap.model_name,
-                model_version=snap.model_version,
-                issued_at=snap.issued_at,
-                snapshot_generated_at=snap.generated_at,
+                model_name=newest.model_name,
+                model_version=newest.model_version,
+                issued_at=oldest.issued_at,
+                snapshot_generated_at=oldest.generated_at,
                 snapshot_age_seconds=round(age, 3),
-                locations=len(snap.locations),
+                locations=sum(len(serving.snapshot.locations) for serving in served),
                 pipeline=self._pipeline(),
             )
         )
 
     def locations(self) -> bytes:
-        serving = self.cache.require()
+        if self.parts.shards > 1:
+            found = [loc for serving in self.parts.servings() for loc in serving.snapshot.locations]
+            return _encode(LocationsResponse(locations=found))
+        serving = self.parts.part(0).require()
         return self._cached(
             serving, ("locations",), lambda: LocationsResponse(locations=serving.snapshot.locations)
         )
 
     def forecast(self, location_id: str, args: MultiDict[str, str]) -> bytes:
-        serving = self.cache.require()
+        serving = self.parts.of(location_id).require()
         query = _query(args)
         hours = _hours(query, serving.snapshot)
         _location(serving, location_id)
@@ -359,37 +470,58 @@ class Api:
         )
 
     def forecasts(self, args: MultiDict[str, str]) -> bytes:
-        serving = self.cache.require()
-        snap = serving.snapshot
         query = _query(args)
-        hours = _hours(query, snap)
         wanted = list(dict.fromkeys(args.getlist("location")))
-        for location_id in wanted:
-            _location(serving, location_id, field="location")
-        ids = wanted or [
-            loc.location_id for loc in snap.locations if loc.location_id in snap.forecasts
-        ]
+        if self.parts.shards > 1 or len(wanted) > 8:  # arbitrary sets are not worth caching
+            return _encode(self._forecasts(query, wanted))
+        serving = self.parts.part(0).require()
+        key = ("forecasts", tuple(wanted), _hours(query, serving.snapshot), query.observations)
+        return self._cached(serving, key, lambda: self._forecasts(query, wanted))
 
-        def build() -> ForecastsResponse:
-            skipped = {} if wanted else {s.location_id: s.reason for s in snap.skipped}
-            return ForecastsResponse(
-                forecasts=[_forecast(snap, i, hours, query.observations, self.scheme) for i in ids],
-                skipped=skipped,
-            )
-
-        if len(wanted) > 8:  # arbitrary sets are not worth caching
-            return _encode(build())
-        return self._cached(serving, ("forecasts", tuple(wanted), hours, query.observations), build)
+    def _forecasts(self, query: ForecastQuery, wanted: list[str]) -> ForecastsResponse:
+        """The forecasts of `wanted` (each from its part), or of every served location."""
+        if wanted:
+            picked = []
+            for location_id in wanted:
+                serving = self.parts.of(location_id).require()
+                _location(serving, location_id, field="location")
+                picked.append((serving, [location_id]))
+            skipped: dict[str, str] = {}
+        else:
+            servings = self.parts.servings()
+            picked = [
+                (
+                    sv,
+                    [
+                        i.location_id
+                        for i in sv.snapshot.locations
+                        if i.location_id in sv.snapshot.forecasts
+                    ],
+                )
+                for sv in servings
+            ]
+            skipped = {s.location_id: s.reason for sv in servings for s in sv.snapshot.skipped}
+        out = []
+        for serving, ids in picked:
+            hours = _hours(query, serving.snapshot)
+            snap = serving.snapshot
+            out += [_forecast(snap, i, hours, query.observations, self.scheme) for i in ids]
+        return ForecastsResponse(forecasts=out, skipped=skipped)
 
     def metrics(self) -> bytes:
-        serving = self.cache.require()
-        snap = serving.snapshot
+        servings = self.parts.servings()
+        newest = max(servings, key=lambda serving: serving.snapshot.issued_at).snapshot
+        accuracy = (
+            newest.accuracy
+            if len(servings) == 1
+            else merge_accuracy([sv.snapshot.accuracy for sv in servings])
+        )
         return _encode(  # not cached per snapshot: predict stores the status after it
             MetricsResponse(
-                model_name=snap.model_name,
-                model_version=snap.model_version,
-                issued_at=snap.issued_at,
-                accuracy=snap.accuracy,
+                model_name=newest.model_name,
+                model_version=newest.model_version,
+                issued_at=newest.issued_at,
+                accuracy=accuracy,
                 pipeline=self._pipeline(),
             )
         )

@@ -49,7 +49,7 @@ def predict_online(
     hours = request.hours or horizon
     if hours > horizon:
         raise BadRequest(f"hours: the model forecasts at most {horizon} hours", field="hours")
-    place = _place(request.location_id, store)
+    place = _place(request.location_id, store, settings.predict_shards)
     obs = pd.DataFrame([o.model_dump() for o in request.observations])
     obs["ts"] = pd.to_datetime(obs["ts"], utc=True).dt.floor("h")
     obs = obs.drop_duplicates("ts", keep="last").assign(location_id=place["location_id"])
@@ -84,8 +84,9 @@ def predict_online(
     )
 
 
-def _place(location_id: str | None, store: ArtifactStore) -> dict[str, object]:
-    """The location's metadata from the serving snapshot (neighbours are not used online)."""
+def _place(location_id: str | None, store: ArtifactStore, shards: int = 1) -> dict[str, object]:
+    """The location's metadata from its serving snapshot part (neighbours are not used
+    online)."""
     place: dict[str, object] = {
         "location_id": location_id or "request",
         "latitude": None,
@@ -94,10 +95,12 @@ def _place(location_id: str | None, store: ArtifactStore) -> dict[str, object]:
     }
     if location_id is None:
         return place
-    from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
+    from common.core.sharding import shard_of
+    from common.forecasting.snapshot import Snapshot, snapshot_key
 
     try:
-        snapshot = Snapshot.model_validate_json(store.get(SNAPSHOT_KEY))
+        key = snapshot_key(shard_of(location_id, shards), shards)
+        snapshot = Snapshot.model_validate_json(store.get(key))
     except NotFound:
         raise NotFound(
             f"location_id: unknown location {location_id!r} (no forecasts published yet)",

@@ -22,7 +22,7 @@ from common.predict.job import PredictRequest, run_predict
 from common.runtime.services import Services
 from common.storage import open_store
 from common.warehouse import open_warehouse
-from tests.predict.test_predict import H, T, trained  # noqa: F401 (the module's fixture)
+from tests.predict.test_predict import H, T
 from tests.views import duplicates
 
 pytestmark = pytest.mark.emulator
@@ -39,7 +39,7 @@ def _twice(settings: Settings, run: Callable[[Services], dict[str, Any]]) -> lis
 
 
 def test_two_concurrent_ingests_and_predicts_leave_the_views_unchanged(
-    trained: Path,  # noqa: F811
+    trained: Path,
     gcp_settings: Settings,
 ) -> None:
     svc = _services(gcp_settings)

@@ -36,29 +36,6 @@ def _env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     services.reset()
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Synthetic history ingested up to AS_OF and a production model trained at T - 2 days."""
-    home = tmp_path_factory.mktemp("predict") / "home"
-    with pytest.MonkeyPatch.context() as mp:
-        _env(mp, home)
-        svc = get_services()
-        start = AS_OF - dt.timedelta(days=35)
-        run_ingest(IngestRequest(start=start, end=AS_OF, source="synthetic"), svc)
-        answer = run_train(TrainRequest(as_of=T - dt.timedelta(days=2)), svc)
-        assert answer["promoted"] is True
-        services.reset()
-    return home
-
-
-@pytest.fixture
-def home(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    target = tmp_path / "home"
-    shutil.copytree(trained, target)
-    _env(monkeypatch, target)
-    return target
-
-
 def sql(query: str, **params: object) -> pd.DataFrame:
     return get_services().warehouse.query(query, params)
 

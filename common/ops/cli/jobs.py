@@ -130,11 +130,14 @@ def train(
 
 @click.command()
 @click.option("--as-of", "as_of", type=TIME, help="Issue time (default: now).")
-def predict(as_of: dt.datetime | None) -> None:
-    """Forecast every active location with the production model."""
+@click.option("--shard", type=int, help="Forecast only this shard (0 .. shards-1).")
+@click.option("--shards", type=int, help="Shard count (default: AIRCAST_PREDICT_SHARDS).")
+def predict(as_of: dt.datetime | None, shard: int | None, shards: int | None) -> None:
+    """Forecast every active location (or one shard's) with the model."""
     from common.predict.job import PredictRequest, run_predict
 
-    result = run_predict(parse_request(PredictRequest, as_of=as_of), get_services())
+    request = parse_request(PredictRequest, as_of=as_of, shard=shard, shards=shards)
+    result = run_predict(request, get_services())
     c = result["counts"]
     click.echo(
         f"model {result['model_version']} issued {result['issued_at']}: {c['locations']} "

@@ -12,7 +12,7 @@ import click
 from common.core.timeutil import iso
 from common.ops.cli.console import TIME, frame_to_text, wait_for_interrupt
 from common.runtime.services import get_services
-from common.scheduling.schedules import FUNCTIONS, SCHEDULES
+from common.scheduling.schedules import FUNCTIONS, SCHEDULES, expand
 
 
 @click.command()
@@ -53,14 +53,17 @@ def scheduler(endpoint: tuple[str, ...], run_now: tuple[str, ...], backoff: floa
     urls = _endpoints(endpoint)
     invoker = HttpInvoker(urls, backoff)
     now = dt.datetime.now(dt.UTC)
-    for s in SCHEDULES:
+    jobs = expand(SCHEDULES, get_services().settings.predict_shards)  # as Terraform does
+    for s in jobs:
         nxt = next(s.fire_times(now, now + dt.timedelta(days=400)))
         click.echo(f"{s.name:<26} {s.cron:<12} -> {urls.get(s.function, '?')}  next {iso(nxt)}")
     for function in run_now:
-        schedule = next(s for s in SCHEDULES if s.function == function)
-        attempt = fire(invoker, schedule, dict(schedule.body))
-        click.echo(f"{schedule.name}: HTTP {attempt.status_code} {attempt.answer.get('status')}")
-    runner = Scheduler(invoker)
+        for schedule in [s for s in jobs if s.function == function][:1] or []:
+            attempt = fire(invoker, schedule, dict(schedule.body))
+            click.echo(
+                f"{schedule.name}: HTTP {attempt.status_code} {attempt.answer.get('status')}"
+            )
+    runner = Scheduler(invoker, jobs)
     runner.start()
     click.echo("scheduler running; Ctrl-C to stop")
     wait_for_interrupt()
