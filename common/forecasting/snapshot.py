@@ -32,6 +32,8 @@ def snapshot_key(shard: int = 0, shards: int = 1) -> str:
 def snapshot_keys(shards: int) -> list[str]:
     """Every part the api serves when predict runs as `shards` shards."""
     return [snapshot_key(k, shards) for k in range(max(shards, 1))]
+
+
 SCHEMA_VERSION = 1
 
 

@@ -41,7 +41,7 @@ from common.forecasting.features import (
     HISTORY_HOURS,
     FeatureSpec,
     grid_columns,
-    neighbour_matrix,
+    neighbours_of,
 )
 from common.forecasting.forecast import forecast_frame
 from common.forecasting.registry import Loaded, Registry
@@ -210,8 +210,6 @@ def _forecast_shard(
     ids = mine["location_id"].astype(str).tolist()
     size = services.settings.predict_batch_locations
     whole = shards == 1 and len(ids) <= size  # one batch of everything: no id filter needed
-    nb = None if whole or not ids else neighbour_matrix(ids_all.tolist(), active)
-    position = pd.Index(ids_all)
     done = _done(services, loaded.version, spec.target, run.as_of, None if whole else ids)
     frames, recent, skipped, written = [], [], [], 0
     start = run.as_of - dt.timedelta(hours=RECENT_HOURS - 1)
@@ -221,10 +219,8 @@ def _forecast_shard(
         need = None
         places = active
         if not whole:
-            rows = position.get_indexer(batch)
-            near = np.unique(nb[rows].indices) if nb is not None else np.array([], int)
-            need = list(dict.fromkeys([*batch, *ids_all.iloc[near].tolist()]))
-            places = active[ids_all.isin(need)]
+            need = [*batch, *neighbours_of(batch, active)]
+            places = active[ids_all.isin(set(need))]
         obs = read_recent(services, spec, run.as_of, need)
         weather = (
             read_weather_forecasts(services, run.as_of, spec.horizon, None if whole else batch)
