@@ -10,7 +10,7 @@ from typing import Any
 from common.core.catalog import CLOUD_SOURCES
 from common.core.config import Settings
 from common.core.schema import TABLES, VIEWS, bigquery_schema
-from common.scheduling.schedules import FUNCTIONS, SCHEDULES, TIME_ZONE
+from common.scheduling.schedules import FUNCTIONS, SCHEDULES, TIME_ZONE, expand
 from tests.terraform_hcl import (
     EXAMPLE_DIR,
     TERRAFORM_DIR,
@@ -381,3 +381,27 @@ def test_concurrency_only_where_an_instance_can_serve_it():
         else:
             assert name != "api", "the api answers lookups concurrently"
     assert functions()["api"]["concurrency"] >= 8
+
+
+def test_predict_shards_come_from_one_variable_as_the_code_expands_them():
+    """Terraform expands a sharded schedule as common.scheduling.schedules.expand does (same
+    job names and bodies) and tells every function the shard count."""
+    variable = load()["variable"]["predict_shards"]
+    assert variable["default"] == 1 and variable["type"] == "number"
+    local = load()["locals"]["schedules"]
+    pieces = (
+        '"${s.name}-shard-${k}"',
+        "range(var.predict_shards)",
+        "s.sharded && var.predict_shards > 1",
+    )
+    for piece in pieces:
+        assert piece in local, (piece, local)
+    sharded = [s for s in _schedules() if s["sharded"]]
+    assert [s["function"] for s in sharded] == ["predict"]
+    expanded = expand(SCHEDULES, 2)
+    assert [s.name for s in expanded if s.sharded] == [
+        f"{sharded[0]['name']}-shard-{k}" for k in range(2)
+    ]
+    environment = load()["locals"]["environment"]
+    assert "AIRCAST_PREDICT_SHARDS" in environment and "var.predict_shards" in environment
+    assert Settings.model_fields["predict_shards"].default == variable["default"]

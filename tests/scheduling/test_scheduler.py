@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from common.scheduling.local import HttpInvoker, Scheduler, fire, replay, replay_plan
-from common.scheduling.schedules import SCHEDULES, Schedule
+from common.scheduling.schedules import SCHEDULES, Schedule, expand
 from common.scheduling.stack import free_port, start_function, stop
 
 FLAKY = Path(__file__).parents[1] / "fixture_functions" / "flaky" / "main.py"
@@ -152,3 +152,15 @@ def test_a_failed_warm_up_stops_the_replay_with_its_error():
     with pytest.raises(ReplayError, match="window longer than 400 days"):
         replay(rec, T0, T0 + dt.timedelta(days=2), warmup=dt.timedelta(days=30))
     assert [f for f, _ in rec.calls] == ["ingest", "train"]  # nothing scheduled ran
+
+
+def test_a_sharded_schedule_becomes_one_job_per_shard():
+    assert expand(SCHEDULES, 1) == SCHEDULES
+    jobs = expand(SCHEDULES, 3)
+    predict = [s for s in jobs if s.function == "predict"]
+    assert [s.name for s in predict] == [f"aircast-predict-hourly-shard-{k}" for k in range(3)]
+    assert [s.body for s in predict] == [{"shard": k, "shards": 3} for k in range(3)]
+    assert {s.cron for s in predict} == {"20 * * * *"}  # side by side, each retried alone
+    others = [s for s in SCHEDULES if not s.sharded]
+    assert [s for s in jobs if s.function != "predict"] == others
+    assert [s.function for s in SCHEDULES if s.sharded] == ["predict"]

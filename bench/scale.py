@@ -1,0 +1,304 @@
+"""Benchmark: aircast at 1,000, 10,000 and 100,000 synthetic locations.
+
+    .venv/bin/python bench/scale.py predict [--sizes 1000 10000 100000] [--per-shard 10000]
+    .venv/bin/python bench/scale.py requests [--sizes 1000 10000]
+
+`predict`: a fresh DuckDB home per size (set-up not timed): 35 days of the synthetic
+source and one train run give a production model; N bench locations at random
+coordinates get 96 hours of hourly observations (the synthetic series, scaled per
+location). Then predict runs as ceil(N / per-shard) shards, each in its own child process
+as each would run in its own Cloud Run instance: wall time and peak RSS per shard, the
+snapshot part each writes, and the total (the shards run one after another here; in the
+cloud they run side by side, so the cloud's wall time is the slowest shard's).
+
+`requests`: the same set-up on the BigQuery emulator (bqemulator) and the Cloud Storage
+emulator, through the official clients; one predict run and one ingest run (synthetic
+source, 3 hours of N locations) with every HTTP request of the BigQuery client counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+AS_OF = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+TRAIN_ENV = {
+    "AIRCAST_TRAIN_MAX_ROWS": "20000",
+    "AIRCAST_TRAIN_BACKTEST_FOLDS": "1",
+    "AIRCAST_TRAIN_HOLDOUT_DAYS": "3",
+    "AIRCAST_TRAIN_WINDOW_DAYS": "60",
+    "AIRCAST_LOG_LEVEL": "WARNING",
+}
+
+
+def peak_mb() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def bench_locations(n: int) -> Any:
+    """N places at random coordinates (about 2.5 per square degree at 100,000, so each has
+    a few neighbours within 100 km)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(n)
+    return pd.DataFrame(
+        {
+            "location_id": [f"bench-{i:06d}" for i in range(n)],
+            "name": [f"Bench {i}" for i in range(n)],
+            "latitude": rng.uniform(-50, 60, n).round(4),
+            "longitude": rng.uniform(-180, 180, n).round(4),
+            "source": "synthetic",
+            "timezone": "UTC",
+            "active": True,
+        }
+    )
+
+
+def setup(n: int) -> None:
+    """In the environment's home: a production model and N locations with 96 h of data."""
+    import numpy as np
+    import pandas as pd
+
+    from common.ingest.job import IngestRequest, run_ingest
+    from common.runtime import locations
+    from common.runtime.services import get_services
+    from common.train.job import TrainRequest, run_train
+
+    svc = get_services()
+    svc.warehouse.ensure_schema()
+    run_ingest(
+        IngestRequest(start=AS_OF - dt.timedelta(days=35), end=AS_OF, source="synthetic"), svc
+    )
+    assert run_train(TrainRequest(as_of=AS_OF - dt.timedelta(days=1)), svc)["promoted"]
+
+    hours = pd.date_range(AS_OF - dt.timedelta(hours=95), AS_OF, freq="h")
+    real = svc.warehouse.query(
+        "SELECT * FROM observations WHERE ts > @a AND ts <= @b ORDER BY location_id, ts",
+        {"a": hours[0] - pd.Timedelta(hours=1), "b": AS_OF},
+    )
+    skip = {"location_id", "ts", "source", "run_id", "ingested_at"}
+    cols = [c for c in real.columns if c not in skip]
+    base = np.stack(  # (real location, hour, column)
+        [
+            g.set_index("ts").reindex(hours)[cols].to_numpy(float)
+            for _, g in real.groupby("location_id")
+        ]
+    )
+    places = bench_locations(n)
+    svc.warehouse.append("locations", places.assign(updated_at=dt.datetime.now(dt.UTC)))
+    locations.retire_missing(svc.warehouse, "synthetic", set(places["location_id"]))
+    rng = np.random.default_rng(n)
+    for lo in range(0, n, 20_000):  # bounded set-up memory at 100,000
+        k = min(n - lo, 20_000)
+        values = base[(np.arange(lo, lo + k) % len(base))].copy()
+        for c in ("pm2_5", "pm10"):
+            values[:, :, cols.index(c)] *= rng.uniform(0.5, 2.0, k)[:, None]
+        frame = pd.DataFrame(values.reshape(-1, len(cols)), columns=cols)
+        frame.insert(0, "ts", np.tile(hours, k))
+        frame.insert(0, "location_id", np.repeat(places["location_id"].to_numpy()[lo : lo + k], 96))
+        svc.warehouse.append(
+            "observations_raw",
+            frame.assign(source="synthetic", run_id="bench", ingested_at=dt.datetime.now(dt.UTC)),
+        )
+
+
+def shard_child(shard: int, shards: int) -> dict[str, Any]:
+    """One predict shard in this process (as one Cloud Run instance would run it)."""
+    import common.predict.job  # noqa: F401  (imports are not the run's cost)
+    from common.predict.job import PredictRequest, run_predict
+    from common.runtime.services import get_services
+
+    after_imports = peak_mb()
+    t0 = time.perf_counter()
+    answer = run_predict(PredictRequest(as_of=AS_OF, shard=shard, shards=shards), get_services())
+    wall = time.perf_counter() - t0
+    part = answer["snapshot"] if shards == 1 else answer["snapshot"][str(shard)]
+    return {
+        "shard": shard,
+        "locations": answer["counts"]["locations"],
+        "rows": answer["counts"]["written"],
+        "wall_s": round(wall, 2),
+        "timings": answer["timings"],
+        "peak_rss_mb": peak_mb(),
+        "rss_after_imports_mb": after_imports,
+        "snapshot_bytes": part.get("bytes"),
+    }
+
+
+def _child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, *args],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_predict_part(sizes: list[int], per_shard: int) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="aircast-scale-") as tmp:
+        for n in sizes:
+            env = {"AIRCAST_HOME": f"{tmp}/home-{n}", "AIRCAST_BACKEND": "local", **TRAIN_ENV}
+            shards = max(1, math.ceil(n / per_shard))
+            env["AIRCAST_PREDICT_SHARDS"] = str(shards)
+            t0 = time.perf_counter()
+            _child(["_setup", str(n)], env)
+            print(f"set-up {n:,}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+            for k in range(shards):
+                r = _child(["_shard", str(k), str(shards)], env)
+                rows.append({"size": n, "shards": shards, **r})
+                print(json.dumps(rows[-1]), file=sys.stderr)
+    print(
+        "| locations | shards | shard | locations in shard | wall s | reads s | features s "
+        "| model s | write s | snapshot s | snapshot part MB | peak RSS MB |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        t = r["timings"]
+        print(
+            f"| {r['size']:,} | {r['shards']} | {r['shard']} | {r['locations']:,} "
+            f"| **{r['wall_s']:.2f}** | {t['read_s']:.2f} | {t['features_s']:.2f} "
+            f"| {t['model_s']:.2f} | {t['write_s']:.2f} | {t['snapshot_s']:.2f} "
+            f"| {r['snapshot_bytes'] / 1e6:.2f} | {r['peak_rss_mb']} |"
+        )
+    print()
+    print("| locations | shards | total wall s (one after another) | slowest shard s "
+          "| largest peak RSS MB | largest part MB |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        mine = [r for r in rows if r["size"] == n]
+        print(
+            f"| {n:,} | {mine[0]['shards']} | {sum(r['wall_s'] for r in mine):.1f} "
+            f"| {max(r['wall_s'] for r in mine):.2f} | {max(r['peak_rss_mb'] for r in mine)} "
+            f"| {max(r['snapshot_bytes'] for r in mine) / 1e6:.2f} |"
+        )
+
+
+def requests_child(n: int, workdir: str) -> dict[str, Any]:
+    """Set up N locations on the emulators, then count the BigQuery client's requests in
+    one predict run and one ingest run."""
+    import requests
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    from common.core.config import load_settings
+    from common.ingest.job import IngestRequest, run_ingest
+    from common.predict.job import PredictRequest, run_predict
+    from common.runtime import services
+    from common.runtime.services import Services, get_services
+    from common.warehouse.bigquery_warehouse import BigQueryWarehouse
+    from tests.emulators import bigquery_emulator, storage_emulator
+
+    class Counting(requests.Session):
+        calls: ClassVar[list[str]] = []
+
+        def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+            Counting.calls.append(f"{method} {url.split('?')[0].rsplit('/', 1)[-1]}")
+            return super().request(method, url, *args, **kwargs)
+
+    work = Path(workdir)
+    places = bench_locations(n)
+    toml = work / "locations.toml"
+    toml.write_text(
+        "".join(
+            f'[[location]]\nid = "{r.location_id}"\nname = "{r.name}"\nlatitude = {r.latitude}\n'
+            f'longitude = {r.longitude}\nsource = "synthetic"\ntimezone = "UTC"\n\n'
+            for r in places.itertuples()
+        )
+    )
+    with (
+        bigquery_emulator("aircast-bench", work) as bq,
+        storage_emulator("aircast-bench", work) as gcs,
+    ):
+        os.environ.update(
+            AIRCAST_BACKEND="gcp",
+            GOOGLE_CLOUD_PROJECT="aircast-bench",
+            AIRCAST_BIGQUERY_ENDPOINT=bq,
+            AIRCAST_STORAGE_ENDPOINT=gcs,
+            AIRCAST_BUCKET="aircast-bench",
+            AIRCAST_SOURCE="synthetic",
+        )
+        services.reset()
+        setup(n)
+        os.environ["AIRCAST_LOCATIONS_FILE"] = str(toml)  # ingest fetches the N places
+        services.reset()
+        svc = get_services()
+        settings = load_settings()
+        client = bigquery.Client(
+            project=settings.project,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=settings.bigquery_endpoint),
+            _http=Counting(),
+        )
+        counted = Services(settings, BigQueryWarehouse(settings, client=client), svc.store)
+        out: dict[str, Any] = {"locations": n}
+        Counting.calls.clear()
+        answer = run_predict(PredictRequest(as_of=AS_OF), counted)
+        out["predict_requests"] = len(Counting.calls)
+        out["predict_rows"] = answer["counts"]["written"]
+        out["predict_calls"] = sorted(set(Counting.calls))
+        Counting.calls.clear()
+        ingest = run_ingest(
+            IngestRequest(start=AS_OF + dt.timedelta(hours=1), end=AS_OF + dt.timedelta(hours=3)),
+            counted,
+        )
+        out["ingest_requests"] = len(Counting.calls)
+        out["ingest_rows"] = ingest["counts"].get("written")
+    return out
+
+
+def run_requests_part(sizes: list[int]) -> None:
+    rows = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="aircast-scale-bq-") as tmp:
+            env = {"AIRCAST_HOME": f"{tmp}/home", **TRAIN_ENV}
+            rows.append(_child(["_requests", str(n), tmp], env))
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    print("| locations | predict: rows written | BigQuery requests | ingest: rows written "
+          "| BigQuery requests |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['locations']:,} | {r['predict_rows']:,} | **{r['predict_requests']}** "
+            f"| {r['ingest_rows']:,} | **{r['ingest_requests']}** |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=["predict", "requests", "_setup", "_shard", "_requests"])
+    parser.add_argument("args", nargs="*")
+    parser.add_argument("--sizes", type=int, nargs="+")
+    parser.add_argument("--per-shard", type=int, default=10_000)
+    a = parser.parse_args()
+    if a.part == "_setup":
+        setup(int(a.args[0]))
+        print("{}")
+    elif a.part == "_shard":
+        print(json.dumps(shard_child(int(a.args[0]), int(a.args[1]))))
+    elif a.part == "_requests":
+        print(json.dumps(requests_child(int(a.args[0]), a.args[1])))
+    elif a.part == "predict":
+        run_predict_part(a.sizes or [1000, 10000, 100000], a.per_shard)
+    else:
+        run_requests_part(a.sizes or [1000, 10000])
+
+
+if __name__ == "__main__":
+    main()
