@@ -1,6 +1,7 @@
 """Forecast-lookup load and cold start of the api, side by side with a hello-world function.
 
     .venv/bin/python bench/api_load.py [--duration 10] [--rounds 3] [--connections 32]
+        [--locations 200] [--shards 1]
 
 Both functions are served by functions-framework on loopback with the same gunicorn
 settings (WORKERS=1, THREADS=8: the framework's default on 2 cores), one after the other in
@@ -30,9 +31,11 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.core.sharding import shard_of  # noqa: E402
+from common.forecasting.snapshot import snapshot_key  # noqa: E402
 from common.scheduling import stack as localstack  # noqa: E402
 from common.storage.local import LocalStore  # noqa: E402
-from tests.api_fixtures import make_snapshot, publish  # noqa: E402
+from tests.api_fixtures import make_snapshot  # noqa: E402
 
 GUNICORN = {"WORKERS": "1", "THREADS": "8"}
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -88,6 +91,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--locations", type=int, default=200)
     ap.add_argument("--cold-runs", type=int, default=7)
+    ap.add_argument("--shards", type=int, default=1, help="publish the snapshot as N parts")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
@@ -95,7 +99,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="aircast-bench-"))
     home = tmp / "home"
     ids = tuple(f"loc-{i:04d}" for i in range(args.locations))
-    publish(LocalStore(home / "artifacts"), make_snapshot(locations=ids, skipped=()))
+    store = LocalStore(home / "artifacts")
+    for k in range(args.shards):  # each part holds the locations whose id hashes to it
+        mine = tuple(i for i in ids if shard_of(i, args.shards) == k)
+        part = make_snapshot(locations=mine, skipped=()).model_copy(
+            update={"shard": k, "shards": args.shards}
+        )
+        store.put(snapshot_key(k, args.shards), part.model_dump_json().encode())
     script = tmp / "lookups.lua"
     paths = ", ".join(f'"/v1/forecasts/{i}?hours=24"' for i in ids)
     script.write_text(
@@ -104,6 +114,7 @@ def main() -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRCAST_")}
     env |= {"AIRCAST_BACKEND": "local", "AIRCAST_HOME": str(home), **GUNICORN}
+    env["AIRCAST_PREDICT_SHARDS"] = str(args.shards)
     hello_src = ROOT / "bench" / "hello_world" / "main.py"
     served = [
         localstack.start_function("api", localstack.free_port(), env=env, log_dir=tmp),
@@ -143,7 +154,7 @@ def main() -> None:
     a, h = med["api"], med["hello"]
     print(
         f"\n{args.connections} connections, {args.rounds} x {args.duration:.0f} s per function"
-        f" (medians over rounds), {args.locations} locations\n"
+        f" (medians over rounds), {args.locations} locations in {args.shards} part(s)\n"
     )
     print("| function | requests/s | p50 ms | p99 ms |")
     print("|---|---:|---:|---:|")

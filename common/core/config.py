@@ -218,6 +218,13 @@ class Settings(BaseSettings):
     api_refresh_seconds: float = Field(
         5.0, ge=0, le=3600, description="How often the api re-checks the serving snapshot."
     )
+    api_parts_in_memory: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="Snapshot parts (predict shards) one api instance keeps parsed; more "
+        "are re-read when asked for. About 80 MB per 10,000-location part.",
+    )
     api_stale_after_hours: float = Field(
         3.0, gt=0, le=24 * 31, description="Snapshot age at which /health says degraded."
     )

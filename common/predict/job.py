@@ -142,12 +142,13 @@ def run_predict(request: PredictRequest, services: Services) -> dict[str, Any]:
 
 
 def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outcome:
+    t = time.perf_counter()
     loaded = Registry(services.store, services.settings.model_name).load_production()  # 409
     spec = FeatureSpec(**loaded.metadata["spec"])
     run.answer["model_version"] = loaded.version
     if shards > 1:
         run.answer["shards"] = shards
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"model_load_s": round(time.perf_counter() - t, 4)}
 
     t0 = time.perf_counter()
     places = locations_mod.current(services.warehouse)
@@ -175,7 +176,9 @@ def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outc
         counts["skipped"] += len(prediction.skipped)
         skipped += prediction.skipped
     # The health status describes the whole pipeline: one shard (0) stores it each hour.
+    t = time.perf_counter()
     health = _store_status(services, run.as_of) if 0 in todo else None
+    timings["health_s"] = round(time.perf_counter() - t, 4)
     answer: dict[str, Any] = {
         "issued_at": iso(run.as_of),
         "horizon": spec.horizon,

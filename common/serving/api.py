@@ -1,10 +1,11 @@
 """The prediction api: Flask routes answered from the serving snapshot held in memory.
 
-Predict publishes `serving/latest.json`; the api keeps the parsed snapshot in memory and
-re-checks the object's generation at most every `AIRCAST_API_REFRESH_SECONDS`, so a lookup
-costs a dictionary access (and, once per snapshot, the JSON encoding of its answer). It
-never queries the warehouse. The module imports only flask, pydantic and the light parts of
-`common`; the model code loads on the first `POST /v1/predict`.
+Predict publishes `serving/latest.json` (or one part per shard, see `Parts`); the api keeps
+the parsed snapshot in memory and re-checks each object's generation at most every
+`AIRCAST_API_REFRESH_SECONDS`, so a lookup costs a dictionary access (and, once per
+snapshot, the JSON encoding of its answer). It never queries the warehouse. The module
+imports only flask, pydantic and the light parts of `common`; the model code loads on the
+first `POST /v1/predict`.
 """
 
 from __future__ import annotations
@@ -48,10 +49,9 @@ from common.forecasting.snapshot import (
 )
 from common.monitoring import STATUS_KEY
 from common.runtime.body import read_body
-from common.serving.indices import point_indices, scheme_model, worst_hour
+from common.serving.indices import forecast_points, scheme_model
 from common.serving.models import (
     CurrentModel,
-    ForecastPoint,
     ForecastQuery,
     ForecastsResponse,
     Health,
@@ -162,15 +162,18 @@ class Parts:
 
     A lookup loads only the part of its location (the shard is a hash of the id), so an
     instance never holds or parses the whole network to answer one location; at most
-    MAX_HELD parts stay parsed (least recently used dropped), which bounds memory at any
+    `held` parts stay parsed (least recently used dropped), which bounds memory at any
     network size. Routes over every location (the list, all forecasts, metrics) visit each
-    part in turn.
+    part in turn. Cloud Run spreads requests over instances regardless of location, so an
+    instance that should answer from memory must hold every part: `held` (setting
+    AIRCAST_API_PARTS_IN_MEMORY) and the api's memory are sized together (docs/scale.md).
     """
 
-    MAX_HELD = 4
-
-    def __init__(self, store: ArtifactStore, refresh_seconds: float, shards: int) -> None:
+    def __init__(
+        self, store: ArtifactStore, refresh_seconds: float, shards: int, held: int = 16
+    ) -> None:
         self.store, self.refresh_seconds, self.shards = store, refresh_seconds, shards
+        self.held = held
         self._held: OrderedDict[int, SnapshotCache] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -180,7 +183,7 @@ class Parts:
             if cache is None:
                 key = snapshot_key(shard, self.shards)
                 cache = self._held[shard] = SnapshotCache(self.store, self.refresh_seconds, key)
-                while len(self._held) > max(self.MAX_HELD, 1):
+                while len(self._held) > max(self.held, 1):
                     self._held.popitem(last=False)
             else:
                 self._held.move_to_end(shard)
@@ -219,26 +222,8 @@ def _forecast(
     snapshot: Snapshot, location_id: str, hours: int, with_obs: bool, scheme: Scheme = US_EPA
 ) -> LocationForecastResponse:
     fc = snapshot.forecasts[location_id]
-    n = min(hours, len(fc.yhat))
     history = snapshot.observations.get(location_id)
-    aqi = point_indices(scheme, snapshot.target, fc, history, max(n, min(24, len(fc.yhat))))
-    cat = lambda i: None if i is None else scheme.category(i).name  # type: ignore[union-attr]  # noqa: E731
-    points = [
-        ForecastPoint(
-            target_ts=fc.issued_at + dt.timedelta(hours=i + 1),
-            horizon_h=i + 1,
-            yhat=fc.yhat[i],
-            yhat_lower=fc.yhat_lower[i],
-            yhat_upper=fc.yhat_upper[i],
-            aqi=aqi[i][0],
-            category=cat(aqi[i][0]),
-            aqi_lower=aqi[i][1],
-            aqi_upper=aqi[i][2],
-            category_lower=cat(aqi[i][1]),
-            category_upper=cat(aqi[i][2]),
-        )
-        for i in range(n)
-    ]
+    points, worst = forecast_points(scheme, snapshot.target, fc, history, hours)
     recent = history if with_obs else None
     past = snapshot.hindcast.get(location_id) if with_obs else None
     return LocationForecastResponse(
@@ -251,7 +236,7 @@ def _forecast(
         points=points,
         observations=RecentValues(start=recent.start, values=recent.values) if recent else None,
         hindcast=PastForecasts(**past.model_dump()) if past else None,
-        worst=worst_hour(scheme, fc.issued_at, [a[0] for a in aqi]),
+        worst=worst,
     )
 
 
@@ -330,7 +315,12 @@ class Api:
     def __init__(self, settings: Settings, store: ArtifactStore) -> None:
         self.settings = settings
         self.store = store
-        self.parts = Parts(store, settings.api_refresh_seconds, settings.predict_shards)
+        self.parts = Parts(
+            store,
+            settings.api_refresh_seconds,
+            settings.predict_shards,
+            settings.api_parts_in_memory,
+        )
         self.scheme = get_scheme(settings.aqi_scheme)
         self._openapi: bytes | None = None
         self._dashboard: bytes | None = None

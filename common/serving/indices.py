@@ -13,7 +13,7 @@ import datetime as dt
 
 from common.core.aqi import Scheme, hourly_index
 from common.forecasting.snapshot import LocationForecast, RecentObservations
-from common.serving.models import AqiCategory, AqiScheme, WorstHour
+from common.serving.models import AqiCategory, AqiScheme, ForecastPoint, WorstHour
 
 HOUR = dt.timedelta(hours=1)
 WORST_HOURS = 24  # "the day's worst hour": the next 24 forecast hours
@@ -81,3 +81,38 @@ def worst_hour(
         color=cat.color,
         statement=cat.statement,
     )
+
+
+def forecast_points(
+    scheme: Scheme,
+    pollutant: str,
+    fc: LocationForecast,
+    recent: RecentObservations | None,
+    n: int,
+) -> tuple[list[ForecastPoint], WorstHour | None]:
+    """The first n points of a forecast with their index and category (p50 and the band),
+    and the worst hour of the next 24: one answer for snapshot lookups and online
+    predictions alike."""
+    aqi = point_indices(scheme, pollutant, fc, recent, max(n, min(WORST_HOURS, len(fc.yhat))))
+
+    def cat(index: int | None) -> str | None:
+        category = None if index is None else scheme.category(index)
+        return None if category is None else category.name
+
+    points = [
+        ForecastPoint(
+            target_ts=fc.issued_at + (i + 1) * HOUR,
+            horizon_h=i + 1,
+            yhat=fc.yhat[i],
+            yhat_lower=fc.yhat_lower[i],
+            yhat_upper=fc.yhat_upper[i],
+            aqi=aqi[i][0],
+            category=cat(aqi[i][0]),
+            aqi_lower=aqi[i][1],
+            aqi_upper=aqi[i][2],
+            category_lower=cat(aqi[i][1]),
+            category_upper=cat(aqi[i][2]),
+        )
+        for i in range(min(n, len(fc.yhat)))
+    ]
+    return points, worst_hour(scheme, fc.issued_at, [a[0] for a in aqi])

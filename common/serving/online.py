@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from common.core.errors import BadRequest, NotFound
-from common.serving.models import ForecastPoint, LocationForecastResponse
+from common.serving.indices import forecast_points
+from common.serving.models import LocationForecastResponse
 
 if TYPE_CHECKING:
     from common.core.config import Settings
@@ -38,11 +39,15 @@ def predict_online(
     and time zone (the calendar features need them). Too little history or too many hours
     is a 400 naming the field, an unknown `location_id` a 404, no production model a 409.
     """
+    import datetime as dt
+
     import pandas as pd
 
+    from common.core.aqi import get_scheme
     from common.core.schema import VARIABLES
     from common.forecasting.forecast import forecast_frame
     from common.forecasting.registry import Registry
+    from common.forecasting.snapshot import LocationForecast, RecentObservations
 
     loaded = Registry(store, settings.model_name).load_production()  # Conflict without one
     horizon = int(loaded.metadata["horizon"])
@@ -62,8 +67,26 @@ def predict_online(
     frame, skipped = forecast_frame(loaded, obs, issue, pd.DataFrame([place]), weather)
     if skipped:
         raise BadRequest(f"observations: {skipped[0][1]}", field="observations")
-    frame = frame[frame["horizon_h"] <= hours]
     target = loaded.metadata["target"]
+    ordered = frame.sort_values("horizon_h")
+    fc = LocationForecast(
+        issued_at=issue,
+        model_version=loaded.version,
+        **{
+            c: [round(float(v), 3) for v in ordered[c]]
+            for c in ("yhat", "yhat_lower", "yhat_upper")
+        },
+    )
+    start = issue - dt.timedelta(hours=11)  # what the index's averaging reads (NowCast: 12 h)
+    recent = (
+        obs[obs["ts"] >= start]
+        .set_index("ts")[target]
+        .reindex(pd.date_range(start, issue, freq="h"))
+    )
+    history = RecentObservations(
+        start=start, values=[None if pd.isna(v) else float(v) for v in recent]
+    )
+    points, worst = forecast_points(get_scheme(settings.aqi_scheme), target, fc, history, hours)
     return LocationForecastResponse(
         location_id=place["location_id"],
         model_name=settings.model_name,
@@ -71,16 +94,8 @@ def predict_online(
         target=target,
         unit=VARIABLES[target].unit,
         issued_at=issue,
-        points=[
-            ForecastPoint(
-                target_ts=r.target_ts.to_pydatetime(),
-                horizon_h=int(r.horizon_h),
-                yhat=round(float(r.yhat), 3),
-                yhat_lower=round(float(r.yhat_lower), 3),
-                yhat_upper=round(float(r.yhat_upper), 3),
-            )
-            for r in frame.itertuples()
-        ],
+        points=points,
+        worst=worst,
     )
 
 

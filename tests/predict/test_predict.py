@@ -251,6 +251,12 @@ def test_online_predict_matches_batch_for_the_same_observations(home: Path):
     assert [p["horizon_h"] for p in online["points"]] == list(range(1, H + 1))
     for col in ("yhat", "yhat_lower", "yhat_upper"):
         assert [p[col] for p in online["points"]] == pytest.approx(batch[col].tolist(), abs=2e-3)
+    # The index as the snapshot lookup gives it for the same forecast (same history).
+    looked_up = client.get(f"/v1/forecasts/{loc}").get_json()
+    for field in ("aqi", "category", "aqi_lower", "aqi_upper"):
+        assert [p[field] for p in online["points"]] == [p[field] for p in looked_up["points"]]
+    assert all(isinstance(p["aqi"], int) and p["category"] for p in online["points"])
+    assert online["worst"]["aqi"] == max(p["aqi"] for p in online["points"])
 
     short = client.post("/v1/predict", json={**body, "observations": body["observations"][-3:]})
     assert short.status_code == 400 and short.get_json()["field"] == "observations"
