@@ -215,6 +215,7 @@ def build(
     spec: FeatureSpec,
     places: pd.DataFrame,
     future: Mapping[str, np.ndarray] | None = None,
+    region: Region | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Feature rows for issue times (grid.location_ids[loc[i]], hour t[i]) x horizons 1..H.
 
@@ -270,7 +271,9 @@ def build(
     f["temp_d24"] = _at(temp, loc, t) - _at(temp, loc, t - 24)
     dew = grid.values["dew_point_2m"]
     f["dew_d24"] = _at(dew, loc, t) - _at(dew, loc, t - 24)
-    f.update(_neighbour_features(grid, ly, loc, t, level, places))
+    if region is None:
+        region = Region(ly, neighbour_matrix(grid.location_ids, places))
+    f.update(_neighbour_features(region, loc, t, level))
 
     # Expand issue features over the horizons: row r = pair r // H, horizon r % H + 1.
     cols: dict[str, np.ndarray] = {k: np.repeat(v, H) for k, v in f.items()}
@@ -402,12 +405,15 @@ def serving_features(
     spec: FeatureSpec,
     places: pd.DataFrame,
     forecasts: pd.DataFrame | None = None,
+    neighbours: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[str, str]]]:
     """(X, keys, skipped) for every location in `places` at issue time t, horizons 1..H.
 
     `places` has location_id, latitude, longitude, timezone (the locations table).
     Observations after t are ignored; `forecasts` (location_id, ts, weather...) supplies the
-    target-hour weather when the model uses it.
+    target-hour weather when the model uses it. `neighbours` = (their places, their
+    observations of the target), for locations outside `places` within NEIGHBOUR_KM of one
+    in it: they count in the regional features and are not forecast themselves.
     """
     t_end = _hour64(issue_time)
     if not obs.empty:
@@ -427,21 +433,52 @@ def serving_features(
     future = None
     if spec.future_weather:
         future = future_from_forecasts(forecasts, grid, loc, t, spec.horizon)
-    X, keys = build(grid, loc, t, spec, places, future)
+    region = None
+    if neighbours is not None:
+        region = _region(grid, spec.target, obs, places, *neighbours, start, issue_time)
+    X, keys = build(grid, loc, t, spec, places, future, region)
     return X, keys, skipped
 
 
-def _neighbour_features(
+def _region(
     grid: Grid,
-    ly: np.ndarray,
-    loc: np.ndarray,
-    t: np.ndarray,
-    level: np.ndarray,
+    target: str,
+    obs: pd.DataFrame,
     places: pd.DataFrame,
+    nb_places: pd.DataFrame,
+    nb_obs: pd.DataFrame,
+    start: dt.datetime,
+    end: dt.datetime,
+) -> Region:
+    """The grid's locations and their outside neighbours, target only, in id order (the
+    order the whole network's grid has: each row sums its neighbours in the same order, so
+    a batch gets the same floats as one run over everything)."""
+    every = pd.concat([places, nb_places]).drop_duplicates("location_id")
+    ids = sorted(every["location_id"].astype(str))
+    frame = pd.concat([obs[["location_id", "ts", target]], nb_obs[["location_id", "ts", target]]])
+    wide = Grid.from_frame(frame, start, end, ids, [target])
+    ly = np.log1p(np.clip(wide.values[target], 0, None))
+    return Region(ly, neighbour_matrix(ids, every, rows=grid.location_ids))
+
+
+@dataclass(frozen=True)
+class Region:
+    """What the regional features read: the log target of a set of locations on the grid's
+    hours (`ly`, one row per location) and, per grid row, its neighbours among them
+    (`rows`: grid locations x region locations, 0/1). Usually the grid itself; a predict
+    batch passes its neighbours' target alone, so it need not load their other columns
+    nor build their features."""
+
+    ly: np.ndarray
+    rows: sparse.csr_matrix
+
+
+def _neighbour_features(
+    region: Region, loc: np.ndarray, t: np.ndarray, level: np.ndarray
 ) -> dict[str, np.ndarray]:
     """The regional picture at t: other locations within NEIGHBOUR_KM, their mean level
     relative to this one and their mean recent change (pollution episodes travel)."""
-    w = neighbour_matrix(grid.location_ids, places)
+    w, ly = region.rows, region.ly
     valid = ~np.isnan(ly)
     x = np.where(valid, ly, 0.0)
     cnt = np.asarray(w @ valid.astype(float))
@@ -476,21 +513,27 @@ def _neighbour_max(
     return nb_max
 
 
-def neighbour_matrix(location_ids: Sequence[str], places: pd.DataFrame) -> sparse.csr_matrix:
-    """0/1 matrix: [i, j] = 1 when location j is within NEIGHBOUR_KM of i (j != i)."""
+def neighbour_matrix(
+    location_ids: Sequence[str], places: pd.DataFrame, rows: Sequence[str] | None = None
+) -> sparse.csr_matrix:
+    """0/1 matrix: [i, j] = 1 when location j is within NEIGHBOUR_KM of i (j != i); one row
+    per id of `rows` (default: every location), one column per location."""
     n = len(location_ids)
     p = places.drop_duplicates("location_id").set_index("location_id")
     lat = pd.to_numeric(p["latitude"].reindex(location_ids), errors="coerce").to_numpy(float)
     lon = pd.to_numeric(p["longitude"].reindex(location_ids), errors="coerce").to_numpy(float)
     known = np.flatnonzero(~np.isnan(lat) & ~np.isnan(lon))
-    if len(known) < 2:
-        return sparse.csr_matrix((n, n))
+    at = np.arange(n) if rows is None else pd.Index(location_ids).get_indexer(list(rows))
+    asked = np.flatnonzero(np.isin(at, known))  # the rows with a known place
+    if len(known) < 2 or len(asked) == 0:
+        return sparse.csr_matrix((len(at), n))
     tree = BallTree(np.radians(np.c_[lat[known], lon[known]]), metric="haversine")
-    hits = tree.query_radius(np.radians(np.c_[lat[known], lon[known]]), NEIGHBOUR_KM / 6371.0)
-    r = np.concatenate([np.full(len(h), known[i]) for i, h in enumerate(hits)])
+    points = np.radians(np.c_[lat[at[asked]], lon[at[asked]]])
+    hits = tree.query_radius(points, NEIGHBOUR_KM / 6371.0)
+    r = np.concatenate([np.full(len(h), asked[i]) for i, h in enumerate(hits)])
     c = np.concatenate([known[h] for h in hits])
-    keep = r != c
-    return sparse.csr_matrix((np.ones(keep.sum()), (r[keep], c[keep])), shape=(n, n))
+    keep = c != at[r]
+    return sparse.csr_matrix((np.ones(keep.sum()), (r[keep], c[keep])), shape=(len(at), n))
 
 
 def _calendar(

@@ -20,11 +20,13 @@ def forecast_frame(
     places: pd.DataFrame,
     weather: pd.DataFrame | None,
     timings: dict[str, float] | None = None,
+    neighbours: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """(forecast rows, skipped) for every location in `places`: the batch and online path."""
+    """(forecast rows, skipped) for every location in `places`: the batch and online path
+    (`neighbours`: see `serving_features`)."""
     spec = FeatureSpec(**loaded.metadata["spec"])
     t0 = time.perf_counter()
-    X, keys, skipped = serving_features(obs, as_of, spec, places, weather)
+    X, keys, skipped = serving_features(obs, as_of, spec, places, weather, neighbours)
     t1 = time.perf_counter()
     q = loaded.model.predict(X) if len(X) else np.empty((0, 3))
     t2 = time.perf_counter()

@@ -83,11 +83,15 @@ def _ids_clause(ids: list[str] | None) -> str:
 
 
 def read_recent(
-    services: Services, spec: FeatureSpec, as_of: dt.datetime, ids: list[str] | None = None
+    services: Services,
+    spec: FeatureSpec,
+    as_of: dt.datetime,
+    ids: list[str] | None = None,
+    columns: list[str] | None = None,
 ) -> pd.DataFrame:
     """Observations the features may use at as_of: the last HISTORY_HOURS, nothing later;
-    only the locations `ids` when given (a batch and its neighbours)."""
-    cols = ", ".join(grid_columns(spec))
+    only the locations `ids` (a batch, or its neighbours) and `columns` when given."""
+    cols = ", ".join(columns or grid_columns(spec))
     params: dict[str, Any] = {"start": as_of - dt.timedelta(hours=HISTORY_HOURS), "as_of": as_of}
     if ids is not None:
         params["ids"] = ids
@@ -205,8 +209,9 @@ def _forecast_shard(
     """Forecast one shard's locations in batches of AIRCAST_PREDICT_BATCH_LOCATIONS, each
     read -> features -> model -> write before the next, so memory follows the batch.
 
-    A batch reads its locations and their neighbours (the regional features need them),
-    forecasts only its own, and appends them: the rows are those of one unsharded run.
+    A batch reads its locations' observations and its outside neighbours' target alone (the
+    regional features read nothing else of them) and forecasts its own: the rows are those
+    of one unsharded run, bit for bit (tests/predict/test_shards.py).
     """
     ids_all = active["location_id"].astype(str)
     mine = active[ids_all.map(lambda i: shard_of(i, shards)) == shard] if shards > 1 else active
@@ -219,12 +224,17 @@ def _forecast_shard(
     for b in range(0, len(ids), size):
         batch = ids[b : b + size]
         t0 = time.perf_counter()
-        need = None
-        places = active
-        if not whole:
-            need = [*batch, *neighbours_of(batch, active)]
-            places = active[ids_all.isin(set(need))]
-        obs = read_recent(services, spec, run.as_of, need)
+        places = active if whole else active[ids_all.isin(set(batch))]
+        obs = read_recent(services, spec, run.as_of, None if whole else batch)
+        neighbours = None
+        if not whole:  # their target only: the regional features read nothing else
+            near = neighbours_of(batch, active)
+            nb_obs = (
+                read_recent(services, spec, run.as_of, near, columns=[spec.target])
+                if near
+                else pd.DataFrame(columns=["location_id", "ts", spec.target])
+            )
+            neighbours = (active[ids_all.isin(set(near))], nb_obs)
         weather = (
             read_weather_forecasts(services, run.as_of, spec.horizon, None if whole else batch)
             if spec.future_weather
@@ -232,19 +242,15 @@ def _forecast_shard(
         )
         _add(timings, "read_s", t0)
         step: dict[str, float] = {}
-        frame, sk = forecast_frame(loaded, obs, run.as_of, places, weather, step)
+        frame, sk = forecast_frame(loaded, obs, run.as_of, places, weather, step, neighbours)
         for k, v in step.items():
             timings[k] = round(timings.get(k, 0) + v, 4)
-        if not whole:
-            mask = set(batch)
-            frame = frame[frame["location_id"].isin(mask)].reset_index(drop=True)
-            sk = [s for s in sk if s[0] in mask]
         t1 = time.perf_counter()
         written += _write_new(services, frame, done, run, loaded.version)
         checkpoint("predict:forecasts-written")
         _add(timings, "write_s", t1)
         ts = pd.to_datetime(obs["ts"], utc=True)
-        keep = (ts >= pd.Timestamp(start)) & obs["location_id"].isin(set(batch))
+        keep = ts >= pd.Timestamp(start)
         recent.append(obs.loc[keep, ["location_id", "ts", spec.target]])
         frames.append(frame)
         skipped += sk
