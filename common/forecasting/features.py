@@ -47,6 +47,8 @@ FUTURE_WEATHER = (
 )
 HOUR = np.timedelta64(1, "h")
 NEIGHBOUR_KM = 100.0  # other locations this close describe the regional situation
+REGION_LAGS = (1, 3, 6)  # hours back the regional features compare the neighbours' mean with
+REGION_HOURS = max(REGION_LAGS) + 1  # the neighbours' hours they read: t - 6 .. t
 
 
 @dataclass(frozen=True)
@@ -412,8 +414,9 @@ def serving_features(
     `places` has location_id, latitude, longitude, timezone (the locations table).
     Observations after t are ignored; `forecasts` (location_id, ts, weather...) supplies the
     target-hour weather when the model uses it. `neighbours` = (their places, their
-    observations of the target), for locations outside `places` within NEIGHBOUR_KM of one
-    in it: they count in the regional features and are not forecast themselves.
+    observations of the target in the REGION_HOURS up to t), for locations outside `places`
+    within NEIGHBOUR_KM of one in it: they count in the regional features and are not
+    forecast themselves.
     """
     t_end = _hour64(issue_time)
     if not obs.empty:
@@ -485,7 +488,7 @@ def _neighbour_features(
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(cnt > 0, np.asarray(w @ x) / cnt, np.nan)
     out = {"nb_level": _at(mean, loc, t) - level, "nb_count": _at(cnt, loc, t)}
-    for k in (1, 3, 6):
+    for k in REGION_LAGS:
         out[f"nb_d{k}"] = _at(mean, loc, t) - _at(mean, loc, t - k)
     out["nb_max"] = _neighbour_max(w.tocsr(), ly, loc, t) - level
     return out

@@ -121,13 +121,22 @@ def accuracy(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
 
 
 def recent_inputs(
-    warehouse: Warehouse, columns: list[str], start: dt.datetime, end: dt.datetime, limit: int
+    warehouse: Warehouse,
+    columns: list[str],
+    start: dt.datetime,
+    end: dt.datetime,
+    limit: int,
+    locations: list[str] | None = None,
 ) -> pd.DataFrame:
     """Observed inputs (the columns the features read) with ts in (start, end], newest
-    first, at most `limit` rows."""
+    first, at most `limit` rows; of `locations` only when given (a sample)."""
     cols = ", ".join(columns)
+    params: dict[str, object] = {"start": start, "end": end}
+    where = ""
+    if locations is not None:
+        where, params["ids"] = " AND location_id IN UNNEST(@ids)", locations
     return warehouse.query(
-        f"SELECT {cols} FROM observations WHERE ts > @start AND ts <= @end "
+        f"SELECT {cols} FROM observations WHERE ts > @start AND ts <= @end{where} "
         f"ORDER BY ts DESC, location_id LIMIT {int(limit)}",
-        {"start": start, "end": end},
+        params,
     )

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from common.core.logs import event, get_logger
@@ -27,6 +28,7 @@ from common.forecasting.registry import Registry
 from common.forecasting.snapshot import snapshot_keys
 from common.monitoring import STATUS_KEY, drift, signals
 from common.monitoring import thresholds as th
+from common.runtime import locations as locations_mod
 from common.runtime.services import Services
 from common.storage.base import NotFound, PreconditionFailed
 
@@ -237,7 +239,12 @@ def drift_condition(services: Services, as_of: dt.datetime) -> dict[str, Any]:
         )
     columns = grid_columns(FeatureSpec(**meta["spec"]))
     start = as_of - dt.timedelta(hours=th.DRIFT_WINDOW_HOURS)
-    recent = signals.recent_inputs(services.warehouse, columns, start, as_of, 50_000)
+    ids: list[str] | None = None
+    known = sorted(locations_mod.current(services.warehouse)["location_id"].astype(str))
+    if len(known) > th.DRIFT_LOCATIONS:  # seeded by the as_of: the same sample on a re-run
+        rng = np.random.default_rng(int(as_of.timestamp()))
+        ids = sorted(rng.choice(known, th.DRIFT_LOCATIONS, replace=False).tolist())
+    recent = signals.recent_inputs(services.warehouse, columns, start, as_of, 50_000, ids)
     if len(recent) < th.DRIFT_MIN_ROWS:
         detail = f"fewer than {th.DRIFT_MIN_ROWS} recent input rows"
         return _condition("drift", None, detail, version=version)

@@ -39,6 +39,7 @@ from common.core.sharding import MAX_SHARDS, shard_of, shards_to_run
 from common.core.timeutil import UTC, UTCDateTime, iso
 from common.forecasting.features import (
     HISTORY_HOURS,
+    REGION_HOURS,
     FeatureSpec,
     grid_columns,
     neighbours_of,
@@ -88,11 +89,12 @@ def read_recent(
     as_of: dt.datetime,
     ids: list[str] | None = None,
     columns: list[str] | None = None,
+    hours: int = HISTORY_HOURS,
 ) -> pd.DataFrame:
     """Observations the features may use at as_of: the last HISTORY_HOURS, nothing later;
-    only the locations `ids` (a batch, or its neighbours) and `columns` when given."""
+    only the locations `ids` (a batch, or its neighbours), `columns` and `hours` when given."""
     cols = ", ".join(columns or grid_columns(spec))
-    params: dict[str, Any] = {"start": as_of - dt.timedelta(hours=HISTORY_HOURS), "as_of": as_of}
+    params: dict[str, Any] = {"start": as_of - dt.timedelta(hours=hours), "as_of": as_of}
     if ids is not None:
         params["ids"] = ids
     return services.warehouse.query(
@@ -209,9 +211,10 @@ def _forecast_shard(
     """Forecast one shard's locations in batches of AIRCAST_PREDICT_BATCH_LOCATIONS, each
     read -> features -> model -> write before the next, so memory follows the batch.
 
-    A batch reads its locations' observations and its outside neighbours' target alone (the
-    regional features read nothing else of them) and forecasts its own: the rows are those
-    of one unsharded run, bit for bit (tests/predict/test_shards.py).
+    A batch reads its locations' observations and its outside neighbours' target over the
+    last REGION_HOURS alone (the regional features read nothing else of them) and forecasts
+    its own: the rows are those of one unsharded run, bit for bit (tests/predict/
+    test_shards.py).
     """
     ids_all = active["location_id"].astype(str)
     mine = active[ids_all.map(lambda i: shard_of(i, shards)) == shard] if shards > 1 else active
@@ -230,7 +233,7 @@ def _forecast_shard(
         if not whole:  # their target only: the regional features read nothing else
             near = neighbours_of(batch, active)
             nb_obs = (
-                read_recent(services, spec, run.as_of, near, columns=[spec.target])
+                read_recent(services, spec, run.as_of, near, [spec.target], REGION_HOURS)
                 if near
                 else pd.DataFrame(columns=["location_id", "ts", spec.target])
             )

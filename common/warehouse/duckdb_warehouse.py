@@ -121,6 +121,7 @@ class DuckDBWarehouse(Warehouse):
         return len(frame)
 
     def _query(self, sql: str, params: dict[str, Any]) -> pd.DataFrame:
+        sql, params = _inline_id_lists(sql, params)
         with self.connect() as con:
             try:
                 # Only pass the parameters the statement uses: DuckDB rejects extras.
@@ -138,6 +139,29 @@ class DuckDBWarehouse(Warehouse):
                 return frame
             except duckdb.Error as exc:
                 raise WarehouseError(f"query failed: {exc}") from None
+
+
+IN_UNNEST = re.compile(r"IN \(SELECT UNNEST\(\$(\w+)\)\)")
+
+
+def _inline_id_lists(sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """`x IN UNNEST(@ids)` with the list written into the statement as quoted literals.
+
+    As a bound list DuckDB runs it as a semi-join above a view's window (the observations
+    dedup), so it deduplicates every location's rows before filtering; as literals the
+    filter is pushed below the window: measured 2.55 s / 860 MB -> 0.37 s / 450 MB for
+    10,000 of 100,000 locations. Strings are quoted by doubling quotes; other lists keep
+    the bound form."""
+
+    def inline(match: re.Match[str]) -> str:
+        values = params.get(match[1])
+        if not isinstance(values, list | tuple) or not values:
+            return match[0]
+        if not all(isinstance(v, str) for v in values):
+            return match[0]
+        return "IN (" + ",".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+    return IN_UNNEST.sub(inline, sql), params
 
 
 def _column_ddl(name: str, type_: str, required: bool) -> str:

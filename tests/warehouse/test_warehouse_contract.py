@@ -263,3 +263,21 @@ def test_forecast_aqi_view_matches_the_python_tables(wh: Warehouse):
         assert (int(row.aqi_us_epa), row.category_us_epa) == (us, US_EPA.category(us).name)
         assert int(row.aqi_upper_us_epa) == index_of(US_EPA, "pm2_5", "24h", row.yhat * 2)
         assert (int(row.aqi_cn_hj633), row.category_cn_hj633) == (cn, CN_HJ633.category(cn).name)
+
+
+def test_in_unnest_matches_exactly_the_listed_ids_through_the_view(wh: Warehouse):
+    """`IN UNNEST(@ids)` (DuckDB writes the list into the statement, see
+    duckdb_warehouse._inline_id_lists): the listed ids only, quotes included, nothing more
+    for a value shaped like an injection, and the view's dedup still applies."""
+    ids = ["a", "o'x", "b", "c"]
+    rows = [obs(i, h, float(h), "r1", 0) for i in ids for h in range(3)]
+    rows += [obs("o'x", 0, 99.0, "r2", 1)]  # a newer version of one row
+    wh.append("observations_raw", pd.DataFrame(rows))
+    asked = ["o'x", "b", "x') OR TRUE OR ('"]
+    got = wh.query(
+        "SELECT location_id, ts, pm2_5 FROM observations WHERE location_id IN UNNEST(@ids) "
+        "ORDER BY location_id, ts",
+        {"ids": asked},
+    )
+    assert got["location_id"].tolist() == ["b"] * 3 + ["o'x"] * 3
+    assert got["pm2_5"].tolist() == [0.0, 1.0, 2.0, 99.0, 1.0, 2.0]
