@@ -190,8 +190,10 @@ def run_predict_part(sizes: list[int], per_shard: int) -> None:
 
 
 def requests_child(n: int, workdir: str) -> dict[str, Any]:
-    """Set up N locations on the emulators, then count the BigQuery client's requests in
-    one predict run and one ingest run."""
+    """Set up N locations locally (DuckDB: the model is trained there, as on a laptop), copy
+    the model and the data to the emulators, then count the BigQuery client's HTTP requests
+    in one predict run and one ingest run on them."""
+    import pandas as pd
     import requests
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
@@ -202,6 +204,7 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
     from common.predict.job import PredictRequest, run_predict
     from common.runtime import services
     from common.runtime.services import Services, get_services
+    from common.storage import open_store
     from common.warehouse.bigquery_warehouse import BigQueryWarehouse
     from tests.emulators import bigquery_emulator, storage_emulator
 
@@ -213,6 +216,8 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
             return super().request(method, url, *args, **kwargs)
 
     work = Path(workdir)
+    setup(n)  # locally, in AIRCAST_HOME
+    local = get_services()
     places = bench_locations(n)
     toml = work / "locations.toml"
     toml.write_text(
@@ -226,27 +231,37 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
         bigquery_emulator("aircast-bench", work) as bq,
         storage_emulator("aircast-bench", work) as gcs,
     ):
-        os.environ.update(
-            AIRCAST_BACKEND="gcp",
-            GOOGLE_CLOUD_PROJECT="aircast-bench",
-            AIRCAST_BIGQUERY_ENDPOINT=bq,
-            AIRCAST_STORAGE_ENDPOINT=gcs,
-            AIRCAST_BUCKET="aircast-bench",
-            AIRCAST_SOURCE="synthetic",
+        settings = load_settings(
+            backend="gcp",
+            home=work / "gcp-home",
+            project="aircast-bench",
+            bucket="aircast-bench",
+            bigquery_endpoint=bq,
+            storage_endpoint=gcs,
+            source="synthetic",
+            locations_file=toml,
         )
-        services.reset()
-        setup(n)
-        os.environ["AIRCAST_LOCATIONS_FILE"] = str(toml)  # ingest fetches the N places
-        services.reset()
-        svc = get_services()
-        settings = load_settings()
         client = bigquery.Client(
             project=settings.project,
             credentials=AnonymousCredentials(),
             client_options=ClientOptions(api_endpoint=settings.bigquery_endpoint),
             _http=Counting(),
         )
-        counted = Services(settings, BigQueryWarehouse(settings, client=client), svc.store)
+        warehouse = BigQueryWarehouse(settings, client=client)
+        warehouse.ensure_schema()
+        store = open_store(settings)
+        for key in local.store.list("models/"):
+            store.put(key, local.store.get(key))
+        for table, sql in (
+            ("locations", "SELECT * FROM current_locations"),
+            ("observations_raw", "SELECT * FROM observations_raw WHERE ts > @start"),
+        ):
+            rows = local.warehouse.query(sql, {"start": AS_OF - dt.timedelta(hours=96)})
+            if table == "locations":
+                rows = rows.assign(updated_at=pd.Timestamp.now(tz="UTC"))
+            warehouse.append(table, rows)
+        counted = Services(settings, warehouse, store)
+        services.reset()
         out: dict[str, Any] = {"locations": n}
         Counting.calls.clear()
         answer = run_predict(PredictRequest(as_of=AS_OF), counted)
@@ -254,10 +269,8 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
         out["predict_rows"] = answer["counts"]["written"]
         out["predict_calls"] = sorted(set(Counting.calls))
         Counting.calls.clear()
-        ingest = run_ingest(
-            IngestRequest(start=AS_OF + dt.timedelta(hours=1), end=AS_OF + dt.timedelta(hours=3)),
-            counted,
-        )
+        window = {"start": AS_OF + dt.timedelta(hours=1), "end": AS_OF + dt.timedelta(hours=3)}
+        ingest = run_ingest(IngestRequest(**window), counted)
         out["ingest_requests"] = len(Counting.calls)
         out["ingest_rows"] = ingest["counts"].get("written")
     return out
@@ -267,7 +280,7 @@ def run_requests_part(sizes: list[int]) -> None:
     rows = []
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="aircast-scale-bq-") as tmp:
-            env = {"AIRCAST_HOME": f"{tmp}/home", **TRAIN_ENV}
+            env = {"AIRCAST_HOME": f"{tmp}/home", "AIRCAST_BACKEND": "local", **TRAIN_ENV}
             rows.append(_child(["_requests", str(n), tmp], env))
             print(json.dumps(rows[-1]), file=sys.stderr)
     print("| locations | predict: rows written | BigQuery requests | ingest: rows written "

@@ -174,7 +174,7 @@ def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outc
         published[str(shard)] = publish(
             services, build_snapshot(services, prediction), snapshot_key(shard, shards)
         )
-        timings["snapshot_s"] = round(timings.get("snapshot_s", 0) + time.perf_counter() - t2, 4)
+        _add(timings, "snapshot_s", t2)
         frame = prediction.frame
         counts["locations"] += int(frame["location_id"].nunique()) if len(frame) else 0
         counts["forecasts"] += len(frame)
@@ -194,7 +194,7 @@ def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outc
         "health": health,
     }
     if shards > 1:
-        answer["shard"] = todo[0] if len(todo) == 1 else todo
+        answer["shards_run"] = todo
     return Outcome(counts=counts, answer=answer, status="partial" if skipped else "success")
 
 

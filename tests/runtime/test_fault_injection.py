@@ -30,7 +30,7 @@ from common.runtime.services import get_services
 from common.storage import ArtifactStore
 from common.storage.base import NotFound
 from common.train.job import TrainRequest, run_train
-from tests.predict.test_predict import trained  # noqa: F401 (the module's fixture)
+from tests.predict.conftest import trained  # noqa: F401 (the predict tests' fixture)
 from tests.train.test_train import AS_OF, TRAIN_ENV
 from tests.views import duplicates
 
