@@ -139,14 +139,12 @@ def shard_child(shard: int, shards: int) -> dict[str, Any]:
 
 
 def _child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, *args],
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    done = subprocess.run(
+        [sys.executable, __file__, *args], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{args[0]} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run_predict_part(sizes: list[int], per_shard: int) -> None:

@@ -1,4 +1,10 @@
-"""BigQuery adapter: google-cloud-bigquery for schema and appends, pandas-gbq for reads.
+"""BigQuery adapter: google-cloud-bigquery for schema, appends and reads.
+
+Reads run through this adapter's own client (`query_and_wait`, then `to_dataframe`), and
+large results come through the BigQuery Storage Read API (parallel Arrow streams instead
+of paged REST JSON) when talking to BigQuery itself; pandas-gbq's reader built a second,
+default client to page through large results, which also bypassed an endpoint override
+(the emulator). Against an endpoint override the REST pages are read with this client.
 
 Each append is one load job of one Parquet file: atomic (all rows land or none), free
 (streaming inserts are billed), and a constant number of API requests whatever the row
@@ -17,7 +23,6 @@ import io
 from typing import Any
 
 import pandas as pd
-import pandas_gbq
 import pyarrow as pa
 import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
@@ -50,6 +55,9 @@ def make_client(settings: Settings) -> bigquery.Client:
             location=settings.bq_location,
         )
     return bigquery.Client(project=settings.project, location=settings.bq_location)
+
+
+NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
 class BigQueryWarehouse(Warehouse):
@@ -172,23 +180,18 @@ class BigQueryWarehouse(Warehouse):
         return len(frame)
 
     def _query(self, sql: str, params: dict[str, Any]) -> pd.DataFrame:
-        config = {
-            "query": {
-                "useLegacySql": False,
-                "parameterMode": "NAMED",
-                "queryParameters": [_param(k, v).to_api_repr() for k, v in params.items()],
-            }
-        }
+        config = bigquery.QueryJobConfig(
+            query_parameters=[_param(k, v) for k, v in params.items()], use_legacy_sql=False
+        )
         try:
-            return pandas_gbq.read_gbq(
-                sql,
-                project_id=self.project,
-                configuration=config,
-                bigquery_client=self.client,
-                progress_bar_type=None,
-            )
-        except (gexc.GoogleAPIError, pandas_gbq.exceptions.GenericGBQException) as exc:
+            rows = self.client.query_and_wait(sql, job_config=config)
+            # The Storage Read API only on BigQuery itself (the emulator serves REST pages).
+            storage = self.settings.bigquery_endpoint is None and (rows.total_rows or 0) > 10_000
+            table = rows.to_arrow(create_bqstorage_client=storage)
+        except (gexc.GoogleAPIError, TimeoutError) as exc:
             raise WarehouseError(f"query failed: {exc}") from None
+        # BigQuery's nullable INT64 / BOOL as pandas' nullable types (as pandas-gbq gave them).
+        return table.to_pandas(types_mapper=NULLABLE.get)
 
     def close(self) -> None:
         self.client.close()
