@@ -265,12 +265,30 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
         answer = run_predict(PredictRequest(as_of=AS_OF), counted)
         out["predict_requests"] = len(Counting.calls)
         out["predict_rows"] = answer["counts"]["written"]
-        out["predict_calls"] = sorted(set(Counting.calls))
+        out["predict_kinds"] = kinds(Counting.calls)
         Counting.calls.clear()
         window = {"start": AS_OF + dt.timedelta(hours=1), "end": AS_OF + dt.timedelta(hours=3)}
         ingest = run_ingest(IngestRequest(**window), counted)
         out["ingest_requests"] = len(Counting.calls)
         out["ingest_rows"] = ingest["counts"].get("written")
+        out["ingest_kinds"] = kinds(Counting.calls)
+    return out
+
+
+def kinds(calls: list[str]) -> dict[str, int]:
+    """Requests by what they are: queries, load jobs (insert + upload), and GETs (result
+    pages beyond the first, job polls, table reads)."""
+    out = {"queries": 0, "load jobs": 0, "uploads": 0, "gets": 0}
+    for call in calls:
+        method, name = call.split(" ", 1)
+        if method == "POST" and name == "queries":
+            out["queries"] += 1
+        elif method == "POST" and name == "jobs":
+            out["load jobs"] += 1
+        elif method in ("PUT", "POST"):
+            out["uploads"] += 1
+        else:
+            out["gets"] += 1
     return out
 
 
@@ -281,14 +299,17 @@ def run_requests_part(sizes: list[int]) -> None:
             env = {"AIRCAST_HOME": f"{tmp}/home", "AIRCAST_BACKEND": "local", **TRAIN_ENV}
             rows.append(_child(["_requests", str(n), tmp], env))
             print(json.dumps(rows[-1]), file=sys.stderr)
-    print("| locations | predict: rows written | BigQuery requests | ingest: rows written "
-          "| BigQuery requests |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|")
+    print("| locations | run | rows written | BigQuery requests | queries | load jobs "
+          "| uploads | GETs (result pages, polls) |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(
-            f"| {r['locations']:,} | {r['predict_rows']:,} | **{r['predict_requests']}** "
-            f"| {r['ingest_rows']:,} | **{r['ingest_requests']}** |"
-        )
+        for run in ("predict", "ingest"):
+            k = r[f"{run}_kinds"]
+            print(
+                f"| {r['locations']:,} | {run} | {r[f'{run}_rows']:,} "
+                f"| **{r[f'{run}_requests']}** | {k['queries']} | {k['load jobs']} "
+                f"| {k['uploads']} | {k['gets']} |"
+            )
 
 
 def main() -> None:

@@ -178,6 +178,9 @@ class Parts:
         self._lock = threading.Lock()
 
     def part(self, shard: int) -> SnapshotCache:
+        cache = self._held.get(shard)
+        if cache is not None and len(self._held) < self.held:
+            return cache  # the hot path: no eviction is possible, so no order to keep
         with self._lock:
             cache = self._held.get(shard)
             if cache is None:
