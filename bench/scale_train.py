@@ -1,0 +1,130 @@
+"""Scale benchmark, train part: one `aircast train` run over N synthetic locations x D days.
+
+    .venv/bin/python bench/scale.py --part train --locations 1000 --days 365 [--home DIR]
+
+Set-up (not timed, reused when --home already holds it): N locations at seeded random
+coordinates in a 24 x 30 degree box (a national network: ~5 others within 100 km at
+1,000, ~50 at 10,000), each with D days of the `synthetic` source's own hourly series
+(pollutants, weather, gaps), appended to `observations_raw` in chunks.
+
+Timed: `run_train` once at as_of = the end of the data, default settings (row budget,
+window, holdout, backtest folds), in a child process so that its peak RSS (`ru_maxrss`) is
+the run's own; then the same request again (the idempotent re-run: the version is found
+and only the gate is decided again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+BOX = ((40.0, 64.0), (-5.0, 25.0))  # lat, lon
+TIMEZONE = "Europe/Berlin"
+CHUNK = 100  # locations per append
+
+
+def setup(home: Path, n: int, days: int) -> dict:
+    """Write N locations x D days of synthetic observations into a fresh home."""
+    import numpy as np
+    import pandas as pd
+
+    os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local", AIRCAST_LOG_LEVEL="WARNING")
+    from common.runtime.services import get_services
+    from common.sources.base import Location
+    from common.sources.synthetic import SyntheticSource
+
+    svc = get_services()
+    svc.warehouse.ensure_schema()
+    rng = np.random.default_rng(n)
+    ids = [f"scale-{i:06d}" for i in range(n)]
+    lat = rng.uniform(*BOX[0], n).round(4)
+    lon = rng.uniform(*BOX[1], n).round(4)
+    now = dt.datetime.now(dt.UTC)
+    svc.warehouse.append(
+        "locations",
+        pd.DataFrame(
+            {
+                "location_id": ids,
+                "name": ids,
+                "latitude": lat,
+                "longitude": lon,
+                "source": "synthetic",
+                "timezone": TIMEZONE,
+                "active": True,
+                "updated_at": now,
+            }
+        ),
+    )
+    source = SyntheticSource(svc.settings)
+    hours = pd.date_range(AS_OF - dt.timedelta(days=days) + dt.timedelta(hours=1), AS_OF, freq="h")
+    t0, rows = time.perf_counter(), 0
+    for a in range(0, n, CHUNK):
+        frames = [
+            source.series(Location(ids[i], ids[i], lat[i], lon[i], "synthetic", TIMEZONE), hours)
+            for i in range(a, min(a + CHUNK, n))
+        ]
+        obs = pd.concat(frames, ignore_index=True)
+        rows += svc.warehouse.append(
+            "observations_raw", obs.assign(source="synthetic", run_id="scale", ingested_at=now)
+        )
+        print(
+            f"setup: {min(a + CHUNK, n)}/{n} locations, {rows:,} rows, "
+            f"{time.perf_counter() - t0:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return {"locations": n, "days": days, "rows": rows, "setup_s": round(time.perf_counter() - t0)}
+
+
+def child(home: Path) -> dict:
+    """One train run and its idempotent re-run, in this process."""
+    os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local", AIRCAST_LOG_LEVEL="WARNING")
+    from common.runtime.services import get_services
+    from common.train.job import TrainRequest, run_train
+
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    first = run_train(TrainRequest(as_of=AS_OF), get_services())
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t1 = time.perf_counter()
+    again = run_train(TrainRequest(as_of=AS_OF), get_services())
+    return {
+        "status": first["status"],
+        "version": first.get("version"),
+        "same_version_on_rerun": again.get("version") == first.get("version"),
+        "rows": first.get("counts"),
+        "metrics": first.get("metrics"),
+        "wall_s": round(wall, 1),
+        "rerun_wall_s": round(time.perf_counter() - t1, 1),
+        "rss_after_imports_mb": round(rss0),
+        "peak_rss_mb": round(peak),
+        "peak_rss_with_rerun_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def run(n: int, days: int, home: Path | None, code: Path) -> dict:
+    """Set up (unless `home` has the data) and time one train run of the code at `code`."""
+    home = home or Path(f"/tmp/aircast-scale-{n}x{days}")
+    marker = home / "scale-setup.json"
+    if not marker.exists():
+        info = setup(home, n, days)
+        marker.write_text(json.dumps(info))
+    info = json.loads(marker.read_text())
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(home)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=code)
+    return {**info, "code": str(code), **json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+if __name__ == "__main__" and "--child" in sys.argv:
+    sys.path.insert(0, os.environ.get("PYTHONPATH", str(ROOT)))
+    print(json.dumps(child(Path(sys.argv[sys.argv.index("--child") + 1]))))
