@@ -227,10 +227,10 @@ def sampled_examples(
     places: pd.DataFrame,
     max_rows: int,
     seed: int = 0,
-    max_cells: int = MAX_CELLS,
+    max_cells: int | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """(X, y, keys) like `training_examples`, read from `source` in grids of at most
-    `max_cells` (location, hour) cells (see the module docstring).
+    `max_cells` (default MAX_CELLS) (location, hour) cells (see the module docstring).
 
     The share of issue pairs kept is the budget over the observed target values in
     [start, end]; each segment draws OVERSAMPLE times that share of the locations (all of
@@ -240,6 +240,7 @@ def sampled_examples(
     ids = source.location_ids()
     if not ids:
         raise ValueError("no observations in the training window")
+    max_cells = max_cells or MAX_CELLS
     H = spec.horizon
     first = _floor_hour(start)
     n_hours = int((_floor_hour(end) - first) / dt.timedelta(hours=1)) + 1
@@ -282,6 +283,14 @@ def sampled_examples(
     y = np.concatenate([o[1] for o in out])
     keys = pd.concat([o[2].astype({"location_id": str}) for o in out], ignore_index=True)
     keys["location_id"] = pd.Categorical(keys["location_id"], categories=ids)
+    # Time order, then location, then horizon: the order training_examples gives (batches
+    # may split a segment's locations).
+    order = np.lexsort(
+        (keys["horizon_h"].to_numpy(), keys["location_id"].cat.codes, keys["issued_at"].array.asi8)
+    )
+    if np.any(order != np.arange(len(order))):
+        X, y = X.iloc[order].reset_index(drop=True), y[order]
+        keys = keys.iloc[order].reset_index(drop=True)
     return X, y, keys
 
 

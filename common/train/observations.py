@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from common.forecasting import training
 from common.forecasting.features import FeatureSpec, grid_columns
-from common.forecasting.training import MAX_CELLS, Observations
+from common.forecasting.training import Observations
 from common.warehouse.base import Warehouse
 
 SCALE = 1000  # values enter the fingerprint as integer sums of round(value * SCALE)
@@ -142,10 +143,11 @@ def observations(
     start: dt.datetime,
     end: dt.datetime,
     summary: WindowSummary,
-    max_cells: int = MAX_CELLS,
+    max_cells: int | None = None,
 ) -> Observations:
-    """The whole window as a frame when it fits `max_cells`, else a source read on demand."""
-    if summary.locations * window_hours(start, end) <= max_cells:
+    """The whole window as a frame when it fits `max_cells` (default: the training grids'
+    bound, MAX_CELLS), else a source read on demand."""
+    if summary.locations * window_hours(start, end) <= (max_cells or training.MAX_CELLS):
         return read_observations(warehouse, spec, start, end)
     return WarehouseObservations(warehouse, spec, start, end, summary.location_ids)
 
