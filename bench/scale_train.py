@@ -19,8 +19,10 @@ import datetime as dt
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,7 +83,12 @@ def setup(home: Path, n: int, days: int) -> dict:
             file=sys.stderr,
             flush=True,
         )
-    return {"locations": n, "days": days, "rows": rows, "setup_s": round(time.perf_counter() - t0)}
+    return {
+        "locations": n,
+        "days": days,
+        "observations": rows,
+        "setup_s": round(time.perf_counter() - t0),
+    }
 
 
 def child(home: Path) -> dict:
@@ -119,9 +126,13 @@ def run(n: int, days: int, home: Path | None, code: Path) -> dict:
         info = setup(home, n, days)
         marker.write_text(json.dumps(info))
     info = json.loads(marker.read_text())
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(home)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=code)
+    with tempfile.TemporaryDirectory(prefix="aircast-scale-run-") as tmp:
+        run_home = Path(tmp) / "home"  # a fresh copy: no version or pointer of earlier runs
+        run_home.mkdir()
+        shutil.copy2(home / "warehouse.duckdb", run_home / "warehouse.duckdb")
+        env = {**os.environ, "PYTHONPATH": str(code)}
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(run_home)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=code)
     return {**info, "code": str(code), **json.loads(out.stdout.strip().splitlines()[-1])}
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.core.config import load_settings
+from common.core.config import Settings, load_settings
 from common.forecasting import training
 from common.forecasting.features import HISTORY_HOURS, FeatureSpec, training_examples
 from common.forecasting.training import (
@@ -29,6 +29,7 @@ from common.train.observations import (
     WarehouseObservations,
     observations,
     read_observations,
+    reference_rows,
     summarise,
 )
 from common.warehouse import open_warehouse
@@ -170,3 +171,39 @@ def test_the_fingerprint_follows_the_data(svc: Services, tmp_path: Path):
 
 def _xk(result: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
     return result[0], result[2]
+
+
+def test_the_train_reads_give_the_same_answers_on_every_backend(
+    settings: Settings, frame: pd.DataFrame
+):
+    """The summary, the counts and the reads are one SQL text for DuckDB and BigQuery."""
+    from common.warehouse import open_warehouse as open_wh
+
+    wh = open_wh(settings)
+    wh.ensure_schema()
+    rows = frame[frame["ts"] > pd.Timestamp(AS_OF - dt.timedelta(days=4))].copy()
+    wh.append("observations_raw", rows.assign(source="test", run_id="r", ingested_at=AS_OF))
+    start = AS_OF - dt.timedelta(days=3)
+    summary = summarise(wh, SPEC, start, AS_OF)
+    inside = rows[rows["ts"] > pd.Timestamp(start)]
+    assert summary.observations == len(inside)
+    assert summary.location_ids == tuple(sorted(inside["location_id"].unique()))
+    assert summary.oldest == pd.Timestamp(start + dt.timedelta(hours=1)).to_pydatetime()
+    assert summary.fingerprint == EXPECTED_FINGERPRINTS.setdefault("3 days", summary.fingerprint)
+    src = WarehouseObservations(wh, SPEC, start, AS_OF, summary.location_ids)
+    a, b = AS_OF - dt.timedelta(hours=30), AS_OF - dt.timedelta(hours=6)
+    want = inside[(inside["ts"] >= pd.Timestamp(a)) & (inside["ts"] <= pd.Timestamp(b))]
+    assert src.target_count(a, b) == want[SPEC.target].notna().sum()
+    ids = list(summary.location_ids[:2])
+    got = src.until(b).read(a, AS_OF, ids, [SPEC.target, "pm10"])
+    want = want[want["location_id"].isin(ids) & (want["ts"] > pd.Timestamp(a))]
+    assert len(got) == len(want) and list(got.columns) == ["location_id", "ts", "pm2_5", "pm10"]
+    assert got["ts"].max() <= pd.Timestamp(b) and got["pm10"].sum() == pytest.approx(
+        want["pm10"].sum()
+    )
+    ref = reference_rows(src, max_cells=100, days=2)  # 2 days x 2 locations
+    assert ref["location_id"].nunique() == 2 and ref["ts"].dt.floor("D").nunique() <= 4
+    assert len(ref) <= 2 * 2 * 24 and ref["ts"].min() > pd.Timestamp(start)
+
+
+EXPECTED_FINGERPRINTS: dict[str, str] = {}  # the first backend's, which the others must match
