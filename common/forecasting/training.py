@@ -63,7 +63,7 @@ __all__ = [
 FIT_SHARE, VAL_SHARE = 0.8, 0.1
 # (location, hour) cells of one grid in memory: its ~20 float64 columns, the frame it is
 # built from and build()'s window sums stay a few hundred MB at this size.
-MAX_CELLS = 1_000_000
+MAX_CELLS = 500_000
 SEGMENT_HOURS = 24  # issue times per segment: each draws its own subset of locations
 OVERSAMPLE = 4  # locations drawn per segment, relative to the share of pairs kept
 

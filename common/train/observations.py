@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from common.core.schema import VIEWS
 from common.forecasting import training
 from common.forecasting.features import FeatureSpec, grid_columns
 from common.forecasting.training import Observations
@@ -122,10 +123,12 @@ class WarehouseObservations:
         if not ids:
             return pd.DataFrame(columns=["location_id", "ts", *columns])
         cols = ", ".join(c for c in columns if c in set(grid_columns(self.spec)))
+        sql = newest_observations(
+            f"location_id, ts, {cols}",
+            "location_id IN UNNEST(@ids) AND ts > @a AND ts <= @b AND ts > @start AND ts <= @end",
+        )
         return self.warehouse.query(
-            f"SELECT location_id, ts, {cols} FROM observations "
-            "WHERE location_id IN UNNEST(@ids) AND ts > @a AND ts <= @b "
-            "AND ts > @start AND ts <= @end ORDER BY ts, location_id",
+            f"{sql} ORDER BY ts, location_id",
             {"ids": list(ids), "a": start, "b": end, "start": self.start, "end": self.end},
         )
 
@@ -133,6 +136,18 @@ class WarehouseObservations:
         return WarehouseObservations(
             self.warehouse, self.spec, self.start, min(end, self.end), self._ids
         )
+
+
+def newest_observations(select: str, where: str) -> str:
+    """SQL for `observations` rows matching `where` (on its key columns only): the view's
+    own newest-row QUALIFY over `observations_raw`, with `where` applied before it. Same
+    rows as filtering the view, but DuckDB does not push an `IN UNNEST(@ids)` semi-join
+    through the view's window: it would number every row of the time range first (8 s and
+    1 GB for 10 days of 10,000 locations, instead of a fraction of a second)."""
+    head, qualify = VIEWS["observations"].sql.split(" QUALIFY ", 1)
+    if head != "SELECT * FROM observations_raw WHERE TRUE":
+        raise AssertionError(f"the observations view changed shape: {head}")
+    return f"SELECT {select} FROM observations_raw WHERE {where} QUALIFY {qualify}"
 
 
 def window_hours(start: dt.datetime, end: dt.datetime) -> int:
