@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
@@ -110,13 +111,25 @@ def child(home: Path) -> dict:
     from common.runtime.services import get_services
     from common.train.job import TrainRequest, run_train
 
+    svc = get_services()
+    reads = {"queries": 0, "rows": 0}
+    query = svc.warehouse.query
+
+    def counted(sql: str, params: dict | None = None) -> Any:
+        frame = query(sql, params)
+        reads["queries"] += 1
+        reads["rows"] += len(frame)
+        return frame
+
+    svc.warehouse.query = counted  # type: ignore[method-assign]
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    first = run_train(TrainRequest(as_of=AS_OF), get_services())
+    first = run_train(TrainRequest(as_of=AS_OF), svc)
     wall = time.perf_counter() - t0
+    first_reads = dict(reads)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t1 = time.perf_counter()
-    again = run_train(TrainRequest(as_of=AS_OF), get_services())
+    again = run_train(TrainRequest(as_of=AS_OF), svc)
     return {
         "status": first["status"],
         "version": first.get("version"),
@@ -124,6 +137,8 @@ def child(home: Path) -> dict:
         "rows": first.get("counts"),
         "metrics": first.get("metrics"),
         "wall_s": round(wall, 1),
+        "warehouse_queries": first_reads["queries"],
+        "rows_read": first_reads["rows"],
         "rerun_wall_s": round(time.perf_counter() - t1, 1),
         "rss_after_imports_mb": round(rss0),
         "peak_rss_mb": round(peak),
