@@ -121,11 +121,12 @@ def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
     spec = FeatureSpec(settings.target, settings.horizon, settings.future_weather)
     window = dt.timedelta(days=request.window_days or settings.train_window_days)
     start = run.as_of - window
-    summary = summarise(services.warehouse, spec, start, run.as_of)
+    places = locations_mod.current(services.warehouse)
+    summary = summarise(services.warehouse, spec, start, run.as_of, len(places))
     if summary.observations == 0:
         raise Conflict("no observations in the training window: run ingest first", "as_of")
     obs = observations(services.warehouse, spec, start, run.as_of, summary)
-    data = TrainingData(obs, spec, locations_mod.current(services.warehouse))
+    data = TrainingData(obs, spec, places)
     registry = Registry(services.store, settings.model_name)
     pointer, generation = registry.production()
     tuning = _tuning(registry, settings, request, data, summary, start, run.as_of)

@@ -62,7 +62,7 @@ def places(svc: Services) -> pd.DataFrame:
 
 def source(svc: Services, end: dt.datetime = AS_OF) -> WarehouseObservations:
     summary = summarise(svc.warehouse, SPEC, START, AS_OF)
-    return WarehouseObservations(svc.warehouse, SPEC, START, end, summary.location_ids)
+    return WarehouseObservations(svc.warehouse, SPEC, START, end, summary)
 
 
 class Spy:
@@ -190,10 +190,12 @@ def test_the_train_reads_give_the_same_answers_on_every_backend(
     assert summary.location_ids == tuple(sorted(inside["location_id"].unique()))
     assert summary.oldest == pd.Timestamp(start + dt.timedelta(hours=1)).to_pydatetime()
     assert summary.fingerprint == EXPECTED_FINGERPRINTS.setdefault("3 days", summary.fingerprint)
-    src = WarehouseObservations(wh, SPEC, start, AS_OF, summary.location_ids)
-    a, b = AS_OF - dt.timedelta(hours=30), AS_OF - dt.timedelta(hours=6)
+    src = WarehouseObservations(wh, SPEC, start, AS_OF, summary)
+    a, b = AS_OF - dt.timedelta(hours=48), AS_OF - dt.timedelta(hours=1)  # two whole days
     want = inside[(inside["ts"] >= pd.Timestamp(a)) & (inside["ts"] <= pd.Timestamp(b))]
     assert src.target_count(a, b) == want[SPEC.target].notna().sum()
+    # In slices (as for many locations): the same summary.
+    assert summarise(wh, SPEC, start, AS_OF, locations=10**6) == summary
     ids = list(summary.location_ids[:2])
     got = src.until(b).read(a, AS_OF, ids, [SPEC.target, "pm10"])
     want = want[want["location_id"].isin(ids) & (want["ts"] > pd.Timestamp(a))]
