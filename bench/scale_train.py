@@ -1,6 +1,6 @@
 """Scale benchmark, train part: one `aircast train` run over N synthetic locations x D days.
 
-    .venv/bin/python bench/scale.py --part train --locations 1000 --days 365 [--home DIR]
+    .venv/bin/python bench/scale_train.py --locations 1000 10000 --days 365 [--code ../main]
 
 Set-up (not timed, reused when --home already holds it): N locations at seeded random
 coordinates in a 24 x 30 degree box (a national network: ~5 others within 100 km at
@@ -9,13 +9,16 @@ coordinates in a 24 x 30 degree box (a national network: ~5 others within 100 km
 time order as hourly ingest runs would have written them.
 
 Timed: `run_train` once at as_of = the end of the data, default settings (row budget,
-window, holdout, backtest folds), in a child process so that its peak RSS (`ru_maxrss`) is
-the run's own; then the same request again (the idempotent re-run: the version is found
-and only the gate is decided again).
+window, holdout, backtest folds), in a child process on a fresh copy of the data so that
+its peak RSS (`ru_maxrss`) is the run's own; then the same request again (the idempotent
+re-run: the version is found and only the gate is decided again). The warehouse queries
+of the first run and the rows they returned are counted. `--code DIR` times another
+checkout's code (e.g. ../main, for a before/after) on the same data.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -164,6 +167,41 @@ def run(n: int, days: int, home: Path | None, code: Path) -> dict:
     return {**info, "code": str(code), **json.loads(out.stdout.strip().splitlines()[-1])}
 
 
-if __name__ == "__main__" and "--child" in sys.argv:
-    sys.path.insert(0, os.environ.get("PYTHONPATH", str(ROOT)))
-    print(json.dumps(child(Path(sys.argv[sys.argv.index("--child") + 1]))))
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--locations", type=int, nargs="+", default=[1000])
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--home", type=Path, help="data home (default /tmp/aircast-scale-NxD)")
+    parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose code is timed")
+    parser.add_argument("--out", type=Path, default=Path("bench-scale-train.json"))
+    args = parser.parse_args()
+    results = []
+    for n in args.locations:
+        home = args.home if args.home and len(args.locations) == 1 else None
+        r = run(n, args.days, home, args.code.resolve())
+        print(json.dumps(r), file=sys.stderr, flush=True)
+        results.append(r)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(
+        "| locations | days | observations | code | wall s | re-run s | peak RSS MB "
+        "| queries | rows read | fit rows | holdout rows | MAE / persistence |"
+    )
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        m, rows = r.get("metrics") or {}, r.get("rows") or {}
+        ratio = m["mae"] / m["persistence_mae"] if m else float("nan")
+        print(
+            f"| {r['locations']:,} | {r['days']} | {r['observations']:,} | {Path(r['code']).name} "
+            f"| {r['wall_s']} | {r['rerun_wall_s']} | {r['peak_rss_mb']:,} "
+            f"| {r.get('warehouse_queries', '')} | {r.get('rows_read', 0):,} "
+            f"| {rows.get('fit', 0):,} | {rows.get('holdout', 0):,} | {ratio:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    if "--child" in sys.argv:
+        sys.path.insert(0, os.environ.get("PYTHONPATH", str(ROOT)))
+        print(json.dumps(child(Path(sys.argv[sys.argv.index("--child") + 1]))))
+    else:
+        sys.path.insert(0, str(ROOT))
+        main()
