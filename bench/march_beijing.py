@@ -47,7 +47,8 @@ def main() -> None:
         from common.ingest.job import IngestRequest, run_ingest
         from common.runtime import locations
         from common.runtime.services import get_services
-        from common.train.job import TrainRequest, plan_training, read_observations
+        from common.train.job import TrainRequest, plan_training
+        from common.train.observations import observations, summarise
 
         svc = get_services()
         svc.warehouse.ensure_schema()
@@ -56,10 +57,12 @@ def main() -> None:
         start = AS_OF - window - dt.timedelta(days=1)
         run_ingest(IngestRequest(source="csv", path=str(DATA), start=start, end=MARCH_END), svc)
         spec = FeatureSpec(s.target, s.horizon, s.future_weather)
-        obs = read_observations(svc, spec, AS_OF - window, AS_OF)  # what train reads
+        summary = summarise(svc.warehouse, spec, AS_OF - window, AS_OF)
+        obs = observations(svc.warehouse, spec, AS_OF - window, AS_OF, summary)  # what train reads
         places = locations.current(svc.warehouse)
         data = TrainingData(obs, spec, places)
-        plan = plan_training(TrainRequest(max_rows=args.max_rows), s, data, AS_OF - window, AS_OF)
+        request = TrainRequest(max_rows=args.max_rows)
+        plan = plan_training(request, s, summary, spec, AS_OF - window, AS_OF)
         t0 = time.perf_counter()
         fit = fit_model(data, plan.history, params={"nthread": s.train_threads})
         fit_s = time.perf_counter() - t0

@@ -384,6 +384,19 @@ def training_examples(
     if len(loc) > budget:
         pick = np.sort(np.random.default_rng(seed).choice(len(loc), budget, replace=False))
         loc, t = loc[pick], t[pick]
+    return examples_at(grid, loc, t, spec, places)
+
+
+def examples_at(
+    grid: Grid, loc: np.ndarray, t: np.ndarray, spec: FeatureSpec, places: pd.DataFrame
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """(X, y, keys) of the issue pairs (grid row loc[i], hour t[i]), in time order, with
+    the actual value and the baselines; rows whose target hour is not observed are dropped.
+
+    The grid must hold HISTORY_HOURS before each t and H after it: then the rows are the
+    same whatever else the grid holds (the sampled selection builds them on small grids).
+    """
+    loc, t = np.asarray(loc, dtype=np.int64), np.asarray(t, dtype=np.int64)
     order = np.lexsort((loc, t))  # time order
     loc, t = loc[order], t[order]
     future = future_from_grid(grid, loc, t, spec.horizon) if spec.future_weather else None

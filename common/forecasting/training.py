@@ -8,32 +8,101 @@ target hour of one block is an input hour of the next.
 
 Every fit and evaluation reads the same three things (`TrainingData`) over a span of issue
 times with a row budget (`IssueWindow`): two small values instead of seven arguments.
+
+The observations are either a frame in memory (small data: every row is read once) or an
+`ObservationSource` that reads bounded slices on demand (the warehouse, in the train job).
+From a source, examples are a sampled selection (`sampled_examples`) whose memory follows
+the row budget and MAX_CELLS, not locations x window: issue times are cut into day-long
+segments, each segment draws a seeded subset of locations, and one small grid per batch of
+segments holds only those locations (all columns) and their neighbours (the target only),
+from HISTORY_HOURS before the batch's first issue time to H after its last. The features
+of a row are the same as on the whole grid (they read HISTORY_HOURS back, targets H ahead,
+neighbours' target at t-6..t); only the seasonal-naive baseline, the last value at or
+before t + h - 24, looks no further back than the grid's start when a location has been
+silent for two days.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
 from common.forecasting.evaluation import evaluate
-from common.forecasting.features import FeatureSpec, training_examples
+from common.forecasting.features import (
+    HISTORY_HOURS,
+    FeatureSpec,
+    Grid,
+    anchors,
+    eligible,
+    examples_at,
+    grid_columns,
+    neighbour_matrix,
+    training_examples,
+)
 from common.forecasting.model import DEFAULT_PARAMS, ForecastModel
 
-__all__ = ["FitResult", "IssueWindow", "TrainingData", "fit_model", "holdout_metrics"]
+__all__ = [
+    "MAX_CELLS",
+    "FitResult",
+    "IssueWindow",
+    "ObservationSource",
+    "TrainingData",
+    "cut_observations",
+    "examples",
+    "fit_model",
+    "holdout_metrics",
+    "sampled_examples",
+]
 
 FIT_SHARE, VAL_SHARE = 0.8, 0.1
+# (location, hour) cells of one grid in memory: its ~20 float64 columns, the frame it is
+# built from and build()'s window sums stay a few hundred MB at this size.
+MAX_CELLS = 500_000
+SEGMENT_HOURS = 24  # issue times per segment: each draws its own subset of locations
+OVERSAMPLE = 4  # locations drawn per segment, relative to the share of pairs kept
+
+
+@runtime_checkable
+class ObservationSource(Protocol):
+    """Observations with ts in (start, end], read in bounded slices (see the module doc)."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    def location_ids(self) -> list[str]:
+        """Sorted ids of the locations with observations in the window."""
+        ...
+
+    def target_count(self, start: dt.datetime, end: dt.datetime) -> int:
+        """Observed target values with ts in [start, end] (an estimate of the issue pairs)."""
+        ...
+
+    def read(
+        self, start: dt.datetime, end: dt.datetime, ids: Sequence[str], columns: Sequence[str]
+    ) -> pd.DataFrame:
+        """location_id, ts and `columns` of `ids` with ts in (start, end] and in the window."""
+        ...
+
+    def until(self, end: dt.datetime) -> ObservationSource:
+        """The same source, cut at `end` (nothing later can be read)."""
+        ...
+
+
+Observations = pd.DataFrame | ObservationSource
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    """What examples are built from: observations, the feature recipe, the locations."""
+    """What examples are built from: observations (a frame in memory or a source read in
+    bounded slices), the feature recipe, the locations."""
 
-    obs: pd.DataFrame
+    obs: Observations
     spec: FeatureSpec
     places: pd.DataFrame
 
@@ -80,28 +149,25 @@ def fit_model(
 ) -> FitResult:
     """Fit on observations with ts <= window.end, issue times from window.start."""
     spec, places, seed, max_rows = data.spec, data.places, window.seed, window.max_rows
-    obs = data.obs[pd.to_datetime(data.obs["ts"], utc=True) <= pd.Timestamp(window.end)]
+    obs = cut_observations(data.obs, window.end)
     blocks = _blocks(window.start, window.end, spec.horizon)
     budget = {"fit": max_rows, "validation": max_rows // 8, "calibration": max_rows // 8}
-    examples = {}
+    built = {}
     for name, (a, b) in blocks.items():
         # Targets must stay inside the block: cut the observations at its end + H.
-        cut = obs[
-            pd.to_datetime(obs["ts"], utc=True)
-            <= pd.Timestamp(b + dt.timedelta(hours=spec.horizon))
-        ]
-        examples[name] = training_examples(cut, spec, a, b, places, budget[name], seed)
+        cut = cut_observations(obs, b + dt.timedelta(hours=spec.horizon))
+        built[name] = examples(cut, spec, a, b, places, budget[name], seed)
     model = ForecastModel(spec.columns(), spec.horizon, {**DEFAULT_PARAMS, **(params or {})})
-    X, y, _ = examples["fit"]
-    Xv, yv, _ = examples["validation"]
+    X, y, _ = built["fit"]
+    Xv, yv, _ = built["validation"]
     if len(X) == 0 or len(Xv) == 0:
         raise ValueError("not enough observed history in the training window to fit a model")
     model.fit(X, y, Xv, yv)
-    Xc, yc, _ = examples["calibration"]
+    Xc, yc, _ = built["calibration"]
     model.calibrate(Xc, yc)
     return FitResult(
         model,
-        {k: len(v[1]) for k, v in examples.items()},
+        {k: len(v[1]) for k, v in built.items()},
         {k: [a.isoformat(), b.isoformat()] for k, (a, b) in blocks.items()},
     )
 
@@ -110,10 +176,193 @@ def holdout_metrics(
     model: ForecastModel, data: TrainingData, window: IssueWindow
 ) -> tuple[dict[str, Any], pd.DataFrame, np.ndarray]:
     """Metrics of `model` and the baselines for issue times in the window."""
-    X, _, keys = training_examples(
+    X, _, keys = examples(
         data.obs, data.spec, window.start, window.end, data.places, window.max_rows, window.seed
     )
     if len(X) == 0:
         raise ValueError("no evaluation rows in the holdout window")
     q = model.predict(X)
     return evaluate(keys, q), keys, q
+
+
+def cut_observations(obs: Observations, end: dt.datetime) -> Observations:
+    """The observations with ts <= end (a frame filtered, a source cut)."""
+    if isinstance(obs, pd.DataFrame):
+        return obs[pd.to_datetime(obs["ts"], utc=True) <= pd.Timestamp(end)]
+    return obs.until(end)
+
+
+def examples(
+    obs: Observations,
+    spec: FeatureSpec,
+    start: dt.datetime,
+    end: dt.datetime,
+    places: pd.DataFrame,
+    max_rows: int,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """(X, y, keys) for issue times in [start, end]: from the whole frame when it is in
+    memory, else the sampled selection from the source (same contract)."""
+    if isinstance(obs, pd.DataFrame):
+        return training_examples(obs, spec, start, end, places, max_rows, seed)
+    return sampled_examples(obs, spec, start, end, places, max_rows, seed)
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """Issue hours [first, last] (offsets from the window's first issue time) of some
+    locations (indices into the source's ids)."""
+
+    first: int
+    last: int
+    locs: np.ndarray
+    need: np.ndarray  # locs and their neighbours
+
+
+def sampled_examples(
+    source: ObservationSource,
+    spec: FeatureSpec,
+    start: dt.datetime,
+    end: dt.datetime,
+    places: pd.DataFrame,
+    max_rows: int,
+    seed: int = 0,
+    max_cells: int | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """(X, y, keys) like `training_examples`, read from `source` in grids of at most
+    `max_cells` (default MAX_CELLS) (location, hour) cells (see the module docstring).
+
+    The share of issue pairs kept is the budget over the observed target values in
+    [start, end]; each segment draws OVERSAMPLE times that share of the locations (all of
+    them when the budget covers everything) and keeps its eligible pairs at the rate that
+    leaves, so the rows stay within `max_rows` and follow where the data is.
+    """
+    ids = source.location_ids()
+    if not ids:
+        raise ValueError("no observations in the training window")
+    max_cells = max_cells or MAX_CELLS
+    H = spec.horizon
+    first = _floor_hour(start)
+    n_hours = int((_floor_hour(end) - first) / dt.timedelta(hours=1)) + 1
+    pairs = max(max_rows // H, 1)
+    expected = source.target_count(first, first + dt.timedelta(hours=max(n_hours, 1) - 1))
+    rate = min(1.0, pairs / max(expected, 1))
+    share = min(1.0, OVERSAMPLE * rate)
+    n_loc = len(ids)
+    k = max(1, math.ceil(share * n_loc))
+    rng = np.random.default_rng(seed)
+    nb = neighbour_matrix(ids, places).tocsr()
+    span = SEGMENT_HOURS + HISTORY_HOURS + H  # grid hours of one segment
+    units: list[_Unit] = []
+    for s0 in range(0, max(n_hours, 0), SEGMENT_HOURS):
+        drawn = np.arange(n_loc) if k >= n_loc else np.sort(rng.choice(n_loc, k, replace=False))
+        s1 = min(s0 + SEGMENT_HOURS, n_hours) - 1
+        units += _split(s0, s1, drawn, nb, max(max_cells // span, 1))
+    out: list[tuple[pd.DataFrame, np.ndarray, pd.DataFrame]] = []
+    taken = 0
+    for batch in _batches(units, HISTORY_HOURS + H + 1, max_cells):
+        if taken >= pairs:
+            break
+        got = _batch_examples(source, spec, places, ids, first, batch)
+        if got is None:
+            continue
+        grid, loc, t = got
+        take = min(len(loc), round(len(loc) * rate / share), pairs - taken)
+        if take < len(loc):
+            pick = np.sort(rng.choice(len(loc), take, replace=False))
+            loc, t = loc[pick], t[pick]
+        taken += take
+        if take:
+            out.append(examples_at(grid, loc, t, spec, places))
+    if not out:  # nothing eligible: the empty frames training_examples would give
+        grid = Grid([], np.datetime64(first.replace(tzinfo=None), "h"), 1)
+        grid.values = {c: np.empty((0, 1)) for c in [*grid_columns(spec), "wind_u", "wind_v"]}
+        empty = np.empty(0, dtype=np.int64)
+        return examples_at(grid, empty, empty, spec, places)
+    X = pd.concat([o[0] for o in out], ignore_index=True)
+    y = np.concatenate([o[1] for o in out])
+    keys = pd.concat([o[2].astype({"location_id": str}) for o in out], ignore_index=True)
+    keys["location_id"] = pd.Categorical(keys["location_id"], categories=ids)
+    # Time order, then location, then horizon: the order training_examples gives (batches
+    # may split a segment's locations).
+    order = np.lexsort(
+        (keys["horizon_h"].to_numpy(), keys["location_id"].cat.codes, keys["issued_at"].array.asi8)
+    )
+    if np.any(order != np.arange(len(order))):
+        X, y = X.iloc[order].reset_index(drop=True), y[order]
+        keys = keys.iloc[order].reset_index(drop=True)
+    return X, y, keys
+
+
+def _split(s0: int, s1: int, drawn: np.ndarray, nb: Any, max_locs: int) -> list[_Unit]:
+    """The segment's drawn locations in groups whose grid (with neighbours) fits."""
+    units, group, need = [], [], np.empty(0, dtype=np.int64)
+    for i in drawn:
+        mine = np.union1d([i], nb.indices[nb.indptr[i] : nb.indptr[i + 1]])
+        merged = np.union1d(need, mine)
+        if group and len(merged) > max_locs:
+            units.append(_Unit(s0, s1, np.asarray(group), need))
+            group, merged = [], mine
+        group.append(i)
+        need = merged
+    if group:
+        units.append(_Unit(s0, s1, np.asarray(group), need))
+    return units
+
+
+def _batches(units: list[_Unit], extra: int, max_cells: int) -> list[list[_Unit]]:
+    """Consecutive units grouped while the union of their locations x hours fits."""
+    out: list[list[_Unit]] = []
+    cur: list[_Unit] = []
+    need = np.empty(0, dtype=np.int64)
+    for u in units:
+        merged = np.union1d(need, u.need)
+        hours = u.last - (cur[0].first if cur else u.first) + extra
+        if cur and len(merged) * hours > max_cells:
+            out.append(cur)
+            cur, merged = [], u.need
+        cur.append(u)
+        need = merged
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _batch_examples(
+    source: ObservationSource,
+    spec: FeatureSpec,
+    places: pd.DataFrame,
+    ids: list[str],
+    first: dt.datetime,
+    batch: list[_Unit],
+) -> tuple[Grid, np.ndarray, np.ndarray] | None:
+    """One small grid for a batch of units and its eligible drawn (row, hour) pairs."""
+    hour = dt.timedelta(hours=1)
+    a = min(u.first for u in batch)
+    b = max(u.last for u in batch)
+    grid_start = first + (a - HISTORY_HOURS) * hour
+    grid_end = first + (b + spec.horizon) * hour
+    main = np.unique(np.concatenate([u.locs for u in batch]))
+    rows = np.unique(np.concatenate([u.need for u in batch]))
+    others = np.setdiff1d(rows, main)
+    read_from = grid_start - hour  # read() is (start, end]
+    frames = [source.read(read_from, grid_end, [ids[i] for i in main], grid_columns(spec))]
+    if len(others):
+        frames.append(source.read(read_from, grid_end, [ids[i] for i in others], [spec.target]))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return None
+    obs = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    grid = Grid.from_frame(obs, grid_start, grid_end, [ids[i] for i in rows], grid_columns(spec))
+    del obs, frames
+    allowed = np.zeros((len(rows), grid.n_hours), dtype=bool)
+    for u in batch:
+        r = np.searchsorted(rows, u.locs)
+        allowed[r, u.first - a + HISTORY_HOURS : u.last - a + HISTORY_HOURS + 1] = True
+    loc, t = np.nonzero(eligible(*anchors(grid, spec.target)) & allowed)
+    return grid, loc, t
+
+
+def _floor_hour(value: dt.datetime) -> dt.datetime:
+    ts = pd.Timestamp(value).tz_convert("UTC").floor("h")
+    return ts.to_pydatetime()

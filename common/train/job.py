@@ -19,7 +19,10 @@ every later version is fitted with the newest tuning and records it in its metad
 
 The version id is derived from as_of, a fingerprint of the training data and the recipe
 (features, row budget, holdout), so re-running with the same inputs finds the version
-already written and decides again without refitting.
+already written and decides again without refitting. The fingerprint is an aggregate the
+warehouse computes (`common.train.observations.summarise`); the whole window is read into
+memory only when it is small, else every fit and evaluation reads its sampled selection
+(`common.train.observations`), so memory follows the row budget, not the data.
 
 The job reads as its steps: read the data, plan the windows, get the candidate (fit or
 load), score production on the same rows, let `common.train.gate` decide, save, promote.
@@ -56,6 +59,13 @@ from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, run_job
 from common.runtime.services import Services
 from common.train.gate import ProductionScore, decide, paired_interval
+from common.train.observations import (
+    WindowSummary,
+    observations,
+    recent,
+    reference_rows,
+    summarise,
+)
 
 HOLDOUT_ROWS = 250_000  # fixed, so candidate and production are scored on the same rows
 WEATHER_NOTE = (
@@ -110,14 +120,17 @@ def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
     settings = services.settings
     spec = FeatureSpec(settings.target, settings.horizon, settings.future_weather)
     window = dt.timedelta(days=request.window_days or settings.train_window_days)
-    obs = read_observations(services, spec, run.as_of - window, run.as_of)
-    if obs.empty:
+    start = run.as_of - window
+    places = locations_mod.current(services.warehouse)
+    summary = summarise(services.warehouse, spec, start, run.as_of, len(places))
+    if summary.observations == 0:
         raise Conflict("no observations in the training window: run ingest first", "as_of")
-    data = TrainingData(obs, spec, locations_mod.current(services.warehouse))
+    obs = observations(services.warehouse, spec, start, run.as_of, summary)
+    data = TrainingData(obs, spec, places)
     registry = Registry(services.store, settings.model_name)
     pointer, generation = registry.production()
-    tuning = _tuning(registry, settings, request, data, run.as_of - window, run.as_of)
-    plan = plan_training(request, settings, data, run.as_of - window, run.as_of, tuning)
+    tuning = _tuning(registry, settings, request, data, summary, start, run.as_of)
+    plan = plan_training(request, settings, summary, spec, start, run.as_of, tuning)
     run.answer["version"] = plan.version
     if tuning is not None:
         run.answer["tuning"] = tuning
@@ -135,7 +148,9 @@ def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
         margin=settings.gate_margin,
         tolerance=settings.gate_tolerance,
     )
-    meta = candidate.metadata or _metadata(settings, data, plan, candidate, run.run_id, tuning)
+    meta = candidate.metadata or _metadata(
+        settings, data, summary, plan, candidate, run.run_id, tuning
+    )
     sample = None if candidate.metadata else drift_sample(data, plan.as_of)
     _save(registry, plan.version, candidate, {**meta, "gate": decision.to_dict()}, sample)
     checkpoint("train:version-written")  # tests: the version saved, the pointer not yet moved
@@ -164,43 +179,28 @@ def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
     )
 
 
-def read_observations(
-    services: Services, spec: FeatureSpec, start: dt.datetime, as_of: dt.datetime
-) -> pd.DataFrame:
-    cols = ", ".join(grid_columns(spec))
-    return services.warehouse.query(
-        f"SELECT location_id, ts, {cols} FROM observations "
-        "WHERE ts > @start AND ts <= @as_of ORDER BY ts, location_id",
-        {"start": start, "as_of": as_of},
-    )
-
-
-def fingerprint(obs: pd.DataFrame) -> str:
-    """sha256 over the training rows (order-independent of how the warehouse returned them)."""
-    frame = obs.sort_values(["location_id", "ts"]).reset_index(drop=True)
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()
-
-
 def plan_training(
     request: TrainRequest,
     settings: Settings,
-    data: TrainingData,
+    summary: WindowSummary,
+    spec: FeatureSpec,
     window_start: dt.datetime,
     as_of: dt.datetime,
     tuning: dict[str, Any] | None = None,
 ) -> TrainPlan:
     """The version id and the fit and holdout windows; a 409 when history is too short."""
     max_rows = request.max_rows or settings.train_max_rows
-    fp = fingerprint(data.obs)
-    parts: list[Any] = [fp, data.spec.to_dict(), max_rows, settings.train_holdout_days]
+    fp = summary.fingerprint
+    parts: list[Any] = [fp, spec.to_dict(), max_rows, settings.train_holdout_days]
     if tuning is not None:  # tuned parameters make another version (untuned ids unchanged)
         parts.append(tuning["params"])
     recipe = json.dumps(parts, sort_keys=True)
     version = f"{as_of:%Y%m%dT%H%MZ}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
-    oldest = pd.Timestamp(data.obs["ts"].min()).to_pydatetime()
+    if summary.oldest is None:
+        raise Conflict("no observations in the training window: run ingest first", "as_of")
+    oldest = summary.oldest
     first = oldest + dt.timedelta(hours=HISTORY_HOURS)
-    H = data.spec.horizon
+    H = spec.horizon
     holdout_end = as_of - dt.timedelta(hours=H)
     holdout_start = holdout_end - dt.timedelta(days=settings.train_holdout_days)
     if holdout_start - first < dt.timedelta(hours=20 * H):
@@ -225,6 +225,7 @@ def _tuning(
     settings: Settings,
     request: TrainRequest,
     data: TrainingData,
+    summary: WindowSummary,
     window_start: dt.datetime,
     as_of: dt.datetime,
 ) -> dict[str, Any] | None:
@@ -234,7 +235,7 @@ def _tuning(
     stored = registry.store.get_json(key) if registry.store.exists(key) else None
     if not request.tune:
         return stored
-    base = plan_training(request, settings, data, window_start, as_of)
+    base = plan_training(request, settings, summary, data.spec, window_start, as_of)
     if stored is not None and (stored.get("as_of"), stored.get("fingerprint")) == (
         iso(as_of),
         base.fingerprint,
@@ -363,12 +364,13 @@ def _save(
 def drift_sample(data: TrainingData, end: dt.datetime) -> bytes:
     """The inputs of the window's last drift window, a bounded sample (see drift.py)."""
     since = end - dt.timedelta(hours=DRIFT_WINDOW_HOURS)
-    return drift.reference_sample(data.obs, grid_columns(data.spec), since)
+    return drift.reference_sample(recent(data.obs, since), grid_columns(data.spec), since)
 
 
 def _metadata(
     settings: Settings,
     data: TrainingData,
+    summary: WindowSummary,
     plan: TrainPlan,
     candidate: Candidate,
     run_id: str,
@@ -392,8 +394,8 @@ def _metadata(
         "model": candidate.model.state(),
         "data": {
             "window": [iso(plan.window_start), iso(plan.as_of)],
-            "observations": len(data.obs),
-            "locations": int(data.obs["location_id"].nunique()),
+            "observations": summary.observations,
+            "locations": summary.locations,
             "fingerprint": plan.fingerprint,
             "blocks": candidate.blocks,
             "holdout": [iso(plan.holdout.start), iso(plan.holdout.end)],
@@ -403,7 +405,7 @@ def _metadata(
         "baselines": {b: metrics[b] for b in ("persistence", "seasonal_naive")},
         "backtest": candidate.backtest,
         # decile bins of every input over the training window: drift is measured against them
-        "reference": drift_reference(data.obs, grid_columns(spec)),
+        "reference": drift_reference(reference_rows(data.obs), grid_columns(spec)),
     }
 
 

@@ -22,17 +22,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-import pandas as pd
 
 from common.core.logs import event, get_logger
 from common.core.timeutil import iso
 from common.forecasting.evaluation import ratio
-from common.forecasting.training import IssueWindow, TrainingData, fit_model, holdout_metrics
+from common.forecasting.training import (
+    IssueWindow,
+    TrainingData,
+    cut_observations,
+    fit_model,
+    holdout_metrics,
+)
 
 __all__ = ["TUNING_FILE", "TuneBudget", "tune"]
 
 TUNING_FILE = "tuning.json"
 FOLDS = 2
+FOLD_ROWS = 500_000  # rows each fold is scored on (bounded, like the job's holdout)
 log = get_logger(__name__)
 
 
@@ -74,9 +80,7 @@ def tune(
     data: TrainingData, history: IssueWindow, block: dt.timedelta, budget: TuneBudget
 ) -> dict[str, Any]:
     """Search the space on folds before `history.end` (the holdout's start)."""
-    cut = pd.Timestamp(history.end)
-    seen = data.obs[pd.to_datetime(data.obs["ts"], utc=True) <= cut]
-    before = TrainingData(seen, data.spec, data.places)
+    before = TrainingData(cut_observations(data.obs, history.end), data.spec, data.places)
     plan = folds(history, block, data.spec.horizon)
     if not plan:
         raise ValueError("not enough history before the holdout for a tuning fold")
@@ -89,7 +93,7 @@ def tune(
             fit = fit_model(
                 before, IssueWindow(history.start, origin, budget.max_rows), params=params
             )
-            m, _, _ = holdout_metrics(fit.model, before, IssueWindow(origin, end, 10**7))
+            m, _, _ = holdout_metrics(fit.model, before, IssueWindow(origin, end, FOLD_ROWS))
             scores.append(ratio(m))
         return float(sum(scores) / len(scores))
 

@@ -234,3 +234,29 @@ def test_bad_requests_and_missing_data_are_4xx(home: Path, tmp_path: Path, monke
     resp = c.post("/", json={"as_of": (AS_OF - dt.timedelta(days=33)).isoformat()})
     assert resp.status_code == 409 and "not enough history" in resp.get_json()["error"]
     assert json.loads(json.dumps(resp.get_json()))
+
+
+def test_a_window_too_large_for_one_grid_trains_on_a_sampled_selection(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With grids bounded to 3,000 cells the window is not read whole: every fit and
+    evaluation reads its sampled selection; the version stands and a re-run finds it."""
+    from common.forecasting import training
+    from common.train import observations
+
+    monkeypatch.setattr(training, "MAX_CELLS", 3000)
+    whole = []
+    read = observations.read_observations
+    monkeypatch.setattr(
+        observations, "read_observations", lambda *a, **k: whole.append(1) or read(*a, **k)
+    )
+    first = run_train(TrainRequest(as_of=AS_OF), get_services())
+    assert first["status"] == "success" and first["promoted"] is True and not whole
+    meta = registry().metadata(first["version"])
+    assert 0 < meta["rows"]["fit"] <= 6000 and meta["rows"]["holdout"] > 0
+    assert meta["data"]["observations"] > 0 and meta["reference"]
+    holdout = meta["metrics"]["holdout"]
+    assert holdout["model"]["mae"] < holdout["seasonal_naive"]["mae"]
+    again = run_train(TrainRequest(as_of=AS_OF), get_services())
+    assert again["version"] == first["version"] and again["promoted"] is False
+    assert again["metrics"] == first["metrics"]  # the same holdout rows, scored again

@@ -90,3 +90,32 @@ def test_train_tunes_on_request_stores_the_choice_and_the_next_version_uses_it(
     # A re-run of the tuned request searches nothing again: the same version.
     again = run_train(TrainRequest(as_of=AS_OF, tune=True), get_services())
     assert again["version"] == answer["version"]
+
+
+@pytest.mark.usefixtures("home")
+def test_train_tunes_on_a_sampled_selection_without_reading_the_holdout(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A window too large for one grid: the search's folds read sampled selections from a
+    source cut at the holdout's start."""
+    from common.forecasting import training
+    from common.runtime import services
+
+    monkeypatch.setattr(training, "MAX_CELLS", 3000)
+    monkeypatch.setenv("AIRCAST_TUNE_MAX_TRIALS", "1")
+    monkeypatch.setenv("AIRCAST_TRAIN_BACKTEST_FOLDS", "0")
+    services.reset()
+    ends: list[dt.datetime] = []
+    original = tuning.fit_model
+
+    def spy(data: TrainingData, window: IssueWindow, params=None):
+        assert not isinstance(data.obs, pd.DataFrame)  # the sampled path
+        ends.append(data.obs.end)
+        return original(data, window, params)
+
+    monkeypatch.setattr(tuning, "fit_model", spy)
+    answer = run_train(TrainRequest(as_of=AS_OF, tune=True), get_services())
+    assert answer["status"] in ("success", "rejected"), answer
+    stored = get_services().store.get_json(f"{registry().prefix}/tuning.json")
+    assert stored["trials"] == 1 and ends
+    assert max(ends).isoformat().replace("+00:00", "Z") <= stored["data_end"]
