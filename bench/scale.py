@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scale.py predict [--sizes 1000 10000 100000] [--per-shard 10000]
     .venv/bin/python bench/scale.py requests [--sizes 1000 10000]
+    .venv/bin/python bench/scale_train.py --locations 1000 10000 --days 365   # train
 
 `predict`: a fresh DuckDB home per size (set-up not timed): 35 days of the synthetic
 source and one train run give a production model; N bench locations at random
