@@ -175,6 +175,7 @@ class Parts:
         self.store, self.refresh_seconds, self.shards = store, refresh_seconds, shards
         self.held = held
         self._held: OrderedDict[int, SnapshotCache] = OrderedDict()
+        self._shard_by_id: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def part(self, shard: int) -> SnapshotCache:
@@ -192,8 +193,17 @@ class Parts:
                 self._held.move_to_end(shard)
             return cache
 
+    MAX_REMEMBERED = 500_000  # ids whose shard is remembered (a caller cannot grow it more)
+
     def of(self, location_id: str) -> SnapshotCache:
-        return self.part(shard_of(location_id, self.shards))
+        if self.shards == 1:
+            return self.part(0)
+        shard = self._shard_by_id.get(location_id)
+        if shard is None:
+            shard = shard_of(location_id, self.shards)
+            if len(self._shard_by_id) < self.MAX_REMEMBERED:
+                self._shard_by_id[location_id] = shard
+        return self.part(shard)
 
     def each(self) -> Iterator[tuple[int, Serving | None, str | None]]:
         """(shard, its serving or None, the last refresh error) for every part."""
