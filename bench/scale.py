@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -193,10 +193,6 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
     the model and the data to the emulators, then count the BigQuery client's HTTP requests
     in one predict run and one ingest run on them."""
     import pandas as pd
-    import requests
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
 
     from common.core.config import load_settings
     from common.ingest.job import IngestRequest, run_ingest
@@ -204,15 +200,8 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
     from common.runtime import services
     from common.runtime.services import Services, get_services
     from common.storage import open_store
-    from common.warehouse.bigquery_warehouse import BigQueryWarehouse
     from tests.emulators import bigquery_emulator, storage_emulator
-
-    class Counting(requests.Session):
-        calls: ClassVar[list[str]] = []
-
-        def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def, override]
-            Counting.calls.append(f"{method} {url.split('?')[0].rsplit('/', 1)[-1]}")
-            return super().request(method, url, *args, **kwargs)
+    from tests.warehouse.test_warehouse_contract import counting_warehouse
 
     work = Path(workdir)
     setup(n)  # locally, in AIRCAST_HOME
@@ -240,14 +229,7 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
             source="synthetic",
             locations_file=toml,
         )
-        client = bigquery.Client(
-            project=settings.project,
-            credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=settings.bigquery_endpoint),
-            _http=Counting(),
-        )
-        warehouse = BigQueryWarehouse(settings, client=client)
-        warehouse.ensure_schema()
+        warehouse, session = counting_warehouse(settings)  # every HTTP request counted
         store = open_store(settings)
         for key in local.store.list("models/"):
             store.put(key, local.store.get(key))
@@ -262,17 +244,17 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
         counted = Services(settings, warehouse, store)
         services.reset()
         out: dict[str, Any] = {"locations": n}
-        Counting.calls.clear()
+        session.calls.clear()
         answer = run_predict(PredictRequest(as_of=AS_OF), counted)
-        out["predict_requests"] = len(Counting.calls)
+        out["predict_requests"] = len(session.calls)
         out["predict_rows"] = answer["counts"]["written"]
-        out["predict_kinds"] = kinds(Counting.calls)
-        Counting.calls.clear()
+        out["predict_kinds"] = kinds(session.calls)
+        session.calls.clear()
         window = {"start": AS_OF + dt.timedelta(hours=1), "end": AS_OF + dt.timedelta(hours=3)}
         ingest = run_ingest(IngestRequest(**window), counted)
-        out["ingest_requests"] = len(Counting.calls)
+        out["ingest_requests"] = len(session.calls)
         out["ingest_rows"] = ingest["counts"].get("written")
-        out["ingest_kinds"] = kinds(Counting.calls)
+        out["ingest_kinds"] = kinds(session.calls)
     return out
 
 
@@ -281,7 +263,8 @@ def kinds(calls: list[str]) -> dict[str, int]:
     pages beyond the first, job polls, table reads)."""
     out = {"queries": 0, "load jobs": 0, "uploads": 0, "gets": 0}
     for call in calls:
-        method, name = call.split(" ", 1)
+        method, url = call.split(" ", 1)
+        name = url.rsplit("/", 1)[-1]
         if method == "POST" and name == "queries":
             out["queries"] += 1
         elif method == "POST" and name == "jobs":

@@ -581,20 +581,10 @@ def _to_hour64(series: pd.Series) -> np.ndarray:
 
 def neighbours_of(location_ids: Sequence[str], places: pd.DataFrame) -> list[str]:
     """The locations of `places` within NEIGHBOUR_KM of any of `location_ids` (themselves
-    excluded unless they neighbour another): what a batch must read besides its own, so
-    that its regional features are those of the whole network. One tree over the places,
-    queried only for the batch: cost follows the batch, not the network squared."""
-    p = places.drop_duplicates("location_id")
-    lat = pd.to_numeric(p["latitude"], errors="coerce").to_numpy(float)
-    lon = pd.to_numeric(p["longitude"], errors="coerce").to_numpy(float)
-    known = ~np.isnan(lat) & ~np.isnan(lon)
-    ids = p["location_id"].astype(str).to_numpy()[known]
-    wanted = pd.Index(ids).get_indexer(list(location_ids))
-    wanted = wanted[wanted >= 0]
-    if len(ids) < 2 or len(wanted) == 0:
-        return []
-    points = np.radians(np.c_[lat[known], lon[known]])
-    hits = BallTree(points, metric="haversine").query_radius(points[wanted], NEIGHBOUR_KM / 6371.0)
-    found = np.unique(np.concatenate(list(hits)))
+    excluded): what a batch must read besides its own, so that its regional features are
+    those of the whole network. The matrix has a row per batch location only: cost follows
+    the batch, not the network squared."""
+    ids = places["location_id"].astype(str).drop_duplicates().tolist()
+    found = np.unique(neighbour_matrix(ids, places, rows=list(location_ids)).indices)
     own = set(location_ids)
-    return [str(i) for i in ids[found] if i not in own]
+    return [ids[j] for j in found if ids[j] not in own]

@@ -79,8 +79,12 @@ class PredictRequest(BaseModel):
     )
 
 
-def _ids_clause(ids: list[str] | None) -> str:
-    return "" if ids is None else " AND location_id IN UNNEST(@ids)"
+def _ids_clause(params: dict[str, Any], ids: list[str] | None) -> str:
+    """The filter to the locations `ids` (none when None), its parameter added to `params`."""
+    if ids is None:
+        return ""
+    params["ids"] = ids
+    return " AND location_id IN UNNEST(@ids)"
 
 
 def read_recent(
@@ -95,11 +99,9 @@ def read_recent(
     only the locations `ids` (a batch, or its neighbours), `columns` and `hours` when given."""
     cols = ", ".join(columns or grid_columns(spec))
     params: dict[str, Any] = {"start": as_of - dt.timedelta(hours=hours), "as_of": as_of}
-    if ids is not None:
-        params["ids"] = ids
     return services.warehouse.query(
         f"SELECT location_id, ts, {cols} FROM observations WHERE ts > @start AND ts <= @as_of"
-        + _ids_clause(ids),
+        + _ids_clause(params, ids),
         params,
     )
 
@@ -110,12 +112,10 @@ def read_weather_forecasts(
     """For each (location, target hour), the newest weather forecast issued at or before as_of."""
     cols = ", ".join(WEATHER)
     params: dict[str, Any] = {"as_of": as_of, "end": as_of + dt.timedelta(hours=horizon)}
-    if ids is not None:
-        params["ids"] = ids
     return services.warehouse.query(
         f"SELECT location_id, ts, {cols} FROM weather_forecasts "
         "WHERE issued_at <= @as_of AND ts > @as_of AND ts <= @end"
-        + _ids_clause(ids)
+        + _ids_clause(params, ids)
         + " QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, ts "
         "ORDER BY issued_at DESC, ingested_at DESC) = 1",
         params,
@@ -292,15 +292,13 @@ def _done(
     services: Services, version: str, target: str, as_of: dt.datetime, ids: list[str] | None
 ) -> set[str]:
     """Locations already forecast for (version, issued_at, target): a re-run skips them."""
+    if ids is not None and not ids:
+        return set()
     params: dict[str, Any] = {"as_of": as_of, "version": version, "target": target}
-    if ids is not None:
-        if not ids:
-            return set()
-        params["ids"] = ids
     done = services.warehouse.query(
         "SELECT DISTINCT location_id FROM forecasts "
         "WHERE issued_at = @as_of AND model_version = @version AND target = @target"
-        + _ids_clause(ids),
+        + _ids_clause(params, ids),
         params,
     )
     return set(done["location_id"].astype(str))
@@ -459,12 +457,10 @@ def recent_accuracy(
     over the locations `ids` when given (one shard's)."""
     start = as_of - dt.timedelta(days=ACCURACY_DAYS)
     where = "WHERE target = @target AND target_ts > @start AND target_ts <= @as_of"
+    if ids is not None and not ids:
+        return None
     p: dict[str, Any] = {"target": target, "start": start, "as_of": as_of}
-    if ids is not None:
-        if not ids:
-            return None
-        where += " AND location_id IN UNNEST(@ids)"
-        p["ids"] = ids
+    where += _ids_clause(p, ids)
     warehouse = services.warehouse
     by_h = warehouse.query(
         "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, "
