@@ -217,7 +217,7 @@ TABLES: dict[str, Table] = {
                 _c("yhat_upper", "FLOAT64", "Upper bound (p90)"),
                 _c("created_at", "TIMESTAMP", "When the row was written", True),
             ),
-            key=("location_id", "target_ts"),
+            key=("location_id", "target", "target_ts"),
             partition_by="target_ts",
             cluster_by=("location_id",),
             retention_days=400,
@@ -305,9 +305,10 @@ VIEWS: dict[str, View] = {
         ),
         View(
             "latest_forecasts",
-            "The newest forecast per (location_id, target_ts).",
+            "The newest forecast per (location_id, target, target_ts): one row per "
+            "forecast hour for each forecast variable.",
             "SELECT * FROM forecasts WHERE TRUE QUALIFY ROW_NUMBER() OVER ("
-            "PARTITION BY location_id, target_ts ORDER BY issued_at DESC, created_at DESC, "
+            "PARTITION BY location_id, target, target_ts ORDER BY issued_at DESC, created_at DESC, "
             "run_id DESC) = 1",
             ("forecasts",),
         ),
@@ -343,8 +344,10 @@ VIEWS: dict[str, View] = {
             "forecast_aqi",
             "latest_forecasts with the air-quality index of p50, p10 and p90 and their "
             "categories under each scheme (aqi_us_epa, category_us_epa, ..._cn_hj633): the "
-            "index of each forecast hour's value with the scheme's table for the pollutant "
-            "(no NowCast or 8-hour mean here; the api applies those). See docs/aqi.md.",
+            "index of each forecast hour's value with the scheme's table for the row's target "
+            "pollutant, i.e. that pollutant's sub-index; the overall index of an hour is the "
+            "largest over its targets (no NowCast or 8-hour mean here; the api applies "
+            "those). See docs/aqi.md.",
             _aqi_view(),
             ("latest_forecasts",),
         ),

@@ -281,3 +281,42 @@ def test_in_unnest_matches_exactly_the_listed_ids_through_the_view(wh: Warehouse
     )
     assert got["location_id"].tolist() == ["b"] * 3 + ["o'x"] * 3
     assert got["pm2_5"].tolist() == [0.0, 1.0, 2.0, 99.0, 1.0, 2.0]
+
+
+def test_latest_forecasts_keeps_each_target_and_forecast_aqi_its_sub_index(wh: Warehouse):
+    """Two targets forecast for the same location and hour are two rows of latest_forecasts
+    (its key holds the target), a re-issue of one supersedes only that one, and
+    forecast_aqi indexes each row with its own pollutant's table."""
+    from common.core.aqi import US_EPA, index_of
+    from common.warehouse.view_keys import duplicates
+
+    def row(target: str, yhat: float, issued_hour: int, run: str) -> dict:
+        return {
+            "run_id": run,
+            "model_version": f"v-{target}",
+            "location_id": "loc",
+            "target": target,
+            "issued_at": T0 + pd.Timedelta(hours=issued_hour),
+            "target_ts": T0 + pd.Timedelta(hours=3),
+            "horizon_h": 3 - issued_hour,
+            "yhat": yhat,
+            "yhat_lower": yhat / 2,
+            "yhat_upper": yhat * 2,
+            "created_at": T0 + pd.Timedelta(hours=issued_hour),
+        }
+
+    wh.append("forecasts", pd.DataFrame([row("pm2_5", 40.0, 0, "r1"), row("pm10", 160.0, 0, "r1")]))
+    wh.append("forecasts", pd.DataFrame([row("pm2_5", 20.0, 1, "r2")]))  # a newer pm2_5 only
+    got = wh.query(
+        "SELECT target, yhat, run_id, aqi_us_epa, category_us_epa FROM forecast_aqi ORDER BY target"
+    )
+    assert got[["target", "yhat", "run_id"]].to_dict("records") == [
+        {"target": "pm10", "yhat": 160.0, "run_id": "r1"},
+        {"target": "pm2_5", "yhat": 20.0, "run_id": "r2"},
+    ]
+    for r in got.itertuples():
+        index = index_of(US_EPA, r.target, "24h", r.yhat)
+        assert (int(r.aqi_us_epa), r.category_us_epa) == (index, US_EPA.category(index).name)
+    assert int(got["aqi_us_epa"].iloc[0]) != int(got["aqi_us_epa"].iloc[1])  # two tables
+    assert len(wh.query("SELECT * FROM latest_forecasts")) == 2
+    assert not any(duplicates(wh).values())
