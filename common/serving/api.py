@@ -372,7 +372,8 @@ class Api:
         if not (path in SNAPSHOT_ROUTES or path.startswith(FORECAST_PREFIX)):
             return route[1](request)
         # Snapshot lookups: the same URL gets the same bytes until its part changes.
-        parts = self.parts_of(request.args)
+        # (the hot path parses no query string unless it may name a target)
+        parts = self.parts_of(request.args) if b"target" in request.query_string else self.parts
         if path.startswith(FORECAST_PREFIX):
             serving = parts.of(path[len(FORECAST_PREFIX) :]).require()
         elif parts.shards == 1:
