@@ -124,7 +124,9 @@ def run_train(request: TrainRequest, services: Services) -> dict[str, Any]:
     docstring); a request naming `target` trains that one alone."""
     settings = services.settings
     targets = (
-        (settings.target_of(request.target),) if request.target else settings.forecast_targets
+        settings.forecast_targets
+        if request.target is None
+        else (settings.target_of(request.target),)
     )  # a target not forecast here: 400 before any run is recorded
     return run_job("train", request, services, lambda run: _train(request, services, run, targets))
 

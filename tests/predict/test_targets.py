@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import functions_framework
 import pandas as pd
 import pytest
 
@@ -24,7 +25,7 @@ from common.runtime.services import get_services
 from common.serving.api import create_app
 from common.serving.indices import point_indices
 from common.train.job import TrainRequest, run_train
-from tests.predict.test_predict import H, T, _env, location_ids, sql
+from tests.predict.test_predict import ROOT, H, T, _env, location_ids, sql
 
 
 def _per_target(query: str, **params: object) -> dict[str, int]:
@@ -58,6 +59,9 @@ def test_a_deployment_adds_targets_keeps_its_model_and_serves_each(
     with pytest.raises(BadRequest) as bad:
         run_train(TrainRequest(as_of=T - dt.timedelta(days=2), target="nitrogen_dioxide"), svc)
     assert bad.value.field == "target"
+    train_fn = functions_framework.create_app("train", str(ROOT / "functions/train/main.py"))
+    over_http = train_fn.test_client().post("/", json={"target": ""})
+    assert over_http.status_code == 400 and over_http.json["field"] == "target"
     trained = run_train(TrainRequest(as_of=T - dt.timedelta(days=2), target="pm10"), svc)
     assert list(trained["targets"]) == ["pm10"] and trained["promoted"] is True, trained
     assert trained["model_name"] == "aircast-pm10" and trained["target"] == "pm10"
