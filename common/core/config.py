@@ -143,7 +143,7 @@ class Settings(BaseSettings):
 
     # --- training ------------------------------------------------------------------------
     train_window_days: int = Field(
-        365,
+        1095,
         ge=7,
         le=TRAIN_WINDOW_MAX_DAYS,
         description="Train on observations of this many days up to as_of (raw observations "
