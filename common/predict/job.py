@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import re
 import time
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.core.errors import Conflict
 from common.core.faults import checkpoint
-from common.core.logs import event, get_logger
+from common.core.logs import get_logger
 from common.core.schema import VARIABLES, WEATHER
 from common.core.sharding import MAX_SHARDS, shard_of, shards_to_run
 from common.core.timeutil import UTC, UTCDateTime, iso
@@ -181,17 +180,12 @@ def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outc
         counts["written"] += written
         counts["skipped"] += len(prediction.skipped)
         skipped += prediction.skipped
-    # The health status describes the whole pipeline: one shard (0) stores it each hour.
-    t = time.perf_counter()
-    health = _store_status(services, run.as_of) if 0 in todo else None
-    timings["health_s"] = round(time.perf_counter() - t, 4)
     answer: dict[str, Any] = {
         "issued_at": iso(run.as_of),
         "horizon": spec.horizon,
         "skipped": [{"location_id": i, "reason": r} for i, r in skipped],
         "snapshot": published["0"] if shards == 1 else published,
         "timings": timings,
-        "health": health,
     }
     if shards > 1:
         answer["shards_run"] = todo
@@ -272,20 +266,6 @@ def _add(timings: dict[str, float], key: str, since: float) -> None:
 def _empty_frame() -> pd.DataFrame:
     cols = ["location_id", "target", "issued_at", "target_ts", "horizon_h"]
     return pd.DataFrame(columns=[*cols, "yhat", "yhat_lower", "yhat_upper"])
-
-
-def _store_status(services: Services, as_of: dt.datetime) -> str | None:
-    """Evaluate the health conditions (each logged for the alerts) and store them for the
-    api; a monitor that fails must not fail the forecasts, so its error is only logged."""
-    from common.monitoring import status
-
-    try:
-        health = status.evaluate(services, as_of)
-        status.publish(services, health)
-    except Exception as exc:
-        event(log, "health status not stored", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
-        return None
-    return str(health["status"])
 
 
 def _done(

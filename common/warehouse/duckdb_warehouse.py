@@ -1,7 +1,7 @@
 """DuckDB adapter: the embedded default, one file under AIRCAST_HOME.
 
 DuckDB lets one process at a time open a file for writing, and the local stack runs the
-four functions as separate processes. So each operation opens the file, works and closes
+five functions as separate processes. So each operation opens the file, works and closes
 it again, under a cross-process file lock: short waits instead of "file is locked" errors.
 """
 
