@@ -281,3 +281,29 @@ def test_in_unnest_matches_exactly_the_listed_ids_through_the_view(wh: Warehouse
     )
     assert got["location_id"].tolist() == ["b"] * 3 + ["o'x"] * 3
     assert got["pm2_5"].tolist() == [0.0, 1.0, 2.0, 99.0, 1.0, 2.0]
+
+
+def test_duckdb_makes_its_schema_once_and_again_when_it_changes(
+    local_settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    """A new process opening an unchanged warehouse skips the views' translation (about a
+    second per run); a changed definition is applied on first use, without ensure_schema."""
+    open_warehouse(local_settings).ensure_schema()
+    translated: list[str] = []
+    real = Warehouse.render
+
+    def counting(self: Warehouse, sql: str) -> str:
+        translated.append(sql)
+        return real(self, sql)
+
+    monkeypatch.setattr(Warehouse, "render", counting)
+    assert open_warehouse(local_settings).query("SELECT COUNT(*) AS n FROM runs")["n"][0] == 0
+    assert translated == ["SELECT COUNT(*) AS n FROM runs"]  # no view was made again
+
+    runs = TABLES["runs"]
+    extra = Column("note", "STRING", "added in a later release")
+    monkeypatch.setitem(TABLES, "runs", dataclasses.replace(runs, columns=(*runs.columns, extra)))
+    later = open_warehouse(local_settings)
+    later.query("SELECT 1 AS one")
+    assert ("note", "STRING") in later.relations()["runs"]
+    assert len(translated) > len(VIEWS)  # every view made again with the new table
