@@ -26,6 +26,8 @@ from common.core.catalog import SOURCE_NAMES
 from common.core.errors import AircastError
 from common.core.schema import TRAIN_WINDOW_MAX_DAYS, VARIABLES
 
+HORIZON_MAX_H = 168  # the longest horizon a deployment may configure (one week)
+
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
@@ -72,7 +74,7 @@ class Settings(BaseSettings):
 
     # Forecasting
     target: str = Field("pm2_5", description="Observation column to forecast.")
-    horizon: int = Field(24, ge=1, le=168, description="Forecast horizons 1..H hours.")
+    horizon: int = Field(24, ge=1, le=HORIZON_MAX_H, description="Forecast horizons 1..H hours.")
     model_name: str = Field("aircast", description="Name of the model under models/.")
 
     # --- ingest --------------------------------------------------------------------------

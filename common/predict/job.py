@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.core.config import HORIZON_MAX_H
 from common.core.errors import Conflict
 from common.core.faults import checkpoint
 from common.core.logs import get_logger
@@ -442,12 +443,19 @@ def recent_accuracy(
     p: dict[str, Any] = {"target": target, "start": start, "as_of": as_of}
     where += _ids_clause(p, ids)
     warehouse = services.warehouse
+    # Persistence's value is the observation at the issue time: at most the longest horizon
+    # before the window, and only the same locations, so the join reads no more of them.
+    p["issued_start"] = start - dt.timedelta(hours=HORIZON_MAX_H)
+    last = (
+        f"SELECT location_id, ts, {target} FROM observations "
+        "WHERE ts > @issued_start AND ts <= @as_of" + _ids_clause(p, ids)
+    )
     by_h = warehouse.query(
         "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, "
         "SQRT(AVG(error * error)) AS rmse, AVG(CAST(covered AS FLOAT64)) AS coverage, "
         f"AVG(ABS(o.{target} - a.actual)) AS persistence_mae "  # target: a schema variable
         "FROM (SELECT * FROM forecast_accuracy "
-        f"{where}) AS a LEFT JOIN observations AS o "
+        f"{where}) AS a LEFT JOIN ({last}) AS o "
         "ON o.location_id = a.location_id AND o.ts = a.issued_at "
         "GROUP BY horizon_h ORDER BY horizon_h",
         p,
