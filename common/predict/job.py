@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +51,7 @@ from common.forecasting.snapshot import (
     Accuracy,
     HorizonAccuracy,
     LocationInfo,
+    issued_at_of,
     snapshot_key,
 )
 from common.runtime import locations as locations_mod
@@ -517,13 +517,5 @@ def publish(
     raise Conflict("the serving snapshot kept changing under this run; retry", field="snapshot")
 
 
-ISSUED_AT = re.compile(rb'"issued_at":"([^"]+)"')
-
-
 def _issued_at(data: bytes) -> pd.Timestamp:
-    """The issue time of a published snapshot: the top-level `issued_at`, which
-    `encode_snapshot` writes within the first few hundred bytes (no need to parse 10 MB)."""
-    head = ISSUED_AT.search(data[:1024])
-    if head is None:
-        return pd.Timestamp(json.loads(data)["issued_at"])
-    return pd.Timestamp(head.group(1).decode())
+    return pd.Timestamp(issued_at_of(data))
