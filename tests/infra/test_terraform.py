@@ -3,6 +3,7 @@ its one list of functions, the IAM derived from it, and the example root that ca
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from typing import Any
@@ -426,3 +427,22 @@ def test_predict_shards_come_from_one_variable_as_the_code_expands_them():
     environment = load()["locals"]["environment"]
     assert "AIRCAST_PREDICT_SHARDS" in environment and "var.predict_shards" in environment
     assert Settings.model_fields["predict_shards"].default == variable["default"]
+
+
+def test_the_shard_limit_keeps_the_runs_table_inside_its_load_job_quota():
+    """Every run appends two `runs` rows (start, outcome), each by one load job, and BigQuery
+    allows 1,500 load jobs per table per day. At the largest predict_shards Terraform
+    accepts, a day of every schedule (the weekly tune counted every day) leaves room for
+    retries; one more shard would not."""
+    condition = block(load()["variable"]["predict_shards"], "validation")["condition"]
+    limit = int(re.search(r"var\.predict_shards <= (\d+)", condition)[1])
+    day = dt.datetime(2024, 3, 3, tzinfo=dt.UTC)  # a Sunday: the tune fires too
+
+    def load_jobs(shards: int) -> int:
+        end = day + dt.timedelta(hours=23, minutes=59)
+        fires = sum(len(list(s.fire_times(day, end))) for s in expand(SCHEDULES, shards))
+        return 2 * fires
+
+    assert load_jobs(limit) <= 1_500 - 50  # 50 for retries and manual runs
+    assert load_jobs(limit + 1) > 1_500 - 50
+    assert str(limit) in load()["variable"]["predict_shards"]["description"]
