@@ -10,7 +10,8 @@ coordinates get 96 hours of hourly observations (the synthetic series, scaled pe
 location). Then predict runs as ceil(N / per-shard) shards, each in its own child process
 as each would run in its own Cloud Run instance: wall time and peak RSS per shard, the
 snapshot part each writes, and the total (the shards run one after another here; in the
-cloud they run side by side, so the cloud's wall time is the slowest shard's).
+cloud they run side by side, so the cloud's wall time is the slowest shard's). Then the
+hourly monitor (the health status over the whole network) in its own child process.
 
 `requests`: the same set-up on the BigQuery emulator (bqemulator) and the Cloud Storage
 emulator, through the official clients; one predict run and one ingest run (synthetic
@@ -139,6 +140,21 @@ def shard_child(shard: int, shards: int) -> dict[str, Any]:
     }
 
 
+def monitor_child() -> dict[str, Any]:
+    """The monitor run after the shards (as its own Cloud Run instance would run it)."""
+    import common.monitoring.job  # noqa: F401  (imports are not the run's cost)
+    from common.monitoring.job import MonitorRequest, run_monitor
+    from common.runtime.services import get_services
+
+    t0 = time.perf_counter()
+    answer = run_monitor(MonitorRequest(as_of=AS_OF), get_services())
+    return {
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "health": answer["health"],
+        "peak_rss_mb": peak_mb(),
+    }
+
+
 def _child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, *args], env={**os.environ, **env}, capture_output=True, text=True
@@ -149,7 +165,8 @@ def _child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 def run_predict_part(sizes: list[int], per_shard: int) -> None:
-    rows = []
+    rows: list[dict[str, Any]] = []
+    monitors: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="aircast-scale-") as tmp:
         for n in sizes:
             env = {"AIRCAST_HOME": f"{tmp}/home-{n}", "AIRCAST_BACKEND": "local", **TRAIN_ENV}
@@ -162,6 +179,8 @@ def run_predict_part(sizes: list[int], per_shard: int) -> None:
                 r = _child(["_shard", str(k), str(shards)], env)
                 rows.append({"size": n, "shards": shards, **r})
                 print(json.dumps(rows[-1]), file=sys.stderr)
+            monitors[n] = _child(["_monitor"], env)
+            print(json.dumps({"size": n, "monitor": monitors[n]}), file=sys.stderr)
     print(
         "| locations | shards | shard | locations in shard | wall s | reads s | features s "
         "| model s | write s | snapshot s | snapshot part MB | peak RSS MB |"
@@ -186,6 +205,11 @@ def run_predict_part(sizes: list[int], per_shard: int) -> None:
             f"| {max(r['wall_s'] for r in mine):.2f} | {max(r['peak_rss_mb'] for r in mine)} "
             f"| {max(r['snapshot_bytes'] for r in mine) / 1e6:.2f} |"
         )
+    print()
+    print("| locations | monitor wall s | monitor peak RSS MB |")
+    print("|---:|---:|---:|")
+    for n, m in monitors.items():
+        print(f"| {n:,} | {m['wall_s']:.2f} | {m['peak_rss_mb']} |")
 
 
 def requests_child(n: int, workdir: str) -> dict[str, Any]:
@@ -298,7 +322,8 @@ def run_requests_part(sizes: list[int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["predict", "requests", "_setup", "_shard", "_requests"])
+    parts = ["predict", "requests", "_setup", "_shard", "_monitor", "_requests"]
+    parser.add_argument("part", choices=parts)
     parser.add_argument("args", nargs="*")
     parser.add_argument("--sizes", type=int, nargs="+")
     parser.add_argument("--per-shard", type=int, default=10_000)
@@ -308,6 +333,8 @@ def main() -> None:
         print("{}")
     elif a.part == "_shard":
         print(json.dumps(shard_child(int(a.args[0]), int(a.args[1]))))
+    elif a.part == "_monitor":
+        print(json.dumps(monitor_child()))
     elif a.part == "_requests":
         print(json.dumps(requests_child(int(a.args[0]), a.args[1])))
     elif a.part == "predict":

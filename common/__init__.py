@@ -1,3 +1,3 @@
-"""aircast: the shared package behind the four functions and the CLI."""
+"""aircast: the shared package behind the five functions and the CLI."""
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 #   ingest  - write the dataset (and read the AQICN token)
 #   train   - read the dataset, write models (and its runs row)
 #   predict - read the dataset and models, write forecasts, the snapshot (and its runs row)
+#   monitor - read the dataset, models and snapshot, write the health status (and its runs row)
 #   api     - read the snapshot and models
 # plus one for Cloud Scheduler (the only caller of the scheduled functions) and one that
 # builds the functions' containers.
@@ -39,7 +40,7 @@ resource "google_project_iam_member" "bigquery_job_user" {
   member   = google_service_account.function[each.key].member
 }
 
-# Frame reads go through the BigQuery Storage Read API (pandas-gbq).
+# Large results are read through the BigQuery Storage Read API (the adapter's to_arrow).
 resource "google_project_iam_member" "bigquery_read_session_user" {
   for_each = { for name, f in local.functions : name => f if f.bigquery == "read" }
   project  = var.project_id
@@ -93,15 +94,16 @@ resource "google_storage_bucket_iam_member" "reads_artifacts" {
   member   = google_service_account.function[each.key].member
 }
 
-# The snapshot's writer may write only under serving/, never the models it reads.
-resource "google_storage_bucket_iam_member" "writes_snapshot" {
-  for_each = { for name, f in local.functions : name => f if f.writes_snapshot }
+# A function that publishes (predict the snapshot, monitor the health status) may write
+# only under its own folder, never the models it reads.
+resource "google_storage_bucket_iam_member" "writes_under" {
+  for_each = { for name, f in local.functions : name => f if f.writes_under != null }
   bucket   = google_storage_bucket.artifacts.name
   role     = "roles/storage.objectUser"
   member   = google_service_account.function[each.key].member
   condition {
-    title      = "serving-only"
-    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.artifacts.name}/objects/serving/\")"
+    title      = "only-${trimsuffix(each.value.writes_under, "/")}"
+    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.artifacts.name}/objects/${each.value.writes_under}\")"
   }
 }
 

@@ -12,7 +12,8 @@ locals {
   #                      sessions; either also runs query jobs
   #   tables_written     tables it appends to without write access to the dataset
   #   artifacts          "write": objectAdmin on the artifact bucket (models); "read": objectViewer
-  #   writes_snapshot    objectUser under serving/ of the artifact bucket
+  #   writes_under       objectUser under this folder of the artifact bucket only
+  #                      (predict: serving/, the snapshot; monitor: health/, the status)
   #   reads_aqicn_token  gets the aqicn-token secret as AIRCAST_AQICN_TOKEN
   # Which functions Cloud Scheduler calls is not listed here: it follows schedules.json.
   function_defaults = {
@@ -27,7 +28,7 @@ locals {
       bigquery          = "write"
       tables_written    = []
       artifacts         = null
-      writes_snapshot   = false
+      writes_under      = null
       reads_aqicn_token = true
     }
     train = {
@@ -41,7 +42,7 @@ locals {
       bigquery          = "read"
       tables_written    = ["runs"]
       artifacts         = "write"
-      writes_snapshot   = false
+      writes_under      = null
       reads_aqicn_token = false
     }
     predict = {
@@ -55,7 +56,21 @@ locals {
       bigquery          = "read"
       tables_written    = ["runs", "forecasts"]
       artifacts         = "read"
-      writes_snapshot   = true
+      writes_under      = "serving/"
+      reads_aqicn_token = false
+    }
+    monitor = {
+      entry_point       = "monitor"
+      memory            = "1Gi"
+      cpu               = "1"
+      timeout_seconds   = local.timeouts.monitor
+      max_instances     = 1
+      min_instances     = 0
+      concurrency       = 1
+      bigquery          = "read"
+      tables_written    = ["runs"]
+      artifacts         = "read"
+      writes_under      = "health/"
       reads_aqicn_token = false
     }
     api = {
@@ -69,7 +84,7 @@ locals {
       bigquery          = null
       tables_written    = []
       artifacts         = "read"
-      writes_snapshot   = false
+      writes_under      = null
       reads_aqicn_token = false
     }
   }

@@ -1,5 +1,5 @@
-# Alerts. The pipeline evaluates its health (common/monitoring) after every predict run and
-# logs one line per condition ({"message": "health condition", "condition", "state",
+# Alerts. The monitor function evaluates the pipeline's health (common/monitoring) every
+# hour, after predict, and logs one line per condition ({"message": "health condition", "condition", "state",
 # "value", ...}); the run audit logs "run finished" / "run failed" with run_id and
 # function. Log-based metrics count those lines; the alert policies below fire on them.
 # Levels and windows come from thresholds.json, generated from
@@ -93,10 +93,10 @@ resource "google_monitoring_alert_policy" "run_failed" {
   }
 }
 
-# No completed ingest or predict run for N hours: also catches a pipeline that stopped
-# running altogether (then no health line is logged either).
+# No completed ingest, predict or monitor run for N hours: also catches a pipeline that
+# stopped running altogether, or a monitor that stopped (then no health line is logged).
 resource "google_monitoring_alert_policy" "no_success" {
-  for_each              = toset(["ingest", "predict"])
+  for_each              = toset(["ingest", "predict", "monitor"])
   project               = var.project_id
   display_name          = "aircast: no successful ${each.key} for ${local.no_success_hours} hours"
   combiner              = "OR"

@@ -17,6 +17,11 @@ moved {
 }
 
 moved {
+  from = google_storage_bucket_iam_member.writes_snapshot["predict"]
+  to   = google_storage_bucket_iam_member.writes_under["predict"]
+}
+
+moved {
   from = google_secret_manager_secret_iam_member.ingest_reads_aqicn_token
   to   = google_secret_manager_secret_iam_member.reads_aqicn_token["ingest"]
 }

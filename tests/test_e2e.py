@@ -1,4 +1,4 @@
-"""The main job end to end: the four functions served by functions-framework on loopback
+"""The main job end to end: the five functions served by functions-framework on loopback
 ports, the local Cloud Scheduler replaying two days of their schedules over HTTP on a
 simulated clock, then the warehouse, the registry and the api checked against each other.
 
@@ -16,6 +16,7 @@ import requests
 
 from common.core.config import Settings
 from common.forecasting.registry import Registry
+from common.monitoring.status import CONDITIONS
 from common.runtime.services import get_services
 from common.scheduling import stack as localstack
 from common.scheduling.local import HttpInvoker, replay
@@ -38,7 +39,7 @@ def test_scheduled_functions_over_http_fill_the_warehouse_and_the_api(
     svc.warehouse.ensure_schema()  # what `aircast init` (or Terraform) does once
     for key in svc.store.list(""):  # the emulator's bucket is shared by the session's tests
         svc.store.delete(key)
-    functions = ["ingest", "train", "predict", "api"]
+    functions = ["ingest", "train", "predict", "monitor", "api"]
     with localstack.serve(functions, port=0, home=settings.home) as urls:
         summary = replay(
             HttpInvoker(urls, backoff=0.2),
@@ -51,7 +52,7 @@ def test_scheduled_functions_over_http_fill_the_warehouse_and_the_api(
         assert not failures
         runs = summary.by_function()
         assert runs["ingest"]["runs"] == 1 + 48 and runs["predict"]["runs"] == 48
-        assert runs["train"]["runs"] == 1 + 2
+        assert runs["train"]["runs"] == 1 + 2 and runs["monitor"]["runs"] == 48
 
         wh = svc.warehouse
         ids = sorted(wh.query("SELECT DISTINCT location_id FROM locations")["location_id"])
@@ -102,3 +103,6 @@ def test_scheduled_functions_over_http_fill_the_warehouse_and_the_api(
             assert got == pytest.approx(latest[col].tolist(), abs=1e-3)
         health = requests.get(f"{urls['api']}/health", timeout=30).json()
         assert health["model_version"] == pointer["version"]
+        # the monitor's last scheduled run stored the status the api reports
+        assert health["pipeline"]["as_of"] == "2024-03-02T23:00:00Z"
+        assert [c["name"] for c in health["pipeline"]["conditions"]] == list(CONDITIONS)

@@ -182,8 +182,8 @@ def _access(f: dict[str, Any]) -> str:
         access.append("appends to " + ", ".join(f["tables_written"]))
     if f["artifacts"]:
         access.append(f"artifacts: {f['artifacts']}")
-    if f["writes_snapshot"]:
-        access.append("writes serving/")
+    if f["writes_under"]:
+        access.append(f"writes {f['writes_under']}")
     if f["reads_aqicn_token"]:
         access.append("AQICN token")
     return "; ".join(access) or "none"

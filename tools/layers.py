@@ -73,6 +73,7 @@ FUNCTION_PACKAGES: Mapping[str, str] = {
     "ingest": "common.ingest",
     "train": "common.train",
     "predict": "common.predict",
+    "monitor": "common.monitoring",
     "api": "common.serving",
 }
 

@@ -26,6 +26,8 @@ from common.core.catalog import SOURCE_NAMES
 from common.core.errors import AircastError, BadRequest
 from common.core.schema import POLLUTANTS, TRAIN_WINDOW_MAX_DAYS, VARIABLES
 
+HORIZON_MAX_H = 168  # the longest horizon a deployment may configure (one week)
+
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
@@ -80,7 +82,7 @@ class Settings(BaseSettings):
         "pm2_5,pm10,ozone,nitrogen_dioxide): one model each, trained, gated and served "
         "apart; the first is the default the api answers. Unset: AIRCAST_TARGET alone.",
     )
-    horizon: int = Field(24, ge=1, le=168, description="Forecast horizons 1..H hours.")
+    horizon: int = Field(24, ge=1, le=HORIZON_MAX_H, description="Forecast horizons 1..H hours.")
     model_name: str = Field("aircast", description="Name of the model under models/.")
 
     # --- ingest --------------------------------------------------------------------------
@@ -151,7 +153,7 @@ class Settings(BaseSettings):
 
     # --- training ------------------------------------------------------------------------
     train_window_days: int = Field(
-        365,
+        1095,
         ge=7,
         le=TRAIN_WINDOW_MAX_DAYS,
         description="Train on observations of this many days up to as_of (raw observations "

@@ -8,4 +8,10 @@ finished as `lost` (killed by the timeout, out of memory, or a crash).
 
 from __future__ import annotations
 
-TIMEOUT_SECONDS: dict[str, int] = {"ingest": 900, "train": 1800, "predict": 900, "api": 60}
+TIMEOUT_SECONDS: dict[str, int] = {
+    "ingest": 900,
+    "train": 1800,
+    "predict": 900,
+    "monitor": 300,
+    "api": 60,
+}

@@ -2,4 +2,4 @@
 status for people (`aircast status`), machines (exit code, the api) and alerts (one log
 line per condition). Light on purpose: the api imports STATUS_KEY from here."""
 
-STATUS_KEY = "health/status.json"  # written by predict after each run; read by the api
+STATUS_KEY = "health/status.json"  # written by the monitor job each hour; read by the api

@@ -25,7 +25,7 @@ from common.core.logs import event, get_logger
 from common.core.timeutil import iso, parse_time
 from common.forecasting.features import FeatureSpec, grid_columns
 from common.forecasting.registry import Registry
-from common.forecasting.snapshot import snapshot_keys
+from common.forecasting.snapshot import issued_at_of, snapshot_keys
 from common.monitoring import STATUS_KEY, drift, signals
 from common.monitoring import thresholds as th
 from common.runtime import locations as locations_mod
@@ -276,7 +276,7 @@ def snapshot(services: Services, as_of: dt.datetime) -> dict[str, Any]:
     oldest: tuple[dt.datetime, str] | None = None
     for key in snapshot_keys(shards):
         try:
-            issued = parse_time(services.store.get_json(key)["issued_at"])
+            issued = parse_time(issued_at_of(services.store.get(key)))
         except NotFound:
             return _condition(
                 "snapshot", None, f"no serving snapshot at {key} (run predict)", state="alert"

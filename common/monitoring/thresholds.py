@@ -1,4 +1,4 @@
-"""The one set of health thresholds: `aircast status`, the status predict stores for the
+"""The one set of health thresholds: `aircast status`, the status the monitor stores for the
 api, and Terraform's alert policies (terraform/thresholds.json, written by
 `python -m tools.generate`) all read these numbers, so a local `alert` and a Cloud
 Monitoring incident mean the same thing.

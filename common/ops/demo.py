@@ -4,7 +4,7 @@
 2. replay the schedules over the last `replay_hours` on a simulated clock, after a warm-up
    that backfills `days` of history from the default source and trains once, so the
    forecasts already have a measured accuracy when the dashboard opens;
-3. serve the four functions with functions-framework on loopback (the api first, on
+3. serve the five functions with functions-framework on loopback (the api first, on
    `port`), and run the local Cloud Scheduler against them on the real clock;
 4. check that the api answers, print what to open and what to run next;
 5. keep serving until Ctrl-C, or stop at once when run non-interactively (CI=true or
@@ -36,7 +36,7 @@ from common.scheduling.local import (
     warmup_runs,
 )
 
-FUNCTIONS = ["api", "ingest", "train", "predict"]  # the api takes the first port
+FUNCTIONS = ["api", "ingest", "train", "predict", "monitor"]  # the api takes the first port
 
 
 def should_serve() -> bool:

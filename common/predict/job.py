@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,9 +33,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.core.config import HORIZON_MAX_H
 from common.core.errors import Conflict
 from common.core.faults import checkpoint
-from common.core.logs import event, get_logger
+from common.core.logs import get_logger
 from common.core.schema import VARIABLES, WEATHER
 from common.core.sharding import MAX_SHARDS, shard_of, shards_to_run
 from common.core.timeutil import UTC, UTCDateTime, iso
@@ -56,6 +55,7 @@ from common.forecasting.snapshot import (
     Accuracy,
     HorizonAccuracy,
     LocationInfo,
+    issued_at_of,
     snapshot_key,
 )
 from common.runtime import locations as locations_mod
@@ -215,10 +215,6 @@ def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outc
                 counts[k] += v
                 mine["counts"][k] += v
             skipped += [(target, i, r) for i, r in prediction.skipped]
-    # The health status describes the whole pipeline: one shard (0) stores it each hour.
-    t = time.perf_counter()
-    health = _store_status(services, run.as_of) if 0 in todo else None
-    timings["health_s"] = round(time.perf_counter() - t, 4)
     if shards == 1:  # one part: its outcome, as a single-target run has always answered
         for mine in targets.values():
             mine["snapshot"] = mine["snapshot"]["0"]
@@ -229,7 +225,6 @@ def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outc
         "snapshot": targets[next(iter(models))]["snapshot"],
         "targets": {**targets, **{tg: {"skipped": reason} for tg, reason in missing.items()}},
         "timings": timings,
-        "health": health,
     }
     if shards > 1:
         answer["shards_run"] = todo
@@ -311,20 +306,6 @@ def _add(timings: dict[str, float], key: str, since: float) -> None:
 def _empty_frame() -> pd.DataFrame:
     cols = ["location_id", "target", "issued_at", "target_ts", "horizon_h"]
     return pd.DataFrame(columns=[*cols, "yhat", "yhat_lower", "yhat_upper"])
-
-
-def _store_status(services: Services, as_of: dt.datetime) -> str | None:
-    """Evaluate the health conditions (each logged for the alerts) and store them for the
-    api; a monitor that fails must not fail the forecasts, so its error is only logged."""
-    from common.monitoring import status
-
-    try:
-        health = status.evaluate(services, as_of)
-        status.publish(services, health)
-    except Exception as exc:
-        event(log, "health status not stored", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
-        return None
-    return str(health["status"])
 
 
 def _done(
@@ -503,12 +484,19 @@ def recent_accuracy(
     p: dict[str, Any] = {"target": target, "start": start, "as_of": as_of}
     where += _ids_clause(p, ids)
     warehouse = services.warehouse
+    # Persistence's value is the observation at the issue time: at most the longest horizon
+    # before the window, and only the same locations, so the join reads no more of them.
+    p["issued_start"] = start - dt.timedelta(hours=HORIZON_MAX_H)
+    last = (
+        f"SELECT location_id, ts, {target} FROM observations "
+        "WHERE ts > @issued_start AND ts <= @as_of" + _ids_clause(p, ids)
+    )
     by_h = warehouse.query(
         "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, "
         "SQRT(AVG(error * error)) AS rmse, AVG(CAST(covered AS FLOAT64)) AS coverage, "
         f"AVG(ABS(o.{target} - a.actual)) AS persistence_mae "  # target: a schema variable
         "FROM (SELECT * FROM forecast_accuracy "
-        f"{where}) AS a LEFT JOIN observations AS o "
+        f"{where}) AS a LEFT JOIN ({last}) AS o "
         "ON o.location_id = a.location_id AND o.ts = a.issued_at "
         "GROUP BY horizon_h ORDER BY horizon_h",
         p,
@@ -570,13 +558,5 @@ def publish(
     raise Conflict("the serving snapshot kept changing under this run; retry", field="snapshot")
 
 
-ISSUED_AT = re.compile(rb'"issued_at":"([^"]+)"')
-
-
 def _issued_at(data: bytes) -> pd.Timestamp:
-    """The issue time of a published snapshot: the top-level `issued_at`, which
-    `encode_snapshot` writes within the first few hundred bytes (no need to parse 10 MB)."""
-    head = ISSUED_AT.search(data[:1024])
-    if head is None:
-        return pd.Timestamp(json.loads(data)["issued_at"])
-    return pd.Timestamp(head.group(1).decode())
+    return pd.Timestamp(issued_at_of(data))

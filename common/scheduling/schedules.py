@@ -57,6 +57,13 @@ SCHEDULES: tuple[Schedule, ...] = (
         sharded=True,
     ),
     Schedule(
+        "aircast-monitor-hourly",
+        "monitor",
+        "35 * * * *",
+        "Evaluate the pipeline's health (freshness, runs, model, accuracy, drift, snapshot); "
+        "log each condition for the alerts and store the status for the api.",
+    ),
+    Schedule(
         "aircast-train-daily",
         "train",
         "40 3 * * *",
@@ -75,7 +82,7 @@ SCHEDULES: tuple[Schedule, ...] = (
     ),
 )
 
-FUNCTIONS = ("ingest", "train", "predict", "api")
+FUNCTIONS = ("ingest", "train", "predict", "monitor", "api")
 
 
 def expand(schedules: tuple[Schedule, ...], shards: int) -> tuple[Schedule, ...]:

@@ -566,7 +566,7 @@ class Api:
             if len(servings) == 1
             else merge_accuracy([sv.snapshot.accuracy for sv in servings])
         )
-        return _encode(  # not cached per snapshot: predict stores the status after it
+        return _encode(  # not cached per snapshot: the monitor stores the status after it
             MetricsResponse(
                 model_name=newest.model_name,
                 model_version=newest.model_version,
@@ -577,7 +577,7 @@ class Api:
         )
 
     def _pipeline(self) -> PipelineStatus | None:
-        """The health conditions predict stored; None when none are (or unreadable)."""
+        """The health conditions the monitor stored; None when none are (or unreadable)."""
         try:
             return PipelineStatus.model_validate(self.store.get_json(STATUS_KEY))
         except Exception:  # /health must answer whatever the bucket holds

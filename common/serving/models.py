@@ -39,7 +39,7 @@ class HealthCondition(BaseModel):
 
 
 class PipelineStatus(BaseModel):
-    """The pipeline's health as predict last evaluated and stored it (health/status.json)."""
+    """The pipeline's health as the monitor last evaluated and stored it (health/status.json)."""
 
     status: Literal["ok", "warn", "alert"]
     as_of: dt.datetime
@@ -56,7 +56,7 @@ class Health(BaseModel):
     snapshot_age_seconds: float | None = Field(None, description="Now minus issued_at.")
     locations: int = 0
     pipeline: PipelineStatus | None = Field(
-        None, description="The stored health conditions; null before predict stored any."
+        None, description="The stored health conditions; null before the monitor stored any."
     )
     targets: list[str] = Field(
         default_factory=list,
@@ -167,7 +167,7 @@ class MetricsResponse(BaseModel):
         None, description="Recent accuracy by horizon and location; null before any is known."
     )
     pipeline: PipelineStatus | None = Field(
-        None, description="The stored health conditions; null before predict stored any."
+        None, description="The stored health conditions; null before the monitor stored any."
     )
 
 

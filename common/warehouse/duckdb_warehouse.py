@@ -1,13 +1,14 @@
 """DuckDB adapter: the embedded default, one file under AIRCAST_HOME.
 
 DuckDB lets one process at a time open a file for writing, and the local stack runs the
-four functions as separate processes. So each operation opens the file, works and closes
+five functions as separate processes. So each operation opens the file, works and closes
 it again, under a cross-process file lock: short waits instead of "file is locked" errors.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import threading
 import warnings
@@ -16,6 +17,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import sqlglot
 from filelock import FileLock, Timeout
 
 from common.core.config import Settings
@@ -29,6 +31,9 @@ _REVERSE_TYPES = {v: k for k, v in DUCKDB_TYPES.items()} | {
     "TIMESTAMP WITH TIME ZONE": "TIMESTAMP",
     "INTEGER": "INT64",
 }
+
+
+SCHEMA_STAMP = "aircast_schema_stamp"  # dataset -> fingerprint of the schema it was made with
 
 
 class DuckDBWarehouse(Warehouse):
@@ -64,12 +69,33 @@ class DuckDBWarehouse(Warehouse):
 
     # -- schema -------------------------------------------------------------------------
     def ensure_schema(self) -> None:
+        """Create or migrate every table and view, whatever the stamp says."""
         self._schema_ready = False
-        with self.connect():
-            pass
+        with self.connect() as con:
+            self._create_schema(con, force=True)
 
-    def _create_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+    def _fingerprint(self) -> str:
+        """What the schema is made from: the table and view definitions and the versions
+        of the tools that render them. The views' SQL is translated by sqlglot, which costs
+        about a second per process; an unchanged fingerprint skips it."""
+        parts = [self.dataset, sqlglot.__version__, duckdb.__version__]
+        for table in TABLES.values():
+            parts += [table.name, *(f"{c.name} {c.type} {c.required}" for c in table.columns)]
+        parts += [f"{view.name}\n{view.sql}" for view in VIEWS.values()]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def _create_schema(self, con: duckdb.DuckDBPyConnection, force: bool = False) -> None:
         ds = self.dataset
+        stamp = self._fingerprint()
+        # The stamp lives in DuckDB's own `main` schema, outside the dataset's relations.
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS main.{SCHEMA_STAMP} (dataset VARCHAR, stamp VARCHAR)"
+        )
+        done = con.execute(
+            f"SELECT stamp FROM main.{SCHEMA_STAMP} WHERE dataset = ?", [ds]
+        ).fetchall()
+        if not force and [stamp] in [list(r) for r in done]:
+            return
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ds}"')
         for table in TABLES.values():
             cols = ", ".join(_column_ddl(c.name, c.type, c.required) for c in table.columns)
@@ -94,6 +120,8 @@ class DuckDBWarehouse(Warehouse):
                     )
         for view in VIEWS.values():
             con.execute(f'CREATE OR REPLACE VIEW "{ds}"."{view.name}" AS {self.render(view.sql)}')
+        con.execute(f"DELETE FROM main.{SCHEMA_STAMP} WHERE dataset = ?", [ds])
+        con.execute(f"INSERT INTO main.{SCHEMA_STAMP} VALUES (?, ?)", [ds, stamp])
 
     def relations(self) -> dict[str, list[tuple[str, str]]]:
         with self.connect() as con:

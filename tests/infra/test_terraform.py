@@ -3,6 +3,7 @@ its one list of functions, the IAM derived from it, and the example root that ca
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from common.core.catalog import CLOUD_SOURCES
 from common.core.config import Settings
 from common.core.schema import TABLES, VIEWS, bigquery_schema
+from common.forecasting.snapshot import SNAPSHOT_KEY
+from common.monitoring import STATUS_KEY
 from common.scheduling.schedules import FUNCTIONS, SCHEDULES, TIME_ZONE, expand
 from tests.terraform_hcl import (
     EXAMPLE_DIR,
@@ -149,16 +152,26 @@ def test_every_per_function_resource_is_derived_from_the_one_list():
 
 # What each function's service account is granted: least privilege, as iam.tf documents.
 GRANTS = {
-    "google_project_iam_member.bigquery_job_user": {"ingest", "train", "predict"},
-    "google_project_iam_member.bigquery_read_session_user": {"train", "predict"},
+    "google_project_iam_member.bigquery_job_user": {"ingest", "train", "predict", "monitor"},
+    "google_project_iam_member.bigquery_read_session_user": {"train", "predict", "monitor"},
     "google_bigquery_dataset_iam_member.writes": {"ingest"},
-    "google_bigquery_dataset_iam_member.reads": {"train", "predict"},
-    "google_bigquery_table_iam_member.writes": {"train/runs", "predict/runs", "predict/forecasts"},
+    "google_bigquery_dataset_iam_member.reads": {"train", "predict", "monitor"},
+    "google_bigquery_table_iam_member.writes": {
+        "train/runs",
+        "predict/runs",
+        "predict/forecasts",
+        "monitor/runs",
+    },
     "google_storage_bucket_iam_member.writes_artifacts": {"train"},
-    "google_storage_bucket_iam_member.reads_artifacts": {"predict", "api"},
-    "google_storage_bucket_iam_member.writes_snapshot": {"predict"},
+    "google_storage_bucket_iam_member.reads_artifacts": {"predict", "monitor", "api"},
+    "google_storage_bucket_iam_member.writes_under": {"predict", "monitor"},
     "google_secret_manager_secret_iam_member.reads_aqicn_token": {"ingest"},
-    "google_cloud_run_v2_service_iam_member.scheduler_invokes": {"ingest", "train", "predict"},
+    "google_cloud_run_v2_service_iam_member.scheduler_invokes": {
+        "ingest",
+        "train",
+        "predict",
+        "monitor",
+    },
 }
 
 
@@ -175,13 +188,22 @@ def test_iam_follows_the_function_attributes_and_grants_least_privilege():
         assert set(f["tables_written"]) <= set(TABLES), name
     writes = resources("google_bigquery_table_iam_member")["writes"]
     assert writes["table_id"] == "${google_bigquery_table.table[each.value.table].table_id}"
-    snapshot = resources("google_storage_bucket_iam_member")["writes_snapshot"]
-    assert "/objects/serving/" in block(snapshot, "condition")["expression"]
+    # Each publisher writes only under the folder its code publishes to.
+    under = resources("google_storage_bucket_iam_member")["writes_under"]
+    assert "/objects/${each.value.writes_under}" in block(under, "condition")["expression"]
+    published = {"predict": SNAPSHOT_KEY, "monitor": STATUS_KEY}
+    for name, key in published.items():
+        assert key.startswith(functions()[name]["writes_under"]), (name, key)
 
-    # Renamed bindings keep their state: each moved block lands on a key that exists.
-    for moved in load()["moved"]:
+    # Renamed bindings keep their state: each moved block lands on a key that exists, or
+    # on the start of a later move (a chain of renames).
+    moves = load()["moved"]
+    sources = {m["from"] for m in moves}
+    for moved in moves:
         target = re.fullmatch(r'\$\{(\w+)\.(\w+)\["(\w+)"\]\}', moved["to"])
         assert target, moved["to"]
+        if moved["to"] in sources:
+            continue
         assert target[3] in instance_keys(load()["resource"][(target[1], target[2])])
         assert tuple(moved["from"][2:-1].split(".")) not in load()["resource"]
 
@@ -216,7 +238,7 @@ def _iam_resources():
             yield rtype, name, body
 
 
-def test_no_public_invoker_on_ingest_train_or_predict():
+def test_no_public_invoker_on_the_scheduled_functions():
     public = []
     for rtype, name, body in _iam_resources():
         text = json.dumps(body)
@@ -234,7 +256,7 @@ def test_no_public_invoker_on_ingest_train_or_predict():
     }
     scheduler = invokers.pop("scheduler_invokes")
     assert scheduler["for_each"] == SCHEDULED
-    assert instance_keys(scheduler) == {"ingest", "train", "predict"}
+    assert instance_keys(scheduler) == {"ingest", "train", "predict", "monitor"}
     assert scheduler["member"] == "${google_service_account.scheduler.member}"
     for name, body in invokers.items():  # everything else targets the api only
         assert 'function["api"]' in body["name"], name
@@ -405,3 +427,22 @@ def test_predict_shards_come_from_one_variable_as_the_code_expands_them():
     environment = load()["locals"]["environment"]
     assert "AIRCAST_PREDICT_SHARDS" in environment and "var.predict_shards" in environment
     assert Settings.model_fields["predict_shards"].default == variable["default"]
+
+
+def test_the_shard_limit_keeps_the_runs_table_inside_its_load_job_quota():
+    """Every run appends two `runs` rows (start, outcome), each by one load job, and BigQuery
+    allows 1,500 load jobs per table per day. At the largest predict_shards Terraform
+    accepts, a day of every schedule (the weekly tune counted every day) leaves room for
+    retries; one more shard would not."""
+    condition = block(load()["variable"]["predict_shards"], "validation")["condition"]
+    limit = int(re.search(r"var\.predict_shards <= (\d+)", condition)[1])
+    day = dt.datetime(2024, 3, 3, tzinfo=dt.UTC)  # a Sunday: the tune fires too
+
+    def load_jobs(shards: int) -> int:
+        end = day + dt.timedelta(hours=23, minutes=59)
+        fires = sum(len(list(s.fire_times(day, end))) for s in expand(SCHEDULES, shards))
+        return 2 * fires
+
+    assert load_jobs(limit) <= 1_500 - 50  # 50 for retries and manual runs
+    assert load_jobs(limit + 1) > 1_500 - 50
+    assert str(limit) in load()["variable"]["predict_shards"]["description"]

@@ -17,6 +17,7 @@ from common.forecasting.registry import Registry
 from common.ingest.job import IngestRequest, run_ingest
 from common.monitoring import STATUS_KEY, drift
 from common.monitoring import thresholds as th
+from common.monitoring.job import MonitorRequest, run_monitor
 from common.monitoring.status import CONDITIONS, evaluate
 from common.ops.cli import main
 from common.predict.job import PredictRequest, run_predict
@@ -48,13 +49,18 @@ def predict(*hours_after: int) -> None:
 
 @pytest.fixture(scope="module")
 def healthy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """35 days ingested up to AS_OF, a model promoted at AS_OF - 30 h, forecasts every 6 h."""
+    """35 days ingested up to AS_OF, a model promoted at AS_OF - 30 h, forecasts every 6 h,
+    then the monitor's scheduled run at AS_OF."""
     home = tmp_path_factory.mktemp("health") / "home"
     with pytest.MonkeyPatch.context() as mp:
         _env(mp, home)
         ingest(AS_OF, AS_OF - dt.timedelta(days=35))
         assert run_train(TrainRequest(as_of=AS_OF - 30 * HOUR), get_services())["promoted"]
         predict(-30, -24, -18, -12, -6, 0)
+        assert not get_services().store.exists(STATUS_KEY)  # predict leaves it to the monitor
+        answer = run_monitor(MonitorRequest(as_of=AS_OF), get_services())
+        assert answer["status"] == "success" and answer["health"] == "ok", answer
+        assert answer["conditions"] == dict.fromkeys(CONDITIONS, "ok") and answer["stored"]
         services.reset()
     return home
 
@@ -71,12 +77,12 @@ def condition(name: str, as_of: dt.datetime) -> dict:
     return next(c for c in evaluate(get_services(), as_of)["conditions"] if c["name"] == name)
 
 
-def test_a_healthy_pipeline_is_ok_and_predict_stored_the_status(home: Path):
+def test_a_healthy_pipeline_is_ok_and_the_monitor_stored_the_status(home: Path):
     status = evaluate(get_services(), AS_OF)
     assert [c["name"] for c in status["conditions"]] == list(CONDITIONS)
     assert {c["name"]: c["state"] for c in status["conditions"]} == dict.fromkeys(CONDITIONS, "ok")
     assert status["status"] == "ok"
-    stored = get_services().store.get_json(STATUS_KEY)  # written by the last predict
+    stored = get_services().store.get_json(STATUS_KEY)  # written by the monitor run
     assert stored["as_of"] == "2024-03-01T00:00:00Z"
     assert [c["name"] for c in stored["conditions"]] == list(CONDITIONS)
     accuracy = next(c for c in status["conditions"] if c["name"] == "accuracy")
@@ -105,6 +111,25 @@ def test_cli_prints_a_table_or_json_and_exits_2_only_on_alert(home: Path):
     assert doc["status"] == "alert"
     states = {c["name"]: c["state"] for c in doc["conditions"]}
     assert states["snapshot"] == "alert" and states["runs"] == "alert"
+
+
+def test_the_monitor_reruns_safely_and_never_stores_an_older_status(home: Path):
+    again = run_monitor(MonitorRequest(as_of=AS_OF), get_services())
+    assert again["stored"] and again["health"] == "ok"
+    older = run_monitor(MonitorRequest(as_of=AS_OF - 6 * HOUR), get_services())
+    assert older["status"] == "success" and not older["stored"]
+    assert get_services().store.get_json(STATUS_KEY)["as_of"] == "2024-03-01T00:00:00Z"
+    runs = get_services().warehouse.query(
+        "SELECT status, COUNT(*) AS n FROM run_status WHERE function = 'monitor' GROUP BY status"
+    )
+    assert dict(zip(runs["status"], runs["n"], strict=True)) == {"success": 3}
+    # `aircast monitor` is the same run from a shell: 8 h without predict is an alert
+    late = CliRunner().invoke(main, ["monitor", "--as-of", "2024-03-01T08:00:00Z"])
+    assert late.exit_code == 0, late.output
+    assert (
+        "health alert at 2024-03-01T08:00:00Z (" in late.output and "snapshot alert" in late.output
+    )
+    assert get_services().store.get_json(STATUS_KEY)["status"] == "alert"
 
 
 def test_a_location_whose_ingest_stops_is_reported_and_clears(home: Path):

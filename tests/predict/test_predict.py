@@ -138,10 +138,20 @@ def test_views_answer_tomorrow_and_recent_accuracy(home: Path):
     snap = Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
     assert snap.issued_at == AS_OF and snap.accuracy is not None
     assert [a.horizon_h for a in snap.accuracy.by_horizon] == list(range(1, H + 1))
-    # Persistence on the same hours, for the dashboard's "model vs persistence".
-    assert all(
-        a.persistence_mae is not None and a.persistence_mae > 0 for a in snap.accuracy.by_horizon
+    # Persistence on the same hours, for the dashboard's "model vs persistence": the value
+    # observed at each issue time, as the whole observations view gives it.
+    persistence = sql(
+        "SELECT a.horizon_h, AVG(ABS(o.pm2_5 - a.actual)) AS mae FROM forecast_accuracy AS a "
+        "LEFT JOIN observations AS o ON o.location_id = a.location_id AND o.ts = a.issued_at "
+        "WHERE a.target_ts > @start AND a.target_ts <= @now GROUP BY a.horizon_h "
+        "ORDER BY a.horizon_h",
+        start=AS_OF - dt.timedelta(days=7),
+        now=AS_OF,
     )
+    assert [a.persistence_mae for a in snap.accuracy.by_horizon] == pytest.approx(
+        persistence["mae"].round(3).tolist(), abs=1e-3
+    )
+    assert all(a.persistence_mae > 0 for a in snap.accuracy.by_horizon)
     # Hindcast: what was said 24 h ahead for each of the last 48 hours, aligned with the
     # recent observations. Runs here are daily (-48 h, -24 h), so two hours have one: AS_OF
     # and AS_OF - 24 h (the hourly schedule fills every hour).

@@ -1,7 +1,7 @@
-"""Schemathesis against the served job functions (ingest, train, predict): every generated
+"""Schemathesis against the served job functions (ingest, train, predict, monitor): every generated
 request gets a documented answer, never a 5xx.
 
-The three functions run as `aircast serve` runs them (functions-framework on loopback)
+The four functions run as `aircast serve` runs them (functions-framework on loopback)
 over one small local home: two synthetic locations, the offline source, a tiny training
 budget. Predict has no production model until a train promotes one, so most of its answers
 are 409. Each function's document is the one it serves at `/openapi.json` (checked below);
@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from common.ingest.job import IngestRequest, run_ingest
+from common.monitoring.job import MonitorRequest, run_monitor
 from common.predict.job import PredictRequest, run_predict
 from common.runtime.handler import describe
 from common.scheduling import stack as localstack
@@ -58,6 +59,7 @@ DOCUMENTS = {
     "ingest": describe(IngestRequest, run_ingest),
     "train": describe(TrainRequest, run_train),
     "predict": describe(PredictRequest, run_predict),
+    "monitor": describe(MonitorRequest, run_monitor),
 }
 TRIED: dict[str, Counter[int]] = {name: Counter() for name in DOCUMENTS}  # status -> count
 
@@ -107,6 +109,7 @@ def _fuzz(function: str, max_examples: int):  # type: ignore[no-untyped-def]
 test_ingest_conforms_to_its_openapi = _fuzz("ingest", 30)
 test_train_conforms_to_its_openapi = _fuzz("train", 12)
 test_predict_conforms_to_its_openapi = _fuzz("predict", 20)
+test_monitor_conforms_to_its_openapi = _fuzz("monitor", 10)
 
 
 @pytest.mark.parametrize("function", list(DOCUMENTS))

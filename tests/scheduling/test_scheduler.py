@@ -38,12 +38,14 @@ def read_calls(path: Path) -> list[dict]:
 
 def test_replay_plan_runs_every_job_at_its_scheduled_time_in_order():
     plan = replay_plan(T0, T0 + dt.timedelta(days=2) - dt.timedelta(minutes=1))
-    counts = {f: sum(1 for _, s in plan if s.function == f) for f in ("ingest", "predict", "train")}
-    assert counts == {"ingest": 48, "predict": 48, "train": 2}
+    functions = ("ingest", "predict", "monitor", "train")
+    counts = {f: sum(1 for _, s in plan if s.function == f) for f in functions}
+    assert counts == {"ingest": 48, "predict": 48, "monitor": 48, "train": 2}
     times = [t for t, _ in plan]
     assert times == sorted(times)
     first_hour = [s.function for t, s in plan if t < T0 + dt.timedelta(hours=1)]
-    assert first_hour == ["ingest", "predict"]  # :05 then :20: predict sees the new data
+    # :05, :20, :35: predict sees the new data, the monitor sees predict's forecasts
+    assert first_hour == ["ingest", "predict", "monitor"]
     assert all(Schedule.as_of(t) == t.replace(minute=0) for t, _ in plan)
 
 

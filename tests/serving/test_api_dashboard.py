@@ -46,7 +46,7 @@ ARGS = [
 ]
 MANY = LOCATIONS + tuple(f"site-{i:04d}" for i in range(2000))
 COLORS = {c.color for c in US_EPA.categories}
-# Conditions laid out as predict stores them (health/status.json); one warns, one alerts.
+# Conditions laid out as the monitor stores them (health/status.json); one warns, one alerts.
 PIPELINE = {
     "status": "alert",
     "as_of": "2026-11-20T08:00:00Z",

@@ -1,4 +1,4 @@
-"""/health and /v1/metrics carry the health conditions predict stored (health/status.json),
+"""/health and /v1/metrics carry the health conditions the monitor stored (health/status.json),
 read from the bucket: the api never opens the warehouse."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def get(url: str) -> dict:
 def test_health_and_metrics_carry_the_stored_conditions(tmp_path: Path):
     home = tmp_path / "home"
     with served_api(home) as url:
-        assert get(url + "/health")["pipeline"] is None  # before predict stored any
+        assert get(url + "/health")["pipeline"] is None  # before the monitor stored any
         LocalStore(home / "artifacts").put_json(STATUS_KEY, STATUS)
         for route in ("/health", "/v1/metrics"):
             pipeline = get(url + route)["pipeline"]

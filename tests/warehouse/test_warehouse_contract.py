@@ -403,3 +403,29 @@ def test_latest_forecasts_keeps_each_target_and_forecast_aqi_its_sub_index(wh: W
     assert got["aqi_us_epa"].isna().all()  # no observed hours: no NowCast, as in the api
     assert len(wh.query("SELECT * FROM latest_forecasts")) == 2
     assert not any(duplicates(wh).values())
+
+
+def test_duckdb_makes_its_schema_once_and_again_when_it_changes(
+    local_settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    """A new process opening an unchanged warehouse skips the views' translation (about a
+    second per run); a changed definition is applied on first use, without ensure_schema."""
+    open_warehouse(local_settings).ensure_schema()
+    translated: list[str] = []
+    real = Warehouse.render
+
+    def counting(self: Warehouse, sql: str) -> str:
+        translated.append(sql)
+        return real(self, sql)
+
+    monkeypatch.setattr(Warehouse, "render", counting)
+    assert open_warehouse(local_settings).query("SELECT COUNT(*) AS n FROM runs")["n"][0] == 0
+    assert translated == ["SELECT COUNT(*) AS n FROM runs"]  # no view was made again
+
+    runs = TABLES["runs"]
+    extra = Column("note", "STRING", "added in a later release")
+    monkeypatch.setitem(TABLES, "runs", dataclasses.replace(runs, columns=(*runs.columns, extra)))
+    later = open_warehouse(local_settings)
+    later.query("SELECT 1 AS one")
+    assert ("note", "STRING") in later.relations()["runs"]
+    assert len(translated) > len(VIEWS)  # every view made again with the new table

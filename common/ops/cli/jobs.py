@@ -1,5 +1,5 @@
 """The jobs the functions run, run here in-process on the configured backend: ingest (and
-its long-range form, backfill), train and predict.
+its long-range form, backfill), train, predict and monitor.
 
 Each command imports its job when it runs: the model code takes seconds to import, and
 `aircast sql` or `--help` should not wait for it.
@@ -169,7 +169,24 @@ def predict(as_of: dt.datetime | None, shard: int | None, shards: int | None) ->
     print_run(result)
 
 
-COMMANDS = (ingest, backfill, train, predict)
+@click.command()
+@click.option("--as-of", "as_of", type=TIME, help="Evaluation time (default: now).")
+def monitor(as_of: dt.datetime | None) -> None:
+    """Evaluate and store the health status (`status` only prints it)."""
+    from common.monitoring.job import MonitorRequest, run_monitor
+
+    result = run_monitor(parse_request(MonitorRequest, as_of=as_of), get_services())
+    bad = {k: v for k, v in result["conditions"].items() if v != "ok"}
+    click.echo(
+        f"health {result['health']} at {result['as_of']}"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in bad.items()) + ")" if bad else "")
+        + ("" if result["stored"] else "; not stored: a newer status exists"),
+        err=True,
+    )
+    print_run(result)
+
+
+COMMANDS = (ingest, backfill, train, predict, monitor)
 
 
 def hour_chunks(
