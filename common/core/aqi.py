@@ -423,23 +423,33 @@ def sql_index(scheme: Scheme, pollutant: str, column: str, averaging: str | None
     return f"CASE {first}{' '.join(arms)} ELSE 500 END"
 
 
+def sql_hourly_inputs(scheme: Scheme, pollutant: str, current: str, mean_8h: str) -> dict[str, str]:
+    """The sub-indices `sql_hourly_index` combines, as SQL to compute one level below it
+    (each once: SQL has no other way to name a value, and repeating these large CASEs in
+    one expression makes it slow to translate): for OZONE_8H, `eight` (the 8-hour mean's
+    index) and `one` (the hour's 1-hour index where that table applies); else none."""
+    if scheme.averaging.get(pollutant) != OZONE_8H:
+        return {}
+    ppm = convert(pollutant, 1.0, "ppm")
+    return {
+        "eight": sql_index(scheme, pollutant, mean_8h, "8h"),
+        "one": f"CASE WHEN {current} * {ppm!r} >= {OZONE_1H_FROM_PPM!r} THEN "
+        f"{sql_index(scheme, pollutant, current, '1h')} END",
+    }
+
+
 def sql_hourly_index(
-    scheme: Scheme, pollutant: str, current: str, nowcast_sql: str, mean_8h: str
+    scheme: Scheme, pollutant: str, current: str, nowcast_sql: str, inputs: dict[str, str]
 ) -> str:
-    """SQL for `hourly_index`: the same rule, given the hour's value (`current`), the
-    NowCast of its 12 hours (`nowcast_sql`) and its 8-hour mean (`mean_8h`) as columns."""
+    """SQL for `hourly_index`, the same rule: given the hour's value (`current`), the NowCast
+    of its 12 hours (`nowcast_sql`) and the columns holding `sql_hourly_inputs` by name."""
     how = scheme.averaging.get(pollutant)
     if how == NOWCAST:
         return sql_index(scheme, pollutant, nowcast_sql)
     if how == OZONE_8H:
-        eight = sql_index(scheme, pollutant, mean_8h, "8h")
-        ppm = convert(pollutant, 1.0, "ppm")
-        one = (
-            f"(CASE WHEN {current} * {ppm!r} >= {OZONE_1H_FROM_PPM!r} THEN "
-            f"{sql_index(scheme, pollutant, current, '1h')} END)"
-        )
+        eight, one = inputs["eight"], inputs["one"]
         # 8-hour values above 0.200 ppm are not defined: 300 unless the 1-hour table applies
-        eight = f"(CASE WHEN {one} IS NULL AND {eight} = 500 THEN 300 ELSE {eight} END)"
+        eight = f"CASE WHEN {one} IS NULL AND {eight} = 500 THEN 300 ELSE {eight} END"
         return f"NULLIF(GREATEST(COALESCE({eight}, -1), COALESCE({one}, -1)), -1)"
     return sql_index(scheme, pollutant, current)
 

@@ -20,6 +20,7 @@ from common.core.aqi import (
     SCHEMES,
     sql_category,
     sql_hourly_index,
+    sql_hourly_inputs,
 )
 
 # Location ids: lowercase letters, digits, '-', '_', '.'; max 63 (also the api's contract).
@@ -315,21 +316,30 @@ def _aqi_view() -> str:
         "LEFT JOIN p ON p.location_id = f.location_id AND p.target = f.target "
         f"AND p.issued_at = f.issued_at AND p.target_ts = {ago}), "
         f"s AS (SELECT w.*, {spread} FROM w), "
-        f"g AS (SELECT {key}, {stats} FROM s GROUP BY {key}) "
+        f"g AS (SELECT {key}, {stats} FROM s GROUP BY {key})"
     )
-    cols = []
+    helpers, cols = [], []
     for scheme in SCHEMES.values():
         name = scheme.name.replace("-", "_")
         for label, band in zip(("aqi", "aqi_lower", "aqi_upper"), _BANDS, strict=True):
-            per_band = (f"f.{band}", f"g.nowcast_{band}", f"g.mean8_{band}")
-            arms = " ".join(
-                f"WHEN '{p}' THEN {sql_hourly_index(scheme, p, *per_band)}" for p in scheme.hourly
-            )
-            cols.append(f"CASE f.target {arms} END AS {label}_{name}")
-    inner = (
-        f"SELECT f.*, {', '.join(cols)} FROM f JOIN g ON g.location_id = f.location_id "
-        "AND g.target = f.target AND g.target_ts = f.target_ts"
+            arms = []
+            for p in scheme.hourly:
+                inputs = {}
+                for part, sql in sql_hourly_inputs(
+                    scheme, p, f"f.{band}", f"g.mean8_{band}"
+                ).items():
+                    inputs[part] = f"h.{part}_{name}_{p}_{band}"
+                    helpers.append(f"{sql} AS {part}_{name}_{p}_{band}")
+                index = sql_hourly_index(scheme, p, f"h.{band}", f"h.nowcast_{band}", inputs)
+                arms.append(f"WHEN '{p}' THEN {index}")
+            cols.append(f"CASE h.target {' '.join(arms)} END AS {label}_{name}")
+    carried = ", ".join(["f.*", *(f"g.nowcast_{b}" for b in _BANDS), *helpers])
+    series += (
+        f", h AS (SELECT {carried} FROM f JOIN g "
+        "ON g.location_id = f.location_id AND g.target = f.target AND g.target_ts = f.target_ts) "
     )
+    forecast = ", ".join(f"h.{c}" for c in TABLES["forecasts"].column_names)
+    inner = f"SELECT {forecast}, {', '.join(cols)} FROM h"
     cats = []
     for scheme in SCHEMES.values():
         name = scheme.name.replace("-", "_")
