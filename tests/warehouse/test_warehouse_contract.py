@@ -271,16 +271,20 @@ def test_forecast_aqi_view_matches_the_python_tables(wh: Warehouse):
         assert (int(row.aqi_cn_hj633), row.category_cn_hj633) == (cn, CN_HJ633.category(cn).name)
 
 
-def test_forecast_aqi_averages_as_the_api_does(wh: Warehouse):
-    """The PM NowCast and the 8-hour O3 mean in SQL: each forecast hour's index over the
-    hours observed up to its issue time and that issue's forecast after it, with missing
-    hours, a re-run, a later issue taking over part of the hours, and O3 high enough for
-    the 1-hour table, must equal what the api computes (common.serving.indices)."""
+def test_latest_forecasts_per_target_and_forecast_aqi_averaging_as_the_api_does(wh: Warehouse):
+    """Three targets forecast for the same location and hours are three rows per hour of
+    latest_forecasts (its key holds the target), a later issue supersedes each target's
+    hours it covers, and forecast_aqi gives each row its own pollutant's sub-index with the
+    PM NowCast and the 8-hour O3 mean: each forecast hour's index over the hours observed
+    up to its issue time and that issue's forecast after it, with missing hours, a re-run
+    and O3 high enough for the 1-hour table, must equal what the api computes
+    (common.serving.indices)."""
     import random
 
     from common.core.aqi import SCHEMES
     from common.forecasting.snapshot import LocationForecast, RecentObservations
     from common.serving.indices import point_indices
+    from common.warehouse.view_keys import duplicates
 
     rng = random.Random(18)
     level = {"pm2_5": 60.0, "pm10": 140.0, "ozone": 220.0}
@@ -317,7 +321,11 @@ def test_forecast_aqi_averages_as_the_api_does(wh: Warehouse):
     issue(first, "r1", 1)
     forecasts = {first: issue(first, "r1-again", 2), second: issue(second, "r2", 1)}
     got = wh.query("SELECT * FROM forecast_aqi ORDER BY target, target_ts")
-    assert len(got) == 3 * 8  # hours 1-2 of the first issue, then 6 of the second
+    assert len(got) == 3 * 8  # per target: hours 1-2 of the first issue, then 6 of the second
+    latest = wh.query("SELECT target, issued_at, run_id FROM latest_forecasts")
+    assert latest.groupby("target").size().to_dict() == {"ozone": 8, "pm10": 8, "pm2_5": 8}
+    assert set(latest["run_id"]) == {"r1-again", "r2"}
+    assert not any(duplicates(wh).values())
     for row in got.itertuples():
         at = row.issued_at
         yhat = forecasts[at][row.target]
@@ -362,47 +370,6 @@ def test_in_unnest_matches_exactly_the_listed_ids_through_the_view(wh: Warehouse
     )
     assert got["location_id"].tolist() == ["b"] * 3 + ["o'x"] * 3
     assert got["pm2_5"].tolist() == [0.0, 1.0, 2.0, 99.0, 1.0, 2.0]
-
-
-def test_latest_forecasts_keeps_each_target_and_forecast_aqi_its_sub_index(wh: Warehouse):
-    """Two targets forecast for the same location and hour are two rows of latest_forecasts
-    (its key holds the target), a re-issue of one supersedes only that one, and
-    forecast_aqi indexes each row with its own pollutant's table."""
-    from common.core.aqi import CN_HJ633, index_of
-    from common.warehouse.view_keys import duplicates
-
-    def row(target: str, yhat: float, issued_hour: int, run: str) -> dict:
-        return {
-            "run_id": run,
-            "model_version": f"v-{target}",
-            "location_id": "loc",
-            "target": target,
-            "issued_at": T0 + pd.Timedelta(hours=issued_hour),
-            "target_ts": T0 + pd.Timedelta(hours=3),
-            "horizon_h": 3 - issued_hour,
-            "yhat": yhat,
-            "yhat_lower": yhat / 2,
-            "yhat_upper": yhat * 2,
-            "created_at": T0 + pd.Timedelta(hours=issued_hour),
-        }
-
-    wh.append("forecasts", pd.DataFrame([row("pm2_5", 40.0, 0, "r1"), row("pm10", 160.0, 0, "r1")]))
-    wh.append("forecasts", pd.DataFrame([row("pm2_5", 20.0, 1, "r2")]))  # a newer pm2_5 only
-    got = wh.query(
-        "SELECT target, yhat, run_id, aqi_us_epa, aqi_cn_hj633, category_cn_hj633 "
-        "FROM forecast_aqi ORDER BY target"
-    )
-    assert got[["target", "yhat", "run_id"]].to_dict("records") == [
-        {"target": "pm10", "yhat": 160.0, "run_id": "r1"},
-        {"target": "pm2_5", "yhat": 20.0, "run_id": "r2"},
-    ]
-    for r in got.itertuples():  # HJ 633 indexes the hour's own value with the PM's table
-        index = index_of(CN_HJ633, r.target, "24h", r.yhat)
-        assert (int(r.aqi_cn_hj633), r.category_cn_hj633) == (index, CN_HJ633.category(index).name)
-    assert int(got["aqi_cn_hj633"].iloc[0]) != int(got["aqi_cn_hj633"].iloc[1])  # two tables
-    assert got["aqi_us_epa"].isna().all()  # no observed hours: no NowCast, as in the api
-    assert len(wh.query("SELECT * FROM latest_forecasts")) == 2
-    assert not any(duplicates(wh).values())
 
 
 def test_duckdb_makes_its_schema_once_and_again_when_it_changes(
