@@ -62,6 +62,7 @@ NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 PAGE_ROWS = 100_000  # rows per REST page of a query result (the server caps bytes)
 
+
 class BigQueryWarehouse(Warehouse):
     dialect = "bigquery"
 
