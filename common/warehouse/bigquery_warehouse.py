@@ -60,6 +60,9 @@ def make_client(settings: Settings) -> bigquery.Client:
 NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
+PAGE_ROWS = 100_000  # rows per REST page of a query result (the server caps bytes)
+
+
 class BigQueryWarehouse(Warehouse):
     dialect = "bigquery"
 
@@ -184,7 +187,9 @@ class BigQueryWarehouse(Warehouse):
             query_parameters=[_param(k, v) for k, v in params.items()], use_legacy_sql=False
         )
         try:
-            rows = self.client.query_and_wait(sql, job_config=config)
+            # Big pages: a result read over REST takes one request per page, and BigQuery
+            # still caps each page at 10 MB whatever is asked.
+            rows = self.client.query_and_wait(sql, job_config=config, page_size=PAGE_ROWS)
             # The Storage Read API only on BigQuery itself (the emulator serves REST pages).
             storage = self.settings.bigquery_endpoint is None and (rows.total_rows or 0) > 10_000
             table = rows.to_arrow(create_bqstorage_client=storage)

@@ -183,3 +183,19 @@ def test_an_aircast_error_is_one_line_on_stderr_and_a_non_zero_exit(
     assert result.exit_code == 1
     assert "Error: " in result.stderr and message in result.stderr
     assert message not in result.stdout and "Traceback" not in result.output
+
+
+def test_replay_reads_the_csv_folder_it_is_given(
+    home: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`aircast replay --path` makes the named folder the csv source's root in-process, as
+    `aircast ingest --path` does (it failed asking for AIRCAST_CSV_PATH)."""
+    monkeypatch.delenv("AIRCAST_CSV_PATH", raising=False)
+    folder = str(shared_data / "beijing-multisite")
+    # Two hours with no warm-up: two hourly ingests and predicts (no model yet), no train.
+    out = run("replay", "--start", "2016-03-01T00:00Z", "--end", "2016-03-01T01:59Z",
+              "--source", "csv", "--path", folder, "--warmup-days", "0")  # fmt: skip
+    assert "ingest   runs     2  ok     2" in out, out
+    assert "AIRCAST_CSV_PATH" not in out
+    sql = "SELECT COUNT(DISTINCT location_id) AS n FROM observations"
+    assert json.loads(run("sql", "--json", sql)) == [{"n": 8}]

@@ -4,6 +4,7 @@ scheduler that fires them, a replay of past schedules, a deployed job run now, t
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import click
 
 from common.core.timeutil import iso
 from common.ops.cli.console import TIME, frame_to_text, wait_for_interrupt
+from common.runtime import services
 from common.runtime.services import get_services
 from common.scheduling.schedules import FUNCTIONS, SCHEDULES, expand
 
@@ -129,11 +131,13 @@ def replay(
         ingest["source"] = source
     if path:
         ingest["path"] = str(Path(path).resolve())
-    invoker: Any = (
-        HttpInvoker(_endpoints(endpoint), backoff=0.5)
-        if over_http or endpoint
-        else InProcessInvoker()
-    )
+    http = over_http or bool(endpoint)
+    if path and not http and not os.environ.get("AIRCAST_CSV_PATH"):
+        # In this process, the folder the operator names is the csv source's root, as
+        # `aircast ingest --path` makes it (served functions keep their own setting).
+        os.environ["AIRCAST_CSV_PATH"] = ingest["path"]
+        services.reset()
+    invoker: Any = HttpInvoker(_endpoints(endpoint), backoff=0.5) if http else InProcessInvoker()
     warmup = dt.timedelta(days=warmup_days) if warmup_days > 0 else None
     total = len(replay_plan(start, end)) + warmup_runs(start, warmup)
     with click.progressbar(length=total, label="replay", show_pos=True) as bar:
