@@ -135,12 +135,15 @@ def promote(store: ArtifactStore, model_name: str = "aircast", version: str = "v
 
 
 @contextlib.contextmanager
-def served_api(home: Path, snapshot: Snapshot | None = None) -> Iterator[str]:
-    """The api served as `aircast serve` serves it, on a free loopback port, with a snapshot."""
+def served_api(
+    home: Path, snapshot: Snapshot | None = None, settings: dict[str, str] | None = None
+) -> Iterator[str]:
+    """The api served as `aircast serve` serves it, on a free loopback port, with a snapshot
+    (and any further AIRCAST_* `settings`)."""
     from common.storage.local import LocalStore
 
     publish(LocalStore(home / "artifacts"), snapshot or make_snapshot())
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRCAST_")}
-    env |= {"AIRCAST_BACKEND": "local", "AIRCAST_HOME": str(home)}
+    env |= {"AIRCAST_BACKEND": "local", "AIRCAST_HOME": str(home), **(settings or {})}
     with localstack.serve(["api"], port=0, env=env, home=home) as urls:
         yield urls["api"]

@@ -1,6 +1,6 @@
 """Air-quality indices: the agencies' breakpoint tables, in one place, in pure Python.
 
-Why in `core`: the schema renders the `forecast_aqi` view's SQL from these tables (one
+Why in `core`: the schema renders the `forecast_aqi` view's SQL from these tables and rules (one
 table, two consumers), and the api computes the same index without pandas, so it must sit
 where both may import it and pull nothing heavy.
 
@@ -34,9 +34,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MOLAR_VOLUME_25C = 24.45  # L/mol at 25 °C, 1 atm
+NOWCAST, OZONE_8H = "nowcast", "ozone-8h"  # the averagings `hourly_index` applies
+NOWCAST_HOURS, NOWCAST_RECENT = 12, 3  # 2 of the 3 most recent hours must be valid
+MEAN_8H_HOURS, MEAN_8H_NEED = 8, 6  # the 8-hour mean needs 6 valid hours
+OZONE_1H_FROM_PPM = 0.125  # at and above, EPA's 1-hour O3 table also applies
 MOLAR_MASS = {"ozone": 48.00, "nitrogen_dioxide": 46.01}
 
 
@@ -72,6 +76,11 @@ class Scheme:
     rounding: str  # "nearest" | "up"
     # Per pollutant, the table the hourly index (and the SQL view) uses for one hour's value.
     hourly: dict[str, str]
+    # Per pollutant, what the hourly index is of (`hourly_index`; the SQL view renders the
+    # same rule with `sql_hourly_index`): NOWCAST (the PM NowCast of the last 12 hours),
+    # OZONE_8H (the 8-hour mean, or the 1-hour value where that is higher); absent: the
+    # hour's own value.
+    averaging: dict[str, str] = field(default_factory=dict)
 
     def table(self, pollutant: str, averaging: str) -> Table:
         for t in self.tables:
@@ -211,6 +220,7 @@ US_EPA = Scheme(
     ),
     rounding="nearest",
     hourly={"pm2_5": "24h", "pm10": "24h", "ozone": "8h", "nitrogen_dioxide": "1h"},
+    averaging={"pm2_5": "nowcast", "pm10": "nowcast", "ozone": "ozone-8h"},
 )
 
 # --- China HJ 633-2012 ---------------------------------------------------------------------
@@ -342,9 +352,9 @@ def nowcast(values: Sequence[float | None]) -> float | None:
     with i the hours ago (missing hours drop out of both sums). Not reported unless 2 of
     the 3 most recent hours are valid.
     """
-    recent = list(values)[-12:]
+    recent = list(values)[-NOWCAST_HOURS:]
     valid = [v for v in recent if v is not None and not math.isnan(v)]
-    last3 = [v for v in recent[-3:] if v is not None and not math.isnan(v)]
+    last3 = [v for v in recent[-NOWCAST_RECENT:] if v is not None and not math.isnan(v)]
     if len(last3) < 2 or not valid:
         return None
     hi, lo = max(valid), min(valid)
@@ -369,15 +379,17 @@ def hourly_index(
     averaging the scheme reports that pollutant with (see the module docstring)."""
     if pollutant not in scheme.hourly:
         return None
-    window = series[max(0, i - 11) : i + 1]
     current = series[i]
-    if scheme is US_EPA and pollutant in ("pm2_5", "pm10"):
-        return index_of(scheme, pollutant, "24h", nowcast(window))
-    if scheme is US_EPA and pollutant == "ozone":
-        eight = index_of(scheme, pollutant, "8h", _mean(series[max(0, i - 7) : i + 1], 6))
+    how = scheme.averaging.get(pollutant)
+    if how == NOWCAST:
+        window = series[max(0, i - NOWCAST_HOURS + 1) : i + 1]
+        return index_of(scheme, pollutant, scheme.hourly[pollutant], nowcast(window))
+    if how == OZONE_8H:
+        mean = _mean(series[max(0, i - MEAN_8H_HOURS + 1) : i + 1], MEAN_8H_NEED)
+        eight = index_of(scheme, pollutant, "8h", mean)
         ppm = None if current is None else convert(pollutant, current, "ppm")
         one = None
-        if ppm is not None and ppm >= 0.125:
+        if ppm is not None and ppm >= OZONE_1H_FROM_PPM:
             one = index_of(scheme, pollutant, "1h", current)
         if eight == 500 and one is None:  # 8-hour values above 0.200 ppm are not defined
             eight = 300
@@ -386,11 +398,12 @@ def hourly_index(
     return index_of(scheme, pollutant, scheme.hourly[pollutant], current)
 
 
-def sql_index(scheme: Scheme, pollutant: str, column: str) -> str:
-    """A SQL expression (BigQuery dialect, portable to DuckDB) for the index of one hour's
-    value of `column` (µg/m³) with the scheme's hourly table; rendered from the same rows
-    `sub_index` uses, so the view and the api cannot disagree on a breakpoint."""
-    table = scheme.table(pollutant, scheme.hourly[pollutant])
+def sql_index(scheme: Scheme, pollutant: str, column: str, averaging: str | None = None) -> str:
+    """A SQL expression (BigQuery dialect, portable to DuckDB) for the index of the value of
+    `column` (µg/m³) with the scheme's `averaging` table (default: its hourly one); rendered
+    from the same rows `sub_index` uses, so the view and the api cannot disagree on a
+    breakpoint."""
+    table = scheme.table(pollutant, averaging or scheme.hourly[pollutant])
     factor = convert(pollutant, 1.0, table.unit)
     x = f"GREATEST({column}, 0) * {factor!r}" if factor != 1.0 else f"GREATEST({column}, 0)"
     if table.decimals is not None:
@@ -408,6 +421,37 @@ def sql_index(scheme: Scheme, pollutant: str, column: str) -> str:
     if not first:
         first = f"WHEN {column} IS NULL THEN NULL "
     return f"CASE {first}{' '.join(arms)} ELSE 500 END"
+
+
+def sql_hourly_inputs(scheme: Scheme, pollutant: str, current: str, mean_8h: str) -> dict[str, str]:
+    """The sub-indices `sql_hourly_index` combines, as SQL to compute one level below it
+    (each once: SQL has no other way to name a value, and repeating these large CASEs in
+    one expression makes it slow to translate): for OZONE_8H, `eight` (the 8-hour mean's
+    index) and `one` (the hour's 1-hour index where that table applies); else none."""
+    if scheme.averaging.get(pollutant) != OZONE_8H:
+        return {}
+    ppm = convert(pollutant, 1.0, "ppm")
+    return {
+        "eight": sql_index(scheme, pollutant, mean_8h, "8h"),
+        "one": f"CASE WHEN {current} * {ppm!r} >= {OZONE_1H_FROM_PPM!r} THEN "
+        f"{sql_index(scheme, pollutant, current, '1h')} END",
+    }
+
+
+def sql_hourly_index(
+    scheme: Scheme, pollutant: str, current: str, nowcast_sql: str, inputs: dict[str, str]
+) -> str:
+    """SQL for `hourly_index`, the same rule: given the hour's value (`current`), the NowCast
+    of its 12 hours (`nowcast_sql`) and the columns holding `sql_hourly_inputs` by name."""
+    how = scheme.averaging.get(pollutant)
+    if how == NOWCAST:
+        return sql_index(scheme, pollutant, nowcast_sql)
+    if how == OZONE_8H:
+        eight, one = inputs["eight"], inputs["one"]
+        # 8-hour values above 0.200 ppm are not defined: 300 unless the 1-hour table applies
+        eight = f"CASE WHEN {one} IS NULL AND {eight} = 500 THEN 300 ELSE {eight} END"
+        return f"NULLIF(GREATEST(COALESCE({eight}, -1), COALESCE({one}, -1)), -1)"
+    return sql_index(scheme, pollutant, current)
 
 
 def sql_category(scheme: Scheme, index_sql: str) -> str:

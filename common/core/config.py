@@ -23,8 +23,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.core.catalog import SOURCE_NAMES
-from common.core.errors import AircastError
-from common.core.schema import TRAIN_WINDOW_MAX_DAYS, VARIABLES
+from common.core.errors import AircastError, BadRequest
+from common.core.schema import POLLUTANTS, TRAIN_WINDOW_MAX_DAYS, VARIABLES
 
 HORIZON_MAX_H = 168  # the longest horizon a deployment may configure (one week)
 
@@ -73,7 +73,15 @@ class Settings(BaseSettings):
     )
 
     # Forecasting
-    target: str = Field("pm2_5", description="Observation column to forecast.")
+    target: str = Field(
+        "pm2_5", description="Observation column to forecast (when AIRCAST_TARGETS is unset)."
+    )
+    targets: str | None = Field(
+        None,
+        description="Pollutant columns to forecast, comma-separated (e.g. "
+        "pm2_5,pm10,ozone,nitrogen_dioxide): one model each, trained, gated and served "
+        "apart; the first is the default the api answers. Unset: AIRCAST_TARGET alone.",
+    )
     horizon: int = Field(24, ge=1, le=HORIZON_MAX_H, description="Forecast horizons 1..H hours.")
     model_name: str = Field("aircast", description="Name of the model under models/.")
 
@@ -224,8 +232,8 @@ class Settings(BaseSettings):
         16,
         ge=1,
         le=256,
-        description="Snapshot parts (predict shards) one api instance keeps parsed; more "
-        "are re-read when asked for. About 70 MB per 10,000-location part.",
+        description="Snapshot parts (predict shards) one api instance keeps parsed per "
+        "target; more are re-read when asked for. About 70 MB per 10,000-location part.",
     )
     api_stale_after_hours: float = Field(
         3.0, gt=0, le=24 * 31, description="Snapshot age at which /health says degraded."
@@ -264,6 +272,23 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of the observation variables: {', '.join(VARIABLES)}")
         return value
 
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        if not names:
+            raise ValueError("must name at least one pollutant column")
+        unknown = [name for name in names if name not in POLLUTANTS]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not a pollutant column; choose from {', '.join(POLLUTANTS)}"
+            )
+        if len(set(names)) < len(names):
+            raise ValueError("names a column more than once")
+        return ",".join(names)
+
     @model_validator(mode="after")
     def _gcp_needs_project_and_bucket(self) -> Settings:
         if self.backend == "gcp":
@@ -278,6 +303,31 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"AIRCAST_BACKEND=gcp needs {' and '.join(missing)}")
         return self
+
+    @property
+    def forecast_targets(self) -> tuple[str, ...]:
+        """The columns this deployment forecasts, the default first: AIRCAST_TARGETS, else
+        AIRCAST_TARGET alone. Every job and the api read the list from here."""
+        return tuple(self.targets.split(",")) if self.targets else (self.target,)
+
+    @property
+    def default_target(self) -> str:
+        """The target served when a request names none; its model and snapshot keep the
+        names a single-target deployment has always used."""
+        return self.forecast_targets[0]
+
+    def target_of(self, asked: str | None) -> str:
+        """The target a request names (None: the default); one not forecast here is a 400
+        naming `target`."""
+        if asked is None:
+            return self.default_target
+        if asked not in self.forecast_targets:
+            raise BadRequest(
+                f"target: {asked!r} is not forecast here; choose from "
+                f"{', '.join(self.forecast_targets)}",
+                field="target",
+            )
+        return asked
 
     @property
     def warehouse_path(self) -> Path:

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.core.aqi import SCHEMES, sql_category, sql_index
+from common.core.aqi import (
+    MEAN_8H_HOURS,
+    MEAN_8H_NEED,
+    NOWCAST_HOURS,
+    NOWCAST_RECENT,
+    SCHEMES,
+    sql_category,
+    sql_hourly_index,
+    sql_hourly_inputs,
+)
 
 # Location ids: lowercase letters, digits, '-', '_', '.'; max 63 (also the api's contract).
 LOCATION_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -217,7 +226,7 @@ TABLES: dict[str, Table] = {
                 _c("yhat_upper", "FLOAT64", "Upper bound (p90)"),
                 _c("created_at", "TIMESTAMP", "When the row was written", True),
             ),
-            key=("location_id", "target_ts"),
+            key=("location_id", "target", "target_ts"),
             partition_by="target_ts",
             cluster_by=("location_id",),
             retention_days=400,
@@ -261,29 +270,83 @@ def _actual_case() -> str:
     return f"CASE f.target {arms} END"
 
 
+_BANDS = ("yhat", "yhat_lower", "yhat_upper")
+
+
 def _aqi_view() -> str:
     """`forecast_aqi`: latest_forecasts with each scheme's index of p50, p10 and p90 and
-    their categories, rendered from the breakpoint tables of common.core.aqi."""
-    cols = []
+    their categories, rendered from the breakpoint tables and averaging rules of
+    common.core.aqi, over the series the api indexes (common.serving.indices): for each
+    forecast hour, the 12 hours up to it, observed up to the forecast's issue time and that
+    issue's forecast after it. Per band: the NowCast of those hours and their last 8 hours'
+    mean (each with the counts its rule needs), which `sql_hourly_index` turns into the index.
+    """
+    ago = "TIMESTAMP_SUB(f.target_ts, INTERVAL k HOUR)"
+    values = ", ".join(
+        f"CASE WHEN {ago} <= f.issued_at THEN {_actual_case()} ELSE p.{b} END AS v_{b}"
+        for b in _BANDS
+    )
+    key = "location_id, target, target_ts"
+    window = f"OVER (PARTITION BY {key})"
+    spread = ", ".join(
+        f"CASE WHEN MAX(v_{b}) {window} <= 0 THEN 1.0 "
+        f"ELSE GREATEST(MIN(v_{b}) {window} / MAX(v_{b}) {window}, 0.5) END AS w_{b}"
+        for b in _BANDS
+    )
+
+    def valid(b: str, hours: int) -> str:
+        return f"SUM(CASE WHEN k < {hours} AND v_{b} IS NOT NULL THEN 1 ELSE 0 END)"
+
+    stats = ", ".join(
+        f"CASE WHEN {valid(b, NOWCAST_RECENT)} >= 2 THEN SUM(POW(w_{b}, k) * v_{b}) / "
+        f"SUM(CASE WHEN v_{b} IS NOT NULL THEN POW(w_{b}, k) END) END AS nowcast_{b}, "
+        f"CASE WHEN {valid(b, MEAN_8H_HOURS)} >= {MEAN_8H_NEED} "
+        f"THEN AVG(CASE WHEN k < {MEAN_8H_HOURS} THEN v_{b} END) END AS mean8_{b}"
+        for b in _BANDS
+    )
+    series = (
+        "WITH f AS (SELECT * FROM latest_forecasts), "
+        # the forecasts of each issue (re-runs once), for the hours between it and each hour
+        "p AS (SELECT location_id, target, issued_at, target_ts, yhat, yhat_lower, yhat_upper "
+        "FROM forecasts WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, "
+        "target, issued_at, target_ts ORDER BY created_at DESC, run_id DESC) = 1), "
+        f"w AS (SELECT f.location_id, f.target, f.target_ts, k, {values} FROM f "
+        f"CROSS JOIN UNNEST(GENERATE_ARRAY(0, {NOWCAST_HOURS - 1})) AS k "
+        f"LEFT JOIN observations AS o ON o.location_id = f.location_id AND o.ts = {ago} "
+        "LEFT JOIN p ON p.location_id = f.location_id AND p.target = f.target "
+        f"AND p.issued_at = f.issued_at AND p.target_ts = {ago}), "
+        f"s AS (SELECT w.*, {spread} FROM w), "
+        f"g AS (SELECT {key}, {stats} FROM s GROUP BY {key})"
+    )
+    helpers, cols = [], []
     for scheme in SCHEMES.values():
-        s = scheme.name.replace("-", "_")
-        for name, column in (
-            ("aqi", "yhat"),
-            ("aqi_lower", "yhat_lower"),
-            ("aqi_upper", "yhat_upper"),
-        ):
-            arms = " ".join(
-                f"WHEN '{p}' THEN {sql_index(scheme, p, column)}" for p in scheme.hourly
-            )
-            cols.append(f"CASE target {arms} END AS {name}_{s}")
-    inner = f"SELECT f.*, {', '.join(cols)} FROM latest_forecasts AS f"
+        name = scheme.name.replace("-", "_")
+        for label, band in zip(("aqi", "aqi_lower", "aqi_upper"), _BANDS, strict=True):
+            arms = []
+            for p in scheme.hourly:
+                inputs = {}
+                for part, sql in sql_hourly_inputs(
+                    scheme, p, f"f.{band}", f"g.mean8_{band}"
+                ).items():
+                    inputs[part] = f"h.{part}_{name}_{p}_{band}"
+                    helpers.append(f"{sql} AS {part}_{name}_{p}_{band}")
+                index = sql_hourly_index(scheme, p, f"h.{band}", f"h.nowcast_{band}", inputs)
+                arms.append(f"WHEN '{p}' THEN {index}")
+            cols.append(f"CASE h.target {' '.join(arms)} END AS {label}_{name}")
+    carried = ", ".join(["f.*", *(f"g.nowcast_{b}" for b in _BANDS), *helpers])
+    series += (
+        f", h AS (SELECT {carried} FROM f JOIN g "
+        "ON g.location_id = f.location_id AND g.target = f.target AND g.target_ts = f.target_ts) "
+    )
+    forecast = ", ".join(f"h.{c}" for c in TABLES["forecasts"].column_names)
+    inner = f"SELECT {forecast}, {', '.join(cols)} FROM h"
     cats = []
     for scheme in SCHEMES.values():
-        s = scheme.name.replace("-", "_")
-        for name in ("aqi", "aqi_lower", "aqi_upper"):
-            label = name.replace("aqi", "category")
-            cats.append(f"{sql_category(scheme, f'{name}_{s}')} AS {label}_{s}")
-    return f"SELECT a.*, {', '.join(cats)} FROM ({inner}) AS a"
+        name = scheme.name.replace("-", "_")
+        for label in ("aqi", "aqi_lower", "aqi_upper"):
+            category = label.replace("aqi", "category")
+            cats.append(f"{sql_category(scheme, f'{label}_{name}')} AS {category}_{name}")
+    return f"{series}SELECT a.*, {', '.join(cats)} FROM ({inner}) AS a"
 
 
 VIEWS: dict[str, View] = {
@@ -305,9 +368,10 @@ VIEWS: dict[str, View] = {
         ),
         View(
             "latest_forecasts",
-            "The newest forecast per (location_id, target_ts).",
+            "The newest forecast per (location_id, target, target_ts): one row per "
+            "forecast hour for each forecast variable.",
             "SELECT * FROM forecasts WHERE TRUE QUALIFY ROW_NUMBER() OVER ("
-            "PARTITION BY location_id, target_ts ORDER BY issued_at DESC, created_at DESC, "
+            "PARTITION BY location_id, target, target_ts ORDER BY issued_at DESC, created_at DESC, "
             "run_id DESC) = 1",
             ("forecasts",),
         ),
@@ -342,11 +406,13 @@ VIEWS: dict[str, View] = {
         View(
             "forecast_aqi",
             "latest_forecasts with the air-quality index of p50, p10 and p90 and their "
-            "categories under each scheme (aqi_us_epa, category_us_epa, ..._cn_hj633): the "
-            "index of each forecast hour's value with the scheme's table for the pollutant "
-            "(no NowCast or 8-hour mean here; the api applies those). See docs/aqi.md.",
+            "categories under each scheme (aqi_us_epa, category_us_epa, ..._cn_hj633), as "
+            "the api computes them: the row's target pollutant's sub-index with the averaging "
+            "its scheme reports (US EPA: the PM NowCast, the 8-hour O3 mean) over the hours "
+            "observed up to the forecast's issue time and that issue's forecast after it. "
+            "The overall index of an hour is the largest over its targets. See docs/aqi.md.",
             _aqi_view(),
-            ("latest_forecasts",),
+            ("latest_forecasts", "forecasts", "observations"),
         ),
     )
 }

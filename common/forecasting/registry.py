@@ -5,6 +5,9 @@
     models/<name>/<version>/report.png
     models/<name>/production.json           {"version", "promoted_at", "run_id", ...}
 
+Each forecast target has its own model, named by `model_name_for` (the default target keeps
+AIRCAST_MODEL_NAME, so a deployment that adds targets keeps its production model).
+
 The pointer moves only by compare-and-swap on the generation read before the gate ran, so
 two trainers racing never both win and a loser leaves production as the winner set it.
 Predict and the api keep the loaded production model per warm instance and reload only when
@@ -26,7 +29,14 @@ from common.storage import ArtifactStore
 from common.storage.base import NotFound, PreconditionFailed, StoreError
 
 if TYPE_CHECKING:
+    from common.core.config import Settings
     from common.forecasting.model import ForecastModel
+
+
+def model_name_for(model_name: str, target: str, default_target: str) -> str:
+    """The registry name of `target`'s model: AIRCAST_MODEL_NAME for the default target,
+    `<model_name>-<target>` for the others (a model name has no '-', so never a clash)."""
+    return model_name if target == default_target else f"{model_name}-{target}"
 
 
 @dataclass
@@ -43,6 +53,11 @@ class Registry:
         self.name = model_name
         self.prefix = f"models/{model_name}"
         self.pointer = f"{self.prefix}/production.json"
+
+    @classmethod
+    def of_target(cls, store: ArtifactStore, settings: Settings, target: str) -> Registry:
+        """The registry of `target`'s model in this deployment."""
+        return cls(store, model_name_for(settings.model_name, target, settings.default_target))
 
     def key(self, version: str, file: str) -> str:
         return f"{self.prefix}/{version}/{file}"

@@ -1,4 +1,5 @@
-"""The serving snapshot: what predict publishes and the api serves (`serving/latest.json`).
+"""The serving snapshot: what predict publishes and the api serves (`serving/latest.json`,
+one snapshot per forecast target: see `snapshot_key`).
 
 The api answers every lookup from the snapshot held in memory, so it never queries the
 warehouse and its service account needs only read access to the bucket. Predict writes it
@@ -22,18 +23,28 @@ from pydantic import BaseModel, Field
 SNAPSHOT_KEY = "serving/latest.json"
 
 
-def snapshot_key(shard: int = 0, shards: int = 1) -> str:
-    """Where predict shard `shard` of `shards` publishes its part. One shard keeps the one
-    object (`serving/latest.json`); N shards write N objects under a prefix named for N, so
-    parts written with another shard count are never mixed in."""
+def snapshot_key(
+    shard: int = 0, shards: int = 1, target: str | None = None, default_target: str | None = None
+) -> str:
+    """Where predict shard `shard` of `shards` publishes its part of `target`'s snapshot.
+
+    The one key rule predict, the api and the health status share. The default target
+    (`target` None or equal to `default_target`) keeps the keys a single-target deployment
+    has always used: one shard the one object (`serving/latest.json`), N shards N objects
+    under a prefix named for N, so parts written with another shard count are never mixed
+    in. Every other target has the same layout under `serving/<target>/`.
+    """
+    prefix = "serving" if target is None or target == default_target else f"serving/{target}"
     if shards <= 1:
-        return SNAPSHOT_KEY
-    return f"serving/shards-{shards}/{shard:03d}.json"
+        return f"{prefix}/latest.json"
+    return f"{prefix}/shards-{shards}/{shard:03d}.json"
 
 
-def snapshot_keys(shards: int) -> list[str]:
-    """Every part the api serves when predict runs as `shards` shards."""
-    return [snapshot_key(k, shards) for k in range(max(shards, 1))]
+def snapshot_keys(
+    shards: int, target: str | None = None, default_target: str | None = None
+) -> list[str]:
+    """Every part of `target`'s snapshot the api serves when predict runs as `shards` shards."""
+    return [snapshot_key(k, shards, target, default_target) for k in range(max(shards, 1))]
 
 
 ISSUED_AT = re.compile(rb'"issued_at":"([^"]+)"')

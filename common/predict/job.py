@@ -6,6 +6,10 @@ coordinator; within a shard, locations go through read -> features -> model -> w
 batches of AIRCAST_PREDICT_BATCH_LOCATIONS, so memory follows the batch, not the network.
 Each shard publishes its own snapshot part.
 
+Each target of AIRCAST_TARGETS is forecast by its own production model, shard by shard as
+above, and published as its own snapshot (`snapshot_key`); a target without a model yet is
+skipped with the reason.
+
 Reads only what was known at as_of: observations with ts in (as_of - HISTORY_HOURS, as_of]
 and, when the model uses weather at the target hour, the newest weather forecast issued at
 or before as_of for each target hour. Features come from `common.forecasting.features`,
@@ -44,7 +48,7 @@ from common.forecasting.features import (
     neighbours_of,
 )
 from common.forecasting.forecast import forecast_frame
-from common.forecasting.registry import Loaded, Registry
+from common.forecasting.registry import Loaded, Registry, model_name_for
 from common.forecasting.snapshot import (
     SCHEMA_VERSION,
     SNAPSHOT_KEY,
@@ -147,9 +151,26 @@ def run_predict(request: PredictRequest, services: Services) -> dict[str, Any]:
     return run_job("predict", request, services, lambda run: _predict(services, run, todo, shards))
 
 
+def production_models(services: Services) -> tuple[dict[str, Loaded], dict[str, str]]:
+    """Each target's production model, in AIRCAST_TARGETS order, and the targets without
+    one with the reason (skipped, not a failure); a 409 when no target has a model."""
+    settings = services.settings
+    models: dict[str, Loaded] = {}
+    missing: dict[str, Conflict] = {}
+    for target in settings.forecast_targets:
+        try:
+            models[target] = Registry.of_target(services.store, settings, target).load_production()
+        except Conflict as exc:
+            missing[target] = exc
+    if not models:
+        raise next(iter(missing.values()))
+    return models, {target: str(exc) for target, exc in missing.items()}
+
+
 def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outcome:
     t = time.perf_counter()
-    loaded = Registry(services.store, services.settings.model_name).load_production()  # 409
+    models, missing = production_models(services)  # 409 when no target has a model
+    loaded = next(iter(models.values()))  # the first target's: the answer's top level
     spec = FeatureSpec(**loaded.metadata["spec"])
     run.answer["model_version"] = loaded.version
     if shards > 1:
@@ -164,33 +185,51 @@ def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outc
     timings["read_s"] = round(time.perf_counter() - t0, 4)
 
     counts = {"locations": 0, "forecasts": 0, "written": 0, "skipped": 0}
-    skipped: list[tuple[str, str]] = []
-    published: dict[str, Any] = {}
-    for shard in todo:
-        prediction, written = _forecast_shard(
-            services, run, loaded, spec, active, shard, shards, timings
-        )
-        t2 = time.perf_counter()
-        published[str(shard)] = publish(
-            services, build_snapshot(services, prediction), snapshot_key(shard, shards)
-        )
-        _add(timings, "snapshot_s", t2)
-        frame = prediction.frame
-        counts["locations"] += int(frame["location_id"].nunique()) if len(frame) else 0
-        counts["forecasts"] += len(frame)
-        counts["written"] += written
-        counts["skipped"] += len(prediction.skipped)
-        skipped += prediction.skipped
+    skipped: list[tuple[str, str, str]] = []  # (target, location_id, reason)
+    targets: dict[str, dict[str, Any]] = {}
+    for target, model in models.items():  # each target: the shards as one target did alone
+        mine = targets[target] = {
+            "model_version": model.version,
+            "counts": dict.fromkeys(counts, 0),
+            "snapshot": {},  # shard -> what publish did
+        }
+        target_spec = FeatureSpec(**model.metadata["spec"])
+        for shard in todo:
+            prediction, written = _forecast_shard(
+                services, run, model, target_spec, active, shard, shards, timings
+            )
+            t2 = time.perf_counter()
+            key = snapshot_key(shard, shards, target, services.settings.default_target)
+            mine["snapshot"][str(shard)] = publish(
+                services, build_snapshot(services, prediction), key
+            )
+            _add(timings, "snapshot_s", t2)
+            frame = prediction.frame
+            n = {
+                "locations": int(frame["location_id"].nunique()) if len(frame) else 0,
+                "forecasts": len(frame),
+                "written": written,
+                "skipped": len(prediction.skipped),
+            }
+            for k, v in n.items():
+                counts[k] += v
+                mine["counts"][k] += v
+            skipped += [(target, i, r) for i, r in prediction.skipped]
+    if shards == 1:  # one part: its outcome, as a single-target run has always answered
+        for mine in targets.values():
+            mine["snapshot"] = mine["snapshot"]["0"]
     answer: dict[str, Any] = {
         "issued_at": iso(run.as_of),
         "horizon": spec.horizon,
-        "skipped": [{"location_id": i, "reason": r} for i, r in skipped],
-        "snapshot": published["0"] if shards == 1 else published,
+        "skipped": [{"location_id": i, "target": tg, "reason": r} for tg, i, r in skipped],
+        "snapshot": targets[next(iter(models))]["snapshot"],
+        "targets": {**targets, **{tg: {"skipped": reason} for tg, reason in missing.items()}},
         "timings": timings,
     }
     if shards > 1:
         answer["shards_run"] = todo
-    return Outcome(counts=counts, answer=answer, status="partial" if skipped else "success")
+    status = "partial" if skipped or missing else "success"
+    return Outcome(counts=counts, answer=answer, status=status)
 
 
 def _forecast_shard(
@@ -370,7 +409,9 @@ def build_snapshot(services: Services, prediction: Prediction) -> dict[str, Any]
         "generated_at": iso(dt.datetime.now(UTC)),
         "issued_at": iso(as_of),
         "run_id": p.run_id,
-        "model_name": services.settings.model_name,
+        "model_name": model_name_for(
+            services.settings.model_name, spec.target, services.settings.default_target
+        ),
         "model_version": p.loaded.version,
         "target": spec.target,
         "unit": VARIABLES[spec.target].unit,

@@ -170,10 +170,17 @@ class Parts:
     """
 
     def __init__(
-        self, store: ArtifactStore, refresh_seconds: float, shards: int, held: int = 16
+        self,
+        store: ArtifactStore,
+        refresh_seconds: float,
+        shards: int,
+        held: int = 16,
+        target: str | None = None,
+        default_target: str | None = None,
     ) -> None:
         self.store, self.refresh_seconds, self.shards = store, refresh_seconds, shards
         self.held = held
+        self.target, self.default_target = target, default_target  # whose snapshot
         self._held: OrderedDict[int, SnapshotCache] = OrderedDict()
         self._shard_by_id: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -185,7 +192,7 @@ class Parts:
         with self._lock:
             cache = self._held.get(shard)
             if cache is None:
-                key = snapshot_key(shard, self.shards)
+                key = snapshot_key(shard, self.shards, self.target, self.default_target)
                 cache = self._held[shard] = SnapshotCache(self.store, self.refresh_seconds, key)
                 while len(self._held) > max(self.held, 1):
                     self._held.popitem(last=False)
@@ -219,7 +226,8 @@ class Parts:
         """Every part that is served; a 409 when none is (no predict run yet)."""
         found = [serving for _, serving, _ in self.each() if serving is not None]
         if not found:
-            raise Conflict("no forecasts yet: the serving snapshot is absent (run predict)")
+            whose = f" of {self.target}" if self.target else ""
+            raise Conflict(f"no forecasts yet: the serving snapshot{whose} is absent (run predict)")
         return found
 
 
@@ -328,12 +336,11 @@ class Api:
     def __init__(self, settings: Settings, store: ArtifactStore) -> None:
         self.settings = settings
         self.store = store
-        self.parts = Parts(
-            store,
-            settings.api_refresh_seconds,
-            settings.predict_shards,
-            settings.api_parts_in_memory,
-        )
+        # One set of snapshot parts per target (AIRCAST_TARGETS), made on first use, so an
+        # instance asked for one target holds that target's parts alone.
+        self._by_target: dict[str, Parts] = {}
+        self._targets_lock = threading.Lock()
+        self.parts = self.target_parts(settings.default_target)
         self.scheme = get_scheme(settings.aqi_scheme)
         self._openapi: bytes | None = None
         self._dashboard: bytes | None = None
@@ -343,11 +350,11 @@ class Api:
             "/": ("GET", lambda r: (self.dashboard(), HTML)),
             "/health": ("GET", lambda r: self.health()),
             "/openapi.json": ("GET", lambda r: self.openapi()),
-            "/v1/locations": ("GET", lambda r: self.locations()),
+            "/v1/locations": ("GET", lambda r: self.locations(r.args)),
             "/v1/forecasts": ("GET", lambda r: self.forecasts(r.args)),
             "/v1/predict": ("POST", self.predict),
-            "/v1/models/current": ("GET", lambda r: self.current_model()),
-            "/v1/metrics": ("GET", lambda r: self.metrics()),
+            "/v1/models/current": ("GET", lambda r: self.current_model(r.args)),
+            "/v1/metrics": ("GET", lambda r: self.metrics(r.args)),
             "/v1/aqi": ("GET", lambda r: _encode(scheme_model(self.scheme))),
         }
 
@@ -365,10 +372,12 @@ class Api:
         if not (path in SNAPSHOT_ROUTES or path.startswith(FORECAST_PREFIX)):
             return route[1](request)
         # Snapshot lookups: the same URL gets the same bytes until its part changes.
+        # (the hot path parses no query string unless it may name a target)
+        parts = self.parts_of(request.args) if b"target" in request.query_string else self.parts
         if path.startswith(FORECAST_PREFIX):
-            serving = self.parts.of(path[len(FORECAST_PREFIX) :]).require()
-        elif self.parts.shards == 1:
-            serving = self.parts.part(0).require()
+            serving = parts.of(path[len(FORECAST_PREFIX) :]).require()
+        elif parts.shards == 1:
+            serving = parts.part(0).require()
         else:  # a route over every part: built from the parts' own caches
             return route[1](request)
         url = (path, request.query_string)
@@ -406,6 +415,32 @@ class Api:
         return Response(answer, 200, mimetype=JSON)
 
     # --- helpers -------------------------------------------------------------------------
+    def target_parts(self, target: str) -> Parts:
+        """The snapshot parts of a configured target."""
+        parts = self._by_target.get(target)
+        if parts is None:
+            with self._targets_lock:
+                parts = self._by_target.get(target)
+                if parts is None:
+                    s = self.settings
+                    parts = self._by_target[target] = Parts(
+                        self.store,
+                        s.api_refresh_seconds,
+                        s.predict_shards,
+                        s.api_parts_in_memory,
+                        target,
+                        s.default_target,
+                    )
+        return parts
+
+    def parts_of(self, args: MultiDict[str, str]) -> Parts:
+        """The parts of the request's `?target=` (default: the default target); a target
+        not forecast here is a 400 naming `target`."""
+        asked = args.get("target")
+        if asked is None:
+            return self.parts
+        return self.target_parts(self.settings.target_of(asked))
+
     def _cached(self, serving: Serving, key: tuple[Any, ...], build: Callable[[], Any]) -> bytes:
         body = serving.encoded.get(key)
         if body is None:
@@ -423,7 +458,14 @@ class Api:
         errors = [f"part {k}: {e}" if self.parts.shards > 1 else e for k, _, e in parts if e]
         if not served:
             reason = "; ".join(errors) or "no serving snapshot yet (run predict)"
-            return _encode(Health(status="degraded", reason=reason, model_name=name))
+            return _encode(
+                Health(
+                    status="degraded",
+                    reason=reason,
+                    model_name=name,
+                    targets=list(self.settings.forecast_targets),
+                )
+            )
         reasons = []
         missing = [k for k, serving, _ in parts if serving is None]
         if missing:
@@ -447,20 +489,22 @@ class Api:
                 snapshot_age_seconds=round(age, 3),
                 locations=sum(len(serving.snapshot.locations) for serving in served),
                 pipeline=self._pipeline(),
+                targets=list(self.settings.forecast_targets),
             )
         )
 
-    def locations(self) -> bytes:
-        if self.parts.shards > 1:
-            found = [loc for serving in self.parts.servings() for loc in serving.snapshot.locations]
+    def locations(self, args: MultiDict[str, str]) -> bytes:
+        parts = self.parts_of(args)
+        if parts.shards > 1:
+            found = [loc for serving in parts.servings() for loc in serving.snapshot.locations]
             return _encode(LocationsResponse(locations=found))
-        serving = self.parts.part(0).require()
+        serving = parts.part(0).require()
         return self._cached(
             serving, ("locations",), lambda: LocationsResponse(locations=serving.snapshot.locations)
         )
 
     def forecast(self, location_id: str, args: MultiDict[str, str]) -> bytes:
-        serving = self.parts.of(location_id).require()
+        serving = self.parts_of(args).of(location_id).require()
         query = _query(args)
         hours = _hours(query, serving.snapshot)
         _location(serving, location_id)
@@ -474,24 +518,27 @@ class Api:
 
     def forecasts(self, args: MultiDict[str, str]) -> bytes:
         query = _query(args)
+        parts = self.parts_of(args)
         wanted = list(dict.fromkeys(args.getlist("location")))
-        if self.parts.shards > 1 or len(wanted) > 8:  # arbitrary sets are not worth caching
-            return _encode(self._forecasts(query, wanted))
-        serving = self.parts.part(0).require()
+        if parts.shards > 1 or len(wanted) > 8:  # arbitrary sets are not worth caching
+            return _encode(self._forecasts(parts, query, wanted))
+        serving = parts.part(0).require()
         key = ("forecasts", tuple(wanted), _hours(query, serving.snapshot), query.observations)
-        return self._cached(serving, key, lambda: self._forecasts(query, wanted))
+        return self._cached(serving, key, lambda: self._forecasts(parts, query, wanted))
 
-    def _forecasts(self, query: ForecastQuery, wanted: list[str]) -> ForecastsResponse:
+    def _forecasts(
+        self, parts: Parts, query: ForecastQuery, wanted: list[str]
+    ) -> ForecastsResponse:
         """The forecasts of `wanted` (each from its part), or of every served location."""
         if wanted:
             picked = []
             for location_id in wanted:
-                serving = self.parts.of(location_id).require()
+                serving = parts.of(location_id).require()
                 _location(serving, location_id, field="location")
                 picked.append((serving, [location_id]))
             skipped: dict[str, str] = {}
         else:
-            servings = self.parts.servings()
+            servings = parts.servings()
             picked = [
                 (
                     sv,
@@ -511,8 +558,8 @@ class Api:
             out += [_forecast(snap, i, hours, query.observations, self.scheme) for i in ids]
         return ForecastsResponse(forecasts=out, skipped=skipped)
 
-    def metrics(self) -> bytes:
-        servings = self.parts.servings()
+    def metrics(self, args: MultiDict[str, str]) -> bytes:
+        servings = self.parts_of(args).servings()
         newest = max(servings, key=lambda serving: serving.snapshot.issued_at).snapshot
         accuracy = (
             newest.accuracy
@@ -536,10 +583,12 @@ class Api:
         except Exception:  # /health must answer whatever the bucket holds
             return None
 
-    def current_model(self) -> bytes:
+    def current_model(self, args: MultiDict[str, str]) -> bytes:
+        from common.forecasting.registry import model_name_for
         from common.serving.online import metadata_key, production_key
 
-        name = self.settings.model_name
+        s = self.settings
+        name = model_name_for(s.model_name, s.target_of(args.get("target")), s.default_target)
         try:
             pointer = self.store.get_json(production_key(name))
             version = str(pointer["version"])

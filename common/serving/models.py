@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
-from common.core.schema import LOCATION_ID_PATTERN, VARIABLES, WEATHER
+from common.core.schema import LOCATION_ID_PATTERN, POLLUTANTS, VARIABLES, WEATHER
 from common.core.timeutil import UTCDateTime
 from common.forecasting.snapshot import Accuracy, LocationInfo
 
@@ -57,6 +57,11 @@ class Health(BaseModel):
     locations: int = 0
     pipeline: PipelineStatus | None = Field(
         None, description="The stored health conditions; null before the monitor stored any."
+    )
+    targets: list[str] = Field(
+        default_factory=list,
+        description="The variables forecast here (AIRCAST_TARGETS), the default first: the "
+        "values of the lookups' `target` parameter. The rest of this answer is the default's.",
     )
 
 
@@ -216,6 +221,10 @@ class PredictRequest(BaseModel):
     hours: int | None = Field(
         None, ge=1, le=MAX_HORIZON, description="Horizons 1..hours (default: the model's)."
     )
+    target: str | None = Field(
+        None,
+        description="The variable to forecast, one of AIRCAST_TARGETS (default: the first).",
+    )
 
 
 class ForecastQuery(BaseModel):
@@ -281,6 +290,12 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
     observations = _query(
         "observations", {"type": "boolean"}, "Include the target's recent hourly values."
     )
+    target = _query(
+        "target",
+        {"type": "string", "enum": list(POLLUTANTS)},
+        "The forecast variable, one of the deployment's AIRCAST_TARGETS (/health lists "
+        "them; default: the first); another is a 400.",
+    )
     lookup_errors = _errors(400, 404, 409, 503)
     return {
         "openapi": "3.1.0",
@@ -299,9 +314,10 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
             "/v1/locations": {
                 "get": {
                     "summary": "The forecast locations",
+                    "parameters": [target],
                     "responses": {
                         "200": _json(LocationsResponse, "Locations"),
-                        **_errors(409, 503),
+                        **_errors(400, 409, 503),
                     },
                 }
             },
@@ -318,6 +334,7 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
                         ),
                         hours,
                         observations,
+                        target,
                     ],
                     "responses": {"200": _json(ForecastsResponse, "Forecasts"), **lookup_errors},
                 }
@@ -334,6 +351,7 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
                         },
                         hours,
                         observations,
+                        target,
                     ],
                     "responses": {
                         "200": _json(LocationForecastResponse, "Forecast"),
@@ -361,7 +379,8 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
             "/v1/models/current": {
                 "get": {
                     "summary": "The production model's metadata and metrics",
-                    "responses": {"200": _json(CurrentModel, "Model"), **_errors(409, 503)},
+                    "parameters": [target],
+                    "responses": {"200": _json(CurrentModel, "Model"), **_errors(400, 409, 503)},
                 }
             },
             "/v1/aqi": {
@@ -373,7 +392,11 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
             "/v1/metrics": {
                 "get": {
                     "summary": "Recent accuracy by horizon (computed by predict)",
-                    "responses": {"200": _json(MetricsResponse, "Metrics"), **_errors(409, 503)},
+                    "parameters": [target],
+                    "responses": {
+                        "200": _json(MetricsResponse, "Metrics"),
+                        **_errors(400, 409, 503),
+                    },
                 }
             },
         },

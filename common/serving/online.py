@@ -46,10 +46,11 @@ def predict_online(
     from common.core.aqi import get_scheme
     from common.core.schema import VARIABLES
     from common.forecasting.forecast import forecast_frame
-    from common.forecasting.registry import Registry
+    from common.forecasting.registry import Registry, model_name_for
     from common.forecasting.snapshot import LocationForecast, RecentObservations
 
-    loaded = Registry(store, settings.model_name).load_production()  # Conflict without one
+    target = settings.target_of(request.target)  # 400 naming `target` if not forecast here
+    loaded = Registry.of_target(store, settings, target).load_production()  # 409 without one
     horizon = int(loaded.metadata["horizon"])
     hours = request.hours or horizon
     if hours > horizon:
@@ -67,7 +68,6 @@ def predict_online(
     frame, skipped = forecast_frame(loaded, obs, issue, pd.DataFrame([place]), weather)
     if skipped:
         raise BadRequest(f"observations: {skipped[0][1]}", field="observations")
-    target = loaded.metadata["target"]
     ordered = frame.sort_values("horizon_h")
     fc = LocationForecast(
         issued_at=issue,
@@ -89,7 +89,7 @@ def predict_online(
     points, worst = forecast_points(get_scheme(settings.aqi_scheme), target, fc, history, hours)
     return LocationForecastResponse(
         location_id=place["location_id"],
-        model_name=settings.model_name,
+        model_name=model_name_for(settings.model_name, target, settings.default_target),
         model_version=loaded.version,
         target=target,
         unit=VARIABLES[target].unit,

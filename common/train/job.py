@@ -24,6 +24,10 @@ warehouse computes (`common.train.observations.summarise`); the whole window is 
 memory only when it is small, else every fit and evaluation reads its sampled selection
 (`common.train.observations`), so memory follows the row budget, not the data.
 
+Each target of AIRCAST_TARGETS has its own model (`Registry.of_target`), trained and gated
+by the same steps in turn; one target's promotion is its own compare-and-swap, never tied
+to another's (see `_train`).
+
 The job reads as its steps: read the data, plan the windows, get the candidate (fit or
 load), score production on the same rows, let `common.train.gate` decide, save, promote.
 """
@@ -43,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import common
 from common.core.config import Settings
-from common.core.errors import Conflict
+from common.core.errors import AircastError, Conflict
 from common.core.faults import checkpoint
 from common.core.schema import TRAIN_WINDOW_MAX_DAYS
 from common.core.timeutil import UTCDateTime, iso
@@ -83,6 +87,10 @@ class TrainRequest(BaseModel):
     window_days: int | None = Field(None, ge=7, le=TRAIN_WINDOW_MAX_DAYS)
     max_rows: int | None = Field(None, ge=1_000, le=20_000_000)
     tune: bool = Field(False, description="Search parameters first (bounded; see tuning).")
+    target: str | None = Field(
+        None,
+        description="Train this target's model only (one of AIRCAST_TARGETS; default: each).",
+    )
 
 
 @dataclass(frozen=True)
@@ -112,13 +120,63 @@ class Candidate:
 
 
 def run_train(request: TrainRequest, services: Services) -> dict[str, Any]:
-    """Train, evaluate, gate and perhaps promote one version (see the module docstring)."""
-    return run_job("train", request, services, lambda run: _train(request, services, run))
-
-
-def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
+    """Train, evaluate, gate and perhaps promote one version per target (see the module
+    docstring); a request naming `target` trains that one alone."""
     settings = services.settings
-    spec = FeatureSpec(settings.target, settings.horizon, settings.future_weather)
+    targets = (
+        settings.forecast_targets
+        if request.target is None
+        else (settings.target_of(request.target),)
+    )  # a target not forecast here: 400 before any run is recorded
+    return run_job("train", request, services, lambda run: _train(request, services, run, targets))
+
+
+def _train(
+    request: TrainRequest, services: Services, run: Run, targets: tuple[str, ...]
+) -> Outcome:
+    """Each target in turn, each with its own model, gate and pointer (its own
+    compare-and-swap), so one target's failure leaves every other as its own run left it.
+
+    The answer's `targets` holds each target's answer; its top-level fields are the first
+    trained target's, as a single-target deployment has always answered. A target that
+    fails with the caller's or the data's error (4xx: no data, too little history) is
+    reported and the others go on (`partial`); any other failure fails the run (500, so
+    the scheduler retries: re-runs are idempotent), as does every target failing.
+    """
+    answers: dict[str, dict[str, Any]] = {}
+    run.answer["targets"] = answers
+    outcomes: dict[str, Outcome] = {}
+    failures: list[Exception] = []
+    for target in targets:
+        answer = answers[target] = {"target": target}
+        try:
+            outcome = _train_target(request, services, run, target, answer)
+        except Exception as exc:
+            answer.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            failures.append(exc)
+            continue
+        answer.update(outcome.answer, status=outcome.status)
+        outcomes[target] = outcome
+    first = next((t for t in targets if t in outcomes), targets[0])
+    run.answer.update({k: v for k, v in answers[first].items() if k not in ("status", "error")})
+    fatal = [e for e in failures if not (isinstance(e, AircastError) and e.status < 500)]
+    if fatal or (failures and not outcomes):
+        raise (fatal or failures)[0]
+    counts: dict[str, int] = {}
+    for outcome in outcomes.values():
+        for k, v in outcome.counts.items():
+            counts[k] = counts.get(k, 0) + int(v)
+    statuses = {o.status for o in outcomes.values()}
+    status = statuses.pop() if len(statuses) == 1 and not failures else "partial"
+    return Outcome(counts=counts, status=status)
+
+
+def _train_target(
+    request: TrainRequest, services: Services, run: Run, target: str, answer: dict[str, Any]
+) -> Outcome:
+    """One target's version: read, plan, fit or load, score production, gate, promote."""
+    settings = services.settings
+    spec = FeatureSpec(target, settings.horizon, settings.future_weather)
     window = dt.timedelta(days=request.window_days or settings.train_window_days)
     start = run.as_of - window
     places = locations_mod.current(services.warehouse)
@@ -127,13 +185,14 @@ def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
         raise Conflict("no observations in the training window: run ingest first", "as_of")
     obs = observations(services.warehouse, spec, start, run.as_of, summary)
     data = TrainingData(obs, spec, places)
-    registry = Registry(services.store, settings.model_name)
+    registry = Registry.of_target(services.store, settings, target)
     pointer, generation = registry.production()
     tuning = _tuning(registry, settings, request, data, summary, start, run.as_of)
     plan = plan_training(request, settings, summary, spec, start, run.as_of, tuning)
-    run.answer["version"] = plan.version
+    answer["model_name"] = registry.name
+    answer["version"] = plan.version
     if tuning is not None:
-        run.answer["tuning"] = tuning
+        answer["tuning"] = tuning
 
     candidate = _candidate(registry, settings, data, plan, tuning)
     production = None
@@ -149,7 +208,7 @@ def _train(request: TrainRequest, services: Services, run: Run) -> Outcome:
         tolerance=settings.gate_tolerance,
     )
     meta = candidate.metadata or _metadata(
-        settings, data, summary, plan, candidate, run.run_id, tuning
+        registry.name, data, summary, plan, candidate, run.run_id, tuning
     )
     sample = None if candidate.metadata else drift_sample(data, plan.as_of)
     _save(registry, plan.version, candidate, {**meta, "gate": decision.to_dict()}, sample)
@@ -368,7 +427,7 @@ def drift_sample(data: TrainingData, end: dt.datetime) -> bytes:
 
 
 def _metadata(
-    settings: Settings,
+    model_name: str,
     data: TrainingData,
     summary: WindowSummary,
     plan: TrainPlan,
@@ -379,7 +438,7 @@ def _metadata(
     """What a version says about itself: recipe, data, rows, metrics and backtest."""
     spec, metrics = data.spec, candidate.metrics
     return {
-        "model_name": settings.model_name,
+        "model_name": model_name,
         "version": plan.version,
         "created_at": iso(dt.datetime.now(dt.UTC)),
         "run_id": run_id,

@@ -10,10 +10,10 @@ from common.warehouse.base import Warehouse
 VIEW_KEYS: dict[str, tuple[str, ...]] = {
     "current_locations": ("location_id",),
     "observations": ("location_id", "ts"),
-    "latest_forecasts": ("location_id", "target_ts"),
+    "latest_forecasts": ("location_id", "target", "target_ts"),
     "run_status": ("run_id",),
     "forecast_accuracy": ("model_version", "location_id", "target", "issued_at", "target_ts"),
-    "forecast_aqi": ("location_id", "target_ts"),
+    "forecast_aqi": ("location_id", "target", "target_ts"),
 }
 
 

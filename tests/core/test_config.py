@@ -28,6 +28,24 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch):
     )
 
 
+def test_targets_come_from_one_list_with_target_as_the_fallback(monkeypatch: pytest.MonkeyPatch):
+    from common.core.errors import BadRequest
+
+    for var in ("AIRCAST_TARGET", "AIRCAST_TARGETS"):
+        monkeypatch.delenv(var, raising=False)
+    assert load_settings().forecast_targets == ("pm2_5",)
+    monkeypatch.setenv("AIRCAST_TARGET", "pm10")  # the single-target setting keeps working
+    assert load_settings().forecast_targets == ("pm10",)
+    monkeypatch.setenv("AIRCAST_TARGETS", " ozone, pm2_5 ,nitrogen_dioxide")
+    s = load_settings()
+    assert s.forecast_targets == ("ozone", "pm2_5", "nitrogen_dioxide")
+    assert s.default_target == "ozone" and s.target_of(None) == "ozone"
+    assert s.target_of("pm2_5") == "pm2_5"
+    with pytest.raises(BadRequest, match="pm10") as bad:
+        s.target_of("pm10")  # a pollutant, but not forecast here
+    assert bad.value.field == "target" and bad.value.status == 400
+
+
 def test_environment_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("AIRCAST_HOME", str(tmp_path))
     monkeypatch.setenv("AIRCAST_BACKEND", "gcp")
@@ -52,6 +70,10 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         ("AIRCAST_HORIZON", "0", "AIRCAST_HORIZON"),
         ("AIRCAST_DATASET", "air-cast; drop", "AIRCAST_DATASET"),
         ("AIRCAST_TARGET", "pm25", "AIRCAST_TARGET"),
+        ("AIRCAST_TARGETS", "pm2_5,pm25", "AIRCAST_TARGETS"),
+        ("AIRCAST_TARGETS", "pm2_5,temperature_2m", "AIRCAST_TARGETS"),  # not a pollutant
+        ("AIRCAST_TARGETS", "pm10,pm10", "AIRCAST_TARGETS"),
+        ("AIRCAST_TARGETS", " , ", "AIRCAST_TARGETS"),
         ("GOOGLE_CLOUD_PROJECT", "Not A Project", "GOOGLE_CLOUD_PROJECT"),
         ("AIRCAST_BUCKET", "UPPER", "AIRCAST_BUCKET"),
     ],

@@ -49,7 +49,7 @@ def test_design_tables_and_views_exist_with_their_keys():
         "observations_raw": ("location_id", "ts"),
         "weather_forecasts": ("location_id", "issued_at", "ts"),
         "rejected_rows": (),
-        "forecasts": ("location_id", "target_ts"),
+        "forecasts": ("location_id", "target", "target_ts"),
         "runs": (),
     }
     for t in TABLES.values():

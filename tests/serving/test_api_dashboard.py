@@ -28,6 +28,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, sync_playwright
 
 from common.core.aqi import US_EPA
+from common.forecasting.snapshot import snapshot_key
 from common.monitoring import STATUS_KEY
 from common.storage.local import LocalStore
 from tests.api_fixtures import LOCATIONS, make_snapshot, served_api
@@ -219,3 +220,36 @@ def test_dashboard_phone_layout_and_accessibility(api_url: str, tmp_path: Path):
         page.context.browser.close()
     assert problems == []
     _keep(shot, "dashboard-phone.png")
+
+
+def test_dashboard_picks_among_several_targets(tmp_path: Path):
+    """With AIRCAST_TARGETS the page offers a pollutant picker (labelled, keyboard-usable);
+    a choice reloads every panel for that target; one target shows no picker (above)."""
+    home = tmp_path / "home"
+    pm10 = make_snapshot().model_copy(
+        update={"target": "pm10", "model_name": "aircast-pm10", "model_version": "v-pm10"}
+    )
+    LocalStore(home / "artifacts").put(
+        snapshot_key(0, 1, "pm10", "pm2_5"), pm10.model_dump_json().encode()
+    )
+    problems: list[str] = []
+    with (
+        served_api(home, settings={"AIRCAST_TARGETS": "pm2_5,pm10"}) as url,
+        sync_playwright() as pw,
+    ):
+        page = _open(pw, url, 1200, 900, problems)
+        page.wait_for_selector("#target-pick:not([hidden])", timeout=10_000)
+        assert page.eval_on_selector_all("#target option", "os => os.map(o => o.value)") == [
+            "pm2_5",
+            "pm10",
+        ]
+        assert page.input_value("#target") == "pm2_5" and "pm2_5" in page.inner_text("#place-sub")
+        page.select_option("#target", "pm10")
+        page.wait_for_url("**/?target=pm10", timeout=10_000)
+        page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+        page.wait_for_selector("body[data-selected]:not([data-selected=loading])")
+        assert "pm10" in page.inner_text("#place-sub") and "v-pm10" in page.inner_text("#meta")
+        assert page.input_value("#target") == "pm10"
+        assert _serious(page) == []
+        page.context.browser.close()
+    assert problems == []

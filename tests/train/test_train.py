@@ -192,6 +192,42 @@ def test_a_corrupt_production_pointer_fails_the_run(home: Path):
     assert _train_statuses() == ["success", "failed"]
 
 
+def test_each_target_is_promoted_on_its_own_and_a_retry_redoes_nothing_done(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """AIRCAST_TARGETS=pm2_5,pm10: one target failing (its pointer unreadable: ours to fix,
+    a 500) fails the run, but the other is trained and promoted by its own compare-and-swap
+    and stays so; the retry trains the one that failed and finds the other's version."""
+    monkeypatch.setenv("AIRCAST_TARGETS", "pm2_5,pm10")
+    services.reset()
+    store = get_services().store
+    pm10 = Registry(store, "aircast-pm10")
+    store.put(registry().pointer, b"{not json")
+    with pytest.raises(RunFailed) as info:
+        run_train(TrainRequest(as_of=AS_OF), get_services())
+    failed = info.value.result
+    assert failed["status"] == "failed" and "JSONDecodeError" in failed["error"]
+    assert failed["targets"]["pm2_5"]["status"] == "failed"
+    assert failed["targets"]["pm10"]["status"] == "success"
+    assert failed["targets"]["pm10"]["promoted"] is True
+    version = failed["targets"]["pm10"]["version"]
+    assert pm10.production()[0]["version"] == version
+    assert store.get(registry().pointer) == b"{not json"  # untouched
+
+    store.delete(registry().pointer)
+    retry = run_train(TrainRequest(as_of=AS_OF), get_services())
+    assert retry["status"] == "success", retry
+    assert retry["promoted"] is True and retry["target"] == "pm2_5"  # top level: the first
+    assert retry["targets"]["pm10"]["version"] == version
+    assert retry["targets"]["pm10"]["promoted"] is False  # already production
+    assert registry().production()[0]["version"] == retry["version"] != version
+    assert retry["counts"]["fit"] == sum(
+        registry_of.metadata(a["version"])["rows"]["fit"]
+        for registry_of, a in ((registry(), retry), (pm10, retry["targets"]["pm10"]))
+    )
+    assert _train_statuses() == ["failed", "success"]
+
+
 def test_a_production_version_missing_from_the_store_leaves_the_baselines_to_decide(home: Path):
     get_services().store.put_json(registry().pointer, {"version": "20240101T0000Z-gone"})
     answer = run_train(TrainRequest(as_of=AS_OF), get_services())

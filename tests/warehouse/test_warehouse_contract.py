@@ -229,8 +229,10 @@ def test_bigquery_append_names_its_load_job_by_content(gcp_settings: Settings):
 
 def test_forecast_aqi_view_matches_the_python_tables(wh: Warehouse):
     """The view's SQL is rendered from common.core.aqi's tables: on each backend it must give
-    the same index and category as the Python code, on breakpoints and between them."""
-    from common.core.aqi import CN_HJ633, US_EPA, index_of
+    the same index and category as the Python code, on breakpoints and between them. Each
+    location observed the forecast's value for the 11 hours before, so the NowCast of the
+    median's 12 hours is that value."""
+    from common.core.aqi import CN_HJ633, US_EPA, hourly_index, index_of
 
     values = [0.0, 9.0, 9.05, 17.4, 35.5, 80.0, 125.4, 240.0, 900.0]
     rows = [
@@ -250,6 +252,8 @@ def test_forecast_aqi_view_matches_the_python_tables(wh: Warehouse):
         for i, v in enumerate(values)
     ]
     wh.append("forecasts", pd.DataFrame(rows))
+    observed = [obs(f"loc{i}", -h, v, "r0", 0) for i, v in enumerate(values) for h in range(10)]
+    wh.append("observations_raw", pd.DataFrame(observed))
     got = wh.query(
         "SELECT yhat, aqi_us_epa, category_us_epa, aqi_upper_us_epa, aqi_cn_hj633, "
         "category_cn_hj633 FROM forecast_aqi ORDER BY yhat"
@@ -257,12 +261,97 @@ def test_forecast_aqi_view_matches_the_python_tables(wh: Warehouse):
     assert got["yhat"].tolist() == values
     for row in got.itertuples():
         us, cn = (
-            index_of(US_EPA, "pm2_5", "24h", row.yhat),
-            index_of(CN_HJ633, "pm2_5", "24h", row.yhat),
+            hourly_index(US_EPA, "pm2_5", [row.yhat] * 12, 11),
+            index_of(CN_HJ633, "pm2_5", "24h", row.yhat),  # HJ 633: the hour's own value
         )
+        assert us == index_of(US_EPA, "pm2_5", "24h", row.yhat)  # a constant NowCast
         assert (int(row.aqi_us_epa), row.category_us_epa) == (us, US_EPA.category(us).name)
-        assert int(row.aqi_upper_us_epa) == index_of(US_EPA, "pm2_5", "24h", row.yhat * 2)
+        upper = hourly_index(US_EPA, "pm2_5", [row.yhat] * 11 + [row.yhat * 2], 11)
+        assert int(row.aqi_upper_us_epa) == upper
         assert (int(row.aqi_cn_hj633), row.category_cn_hj633) == (cn, CN_HJ633.category(cn).name)
+
+
+def test_latest_forecasts_per_target_and_forecast_aqi_averaging_as_the_api_does(wh: Warehouse):
+    """Three targets forecast for the same location and hours are three rows per hour of
+    latest_forecasts (its key holds the target), a later issue supersedes each target's
+    hours it covers, and forecast_aqi gives each row its own pollutant's sub-index with the
+    PM NowCast and the 8-hour O3 mean: each forecast hour's index over the hours observed
+    up to its issue time and that issue's forecast after it, with missing hours, a re-run
+    and O3 high enough for the 1-hour table, must equal what the api computes
+    (common.serving.indices)."""
+    import random
+
+    from common.core.aqi import SCHEMES
+    from common.forecasting.snapshot import LocationForecast, RecentObservations
+    from common.serving.indices import point_indices
+    from common.warehouse.view_keys import duplicates
+
+    rng = random.Random(18)
+    level = {"pm2_5": 60.0, "pm10": 140.0, "ozone": 220.0}
+    first, second = T0 + pd.Timedelta(hours=12), T0 + pd.Timedelta(hours=14)
+    hours = pd.date_range(T0, second, freq="h")
+    seen = {
+        t: [None if (t == "pm2_5" and k in (9, 13)) else round(level[t] * rng.uniform(0.4, 1.6), 1)
+            for k in range(len(hours))]
+        for t in level
+    }  # fmt: skip
+    wh.append(
+        "observations_raw",
+        pd.DataFrame(
+            {"location_id": "x", "ts": hours, **seen, "source": "test", "run_id": "o",
+             "ingested_at": second}
+        ),
+    )  # fmt: skip
+
+    def issue(at: pd.Timestamp, run: str, created: int) -> dict[str, list[float]]:
+        bands = {}
+        for t, base in level.items():
+            yhat = [round(base * rng.uniform(0.3, 1.8), 2) for _ in range(6)]
+            bands[t] = yhat
+            rows = [
+                {"run_id": run, "model_version": "v", "location_id": "x", "target": t,
+                 "issued_at": at, "target_ts": at + pd.Timedelta(hours=h + 1),
+                 "horizon_h": h + 1, "yhat": y, "yhat_lower": y * 0.7, "yhat_upper": y * 1.4,
+                 "created_at": at + pd.Timedelta(minutes=created)}
+                for h, y in enumerate(yhat)
+            ]  # fmt: skip
+            wh.append("forecasts", pd.DataFrame(rows))
+        return bands
+
+    issue(first, "r1", 1)
+    forecasts = {first: issue(first, "r1-again", 2), second: issue(second, "r2", 1)}
+    got = wh.query("SELECT * FROM forecast_aqi ORDER BY target, target_ts")
+    assert len(got) == 3 * 8  # per target: hours 1-2 of the first issue, then 6 of the second
+    latest = wh.query("SELECT target, issued_at, run_id FROM latest_forecasts")
+    assert latest.groupby("target").size().to_dict() == {"ozone": 8, "pm10": 8, "pm2_5": 8}
+    assert set(latest["run_id"]) == {"r1-again", "r2"}
+    assert not any(duplicates(wh).values())
+    for row in got.itertuples():
+        at = row.issued_at
+        yhat = forecasts[at][row.target]
+        fc = LocationForecast(
+            issued_at=at,
+            model_version="v",
+            yhat=yhat,
+            yhat_lower=[y * 0.7 for y in yhat],
+            yhat_upper=[y * 1.4 for y in yhat],
+        )
+        upto = [v for ts, v in zip(hours, seen[row.target], strict=True) if ts <= at]
+        recent = RecentObservations(start=T0, values=upto)
+        for scheme in SCHEMES.values():
+            want = point_indices(scheme, row.target, fc, recent, 6)[row.horizon_h - 1]
+            name = scheme.name.replace("-", "_")
+            bands = [getattr(row, f"{b}_{name}") for b in ("aqi", "aqi_lower", "aqi_upper")]
+            assert [None if pd.isna(v) else int(v) for v in bands] == list(want), (
+                scheme.name,
+                row.target,
+                row.target_ts,
+            )
+            category = scheme.category(want[0])
+            assert getattr(row, f"category_{name}") == (category and category.name)
+    assert got[["aqi_us_epa", "aqi_lower_us_epa", "aqi_upper_us_epa"]].notna().all().all()
+    ozone = got[got["target"] == "ozone"]
+    assert (ozone["yhat"] * 24.45 / 48 / 1000 >= 0.125).any()  # the 1-hour table was in play
 
 
 def test_in_unnest_matches_exactly_the_listed_ids_through_the_view(wh: Warehouse):

@@ -106,25 +106,40 @@ def backfill(
 @click.option("--window-days", type=int, help="Training window (default: settings).")
 @click.option("--max-rows", type=int, help="Row budget of the fit (default: settings).")
 @click.option("--tune", is_flag=True, help="Search parameters first (AIRCAST_TUNE_* budget).")
+@click.option("--target", help="Train this target only (default: each of AIRCAST_TARGETS).")
 def train(
-    as_of: dt.datetime | None, window_days: int | None, max_rows: int | None, tune: bool
+    as_of: dt.datetime | None,
+    window_days: int | None,
+    max_rows: int | None,
+    tune: bool,
+    target: str | None,
 ) -> None:
     """Retrain, evaluate and promote if the gate passes."""
     from common.train.job import TrainRequest, run_train
 
     request = parse_request(
-        TrainRequest, as_of=as_of, window_days=window_days, max_rows=max_rows, tune=tune or None
+        TrainRequest,
+        as_of=as_of,
+        window_days=window_days,
+        max_rows=max_rows,
+        tune=tune or None,
+        target=target,
     )
     click.echo("training (this takes a while on a long window)...", err=True)
     result = run_train(request, get_services())
-    m, gate = result["metrics"], result["gate"]
-    click.echo(
-        f"version {result['version']}: MAE {m['mae']:.2f} (persistence {m['persistence_mae']:.2f},"
-        f" seasonal naive {m['seasonal_naive_mae']:.2f}), p10-p90 coverage {m['coverage']:.2f}",
-        err=True,
-    )
-    for reason in gate["reasons"]:
-        click.echo(f"  gate: {reason}", err=True)
+    for name, answer in result["targets"].items():
+        if "metrics" not in answer:
+            click.echo(f"{name}: {answer.get('error', answer.get('status'))}", err=True)
+            continue
+        m, gate = answer["metrics"], answer["gate"]
+        click.echo(
+            f"{name} version {answer['version']}: MAE {m['mae']:.2f} (persistence "
+            f"{m['persistence_mae']:.2f}, seasonal naive {m['seasonal_naive_mae']:.2f}), "
+            f"p10-p90 coverage {m['coverage']:.2f}",
+            err=True,
+        )
+        for reason in gate["reasons"]:
+            click.echo(f"  gate: {reason}", err=True)
     print_run(result)
 
 
@@ -138,14 +153,19 @@ def predict(as_of: dt.datetime | None, shard: int | None, shards: int | None) ->
 
     request = parse_request(PredictRequest, as_of=as_of, shard=shard, shards=shards)
     result = run_predict(request, get_services())
-    c = result["counts"]
-    click.echo(
-        f"model {result['model_version']} issued {result['issued_at']}: {c['locations']} "
-        f"locations x {result['horizon']} h, {c['written']} rows written, {c['skipped']} skipped",
-        err=True,
-    )
+    for name, answer in result["targets"].items():
+        if "skipped" in answer:  # no production model for this target yet
+            click.echo(f"{name}: skipped: {answer['skipped']}", err=True)
+            continue
+        c = answer["counts"]
+        click.echo(
+            f"{name}: model {answer['model_version']} issued {result['issued_at']}: "
+            f"{c['locations']} locations x {result['horizon']} h, {c['written']} rows written, "
+            f"{c['skipped']} skipped",
+            err=True,
+        )
     for s in result["skipped"][:20]:
-        click.echo(f"  skipped {s['location_id']}: {s['reason']}", err=True)
+        click.echo(f"  skipped {s['target']} at {s['location_id']}: {s['reason']}", err=True)
     print_run(result)
 
 
