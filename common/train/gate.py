@@ -15,9 +15,12 @@ A candidate is promoted when, on the holdout,
   is better and is promoted; its lower end above `tolerance` x production's MAE, the
   candidate is worse and is rejected; otherwise there is "no evidence of a difference"
   and production is kept (neither a promotion nor a rejection: a retrain of unchanged
-  data is never decided by the chance of its fit). Without paired errors (a caller that
-  has only the two MAEs) the old point rule applies: rejected when worse by more than
-  `tolerance`, promoted otherwise.
+  data is never decided by the chance of its fit) - unless production itself loses to
+  persistence in a horizon group on these rows (the first version's waiver, or an old
+  model the data moved away from): then a candidate that meets every rule replaces it,
+  since keeping production would keep a model the gate would not promote today. Without
+  paired errors (a caller that has only the two MAEs) the old point rule applies:
+  rejected when worse by more than `tolerance`, promoted otherwise.
 
 When there is no production model to compare with (none yet, or one that forecasts
 another target or was scored on other rows) the baselines alone decide, and the reasons
@@ -40,6 +43,7 @@ __all__ = [
     "ProductionScore",
     "decide",
     "group_scores",
+    "losing_to_persistence",
     "paired_interval",
 ]
 
@@ -107,6 +111,12 @@ def group_scores(by_horizon: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     return out
 
 
+def losing_to_persistence(groups: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The groups whose MAE is worse than persistence's. A tie passes: a group the
+    shrinkage served as persistence (alpha 0) ties with it."""
+    return [g for g in groups if g["mae"] > g["persistence_mae"]]
+
+
 @dataclass(frozen=True)
 class ProductionScore:
     """The model in production, as the gate sees it.
@@ -121,6 +131,8 @@ class ProductionScore:
     mae: float | None = None
     note: str = ""
     noise: NoiseInterval | None = None
+    # The horizon groups where production loses to persistence on these rows, if any.
+    losing_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,9 +182,7 @@ def decide(
     verdict = "beats" if beats_baseline else "does not beat"
     reasons = [f"MAE {mae:.3f} {verdict} seasonal naive {naive:.3f} by the {margin:.0%} margin"]
     groups = group_scores(metrics.get("by_horizon", []))
-    # Not worse than the last value in any group: a group the shrinkage served as
-    # persistence (alpha 0) ties with it and passes; one that loses to it fails.
-    losing = [g for g in groups if g["mae"] > g["persistence_mae"]]
+    losing = losing_to_persistence(groups)
     for g in losing:
         reasons.append(
             f"horizons {g['group']} h: MAE {g['mae']:.3f} does not beat persistence "
@@ -203,6 +213,12 @@ def decide(
             reasons.append(f"{span}: worse than production beyond the noise")
         elif noise.high < 0:
             reasons.append(f"{span}: better than production beyond the noise")
+        elif production.losing_groups and not losing:
+            groups_text = ", ".join(f"{g} h" for g in production.losing_groups)
+            reasons.append(
+                f"{span}: {NO_EVIDENCE}, but production loses to persistence at "
+                f"{groups_text} on these rows and the candidate does not: it replaces production"
+            )
         else:
             keep = True
             reasons.append(f"{span}: {NO_EVIDENCE}; production is kept")

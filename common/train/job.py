@@ -62,7 +62,13 @@ from common.monitoring.thresholds import DRIFT_WINDOW_HOURS
 from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, run_job
 from common.runtime.services import Services
-from common.train.gate import ProductionScore, decide, paired_interval
+from common.train.gate import (
+    ProductionScore,
+    decide,
+    group_scores,
+    losing_to_persistence,
+    paired_interval,
+)
 from common.train.observations import (
     WindowSummary,
     observations,
@@ -400,7 +406,8 @@ def _score_production(
         samples=settings.gate_bootstrap_samples,
         confidence=settings.gate_confidence,
     )
-    return ProductionScore(version, m["model"]["mae"], noise=noise)
+    losing = tuple(g["group"] for g in losing_to_persistence(group_scores(m["by_horizon"])))
+    return ProductionScore(version, m["model"]["mae"], noise=noise, losing_groups=losing)
 
 
 def _save(

@@ -16,9 +16,11 @@ from common.forecasting.training import IssueWindow, TrainingData, fit_model, ho
 from common.train.gate import (
     HORIZON_GROUPS,
     NO_EVIDENCE,
+    NoiseInterval,
     ProductionScore,
     decide,
     group_scores,
+    losing_to_persistence,
     paired_interval,
 )
 from tests.forecasting.test_shrinkage import PLACES, smooth_observations
@@ -113,6 +115,39 @@ def test_no_difference_keeps_production_neither_promoting_nor_rejecting():
     assert f"{NO_EVIDENCE}; production is kept" in decision.reasons[-1]
     recorded = decision.to_dict()["noise"]
     assert recorded["low"] < 0 < recorded["high"] and recorded["blocks"] == 7
+
+
+def test_no_evidence_replaces_a_production_model_that_loses_to_persistence_on_these_rows():
+    """The first version is promoted on seasonal naive alone; without this rule a model that
+    loses to the last value would be kept for as long as no candidate is better beyond the
+    noise (the March 2016 replay kept it for two weeks)."""
+    noise = NoiseInterval(low=-0.4, high=0.3, difference=-0.05, confidence=0.95,
+                          samples=1000, blocks=7)  # fmt: skip
+    weak = ProductionScore("v1", 15.0, noise=noise, losing_groups=("13-24",))
+    decision = gate(metrics(), weak)
+    assert decision.promote is True and decision.verdict == "promote"
+    assert decision.reasons[-1].endswith(
+        f"{NO_EVIDENCE}, but production loses to persistence at 13-24 h on these rows and "
+        "the candidate does not: it replaces production"
+    )
+    # A candidate that loses to persistence itself is still rejected, whatever production is.
+    losing = gate(metrics(h1_ratio=1.5), weak)
+    assert losing.promote is False and losing.verdict == "reject"
+    # A production model that meets the rule is kept when there is no evidence.
+    sound = ProductionScore("v1", 15.0, noise=noise)
+    assert gate(metrics(), sound).verdict == "keep production"
+
+
+def test_production_is_scored_by_horizon_group_on_the_candidates_rows():
+    """What _score_production passes to the gate: production's losing groups, by the gate's
+    own rule (a tie passes)."""
+    by_h = metrics(h1_ratio=1.0, others=0.8)["by_horizon"]
+    assert losing_to_persistence(group_scores(by_h)) == []
+    by_h[0]["mae"] = 12.0  # h=1 at 1.2x: the 1-3 h group at (12 + 8 + 8) / 3 < 10
+    assert losing_to_persistence(group_scores(by_h)) == []
+    for row in by_h[12:]:
+        row["mae"] = 10.5
+    assert [g["group"] for g in losing_to_persistence(group_scores(by_h))] == ["13-24"]
 
 
 def test_two_fits_of_the_same_data_with_different_seeds_show_no_evidence_of_a_difference():
