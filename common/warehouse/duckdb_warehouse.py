@@ -55,6 +55,7 @@ class DuckDBWarehouse(Warehouse):
                 con = duckdb.connect(str(self.path))
                 try:
                     con.execute("SET TimeZone = 'UTC'")
+                    con.execute(f"SET memory_limit = '{self.settings.duckdb_memory_limit}'")
                     if not self._schema_ready:
                         self._create_schema(con)
                         self._schema_ready = True

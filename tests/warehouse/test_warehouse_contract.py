@@ -396,3 +396,14 @@ def test_duckdb_makes_its_schema_once_and_again_when_it_changes(
     later.query("SELECT 1 AS one")
     assert ("note", "STRING") in later.relations()["runs"]
     assert len(translated) > len(VIEWS)  # every view made again with the new table
+
+
+def test_duckdb_works_within_the_configured_memory_limit(tmp_path):
+    """Each operation's connection takes AIRCAST_DUCKDB_MEMORY_LIMIT (DuckDB's own default is
+    80% of the machine's memory, which a predict shard's read used as cache)."""
+    from common.core.config import load_settings
+
+    settings = load_settings(backend="local", home=tmp_path / "home", duckdb_memory_limit="256MB")
+    wh = open_warehouse(settings)
+    limit = wh.query("SELECT current_setting('memory_limit') AS m")["m"][0]
+    assert limit in {"256.0 MB", "244.1 MiB"}, limit
