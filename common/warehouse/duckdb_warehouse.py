@@ -48,16 +48,17 @@ class DuckDBWarehouse(Warehouse):
         self._schema_ready = False
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An exclusive connection for one operation (schema created on first use)."""
+    def connect(self, force_schema: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An exclusive connection for one operation (schema created on first use, or
+        again whatever its stamp says when `force_schema`)."""
         try:
             with self._thread_lock, self._lock:
                 con = duckdb.connect(str(self.path))
                 try:
                     con.execute("SET TimeZone = 'UTC'")
                     con.execute(f"SET memory_limit = '{self.settings.duckdb_memory_limit}'")
-                    if not self._schema_ready:
-                        self._create_schema(con)
+                    if force_schema or not self._schema_ready:
+                        self._create_schema(con, force=force_schema)
                         self._schema_ready = True
                     yield con
                 finally:
@@ -71,9 +72,8 @@ class DuckDBWarehouse(Warehouse):
     # -- schema -------------------------------------------------------------------------
     def ensure_schema(self) -> None:
         """Create or migrate every table and view, whatever the stamp says."""
-        self._schema_ready = False
-        with self.connect() as con:
-            self._create_schema(con, force=True)
+        with self.connect(force_schema=True):
+            pass
 
     def _fingerprint(self) -> str:
         """What the schema is made from: the table and view definitions and the versions
@@ -95,7 +95,7 @@ class DuckDBWarehouse(Warehouse):
         done = con.execute(
             f"SELECT stamp FROM main.{SCHEMA_STAMP} WHERE dataset = ?", [ds]
         ).fetchall()
-        if not force and [stamp] in [list(r) for r in done]:
+        if not force and (stamp,) in done:
             return
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ds}"')
         for table in TABLES.values():
