@@ -543,7 +543,7 @@ def publish(
     for _ in range(attempts):
         try:
             data, generation = store.get_with_generation(key)
-            current = _issued_at(data)
+            current = pd.Timestamp(issued_at_of(data))
         except NotFound:
             current, generation = None, 0
         except (ValueError, KeyError, TypeError):  # unreadable: replace it
@@ -556,7 +556,3 @@ def publish(
             continue
         return {"written": True, "key": key, "bytes": len(body)}
     raise Conflict("the serving snapshot kept changing under this run; retry", field="snapshot")
-
-
-def _issued_at(data: bytes) -> pd.Timestamp:
-    return pd.Timestamp(issued_at_of(data))

@@ -1,6 +1,6 @@
 """BigQuery adapter: google-cloud-bigquery for schema, appends and reads.
 
-Reads run through this adapter's own client (`query_and_wait`, then `to_dataframe`), and
+Reads run through this adapter's own client (`query_and_wait`, then `to_arrow`), and
 large results come through the BigQuery Storage Read API (parallel Arrow streams instead
 of paged REST JSON) when talking to BigQuery itself; pandas-gbq's reader built a second,
 default client to page through large results, which also bypassed an endpoint override
