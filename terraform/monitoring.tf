@@ -15,7 +15,7 @@ locals {
     model_age      = "No model promoted for more than ${local.thresholds.levels.model_age.alert} days"
     accuracy       = "Model MAE above ${local.thresholds.levels.accuracy.alert} x persistence over ${local.thresholds.windows.accuracy_window_hours} hours"
     rejected_share = "A source's rejected share above ${local.thresholds.levels.rejected_share.alert} over ${local.thresholds.windows.rejected_window_hours} hours"
-    drift          = "An input's PSI above ${local.thresholds.levels.drift.alert} against the training data"
+    drift          = "An input's PSI against its month of the training data above ${local.thresholds.levels.drift.alert} and above its training weeks' own"
     runs           = "No completed ingest or predict run for more than ${local.thresholds.levels.runs.alert} hours"
   }
   no_success_hours = ceil(local.thresholds.levels.runs.alert)

@@ -11,6 +11,7 @@ warehouse. A condition that cannot be computed (a table or object unreadable) is
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -232,13 +233,13 @@ def drift_condition(services: Services, as_of: dt.datetime) -> dict[str, Any]:
         return _condition("drift", None, "no model in production")
     version = str(pointer["version"])
     meta = registry.metadata(version)
-    ref = meta.get("reference") or {}
+    start = as_of - dt.timedelta(hours=th.DRIFT_WINDOW_HOURS)
+    ref, against = drift.pick_reference(meta, start, as_of)
     if not ref:
         return _condition(
             "drift", None, f"{version} stores no reference quantiles", version=version
         )
     columns = grid_columns(FeatureSpec(**meta["spec"]))
-    start = as_of - dt.timedelta(hours=th.DRIFT_WINDOW_HOURS)
     ids: list[str] | None = None
     known = sorted(locations_mod.current(services.warehouse)["location_id"].astype(str))
     if len(known) > th.DRIFT_LOCATIONS:  # seeded by the as_of: the same sample on a re-run
@@ -257,15 +258,45 @@ def drift_condition(services: Services, as_of: dt.datetime) -> dict[str, Any]:
     if training is not None:
         picked = recent.sample(min(len(recent), th.ADVERSARIAL_SAMPLE), random_state=0)
         auc = drift.adversarial_auc(training, picked)
-    column, value = max(psi.items(), key=lambda kv: kv[1], default=(None, None))
-    state = th.LEVELS["drift"].state(value)
+    natural = meta.get("reference_natural") or {}
+    limits = {c: drift_levels(natural.get(c)) for c in psi}
+    # The input furthest beyond its own alert level decides (PSI / that level).
+    column = max(psi, key=lambda c: psi[c] / limits[c].alert, default=None)
+    level = limits[column] if column else th.LEVELS["drift"]
+    value = psi[column] if column else None
+    state = level.state(value)
     if auc is not None and auc > th.ADVERSARIAL_AUC_WARN and state == "ok":
         state = "warn"
-    detail = f"largest PSI {value:.3f} on {column}" if column else "no comparable inputs"
+    if column:
+        detail = f"PSI {value:.3f} on {column} (warn {level.warn:.2f}, alert {level.alert:.2f})"
+    else:
+        detail = "no comparable inputs"
+    detail += f" against {against}"
     if auc is not None:
         detail += f"; adversarial AUC {auc:.2f}"
     return _condition(
-        "drift", value, detail, state=state, version=version, psi=psi, adversarial_auc=auc
+        "drift",
+        value,
+        detail,
+        state=state,
+        warn=level.warn,
+        alert=level.alert,
+        version=version,
+        psi=psi,
+        adversarial_auc=auc,
+        reference=against,
+    )
+
+
+def drift_levels(natural: dict[str, float] | None) -> th.Level:
+    """One input's drift levels: the fixed ones, raised to its training weeks' own PSI
+    (warn above their NATURAL_PSI_QUANTILE, alert above the largest) where those were
+    further apart."""
+    fixed = th.LEVELS["drift"]
+    if not natural:
+        return fixed
+    return dataclasses.replace(
+        fixed, warn=max(fixed.warn, natural["quantile"]), alert=max(fixed.alert, natural["max"])
     )
 
 

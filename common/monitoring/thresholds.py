@@ -46,8 +46,13 @@ LEVELS: dict[str, Level] = {
     ),
     # The textbook 0.1/0.25 PSI levels are for scored populations; a week of hourly weather
     # differs more than that from a training window by its weather regime alone (a healthy
-    # synthetic week: largest PSI 0.32, wind direction), so these sit above it.
-    "drift": Level("psi", 0.4, 0.8, "largest population stability index of one input"),
+    # synthetic week: largest PSI 0.32, wind direction), so these sit above it. They are a
+    # floor: an input whose own training weeks were further apart (one city's weather:
+    # dew point up to 4.2 in Beijing) warns above their NATURAL_PSI_QUANTILE and alerts
+    # above the largest of them (common.monitoring.drift.natural_psi).
+    "drift": Level(
+        "psi", 0.4, 0.8, "population stability index of the input furthest beyond its levels"
+    ),
     "snapshot": Level("hours", 2, 6, "age of serving/latest.json behind as_of"),
 }
 
@@ -61,6 +66,7 @@ ACCURACY_MIN_ROWS = 100
 COVERAGE_WARN_BELOW = 0.5  # the p10..p90 band should hold ~80 % of observations
 DRIFT_WINDOW_HOURS = 168  # a week of recent serving inputs against the training data
 DRIFT_MIN_ROWS = 200
+NATURAL_PSI_QUANTILE = 0.95  # of the training weeks' own PSI: above it an input warns
 DRIFT_LOCATIONS = 300  # a seeded sample of locations x the window (~50,000 rows): the
 # drift check reads what it needs whatever the network's size (12 s -> under 1 s at 100,000)
 ADVERSARIAL_AUC_WARN = 0.8  # overall drift: a classifier telling recent from training rows

@@ -58,7 +58,7 @@ from common.forecasting.registry import Registry
 from common.forecasting.training import IssueWindow, TrainingData, fit_model, holdout_metrics
 from common.monitoring import drift
 from common.monitoring.drift import reference as drift_reference
-from common.monitoring.thresholds import DRIFT_WINDOW_HOURS
+from common.monitoring.thresholds import DRIFT_WINDOW_HOURS, NATURAL_PSI_QUANTILE
 from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, run_job
 from common.runtime.services import Services
@@ -444,6 +444,11 @@ def _metadata(
 ) -> dict[str, Any]:
     """What a version says about itself: recipe, data, rows, metrics and backtest."""
     spec, metrics = data.spec, candidate.metrics
+    ref_rows = reference_rows(data.obs)
+    references = {
+        "reference": drift_reference(ref_rows, grid_columns(spec)),
+        "reference_by_month": drift.monthly_reference(ref_rows, grid_columns(spec)),
+    }
     return {
         "model_name": model_name,
         "version": plan.version,
@@ -470,8 +475,12 @@ def _metadata(
         "metrics": {"holdout": metrics},
         "baselines": {b: metrics[b] for b in ("persistence", "seasonal_naive")},
         "backtest": candidate.backtest,
-        # decile bins of every input over the training window: drift is measured against them
-        "reference": drift_reference(reference_rows(data.obs), grid_columns(spec)),
+        # decile bins of every input over the training window and of each calendar month
+        # of it (drift is measured against them), and how far the window's own weeks are
+        **references,
+        "reference_natural": drift.natural_psi(
+            ref_rows, references, DRIFT_WINDOW_HOURS, NATURAL_PSI_QUANTILE
+        ),
     }
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from common.warehouse.base import Warehouse
 
 SCALE = 1000  # values enter the fingerprint as integer sums of round(value * SCALE)
 REFERENCE_CELLS = 200_000  # rows read for the drift reference when the data is large
-REFERENCE_DAYS = 12  # days of the window they come from
+REFERENCE_WEEKS_PER_MONTH = 1  # week-long ranges of each calendar month of the window
 SUMMARY_CELLS = 5_000_000  # rows one slice of the summary aggregates
 
 
@@ -222,26 +221,34 @@ def recent(obs: Observations, since: dt.datetime, max_cells: int = REFERENCE_CEL
 
 
 def reference_rows(
-    obs: Observations, max_cells: int = REFERENCE_CELLS, days: int = REFERENCE_DAYS
+    obs: Observations, max_cells: int = REFERENCE_CELLS, per_month: int = REFERENCE_WEEKS_PER_MONTH
 ) -> pd.DataFrame:
-    """The rows the drift reference's deciles are taken over: the whole frame, or from a
-    source one seeded day in each of `days` equal slices of the window (every season), for
-    a seeded subset of locations so that at most `max_cells` rows are read. Day ranges, not
-    scattered hours: a range filter reaches the table through the view's newest-row window,
-    a list of hours makes DuckDB hold the whole view."""
+    """The rows the drift reference is taken over: the whole frame, or from a source
+    `per_month` seeded week-long ranges for each calendar month of the window (so that each
+    month has its own deciles and the training weeks' own PSI can be measured, see
+    common.monitoring.drift), for a seeded subset of locations so that at most `max_cells`
+    rows are read. Day ranges, not scattered hours: a range filter reaches the table through
+    the view's newest-row window, a list of hours makes DuckDB hold the whole view."""
     if isinstance(obs, pd.DataFrame):
         return obs
     rng = np.random.default_rng(0)
+    day = dt.timedelta(days=1)
     n_days = max(window_hours(obs.start, obs.end) // 24, 1)
-    edges = np.linspace(0, n_days, min(days, n_days) + 1).astype(int)
-    picked = [int(rng.integers(a, max(b, a + 1))) for a, b in itertools.pairwise(edges)]
+    span = min(7, n_days)
+    months: dict[int, list[int]] = {}  # calendar month of a range's middle -> its first day
+    for d in range(0, n_days - span + 1, span):  # days back from the end, not overlapping
+        months.setdefault((obs.end - d * day - span * day / 2).month, []).append(d)
+    picked = sorted(
+        int(d)
+        for starts in months.values()
+        for d in rng.choice(starts, min(per_month, len(starts)), replace=False)
+    )
     ids = obs.location_ids()
-    keep = max(max_cells // (24 * len(picked)), 1)
+    keep = max(max_cells // (24 * span * len(picked)), 1)
     if len(ids) > keep:
         ids = sorted(rng.choice(ids, keep, replace=False).tolist())
-    day = dt.timedelta(days=1)
     frames = [
-        obs.read(obs.end - (d + 1) * day, obs.end - d * day, ids, grid_columns(obs.spec))
+        obs.read(obs.end - (d + span) * day, obs.end - d * day, ids, grid_columns(obs.spec))
         for d in picked
     ]
     return pd.concat(frames, ignore_index=True)
