@@ -9,7 +9,7 @@ also stores the deciles of each calendar month the window covers (`reference_by_
 from `monthly_reference()`), and the check compares a window with its own month of the
 training years, falling back to the whole window for a month the training data lacks.
 Even so, one week of one city's weather is far from its month's deciles by its weather
-alone (Beijing's training weeks: dew point PSI 1.2 in a median week, 4.2 at most), so
+alone (Beijing's training weeks: dew point PSI 3.9 at the 95th percentile, 4.9 at most), so
 train also stores how far the training data's own weeks are (`reference_natural`, from
 `natural_psi()`), and an input warns or alerts only beyond both the fixed levels and
 what its normal weeks showed.
@@ -92,12 +92,16 @@ def natural_psi(
 ) -> dict[str, dict[str, float]]:
     """Per column, the `quantile` and the largest PSI of the training rows' own windows of
     `hours` (runs of consecutive hours, cut every `hours`; a run shorter than half of it is
-    left out), each against the deciles `pick_reference` would give it. Columns with fewer
-    than 4 windows get nothing (the fixed levels apply)."""
+    left out). Each window is compared with what `pick_reference` would give it, rebuilt
+    without the window itself (its month's other rows, or the whole window's other rows for
+    a month the references lack), so that a week is not measured against its own values.
+    Columns with fewer than 4 windows get nothing (the fixed levels apply)."""
     if "ts" not in rows or rows.empty:
         return {}
+    columns = list(references.get("reference") or {})
     ts = pd.to_datetime(rows["ts"], utc=True)
     hour = ((ts - ts.min()).dt.total_seconds() // 3600).astype(int).to_numpy()
+    month = ts.dt.month.to_numpy()
     distinct = np.unique(hour)
     window = np.zeros(len(distinct), int)
     first = distinct[0]
@@ -107,14 +111,19 @@ def natural_psi(
         else:
             window[i] = window[i - 1]
     of_row = window[np.searchsorted(distinct, hour)]
+    by_month = references.get("reference_by_month") or {}
     values: dict[str, list[float]] = {}
     for w in np.unique(of_row):
-        part = rows[of_row == w]
-        start, end = ts[of_row == w].min(), ts[of_row == w].max()
+        inside = of_row == w
+        start, end = ts[inside].min(), ts[inside].max()
         if (end - start) < pd.Timedelta(hours=hours // 2):
             continue
-        ref, _ = pick_reference(references, start.to_pydatetime(), end.to_pydatetime())
-        for c, v in psi_by_column(ref, part).items():
+        middle = (start + (end - start) / 2).month
+        same = month == middle if str(middle) in by_month else np.ones(len(rows), bool)
+        others = rows[same & ~inside]
+        if len(others) < MONTH_MIN_ROWS:
+            continue
+        for c, v in psi_by_column(reference(others, columns), rows[inside]).items():
             values.setdefault(c, []).append(v)
     return {
         c: {"quantile": round(float(np.quantile(v, quantile)), 4), "max": round(max(v), 4)}

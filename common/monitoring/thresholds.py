@@ -48,7 +48,7 @@ LEVELS: dict[str, Level] = {
     # differs more than that from a training window by its weather regime alone (a healthy
     # synthetic week: largest PSI 0.32, wind direction), so these sit above it. They are a
     # floor: an input whose own training weeks were further apart (one city's weather:
-    # dew point up to 4.2 in Beijing) warns above their NATURAL_PSI_QUANTILE and alerts
+    # dew point up to 4.9 in Beijing) warns above their NATURAL_PSI_QUANTILE and alerts
     # above the largest of them (common.monitoring.drift.natural_psi).
     "drift": Level(
         "psi", 0.4, 0.8, "population stability index of the input furthest beyond its levels"

@@ -26,7 +26,8 @@ from common.warehouse.base import Warehouse
 
 SCALE = 1000  # values enter the fingerprint as integer sums of round(value * SCALE)
 REFERENCE_CELLS = 200_000  # rows read for the drift reference when the data is large
-REFERENCE_WEEKS_PER_MONTH = 1  # week-long ranges of each calendar month of the window
+REFERENCE_WEEKS_PER_MONTH = 2  # week-long ranges per calendar month (each is left out of
+# its month's reference once, to measure how far a normal week is: see drift.natural_psi)
 SUMMARY_CELLS = 5_000_000  # rows one slice of the summary aggregates
 
 

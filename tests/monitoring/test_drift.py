@@ -91,20 +91,20 @@ def test_a_month_the_training_data_lacks_falls_back_to_the_whole_window():
     assert drift.monthly_reference(short.iloc[:100], COLUMNS) == {}  # too few rows
 
 
-def test_training_weeks_are_runs_of_consecutive_hours():
-    # three separate 7-day ranges and a 2-day one: 3 windows, too few for levels of their own
-    parts = [
-        _weather(a, b, seed=0)
-        for a, b in (
-            ("2015-01-01", "2015-01-08"),
-            ("2015-02-01", "2015-02-08"),
-            ("2015-03-01", "2015-03-08"),
-            ("2015-04-01", "2015-04-03"),
-        )
-    ]
-    rows = pd.concat(parts, ignore_index=True)
+def test_training_weeks_are_runs_of_consecutive_hours_each_left_out_of_its_reference():
+    # three January weeks of different years and a 2-day run: 3 windows, each compared with
+    # the other two weeks; too few for levels of their own
+    ranges = [("2014-01-05", "2014-01-12"), ("2015-01-05", "2015-01-12")]
+    ranges += [("2016-01-05", "2016-01-12"), ("2016-01-20", "2016-01-22")]
+    rows = pd.concat([_weather(a, b, seed=i) for i, (a, b) in enumerate(ranges)], ignore_index=True)
     assert drift.natural_psi(rows, REFERENCES, WEEK, 0.95) == {}
-    four = pd.concat([rows, _weather("2015-05-01", "2015-05-08", seed=0)], ignore_index=True)
-    assert set(drift.natural_psi(four, REFERENCES, WEEK, 0.95)) == {"temperature_2m"}
+    fourth = _weather("2013-01-05", "2013-01-12", seed=9)
+    four = pd.concat([rows, fourth], ignore_index=True)
+    natural = drift.natural_psi(four, REFERENCES, WEEK, 0.95)
+    assert set(natural) == {"temperature_2m"}
+    # a week measured against a reference that holds it would look closer than it is
+    own = {"reference": drift.reference(fourth, COLUMNS)}
+    assert drift.psi_by_column(own["reference"], fourth)["temperature_2m"] < 0.05
+    assert natural["temperature_2m"]["max"] > 0.05
     # without levels of its own an input keeps the fixed ones
     assert drift_levels(None) == th.LEVELS["drift"]
