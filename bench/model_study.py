@@ -1,0 +1,404 @@
+"""Study: alternatives to the served model's intervals and median, on the train benchmark's
+split, scored on the whole test year, March 2016 and the replay's two weeks.
+
+    .venv/bin/python bench/model_study.py intervals [--work DIR]
+    .venv/bin/python bench/model_study.py median [--work DIR] [--bags K] [PARAMS_JSON ...]
+
+The split is bench/train_beijing.py's: the 8 stations backfilled from
+../shared/data/beijing-multisite, fit / validation / calibration blocks built by the train
+job's own code on issue times before 2016-03-01 (default 500,000-row budget), every issue
+time 2016-03-01 .. 2017-02-27 scored. The examples and the default model are cached in
+--work so that each variant costs only its own fit.
+
+`intervals` keeps the default booster and changes only how p10/p90 are calibrated: the
+served per-horizon split conformal shift; per-horizon x level-tercile or x volatility-tercile
+(Mondrian) shifts; shifts scaled by the raw interval width; recency-weighted calibration
+rows; a wider nominal level; and two online schemes that use realised errors after the
+issue time only (a rolling window of the last W days, and adaptive conformal inference
+with step eta). Coverage is reported by horizon for each period.
+
+`median` refits the median booster with other parameters (JSON, merged into the
+defaults) or as the mean of K boosters each fitted on its own seeded sample of the fit
+block (--bags), with the served per-horizon shrinkage learned on the calibration block,
+and reports MAE / persistence on the calibration block (before the test year: the only
+score a choice may be made on) and on the test periods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import train_beijing as tb  # noqa: E402
+
+Frame = tuple[pd.DataFrame, np.ndarray, pd.DataFrame]
+NOMINAL = 0.8
+
+
+class Study:
+    """The cached split: fit/validation/calibration examples and the test year."""
+
+    def __init__(self, work: Path) -> None:
+        home = work / "home"
+        if not (home / "warehouse.duckdb").exists():
+            home.mkdir(parents=True, exist_ok=True)
+            tb.backfill(home)
+        os.environ.update(
+            AIRCAST_HOME=str(home), AIRCAST_BACKEND="local", AIRCAST_CSV_PATH=str(tb.DATA)
+        )
+        from common.forecasting import training
+        from common.forecasting.features import HISTORY_HOURS, FeatureSpec
+        from common.runtime import locations
+        from common.runtime.services import get_services
+        from common.train.observations import observations, summarise
+
+        svc = get_services()
+        self.max_rows = svc.settings.train_max_rows
+        self.spec = FeatureSpec(svc.settings.target, svc.settings.horizon, False)
+        start = tb.DATA_START - dt.timedelta(hours=1)
+        summary = summarise(svc.warehouse, self.spec, start, tb.DATA_END)
+        self.obs = observations(svc.warehouse, self.spec, start, tb.DATA_END, summary)
+        self.places = locations.current(svc.warehouse)
+        self.first = summary.oldest + dt.timedelta(hours=HISTORY_HOURS)
+        self.blocks = training._blocks(self.first, tb.TEST_START, self.spec.horizon)
+        cache = work / f"examples-{self.max_rows}.pkl"
+        if cache.exists():
+            self.built, self.test = pickle.loads(cache.read_bytes())
+        else:
+            self.built = {
+                name: self.block(name, {"fit": 1, "validation": 8, "calibration": 8}[name])
+                for name in self.blocks
+            }
+            self.test = training.examples(
+                self.obs, self.spec, tb.TEST_START, tb.TEST_END, self.places, 10**8, 0
+            )
+            cache.write_bytes(pickle.dumps((self.built, self.test)))
+        keys = self.test[2]
+        issued = pd.to_datetime(keys["issued_at"], utc=True)
+        target = pd.to_datetime(keys["target_ts"], utc=True)
+        self.periods = {
+            "test year": np.ones(len(keys), bool),
+            "March 2016": ((issued >= "2016-03-01") & (issued < "2016-04-01")).to_numpy(),
+            "Mar 1-14": (target <= pd.Timestamp("2016-03-15", tz="UTC")).to_numpy(),
+        }
+        self.h = self.test[0]["horizon_h"].to_numpy().astype(int)
+        self.actual = keys["actual"].to_numpy(float)
+        self.persistence = keys["persistence"].to_numpy(float)
+
+    def block(self, name: str, share: int, seed: int = 0) -> Frame:
+        """One block's examples (fit budget / share rows), cut so targets stay inside it."""
+        from common.forecasting import training
+
+        a, b = self.blocks[name]
+        cut = training.cut_observations(
+            training.cut_observations(self.obs, tb.TEST_START),
+            b + dt.timedelta(hours=self.spec.horizon),
+        )
+        return training.examples(cut, self.spec, a, b, self.places, self.max_rows // share, seed)
+
+    def default_model(self, work: Path) -> Any:
+        from common.forecasting.model import DEFAULT_PARAMS, ForecastModel
+
+        path = work / f"model-{self.max_rows}.pkl"
+        if path.exists():
+            files, state = pickle.loads(path.read_bytes())
+            return ForecastModel.from_files(files, state)
+        (X, y, _), (Xv, yv, _) = self.built["fit"], self.built["validation"]
+        model = ForecastModel(
+            self.spec.columns(), self.spec.horizon, {**DEFAULT_PARAMS, "nthread": 2}
+        )
+        model.fit(X, y, Xv, yv)
+        model.calibrate(*self.built["calibration"][:2])
+        path.write_bytes(pickle.dumps((model.to_files(), model.state())))
+        return model
+
+
+def _quantile_by(
+    score: np.ndarray, q: float, h: np.ndarray, horizon: int, weight: np.ndarray | None = None
+) -> np.ndarray:
+    """Per horizon (index 1..horizon) the q-quantile of `score` (weighted if given)."""
+    out = np.zeros(horizon + 1)
+    for k in range(1, horizon + 1):
+        m = h == k
+        if weight is None:
+            out[k] = np.quantile(score[m], q)
+            continue
+        order = np.argsort(score[m])
+        cum = np.cumsum(weight[m][order])
+        out[k] = score[m][order][min(np.searchsorted(cum / cum[-1], q), m.sum() - 1)]
+    return out
+
+
+def _by_hour(rows: np.ndarray, hours: np.ndarray) -> dict[Any, np.ndarray]:
+    """Row indices grouped by hour."""
+    order = rows[np.argsort(hours[rows], kind="stable")]
+    keys, first = np.unique(hours[order], return_index=True)
+    return dict(zip(keys, np.split(order, first[1:]), strict=True))
+
+
+def _rolling(
+    lo_s: np.ndarray,
+    hi_s: np.ndarray,
+    h: np.ndarray,
+    issued: np.ndarray,
+    target: np.ndarray,
+    horizon: int,
+    days: int,
+    q: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Extra widening at each issue hour t: the q-quantile of the realised scores (> 0 = a
+    miss) of rows with target hour <= t issued in the last `days` days."""
+    lo_add, hi_add = np.zeros(len(h)), np.zeros(len(h))
+    span = np.timedelta64(days * 24, "h")
+    for k in range(1, horizon + 1):
+        rows = np.flatnonzero(h == k)
+        for t, now in _by_hour(rows, issued).items():
+            seen = rows[(target[rows] <= t) & (issued[rows] >= t - span)]
+            if len(seen) >= 50:
+                lo_add[now] = np.quantile(lo_s[seen], q)
+                hi_add[now] = np.quantile(hi_s[seen], q)
+    return lo_add, hi_add
+
+
+def _aci(
+    lo_s: np.ndarray,
+    hi_s: np.ndarray,
+    h: np.ndarray,
+    issued: np.ndarray,
+    target: np.ndarray,
+    horizon: int,
+    eta: float,
+    tail: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive conformal inference as quantile tracking: each tail's extra widening c
+    moves by eta * (miss rate - tail) at every hour whose targets are realised, and each
+    issue hour is served with the c of that moment."""
+    lo_add, hi_add = np.zeros(len(h)), np.zeros(len(h))
+    for k in range(1, horizon + 1):
+        rows = np.flatnonzero(h == k)
+        by_issue, by_target = _by_hour(rows, issued), _by_hour(rows, target)
+        c_lo = c_hi = 0.0
+        for t in np.union1d(list(by_issue), list(by_target)):
+            if t in by_target:
+                done = by_target[t]
+                c_lo += eta * (float(np.mean(lo_s[done] > c_lo)) - tail)
+                c_hi += eta * (float(np.mean(hi_s[done] > c_hi)) - tail)
+            if t in by_issue:
+                lo_add[by_issue[t]], hi_add[by_issue[t]] = c_lo, c_hi
+    return lo_add, hi_add
+
+
+def intervals(study: Study, work: Path) -> None:
+    model = study.default_model(work)
+    H = study.spec.horizon
+    Xc, yc, kc = study.built["calibration"]
+    Xt, yt, kt = study.test
+    hc = Xc["horizon_h"].to_numpy().astype(int)
+    ht = study.h
+    qc = model._shrunk(model.raw(Xc), hc)
+    qt = model._shrunk(model.raw(Xt), ht)
+    lo_c, hi_c = yc - qc[:, 0], yc - qc[:, 2]  # > 0 above the bound
+    tail = (1 - NOMINAL) / 2
+    variants: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def per_horizon(nominal: float = NOMINAL, weight: np.ndarray | None = None) -> tuple:
+        t = (1 - nominal) / 2
+        lo = _quantile_by(lo_c, t, hc, H, weight)
+        hi = _quantile_by(hi_c, 1 - t, hc, H, weight)
+        return qt[:, 0] + lo[ht], qt[:, 2] + hi[ht]
+
+    variants["per-horizon split conformal (served)"] = per_horizon()
+    variants["no conformal shift (raw boosters)"] = (qt[:, 0], qt[:, 2])
+    for name, col in (("level", "level"), ("volatility", "std_24")):
+        edges = np.quantile(Xc[col].fillna(0), [1 / 3, 2 / 3])
+        gc, gt = np.digitize(Xc[col].fillna(0), edges), np.digitize(Xt[col].fillna(0), edges)
+        lo, hi = np.zeros_like(qt[:, 0]), np.zeros_like(qt[:, 0])
+        for g in range(3):
+            lo_g = _quantile_by(lo_c[gc == g], tail, hc[gc == g], H)
+            hi_g = _quantile_by(hi_c[gc == g], 1 - tail, hc[gc == g], H)
+            lo[gt == g], hi[gt == g] = lo_g[ht[gt == g]], hi_g[ht[gt == g]]
+        variants[f"per horizon x {name} tercile (Mondrian)"] = (qt[:, 0] + lo, qt[:, 2] + hi)
+    wc = np.maximum(qc[:, 2] - qc[:, 0], 1e-3)
+    wt = np.maximum(qt[:, 2] - qt[:, 0], 1e-3)
+    lo = _quantile_by(lo_c / wc, tail, hc, H)
+    hi = _quantile_by(hi_c / wc, 1 - tail, hc, H)
+    variants["scaled by the raw width"] = (qt[:, 0] + lo[ht] * wt, qt[:, 2] + hi[ht] * wt)
+    issued_c = pd.to_datetime(kc["issued_at"], utc=True)
+    age_days = ((issued_c.max() - issued_c).dt.total_seconds() / 86400).to_numpy()
+    for half_life in (30, 7):
+        variants[f"recency-weighted, half-life {half_life} d"] = per_horizon(
+            weight=0.5 ** (age_days / half_life)
+        )
+    variants["nominal 0.82 instead of 0.80"] = per_horizon(0.82)
+    base_lo, base_hi = variants["per-horizon split conformal (served)"]
+    # Online schemes on realised scores against the served bounds (> 0 = a miss).
+    issued = pd.to_datetime(kt["issued_at"], utc=True).to_numpy().astype("datetime64[h]")
+    target = pd.to_datetime(kt["target_ts"], utc=True).to_numpy().astype("datetime64[h]")
+    lo_s, hi_s = base_lo - yt, yt - base_hi
+    for days in (7, 14):
+        lo_add, hi_add = _rolling(lo_s, hi_s, ht, issued, target, H, days, 1 - tail)
+        variants[f"online: rolling {days}-day conformal"] = (base_lo - lo_add, base_hi + hi_add)
+    for eta in (0.005, 0.02):
+        lo_add, hi_add = _aci(lo_s, hi_s, ht, issued, target, H, eta, tail)
+        variants[f"online: ACI, eta {eta}"] = (base_lo - lo_add, base_hi + hi_add)
+    level = Xt["level"].to_numpy(float)
+    rows = []
+    for name, (lo, hi) in variants.items():
+        lo, hi = np.minimum(lo, qt[:, 1]), np.maximum(hi, qt[:, 1])
+        p10, p90 = np.clip(np.expm1(level + lo), 0, None), np.clip(np.expm1(level + hi), 0, None)
+        covered = (study.actual >= p10) & (study.actual <= p90)
+        for period, sel in study.periods.items():
+            by_h = [covered[sel & (ht == k)].mean() for k in range(1, H + 1)]
+            rows.append(
+                {
+                    "variant": name,
+                    "period": period,
+                    "coverage": float(covered[sel].mean()),
+                    "min": float(min(by_h)),
+                    "max": float(max(by_h)),
+                    "h": {k: float(by_h[k - 1]) for k in (1, 6, 12, 18, 24)},
+                    "width": float(np.mean((p90 - p10)[sel])),
+                }
+            )
+    print(
+        "| calibration | period | coverage | min..max by h | h=1 | h=6 | h=12 | h=18 | h=24 "
+        "| mean width |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        hs = " | ".join(f"{v:.3f}" for v in r["h"].values())
+        print(
+            f"| {r['variant']} | {r['period']} | {r['coverage']:.3f} "
+            f"| {r['min']:.3f}..{r['max']:.3f} | {hs} | {r['width']:.1f} |"
+        )
+    (work / "intervals.json").write_text(json.dumps(rows, indent=1))
+    lo, hi = variants["per-horizon split conformal (served)"]
+    p10 = np.expm1(level + np.minimum(lo, qt[:, 1]))
+    p90 = np.expm1(level + np.maximum(hi, qt[:, 1]))
+    print("\nserved intervals, share of actual values below p10 / above p90:")
+    for period, sel in study.periods.items():
+        shares = ", ".join(
+            f"h={k} {np.mean(study.actual[sel & (ht == k)] < p10[sel & (ht == k)]):.3f}"
+            f" / {np.mean(study.actual[sel & (ht == k)] > p90[sel & (ht == k)]):.3f}"
+            for k in (1, 6, 12, 18, 24)
+        )
+        print(f"- {period}: {shares}")
+
+
+def _served(frame: pd.DataFrame, change: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The served median: the last value moved by alpha_h of the booster's change."""
+    return np.clip(np.expm1(frame["level"].to_numpy(float) + alpha * change), 0, None)
+
+
+def median(study: Study, variants: list[dict[str, Any]], bags: int) -> None:
+    import xgboost as xgb
+
+    from common.forecasting.model import (
+        DEFAULT_PARAMS,
+        MAX_ROUNDS,
+        ForecastModel,
+        horizon_weights,
+        learn_shrinkage,
+    )
+
+    H = study.spec.horizon
+    cols = study.spec.columns()
+    Xv, yv, _ = study.built["validation"]
+    Xc, yc, kc = study.built["calibration"]
+    Xt = study.test[0]
+    hc = Xc["horizon_h"].to_numpy().astype(int)
+    print(
+        "| median | trees | fit s | calibration block | test year | max by h, year "
+        "| March 2016 | Mar 1-14 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for extra in variants:
+        rounds = int(extra.get("rounds", MAX_ROUNDS))
+        params = {
+            **DEFAULT_PARAMS,
+            "nthread": 2,
+            **{k: v for k, v in extra.items() if k != "rounds"},
+        }
+        power = float(params.get("horizon_weight_power", 1.0))
+        booster_params = ForecastModel(cols, H, params)._booster_params(0.5)
+        t0 = time.perf_counter()
+        change_c, change_t, trees = [], [], []
+        for k in range(bags):
+            X, y, _ = study.built["fit"] if k == 0 else study.block("fit", 1, seed=1000 + k)
+            dtrain = xgb.QuantileDMatrix(
+                X[cols],
+                y,
+                weight=horizon_weights(X["horizon_h"].to_numpy(), y, H, power),
+                max_bin=int(params["max_bin"]),
+            )
+            dval = xgb.QuantileDMatrix(
+                Xv[cols],
+                yv,
+                weight=horizon_weights(Xv["horizon_h"].to_numpy(), yv, H, power),
+                ref=dtrain,
+                max_bin=int(params["max_bin"]),
+            )
+            booster = xgb.train(
+                {**booster_params, "seed": k},
+                dtrain,
+                rounds,
+                evals=[(dval, "val")],
+                early_stopping_rounds=20,
+                verbose_eval=False,
+            )
+            booster = booster[: booster.best_iteration + 1]
+            trees.append(booster.num_boosted_rounds())
+            for frame, out in ((Xc, change_c), (Xt, change_t)):
+                out.append(
+                    booster.inplace_predict(np.ascontiguousarray(frame[cols].to_numpy(np.float32)))
+                )
+        seconds = time.perf_counter() - t0
+        cc, ct = np.mean(change_c, axis=0), np.mean(change_t, axis=0)
+        alpha = np.asarray(learn_shrinkage(cc, yc, hc, Xc["level"].to_numpy(float), H))
+
+        cal_err = np.abs(_served(Xc, cc, alpha[hc - 1]) - kc["actual"].to_numpy(float))
+        cal = cal_err.mean() / np.abs(kc["persistence"].to_numpy(float) - kc["actual"]).mean()
+        err = np.abs(_served(Xt, ct, alpha[study.h - 1]) - study.actual)
+        naive = np.abs(study.persistence - study.actual)
+        r = {p: err[m].mean() / naive[m].mean() for p, m in study.periods.items()}
+        worst = max(err[study.h == k].mean() / naive[study.h == k].mean() for k in range(1, H + 1))
+        label = json.dumps(extra) + (f", {bags} bags" if bags > 1 else "")
+        print(
+            f"| {label} | {'+'.join(map(str, trees))} | {seconds:.0f} | {cal:.4f} "
+            f"| {r['test year']:.4f} | {worst:.3f} | {r['March 2016']:.4f} "
+            f"| {r['Mar 1-14']:.4f} |",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("intervals", "median"))
+    parser.add_argument("params", nargs="*", help="median: JSON objects of parameters")
+    parser.add_argument("--work", type=Path, default=Path(".aircast/model-study"))
+    parser.add_argument("--bags", type=int, default=1, help="median: boosters averaged")
+    args = parser.parse_intermixed_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    study = Study(args.work)
+    if args.what == "intervals":
+        intervals(study, args.work)
+    else:
+        median(study, [json.loads(p) for p in args.params] or [{}], args.bags)
+
+
+if __name__ == "__main__":
+    main()
