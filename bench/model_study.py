@@ -33,6 +33,7 @@ import os
 import pickle
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,47 +151,43 @@ def _by_hour(rows: np.ndarray, hours: np.ndarray) -> dict[Any, np.ndarray]:
     return dict(zip(keys, np.split(order, first[1:]), strict=True))
 
 
-def _rolling(
-    lo_s: np.ndarray,
-    hi_s: np.ndarray,
-    h: np.ndarray,
-    issued: np.ndarray,
-    target: np.ndarray,
-    horizon: int,
-    days: int,
-    q: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Extra widening at each issue hour t: the q-quantile of the realised scores (> 0 = a
-    miss) of rows with target hour <= t issued in the last `days` days."""
-    lo_add, hi_add = np.zeros(len(h)), np.zeros(len(h))
+@dataclass(frozen=True)
+class Realised:
+    """Each test row's scores against the served bounds (> 0 = a miss), its horizon, and the
+    hours it was issued at and verified at (its target hour)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    h: np.ndarray
+    issued: np.ndarray
+    target: np.ndarray
+    horizon: int
+
+
+def _rolling(r: Realised, days: int, q: float) -> tuple[np.ndarray, np.ndarray]:
+    """Extra widening at each issue hour t: the q-quantile of the realised scores of rows
+    with target hour <= t issued in the last `days` days."""
+    lo_add, hi_add = np.zeros(len(r.h)), np.zeros(len(r.h))
     span = np.timedelta64(days * 24, "h")
-    for k in range(1, horizon + 1):
-        rows = np.flatnonzero(h == k)
-        for t, now in _by_hour(rows, issued).items():
-            seen = rows[(target[rows] <= t) & (issued[rows] >= t - span)]
+    for k in range(1, r.horizon + 1):
+        rows = np.flatnonzero(r.h == k)
+        for t, now in _by_hour(rows, r.issued).items():
+            seen = rows[(r.target[rows] <= t) & (r.issued[rows] >= t - span)]
             if len(seen) >= 50:
-                lo_add[now] = np.quantile(lo_s[seen], q)
-                hi_add[now] = np.quantile(hi_s[seen], q)
+                lo_add[now] = np.quantile(r.lo[seen], q)
+                hi_add[now] = np.quantile(r.hi[seen], q)
     return lo_add, hi_add
 
 
-def _aci(
-    lo_s: np.ndarray,
-    hi_s: np.ndarray,
-    h: np.ndarray,
-    issued: np.ndarray,
-    target: np.ndarray,
-    horizon: int,
-    eta: float,
-    tail: float,
-) -> tuple[np.ndarray, np.ndarray]:
+def _aci(r: Realised, eta: float, tail: float) -> tuple[np.ndarray, np.ndarray]:
     """Adaptive conformal inference as quantile tracking: each tail's extra widening c
     moves by eta * (miss rate - tail) at every hour whose targets are realised, and each
     issue hour is served with the c of that moment."""
-    lo_add, hi_add = np.zeros(len(h)), np.zeros(len(h))
-    for k in range(1, horizon + 1):
-        rows = np.flatnonzero(h == k)
-        by_issue, by_target = _by_hour(rows, issued), _by_hour(rows, target)
+    lo_s, hi_s = r.lo, r.hi
+    lo_add, hi_add = np.zeros(len(r.h)), np.zeros(len(r.h))
+    for k in range(1, r.horizon + 1):
+        rows = np.flatnonzero(r.h == k)
+        by_issue, by_target = _by_hour(rows, r.issued), _by_hour(rows, r.target)
         c_lo = c_hi = 0.0
         for t in np.union1d(list(by_issue), list(by_target)):
             if t in by_target:
@@ -248,12 +245,12 @@ def intervals(study: Study, work: Path) -> None:
     # Online schemes on realised scores against the served bounds (> 0 = a miss).
     issued = pd.to_datetime(kt["issued_at"], utc=True).to_numpy().astype("datetime64[h]")
     target = pd.to_datetime(kt["target_ts"], utc=True).to_numpy().astype("datetime64[h]")
-    lo_s, hi_s = base_lo - yt, yt - base_hi
+    realised = Realised(base_lo - yt, yt - base_hi, ht, issued, target, H)
     for days in (7, 14):
-        lo_add, hi_add = _rolling(lo_s, hi_s, ht, issued, target, H, days, 1 - tail)
+        lo_add, hi_add = _rolling(realised, days, 1 - tail)
         variants[f"online: rolling {days}-day conformal"] = (base_lo - lo_add, base_hi + hi_add)
     for eta in (0.005, 0.02):
-        lo_add, hi_add = _aci(lo_s, hi_s, ht, issued, target, H, eta, tail)
+        lo_add, hi_add = _aci(realised, eta, tail)
         variants[f"online: ACI, eta {eta}"] = (base_lo - lo_add, base_hi + hi_add)
     level = Xt["level"].to_numpy(float)
     rows = []
