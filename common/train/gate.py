@@ -14,8 +14,9 @@ A candidate is promoted when, on the holdout,
   interval of MAE(candidate) - MAE(production) decides: entirely below 0, the candidate
   is better and is promoted; its lower end above `tolerance` x production's MAE, the
   candidate is worse and is rejected; otherwise there is "no evidence of a difference"
-  and production is kept (neither a promotion nor a rejection: a retrain of unchanged
-  data is never decided by the chance of its fit) - unless production itself loses to
+  (or, with the interval above 0, a candidate worse by less than the tolerance, and the
+  reason says so) and production is kept (neither a promotion nor a rejection: a retrain
+  of unchanged data is never decided by the chance of its fit) - unless production itself loses to
   persistence in a horizon group on these rows (the first version's waiver, or an old
   model the data moved away from): then a candidate that meets every rule replaces it,
   since keeping production would keep a model the gate would not promote today. Without
@@ -145,7 +146,8 @@ class GateDecision:
     seasonal_naive_mae: float
     production_before: str | None
     production_mae: float | None
-    # "promote", "reject", or "keep production" (no evidence of a difference).
+    # "promote", "reject", or "keep production" (no evidence of a difference, or worse
+    # beyond the noise but within the tolerance).
     verdict: str = ""
     groups: tuple[dict[str, Any], ...] = ()
     noise: NoiseInterval | None = None
@@ -208,6 +210,13 @@ def decide(
             f"difference {noise.difference:+.3f}, {noise.confidence:.0%} interval "
             f"[{noise.low:+.3f}, {noise.high:+.3f}] over {noise.blocks} issue days"
         )
+        # Between "better" and "worse beyond the tolerance": no evidence of a difference, or
+        # worse beyond the noise but by less than the tolerance (the interval above 0).
+        within = (
+            NO_EVIDENCE
+            if noise.low <= 0
+            else f"worse than production beyond the noise but within the {tolerance:.0%} tolerance"
+        )
         if noise.low > tolerance * production_mae:
             worse = True
             reasons.append(f"{span}: worse than production beyond the noise")
@@ -216,12 +225,12 @@ def decide(
         elif production.losing_groups and not losing:
             groups_text = ", ".join(f"{g} h" for g in production.losing_groups)
             reasons.append(
-                f"{span}: {NO_EVIDENCE}, but production loses to persistence at "
+                f"{span}: {within}, but production loses to persistence at "
                 f"{groups_text} on these rows and the candidate does not: it replaces production"
             )
         else:
             keep = True
-            reasons.append(f"{span}: {NO_EVIDENCE}; production is kept")
+            reasons.append(f"{span}: {within}; production is kept")
     elif production is not None and production_mae is not None:
         worse = mae > production_mae * (1 + tolerance)
         reasons.append(

@@ -177,3 +177,28 @@ def test_two_fits_of_the_same_data_with_different_seeds_show_no_evidence_of_a_di
     )
     assert NO_EVIDENCE in decision.reasons[-1], decision.reasons
     assert decision.promote is False and decision.rejected is False
+
+
+def test_a_candidate_worse_beyond_the_noise_but_within_the_tolerance_is_named_so():
+    """The replay's 2016-03-04 candidate: interval [+0.312, +4.697] on an MAE of 41.1 with a
+    2 % tolerance was kept out, but its reason said "no evidence of a difference"."""
+    noise = NoiseInterval(low=0.312, high=4.697, difference=2.09, confidence=0.95,
+                          samples=1000, blocks=8)  # fmt: skip
+    production = ProductionScore("v1", 41.1, noise=noise)
+    decision = decide(metrics(), production, version="v2", margin=0.05, tolerance=0.02)
+    assert decision.promote is False and decision.verdict == "keep production"
+    assert decision.reasons[-1].endswith(
+        "worse than production beyond the noise but within the 2% tolerance; production is kept"
+    )
+    assert NO_EVIDENCE not in decision.reasons[-1]
+    # beyond the tolerance it is a rejection, as before
+    beyond = NoiseInterval(low=0.9, high=4.7, difference=2.09, confidence=0.95,
+                           samples=1000, blocks=8)  # fmt: skip
+    rejected = decide(
+        metrics(),
+        ProductionScore("v1", 41.1, noise=beyond),
+        version="v2",
+        margin=0.05,
+        tolerance=0.02,
+    )
+    assert rejected.verdict == "reject"
