@@ -25,7 +25,7 @@ import pandas as pd
 from common.core.logs import event, get_logger
 from common.core.timeutil import iso, parse_time
 from common.forecasting.features import FeatureSpec, grid_columns
-from common.forecasting.registry import Registry
+from common.forecasting.registry import Registry, model_name_for
 from common.forecasting.snapshot import issued_at_of, snapshot_keys
 from common.monitoring import STATUS_KEY, drift, signals
 from common.monitoring import thresholds as th
@@ -136,8 +136,15 @@ def runs(services: Services, as_of: dt.datetime) -> dict[str, Any]:
     return _condition("runs", shown, detail, state=state, functions=functions)
 
 
-def model_age(services: Services, as_of: dt.datetime) -> dict[str, Any]:
-    registry = Registry(services.store, services.settings.model_name)
+def _registry(services: Services, target: str | None) -> Registry:
+    """The registry of `target`'s model (None: the default target's)."""
+    s = services.settings
+    name = model_name_for(s.model_name, target or s.default_target, s.default_target)
+    return Registry(services.store, name)
+
+
+def model_age(services: Services, as_of: dt.datetime, target: str | None = None) -> dict[str, Any]:
+    registry = _registry(services, target)
     pointer, _ = registry.production()
     if pointer is None:
         return _condition("model_age", None, "no model in production", state="alert")
@@ -226,8 +233,10 @@ def accuracy(services: Services, as_of: dt.datetime) -> dict[str, Any]:
     return _condition("accuracy", top["ratio"], detail, state=state, versions=versions)
 
 
-def drift_condition(services: Services, as_of: dt.datetime) -> dict[str, Any]:
-    registry = Registry(services.store, services.settings.model_name)
+def drift_condition(
+    services: Services, as_of: dt.datetime, target: str | None = None
+) -> dict[str, Any]:
+    registry = _registry(services, target)
     pointer, _ = registry.production()
     if pointer is None:
         return _condition("drift", None, "no model in production")
@@ -300,12 +309,12 @@ def drift_levels(natural: dict[str, float] | None) -> th.Level:
     )
 
 
-def snapshot(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+def snapshot(services: Services, as_of: dt.datetime, target: str | None = None) -> dict[str, Any]:
     """Age of the oldest part the api serves (one per predict shard): a shard whose runs
     fail keeps serving its last part, and this is where that shows."""
     shards = services.settings.predict_shards
     oldest: tuple[dt.datetime, str] | None = None
-    for key in snapshot_keys(shards):
+    for key in snapshot_keys(shards, target, services.settings.default_target):
         try:
             issued = parse_time(issued_at_of(services.store.get(key)))
         except NotFound:
@@ -323,14 +332,45 @@ def snapshot(services: Services, as_of: dt.datetime) -> dict[str, Any]:
     return _condition("snapshot", hours, detail, issued_at=iso(issued))
 
 
+def every_target(
+    name: str, check: Callable[[Services, dt.datetime, str | None], dict[str, Any]]
+) -> Callable[[Services, dt.datetime], dict[str, Any]]:
+    """A per-model condition over every forecast target (AIRCAST_TARGETS): the worst
+    target's condition, its detail prefixed with the target, and each target's state, value
+    and detail under `targets`. One target: the condition as it is."""
+
+    def run(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+        targets = services.settings.forecast_targets
+        if len(targets) <= 1:
+            return check(services, as_of, None)
+        found = {}
+        for target in targets:
+            try:
+                found[target] = check(services, as_of, target)
+            except Exception as exc:  # one target unreadable: the others still report
+                error = f"could not evaluate: {type(exc).__name__}: {exc}"
+                found[target] = _condition(name, None, error, state="alert")
+        top = max(targets, key=lambda t: (STATES.index(found[t]["state"]), found[t]["value"] or 0))
+        return {
+            **found[top],
+            "detail": f"{top}: {found[top]['detail']}",
+            "target": top,
+            "targets": {
+                t: {k: c[k] for k in ("state", "value", "detail")} for t, c in found.items()
+            },
+        }
+
+    return run
+
+
 CHECKS: dict[str, Callable[[Services, dt.datetime], dict[str, Any]]] = {
     "freshness": freshness,
     "runs": runs,
-    "model_age": model_age,
+    "model_age": every_target("model_age", model_age),
     "rejected_share": rejected_share,
     "accuracy": accuracy,
-    "drift": drift_condition,
-    "snapshot": snapshot,
+    "drift": every_target("drift", drift_condition),
+    "snapshot": every_target("snapshot", snapshot),
 }
 
 

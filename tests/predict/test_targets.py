@@ -19,6 +19,7 @@ from common.core.schema import VARIABLES
 from common.forecasting.registry import Registry
 from common.forecasting.snapshot import Snapshot, snapshot_key
 from common.ingest.job import IngestRequest, run_ingest
+from common.monitoring.status import evaluate
 from common.predict.job import PredictRequest, run_predict
 from common.runtime import services
 from common.runtime.services import get_services
@@ -134,6 +135,15 @@ def test_a_deployment_adds_targets_keeps_its_model_and_serves_each(
         r = client.get(f"/v1/forecasts/{loc}?target={wrong}")
         assert r.status_code == 400 and r.get_json()["field"] == "target", wrong
         assert client.get(f"/v1/forecasts?target={wrong}").get_json()["field"] == "target"
+
+    # The monitor watches every target's model and snapshot: ozone has neither.
+    conditions = {c["name"]: c for c in evaluate(svc, T)["conditions"]}
+    for name in ("model_age", "snapshot"):
+        c = conditions[name]
+        assert c["state"] == "alert" and c["target"] == "ozone", c
+        assert c["detail"].startswith("ozone: ") and set(c["targets"]) == {"pm2_5", "pm10", "ozone"}
+        assert c["targets"]["pm10"]["state"] == "ok", c  # pm10's model and snapshot are fresh
+    assert conditions["drift"]["targets"]["pm10"]["detail"].startswith("PSI"), conditions["drift"]
 
 
 def test_four_pollutants_of_the_beijing_files(
