@@ -22,6 +22,7 @@ from common.core.schema import VIEWS
 from common.forecasting import training
 from common.forecasting.features import FeatureSpec, grid_columns
 from common.forecasting.training import Observations
+from common.monitoring.thresholds import DRIFT_WINDOW_HOURS
 from common.warehouse.base import Warehouse
 
 SCALE = 1000  # values enter the fingerprint as integer sums of round(value * SCALE)
@@ -225,17 +226,18 @@ def reference_rows(
     obs: Observations, max_cells: int = REFERENCE_CELLS, per_month: int = REFERENCE_WEEKS_PER_MONTH
 ) -> pd.DataFrame:
     """The rows the drift reference is taken over: the whole frame, or from a source
-    `per_month` seeded week-long ranges for each calendar month of the window (so that each
-    month has its own deciles and the training weeks' own PSI can be measured, see
-    common.monitoring.drift), for a seeded subset of locations so that at most `max_cells`
-    rows are read. Day ranges, not scattered hours: a range filter reaches the table through
-    the view's newest-row window, a list of hours makes DuckDB hold the whole view."""
+    `per_month` seeded ranges as long as the drift window (a week) for each calendar month
+    of the window (so that each month has its own deciles and the training weeks' own PSI
+    can be measured, see common.monitoring.drift), for a seeded subset of locations so that
+    at most `max_cells` rows are read. Day ranges, not scattered hours: a range filter
+    reaches the table through the view's newest-row window, a list of hours makes DuckDB
+    hold the whole view."""
     if isinstance(obs, pd.DataFrame):
         return obs
     rng = np.random.default_rng(0)
     day = dt.timedelta(days=1)
     n_days = max(window_hours(obs.start, obs.end) // 24, 1)
-    span = min(7, n_days)
+    span = min(DRIFT_WINDOW_HOURS // 24, n_days)  # a range as long as the drift window
     months: dict[int, list[int]] = {}  # calendar month of a range's middle -> its first day
     for d in range(0, n_days - span + 1, span):  # days back from the end, not overlapping
         months.setdefault((obs.end - d * day - span * day / 2).month, []).append(d)
