@@ -193,7 +193,8 @@ class Settings(BaseSettings):
         lt=1,
         description="MAE loss against production (share of its MAE) that the lower end of "
         "the bootstrap interval must exceed to reject a candidate; between that and a "
-        "significant gain, production is kept (no evidence of a difference).",
+        "significant gain, production is kept (no evidence of a difference, or a loss "
+        "within this tolerance).",
     )
     gate_bootstrap_samples: int = Field(
         1000,
