@@ -44,7 +44,7 @@ def main() -> None:
         from common.forecasting.features import FeatureSpec, grid_columns
         from common.monitoring import drift
         from common.monitoring import thresholds as th
-        from common.monitoring.status import drift_levels
+        from common.monitoring.status import drift_worst
         from common.runtime.services import get_services
 
         svc = get_services()
@@ -71,9 +71,8 @@ def main() -> None:
         before[th.LEVELS["drift"].state(max(whole.values()))] += 1
         ref, _ = drift.pick_reference(refs, (end - window).to_pydatetime(), end.to_pydatetime())
         psi = drift.psi_by_column(ref, recent)
-        levels = {c: drift_levels(natural.get(c)) for c in psi}
-        worst = max(psi, key=lambda c: psi[c] / levels[c].alert)
-        state = levels[worst].state(psi[worst])
+        worst, levels = drift_worst(psi, natural)
+        state = levels.state(psi[worst])
         now[state] += 1
         if state == "alert":
             alerts[(f"{end:%Y-%m}", worst)] += 1

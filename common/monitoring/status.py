@@ -25,7 +25,7 @@ import pandas as pd
 from common.core.logs import event, get_logger
 from common.core.timeutil import iso, parse_time
 from common.forecasting.features import FeatureSpec, grid_columns
-from common.forecasting.registry import Registry, model_name_for
+from common.forecasting.registry import Registry
 from common.forecasting.snapshot import issued_at_of, snapshot_keys
 from common.monitoring import STATUS_KEY, drift, signals
 from common.monitoring import thresholds as th
@@ -136,15 +136,9 @@ def runs(services: Services, as_of: dt.datetime) -> dict[str, Any]:
     return _condition("runs", shown, detail, state=state, functions=functions)
 
 
-def _registry(services: Services, target: str | None) -> Registry:
-    """The registry of `target`'s model (None: the default target's)."""
-    s = services.settings
-    name = model_name_for(s.model_name, target or s.default_target, s.default_target)
-    return Registry(services.store, name)
-
-
 def model_age(services: Services, as_of: dt.datetime, target: str | None = None) -> dict[str, Any]:
-    registry = _registry(services, target)
+    s = services.settings
+    registry = Registry.of_target(services.store, s, target or s.default_target)
     pointer, _ = registry.production()
     if pointer is None:
         return _condition("model_age", None, "no model in production", state="alert")
@@ -236,7 +230,8 @@ def accuracy(services: Services, as_of: dt.datetime) -> dict[str, Any]:
 def drift_condition(
     services: Services, as_of: dt.datetime, target: str | None = None
 ) -> dict[str, Any]:
-    registry = _registry(services, target)
+    s = services.settings
+    registry = Registry.of_target(services.store, s, target or s.default_target)
     pointer, _ = registry.production()
     if pointer is None:
         return _condition("drift", None, "no model in production")
@@ -267,11 +262,7 @@ def drift_condition(
     if training is not None:
         picked = recent.sample(min(len(recent), th.ADVERSARIAL_SAMPLE), random_state=0)
         auc = drift.adversarial_auc(training, picked)
-    natural = meta.get("reference_natural") or {}
-    limits = {c: drift_levels(natural.get(c)) for c in psi}
-    # The input furthest beyond its own alert level decides (PSI / that level).
-    column = max(psi, key=lambda c: psi[c] / limits[c].alert, default=None)
-    level = limits[column] if column else th.LEVELS["drift"]
+    column, level = drift_worst(psi, meta.get("reference_natural") or {})
     value = psi[column] if column else None
     state = level.state(value)
     if auc is not None and auc > th.ADVERSARIAL_AUC_WARN and state == "ok":
@@ -295,6 +286,16 @@ def drift_condition(
         adversarial_auc=auc,
         reference=against,
     )
+
+
+def drift_worst(
+    psi: dict[str, float], natural: dict[str, dict[str, float]]
+) -> tuple[str | None, th.Level]:
+    """The input furthest beyond its own alert level (PSI / that level), and its levels;
+    (None, the fixed levels) with no inputs."""
+    levels = {c: drift_levels(natural.get(c)) for c in psi}
+    column = max(psi, key=lambda c: psi[c] / levels[c].alert, default=None)
+    return column, levels[column] if column else th.LEVELS["drift"]
 
 
 def drift_levels(natural: dict[str, float] | None) -> th.Level:
