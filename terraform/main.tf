@@ -54,7 +54,7 @@ locals {
       min_instances     = 0
       concurrency       = 1
       bigquery          = "read"
-      tables_written    = ["runs", "forecasts"]
+      tables_written    = ["runs", "forecasts", "interval_offsets"]
       artifacts         = "read"
       writes_under      = "serving/"
       reads_aqicn_token = false

@@ -224,6 +224,14 @@ class Settings(BaseSettings):
         description="Predict shards: N scheduler jobs each forecast the locations whose id "
         "hashes to their shard, and the api reads the N snapshot parts (see docs/scale.md).",
     )
+    interval_adapt_eta: float = Field(
+        0.005,
+        ge=0,
+        le=0.1,
+        description="Step of the adaptive interval offsets: each verified hour moves a "
+        "horizon's p10 / p90 outward by this x (its miss share - 10%) in log units; 0 serves "
+        "each version's calibrated interval unchanged.",
+    )
     predict_batch_locations: int = Field(
         10_000,
         ge=1,

@@ -232,6 +232,27 @@ TABLES: dict[str, Table] = {
             retention_days=400,
         ),
         Table(
+            "interval_offsets",
+            "Adaptive widening of p10/p90 by target, issue time and horizon (log units, "
+            "positive widens), stepped by each predict run from the forecasts verified since "
+            "the previous one. See docs/architecture.md.",
+            (
+                _c("target", "STRING", "Forecast variable, e.g. pm2_5", True),
+                _c("as_of", "TIMESTAMP", "Issue time of the predict run that served them", True),
+                _c("horizon_h", "INT64", "Hours ahead, 1..H", True),
+                _c("lower_offset", "FLOAT64", "Log units subtracted from the lower bound", True),
+                _c("upper_offset", "FLOAT64", "Log units added to the upper bound", True),
+                _c("verified_through", "TIMESTAMP", "Last forecast hour verified into them"),
+                _c("verified", "INT64", "Forecasts of this horizon verified in this step"),
+                _c("run_id", "STRING", "Predict run that wrote the row", True),
+                _c("created_at", "TIMESTAMP", "When the row was written", True),
+            ),
+            key=("target", "as_of", "horizon_h"),
+            partition_by="as_of",
+            cluster_by=("target",),
+            retention_days=400,
+        ),
+        Table(
             "runs",
             "Run audit, append-only: a `running` row at start, the outcome row at the end. "
             "Read `run_status` for one row per run.",

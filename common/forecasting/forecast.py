@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from common.forecasting.adaptation import Offsets
 from common.forecasting.features import FeatureSpec, serving_features
 from common.forecasting.registry import Loaded
 
@@ -21,14 +22,16 @@ def forecast_frame(
     weather: pd.DataFrame | None,
     timings: dict[str, float] | None = None,
     neighbours: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    offsets: Offsets | None = None,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """(forecast rows, skipped) for every location in `places`: the batch and online path
-    (`neighbours`: see `serving_features`)."""
+    (`neighbours`: see `serving_features`; `offsets`: the target's adaptive interval
+    widening, see `common.forecasting.adaptation`)."""
     spec = FeatureSpec(**loaded.metadata["spec"])
     t0 = time.perf_counter()
     X, keys, skipped = serving_features(obs, as_of, spec, places, weather, neighbours)
     t1 = time.perf_counter()
-    q = loaded.model.predict(X) if len(X) else np.empty((0, 3))
+    q = loaded.model.predict(X, offsets) if len(X) else np.empty((0, 3))
     t2 = time.perf_counter()
     if timings is not None:
         timings["features_s"] = round(t1 - t0, 4)

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from common.forecasting.adaptation import Offsets
+
 QUANTILES = (0.1, 0.5, 0.9)
 FILES = {0.1: "model_p10.ubj", 0.5: "model.ubj", 0.9: "model_p90.ubj"}
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -154,13 +156,18 @@ class ForecastModel:
         self.lower_shift, self.upper_shift = lo, hi
         return self
 
-    def predict_change(self, X: pd.DataFrame) -> np.ndarray:
-        """(n, 3) calibrated quantiles of the log change (shrunk, then shifted)."""
+    def predict_change(self, X: pd.DataFrame, offsets: Offsets | None = None) -> np.ndarray:
+        """(n, 3) calibrated quantiles of the log change (shrunk, then shifted, then widened
+        by the target's adaptive `offsets` when given)."""
         h = X["horizon_h"].to_numpy().astype(int)
         q = self._shrunk(self.raw(X), h)
-        h = np.clip(h, 1, self.horizon) - 1
-        q[:, 0] += np.asarray(self.lower_shift)[h]
-        q[:, 2] += np.asarray(self.upper_shift)[h]
+        k = np.clip(h, 1, self.horizon) - 1
+        q[:, 0] += np.asarray(self.lower_shift)[k]
+        q[:, 2] += np.asarray(self.upper_shift)[k]
+        if offsets is not None:
+            lo, hi = offsets.at(h)
+            q[:, 0] -= lo
+            q[:, 2] += hi
         q[:, 0] = np.minimum(q[:, 0], q[:, 1])
         q[:, 2] = np.maximum(q[:, 2], q[:, 1])
         return q
@@ -173,10 +180,10 @@ class ForecastModel:
         move = (alpha - 1.0) * q[:, 1]
         return q + move[:, None]
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
+    def predict(self, X: pd.DataFrame, offsets: Offsets | None = None) -> np.ndarray:
         """(n, 3) forecasts of the target itself: p10, p50, p90 (never negative)."""
         level = X["level"].to_numpy(dtype=float)[:, None]
-        return np.clip(np.expm1(level + self.predict_change(X)), 0.0, None)
+        return np.clip(np.expm1(level + self.predict_change(X, offsets)), 0.0, None)
 
     def to_files(self) -> dict[str, bytes]:
         """The boosters in XGBoost's own UBJSON format, by file name."""

@@ -34,10 +34,20 @@ def snapshot_key(
     under a prefix named for N, so parts written with another shard count are never mixed
     in. Every other target has the same layout under `serving/<target>/`.
     """
-    prefix = "serving" if target is None or target == default_target else f"serving/{target}"
+    prefix = _prefix(target, default_target)
     if shards <= 1:
         return f"{prefix}/latest.json"
     return f"{prefix}/shards-{shards}/{shard:03d}.json"
+
+
+def intervals_key(target: str | None = None, default_target: str | None = None) -> str:
+    """Where predict publishes `target`'s current adaptive interval offsets (one small
+    object for every shard: the api's online predictions read it)."""
+    return f"{_prefix(target, default_target)}/intervals.json"
+
+
+def _prefix(target: str | None, default_target: str | None) -> str:
+    return "serving" if target is None or target == default_target else f"serving/{target}"
 
 
 def snapshot_keys(

@@ -15,6 +15,9 @@ and, when the model uses weather at the target hour, the newest weather forecast
 or before as_of for each target hour. Features come from `common.forecasting.features`,
 the code that built the training rows.
 
+Each target's p10/p90 are widened by its adaptive interval offsets, stepped once per issue
+time from the forecasts verified since the last run (`common.predict.intervals`).
+
 Idempotent: the rows of one (model_version, issued_at, target) are written once per
 location; a re-run (or a retry after a failure part-way through the append) writes only
 the locations still missing and answers the same forecasts. The serving snapshot moves
@@ -40,6 +43,7 @@ from common.core.logs import get_logger
 from common.core.schema import VARIABLES, WEATHER
 from common.core.sharding import MAX_SHARDS, shard_of, shards_to_run
 from common.core.timeutil import UTC, UTCDateTime, iso
+from common.forecasting.adaptation import Offsets
 from common.forecasting.features import (
     HISTORY_HOURS,
     REGION_HOURS,
@@ -55,9 +59,11 @@ from common.forecasting.snapshot import (
     Accuracy,
     HorizonAccuracy,
     LocationInfo,
+    intervals_key,
     issued_at_of,
     snapshot_key,
 )
+from common.predict.intervals import step_offsets
 from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, run_job
 from common.runtime.services import Services
@@ -194,9 +200,16 @@ def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outc
             "snapshot": {},  # shard -> what publish did
         }
         target_spec = FeatureSpec(**model.metadata["spec"])
+        t1 = time.perf_counter()
+        offsets = step_offsets(services, run, target, target_spec.horizon)
+        if offsets is not None:  # served by every shard, published once for the api
+            doc = {"issued_at": iso(run.as_of), "target": target, **offsets.to_json()}
+            key = intervals_key(target, services.settings.default_target)
+            mine["intervals"] = {**offsets.to_json(), "published": publish(services, doc, key)}
+        _add(timings, "intervals_s", t1)
         for shard in todo:
             prediction, written = _forecast_shard(
-                services, run, model, target_spec, active, shard, shards, timings
+                services, run, model, target_spec, active, shard, shards, timings, offsets
             )
             t2 = time.perf_counter()
             key = snapshot_key(shard, shards, target, services.settings.default_target)
@@ -241,6 +254,7 @@ def _forecast_shard(
     shard: int,
     shards: int,
     timings: dict[str, float],
+    offsets: Offsets | None = None,
 ) -> tuple[Prediction, int]:
     """Forecast one shard's locations in batches of AIRCAST_PREDICT_BATCH_LOCATIONS, each
     read -> features -> model -> write before the next, so memory follows the batch.
@@ -279,7 +293,9 @@ def _forecast_shard(
         )
         _add(timings, "read_s", t0)
         step: dict[str, float] = {}
-        frame, sk = forecast_frame(loaded, obs, run.as_of, places, weather, step, neighbours)
+        frame, sk = forecast_frame(
+            loaded, obs, run.as_of, places, weather, step, neighbours, offsets
+        )
         for k, v in step.items():
             timings[k] = round(timings.get(k, 0) + v, 4)
         t1 = time.perf_counter()
@@ -531,8 +547,8 @@ def recent_accuracy(
 def publish(
     services: Services, snapshot: dict[str, Any], key: str = SNAPSHOT_KEY, attempts: int = 3
 ) -> dict[str, Any]:
-    """Write the snapshot (or one shard's part) at `key` unless a newer issue time is
-    already served there.
+    """Write the snapshot (or one shard's part, or the interval offsets) at `key` unless a
+    newer issue time is already served there.
 
     Compare-and-swap on the generation read, so two predict runs racing cannot let the
     older issue time land last; the loser re-reads and decides again.

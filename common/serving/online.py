@@ -15,6 +15,7 @@ from common.serving.models import LocationForecastResponse
 
 if TYPE_CHECKING:
     from common.core.config import Settings
+    from common.forecasting.adaptation import Offsets
     from common.serving.models import PredictRequest
     from common.storage import ArtifactStore
 
@@ -47,7 +48,7 @@ def predict_online(
     from common.core.schema import VARIABLES
     from common.forecasting.forecast import forecast_frame
     from common.forecasting.registry import Registry, model_name_for
-    from common.forecasting.snapshot import LocationForecast, RecentObservations
+    from common.forecasting.snapshot import LocationForecast, RecentObservations, intervals_key
 
     target = settings.target_of(request.target)  # 400 naming `target` if not forecast here
     loaded = Registry.of_target(store, settings, target).load_production()  # 409 without one
@@ -65,7 +66,14 @@ def predict_online(
         weather = pd.DataFrame([w.model_dump() for w in request.weather_forecasts])
         weather["ts"] = pd.to_datetime(weather["ts"], utc=True).dt.floor("h")
         weather = weather.assign(location_id=place["location_id"])
-    frame, skipped = forecast_frame(loaded, obs, issue, pd.DataFrame([place]), weather)
+    offsets = (
+        _served_offsets(store, intervals_key(target, settings.default_target))
+        if settings.interval_adapt_eta > 0
+        else None
+    )
+    frame, skipped = forecast_frame(
+        loaded, obs, issue, pd.DataFrame([place]), weather, offsets=offsets
+    )
     if skipped:
         raise BadRequest(f"observations: {skipped[0][1]}", field="observations")
     ordered = frame.sort_values("horizon_h")
@@ -97,6 +105,17 @@ def predict_online(
         points=points,
         worst=worst,
     )
+
+
+def _served_offsets(store: ArtifactStore, key: str) -> Offsets | None:
+    """The interval offsets predict serves now (None before it has published any, or with
+    AIRCAST_INTERVAL_ADAPT_ETA 0): online intervals match the batch ones of the hour."""
+    from common.forecasting.adaptation import Offsets
+
+    try:
+        return Offsets.from_json(store.get_json(key))
+    except NotFound:
+        return None
 
 
 def _place(location_id: str | None, store: ArtifactStore, shards: int = 1) -> dict[str, object]:

@@ -31,6 +31,7 @@ def test_design_tables_and_views_exist_with_their_keys():
         "weather_forecasts",
         "rejected_rows",
         "forecasts",
+        "interval_offsets",
         "runs",
     }
     assert set(VIEWS) == {
@@ -50,6 +51,7 @@ def test_design_tables_and_views_exist_with_their_keys():
         "weather_forecasts": ("location_id", "issued_at", "ts"),
         "rejected_rows": (),
         "forecasts": ("location_id", "target", "target_ts"),
+        "interval_offsets": ("target", "as_of", "horizon_h"),
         "runs": (),
     }
     for t in TABLES.values():

@@ -160,6 +160,7 @@ GRANTS = {
         "train/runs",
         "predict/runs",
         "predict/forecasts",
+        "predict/interval_offsets",
         "monitor/runs",
     },
     "google_storage_bucket_iam_member.writes_artifacts": {"train"},

@@ -291,16 +291,27 @@ def test_predict_writes_to_bigquery_and_gcs_on_the_emulators(trained: Path, gcp_
         svc.store.put(key, local.get(key))
     run_ingest(IngestRequest(start=T - dt.timedelta(days=4), end=T, source="synthetic"), svc)
 
+    earlier = run_predict(PredictRequest(as_of=T - dt.timedelta(hours=4)), svc)
     first = run_predict(PredictRequest(as_of=T), svc)
     n_loc = len(wh.query("SELECT DISTINCT location_id FROM locations"))
     assert first["status"] == "success" and first["counts"]["written"] == n_loc * H
     again = run_predict(PredictRequest(as_of=T), svc)
     assert again["counts"]["written"] == 0
+    # The interval offsets: stepped at T from the earlier run's verified hours, stored once
+    # per issue time, the same on the re-run.
+    stepped = first["targets"]["pm2_5"]["intervals"]
+    assert earlier["targets"]["pm2_5"]["intervals"]["upper"] == [0.0] * H
+    assert stepped["verified_through"] == (T - dt.timedelta(hours=2)).isoformat().replace(
+        "+00:00", "Z"
+    )
+    assert {k: v for k, v in again["targets"]["pm2_5"]["intervals"].items() if k != "published"} \
+        == {k: v for k, v in stepped.items() if k != "published"}  # fmt: skip
+    assert len(wh.query("SELECT * FROM interval_offsets")) == 2 * H
     latest = wh.query(
         "SELECT location_id, COUNT(*) AS n, MIN(horizon_h) AS h1, MAX(horizon_h) AS hmax "
         "FROM latest_forecasts GROUP BY location_id"
     )
-    assert len(latest) == n_loc and set(latest["n"]) == {H}
+    assert len(latest) == n_loc and set(latest["n"]) == {H + 4}  # T - 4 h's first hours too
     assert set(latest["h1"]) == {1} and set(latest["hmax"]) == {H}
     snap = Snapshot.model_validate_json(svc.store.get(SNAPSHOT_KEY))
     assert snap.issued_at == T and len(snap.forecasts) == n_loc
