@@ -13,7 +13,6 @@ history: its cost follows the locations x horizons verified, not what is stored.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pandas as pd
 
@@ -25,15 +24,15 @@ from common.runtime.services import Services
 HOUR = dt.timedelta(hours=1)
 
 
-def _state(services: Services, target: str, where: str, params: dict[str, Any]) -> pd.DataFrame:
-    """Stored offsets of `target` matching `where`, the newest row per horizon (several
-    shards of one hour may each have written the same state)."""
+def latest_state(services: Services, target: str, as_of: dt.datetime) -> pd.DataFrame:
+    """`target`'s newest stored offsets at or before as_of (within MAX_CATCH_UP_H), one row
+    per horizon (several shards of one hour may each have written the same state)."""
     return services.warehouse.query(
         "SELECT as_of, horizon_h, lower_offset, upper_offset, verified_through "
-        f"FROM interval_offsets WHERE target = @target AND {where} "
+        "FROM interval_offsets WHERE target = @target AND as_of <= @as_of AND as_of >= @since "
         "QUALIFY ROW_NUMBER() OVER (PARTITION BY horizon_h ORDER BY as_of DESC, "
         "created_at DESC) = 1",
-        {"target": target, **params},
+        {"target": target, "as_of": as_of, "since": as_of - MAX_CATCH_UP_H * HOUR},
     )
 
 
@@ -63,14 +62,11 @@ def step_offsets(services: Services, run: Run, target: str, horizon: int) -> Off
     if eta == 0:
         return None
     as_of = run.as_of
-    mine = _state(services, target, "as_of = @as_of", {"as_of": as_of})
-    if len(mine):  # this hour was stepped already: serve what it served
-        return Offsets.from_rows(mine, horizon)
     through = as_of - VERIFY_LAG_H * HOUR
     since = as_of - MAX_CATCH_UP_H * HOUR
-    prev = _state(
-        services, target, "as_of < @as_of AND as_of >= @since", {"as_of": as_of, "since": since}
-    )
+    prev = latest_state(services, target, as_of)
+    if len(prev) and (pd.to_datetime(prev["as_of"], utc=True) == pd.Timestamp(as_of)).all():
+        return Offsets.from_rows(prev, horizon)  # this hour was stepped already: serve it again
     if prev.empty:  # the first run (or the first after a long gap): start from the calibration
         offsets, verified = Offsets.zero(horizon, through), pd.DataFrame()
     else:
