@@ -435,12 +435,69 @@ def median(study: Study, variants: list[dict[str, Any]], bags: int) -> None:
         )
 
 
+def refit(study: Study, months: int) -> None:
+    """The test year served as the pipeline serves it when each retrain is promoted: a model
+    refitted every `months` months by the train job's own `fit_model` on the trailing
+    window (the default three years, as far as the data reaches), each scoring the issue
+    times until the next refit. Every refit sees only observations before its own start."""
+    from common.core.config import load_settings
+    from common.forecasting import training
+
+    H = study.spec.horizon
+    window = dt.timedelta(days=load_settings().train_window_days)
+    issued = pd.to_datetime(study.test[2]["issued_at"], utc=True)
+    med, lo, hi = (np.full(len(issued), np.nan) for _ in range(3))
+    start = study.test_start
+    print("| refit at | issue times until | rows | fit s | MAE / persistence there |")
+    print("|---|---|---:|---:|---:|")
+    while start < study.test_end:
+        end = min(
+            start.replace(year=start.year + (start.month + months - 1) // 12,
+                          month=(start.month + months - 1) % 12 + 1),
+            study.test_end + dt.timedelta(days=1),
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        first = max(study.first, start - window)
+        fitted = training.fit_model(
+            training.TrainingData(
+                training.cut_observations(study.obs, start), study.spec, study.places
+            ),
+            training.IssueWindow(first, start, study.max_rows),
+        ).model
+        sel = ((issued >= pd.Timestamp(start)) & (issued < pd.Timestamp(end))).to_numpy()
+        q = fitted.predict(study.test[0][sel])
+        med[sel], lo[sel], hi[sel] = q[:, 1], q[:, 0], q[:, 2]
+        err = np.abs(med[sel] - study.actual[sel]).mean()
+        naive = np.abs(study.persistence[sel] - study.actual[sel]).mean()
+        print(
+            f"| {start:%Y-%m-%d} | {end:%Y-%m-%d} | {sel.sum()} "
+            f"| {time.perf_counter() - t0:.0f} | {err / naive:.4f} |",
+            flush=True,
+        )
+        start = end
+    err = np.abs(med - study.actual)
+    naive = np.abs(study.persistence - study.actual)
+    covered = (study.actual >= lo) & (study.actual <= hi)
+    print()
+    for period, m in study.periods.items():
+        by_h = [err[m & (study.h == k)].mean() / naive[m & (study.h == k)].mean()
+                for k in range(1, H + 1)]  # fmt: skip
+        cov = [covered[m & (study.h == k)].mean() for k in range(1, H + 1)]
+        print(
+            f"- {period}: mean {err[m].mean() / naive[m].mean():.4f}x persistence, "
+            f"h=1 {by_h[0]:.3f}, largest {max(by_h):.3f} (h={int(np.argmax(by_h)) + 1}), "
+            f"coverage {min(cov):.3f}..{max(cov):.3f}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("intervals", "median"))
+    parser.add_argument("what", choices=("intervals", "median", "refit"))
     parser.add_argument("params", nargs="*", help="median: JSON objects of parameters")
     parser.add_argument("--work", type=Path, default=Path(".aircast/model-study"))
     parser.add_argument("--bags", type=int, default=1, help="median: boosters averaged")
+    parser.add_argument("--months", type=int, default=1, help="refit: months between refits")
     parser.add_argument(
         "--test-year",
         type=int,
@@ -453,6 +510,8 @@ def main() -> None:
     study = Study(args.work, args.test_year)
     if args.what == "intervals":
         intervals(study, args.work)
+    elif args.what == "refit":
+        refit(study, args.months)
     else:
         median(study, [json.loads(p) for p in args.params] or [{}], args.bags)
 

@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.core.schema import VARIABLES
 from common.forecasting.adaptation import MAX_OFFSET, TAIL, VERIFY_LAG_H, Offsets
 from common.predict.job import PredictRequest, run_predict
 from common.runtime import services
 from common.runtime.services import get_services
 from common.serving.api import create_app
-from tests.predict.test_predict import H, T, location_ids, sql
+from tests.predict.test_predict import H, T, location_ids, online_body, sql
 
 HOUR = dt.timedelta(hours=1)
 ETA = 0.05
@@ -164,19 +163,7 @@ def test_a_rerun_serves_the_same_offsets_and_online_predictions_apply_them(hourl
 
     # POST /v1/predict with the same history answers the batch rows, offsets included.
     loc = location_ids()[0]
-    obs = sql(
-        "SELECT * FROM observations WHERE location_id = @loc AND ts > @start AND ts <= @t",
-        loc=loc,
-        start=T - 72 * HOUR,
-        t=T,
-    )
-    body = {
-        "location_id": loc,
-        "observations": [
-            {"ts": r["ts"].isoformat()} | {v: r[v] for v in VARIABLES if pd.notna(r[v])}
-            for r in obs.to_dict("records")
-        ],
-    }
+    _, body = online_body(loc)
     r = create_app(svc.settings, svc.store).test_client().post("/v1/predict", json=body)
     assert r.status_code == 200, r.get_json()
     batch = rows[rows["location_id"] == loc]

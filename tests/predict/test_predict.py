@@ -44,6 +44,27 @@ def location_ids() -> list[str]:
     return sorted(sql("SELECT location_id FROM locations")["location_id"].unique())
 
 
+def online_body(loc: str) -> tuple[pd.DataFrame, dict]:
+    """`loc`'s stored observations of the 72 h up to T, and the POST /v1/predict body that
+    sends them (what batch predict read for it at T)."""
+    from common.core.schema import VARIABLES
+
+    obs = sql(
+        "SELECT * FROM observations WHERE location_id = @loc AND ts > @start AND ts <= @t",
+        loc=loc,
+        start=T - dt.timedelta(hours=72),
+        t=T,
+    )
+    body = {
+        "location_id": loc,
+        "observations": [
+            {"ts": r["ts"].isoformat()} | {v: r[v] for v in VARIABLES if pd.notna(r[v])}
+            for r in obs.to_dict("records")
+        ],
+    }
+    return obs, body
+
+
 def test_predict_forecasts_every_location_and_horizon(home: Path):
     answer = run_predict(PredictRequest(as_of=T), get_services())
     ids = location_ids()
@@ -233,25 +254,12 @@ def test_no_production_model_is_a_409_not_a_crash(tmp_path: Path, monkeypatch):
 
 def test_online_predict_matches_batch_for_the_same_observations(home: Path):
     """POST /v1/predict runs the same feature and model code as batch predict."""
-    from common.core.schema import VARIABLES
     from common.serving.api import create_app
 
     run_predict(PredictRequest(as_of=T), get_services())
     svc = get_services()
     loc = location_ids()[0]
-    obs = sql(
-        "SELECT * FROM observations WHERE location_id = @loc AND ts > @start AND ts <= @t",
-        loc=loc,
-        start=T - dt.timedelta(hours=72),
-        t=T,
-    )
-    body = {
-        "location_id": loc,
-        "observations": [
-            {"ts": r["ts"].isoformat()} | {v: r[v] for v in VARIABLES if pd.notna(r[v])}
-            for r in obs.to_dict("records")
-        ],
-    }
+    _, body = online_body(loc)
     client = create_app(svc.settings, svc.store).test_client()
     r = client.post("/v1/predict", json=body)
     assert r.status_code == 200, r.get_json()
@@ -370,7 +378,6 @@ def test_weather_forecasts_issued_by_t_are_used_and_later_ones_are_not(
 def test_per_horizon_shrinkage_is_applied_identically_online_and_in_batch(home: Path):
     """The version's alphas travel in its metadata and act inside the model's predict:
     where alpha is 0 both paths serve the last value, and the two paths agree everywhere."""
-    from common.core.schema import VARIABLES
     from common.forecasting.registry import Registry
     from common.serving.api import create_app
 
@@ -384,23 +391,11 @@ def test_per_horizon_shrinkage_is_applied_identically_online_and_in_batch(home: 
         **meta["model"], "shrink": alphas}})  # fmt: skip
     run_predict(PredictRequest(as_of=T), svc)
     loc = location_ids()[0]
-    obs = sql(
-        "SELECT * FROM observations WHERE location_id = @loc AND ts > @start AND ts <= @t",
-        loc=loc,
-        start=T - dt.timedelta(hours=72),
-        t=T,
-    )
+    obs, body = online_body(loc)
     last = float(obs.sort_values("ts").dropna(subset=["pm2_5"])["pm2_5"].iloc[-1])
     batch = sql("SELECT * FROM forecasts WHERE location_id = @loc ORDER BY horizon_h", loc=loc)
     odd = batch[batch["horizon_h"] % 2 == 1]
     assert odd["yhat"].tolist() == pytest.approx([last] * len(odd), rel=1e-5)
-    body = {
-        "location_id": loc,
-        "observations": [
-            {"ts": r["ts"].isoformat()} | {v: r[v] for v in VARIABLES if pd.notna(r[v])}
-            for r in obs.to_dict("records")
-        ],
-    }
     r = create_app(svc.settings, svc.store).test_client().post("/v1/predict", json=body)
     assert r.status_code == 200, r.get_json()
     for col in ("yhat", "yhat_lower", "yhat_upper"):
