@@ -10,12 +10,10 @@ import datetime as dt
 from pathlib import Path
 
 import functions_framework
-import pandas as pd
 import pytest
 
 from common.core.aqi import US_EPA
 from common.core.errors import BadRequest
-from common.core.schema import VARIABLES
 from common.forecasting.registry import Registry
 from common.forecasting.snapshot import Snapshot, snapshot_key
 from common.ingest.job import IngestRequest, run_ingest
@@ -26,7 +24,7 @@ from common.runtime.services import get_services
 from common.serving.api import create_app
 from common.serving.indices import point_indices
 from common.train.job import TrainRequest, run_train
-from tests.predict.test_predict import ROOT, H, T, _env, location_ids, sql
+from tests.predict.test_predict import ROOT, H, T, _env, location_ids, online_body, sql
 
 
 def _per_target(query: str, **params: object) -> dict[str, int]:
@@ -111,20 +109,7 @@ def test_a_deployment_adds_targets_keeps_its_model_and_serves_each(
     assert client.get("/health").get_json()["targets"] == ["pm2_5", "pm10", "ozone"]
     assert client.get(f"/v1/forecasts/{loc}?target=ozone").status_code == 409  # no snapshot yet
     # Online: the body's target picks the model; the same forecast as batch for pm10.
-    obs = sql(
-        "SELECT * FROM observations WHERE location_id = @loc AND ts > @start AND ts <= @t",
-        loc=loc,
-        start=T - dt.timedelta(hours=72),
-        t=T,
-    )
-    sent = {
-        "location_id": loc,
-        "target": "pm10",
-        "observations": [
-            {"ts": r["ts"].isoformat()} | {v: r[v] for v in VARIABLES if pd.notna(r[v])}
-            for r in obs.to_dict("records")
-        ],
-    }
+    sent = {**online_body(loc)[1], "target": "pm10"}
     online = client.post("/v1/predict", json=sent).get_json()
     assert (online["target"], online["model_name"]) == ("pm10", "aircast-pm10")
     assert [p["yhat"] for p in online["points"]] == pytest.approx(fc.yhat, abs=2e-3)
