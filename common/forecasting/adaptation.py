@@ -52,13 +52,6 @@ class Offsets:
     def horizon(self) -> int:
         return len(self.lower)
 
-    def resized(self, horizon: int) -> Offsets:
-        """The same offsets for a model of another horizon (new horizons start at 0)."""
-        pad = (0.0,) * max(horizon - self.horizon, 0)
-        return Offsets(
-            (*self.lower, *pad)[:horizon], (*self.upper, *pad)[:horizon], self.verified_through
-        )
-
     def at(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The lower and upper widening of rows of horizons `h` (0 beyond the stored ones)."""
         k = np.asarray(h, dtype=int) - 1
@@ -85,8 +78,7 @@ class Offsets:
             keep = (k >= 0) & (k < self.horizon) & (n > 0)
             for col, arr in (("below", lo), ("above", hi)):
                 share = rows[col].to_numpy(float)[keep] / n[keep]
-                # Hours are independent per horizon: each horizon's updates simply add up,
-                # the clip applied after each one as the recursion would.
+                # Hour after hour (the rows are in time order), clipped after each step.
                 for kk, s in zip(k[keep], share, strict=True):
                     arr[kk] = min(max(arr[kk] + eta * (s - TAIL), -MAX_OFFSET), MAX_OFFSET)
         return Offsets(tuple(lo.tolist()), tuple(hi.tolist()), through)
