@@ -16,6 +16,7 @@ import datetime as dt
 
 import pandas as pd
 
+from common.core.schema import VARIABLES
 from common.core.timeutil import UTC
 from common.forecasting.adaptation import MAX_CATCH_UP_H, VERIFY_LAG_H, Offsets
 from common.runtime.runs import Run
@@ -40,18 +41,27 @@ def verified_hours(
     services: Services, target: str, after: dt.datetime, through: dt.datetime
 ) -> pd.DataFrame:
     """Per (target_ts, horizon_h) in (after, through]: forecasts verified (`n`) and those
-    below their p10 / above their p90 as served. A forecast re-issued by two versions at
-    one issue time counts once."""
+    below their p10 / above their p90 as served. A forecast written twice for one issue
+    time (a re-run after a promotion) counts once, as the newest row, the one served.
+
+    Both sides are filtered on the hours verified, so the warehouse reads (and BigQuery
+    bills) those hours' partitions, not the history."""
+    if target not in VARIABLES:  # a column name below, so only a schema variable
+        raise ValueError(f"unknown target {target!r}")
+    hours = "> @after AND {0} <= @through"
     return services.warehouse.query(
-        "SELECT target_ts, horizon_h, COUNT(*) AS n, "
-        "SUM(CASE WHEN actual < yhat_lower THEN 1 ELSE 0 END) AS below, "
-        "SUM(CASE WHEN actual > yhat_upper THEN 1 ELSE 0 END) AS above "
-        "FROM (SELECT * FROM forecast_accuracy WHERE target = @target "
-        "AND target_ts > @after AND target_ts <= @through "
+        "WITH f AS (SELECT location_id, target_ts, horizon_h, yhat_lower, yhat_upper "
+        f"FROM forecasts WHERE target = @target AND target_ts {hours.format('target_ts')} "
         "AND yhat_lower IS NOT NULL AND yhat_upper IS NOT NULL "
         "QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, issued_at, target_ts "
-        "ORDER BY model_version DESC) = 1) AS v "
-        "GROUP BY target_ts, horizon_h ORDER BY target_ts, horizon_h",
+        "ORDER BY created_at DESC, run_id DESC) = 1), "
+        f"o AS (SELECT location_id, ts, {target} AS actual FROM observations "
+        f"WHERE ts {hours.format('ts')} AND {target} IS NOT NULL) "
+        "SELECT f.target_ts, f.horizon_h, COUNT(*) AS n, "
+        "SUM(CASE WHEN o.actual < f.yhat_lower THEN 1 ELSE 0 END) AS below, "
+        "SUM(CASE WHEN o.actual > f.yhat_upper THEN 1 ELSE 0 END) AS above "
+        "FROM f JOIN o ON o.location_id = f.location_id AND o.ts = f.target_ts "
+        "GROUP BY f.target_ts, f.horizon_h ORDER BY f.target_ts, f.horizon_h",
         {"target": target, "after": after, "through": through},
     )
 
