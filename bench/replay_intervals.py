@@ -20,7 +20,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -32,30 +31,28 @@ from model_study import Realised, _adaptive, _interval_score, _windows  # noqa: 
 
 
 def load(home: Path, target: str) -> pd.DataFrame:
-    """Every forecast of `target` (one per location, issue time and hour) with its actual."""
+    """Every forecast of `target` (one per location, issue time and hour: the newest row,
+    the one served) with its actual, read through the warehouse adapter and its views."""
+    from common.core.config import load_settings
+    from common.core.schema import VARIABLES
+    from common.warehouse import open_warehouse
+
+    if target not in VARIABLES:  # a column name below
+        raise SystemExit(f"unknown target {target!r}")
     with tempfile.TemporaryDirectory() as tmp:  # a copy: the replay's file may be locked
-        copy = Path(tmp) / "w.duckdb"
-        shutil.copy(home / "warehouse.duckdb", copy)
-        con = duckdb.connect(str(copy), read_only=True)
-        schema = con.execute(
-            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'forecasts'"
-        ).fetchone()[0]
-        frame = con.execute(
-            f"""
-            WITH f AS (SELECT * FROM "{schema}".forecasts WHERE target = ?
-              QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, issued_at, target_ts
-                                         ORDER BY created_at DESC, run_id DESC) = 1),
-            o AS (SELECT location_id, ts, {target} AS actual FROM "{schema}".observations_raw
-              QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, ts
-                                         ORDER BY ingested_at DESC, run_id DESC) = 1)
-            SELECT f.issued_at, f.target_ts, f.horizon_h, f.yhat, f.yhat_lower, f.yhat_upper,
-                   o.actual
-            FROM f JOIN o ON o.location_id = f.location_id AND o.ts = f.target_ts
-            WHERE o.actual IS NOT NULL AND f.yhat_lower IS NOT NULL
-            """,
-            [target],
-        ).df()
-        con.close()
+        shutil.copy(home / "warehouse.duckdb", Path(tmp) / "warehouse.duckdb")
+        warehouse = open_warehouse(load_settings(backend="local", home=tmp))
+        frame = warehouse.query(
+            "WITH f AS (SELECT * FROM forecasts WHERE target = @target "
+            "AND yhat_lower IS NOT NULL QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, "
+            "issued_at, target_ts ORDER BY created_at DESC, run_id DESC) = 1) "
+            "SELECT f.issued_at, f.target_ts, f.horizon_h, f.yhat, f.yhat_lower, f.yhat_upper, "
+            f"o.{target} AS actual FROM f JOIN observations AS o "
+            "ON o.location_id = f.location_id AND o.ts = f.target_ts "
+            f"WHERE o.{target} IS NOT NULL",
+            {"target": target},
+        )
+        warehouse.close()
     return frame
 
 

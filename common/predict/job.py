@@ -203,9 +203,10 @@ def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outc
         t1 = time.perf_counter()
         offsets = step_offsets(services, run, target, target_spec.horizon)
         if offsets is not None:  # served by every shard, published once for the api
-            doc = {"issued_at": iso(run.as_of), "target": target, **offsets.to_json()}
+            state = offsets.to_json()
+            doc = {"issued_at": iso(run.as_of), "target": target, **state}
             key = intervals_key(target, services.settings.default_target)
-            mine["intervals"] = {**offsets.to_json(), "published": publish(services, doc, key)}
+            mine["intervals"] = {**state, "published": publish(services, doc, key)}
         _add(timings, "intervals_s", t1)
         for shard in todo:
             prediction, written = _forecast_shard(
