@@ -291,6 +291,29 @@ def _actual_case() -> str:
     return f"CASE f.target {arms} END"
 
 
+def accuracy_sql(bounded: bool = False) -> str:
+    """The `forecast_accuracy` query. `bounded` keeps only target hours in
+    (@hours_after, @hours_through] and filters *both* forecasts and observations on them,
+    so a query over recent hours reads (and BigQuery bills) those hours' partitions: a
+    filter on the view's target_ts reaches `observations` only if the optimiser carries it
+    across the join, which BigQuery does not promise."""
+    hours = " AND {0} > @hours_after AND {0} <= @hours_through" if bounded else ""
+    return (
+        f"WITH f AS (SELECT * FROM forecasts WHERE TRUE{hours.format('target_ts')} "
+        "QUALIFY ROW_NUMBER() OVER ("
+        "PARTITION BY model_version, location_id, target, issued_at, target_ts "
+        "ORDER BY created_at DESC, run_id DESC) = 1), "
+        f"o AS (SELECT * FROM observations WHERE TRUE{hours.format('ts')}), "
+        f"j AS (SELECT f.*, {_actual_case()} AS actual FROM f "
+        "JOIN o ON o.location_id = f.location_id AND o.ts = f.target_ts) "
+        "SELECT location_id, model_version, target, issued_at, target_ts, horizon_h, "
+        "yhat, yhat_lower, yhat_upper, actual, yhat - actual AS error, "
+        "ABS(yhat - actual) AS abs_error, "
+        "(actual >= yhat_lower AND actual <= yhat_upper) AS covered "
+        "FROM j WHERE actual IS NOT NULL"
+    )
+
+
 _BANDS = ("yhat", "yhat_lower", "yhat_upper")
 
 
@@ -412,16 +435,7 @@ VIEWS: dict[str, View] = {
             "forecast_accuracy",
             "Each forecast joined with what was later observed: error by horizon, "
             "model_version and location. Re-runs of one forecast count once.",
-            "WITH f AS (SELECT * FROM forecasts WHERE TRUE QUALIFY ROW_NUMBER() OVER ("
-            "PARTITION BY model_version, location_id, target, issued_at, target_ts "
-            "ORDER BY created_at DESC, run_id DESC) = 1), "
-            f"j AS (SELECT f.*, {_actual_case()} AS actual FROM f "
-            "JOIN observations AS o ON o.location_id = f.location_id AND o.ts = f.target_ts) "
-            "SELECT location_id, model_version, target, issued_at, target_ts, horizon_h, "
-            "yhat, yhat_lower, yhat_upper, actual, yhat - actual AS error, "
-            "ABS(yhat - actual) AS abs_error, "
-            "(actual >= yhat_lower AND actual <= yhat_upper) AS covered "
-            "FROM j WHERE actual IS NOT NULL",
+            accuracy_sql(),
             ("forecasts", "observations"),
         ),
         View(

@@ -110,7 +110,7 @@ class HorizonAccuracy(BaseModel):
 
 
 class Accuracy(BaseModel):
-    """Accuracy of forecasts whose target hour lies in the window, from forecast_accuracy."""
+    """Accuracy of forecasts whose target hour lies in the window (forecast_accuracy's rows)."""
 
     window_start: dt.datetime
     window_end: dt.datetime

@@ -16,7 +16,8 @@ import datetime as dt
 
 import pandas as pd
 
-from common.core.schema import VARIABLES
+from common.core.config import HORIZON_MAX_H
+from common.core.schema import VARIABLES, accuracy_sql
 from common.monitoring import thresholds as th
 from common.warehouse import Warehouse
 
@@ -103,17 +104,25 @@ def accuracy(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     the value observed at issued_at), and how many observations fell inside the band."""
     groups = " ".join(f"WHEN a.horizon_h <= {hi} THEN '{lo}-{hi}'" for lo, hi in HORIZON_GROUPS)
     persisted = _target_case("p")
+    since = as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)
+    # Both joins read only the hours they need: the window's target hours, and the issue
+    # hours persistence reads (at most the longest horizon before the window).
     frame = warehouse.query(
         f"SELECT a.model_version, CASE {groups} END AS horizons, COUNT(*) AS n, "
         "SUM(a.abs_error) AS model_abs, "
         f"SUM(ABS({persisted} - a.actual)) AS persistence_abs, "
         "SUM(CASE WHEN a.covered THEN 1 ELSE 0 END) AS covered, "
         "SUM(CASE WHEN a.covered IS NULL THEN 0 ELSE 1 END) AS banded "
-        "FROM forecast_accuracy AS a JOIN observations AS p "
+        f"FROM ({accuracy_sql(bounded=True)}) AS a JOIN (SELECT * FROM observations "
+        "WHERE ts > @issued_after AND ts <= @hours_through) AS p "
         "ON p.location_id = a.location_id AND p.ts = a.issued_at "
-        f"WHERE a.target_ts > @since AND a.target_ts <= @as_of AND {persisted} IS NOT NULL "
+        f"WHERE {persisted} IS NOT NULL "
         "GROUP BY a.model_version, horizons ORDER BY a.model_version, horizons",
-        {"as_of": as_of, "since": as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)},
+        {
+            "hours_after": since,
+            "hours_through": as_of,
+            "issued_after": since - dt.timedelta(hours=HORIZON_MAX_H),
+        },
     )
     for c in ("n", "covered", "banded"):
         frame[c] = frame[c].astype(int)

@@ -40,7 +40,7 @@ from common.core.config import HORIZON_MAX_H
 from common.core.errors import Conflict
 from common.core.faults import checkpoint
 from common.core.logs import get_logger
-from common.core.schema import VARIABLES, WEATHER
+from common.core.schema import VARIABLES, WEATHER, accuracy_sql
 from common.core.sharding import MAX_SHARDS, shard_of, shards_to_run
 from common.core.timeutil import UTC, UTCDateTime, iso
 from common.forecasting.adaptation import Offsets
@@ -495,25 +495,25 @@ def recent_accuracy(
     """Accuracy of forecasts whose target hour fell in the last ACCURACY_DAYS (all versions),
     over the locations `ids` when given (one shard's)."""
     start = as_of - dt.timedelta(days=ACCURACY_DAYS)
-    where = "WHERE target = @target AND target_ts > @start AND target_ts <= @as_of"
     if ids is not None and not ids:
         return None
-    p: dict[str, Any] = {"target": target, "start": start, "as_of": as_of}
-    where += _ids_clause(p, ids)
+    # The window's target hours, filtered on both sides of the accuracy join.
+    p: dict[str, Any] = {"target": target, "hours_after": start, "hours_through": as_of}
+    where = "WHERE target = @target" + _ids_clause(p, ids)
+    verified = f"({accuracy_sql(bounded=True)})"
     warehouse = services.warehouse
     # Persistence's value is the observation at the issue time: at most the longest horizon
     # before the window, and only the same locations, so the join reads no more of them.
     p["issued_start"] = start - dt.timedelta(hours=HORIZON_MAX_H)
     last = (
         f"SELECT location_id, ts, {target} FROM observations "
-        "WHERE ts > @issued_start AND ts <= @as_of" + _ids_clause(p, ids)
+        "WHERE ts > @issued_start AND ts <= @hours_through" + _ids_clause(p, ids)
     )
     by_h = warehouse.query(
         "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, "
         "SQRT(AVG(error * error)) AS rmse, AVG(CAST(covered AS FLOAT64)) AS coverage, "
         f"AVG(ABS(o.{target} - a.actual)) AS persistence_mae "  # target: a schema variable
-        "FROM (SELECT * FROM forecast_accuracy "
-        f"{where}) AS a LEFT JOIN ({last}) AS o "
+        f"FROM (SELECT * FROM {verified} AS v {where}) AS a LEFT JOIN ({last}) AS o "
         "ON o.location_id = a.location_id AND o.ts = a.issued_at "
         "GROUP BY horizon_h ORDER BY horizon_h",
         p,
@@ -521,7 +521,7 @@ def recent_accuracy(
     if by_h.empty:
         return None
     by_loc = warehouse.query(
-        "SELECT location_id, AVG(abs_error) AS mae FROM forecast_accuracy "
+        f"SELECT location_id, AVG(abs_error) AS mae FROM {verified} AS v "
         f"{where} GROUP BY location_id ORDER BY location_id",
         p,
     )

@@ -9,6 +9,7 @@ import datetime as dt
 import pandas as pd
 
 from common.core.config import Settings
+from common.core.schema import accuracy_sql
 from common.monitoring import signals
 from common.warehouse import open_warehouse
 
@@ -125,3 +126,42 @@ def test_every_signal_query_gives_the_same_answers_on_each_backend(settings: Set
 
     recent = signals.recent_inputs(wh, ["pm2_5", "temperature_2m"], T - 3 * H, T, 2)
     assert recent.astype(float).values.tolist() == [[20.0, 1.5], [19.0, 1.5]]
+
+
+def test_bounded_accuracy_gives_the_views_rows_for_its_hours(settings: Settings):
+    """`accuracy_sql(bounded=True)` (what the monitor and the snapshot read, filtered on both
+    sides of the join so BigQuery reads only those hours) is the view cut to those hours."""
+    wh = _load(settings)
+    wh.append(  # a re-run of the same forecast (counts once) and one verified before the window
+        "forecasts",
+        pd.DataFrame(
+            {
+                "run_id": ["pred-y", "pred-z"],
+                "model_version": "v1",
+                "location_id": "a",
+                "target": "pm2_5",
+                "issued_at": [T - 3 * H, T - 5 * H],
+                "target_ts": [T - H, T - 4 * H],
+                "horizon_h": [2, 1],
+                "yhat": [18.0, 15.0],
+                "yhat_lower": 5.0,
+                "yhat_upper": 30.0,
+                "created_at": [T - 2.5 * H, T - 5 * H],
+            }
+        ),
+    )
+    cols = "location_id, model_version, issued_at, target_ts, yhat, actual, covered"
+    for after, through in ((T - 5 * H, T), (T - 2 * H, T - H), (T, T + 5 * H)):
+        window = {"hours_after": after, "hours_through": through}
+        view = wh.query(
+            f"SELECT {cols} FROM forecast_accuracy "
+            "WHERE target_ts > @hours_after AND target_ts <= @hours_through ORDER BY target_ts",
+            window,
+        )
+        bounded = wh.query(
+            f"SELECT {cols} FROM ({accuracy_sql(bounded=True)}) AS a ORDER BY target_ts", window
+        )
+        pd.testing.assert_frame_equal(bounded, view)
+    assert view.empty and len(bounded) == 0  # the last window has no observed hour
+    everything = wh.query(f"SELECT {cols} FROM forecast_accuracy ORDER BY target_ts")
+    assert everything["yhat"].tolist() == [15.0, 20.0, 18.0, 20.0]  # the re-run's row counts
