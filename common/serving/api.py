@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import flask
 from pydantic import BaseModel, ValidationError
@@ -45,6 +45,7 @@ from common.forecasting.snapshot import (
     Accuracy,
     HorizonAccuracy,
     Snapshot,
+    intervals_key,
     snapshot_key,
 )
 from common.monitoring import STATUS_KEY
@@ -65,6 +66,9 @@ from common.serving.models import (
     openapi,
 )
 from common.storage import ArtifactStore, StoreError
+
+if TYPE_CHECKING:
+    from common.forecasting.adaptation import Offsets
 
 log = get_logger("api")
 JSON = "application/json"
@@ -155,6 +159,46 @@ class SnapshotCache:
                 f"no forecasts yet: the serving snapshot {self.key} is absent (run predict)"
             )
         return serving
+
+
+class OffsetsCache:
+    """The interval offsets predict publishes for each target (`intervals_key`), held like
+    the snapshot: re-checked by generation at most every `refresh_seconds` and re-read only
+    when it changed, so an online prediction adds no store request of its own. A failed
+    check keeps what is held; with nothing held it is a 503."""
+
+    def __init__(self, store: ArtifactStore, refresh_seconds: float) -> None:
+        self.store, self.refresh_seconds = store, refresh_seconds
+        self._held: dict[str, tuple[float, int, Offsets | None]] = {}  # (checked, generation, it)
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Offsets | None:
+        """The offsets at `key`, or None before predict has published any."""
+        held = self._held.get(key)
+        if held is not None and time.monotonic() - held[0] < self.refresh_seconds:
+            return held[2]
+        with self._lock:
+            held = self._held.get(key)
+            try:
+                generation = self.store.generation(key)
+                if held is not None and generation == held[1]:
+                    value = held[2]
+                elif generation == 0:
+                    value = None
+                else:
+                    from common.forecasting.adaptation import Offsets  # numpy: on first use
+
+                    data, generation = self.store.get_with_generation(key)
+                    value = Offsets.from_json(json.loads(data))
+            except NotFound:
+                generation, value = 0, None
+            except (StoreError, ValueError, KeyError, OSError) as exc:
+                if held is None:
+                    raise Unavailable(f"interval offsets unreadable: {exc}") from exc
+                event(log, "interval offsets check failed", logging.ERROR, error=str(exc))
+                generation, value = held[1], held[2]
+            self._held[key] = (time.monotonic(), generation, value)
+            return value
 
 
 class Parts:
@@ -341,6 +385,7 @@ class Api:
         self._by_target: dict[str, Parts] = {}
         self._targets_lock = threading.Lock()
         self.parts = self.target_parts(settings.default_target)
+        self.offsets = OffsetsCache(store, settings.api_refresh_seconds)
         self.scheme = get_scheme(settings.aqi_scheme)
         self._openapi: bytes | None = None
         self._dashboard: bytes | None = None
@@ -620,7 +665,38 @@ class Api:
             raise BadRequest(message, field=name) from None
         from common.serving.online import predict_online  # heavy code loads on first use
 
-        return _encode(predict_online(params, self.settings, self.store))
+        target = self.settings.target_of(params.target)  # 400 naming `target` if not here
+        offsets = (
+            self.offsets.get(intervals_key(target, self.settings.default_target))
+            if self.settings.interval_adapt_eta > 0
+            else None
+        )
+        place = self._place(params.location_id)
+        return _encode(predict_online(params, self.settings, self.store, place, offsets))
+
+    def _place(self, location_id: str | None) -> dict[str, object]:
+        """Where an online prediction is made: a `location_id` known to the (held) snapshot
+        lends its place and time zone, which the calendar features need; none is UTC."""
+        place: dict[str, object] = {
+            "location_id": location_id or "request",
+            "latitude": None,
+            "longitude": None,
+            "timezone": "UTC",
+        }
+        if location_id is None:
+            return place
+        serving = self.parts.of(location_id).get()
+        if serving is None:
+            raise NotFound(
+                f"location_id: unknown location {location_id!r} (no forecasts published yet)",
+                field="location_id",
+            )
+        i = serving.by_id.get(location_id)
+        if i is None:
+            raise NotFound(f"location_id: unknown location {location_id!r}", field="location_id")
+        loc = serving.snapshot.locations[i]
+        place.update(latitude=loc.latitude, longitude=loc.longitude, timezone=loc.timezone or "UTC")
+        return place
 
     def openapi(self) -> bytes:
         if self._openapi is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from common.core.errors import BadRequest, NotFound
+from common.core.errors import BadRequest
 from common.serving.indices import forecast_points
 from common.serving.models import LocationForecastResponse
 
@@ -29,16 +29,21 @@ def metadata_key(model_name: str, version: str) -> str:
 
 
 def predict_online(
-    request: PredictRequest, settings: Settings, store: ArtifactStore
+    request: PredictRequest,
+    settings: Settings,
+    store: ArtifactStore,
+    place: dict[str, object],
+    offsets: Offsets | None = None,
 ) -> LocationForecastResponse:
     """Forecast horizons 1..`request.hours` (default: the model's horizon) for observations
     the caller sends instead of the warehouse's.
 
     The rows go through the same feature code and production model as batch predict, so a
     caller with its own sensor gets the forecast predict would make from the same history;
-    the last `ts` is the issue time. A `location_id` known to the snapshot lends its place
-    and time zone (the calendar features need them). Too little history or too many hours
-    is a 400 naming the field, an unknown `location_id` a 404, no production model a 409.
+    the last `ts` is the issue time. `place` is where (the api's `_place`: a known
+    `location_id` lends its coordinates and time zone) and `offsets` the interval offsets
+    predict serves this hour, so online intervals match the batch ones. Too little history
+    or too many hours is a 400 naming the field, no production model a 409.
     """
     import datetime as dt
 
@@ -48,7 +53,7 @@ def predict_online(
     from common.core.schema import VARIABLES
     from common.forecasting.forecast import forecast_frame
     from common.forecasting.registry import Registry, model_name_for
-    from common.forecasting.snapshot import LocationForecast, RecentObservations, intervals_key
+    from common.forecasting.snapshot import LocationForecast, RecentObservations
 
     target = settings.target_of(request.target)  # 400 naming `target` if not forecast here
     loaded = Registry.of_target(store, settings, target).load_production()  # 409 without one
@@ -56,7 +61,6 @@ def predict_online(
     hours = request.hours or horizon
     if hours > horizon:
         raise BadRequest(f"hours: the model forecasts at most {horizon} hours", field="hours")
-    place = _place(request.location_id, store, settings.predict_shards)
     obs = pd.DataFrame([o.model_dump() for o in request.observations])
     obs["ts"] = pd.to_datetime(obs["ts"], utc=True).dt.floor("h")
     obs = obs.drop_duplicates("ts", keep="last").assign(location_id=place["location_id"])
@@ -66,11 +70,6 @@ def predict_online(
         weather = pd.DataFrame([w.model_dump() for w in request.weather_forecasts])
         weather["ts"] = pd.to_datetime(weather["ts"], utc=True).dt.floor("h")
         weather = weather.assign(location_id=place["location_id"])
-    offsets = (
-        _served_offsets(store, intervals_key(target, settings.default_target))
-        if settings.interval_adapt_eta > 0
-        else None
-    )
     frame, skipped = forecast_frame(
         loaded, obs, issue, pd.DataFrame([place]), weather, offsets=offsets
     )
@@ -105,45 +104,3 @@ def predict_online(
         points=points,
         worst=worst,
     )
-
-
-def _served_offsets(store: ArtifactStore, key: str) -> Offsets | None:
-    """The interval offsets predict serves now (None before it has published any, or with
-    AIRCAST_INTERVAL_ADAPT_ETA 0): online intervals match the batch ones of the hour."""
-    from common.forecasting.adaptation import Offsets
-
-    try:
-        return Offsets.from_json(store.get_json(key))
-    except NotFound:
-        return None
-
-
-def _place(location_id: str | None, store: ArtifactStore, shards: int = 1) -> dict[str, object]:
-    """The location's metadata from its serving snapshot part (neighbours are not used
-    online)."""
-    place: dict[str, object] = {
-        "location_id": location_id or "request",
-        "latitude": None,
-        "longitude": None,
-        "timezone": "UTC",
-    }
-    if location_id is None:
-        return place
-    from common.core.sharding import shard_of
-    from common.forecasting.snapshot import Snapshot, snapshot_key
-
-    try:
-        key = snapshot_key(shard_of(location_id, shards), shards)
-        snapshot = Snapshot.model_validate_json(store.get(key))
-    except NotFound:
-        raise NotFound(
-            f"location_id: unknown location {location_id!r} (no forecasts published yet)",
-            field="location_id",
-        ) from None
-    for loc in snapshot.locations:
-        if loc.location_id == location_id:
-            place.update(
-                latitude=loc.latitude, longitude=loc.longitude, timezone=loc.timezone or "UTC"
-            )
-            return place
-    raise NotFound(f"location_id: unknown location {location_id!r}", field="location_id")

@@ -13,9 +13,11 @@ import pytest
 
 from common.core.config import Settings
 from common.core.errors import AircastError
-from common.forecasting.snapshot import SNAPSHOT_KEY
-from common.serving.api import create_app
+from common.forecasting.adaptation import Offsets
+from common.forecasting.snapshot import SNAPSHOT_KEY, intervals_key
+from common.serving.api import OffsetsCache, create_app
 from common.storage import open_store
+from common.storage.local import LocalStore
 from tests.api_fixtures import ISSUED, LOCATIONS, make_snapshot, promote, publish
 from tests.conftest import use_settings
 
@@ -153,6 +155,41 @@ def test_snapshot_change_is_picked_up_after_the_refresh_interval(local_settings,
     assert c.get("/v1/forecasts/beijing-dongsi").get_json()["model_version"] == "v2"
 
 
+class CountingStore(LocalStore):
+    """The local store, counting the objects it reads whole."""
+
+    reads = 0
+
+    def get_with_generation(self, key: str) -> tuple[bytes, int]:
+        self.reads += 1
+        return super().get_with_generation(key)
+
+
+def test_offsets_are_held_like_the_snapshot(local_settings: Settings) -> None:
+    """Online predictions read the published interval offsets once per change, not once per
+    call; a corrupt object keeps the last good offsets, and with none held is a 503."""
+    store = CountingStore(Path(local_settings.home) / "counted")
+    key = intervals_key("pm2_5", "pm2_5")
+    cache = OffsetsCache(store, refresh_seconds=0)
+    assert cache.get(key) is None  # predict has published none yet
+    first = Offsets((0.1, 0.2), (0.3, 0.4), ISSUED)
+    store.put_json(key, first.to_json())
+    assert [cache.get(key) for _ in range(5)] == [first] * 5
+    assert store.reads == 1  # unchanged generation: checked, not read again
+    second = Offsets((0.0, 0.0), (0.5, 0.6), ISSUED)
+    store.put_json(key, second.to_json())
+    assert cache.get(key) == second and store.reads == 2
+    held = OffsetsCache(store, refresh_seconds=3600)
+    assert held.get(key) == second
+    store.put_json(key, first.to_json())
+    assert held.get(key) == second  # within the refresh interval: no store request at all
+    store.put(key, b"{not json")
+    assert cache.get(key) == second  # a failed read keeps what is held
+    with pytest.raises(AircastError) as exc:
+        OffsetsCache(store, refresh_seconds=0).get(key)
+    assert exc.value.status == 503
+
+
 def test_corrupt_snapshot_keeps_the_last_good_one(local_settings, store) -> None:
     publish(store, make_snapshot(model_version="good"))
     settings = local_settings.model_copy(update={"api_refresh_seconds": 0})
@@ -222,6 +259,16 @@ def test_predict_without_production_model_is_409(client) -> None:
     r = client.post("/v1/predict", json=PREDICT_BODY)
     assert r.status_code == 409
     assert "no model in production" in r.get_json()["error"]
+
+
+def test_predict_for_an_unknown_location_is_404_naming_it(client, local_settings, store) -> None:
+    r = client.post("/v1/predict", json={**PREDICT_BODY, "location_id": "nowhere"})
+    assert r.status_code == 404 and r.get_json()["field"] == "location_id"
+    assert "unknown location 'nowhere'" in r.get_json()["error"]
+    store.delete(SNAPSHOT_KEY)  # nothing published: the location cannot be known yet
+    fresh = create_app(local_settings, store).test_client()
+    r = fresh.post("/v1/predict", json=PREDICT_BODY)
+    assert r.status_code == 404 and "no forecasts published yet" in r.get_json()["error"]
 
 
 def test_unknown_route_and_method_are_json(client) -> None:
