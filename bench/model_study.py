@@ -187,7 +187,22 @@ def _rolling(r: Realised, days: int, q: float) -> tuple[np.ndarray, np.ndarray]:
     return lo_add, hi_add
 
 
-def _adaptive(r: Realised, eta: float) -> tuple[np.ndarray, np.ndarray]:
+def _pooled(verified: pd.DataFrame, pool: int) -> pd.DataFrame:
+    """Each (target hour, horizon)'s counts summed over the horizons within `pool` of it at
+    the same target hour: a less noisy miss share for a step of the same size."""
+    if pool == 0:
+        return verified
+    wide = verified.pivot_table(
+        index="target_ts", columns="horizon_h", values=["n", "below", "above"], fill_value=0
+    )
+    out = []
+    for col in ("n", "below", "above"):
+        part = wide[col].T.rolling(2 * pool + 1, center=True, min_periods=1).sum().T
+        out.append(part.stack().rename(col))
+    return pd.concat(out, axis=1).reset_index()
+
+
+def _adaptive(r: Realised, eta: float, pool: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The pipeline's adaptive offsets (`common.forecasting.adaptation`) replayed hour by
     hour: each issue hour is served the offsets stepped from every forecast hour verified by
     then (target hour <= issue - VERIFY_LAG_H), each miss judged against the bounds that
@@ -218,6 +233,7 @@ def _adaptive(r: Realised, eta: float) -> tuple[np.ndarray, np.ndarray]:
                     )
                 )
             verified = pd.concat(parts).groupby(["target_ts", "horizon_h"], as_index=False).sum()
+            verified = _pooled(verified, pool)
             offsets, done = offsets.step(verified, eta, None), upto
         now = by_issue[t]
         lo_add[now], hi_add[now] = offsets.at(r.h[now])
@@ -248,7 +264,13 @@ def _windows(
     return ok, len(full)
 
 
-def intervals(study: Study, work: Path) -> None:
+def intervals(
+    study: Study,
+    work: Path,
+    etas: tuple[float, ...],
+    adaptive_only: bool = False,
+    pools: tuple[int, ...] = (0,),
+) -> None:
     model = study.default_model(work)
     H = study.spec.horizon
     Xc, yc, kc = study.built["calibration"]
@@ -268,8 +290,9 @@ def intervals(study: Study, work: Path) -> None:
         return qt[:, 0] + lo[ht], qt[:, 2] + hi[ht]
 
     variants["per-horizon split conformal (served)"] = per_horizon()
-    variants["no conformal shift (raw boosters)"] = (qt[:, 0], qt[:, 2])
-    for name, col in (("level", "level"), ("volatility", "std_24")):
+    if not adaptive_only:
+        variants["no conformal shift (raw boosters)"] = (qt[:, 0], qt[:, 2])
+    for name, col in () if adaptive_only else (("level", "level"), ("volatility", "std_24")):
         edges = np.quantile(Xc[col].fillna(0), [1 / 3, 2 / 3])
         gc, gt = np.digitize(Xc[col].fillna(0), edges), np.digitize(Xt[col].fillna(0), edges)
         lo, hi = np.zeros_like(qt[:, 0]), np.zeros_like(qt[:, 0])
@@ -282,25 +305,28 @@ def intervals(study: Study, work: Path) -> None:
     wt = np.maximum(qt[:, 2] - qt[:, 0], 1e-3)
     lo = _quantile_by(lo_c / wc, tail, hc, H)
     hi = _quantile_by(hi_c / wc, 1 - tail, hc, H)
-    variants["scaled by the raw width"] = (qt[:, 0] + lo[ht] * wt, qt[:, 2] + hi[ht] * wt)
     issued_c = pd.to_datetime(kc["issued_at"], utc=True)
     age_days = ((issued_c.max() - issued_c).dt.total_seconds() / 86400).to_numpy()
-    for half_life in (30, 7):
-        variants[f"recency-weighted, half-life {half_life} d"] = per_horizon(
-            weight=0.5 ** (age_days / half_life)
-        )
-    variants["nominal 0.82 instead of 0.80"] = per_horizon(0.82)
+    if not adaptive_only:
+        variants["scaled by the raw width"] = (qt[:, 0] + lo[ht] * wt, qt[:, 2] + hi[ht] * wt)
+        for half_life in (30, 7):
+            variants[f"recency-weighted, half-life {half_life} d"] = per_horizon(
+                weight=0.5 ** (age_days / half_life)
+            )
+        variants["nominal 0.82 instead of 0.80"] = per_horizon(0.82)
     base_lo, base_hi = variants["per-horizon split conformal (served)"]
     # Online schemes on realised scores against the served bounds (> 0 = a miss).
     issued = pd.to_datetime(kt["issued_at"], utc=True).to_numpy().astype("datetime64[h]")
     target = pd.to_datetime(kt["target_ts"], utc=True).to_numpy().astype("datetime64[h]")
     realised = Realised(base_lo - yt, yt - base_hi, ht, issued, target, H)
-    for days in (7, 14):
+    for days in () if adaptive_only else (7, 14):
         lo_add, hi_add = _rolling(realised, days, 1 - tail)
         variants[f"online: rolling {days}-day conformal"] = (base_lo - lo_add, base_hi + hi_add)
-    for eta in (0.005, 0.01, 0.02, 0.05):
-        lo_add, hi_add = _adaptive(realised, eta)
-        variants[f"online: adaptive offsets, eta {eta}"] = (base_lo - lo_add, base_hi + hi_add)
+    for pool in pools:
+        for eta in etas:
+            lo_add, hi_add = _adaptive(realised, eta, pool)
+            name = f"online: adaptive offsets, eta {eta}" + (f", pooled +-{pool} h" if pool else "")
+            variants[name] = (base_lo - lo_add, base_hi + hi_add)
     level = Xt["level"].to_numpy(float)
     rows = []
     for name, (lo, hi) in variants.items():
@@ -371,6 +397,10 @@ def median(study: Study, variants: list[dict[str, Any]], bags: int) -> None:
     Xc, yc, kc = study.built["calibration"]
     Xt = study.test[0]
     hc = Xc["horizon_h"].to_numpy().astype(int)
+
+    def naive_year(sel: np.ndarray) -> float:
+        return float(np.abs(study.persistence - study.actual)[sel].mean())
+
     print(
         "| median | trees | fit s | calibration block | test year | max by h, year "
         "| March | Mar 1-14 |"
@@ -426,6 +456,12 @@ def median(study: Study, variants: list[dict[str, Any]], bags: int) -> None:
         naive = np.abs(study.persistence - study.actual)
         r = {p: err[m].mean() / naive[m].mean() for p, m in study.periods.items()}
         worst = max(err[study.h == k].mean() / naive[study.h == k].mean() for k in range(1, H + 1))
+        if bags > 1:  # each bag alone: how much the score moves with the sample of the data
+            for k, (one_c, one_t) in enumerate(zip(change_c, change_t, strict=True)):
+                a = np.asarray(learn_shrinkage(one_c, yc, hc, Xc["level"].to_numpy(float), H))
+                one = np.abs(_served(Xt, one_t, a[study.h - 1]) - study.actual)
+                sel = study.periods["test year"]
+                print(f"<!-- bag {k} alone: test year {one[sel].mean() / naive_year(sel):.4f} -->")
         label = json.dumps(extra) + (f", {bags} bags" if bags > 1 else "")
         print(
             f"| {label} | {'+'.join(map(str, trees))} | {seconds:.0f} | {cal:.4f} "
@@ -499,6 +535,25 @@ def main() -> None:
     parser.add_argument("--bags", type=int, default=1, help="median: boosters averaged")
     parser.add_argument("--months", type=int, default=1, help="refit: months between refits")
     parser.add_argument(
+        "--etas",
+        type=float,
+        nargs="+",
+        default=[0.005, 0.01, 0.02, 0.05],
+        help="intervals: steps of the adaptive offsets",
+    )
+    parser.add_argument(
+        "--pools",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="intervals: horizons either side whose misses each horizon's step also counts",
+    )
+    parser.add_argument(
+        "--adaptive-only",
+        action="store_true",
+        help="intervals: only the served calibration and the adaptive offsets",
+    )
+    parser.add_argument(
         "--test-year",
         type=int,
         default=2016,
@@ -509,7 +564,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     study = Study(args.work, args.test_year)
     if args.what == "intervals":
-        intervals(study, args.work)
+        intervals(study, args.work, tuple(args.etas), args.adaptive_only, tuple(args.pools))
     elif args.what == "refit":
         refit(study, args.months)
     else:

@@ -1,7 +1,7 @@
 """The adaptive interval offsets on a finished replay: the coverage the replay's forecasts
 would have had with the offsets predict now steps, hour by hour.
 
-    .venv/bin/python bench/replay_intervals.py HOME [--eta 0.005 ...] [--until ISO]
+    .venv/bin/python bench/replay_intervals.py HOME [--eta 0.005 ...] [--pool 0 ...] [--until ISO]
 
 HOME is a replay's home (`aircast replay`) run before the offsets existed, or with
 AIRCAST_INTERVAL_ADAPT_ETA=0. The offsets change nothing but p10/p90 - not the median, the
@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("home", type=Path)
     parser.add_argument("--target", default="pm2_5")
     parser.add_argument("--eta", type=float, nargs="*", default=[0.005, 0.01, 0.02, 0.05])
+    parser.add_argument(
+        "--pool", type=int, nargs="*", default=[0], help="horizons either side pooled per step"
+    )
     parser.add_argument("--from", dest="start", default="2016-03-01T00:00Z")
     parser.add_argument(
         "--period",
@@ -89,12 +92,11 @@ def main() -> None:
     }
     variants = {"as served (no offsets)": (lo, hi)}
     realised = Realised(lo - y, y - hi, h, issued, target, H)
-    for eta in args.eta:
-        add_lo, add_hi = _adaptive(realised, eta)
-        variants[f"adaptive offsets, eta {eta}"] = (
-            np.minimum(lo - add_lo, med),
-            np.maximum(hi + add_hi, med),
-        )
+    for pool in args.pool:
+        for eta in args.eta:
+            add_lo, add_hi = _adaptive(realised, eta, pool)
+            name = f"adaptive offsets, eta {eta}" + (f", pooled +-{pool} h" if pool else "")
+            variants[name] = (np.minimum(lo - add_lo, med), np.maximum(hi + add_hi, med))
     print(f"{len(f)} forecasts issued from {args.start}, {H} horizons\n")
     print(
         "| intervals | period | coverage | min..max by h | h=1 | h=6 | h=12 | h=18 | h=24 "
