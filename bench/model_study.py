@@ -1,7 +1,8 @@
 """Study: alternatives to the served model's intervals and median, on the train benchmark's
 split, scored on the whole test year, March 2016 and the replay's two weeks.
 
-    .venv/bin/python bench/model_study.py intervals [--work DIR]
+    .venv/bin/python bench/model_study.py intervals [--work DIR] [--test-year Y] [--etas E ...]
+        [--pools P ...] [--adaptive-only]
     .venv/bin/python bench/model_study.py median [--work DIR] [--bags K] [PARAMS_JSON ...]
 
 The split is bench/train_beijing.py's: the 8 stations backfilled from
