@@ -381,7 +381,9 @@ def _served(frame: pd.DataFrame, change: np.ndarray, alpha: np.ndarray) -> np.nd
     return np.clip(np.expm1(frame["level"].to_numpy(float) + alpha * change), 0, None)
 
 
-def median(study: Study, variants: list[dict[str, Any]], bags: int) -> None:
+def median(
+    study: Study, variants: list[dict[str, Any]], bags: int, same_sample: bool = False
+) -> None:
     import xgboost as xgb
 
     from common.forecasting.model import (
@@ -419,7 +421,8 @@ def median(study: Study, variants: list[dict[str, Any]], bags: int) -> None:
         t0 = time.perf_counter()
         change_c, change_t, trees = [], [], []
         for k in range(bags):
-            X, y, _ = study.built["fit"] if k == 0 else study.block("fit", 1, seed=1000 + k)
+            resample = k > 0 and not same_sample
+            X, y, _ = study.block("fit", 1, seed=1000 + k) if resample else study.built["fit"]
             dtrain = xgb.QuantileDMatrix(
                 X[cols],
                 y,
@@ -464,6 +467,7 @@ def median(study: Study, variants: list[dict[str, Any]], bags: int) -> None:
                 sel = study.periods["test year"]
                 print(f"<!-- bag {k} alone: test year {one[sel].mean() / naive_year(sel):.4f} -->")
         label = json.dumps(extra) + (f", {bags} bags" if bags > 1 else "")
+        label += ", one sample" if bags > 1 and same_sample else ""
         print(
             f"| {label} | {'+'.join(map(str, trees))} | {seconds:.0f} | {cal:.4f} "
             f"| {r['test year']:.4f} | {worst:.3f} | {r['March']:.4f} "
@@ -534,6 +538,11 @@ def main() -> None:
     parser.add_argument("params", nargs="*", help="median: JSON objects of parameters")
     parser.add_argument("--work", type=Path, default=Path(".aircast/model-study"))
     parser.add_argument("--bags", type=int, default=1, help="median: boosters averaged")
+    parser.add_argument(
+        "--same-sample",
+        action="store_true",
+        help="median: the bags differ by seed only, all fitted on the same sample",
+    )
     parser.add_argument("--months", type=int, default=1, help="refit: months between refits")
     parser.add_argument(
         "--etas",
@@ -569,7 +578,7 @@ def main() -> None:
     elif args.what == "refit":
         refit(study, args.months)
     else:
-        median(study, [json.loads(p) for p in args.params] or [{}], args.bags)
+        median(study, [json.loads(p) for p in args.params] or [{}], args.bags, args.same_sample)
 
 
 if __name__ == "__main__":
