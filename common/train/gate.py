@@ -19,7 +19,12 @@ A candidate is promoted when, on the holdout,
   of unchanged data is never decided by the chance of its fit) - unless production itself loses to
   persistence in a horizon group on these rows (the first version's waiver, or an old
   model the data moved away from): then a candidate that meets every rule replaces it,
-  since keeping production would keep a model the gate would not promote today. Without
+  since keeping production would keep a model the gate would not promote today; or unless
+  production was trained on data more than `max_age_days` older than the candidate's (the
+  age at which the monitor's `model_age` warns): with nothing to choose between them the
+  fresher model replaces it, so keeping an equal model never ages production into an
+  alert. A candidate worse beyond the noise (within the tolerance) is never promoted for
+  its freshness. Without
   paired errors (a caller that has only the two MAEs) the old point rule applies:
   rejected when worse by more than `tolerance`, promoted otherwise.
 
@@ -134,6 +139,8 @@ class ProductionScore:
     noise: NoiseInterval | None = None
     # The horizon groups where production loses to persistence on these rows, if any.
     losing_groups: tuple[str, ...] = ()
+    # Days between production's training cut-off and the candidate's (None: unknown).
+    age_days: float | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,7 @@ class GateDecision:
     verdict: str = ""
     groups: tuple[dict[str, Any], ...] = ()
     noise: NoiseInterval | None = None
+    production_age_days: float | None = None
 
     @property
     def rejected(self) -> bool:
@@ -167,6 +175,7 @@ class GateDecision:
             "production_mae": self.production_mae,
             "persistence_by_group": list(self.groups),
             "noise": self.noise.to_dict() if self.noise is not None else None,
+            "production_age_days": self.production_age_days,
         }
 
 
@@ -177,6 +186,7 @@ def decide(
     version: str,
     margin: float,
     tolerance: float,
+    max_age_days: float | None = None,
 ) -> GateDecision:
     """Decide on the candidate `version` from its holdout `metrics` (`evaluate`'s shape)."""
     mae, naive = metrics["model"]["mae"], metrics["seasonal_naive"]["mae"]
@@ -199,6 +209,8 @@ def decide(
     rival = production is not None and production.version != version
     production_mae = production.mae if production is not None and rival else None
     noise = production.noise if production is not None and rival else None
+    age = production.age_days if production is not None and rival else None
+    stale = age is not None and max_age_days is not None and age > max_age_days
     worse = keep = False
     if production is not None and not rival:
         reasons.append("this version is already in production")
@@ -228,6 +240,11 @@ def decide(
                 f"{span}: {within}, but production loses to persistence at "
                 f"{groups_text} on these rows and the candidate does not: it replaces production"
             )
+        elif noise.low <= 0 and stale and not losing:
+            reasons.append(
+                f"{span}: {NO_EVIDENCE}, but production was trained on data {age:.1f} days "
+                f"older, past the {max_age_days:g}-day limit: the fresher model replaces it"
+            )
         else:
             keep = True
             reasons.append(f"{span}: {within}; production is kept")
@@ -255,4 +272,5 @@ def decide(
         verdict="reject" if fails else "keep production" if keep else "promote",
         groups=tuple(groups),
         noise=noise,
+        production_age_days=None if age is None else round(age, 3),
     )

@@ -50,7 +50,7 @@ from common.core.config import Settings
 from common.core.errors import AircastError, Conflict
 from common.core.faults import checkpoint
 from common.core.schema import TRAIN_WINDOW_MAX_DAYS
-from common.core.timeutil import UTCDateTime, iso
+from common.core.timeutil import UTCDateTime, iso, parse_time
 from common.forecasting.evaluation import ratio
 from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
 from common.forecasting.model import ForecastModel
@@ -58,7 +58,7 @@ from common.forecasting.registry import Registry
 from common.forecasting.training import IssueWindow, TrainingData, fit_model, holdout_metrics
 from common.monitoring import drift
 from common.monitoring.drift import reference as drift_reference
-from common.monitoring.thresholds import DRIFT_WINDOW_HOURS, NATURAL_PSI_QUANTILE
+from common.monitoring.thresholds import DRIFT_WINDOW_HOURS, LEVELS, NATURAL_PSI_QUANTILE
 from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, run_job
 from common.runtime.services import Services
@@ -212,6 +212,7 @@ def _train_target(
         version=plan.version,
         margin=settings.gate_margin,
         tolerance=settings.gate_tolerance,
+        max_age_days=LEVELS["model_age"].warn,
     )
     meta = candidate.metadata or _metadata(
         registry.name, data, summary, plan, candidate, run.run_id, tuning
@@ -407,7 +408,10 @@ def _score_production(
         confidence=settings.gate_confidence,
     )
     losing = tuple(g["group"] for g in losing_to_persistence(group_scores(m["by_horizon"])))
-    return ProductionScore(version, m["model"]["mae"], noise=noise, losing_groups=losing)
+    age = (plan.as_of - parse_time(meta["data"]["window"][1])).total_seconds() / 86400
+    return ProductionScore(
+        version, m["model"]["mae"], noise=noise, losing_groups=losing, age_days=age
+    )
 
 
 def _save(

@@ -94,4 +94,5 @@ def test_the_recorded_decision_keeps_its_json_shape():
         "verdict": "reject",
         "persistence_by_group": [],
         "noise": None,
+        "production_age_days": None,
     }

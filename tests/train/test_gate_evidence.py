@@ -202,3 +202,33 @@ def test_a_candidate_worse_beyond_the_noise_but_within_the_tolerance_is_named_so
         tolerance=0.02,
     )
     assert rejected.verdict == "reject"
+
+
+def test_with_no_evidence_a_fresher_candidate_replaces_production_past_the_age_limit():
+    """Keeping an equal production model must not age it into the monitor's model_age alert:
+    past the limit (the monitor's warn age) the fresher of two equal models is served."""
+    noise = NoiseInterval(low=-0.4, high=0.3, difference=-0.05, confidence=0.95,
+                          samples=1000, blocks=7)  # fmt: skip
+
+    def at_age(days: float | None, m: dict[str, Any] | None = None, n: NoiseInterval = noise):
+        production = ProductionScore("v1", 15.0, noise=n, age_days=days)
+        return decide(
+            m or metrics(), production, version="v2", margin=0.05, tolerance=0.02, max_age_days=3
+        )
+
+    old = at_age(4.0)
+    assert old.promote is True and old.verdict == "promote"
+    assert old.reasons[-1].endswith(
+        f"{NO_EVIDENCE}, but production was trained on data 4.0 days older, past the 3-day "
+        "limit: the fresher model replaces it"
+    )
+    assert old.to_dict()["production_age_days"] == 4.0
+    # Within the limit, or with the age unknown, production is kept as before.
+    assert at_age(3.0).verdict == "keep production"
+    assert at_age(None).verdict == "keep production"
+    # Freshness never promotes a candidate that is worse beyond the noise, or one that
+    # loses to persistence.
+    worse = NoiseInterval(low=0.1, high=0.5, difference=0.3, confidence=0.95,
+                          samples=1000, blocks=7)  # fmt: skip
+    assert at_age(10.0, n=worse).verdict == "keep production"
+    assert at_age(10.0, m=metrics(h1_ratio=1.5)).verdict == "reject"

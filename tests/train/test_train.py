@@ -135,6 +135,16 @@ def test_gate_keeps_production_when_the_candidate_is_worse(home: Path, monkeypat
     assert registry().metadata(worse["version"])["gate"] == worse["gate"]
 
 
+def test_the_gate_records_how_much_older_the_production_models_data_is(home: Path):
+    """What the freshness rule decides on (tests/train/test_gate_evidence.py): the days
+    between production's training cut-off and the candidate's, in the recorded decision."""
+    first = run_train(TrainRequest(as_of=AS_OF), get_services())
+    later = run_train(TrainRequest(as_of=AS_OF + dt.timedelta(hours=6)), get_services())
+    assert later["gate"]["production_before"] == first["version"]
+    assert later["gate"]["production_age_days"] == pytest.approx(0.25, abs=1e-6)
+    assert registry().metadata(later["version"])["gate"] == later["gate"]
+
+
 def test_a_failed_run_leaves_production_and_no_partial_version(home: Path, monkeypatch):
     good = run_train(TrainRequest(as_of=AS_OF), get_services())
     before = registry().production()
