@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from common.core.errors import Conflict
-from common.core.timeutil import UTC, iso
+from common.core.timeutil import UTC, iso, parse_time
 from common.storage import ArtifactStore
 from common.storage.base import NotFound, PreconditionFailed, StoreError
 
@@ -37,6 +37,12 @@ def model_name_for(model_name: str, target: str, default_target: str) -> str:
     """The registry name of `target`'s model: AIRCAST_MODEL_NAME for the default target,
     `<model_name>-<target>` for the others (a model name has no '-', so never a clash)."""
     return model_name if target == default_target else f"{model_name}-{target}"
+
+
+def trained_through(metadata: dict[str, Any]) -> dt.datetime:
+    """A version's training cut-off (the end of its data window): what the monitor's
+    model_age counts from and the gate's freshness rule compares."""
+    return parse_time(metadata["data"]["window"][1])
 
 
 @dataclass

@@ -25,7 +25,7 @@ import pandas as pd
 from common.core.logs import event, get_logger
 from common.core.timeutil import iso, parse_time
 from common.forecasting.features import FeatureSpec, grid_columns
-from common.forecasting.registry import Registry
+from common.forecasting.registry import Registry, trained_through
 from common.forecasting.snapshot import issued_at_of, snapshot_keys
 from common.monitoring import STATUS_KEY, drift, signals
 from common.monitoring import thresholds as th
@@ -144,7 +144,7 @@ def model_age(services: Services, as_of: dt.datetime, target: str | None = None)
         return _condition("model_age", None, "no model in production", state="alert")
     version = str(pointer["version"])
     meta = registry.metadata(version)
-    trained = parse_time(meta["data"]["window"][1])
+    trained = trained_through(meta)
     days = max(0.0, (as_of - trained).total_seconds() / 86400)
     detail = f"production {version} trained on data up to {iso(trained)} ({days:.1f} days ago)"
     return _condition(

@@ -50,11 +50,11 @@ from common.core.config import Settings
 from common.core.errors import AircastError, Conflict
 from common.core.faults import checkpoint
 from common.core.schema import TRAIN_WINDOW_MAX_DAYS
-from common.core.timeutil import UTCDateTime, iso, parse_time
+from common.core.timeutil import UTCDateTime, iso
 from common.forecasting.evaluation import ratio
 from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
 from common.forecasting.model import ForecastModel
-from common.forecasting.registry import Registry
+from common.forecasting.registry import Registry, trained_through
 from common.forecasting.training import IssueWindow, TrainingData, fit_model, holdout_metrics
 from common.monitoring import drift
 from common.monitoring.drift import reference as drift_reference
@@ -408,7 +408,7 @@ def _score_production(
         confidence=settings.gate_confidence,
     )
     losing = tuple(g["group"] for g in losing_to_persistence(group_scores(m["by_horizon"])))
-    age = (plan.as_of - parse_time(meta["data"]["window"][1])).total_seconds() / 86400
+    age = (plan.as_of - trained_through(meta)).total_seconds() / 86400
     return ProductionScore(
         version, m["model"]["mae"], noise=noise, losing_groups=losing, age_days=age
     )
