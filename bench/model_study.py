@@ -401,9 +401,6 @@ def median(
     Xt = study.test[0]
     hc = Xc["horizon_h"].to_numpy().astype(int)
 
-    def naive_year(sel: np.ndarray) -> float:
-        return float(np.abs(study.persistence - study.actual)[sel].mean())
-
     print(
         "| median | trees | fit s | calibration block | test year | max by h, year "
         "| March | Mar 1-14 |"
@@ -464,8 +461,7 @@ def median(
             for k, (one_c, one_t) in enumerate(zip(change_c, change_t, strict=True)):
                 a = np.asarray(learn_shrinkage(one_c, yc, hc, Xc["level"].to_numpy(float), H))
                 one = np.abs(_served(Xt, one_t, a[study.h - 1]) - study.actual)
-                sel = study.periods["test year"]
-                print(f"<!-- bag {k} alone: test year {one[sel].mean() / naive_year(sel):.4f} -->")
+                print(f"<!-- bag {k} alone: test year {one.mean() / naive.mean():.4f} -->")
         label = json.dumps(extra) + (f", {bags} bags" if bags > 1 else "")
         label += ", one sample" if bags > 1 and same_sample else ""
         print(
