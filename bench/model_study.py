@@ -109,8 +109,9 @@ class Study:
         self.actual = keys["actual"].to_numpy(float)
         self.persistence = keys["persistence"].to_numpy(float)
 
-    def block(self, name: str, share: int, seed: int = 0) -> Frame:
-        """One block's examples (fit budget / share rows), cut so targets stay inside it."""
+    def block(self, name: str, share: int, seed: int = 0, per_pair: int = 0) -> Frame:
+        """One block's examples (fit budget / share rows), cut so targets stay inside it;
+        with `per_pair` K, H/K times the issue pairs, each keeping K random horizons."""
         from common.forecasting import training
 
         a, b = self.blocks[name]
@@ -118,7 +119,22 @@ class Study:
             training.cut_observations(self.obs, self.test_start),
             b + dt.timedelta(hours=self.spec.horizon),
         )
-        return training.examples(cut, self.spec, a, b, self.places, self.max_rows // share, seed)
+        H = self.spec.horizon
+        more = H // per_pair if per_pair else 1
+        X, y, keys = training.examples(
+            cut, self.spec, a, b, self.places, self.max_rows * more // share, seed
+        )
+        if more == 1:
+            return X, y, keys
+        rng = np.random.default_rng(seed + 77)
+        pair = keys["issued_at"].array.asi8 * 10_000 + keys["location_id"].cat.codes
+        rank = pd.Series(rng.random(len(keys))).groupby(pair.to_numpy()).rank(method="first")
+        keep = (rank <= per_pair).to_numpy()
+        return (
+            X[keep].reset_index(drop=True),
+            y[keep],
+            keys[keep].reset_index(drop=True),
+        )
 
     def default_model(self, work: Path) -> Any:
         from common.forecasting.model import DEFAULT_PARAMS, ForecastModel
@@ -382,7 +398,11 @@ def _served(frame: pd.DataFrame, change: np.ndarray, alpha: np.ndarray) -> np.nd
 
 
 def median(
-    study: Study, variants: list[dict[str, Any]], bags: int, same_sample: bool = False
+    study: Study,
+    variants: list[dict[str, Any]],
+    bags: int,
+    same_sample: bool = False,
+    per_pair: int = 0,
 ) -> None:
     import xgboost as xgb
 
@@ -418,8 +438,14 @@ def median(
         t0 = time.perf_counter()
         change_c, change_t, trees = [], [], []
         for k in range(bags):
-            resample = k > 0 and not same_sample
-            X, y, _ = study.block("fit", 1, seed=1000 + k) if resample else study.built["fit"]
+            resample = (k > 0 and not same_sample) or per_pair
+            seed = 1000 + k if k > 0 or not per_pair else 0
+            X, y, _ = (
+                study.block("fit", 1, seed=seed, per_pair=per_pair)
+                if resample
+                else study.built["fit"]
+            )
+            print(f"<!-- bag {k}: {len(y)} fit rows -->", flush=True)
             dtrain = xgb.QuantileDMatrix(
                 X[cols],
                 y,
@@ -464,6 +490,7 @@ def median(
                 print(f"<!-- bag {k} alone: test year {one.mean() / naive.mean():.4f} -->")
         label = json.dumps(extra) + (f", {bags} bags" if bags > 1 else "")
         label += ", one sample" if bags > 1 and same_sample else ""
+        label += f", {per_pair} horizons per pair" if per_pair else ""
         print(
             f"| {label} | {'+'.join(map(str, trees))} | {seconds:.0f} | {cal:.4f} "
             f"| {r['test year']:.4f} | {worst:.3f} | {r['March']:.4f} "
@@ -539,6 +566,13 @@ def main() -> None:
         action="store_true",
         help="median: the bags differ by seed only, all fitted on the same sample",
     )
+    parser.add_argument(
+        "--per-pair",
+        type=int,
+        default=0,
+        help="median: each fit issue pair keeps this many random horizons, with H/K times "
+        "the pairs (same row budget)",
+    )
     parser.add_argument("--months", type=int, default=1, help="refit: months between refits")
     parser.add_argument(
         "--etas",
@@ -574,7 +608,13 @@ def main() -> None:
     elif args.what == "refit":
         refit(study, args.months)
     else:
-        median(study, [json.loads(p) for p in args.params] or [{}], args.bags, args.same_sample)
+        median(
+            study,
+            [json.loads(p) for p in args.params] or [{}],
+            args.bags,
+            args.same_sample,
+            args.per_pair,
+        )
 
 
 if __name__ == "__main__":
