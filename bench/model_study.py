@@ -3,7 +3,8 @@ split, scored on the whole test year, March 2016 and the replay's two weeks.
 
     .venv/bin/python bench/model_study.py intervals [--work DIR] [--test-year Y] [--etas E ...]
         [--pools P ...] [--adaptive-only]
-    .venv/bin/python bench/model_study.py median [--work DIR] [--bags K] [PARAMS_JSON ...]
+    .venv/bin/python bench/model_study.py median [--work DIR] [--bags K] [--same-sample]
+        [--per-pair K] [PARAMS_JSON ...]
 
 The split is bench/train_beijing.py's: the 8 stations backfilled from
 ../shared/data/beijing-multisite, fit / validation / calibration blocks built by the train

@@ -17,7 +17,7 @@ import datetime as dt
 import pandas as pd
 
 from common.core.config import HORIZON_MAX_H
-from common.core.schema import VARIABLES, accuracy_sql
+from common.core.schema import persistence_sql
 from common.monitoring import thresholds as th
 from common.warehouse import Warehouse
 
@@ -93,30 +93,20 @@ def rejected(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     return frame
 
 
-def _target_case(alias: str) -> str:
-    arms = " ".join(f"WHEN '{name}' THEN {alias}.{name}" for name in VARIABLES)
-    return f"CASE a.target {arms} END"
-
-
 def accuracy(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     """Per model version and horizon group: verified forecasts with target_ts in the window,
     the model's absolute error and persistence's on the same rows (persistence forecasts
     the value observed at issued_at), and how many observations fell inside the band."""
     groups = " ".join(f"WHEN a.horizon_h <= {hi} THEN '{lo}-{hi}'" for lo, hi in HORIZON_GROUPS)
-    persisted = _target_case("p")
     since = as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)
     # Both joins read only the hours they need: the window's target hours, and the issue
     # hours persistence reads (at most the longest horizon before the window).
     frame = warehouse.query(
         f"SELECT a.model_version, CASE {groups} END AS horizons, COUNT(*) AS n, "
-        "SUM(a.abs_error) AS model_abs, "
-        f"SUM(ABS({persisted} - a.actual)) AS persistence_abs, "
+        "SUM(a.abs_error) AS model_abs, SUM(ABS(a.persisted - a.actual)) AS persistence_abs, "
         "SUM(CASE WHEN a.covered THEN 1 ELSE 0 END) AS covered, "
         "SUM(CASE WHEN a.covered IS NULL THEN 0 ELSE 1 END) AS banded "
-        f"FROM ({accuracy_sql(bounded=True)}) AS a JOIN (SELECT * FROM observations "
-        "WHERE ts > @issued_after AND ts <= @hours_through) AS p "
-        "ON p.location_id = a.location_id AND p.ts = a.issued_at "
-        f"WHERE {persisted} IS NOT NULL "
+        f"FROM ({persistence_sql()}) AS a WHERE a.persisted IS NOT NULL "
         "GROUP BY a.model_version, horizons ORDER BY a.model_version, horizons",
         {
             "hours_after": since,

@@ -40,7 +40,7 @@ from common.core.config import HORIZON_MAX_H
 from common.core.errors import Conflict
 from common.core.faults import checkpoint
 from common.core.logs import get_logger
-from common.core.schema import VARIABLES, WEATHER, accuracy_sql
+from common.core.schema import VARIABLES, WEATHER, accuracy_sql, persistence_sql
 from common.core.sharding import MAX_SHARDS, shard_of, shards_to_run
 from common.core.timeutil import UTC, UTCDateTime, iso
 from common.forecasting.adaptation import Offsets
@@ -497,33 +497,32 @@ def recent_accuracy(
     start = as_of - dt.timedelta(days=ACCURACY_DAYS)
     if ids is not None and not ids:
         return None
-    # The window's target hours, filtered on both sides of the accuracy join.
-    p: dict[str, Any] = {"target": target, "hours_after": start, "hours_through": as_of}
-    where = "WHERE target = @target" + _ids_clause(p, ids)
-    verified = f"({accuracy_sql(bounded=True)})"
+    # The window's target hours (and persistence's issue hours: at most the longest horizon
+    # before it), of the shard's locations only, on both sides of each join.
+    p: dict[str, Any] = {
+        "target": target,
+        "hours_after": start,
+        "hours_through": as_of,
+        "issued_after": start - dt.timedelta(hours=HORIZON_MAX_H),
+    }
+    if ids is not None:
+        p["ids"] = ids
     warehouse = services.warehouse
-    # Persistence's value is the observation at the issue time: at most the longest horizon
-    # before the window, and only the same locations, so the join reads no more of them.
-    p["issued_start"] = start - dt.timedelta(hours=HORIZON_MAX_H)
-    last = (
-        f"SELECT location_id, ts, {target} FROM observations "
-        "WHERE ts > @issued_start AND ts <= @hours_through" + _ids_clause(p, ids)
-    )
     by_h = warehouse.query(
         "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, "
         "SQRT(AVG(error * error)) AS rmse, AVG(CAST(covered AS FLOAT64)) AS coverage, "
-        f"AVG(ABS(o.{target} - a.actual)) AS persistence_mae "  # target: a schema variable
-        f"FROM (SELECT * FROM {verified} AS v {where}) AS a LEFT JOIN ({last}) AS o "
-        "ON o.location_id = a.location_id AND o.ts = a.issued_at "
+        "AVG(ABS(persisted - actual)) AS persistence_mae "
+        f"FROM ({persistence_sql(ids is not None)}) AS a WHERE target = @target "
         "GROUP BY horizon_h ORDER BY horizon_h",
         p,
     )
     if by_h.empty:
         return None
     by_loc = warehouse.query(
-        f"SELECT location_id, AVG(abs_error) AS mae FROM {verified} AS v "
-        f"{where} GROUP BY location_id ORDER BY location_id",
-        p,
+        "SELECT location_id, AVG(abs_error) AS mae "
+        f"FROM ({accuracy_sql(True, ids is not None)}) AS a WHERE target = @target "
+        "GROUP BY location_id ORDER BY location_id",
+        {k: v for k, v in p.items() if k != "issued_after"},
     )
     return Accuracy(
         window_start=start,

@@ -9,7 +9,7 @@ import datetime as dt
 import pandas as pd
 
 from common.core.config import Settings
-from common.core.schema import accuracy_sql
+from common.core.schema import accuracy_sql, persistence_sql
 from common.monitoring import signals
 from common.warehouse import open_warehouse
 
@@ -165,3 +165,20 @@ def test_bounded_accuracy_gives_the_views_rows_for_its_hours(settings: Settings)
     assert view.empty and len(bounded) == 0  # the last window has no observed hour
     everything = wh.query(f"SELECT {cols} FROM forecast_accuracy ORDER BY target_ts")
     assert everything["yhat"].tolist() == [15.0, 20.0, 18.0, 20.0]  # the re-run's row counts
+
+    # With persistence's value (observed at the issue time) and one shard's locations: the
+    # view joined with the observations, cut to those hours and locations.
+    window = {"hours_after": T - 5 * H, "hours_through": T, "issued_after": T - 29 * H}
+    joined = f"SELECT {cols}, persisted FROM ({persistence_sql(locations=True)}) AS a "
+    mine = wh.query(joined + "ORDER BY target_ts", {**window, "ids": ["a"]})
+    v_cols = ", ".join(f"v.{c}" for c in cols.split(", "))
+    expected = wh.query(
+        f"SELECT {v_cols}, o.pm2_5 AS persisted FROM forecast_accuracy AS v "
+        "LEFT JOIN observations AS o ON o.location_id = v.location_id AND o.ts = v.issued_at "
+        "WHERE v.target_ts > @hours_after AND v.target_ts <= @hours_through "
+        "ORDER BY v.target_ts",
+        window,
+    )
+    pd.testing.assert_frame_equal(mine, expected)
+    assert len(mine) == 4 and mine["persisted"].notna().all()
+    assert wh.query(joined, {**window, "ids": ["b"]}).empty  # b has no forecasts
