@@ -292,24 +292,19 @@ def _actual_case(forecast: str = "f", observed: str = "o") -> str:
     return f"CASE {forecast}.target {arms} END"
 
 
-_IN_IDS = " AND location_id IN UNNEST(@ids)"
-
-
-def accuracy_sql(bounded: bool = False, locations: bool = False) -> str:
+def accuracy_sql(bounded: bool = False) -> str:
     """The `forecast_accuracy` query. `bounded` keeps only target hours in
     (@hours_after, @hours_through] and filters *both* forecasts and observations on them,
     so a query over recent hours reads (and BigQuery bills) those hours' partitions: a
     filter on the view's target_ts reaches `observations` only if the optimiser carries it
-    across the join, which BigQuery does not promise. `locations` filters both sides on
-    @ids as well (one predict shard's)."""
+    across the join, which BigQuery does not promise."""
     hours = " AND {0} > @hours_after AND {0} <= @hours_through" if bounded else ""
-    ids = _IN_IDS if locations else ""
     return (
-        f"WITH f AS (SELECT * FROM forecasts WHERE TRUE{hours.format('target_ts')}{ids} "
+        f"WITH f AS (SELECT * FROM forecasts WHERE TRUE{hours.format('target_ts')} "
         "QUALIFY ROW_NUMBER() OVER ("
         "PARTITION BY model_version, location_id, target, issued_at, target_ts "
         "ORDER BY created_at DESC, run_id DESC) = 1), "
-        f"o AS (SELECT * FROM observations WHERE TRUE{hours.format('ts')}{ids}), "
+        f"o AS (SELECT * FROM observations WHERE TRUE{hours.format('ts')}), "
         f"j AS (SELECT f.*, {_actual_case()} AS actual FROM f "
         "JOIN o ON o.location_id = f.location_id AND o.ts = f.target_ts) "
         "SELECT location_id, model_version, target, issued_at, target_ts, horizon_h, "
@@ -320,18 +315,24 @@ def accuracy_sql(bounded: bool = False, locations: bool = False) -> str:
     )
 
 
-def persistence_sql(locations: bool = False) -> str:
-    """`accuracy_sql(bounded=True, locations)`'s rows with `persisted`: the value observed at
-    the issue time, which is persistence's forecast at every horizon (NULL when not
-    observed). The monitor and the snapshot compare the model with it through this one
-    text. The observations it joins are bounded as well: issue hours in
-    (@issued_after, @hours_through], where @issued_after is at most the longest horizon
-    before @hours_after."""
-    ids = _IN_IDS if locations else ""
+def persistence_sql(target: str | None = None, locations: bool = False) -> str:
+    """`accuracy_sql(bounded=True)`'s rows with `persisted`: the value observed at the issue
+    time, which is persistence's forecast at every horizon (NULL when not observed). The
+    monitor and the snapshot compare the model with it through this one text. The
+    observations it joins are bounded as well: issue hours in (@issued_after,
+    @hours_through], where @issued_after is at most the longest horizon before
+    @hours_after. `target` (a schema variable) keeps that target's rows and reads only its
+    column of observations (without it, each row's target is picked, reading them all);
+    `locations` keeps the rows of @ids only (one predict shard's)."""
+    if target is not None and target not in VARIABLES:
+        raise ValueError(f"unknown target {target!r}")
+    ids = " AND location_id IN UNNEST(@ids)" if locations else ""
+    mine = (f" AND target = '{target}'" if target else "") + ids
     return (
-        f"SELECT a.*, {_actual_case('a', 'p')} AS persisted "
-        f"FROM ({accuracy_sql(True, locations)}) AS a LEFT JOIN (SELECT * FROM observations "
-        f"WHERE ts > @issued_after AND ts <= @hours_through{ids}) AS p "
+        f"SELECT a.*, {f'p.{target}' if target else _actual_case('a', 'p')} AS persisted "
+        f"FROM (SELECT * FROM ({accuracy_sql(bounded=True)}) AS v WHERE TRUE{mine}) AS a "
+        f"LEFT JOIN (SELECT {f'location_id, ts, {target}' if target else '*'} "
+        f"FROM observations WHERE ts > @issued_after AND ts <= @hours_through{ids}) AS p "
         "ON p.location_id = a.location_id AND p.ts = a.issued_at"
     )
 

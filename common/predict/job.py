@@ -498,31 +498,25 @@ def recent_accuracy(
     if ids is not None and not ids:
         return None
     # The window's target hours (and persistence's issue hours: at most the longest horizon
-    # before it), of the shard's locations only, on both sides of each join.
-    p: dict[str, Any] = {
-        "target": target,
-        "hours_after": start,
-        "hours_through": as_of,
-        "issued_after": start - dt.timedelta(hours=HORIZON_MAX_H),
-    }
-    if ids is not None:
-        p["ids"] = ids
+    # before it), of the shard's locations only.
+    p: dict[str, Any] = {"hours_after": start, "hours_through": as_of}
+    mine = _ids_clause(p, ids)
     warehouse = services.warehouse
     by_h = warehouse.query(
         "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, "
         "SQRT(AVG(error * error)) AS rmse, AVG(CAST(covered AS FLOAT64)) AS coverage, "
         "AVG(ABS(persisted - actual)) AS persistence_mae "
-        f"FROM ({persistence_sql(ids is not None)}) AS a WHERE target = @target "
+        f"FROM ({persistence_sql(target, ids is not None)}) AS a "
         "GROUP BY horizon_h ORDER BY horizon_h",
-        p,
+        {**p, "issued_after": start - dt.timedelta(hours=HORIZON_MAX_H)},
     )
     if by_h.empty:
         return None
     by_loc = warehouse.query(
         "SELECT location_id, AVG(abs_error) AS mae "
-        f"FROM ({accuracy_sql(True, ids is not None)}) AS a WHERE target = @target "
+        f"FROM ({accuracy_sql(bounded=True)}) AS a WHERE target = @target{mine} "
         "GROUP BY location_id ORDER BY location_id",
-        {k: v for k, v in p.items() if k != "issued_after"},
+        {**p, "target": target},
     )
     return Accuracy(
         window_start=start,

@@ -180,5 +180,9 @@ def test_bounded_accuracy_gives_the_views_rows_for_its_hours(settings: Settings)
         window,
     )
     pd.testing.assert_frame_equal(mine, expected)
+    one = f"SELECT {cols}, persisted FROM ({persistence_sql('pm2_5', True)}) AS a "
+    pd.testing.assert_frame_equal(
+        wh.query(one + "ORDER BY target_ts", {**window, "ids": ["a"]}), mine
+    )
     assert len(mine) == 4 and mine["persisted"].notna().all()
     assert wh.query(joined, {**window, "ids": ["b"]}).empty  # b has no forecasts
