@@ -10,6 +10,7 @@ adapters qualify and translate it (see `common.warehouse.sql`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from common.core.aqi import (
@@ -315,24 +316,27 @@ def accuracy_sql(bounded: bool = False) -> str:
     )
 
 
-def persistence_sql(target: str | None = None, locations: bool = False) -> str:
-    """`accuracy_sql(bounded=True)`'s rows with `persisted`: the value observed at the issue
-    time, which is persistence's forecast at every horizon (NULL when not observed). The
-    monitor and the snapshot compare the model with it through this one text. The
-    observations it joins are bounded as well: issue hours in (@issued_after,
-    @hours_through], where @issued_after is at most the longest horizon before
-    @hours_after. `target` (a schema variable) keeps that target's rows and reads only its
-    column of observations (without it, each row's target is picked, reading them all);
-    `locations` keeps the rows of @ids only (one predict shard's)."""
-    if target is not None and target not in VARIABLES:
-        raise ValueError(f"unknown target {target!r}")
+def persistence_sql(targets: Sequence[str], locations: bool = False) -> str:
+    """`accuracy_sql(bounded=True)`'s rows of `targets` (schema variables) with `persisted`:
+    the target's value observed at the issue time, which is persistence's forecast at every
+    horizon (NULL when not observed). The monitor and the snapshot compare the model with
+    it through this one text. The observations it joins are bounded as well: issue hours
+    in (@issued_after, @hours_through], where @issued_after is at most the longest horizon
+    before @hours_after, and only the targets' columns (each costs a pass through the
+    observations view's dedup). `locations` keeps the rows of @ids only (one predict
+    shard's)."""
+    unknown = [t for t in targets if t not in VARIABLES]
+    if unknown or not targets:
+        raise ValueError(f"targets must be schema variables, not {list(targets)!r}")
     ids = " AND location_id IN UNNEST(@ids)" if locations else ""
-    mine = (f" AND target = '{target}'" if target else "") + ids
+    listed = ", ".join(f"'{t}'" for t in targets)
+    arms = " ".join(f"WHEN '{t}' THEN p.{t}" for t in targets)
     return (
-        f"SELECT a.*, {f'p.{target}' if target else _actual_case('a', 'p')} AS persisted "
-        f"FROM (SELECT * FROM ({accuracy_sql(bounded=True)}) AS v WHERE TRUE{mine}) AS a "
-        f"LEFT JOIN (SELECT {f'location_id, ts, {target}' if target else '*'} "
-        f"FROM observations WHERE ts > @issued_after AND ts <= @hours_through{ids}) AS p "
+        f"SELECT a.*, CASE a.target {arms} END AS persisted "
+        f"FROM (SELECT * FROM ({accuracy_sql(bounded=True)}) AS v "
+        f"WHERE target IN ({listed}){ids}) AS a "
+        f"LEFT JOIN (SELECT location_id, ts, {', '.join(targets)} FROM observations "
+        f"WHERE ts > @issued_after AND ts <= @hours_through{ids}) AS p "
         "ON p.location_id = a.location_id AND p.ts = a.issued_at"
     )
 

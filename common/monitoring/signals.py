@@ -13,6 +13,7 @@ failure.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -93,10 +94,11 @@ def rejected(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     return frame
 
 
-def accuracy(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
-    """Per model version and horizon group: verified forecasts with target_ts in the window,
-    the model's absolute error and persistence's on the same rows (persistence forecasts
-    the value observed at issued_at), and how many observations fell inside the band."""
+def accuracy(warehouse: Warehouse, as_of: dt.datetime, targets: Sequence[str]) -> pd.DataFrame:
+    """Per model version and horizon group: verified forecasts of `targets` with target_ts
+    in the window, the model's absolute error and persistence's on the same rows
+    (persistence forecasts the value observed at issued_at), and how many observations
+    fell inside the band."""
     groups = " ".join(f"WHEN a.horizon_h <= {hi} THEN '{lo}-{hi}'" for lo, hi in HORIZON_GROUPS)
     since = as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)
     # Both joins read only the hours they need: the window's target hours, and the issue
@@ -106,7 +108,7 @@ def accuracy(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
         "SUM(a.abs_error) AS model_abs, SUM(ABS(a.persisted - a.actual)) AS persistence_abs, "
         "SUM(CASE WHEN a.covered THEN 1 ELSE 0 END) AS covered, "
         "SUM(CASE WHEN a.covered IS NULL THEN 0 ELSE 1 END) AS banded "
-        f"FROM ({persistence_sql()}) AS a WHERE a.persisted IS NOT NULL "
+        f"FROM ({persistence_sql(targets)}) AS a WHERE a.persisted IS NOT NULL "
         "GROUP BY a.model_version, horizons ORDER BY a.model_version, horizons",
         {
             "hours_after": since,

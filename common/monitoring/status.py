@@ -185,7 +185,7 @@ def rejected_share(services: Services, as_of: dt.datetime) -> dict[str, Any]:
 
 
 def accuracy(services: Services, as_of: dt.datetime) -> dict[str, Any]:
-    frame = signals.accuracy(services.warehouse, as_of)
+    frame = signals.accuracy(services.warehouse, as_of, services.settings.forecast_targets)
     versions: dict[str, dict[str, Any]] = {}
     for version, rows in frame.groupby("model_version"):
         n = int(rows["n"].sum())

@@ -506,7 +506,7 @@ def recent_accuracy(
         "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, "
         "SQRT(AVG(error * error)) AS rmse, AVG(CAST(covered AS FLOAT64)) AS coverage, "
         "AVG(ABS(persisted - actual)) AS persistence_mae "
-        f"FROM ({persistence_sql(target, ids is not None)}) AS a "
+        f"FROM ({persistence_sql([target], ids is not None)}) AS a "
         "GROUP BY horizon_h ORDER BY horizon_h",
         {**p, "issued_after": start - dt.timedelta(hours=HORIZON_MAX_H)},
     )

@@ -118,7 +118,7 @@ def test_every_signal_query_gives_the_same_answers_on_each_backend(settings: Set
     ]
 
     # persistence says 17 (observed at issued_at) for 18, 19, 20; the model 20
-    acc = signals.accuracy(wh, T)
+    acc = signals.accuracy(wh, T, ["pm2_5"])
     assert acc[["model_version", "horizons", "n", "covered", "banded"]].values.tolist() == [
         ["v1", "1-6", 3, 3, 3]
     ]
@@ -169,7 +169,8 @@ def test_bounded_accuracy_gives_the_views_rows_for_its_hours(settings: Settings)
     # With persistence's value (observed at the issue time) and one shard's locations: the
     # view joined with the observations, cut to those hours and locations.
     window = {"hours_after": T - 5 * H, "hours_through": T, "issued_after": T - 29 * H}
-    joined = f"SELECT {cols}, persisted FROM ({persistence_sql(locations=True)}) AS a "
+    both = persistence_sql(["pm2_5", "pm10"], locations=True)  # each row's target picked
+    joined = f"SELECT {cols}, persisted FROM ({both}) AS a "
     mine = wh.query(joined + "ORDER BY target_ts", {**window, "ids": ["a"]})
     v_cols = ", ".join(f"v.{c}" for c in cols.split(", "))
     expected = wh.query(
@@ -180,7 +181,7 @@ def test_bounded_accuracy_gives_the_views_rows_for_its_hours(settings: Settings)
         window,
     )
     pd.testing.assert_frame_equal(mine, expected)
-    one = f"SELECT {cols}, persisted FROM ({persistence_sql('pm2_5', True)}) AS a "
+    one = f"SELECT {cols}, persisted FROM ({persistence_sql(['pm2_5'], True)}) AS a "
     pd.testing.assert_frame_equal(
         wh.query(one + "ORDER BY target_ts", {**window, "ids": ["a"]}), mine
     )
