@@ -286,11 +286,10 @@ TABLES: dict[str, Table] = {
 }
 
 
-def _actual_case(forecast: str = "f", observed: str = "o") -> str:
-    """CASE expression picking, from the observations row `observed`, the value of the
-    target variable of the forecast row `forecast`."""
-    arms = " ".join(f"WHEN '{name}' THEN {observed}.{name}" for name in VARIABLES)
-    return f"CASE {forecast}.target {arms} END"
+def _actual_case() -> str:
+    """CASE expression picking the observed value of a forecast's target variable."""
+    arms = " ".join(f"WHEN '{name}' THEN o.{name}" for name in VARIABLES)
+    return f"CASE f.target {arms} END"
 
 
 def accuracy_sql(bounded: bool = False) -> str:
