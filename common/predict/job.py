@@ -40,7 +40,7 @@ from common.core.config import HORIZON_MAX_H
 from common.core.errors import Conflict
 from common.core.faults import checkpoint
 from common.core.logs import get_logger
-from common.core.schema import VARIABLES, WEATHER, accuracy_sql, persistence_sql
+from common.core.schema import VARIABLES, WEATHER, persistence_sql
 from common.core.sharding import MAX_SHARDS, shard_of, shards_to_run
 from common.core.timeutil import UTC, UTCDateTime, iso
 from common.forecasting.adaptation import Offsets
@@ -498,26 +498,25 @@ def recent_accuracy(
     if ids is not None and not ids:
         return None
     # The window's target hours (and persistence's issue hours: at most the longest horizon
-    # before it), of the shard's locations only.
-    p: dict[str, Any] = {"hours_after": start, "hours_through": as_of}
-    mine = _ids_clause(p, ids)
-    warehouse = services.warehouse
-    by_h = warehouse.query(
-        "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae, "
+    # before it), of the shard's locations only, read once for both groupings.
+    p: dict[str, Any] = {
+        "hours_after": start,
+        "hours_through": as_of,
+        "issued_after": start - dt.timedelta(hours=HORIZON_MAX_H),
+    }
+    _ids_clause(p, ids)
+    both = services.warehouse.query(
+        "SELECT horizon_h, location_id, COUNT(*) AS n, AVG(abs_error) AS mae, "
         "SQRT(AVG(error * error)) AS rmse, AVG(CAST(covered AS FLOAT64)) AS coverage, "
         "AVG(ABS(persisted - actual)) AS persistence_mae "
         f"FROM ({persistence_sql([target], ids is not None)}) AS a "
-        "GROUP BY horizon_h ORDER BY horizon_h",
-        {**p, "issued_after": start - dt.timedelta(hours=HORIZON_MAX_H)},
+        "GROUP BY GROUPING SETS ((horizon_h), (location_id))",
+        p,
     )
-    if by_h.empty:
+    if both.empty:
         return None
-    by_loc = warehouse.query(
-        "SELECT location_id, AVG(abs_error) AS mae "
-        f"FROM ({accuracy_sql(bounded=True)}) AS a WHERE target = @target{mine} "
-        "GROUP BY location_id ORDER BY location_id",
-        {**p, "target": target},
-    )
+    by_h = both[both["location_id"].isna()].sort_values("horizon_h")
+    by_loc = both[both["horizon_h"].isna()].sort_values("location_id")
     return Accuracy(
         window_start=start,
         window_end=as_of,

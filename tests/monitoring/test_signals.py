@@ -5,12 +5,16 @@ same numbers on both, which catches a dialect the adapters do not translate."""
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
+from typing import cast
 
 import pandas as pd
 
 from common.core.config import Settings
 from common.core.schema import accuracy_sql, persistence_sql
 from common.monitoring import signals
+from common.predict.job import recent_accuracy
+from common.runtime.services import Services
 from common.warehouse import open_warehouse
 
 T = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
@@ -187,3 +191,20 @@ def test_bounded_accuracy_gives_the_views_rows_for_its_hours(settings: Settings)
     )
     assert len(mine) == 4 and mine["persisted"].notna().all()
     assert wh.query(joined, {**window, "ids": ["b"]}).empty  # b has no forecasts
+
+
+def test_the_snapshots_accuracy_gives_both_groupings_from_one_query(settings: Settings):
+    """`recent_accuracy` reads by horizon and by location in one GROUPING SETS query (one
+    scan of the window on BigQuery). Persistence says 17 (observed at the issue time) for
+    18, 19 and 20; the model says 20."""
+    services = cast(Services, SimpleNamespace(warehouse=_load(settings)))
+    acc = recent_accuracy(services, "pm2_5", T, ["a"])
+    assert acc is not None
+    assert [(h.horizon_h, h.n, h.mae, h.coverage, h.persistence_mae) for h in acc.by_horizon] == [
+        (1, 1, 2.0, 1.0, 1.0),
+        (2, 1, 1.0, 1.0, 2.0),
+        (3, 1, 0.0, 1.0, 3.0),
+    ]
+    assert acc.by_location == {"a": 1.0}
+    assert recent_accuracy(services, "pm2_5", T) == acc  # every location: only a has rows
+    assert recent_accuracy(services, "pm2_5", T, ["b"]) is None  # b has no forecasts
