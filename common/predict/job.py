@@ -504,7 +504,8 @@ def recent_accuracy(
         "hours_through": as_of,
         "issued_after": start - dt.timedelta(hours=HORIZON_MAX_H),
     }
-    _ids_clause(p, ids)
+    if ids is not None:  # persistence_sql writes the filter; only its parameter is ours
+        p["ids"] = ids
     both = services.warehouse.query(
         "SELECT horizon_h, location_id, COUNT(*) AS n, AVG(abs_error) AS mae, "
         "SQRT(AVG(error * error)) AS rmse, AVG(CAST(covered AS FLOAT64)) AS coverage, "
