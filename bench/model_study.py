@@ -439,8 +439,8 @@ def median(
         t0 = time.perf_counter()
         change_c, change_t, trees = [], [], []
         for k in range(bags):
-            resample = (k > 0 and not same_sample) or per_pair
-            seed = 1000 + k if k > 0 or not per_pair else 0
+            resample = per_pair > 0 or (k > 0 and not same_sample)
+            seed = 1000 + k if k > 0 else 0
             X, y, _ = (
                 study.block("fit", 1, seed=seed, per_pair=per_pair)
                 if resample
