@@ -232,7 +232,7 @@ def learn_shrinkage(
     change) against the actual value; 1 where there are too few rows to tell, and 1 where
     the whole change already beats persistence (alpha 0) by SAFE_MARGIN: the shrinkage is a
     safety against losing to the last value, not a second fit of every horizon to one
-    calibration block (which cost the long horizons more than it won, see benchmarks)."""
+    calibration block (which cost the long horizons more than it won: docs/studies/shrinkage.md)."""
     actual = np.expm1(level + y)
     out = []
     for k in range(1, horizon + 1):

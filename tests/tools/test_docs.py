@@ -1,4 +1,4 @@
-"""The docs cannot drift: the generated settings table, links that resolve, a short README."""
+"""The docs cannot drift: the generated settings table, links (and sections) that resolve."""
 
 from __future__ import annotations
 
@@ -11,8 +11,19 @@ from common.core.config import Settings
 from tools import docs
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-LINK = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+LINK = re.compile(r"\]\(([^)#\s]*)(#[^)\s]*)?\)")
+FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+
+
+def anchors(page: Path) -> set[str]:
+    """The fragments GitHub gives headings: lower case, punctuation dropped, spaces to -."""
+    text = FENCE.sub("", page.read_text(encoding="utf-8"))
+    return {
+        re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in text.splitlines()
+        if line.startswith("#")
+    }
 
 
 def test_settings_table_is_generated_from_the_settings() -> None:
@@ -38,11 +49,26 @@ def test_relative_links_resolve(page: Path) -> None:
     broken = [
         target
         for target, _ in LINK.findall(page.read_text(encoding="utf-8"))
-        if "://" not in target
+        if target
+        and "://" not in target
         and not target.startswith("mailto:")
         and not (page.parent / target).exists()
     ]
     assert not broken, f"{page.name} links to missing files: {broken}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_section_links_name_a_heading(page: Path) -> None:
+    """A renamed or moved section breaks `page.md#section` links silently; this catches it."""
+    broken = [
+        target + fragment
+        for target, fragment in LINK.findall(page.read_text(encoding="utf-8"))
+        if fragment
+        and "://" not in target
+        and (page.parent / target).suffix in (".md", "")
+        and fragment[1:] not in anchors(page.parent / target if target else page)
+    ]
+    assert not broken, f"{page.name} links to missing sections: {broken}"
 
 
 def test_readme_reads_in_five_minutes() -> None:
