@@ -13,7 +13,7 @@ import pandas as pd
 from common.core.config import Settings
 from common.core.schema import accuracy_sql, persistence_sql
 from common.monitoring import signals
-from common.predict.job import recent_accuracy
+from common.predict.reads import recent_accuracy
 from common.runtime.services import Services
 from common.warehouse import open_warehouse
 

@@ -135,7 +135,7 @@ def _batch_without_offsets() -> pd.DataFrame:
     from common.forecasting.features import FeatureSpec
     from common.forecasting.forecast import forecast_frame
     from common.forecasting.registry import Registry
-    from common.predict.job import read_recent
+    from common.predict.reads import read_recent
     from common.runtime import locations
 
     svc = get_services()
