@@ -248,7 +248,8 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
             home=work / "gcp-home",
             project="aircast-bench",
             bucket="aircast-bench",
-            bigquery_endpoint=bq,
+            bigquery_endpoint=bq.rest,
+            bigquery_storage_endpoint=bq.grpc,
             storage_endpoint=gcs,
             source="synthetic",
             locations_file=toml,
@@ -283,13 +284,15 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
 
 
 def kinds(calls: list[str]) -> dict[str, int]:
-    """Requests by what they are: queries, load jobs (insert + upload), and GETs (result
-    pages beyond the first, job polls, table reads)."""
-    out = {"queries": 0, "load jobs": 0, "uploads": 0, "gets": 0}
+    """Requests by what they are: queries, load jobs (insert + upload), GETs (result
+    pages beyond the first, job polls, table reads) and Storage API calls (gRPC)."""
+    out = {"queries": 0, "load jobs": 0, "uploads": 0, "gets": 0, "storage api": 0}
     for call in calls:
         method, url = call.split(" ", 1)
         name = url.rsplit("/", 1)[-1]
-        if method == "POST" and name == "queries":
+        if method == "GRPC":
+            out["storage api"] += 1
+        elif method == "POST" and name == "queries":
             out["queries"] += 1
         elif method == "POST" and name == "jobs":
             out["load jobs"] += 1

@@ -10,7 +10,7 @@ import pytest
 
 from common.core.config import Settings, load_settings
 from common.runtime import services
-from tests.emulators import bigquery_emulator, storage_emulator
+from tests.emulators import BigQueryEndpoints, bigquery_emulator, storage_emulator
 
 PROJECT = "aircast-test"
 BUCKET = "aircast-test-artifacts"
@@ -19,9 +19,9 @@ _datasets = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def bq_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with bigquery_emulator(PROJECT, tmp_path_factory.mktemp("bqemulator")) as url:
-        yield url
+def bq_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEndpoints]:
+    with bigquery_emulator(PROJECT, tmp_path_factory.mktemp("bqemulator")) as endpoints:
+        yield endpoints
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +36,7 @@ def local_settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def gcp_settings(bq_endpoint: str, gcs_endpoint: str, tmp_path: Path) -> Settings:
+def gcp_settings(bq_endpoint: BigQueryEndpoints, gcs_endpoint: str, tmp_path: Path) -> Settings:
     """Google adapters on the emulators; a fresh dataset per test keeps tests independent."""
     return load_settings(
         backend="gcp",
@@ -44,7 +44,8 @@ def gcp_settings(bq_endpoint: str, gcs_endpoint: str, tmp_path: Path) -> Setting
         project=PROJECT,
         bucket=BUCKET,
         dataset=f"t{next(_datasets)}_{tmp_path.name[-8:].replace('-', '_')}",
-        bigquery_endpoint=bq_endpoint,
+        bigquery_endpoint=bq_endpoint.rest,
+        bigquery_storage_endpoint=bq_endpoint.grpc,
         storage_endpoint=gcs_endpoint,
     )
 
@@ -72,6 +73,7 @@ def use_settings(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
         "GOOGLE_CLOUD_PROJECT": settings.project,
         "AIRCAST_BUCKET": settings.bucket,
         "AIRCAST_BIGQUERY_ENDPOINT": settings.bigquery_endpoint,
+        "AIRCAST_BIGQUERY_STORAGE_ENDPOINT": settings.bigquery_storage_endpoint,
         "STORAGE_EMULATOR_HOST": settings.storage_endpoint,
     }
     for key, value in env.items():

@@ -1,7 +1,9 @@
 """Start the Google Cloud emulators as real servers on free loopback ports.
 
-bqemulator serves the BigQuery REST API (DuckDB inside); gcp-storage-emulator serves the
-Cloud Storage JSON API. Both run as child processes and are stopped afterwards.
+bqemulator serves the BigQuery REST API (DuckDB inside) and, on its gRPC port, the
+BigQuery Storage Read and Write APIs (started through tests/bqemulator_main.py, which lets
+the Read API read query results); gcp-storage-emulator serves the Cloud Storage JSON API.
+Both run as child processes and are stopped afterwards.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 
 def free_port() -> int:
@@ -57,9 +60,13 @@ def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) ->
 
 
 @contextlib.contextmanager
-def _serve(cmd: list[str], probe: str, log: Path) -> Iterator[None]:
+def _serve(
+    cmd: list[str], probe: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[None]:
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ.copy())
+        proc = subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, env=os.environ | (env or {})
+        )
     try:
         _wait(probe, proc, log)
         yield
@@ -72,14 +79,19 @@ def _serve(cmd: list[str], probe: str, log: Path) -> Iterator[None]:
             proc.wait()
 
 
+class BigQueryEndpoints(NamedTuple):
+    rest: str  # http://127.0.0.1:PORT, the BigQuery API (Settings.bigquery_endpoint)
+    grpc: str  # 127.0.0.1:PORT, the Storage Read/Write APIs (bigquery_storage_endpoint)
+
+
 @contextlib.contextmanager
-def bigquery_emulator(project: str, workdir: Path) -> Iterator[str]:
+def bigquery_emulator(project: str, workdir: Path) -> Iterator[BigQueryEndpoints]:
     install_duckdb_spatial()
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     cmd = [
         sys.executable,
         "-m",
-        "bqemulator",
+        "tests.bqemulator_main",
         "start",
         "--rest-host",
         "127.0.0.1",
@@ -88,15 +100,22 @@ def bigquery_emulator(project: str, workdir: Path) -> Iterator[str]:
         "--grpc-host",
         "127.0.0.1",
         "--grpc-port",
-        str(free_port()),
+        str(grpc_port),
         "--project",
         project,
         "--log-level",
         "warning",
     ]
     url = f"http://127.0.0.1:{port}"
-    with _serve(cmd, f"{url}/bigquery/v2/projects/{project}/datasets", workdir / "bqemulator.log"):
-        yield url
+    env = {
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+        )
+    }
+    with _serve(
+        cmd, f"{url}/bigquery/v2/projects/{project}/datasets", workdir / "bqemulator.log", env
+    ):
+        yield BigQueryEndpoints(url, f"127.0.0.1:{grpc_port}")
 
 
 @contextlib.contextmanager

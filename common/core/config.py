@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     bigquery_endpoint: str | None = Field(
         None, description="BigQuery API endpoint override (emulators); anonymous credentials."
     )
+    bigquery_storage_endpoint: str | None = Field(
+        None,
+        description="BigQuery Storage Read/Write API (gRPC) endpoint override, host:port "
+        "(emulators): an insecure channel, no credentials.",
+    )
     storage_endpoint: str | None = Field(
         None,
         validation_alias=AliasChoices("STORAGE_EMULATOR_HOST", "AIRCAST_STORAGE_ENDPOINT"),

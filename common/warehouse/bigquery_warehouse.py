@@ -1,10 +1,10 @@
 """BigQuery adapter: google-cloud-bigquery for schema, appends and reads.
 
-Reads run through this adapter's own client (`query_and_wait`, then `to_arrow`), and
-large results come through the BigQuery Storage Read API (parallel Arrow streams instead
-of paged REST JSON) when talking to BigQuery itself; pandas-gbq's reader built a second,
-default client to page through large results, which also bypassed an endpoint override
-(the emulator). Against an endpoint override the REST pages are read with this client.
+Reads run through this adapter's own client (`query_and_wait`, then `to_arrow`). A result
+that fits the query's own response (up to PAGE_ROWS rows) is read from it; a larger one
+comes through the BigQuery Storage Read API (Arrow record batches over gRPC) with this
+adapter's read client, never as paged REST JSON. Both clients honour the endpoint
+overrides (the emulator's REST and gRPC ports), so the tests run the path BigQuery takes.
 
 Each append is one load job of one Parquet file: atomic (all rows land or none), free
 (streaming inserts are billed), and a constant number of API requests whatever the row
@@ -22,13 +22,17 @@ import hashlib
 import io
 from typing import Any
 
+import grpc
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import bigquery
+from google.cloud import bigquery, bigquery_storage_v1
+from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
+    BigQueryReadGrpcTransport,
+)
 
 from common.core.config import Settings
 from common.core.schema import TABLES, VIEWS, Table
@@ -57,21 +61,52 @@ def make_client(settings: Settings) -> bigquery.Client:
     return bigquery.Client(project=settings.project, location=settings.bq_location)
 
 
+def make_read_client(
+    settings: Settings, channel: grpc.Channel | None = None
+) -> bigquery_storage_v1.BigQueryReadClient:
+    """A Storage Read API client. With an endpoint override (the emulator's gRPC port) it
+    talks over an insecure channel, the way the client library takes a custom channel: a
+    transport built on that channel, the endpoint in client_options."""
+    endpoint = settings.bigquery_storage_endpoint
+    if not endpoint:
+        return bigquery_storage_v1.BigQueryReadClient()
+    transport = BigQueryReadGrpcTransport(channel=channel or grpc.insecure_channel(endpoint))
+    return bigquery_storage_v1.BigQueryReadClient(
+        transport=transport, client_options=ClientOptions(api_endpoint=endpoint)
+    )
+
+
 NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
-PAGE_ROWS = 100_000  # rows per REST page of a query result (the server caps bytes)
+# Rows a query's own response may carry (BigQuery also caps it at 10 MB): a result this
+# small is read from that response; a larger one through the Storage Read API.
+PAGE_ROWS = 10_000
 
 
 class BigQueryWarehouse(Warehouse):
     dialect = "bigquery"
 
-    def __init__(self, settings: Settings, client: bigquery.Client | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: bigquery.Client | None = None,
+        read_client: bigquery_storage_v1.BigQueryReadClient | None = None,
+    ) -> None:
         super().__init__(settings)
         if not settings.project:
             raise WarehouseError("GOOGLE_CLOUD_PROJECT is required for BigQuery")
         self.project: str = settings.project
         self.client = client or make_client(settings)
+        self._read_client = read_client
+
+    @property
+    def read_client(self) -> bigquery_storage_v1.BigQueryReadClient:
+        """The Storage Read API client, made on first use (it connects on its first call,
+        which a result complete in its first page never makes)."""
+        if self._read_client is None:
+            self._read_client = make_read_client(self.settings)
+        return self._read_client
 
     def _project(self) -> str | None:
         return self.project
@@ -187,12 +222,10 @@ class BigQueryWarehouse(Warehouse):
             query_parameters=[_param(k, v) for k, v in params.items()], use_legacy_sql=False
         )
         try:
-            # Big pages: a result read over REST takes one request per page, and BigQuery
-            # still caps each page at 10 MB whatever is asked.
             rows = self.client.query_and_wait(sql, job_config=config, page_size=PAGE_ROWS)
-            # The Storage Read API only on BigQuery itself (the emulator serves REST pages).
-            storage = self.settings.bigquery_endpoint is None and (rows.total_rows or 0) > 10_000
-            table = rows.to_arrow(create_bqstorage_client=storage)
+            # The client library reads a result complete in its first page from that page
+            # and anything larger from the query's result table over the Storage Read API.
+            table = rows.to_arrow(bqstorage_client=self.read_client)
         except (gexc.GoogleAPIError, TimeoutError) as exc:
             raise WarehouseError(f"query failed: {exc}") from None
         # BigQuery's nullable INT64 / BOOL as pandas' nullable types (as pandas-gbq gave them).
@@ -200,6 +233,8 @@ class BigQueryWarehouse(Warehouse):
 
     def close(self) -> None:
         self.client.close()
+        if self._read_client is not None:
+            self._read_client.transport.close()
 
 
 def parquet_bytes(table: Table, frame: pd.DataFrame) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import grpc
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +17,13 @@ from common.core.config import Settings
 from common.core.schema import TABLES, VIEWS, Column
 from common.warehouse import Warehouse, WarehouseError, open_warehouse
 from common.warehouse.base import conform
-from common.warehouse.bigquery_warehouse import BigQueryWarehouse, load_job_id, parquet_bytes
+from common.warehouse.bigquery_warehouse import (
+    PAGE_ROWS,
+    BigQueryWarehouse,
+    load_job_id,
+    make_read_client,
+    parquet_bytes,
+)
 from common.warehouse.sql import SQLError
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
@@ -163,7 +170,8 @@ def test_large_appends_all_land(wh: Warehouse):
 
 
 class CountingSession(requests.Session):
-    """The BigQuery client's HTTP session, counting the API requests it sends."""
+    """The BigQuery client's HTTP session, counting the API requests it sends (and, through
+    `CountingInterceptor`, the Storage API's gRPC calls as `GRPC <method>`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -178,9 +186,28 @@ class CountingSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
+class CountingInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds each gRPC call on a channel to a CountingSession's list of calls."""
+
+    def __init__(self, session: CountingSession) -> None:
+        self.session = session
+
+    def _count(self, continuation, details, request):
+        self.session.calls.append(f"GRPC {details.method}")
+        return continuation(details, request)
+
+    intercept_unary_unary = _count
+    intercept_unary_stream = _count
+    intercept_stream_stream = _count
+
+
 def counting_warehouse(settings: Settings) -> tuple[BigQueryWarehouse, CountingSession]:
-    """A BigQueryWarehouse on the emulator whose client (as make_client builds it) sends
-    through a counting HTTP session."""
+    """A BigQueryWarehouse on the emulator whose clients (as make_client and
+    make_read_client build them) send through a counting HTTP session and gRPC channel."""
     session = CountingSession()
     client = bigquery.Client(
         project=settings.project,
@@ -188,9 +215,60 @@ def counting_warehouse(settings: Settings) -> tuple[BigQueryWarehouse, CountingS
         client_options=ClientOptions(api_endpoint=settings.bigquery_endpoint),
         _http=session,
     )
-    wh = BigQueryWarehouse(settings, client=client)
+    endpoint = settings.bigquery_storage_endpoint
+    channel = grpc.intercept_channel(grpc.insecure_channel(endpoint), CountingInterceptor(session))
+    wh = BigQueryWarehouse(settings, client=client, read_client=make_read_client(settings, channel))
     wh.ensure_schema()
     return wh, session
+
+
+def read_paths(calls: list[str]) -> dict[str, int]:
+    """A read's requests by path: the query, REST result pages, Storage Read API calls."""
+    return {
+        "queries": sum(c.startswith("POST") and c.endswith("/queries") for c in calls),
+        "rest pages": sum(
+            c.startswith("GET") and ("/queries/" in c or "/data" in c) for c in calls
+        ),
+        "read sessions": sum(c.endswith("BigQueryRead/CreateReadSession") for c in calls),
+        "read streams": sum(c.endswith("BigQueryRead/ReadRows") for c in calls),
+    }
+
+
+@pytest.mark.emulator
+def test_bigquery_large_reads_come_through_the_storage_read_api(gcp_settings: Settings):
+    """A result larger than the query's first page is read as Arrow over the Storage Read
+    API (the emulator's gRPC port), not paged through REST; a small one from the query's
+    own response with no further request. Both give the same rows and types."""
+    wh, session = counting_warehouse(gcp_settings)
+    n = PAGE_ROWS * 2 + 500
+    frame = pd.DataFrame(
+        {"location_id": [f"l{i % 97}" for i in range(n)],
+         "ts": [T0 + pd.Timedelta(hours=i // 97) for i in range(n)],
+         "pm2_5": [None if i % 11 == 0 else i / 4 for i in range(n)],
+         "source": "test", "run_id": "r", "ingested_at": T0}
+    )  # fmt: skip
+    wh.append("observations_raw", frame)
+    sql = "SELECT location_id, ts, pm2_5, run_id FROM observations_raw ORDER BY ts, location_id"
+
+    session.calls.clear()
+    large = wh.query(sql)
+    assert read_paths(session.calls) == {
+        "queries": 1, "rest pages": 0, "read sessions": 1, "read streams": 1
+    }, session.calls  # fmt: skip
+    assert len(large) == n
+    want = frame.sort_values(["ts", "location_id"]).reset_index(drop=True)
+    assert large["location_id"].tolist() == want["location_id"].tolist()
+    assert large["ts"].tolist() == want["ts"].tolist()
+    assert large["pm2_5"].isna().sum() == want["pm2_5"].isna().sum()
+    assert large["pm2_5"].sum() == pytest.approx(want["pm2_5"].sum())
+
+    session.calls.clear()
+    small = wh.query(sql + " LIMIT @n", {"n": 100})
+    assert read_paths(session.calls) == {
+        "queries": 1, "rest pages": 0, "read sessions": 0, "read streams": 0
+    }, session.calls  # fmt: skip
+    assert small.dtypes.to_dict() == large.dtypes.to_dict()
+    pd.testing.assert_frame_equal(small, large.head(100))
 
 
 @pytest.mark.emulator
