@@ -47,8 +47,8 @@ def main() -> None:
         from common.ingest.job import IngestRequest, run_ingest
         from common.runtime import locations
         from common.runtime.services import get_services
-        from common.train.job import TrainRequest, plan_training
         from common.train.observations import observations, summarise
+        from common.train.plan import plan_training
 
         svc = get_services()
         svc.warehouse.ensure_schema()
@@ -61,8 +61,7 @@ def main() -> None:
         obs = observations(svc.warehouse, spec, AS_OF - window, AS_OF, summary)  # what train reads
         places = locations.current(svc.warehouse)
         data = TrainingData(obs, spec, places)
-        request = TrainRequest(max_rows=args.max_rows)
-        plan = plan_training(request, s, summary, spec, AS_OF - window, AS_OF)
+        plan = plan_training(args.max_rows, s, summary, spec, AS_OF - window, AS_OF)
         t0 = time.perf_counter()
         fit = fit_model(data, plan.history, params={"nthread": s.train_threads})
         fit_s = time.perf_counter() - t0

@@ -17,7 +17,7 @@ from common.forecasting.registry import Registry
 from common.ingest.job import IngestRequest, run_ingest
 from common.runtime import services
 from common.runtime.services import get_services
-from common.train import job as train_job
+from common.train import candidate as train_candidate
 from common.train.job import TrainRequest, run_train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +152,7 @@ def test_a_failed_run_leaves_production_and_no_partial_version(home: Path, monke
     def out_of_memory(*args, **kwargs):
         raise MemoryError("simulated: the instance ran out of memory while fitting")
 
-    monkeypatch.setattr(train_job, "fit_model", out_of_memory)
+    monkeypatch.setattr(train_candidate, "fit_model", out_of_memory)
     later = AS_OF + dt.timedelta(hours=1)
     client = functions_framework.create_app("train", str(ROOT / "functions/train/main.py"))
     resp = client.test_client().post("/", json={"as_of": later.isoformat()})

@@ -1,0 +1,86 @@
+"""What a version says about itself (its metadata.json) and the drift reference it stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+import common
+from common.core.timeutil import iso
+from common.forecasting.features import grid_columns
+from common.forecasting.training import TrainingData
+from common.monitoring import drift
+from common.monitoring.drift import reference as drift_reference
+from common.monitoring.thresholds import DRIFT_WINDOW_HOURS, NATURAL_PSI_QUANTILE
+from common.train.candidate import Candidate
+from common.train.observations import WindowSummary, recent, reference_rows
+from common.train.plan import TrainPlan
+
+WEATHER_NOTE = (
+    "Training rows use the observed weather at the target hour as a stand-in for a weather "
+    "forecast; predict uses the newest weather forecast issued at or before the issue time."
+)
+
+
+def drift_sample(data: TrainingData, end: dt.datetime) -> bytes:
+    """The inputs of the window's last drift window, a bounded sample (see drift.py)."""
+    since = end - dt.timedelta(hours=DRIFT_WINDOW_HOURS)
+    return drift.reference_sample(recent(data.obs, since), grid_columns(data.spec), since)
+
+
+def version_metadata(
+    model_name: str,
+    data: TrainingData,
+    summary: WindowSummary,
+    plan: TrainPlan,
+    candidate: Candidate,
+    run_id: str,
+    tuning: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a version says about itself: recipe, data, rows, metrics and backtest."""
+    spec, metrics = data.spec, candidate.metrics
+    ref_rows = reference_rows(data.obs)
+    references = {
+        "reference": drift_reference(ref_rows, grid_columns(spec)),
+        "reference_by_month": drift.monthly_reference(ref_rows, grid_columns(spec)),
+    }
+    return {
+        "model_name": model_name,
+        "version": plan.version,
+        "created_at": iso(dt.datetime.now(dt.UTC)),
+        "run_id": run_id,
+        "code_version": code_version(),
+        "target": spec.target,
+        "horizon": spec.horizon,
+        "spec": spec.to_dict(),
+        "features": spec.columns(),
+        "weather": WEATHER_NOTE if spec.future_weather else "no weather after t is used",
+        "params": candidate.model.params,
+        "tuning": tuning,
+        "model": candidate.model.state(),
+        "data": {
+            "window": [iso(plan.window_start), iso(plan.as_of)],
+            "observations": summary.observations,
+            "locations": summary.locations,
+            "fingerprint": plan.fingerprint,
+            "blocks": candidate.blocks,
+            "holdout": [iso(plan.holdout.start), iso(plan.holdout.end)],
+        },
+        "rows": candidate.rows,
+        "metrics": {"holdout": metrics},
+        "baselines": {b: metrics[b] for b in ("persistence", "seasonal_naive")},
+        "backtest": candidate.backtest,
+        # decile bins of every input over the training window and of each calendar month
+        # of it (drift is measured against them), and how far the window's own weeks are
+        **references,
+        "reference_natural": drift.natural_psi(
+            ref_rows, references, DRIFT_WINDOW_HOURS, NATURAL_PSI_QUANTILE
+        ),
+    }
+
+
+def code_version() -> str:
+    """The package version plus the deployed revision or commit when the platform says it."""
+    rev = os.environ.get("K_REVISION") or os.environ.get("AIRCAST_CODE_VERSION")
+    return f"{common.__version__}+{rev}" if rev else common.__version__
