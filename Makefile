@@ -36,9 +36,10 @@ chromium:  ## Debian's chromium for the dashboard test (apt-get, only if missing
 	  $$SUDO apt-get install -y -qq chromium || \
 	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; }
 
-lint: install-dev  ## ruff check and format check
+lint: install-dev  ## ruff check and format check, then the type checker (config: pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install-dev  ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .

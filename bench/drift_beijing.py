@@ -72,6 +72,7 @@ def main() -> None:
         ref, _ = drift.pick_reference(refs, (end - window).to_pydatetime(), end.to_pydatetime())
         psi = drift.psi_by_column(ref, recent)
         worst, levels = drift_worst(psi, natural)
+        assert worst is not None, "no comparable inputs in the window"
         state = levels.state(psi[worst])
         now[state] += 1
         if state == "alert":

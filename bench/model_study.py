@@ -78,6 +78,7 @@ class Study:
         summary = summarise(svc.warehouse, self.spec, start, tb.DATA_END)
         self.obs = observations(svc.warehouse, self.spec, start, tb.DATA_END, summary)
         self.places = locations.current(svc.warehouse)
+        assert summary.oldest is not None, "no observations in the study window"
         self.first = summary.oldest + dt.timedelta(hours=HISTORY_HOURS)
         # The test year runs from March 1 of `year` (2016: the train benchmark's); the fit
         # blocks end where it starts.
@@ -346,7 +347,7 @@ def intervals(
             name = f"online: adaptive offsets, eta {eta}" + (f", pooled +-{pool} h" if pool else "")
             variants[name] = (base_lo - lo_add, base_hi + hi_add)
     level = Xt["level"].to_numpy(float)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, (lo, hi) in variants.items():
         lo, hi = np.minimum(lo, qt[:, 1]), np.maximum(hi, qt[:, 1])
         p10, p90 = np.clip(np.expm1(level + lo), 0, None), np.clip(np.expm1(level + hi), 0, None)
@@ -437,7 +438,9 @@ def median(
         power = float(params.get("horizon_weight_power", 1.0))
         booster_params = ForecastModel(cols, H, params)._booster_params(0.5)
         t0 = time.perf_counter()
-        change_c, change_t, trees = [], [], []
+        change_c: list[np.ndarray] = []
+        change_t: list[np.ndarray] = []
+        trees = []
         for k in range(bags):
             resample = per_pair > 0 or (k > 0 and not same_sample)
             seed = 1000 + k if k > 0 else 0

@@ -126,7 +126,8 @@ def _ranges(hs: list[int]) -> str:
     """[8, 9, 10, 12] -> '8-10, 12' ('none' when empty)."""
     if not hs:
         return "none"
-    out, start = [], hs[0]
+    out: list[str] = []
+    start: int | None = hs[0]
     for a, b in zip(hs, [*hs[1:], None], strict=True):
         if b != a + 1:
             out.append(f"{start}" if start == a else f"{start}-{a}")

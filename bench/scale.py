@@ -275,8 +275,8 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
         out["predict_rows"] = answer["counts"]["written"]
         out["predict_kinds"] = kinds(session.calls)
         session.calls.clear()
-        window = {"start": AS_OF + dt.timedelta(hours=1), "end": AS_OF + dt.timedelta(hours=3)}
-        ingest = run_ingest(IngestRequest(**window), counted)
+        start, end = AS_OF + dt.timedelta(hours=1), AS_OF + dt.timedelta(hours=3)
+        ingest = run_ingest(IngestRequest(start=start, end=end), counted)
         out["ingest_requests"] = len(session.calls)
         out["ingest_rows"] = ingest["counts"].get("written")
         out["ingest_kinds"] = kinds(session.calls)

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,7 @@ def child(home: Path) -> dict:
     reads = {"queries": 0, "rows": 0}
     query = svc.warehouse.query
 
-    def counted(sql: str, params: dict | None = None) -> Any:
+    def counted(sql: str, params: Mapping[str, Any] | None = None) -> Any:
         frame = query(sql, params)
         reads["queries"] += 1
         reads["rows"] += len(frame)

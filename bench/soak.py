@@ -27,8 +27,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from common.core.faults import KILL_AT
 from common.core.timeutil import iso
@@ -36,7 +39,7 @@ from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
 from common.ingest.job import IngestRequest, run_ingest
 from common.predict.job import PredictRequest, run_predict
 from common.runtime import services
-from common.runtime.services import get_services
+from common.runtime.services import Services, get_services
 from common.scheduling.local import replay_plan
 from common.scheduling.schedules import SCHEDULES, Schedule
 from common.storage.base import NotFound
@@ -49,7 +52,7 @@ POINTS = {
     "predict": ["run:started", "predict:forecasts-written", "store:cas", "run:finishing"],
     "train": ["run:started", "train:version-written", "store:cas", "run:finishing"],
 }
-JOBS = {
+JOBS: dict[str, tuple[type[BaseModel], Callable[[Any, Services], dict[str, Any]]]] = {
     "ingest": (IngestRequest, run_ingest),
     "predict": (PredictRequest, run_predict),
     "train": (TrainRequest, run_train),

@@ -76,6 +76,7 @@ def variant(home: Path, future_weather: bool, max_rows: int | None) -> dict:
     obs = observations(svc.warehouse, spec, start, DATA_END, summary)
     data = TrainingData(obs, spec, locations.current(svc.warehouse))
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert summary.oldest is not None, "no observations in the training window"
     first = summary.oldest + dt.timedelta(hours=HISTORY_HOURS)
     budget = max_rows or s.train_max_rows
     t0 = time.perf_counter()

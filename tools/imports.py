@@ -109,8 +109,8 @@ def read_imports(path: Path, module: str) -> list[Import]:
             return
         function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
         inner: Scope = "function" if function else scope
-        for child in ast.iter_child_nodes(node):
-            visit(child, inner)
+        for inner_node in ast.iter_child_nodes(node):
+            visit(inner_node, inner)
 
     visit(tree, "module")
     return found

@@ -225,9 +225,9 @@ def check(root: Path) -> Report:
                     violations.append(f"{where}: {function} imports {target}; {why}")
 
     cycles = []
-    for path in _cycles(graph):
-        steps = [path[0]]
-        for a, b in itertools.pairwise(path):
+    for cycle in _cycles(graph):
+        steps = [cycle[0]]
+        for a, b in itertools.pairwise(cycle):
             steps.append(f"{b} [{_where(graph[a][b], paths, root)}]")
         cycles.append(steps)
     return Report(cycles, violations)

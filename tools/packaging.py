@@ -143,7 +143,7 @@ def third_party_imports(main: Path) -> set[str]:
 def distributions_for(modules: set[str]) -> set[str]:
     """Distribution names that provide these top-level modules."""
     providers = md.packages_distributions()
-    found = set()
+    found: set[str] = set()
     for module in sorted(modules):
         if module not in providers:
             raise PackagingError(f"no installed distribution provides module {module!r}")
@@ -224,7 +224,9 @@ def package_data() -> dict[str, list[str]]:
     carry the same data files as the installed package, for the packages they include."""
     with (ROOT / "pyproject.toml").open("rb") as f:
         config = tomllib.load(f)
-    return config.get("tool", {}).get("setuptools", {}).get("package-data", {})
+    setuptools = config.get("tool", {}).get("setuptools", {})
+    data: dict[str, list[str]] = setuptools.get("package-data", {})
+    return data
 
 
 def common_files(main: Path) -> dict[str, Path]:

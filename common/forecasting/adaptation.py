@@ -109,7 +109,7 @@ class Offsets:
         ):
             if 1 <= h <= horizon:
                 lo[h - 1], hi[h - 1] = float(a), float(b)
-        through = pd.to_datetime(rows["verified_through"], utc=True).max() if len(rows) else None
+        through = pd.to_datetime(rows["verified_through"], utc=True).max() if len(rows) else pd.NaT
         return cls(tuple(lo), tuple(hi), None if pd.isna(through) else through.to_pydatetime())
 
     def rows(self) -> pd.DataFrame:

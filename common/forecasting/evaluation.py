@@ -45,4 +45,4 @@ def evaluate(keys: pd.DataFrame, q: np.ndarray) -> dict[str, Any]:
 
 def ratio(metrics: dict[str, Any], baseline: str = "persistence") -> float:
     """Model MAE over a baseline's MAE on the same rows (< 1 is better)."""
-    return metrics["model"]["mae"] / metrics[baseline]["mae"]
+    return float(metrics["model"]["mae"] / metrics[baseline]["mae"])

@@ -28,7 +28,7 @@ import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -74,6 +74,7 @@ class ObservationSource(Protocol):
 
     start: dt.datetime
     end: dt.datetime
+    spec: FeatureSpec  # the recipe whose grid columns it reads
 
     def location_ids(self) -> list[str]:
         """Sorted ids of the locations with observations in the window."""
@@ -94,7 +95,9 @@ class ObservationSource(Protocol):
         ...
 
 
-Observations = pd.DataFrame | ObservationSource
+# A frame in memory or a source read in slices. Declared an alias: pandas is untyped (Any) to
+# the checker, and a bare `Any | X` assignment is a variable, not a type.
+Observations: TypeAlias = pd.DataFrame | ObservationSource
 
 
 @dataclass(frozen=True)
@@ -296,7 +299,9 @@ def sampled_examples(
 
 def _split(s0: int, s1: int, drawn: np.ndarray, nb: Any, max_locs: int) -> list[_Unit]:
     """The segment's drawn locations in groups whose grid (with neighbours) fits."""
-    units, group, need = [], [], np.empty(0, dtype=np.int64)
+    units: list[_Unit] = []
+    group: list[int] = []
+    need = np.empty(0, dtype=np.int64)
     for i in drawn:
         mine = np.union1d([i], nb.indices[nb.indptr[i] : nb.indptr[i + 1]])
         merged = np.union1d(need, mine)

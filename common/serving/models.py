@@ -185,7 +185,7 @@ def _variable_fields(names: tuple[str, ...] | list[str]) -> dict[str, Any]:
 
 _STRICT = ConfigDict(extra="forbid")
 
-Observation = create_model(  # type: ignore[call-overload]
+Observation = create_model(
     "Observation",
     __config__=_STRICT,
     __doc__="One observed hour at the location (columns as in common.core.schema.VARIABLES).",
@@ -193,7 +193,7 @@ Observation = create_model(  # type: ignore[call-overload]
     **_variable_fields(list(VARIABLES)),
 )
 
-WeatherForecast = create_model(  # type: ignore[call-overload]
+WeatherForecast = create_model(
     "WeatherForecast",
     __config__=_STRICT,
     __doc__="Forecast weather for a future hour (the weather columns of common.core.schema).",
@@ -212,10 +212,10 @@ class PredictRequest(BaseModel):
         pattern=LOCATION_ID_PATTERN,
         description="Optional: a known location (its metadata is used).",
     )
-    observations: list[Observation] = Field(  # type: ignore[valid-type]
+    observations: list[Observation] = Field(
         min_length=1, max_length=24 * 31, description="Recent hourly observations, any order."
     )
-    weather_forecasts: list[WeatherForecast] | None = Field(  # type: ignore[valid-type]
+    weather_forecasts: list[WeatherForecast] | None = Field(
         None, max_length=MAX_HORIZON * 2, description="Weather forecasts for the coming hours."
     )
     hours: int | None = Field(

@@ -95,7 +95,7 @@ def predict_online(
     )
     points, worst = forecast_points(get_scheme(settings.aqi_scheme), target, fc, history, hours)
     return LocationForecastResponse(
-        location_id=place["location_id"],
+        location_id=str(place["location_id"]),
         model_name=model_name_for(settings.model_name, target, settings.default_target),
         model_version=loaded.version,
         target=target,

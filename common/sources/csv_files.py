@@ -229,16 +229,12 @@ def _parse_beijing(path: str) -> Batch:
         payload_text(raw.loc[i].to_dict()) for i in np.flatnonzero(unparsed)
     ]
     obs = obs[~bad_wd.to_numpy()].reset_index(drop=True)  # quarantined above, whole row
-    locations = [
-        Location(
-            beijing_location_id(st),
-            f"Beijing {st}",
-            *BEIJING_STATIONS.get(st, (None, None)),
-            source="csv",
-            timezone="Asia/Shanghai",
+    locations = []
+    for st in sorted(raw["station"].dropna().astype(str).unique()):
+        lat, lon = BEIJING_STATIONS.get(st, (None, None))
+        locations.append(
+            Location(beijing_location_id(st), f"Beijing {st}", lat, lon, "csv", "Asia/Shanghai")
         )
-        for st in sorted(raw["station"].dropna().astype(str).unique())
-    ]
     return Batch(obs, rejected, {}, locations)
 
 

@@ -119,7 +119,7 @@ def tune(
         "params": dict(study.best_params),
         "objective": "mean over folds of MAE / persistence MAE",
         "best_value": float(study.best_value),
-        "default_value": float(done[0].value) if done else None,
+        "default_value": done[0].value if done else None,
         "trials": len(study.trials),
         "stopped_by": stopped,
         "budget": {

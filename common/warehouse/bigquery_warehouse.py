@@ -38,6 +38,14 @@ from common.core.config import Settings
 from common.core.schema import TABLES, VIEWS, Table
 from common.warehouse.base import Warehouse, WarehouseError
 
+AnyJob = (
+    bigquery.LoadJob
+    | bigquery.CopyJob
+    | bigquery.ExtractJob
+    | bigquery.QueryJob
+    | bigquery.UnknownJob
+)
+
 # Parquet types for the schema's BigQuery types (timestamps in microseconds, UTC).
 ARROW_TYPES: dict[str, pa.DataType] = {
     "STRING": pa.string(),
@@ -203,6 +211,7 @@ class BigQueryWarehouse(Warehouse):
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
         )
         try:
+            job: AnyJob  # get_job answers whatever kind the id names (here: this load)
             try:
                 job = self.client.load_table_from_file(
                     io.BytesIO(data), self._ref(table.name), job_id=job_id,

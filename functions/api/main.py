@@ -10,6 +10,7 @@ import functools
 import flask
 import functions_framework
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
 from common.core.config import get_settings
 from common.core.logs import configure_logging
@@ -26,7 +27,7 @@ def _api() -> Api:
 
 
 @functions_framework.http
-def api(request: flask.Request) -> flask.Response:
+def api(request: flask.Request) -> Response:
     return _api()(request)
 
 

@@ -70,6 +70,7 @@ class Spy:
 
     def __init__(self, inner: WarehouseObservations) -> None:
         self.inner, self.start, self.end = inner, inner.start, inner.end
+        self.spec = inner.spec
         self.reads: list[tuple[dt.datetime, dt.datetime, int, pd.Timestamp | None]] = []
 
     def location_ids(self) -> list[str]:
