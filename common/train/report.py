@@ -26,7 +26,7 @@ def backtest(
     `history` spans the issue times before the holdout with the candidate's row budget;
     each fold is refitted on a quarter of it.
     """
-    out = []
+    out: list[dict[str, Any]] = []
     gap = dt.timedelta(hours=data.spec.horizon)
     for k in range(folds, 0, -1):
         origin = history.end - k * (block + gap)
