@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import flask
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from werkzeug.wrappers import Request, Response
 
-from common.core.aqi import US_EPA, Scheme, get_scheme
+from common.core.aqi import get_scheme
 from common.core.config import Settings
 from common.core.errors import (
     AircastError,
@@ -38,340 +34,38 @@ from common.core.errors import (
     Unavailable,
     validation_message,
 )
-from common.core.logs import event, get_logger
-from common.core.sharding import shard_of
-from common.forecasting.snapshot import (
-    SNAPSHOT_KEY,
-    Accuracy,
-    HorizonAccuracy,
-    Snapshot,
-    intervals_key,
-    snapshot_key,
-)
+from common.core.logs import get_logger
+from common.forecasting.snapshot import intervals_key
 from common.monitoring import STATUS_KEY
 from common.runtime.body import read_body
-from common.serving.indices import forecast_points, scheme_model
+from common.serving.cache import OffsetsCache, Parts, Serving, SnapshotCache
+from common.serving.indices import scheme_model
 from common.serving.models import (
     CurrentModel,
-    ForecastQuery,
-    ForecastsResponse,
     Health,
-    LocationForecastResponse,
     LocationsResponse,
     MetricsResponse,
-    PastForecasts,
     PipelineStatus,
     PredictRequest,
-    RecentValues,
     openapi,
+)
+from common.serving.render import (
+    HTML,
+    JSON,
+    encode,
+    forecast_query,
+    forecasts_of,
+    hours_of,
+    json_response,
+    location_forecast,
+    merge_accuracy,
+    require_location,
 )
 from common.storage import ArtifactStore, StoreError
 
-if TYPE_CHECKING:
-    from common.forecasting.adaptation import Offsets
-
 log = get_logger("api")
-JSON = "application/json"
-HTML = "text/html"
 FORECAST_PREFIX = "/v1/forecasts/"
 SNAPSHOT_ROUTES = frozenset({"/v1/locations", "/v1/forecasts", "/v1/metrics"})
-
-
-@dataclass
-class Serving:
-    """One loaded snapshot plus the answers already encoded from it."""
-
-    snapshot: Snapshot
-    generation: int
-    by_id: dict[str, int]  # location_id -> index in snapshot.locations
-    encoded: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # by meaning
-    encoded_bytes: int = 0
-    by_url: dict[tuple[str, bytes], bytes] = field(default_factory=dict)  # (path, query)
-    url_bytes: int = 0
-
-
-class SnapshotCache:
-    """The serving snapshot in memory, re-read only when its generation changes.
-
-    At most one thread checks the store at a time, and only after `refresh_seconds`; the
-    others keep answering from the snapshot they have. A failed check keeps the old one.
-    """
-
-    # Bounds on the answers cached per snapshot (a caller choosing odd URLs cannot grow it).
-    MAX_ENCODED_BYTES = 64 * 2**20
-    MAX_URLS = 20_000
-
-    def __init__(
-        self, store: ArtifactStore, refresh_seconds: float, key: str = SNAPSHOT_KEY
-    ) -> None:
-        self.store = store
-        self.key = key
-        self.refresh_seconds = refresh_seconds
-        self._serving: Serving | None = None
-        self._checked = float("-inf")
-        self._lock = threading.Lock()
-        self.last_error: str | None = None
-
-    def get(self) -> Serving | None:
-        if time.monotonic() - self._checked >= self.refresh_seconds and self._lock.acquire(
-            blocking=self._serving is None
-        ):
-            try:
-                if time.monotonic() - self._checked >= self.refresh_seconds:
-                    self._refresh()
-            finally:
-                self._lock.release()
-        return self._serving
-
-    def _refresh(self) -> None:
-        try:
-            generation = self.store.generation(self.key)
-            if generation == 0:
-                self._serving, self.last_error = None, None
-            elif self._serving is None or generation != self._serving.generation:
-                data, generation = self.store.get_with_generation(self.key)
-                snapshot = Snapshot.model_validate_json(data)
-                by_id = {loc.location_id: i for i, loc in enumerate(snapshot.locations)}
-                self._serving = Serving(snapshot, generation, by_id)
-                self.last_error = None
-                event(
-                    log,
-                    "serving snapshot loaded",
-                    key=self.key,
-                    generation=generation,
-                    run_id=snapshot.run_id,
-                    locations=len(by_id),
-                )
-        except NotFound:
-            self._serving, self.last_error = None, None
-        except (StoreError, ValueError, OSError) as exc:  # keep serving what we have
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            event(log, "serving snapshot check failed", logging.ERROR, error=self.last_error)
-            if self._serving is None:
-                self._checked = time.monotonic()
-                raise Unavailable(f"serving snapshot unreadable: {self.last_error}") from exc
-        self._checked = time.monotonic()
-
-    def require(self) -> Serving:
-        serving = self.get()
-        if serving is None:
-            raise Conflict(
-                f"no forecasts yet: the serving snapshot {self.key} is absent (run predict)"
-            )
-        return serving
-
-
-class OffsetsCache:
-    """The interval offsets predict publishes for each target (`intervals_key`), held like
-    the snapshot: re-checked by generation at most every `refresh_seconds` and re-read only
-    when it changed, so an online prediction adds no store request of its own. A failed
-    check keeps what is held; with nothing held it is a 503."""
-
-    def __init__(self, store: ArtifactStore, refresh_seconds: float) -> None:
-        self.store, self.refresh_seconds = store, refresh_seconds
-        self._held: dict[str, tuple[float, int, Offsets | None]] = {}  # (checked, generation, it)
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> Offsets | None:
-        """The offsets at `key`, or None before predict has published any."""
-        held = self._held.get(key)
-        if held is not None and time.monotonic() - held[0] < self.refresh_seconds:
-            return held[2]
-        with self._lock:
-            held = self._held.get(key)
-            try:
-                generation = self.store.generation(key)
-                if held is not None and generation == held[1]:
-                    value = held[2]
-                elif generation == 0:
-                    value = None
-                else:
-                    from common.forecasting.adaptation import Offsets  # numpy: on first use
-
-                    data, generation = self.store.get_with_generation(key)
-                    value = Offsets.from_json(json.loads(data))
-            except NotFound:
-                generation, value = 0, None
-            except (StoreError, ValueError, KeyError, OSError) as exc:
-                if held is None:
-                    raise Unavailable(f"interval offsets unreadable: {exc}") from exc
-                event(log, "interval offsets check failed", logging.ERROR, error=str(exc))
-                generation, value = held[1], held[2]
-            self._held[key] = (time.monotonic(), generation, value)
-            return value
-
-
-class Parts:
-    """The snapshot parts the api serves, one per predict shard (AIRCAST_PREDICT_SHARDS).
-
-    A lookup loads only the part of its location (the shard is a hash of the id), so an
-    instance never holds or parses the whole network to answer one location; at most
-    `held` parts stay parsed (least recently used dropped), which bounds memory at any
-    network size. Routes over every location (the list, all forecasts, metrics) visit each
-    part in turn. Cloud Run spreads requests over instances regardless of location, so an
-    instance that should answer from memory must hold every part: `held` (setting
-    AIRCAST_API_PARTS_IN_MEMORY) and the api's memory are sized together (docs/scale.md).
-    """
-
-    def __init__(
-        self,
-        store: ArtifactStore,
-        refresh_seconds: float,
-        shards: int,
-        held: int = 16,
-        target: str | None = None,
-        default_target: str | None = None,
-    ) -> None:
-        self.store, self.refresh_seconds, self.shards = store, refresh_seconds, shards
-        self.held = held
-        self.target, self.default_target = target, default_target  # whose snapshot
-        self._held: OrderedDict[int, SnapshotCache] = OrderedDict()
-        self._shard_by_id: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def part(self, shard: int) -> SnapshotCache:
-        cache = self._held.get(shard)
-        if cache is not None and len(self._held) < self.held:
-            return cache  # the hot path: no eviction is possible, so no order to keep
-        with self._lock:
-            cache = self._held.get(shard)
-            if cache is None:
-                key = snapshot_key(shard, self.shards, self.target, self.default_target)
-                cache = self._held[shard] = SnapshotCache(self.store, self.refresh_seconds, key)
-                while len(self._held) > max(self.held, 1):
-                    self._held.popitem(last=False)
-            else:
-                self._held.move_to_end(shard)
-            return cache
-
-    MAX_REMEMBERED = 500_000  # ids whose shard is remembered (a caller cannot grow it more)
-
-    def of(self, location_id: str) -> SnapshotCache:
-        if self.shards == 1:
-            return self.part(0)
-        shard = self._shard_by_id.get(location_id)
-        if shard is None:
-            shard = shard_of(location_id, self.shards)
-            if len(self._shard_by_id) < self.MAX_REMEMBERED:
-                self._shard_by_id[location_id] = shard
-        return self.part(shard)
-
-    def each(self) -> Iterator[tuple[int, Serving | None, str | None]]:
-        """(shard, its serving or None, the last refresh error) for every part."""
-        for k in range(self.shards):
-            cache = self.part(k)
-            try:
-                serving = cache.get()
-            except Unavailable:
-                serving = None
-            yield k, serving, cache.last_error
-
-    def servings(self) -> list[Serving]:
-        """Every part that is served; a 409 when none is (no predict run yet)."""
-        found = [serving for _, serving, _ in self.each() if serving is not None]
-        if not found:
-            whose = f" of {self.target}" if self.target else ""
-            raise Conflict(f"no forecasts yet: the serving snapshot{whose} is absent (run predict)")
-        return found
-
-
-def _json_response(body: dict[str, Any], status: int) -> Response:
-    return Response(json.dumps(body), status, mimetype=JSON)
-
-
-def _encode(model: BaseModel) -> bytes:
-    return model.model_dump_json(exclude_none=False).encode()
-
-
-def _forecast(
-    snapshot: Snapshot, location_id: str, hours: int, with_obs: bool, scheme: Scheme = US_EPA
-) -> LocationForecastResponse:
-    fc = snapshot.forecasts[location_id]
-    history = snapshot.observations.get(location_id)
-    points, worst = forecast_points(scheme, snapshot.target, fc, history, hours)
-    recent = history if with_obs else None
-    past = snapshot.hindcast.get(location_id) if with_obs else None
-    return LocationForecastResponse(
-        location_id=location_id,
-        model_name=snapshot.model_name,
-        model_version=fc.model_version,
-        target=snapshot.target,
-        unit=snapshot.unit,
-        issued_at=fc.issued_at,
-        points=points,
-        observations=RecentValues(start=recent.start, values=recent.values) if recent else None,
-        hindcast=PastForecasts(**past.model_dump()) if past else None,
-        worst=worst,
-    )
-
-
-def _query(args: MultiDict[str, str]) -> ForecastQuery:
-    try:
-        return ForecastQuery.model_validate(
-            {k: args.get(k) for k in ("hours", "observations") if k in args}
-        )
-    except ValidationError as exc:
-        name, message = validation_message(exc)
-        raise BadRequest(message, field=name) from None
-
-
-def _hours(query: ForecastQuery, snapshot: Snapshot) -> int:
-    if query.hours is None:
-        return snapshot.horizon
-    if query.hours > snapshot.horizon:
-        raise BadRequest(
-            f"hours: must be at most the forecast horizon, {snapshot.horizon}", field="hours"
-        )
-    return query.hours
-
-
-def _location(serving: Serving, location_id: str, field: str = "location_id") -> None:
-    snap = serving.snapshot
-    if location_id not in serving.by_id and location_id not in snap.forecasts:
-        raise NotFound(f"unknown location {location_id!r}", field=field)
-    if location_id not in snap.forecasts:
-        reason = next((s.reason for s in snap.skipped if s.location_id == location_id), None)
-        raise NotFound(
-            f"no forecast for {location_id!r} in the latest run"
-            + (f": {reason}" if reason else ""),
-            field=field,
-        )
-
-
-def _weighted(pairs: list[tuple[int, float]]) -> float:
-    return sum(n * x for n, x in pairs) / max(sum(n for n, _ in pairs), 1)
-
-
-def merge_accuracy(parts: list[Accuracy | None]) -> Accuracy | None:
-    """One network's accuracy from the shards' parts: per horizon, the n-weighted means of
-    MAE, coverage and persistence MAE and the root of the n-weighted mean squared error;
-    per location, the union (each location is in one part)."""
-    known = [a for a in parts if a is not None]
-    if not known:
-        return None
-    by_h: dict[int, list[Any]] = {}
-    for part in known:
-        for h in part.by_horizon:
-            by_h.setdefault(h.horizon_h, []).append(h)
-    rows = []
-    for horizon, group in sorted(by_h.items()):
-        persisted = [(h.n, h.persistence_mae) for h in group if h.persistence_mae is not None]
-        rows.append(
-            HorizonAccuracy(
-                horizon_h=horizon,
-                n=sum(h.n for h in group),
-                mae=round(_weighted([(h.n, h.mae) for h in group]), 3),
-                rmse=round(_weighted([(h.n, h.rmse**2) for h in group]) ** 0.5, 3),
-                coverage=round(_weighted([(h.n, h.coverage) for h in group]), 3),
-                persistence_mae=round(_weighted(persisted), 3) if persisted else None,
-            )
-        )
-    return Accuracy(
-        window_start=min(a.window_start for a in known),
-        window_end=max(a.window_end for a in known),
-        by_horizon=rows,
-        by_location={k: v for a in known for k, v in a.by_location.items()},
-    )
 
 
 class Api:
@@ -400,7 +94,7 @@ class Api:
             "/v1/predict": ("POST", self.predict),
             "/v1/models/current": ("GET", lambda r: self.current_model(r.args)),
             "/v1/metrics": ("GET", lambda r: self.metrics(r.args)),
-            "/v1/aqi": ("GET", lambda r: _encode(scheme_model(self.scheme))),
+            "/v1/aqi": ("GET", lambda r: encode(scheme_model(self.scheme))),
         }
 
     def _route(self, request: Request) -> bytes | tuple[bytes, str]:
@@ -446,15 +140,15 @@ class Api:
         except AircastError as exc:
             if exc.status == 500:  # ours (not the caller's, not a dependency's): worth a trace
                 log.error("request failed", exc_info=exc)
-            return _json_response(exc.to_dict(), exc.status)
+            return json_response(exc.to_dict(), exc.status)
         except HTTPException as exc:
-            response = _json_response({"error": exc.description or exc.name}, exc.code or 500)
+            response = json_response({"error": exc.description or exc.name}, exc.code or 500)
             if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
             return response
         except Exception as exc:
             log.exception("request failed")
-            return _json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
+            return json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
         if isinstance(answer, tuple):
             return Response(answer[0], 200, mimetype=answer[1])
         return Response(answer, 200, mimetype=JSON)
@@ -489,7 +183,7 @@ class Api:
     def _cached(self, serving: Serving, key: tuple[Any, ...], build: Callable[[], Any]) -> bytes:
         body = serving.encoded.get(key)
         if body is None:
-            body = _encode(build())
+            body = encode(build())
             if serving.encoded_bytes + len(body) <= SnapshotCache.MAX_ENCODED_BYTES:
                 serving.encoded[key] = body
                 serving.encoded_bytes += len(body)
@@ -503,7 +197,7 @@ class Api:
         errors = [f"part {k}: {e}" if self.parts.shards > 1 else e for k, _, e in parts if e]
         if not served:
             reason = "; ".join(errors) or "no serving snapshot yet (run predict)"
-            return _encode(
+            return encode(
                 Health(
                     status="degraded",
                     reason=reason,
@@ -523,7 +217,7 @@ class Api:
         if errors:
             reasons.append(f"serving a cached snapshot; refresh failed: {'; '.join(errors)}")
         reason = "; ".join(reasons) or None
-        return _encode(
+        return encode(
             Health(
                 status="degraded" if reason else "ok",
                 reason=reason,
@@ -542,7 +236,7 @@ class Api:
         parts = self.parts_of(args)
         if parts.shards > 1:
             found = [loc for serving in parts.servings() for loc in serving.snapshot.locations]
-            return _encode(LocationsResponse(locations=found))
+            return encode(LocationsResponse(locations=found))
         serving = parts.part(0).require()
         return self._cached(
             serving, ("locations",), lambda: LocationsResponse(locations=serving.snapshot.locations)
@@ -550,58 +244,26 @@ class Api:
 
     def forecast(self, location_id: str, args: MultiDict[str, str]) -> bytes:
         serving = self.parts_of(args).of(location_id).require()
-        query = _query(args)
-        hours = _hours(query, serving.snapshot)
-        _location(serving, location_id)
+        query = forecast_query(args)
+        hours = hours_of(query, serving.snapshot)
+        require_location(serving, location_id)
         key = ("forecast", location_id, hours, query.observations)
         snap = serving.snapshot
         return self._cached(
             serving,
             key,
-            lambda: _forecast(snap, location_id, hours, query.observations, self.scheme),
+            lambda: location_forecast(snap, location_id, hours, query.observations, self.scheme),
         )
 
     def forecasts(self, args: MultiDict[str, str]) -> bytes:
-        query = _query(args)
+        query = forecast_query(args)
         parts = self.parts_of(args)
         wanted = list(dict.fromkeys(args.getlist("location")))
         if parts.shards > 1 or len(wanted) > 8:  # arbitrary sets are not worth caching
-            return _encode(self._forecasts(parts, query, wanted))
+            return encode(forecasts_of(parts, query, wanted, self.scheme))
         serving = parts.part(0).require()
-        key = ("forecasts", tuple(wanted), _hours(query, serving.snapshot), query.observations)
-        return self._cached(serving, key, lambda: self._forecasts(parts, query, wanted))
-
-    def _forecasts(
-        self, parts: Parts, query: ForecastQuery, wanted: list[str]
-    ) -> ForecastsResponse:
-        """The forecasts of `wanted` (each from its part), or of every served location."""
-        if wanted:
-            picked = []
-            for location_id in wanted:
-                serving = parts.of(location_id).require()
-                _location(serving, location_id, field="location")
-                picked.append((serving, [location_id]))
-            skipped: dict[str, str] = {}
-        else:
-            servings = parts.servings()
-            picked = [
-                (
-                    sv,
-                    [
-                        i.location_id
-                        for i in sv.snapshot.locations
-                        if i.location_id in sv.snapshot.forecasts
-                    ],
-                )
-                for sv in servings
-            ]
-            skipped = {s.location_id: s.reason for sv in servings for s in sv.snapshot.skipped}
-        out = []
-        for serving, ids in picked:
-            hours = _hours(query, serving.snapshot)
-            snap = serving.snapshot
-            out += [_forecast(snap, i, hours, query.observations, self.scheme) for i in ids]
-        return ForecastsResponse(forecasts=out, skipped=skipped)
+        key = ("forecasts", tuple(wanted), hours_of(query, serving.snapshot), query.observations)
+        return self._cached(serving, key, lambda: forecasts_of(parts, query, wanted, self.scheme))
 
     def metrics(self, args: MultiDict[str, str]) -> bytes:
         servings = self.parts_of(args).servings()
@@ -611,7 +273,7 @@ class Api:
             if len(servings) == 1
             else merge_accuracy([sv.snapshot.accuracy for sv in servings])
         )
-        return _encode(  # not cached per snapshot: the monitor stores the status after it
+        return encode(  # not cached per snapshot: the monitor stores the status after it
             MetricsResponse(
                 model_name=newest.model_name,
                 model_version=newest.model_version,
@@ -645,7 +307,7 @@ class Api:
         except StoreError as exc:
             raise Unavailable(f"artifact store unreadable: {exc}") from None
         promoted = pointer.get("promoted_at")
-        return _encode(
+        return encode(
             CurrentModel(
                 model_name=name,
                 version=version,
@@ -672,7 +334,7 @@ class Api:
             else None
         )
         place = self._place(params.location_id)
-        return _encode(predict_online(params, self.settings, self.store, place, offsets))
+        return encode(predict_online(params, self.settings, self.store, place, offsets))
 
     def _place(self, location_id: str | None) -> dict[str, object]:
         """Where an online prediction is made: a `location_id` known to the (held) snapshot

@@ -15,7 +15,8 @@ from common.core.config import Settings
 from common.core.errors import AircastError
 from common.forecasting.adaptation import Offsets
 from common.forecasting.snapshot import SNAPSHOT_KEY, intervals_key
-from common.serving.api import OffsetsCache, create_app
+from common.serving.api import create_app
+from common.serving.cache import OffsetsCache
 from common.storage import open_store
 from common.storage.local import LocalStore
 from tests.api_fixtures import ISSUED, LOCATIONS, make_snapshot, promote, publish

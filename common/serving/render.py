@@ -1,0 +1,160 @@
+"""The api's answers rendered from a held snapshot: the per-location forecast with its index
+values, the query checks, the network's accuracy merged from the shards' parts, and the
+JSON encoding of every answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers import Response
+
+from common.core.aqi import US_EPA, Scheme
+from common.core.errors import BadRequest, NotFound, validation_message
+from common.forecasting.snapshot import Accuracy, HorizonAccuracy, Snapshot
+from common.serving.cache import Parts, Serving
+from common.serving.indices import forecast_points
+from common.serving.models import (
+    ForecastQuery,
+    ForecastsResponse,
+    LocationForecastResponse,
+    PastForecasts,
+    RecentValues,
+)
+
+JSON = "application/json"
+HTML = "text/html"
+
+
+def json_response(body: dict[str, Any], status: int) -> Response:
+    return Response(json.dumps(body), status, mimetype=JSON)
+
+
+def encode(model: BaseModel) -> bytes:
+    return model.model_dump_json(exclude_none=False).encode()
+
+
+def location_forecast(
+    snapshot: Snapshot, location_id: str, hours: int, with_obs: bool, scheme: Scheme = US_EPA
+) -> LocationForecastResponse:
+    fc = snapshot.forecasts[location_id]
+    history = snapshot.observations.get(location_id)
+    points, worst = forecast_points(scheme, snapshot.target, fc, history, hours)
+    recent = history if with_obs else None
+    past = snapshot.hindcast.get(location_id) if with_obs else None
+    return LocationForecastResponse(
+        location_id=location_id,
+        model_name=snapshot.model_name,
+        model_version=fc.model_version,
+        target=snapshot.target,
+        unit=snapshot.unit,
+        issued_at=fc.issued_at,
+        points=points,
+        observations=RecentValues(start=recent.start, values=recent.values) if recent else None,
+        hindcast=PastForecasts(**past.model_dump()) if past else None,
+        worst=worst,
+    )
+
+
+def forecast_query(args: MultiDict[str, str]) -> ForecastQuery:
+    try:
+        return ForecastQuery.model_validate(
+            {k: args.get(k) for k in ("hours", "observations") if k in args}
+        )
+    except ValidationError as exc:
+        name, message = validation_message(exc)
+        raise BadRequest(message, field=name) from None
+
+
+def hours_of(query: ForecastQuery, snapshot: Snapshot) -> int:
+    if query.hours is None:
+        return snapshot.horizon
+    if query.hours > snapshot.horizon:
+        raise BadRequest(
+            f"hours: must be at most the forecast horizon, {snapshot.horizon}", field="hours"
+        )
+    return query.hours
+
+
+def require_location(serving: Serving, location_id: str, field: str = "location_id") -> None:
+    snap = serving.snapshot
+    if location_id not in serving.by_id and location_id not in snap.forecasts:
+        raise NotFound(f"unknown location {location_id!r}", field=field)
+    if location_id not in snap.forecasts:
+        reason = next((s.reason for s in snap.skipped if s.location_id == location_id), None)
+        raise NotFound(
+            f"no forecast for {location_id!r} in the latest run"
+            + (f": {reason}" if reason else ""),
+            field=field,
+        )
+
+
+def _weighted(pairs: list[tuple[int, float]]) -> float:
+    return sum(n * x for n, x in pairs) / max(sum(n for n, _ in pairs), 1)
+
+
+def merge_accuracy(parts: list[Accuracy | None]) -> Accuracy | None:
+    """One network's accuracy from the shards' parts: per horizon, the n-weighted means of
+    MAE, coverage and persistence MAE and the root of the n-weighted mean squared error;
+    per location, the union (each location is in one part)."""
+    known = [a for a in parts if a is not None]
+    if not known:
+        return None
+    by_h: dict[int, list[Any]] = {}
+    for part in known:
+        for h in part.by_horizon:
+            by_h.setdefault(h.horizon_h, []).append(h)
+    rows = []
+    for horizon, group in sorted(by_h.items()):
+        persisted = [(h.n, h.persistence_mae) for h in group if h.persistence_mae is not None]
+        rows.append(
+            HorizonAccuracy(
+                horizon_h=horizon,
+                n=sum(h.n for h in group),
+                mae=round(_weighted([(h.n, h.mae) for h in group]), 3),
+                rmse=round(_weighted([(h.n, h.rmse**2) for h in group]) ** 0.5, 3),
+                coverage=round(_weighted([(h.n, h.coverage) for h in group]), 3),
+                persistence_mae=round(_weighted(persisted), 3) if persisted else None,
+            )
+        )
+    return Accuracy(
+        window_start=min(a.window_start for a in known),
+        window_end=max(a.window_end for a in known),
+        by_horizon=rows,
+        by_location={k: v for a in known for k, v in a.by_location.items()},
+    )
+
+
+def forecasts_of(
+    parts: Parts, query: ForecastQuery, wanted: list[str], scheme: Scheme
+) -> ForecastsResponse:
+    """The forecasts of `wanted` (each from its part), or of every served location."""
+    if wanted:
+        picked = []
+        for location_id in wanted:
+            serving = parts.of(location_id).require()
+            require_location(serving, location_id, field="location")
+            picked.append((serving, [location_id]))
+        skipped: dict[str, str] = {}
+    else:
+        servings = parts.servings()
+        picked = [
+            (
+                sv,
+                [
+                    i.location_id
+                    for i in sv.snapshot.locations
+                    if i.location_id in sv.snapshot.forecasts
+                ],
+            )
+            for sv in servings
+        ]
+        skipped = {s.location_id: s.reason for sv in servings for s in sv.snapshot.skipped}
+    out = []
+    for serving, ids in picked:
+        hours = hours_of(query, serving.snapshot)
+        snap = serving.snapshot
+        out += [location_forecast(snap, i, hours, query.observations, scheme) for i in ids]
+    return ForecastsResponse(forecasts=out, skipped=skipped)
