@@ -27,23 +27,29 @@ class SourceInfo:
     token_setting: str | None = None
     # The adapter reads a file or folder (`path`) instead of calling an API.
     reads_files: bool = False
+    # What its pollutant values are: "measurement" (monitors) or "model" (a model's output,
+    # e.g. CAMS via Open-Meteo, or simulated). Stored on every observation it lands.
+    provenance: str = "measurement"
 
 
 # Open-Meteo bills a request by its days beyond 14 (so 14 costs one call per place);
-# data.gov.sg is fetched a day per request anyway; local sources only trade memory for
+# data.gov.sg is fetched a day per request anyway; OpenAQ's /hours pages hold 1,000 hours,
+# so 41 days (985 hours) cost one request per sensor; local sources only trade memory for
 # fewer runs (see docs/benchmarks.md). AQICN has no history.
 SOURCES: dict[str, SourceInfo] = {
     s.name: s
     for s in (
-        SourceInfo("open-meteo", backfill_chunk_days=14, cloud=True),
+        SourceInfo("open-meteo", backfill_chunk_days=14, cloud=True, provenance="model"),
         SourceInfo("data-gov-sg", backfill_chunk_days=7, cloud=True),
         SourceInfo("aqicn", backfill_chunk_days=1, cloud=True, token_setting="aqicn_token"),
         SourceInfo("csv", backfill_chunk_days=92, cloud=False, reads_files=True),
-        SourceInfo("synthetic", backfill_chunk_days=31, cloud=False),
+        SourceInfo("synthetic", backfill_chunk_days=31, cloud=False, provenance="model"),
+        SourceInfo("openaq", backfill_chunk_days=41, cloud=True, token_setting="openaq_api_key"),
     )
 }
 SOURCE_NAMES: tuple[str, ...] = tuple(SOURCES)
 CLOUD_SOURCES: tuple[str, ...] = tuple(n for n, s in SOURCES.items() if s.cloud)
+PROVENANCES: tuple[str, ...] = ("measurement", "model")
 
 
 def check_source(name: str) -> str:

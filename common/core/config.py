@@ -162,6 +162,39 @@ class Settings(BaseSettings):
         "https://api-open.data.gov.sg/v2/real-time/api/pm25", description="data.gov.sg PM2.5 API."
     )
     aqicn_url: str = Field("https://api.waqi.info", description="AQICN / WAQI API.")
+    # --- OpenAQ (API v3): which locations, the key, and the request budget ----------------
+    openaq_api_key: SecretStr | None = Field(
+        None,
+        description="OpenAQ API key, sent as X-API-Key (a Secret Manager secret on Google "
+        "Cloud); never logged.",
+    )
+    openaq_url: str = Field("https://api.openaq.org/v3", description="OpenAQ API v3.")
+    openaq_bbox: str | None = Field(
+        None,
+        description="OpenAQ discovery: locations inside minLon,minLat,maxLon,maxLat (WGS84).",
+    )
+    openaq_countries: str | None = Field(
+        None,
+        description="OpenAQ discovery: ISO 3166-1 alpha-2 codes, comma-separated (e.g. US,GB).",
+    )
+    openaq_providers: str | None = Field(
+        None, description="OpenAQ discovery: provider ids, comma-separated (e.g. 119 = AirNow)."
+    )
+    openaq_monitors_only: bool = Field(
+        False, description="OpenAQ discovery: reference monitors only (no low-cost sensors)."
+    )
+    openaq_requests_per_minute: int = Field(
+        60, ge=1, description="OpenAQ requests a minute per key (free tier: 60)."
+    )
+    openaq_requests_per_hour: int = Field(
+        2000, ge=1, description="OpenAQ requests an hour per key (free tier: 2,000)."
+    )
+    openaq_requests_per_run: int = Field(
+        480,
+        ge=1,
+        description="OpenAQ requests one scheduled ingest may make (480 at 60 a minute: "
+        "8 minutes, inside the scheduler's 10-minute attempt); see docs/data.md.",
+    )
 
     # --- training ------------------------------------------------------------------------
     train_window_days: int = Field(
@@ -285,6 +318,39 @@ class Settings(BaseSettings):
         if value is not None and not BUCKET_NAME.match(value):
             raise ValueError("is not a valid bucket name")
         return value
+
+    @field_validator("openaq_bbox")
+    @classmethod
+    def _bbox(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            lon0, lat0, lon1, lat1 = (float(v) for v in value.split(","))
+        except ValueError:
+            raise ValueError("must be minLon,minLat,maxLon,maxLat (four numbers)") from None
+        if not (-180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90):
+            raise ValueError("must be minLon,minLat,maxLon,maxLat with min < max, in range")
+        return value
+
+    @field_validator("openaq_countries")
+    @classmethod
+    def _countries(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        codes = [c.strip().upper() for c in value.split(",")]
+        if not all(re.fullmatch(r"[A-Z]{2}", c) for c in codes):
+            raise ValueError("must be ISO 3166-1 alpha-2 codes, comma-separated (e.g. US,GB)")
+        return ",".join(codes)
+
+    @field_validator("openaq_providers")
+    @classmethod
+    def _providers(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        ids = [c.strip() for c in value.split(",")]
+        if not all(i.isdigit() for i in ids):
+            raise ValueError("must be provider ids, comma-separated (e.g. 119,120)")
+        return ",".join(ids)
 
     @field_validator("target")
     @classmethod

@@ -37,6 +37,7 @@ ADAPTERS: dict[str, str] = {
     "aqicn": "common.sources.aqicn:AqicnSource",
     "csv": "common.sources.csv_files:CsvSource",
     "synthetic": "common.sources.synthetic:SyntheticSource",
+    "openaq": "common.sources.openaq:OpenAQSource",
 }
 
 BACKFILL_CHUNK_DAYS: dict[str, int] = {n: s.backfill_chunk_days for n, s in SOURCES.items()}

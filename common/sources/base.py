@@ -29,6 +29,9 @@ class Location:
     source: str
     timezone: str = "UTC"
     active: bool = True
+    # What the place measures, as the source described it (OpenAQ: JSON list of sensors
+    # with their id, parameter and unit); None when the source says nothing.
+    sensors: str | None = None
 
 
 @dataclass(frozen=True)

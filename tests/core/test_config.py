@@ -142,4 +142,4 @@ def test_a_source_token_is_a_secret_setting():
     for info in SOURCES.values():
         if info.token_setting is not None:
             assert Settings.model_fields[info.token_setting].annotation == SecretStr | None
-    assert [n for n, s in SOURCES.items() if s.token_setting] == ["aqicn"]
+    assert [n for n, s in SOURCES.items() if s.token_setting] == ["aqicn", "openaq"]

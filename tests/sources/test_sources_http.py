@@ -26,6 +26,8 @@ from common.runtime.services import Services
 from common.sources import ADAPTERS, Source, make_source, source_class
 from common.storage import open_store
 from common.warehouse import open_warehouse
+from tests.sources.openaq_fake import hour_item as openaq_hour
+from tests.sources.openaq_fake import location as openaq_location
 
 AS_OF = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
 HOURS = [f"2024-03-01T{h:02d}:00" for h in range(0, 24)]
@@ -42,6 +44,7 @@ def make_services(tmp_path, server: HTTPServer, **extra) -> Services:
         open_meteo_air_url=f"{base}v1/air-quality",
         data_gov_sg_url=f"{base}v2/real-time/api/pm25",
         aqicn_url=base,
+        openaq_url=f"{base}v3",
         **{"http_retries": 2, "http_timeout_seconds": 2, **extra},
     )
     return Services(settings, open_warehouse(settings), open_store(settings))
@@ -516,7 +519,23 @@ FAULT_SOURCES = {
     },
     "data-gov-sg": lambda: {"/v2/real-time/api/pm25": sg_live_body()},
     "aqicn": lambda: {"/feed/geo:1.5;103.8/": aqicn_feed()},
+    # discovery is the request every OpenAQ run starts with; its values are answered apart
+    "openaq": lambda: {"/v3/locations": openaq_page([openaq_location(2178, [(3920, 2)])])},
 }
+# Answers a source needs besides the faulted ones, always good.
+FAULT_BACKGROUND = {
+    "openaq": lambda: {
+        "/v3/sensors/3920/hours": openaq_page(
+            [openaq_hour(AS_OF - h * HOUR, 10.0, 2, "America/Denver") for h in range(1, 4)]
+        )
+    },
+}
+
+
+def openaq_page(results: list) -> dict:
+    found = ">1000" if len(results) >= 1000 else len(results)
+    meta = {"name": "openaq-api", "website": "/", "page": 1, "limit": 1000, "found": found}
+    return {"meta": meta, "results": results}
 
 
 def test_every_source_that_runs_on_google_cloud_is_in_the_fault_suite():
@@ -541,10 +560,14 @@ def test_make_source_builds_each_source_and_refuses_unknown_names(tmp_path):
 
 
 def fault_services(tmp_path, httpserver, source: str, **extra) -> Services:
+    for path, good in FAULT_BACKGROUND.get(source, dict)().items():
+        httpserver.expect_request(path).respond_with_json(good)
     return make_services(
         tmp_path,
         httpserver,
         aqicn_token=TOKEN,
+        openaq_api_key=TOKEN,
+        openaq_countries="US",
         locations_file=locations_file(tmp_path, "site-a", source=source),
         **extra,
     )
@@ -617,13 +640,19 @@ def test_every_source_quarantines_a_response_missing_fields(tmp_path, httpserver
         "open-meteo": {"latitude": 1.5, "longitude": 103.75, "hourly_units": {}},
         "data-gov-sg": {"code": 0, "errorMsg": "", "data": {"regionMetadata": []}},
         "aqicn": {"status": "ok", "data": {"aqi": 40, "iaqi": {"pm25": {"v": 40}}}},
+        "openaq": {"meta": {"name": "openaq-api", "page": 1, "limit": 1000, "found": 0}},
     }[source]
     for path in FAULT_SOURCES[source]():
         httpserver.expect_request(path).respond_with_json(broken)
     svc = fault_services(tmp_path, httpserver, source)
     with pytest.raises(RunFailed) as info:
         ingest(svc, source=source)
-    missing = {"open-meteo": "hourly", "data-gov-sg": "items", "aqicn": "time"}[source]
+    missing = {
+        "open-meteo": "hourly",
+        "data-gov-sg": "items",
+        "aqicn": "time",
+        "openaq": "results",
+    }[source]
     assert missing in info.value.result["error"]
     rows = counts(svc, "SELECT reason FROM rejected_rows")
     assert rows and all(missing in r["reason"] and "Field required" in r["reason"] for r in rows)
