@@ -69,6 +69,16 @@ WEATHER = tuple(n for n, v in VARIABLES.items() if v.kind == "weather")
 # replay whose as_of lies a few weeks back. Train reads nothing older than the window.
 TRAIN_WINDOW_MAX_DAYS = 1096
 OBSERVATIONS_RETENTION_DAYS = TRAIN_WINDOW_MAX_DAYS + 35
+# Forecasts as issued (weather and CAMS) are training inputs too (the newest issued at or
+# before each issue time): a year of them plus the holdout and a margin for a replay.
+FORECASTS_AS_ISSUED_RETENTION_DAYS = 400
+# How a weather_forecasts row came to be (`kind`): kept by the hourly ingest as the API
+# issued it; backfilled from Open-Meteo's Previous Runs API (the value as issued N days
+# before, issued_at an upper bound on when it was available); or backfilled from its
+# Historical Forecast API, which stitches the first hours of each run (closer to an
+# analysis than to a forecast: issued_at is a placeholder that ranks it below every other
+# kind). See docs/data.md.
+FORECAST_KINDS = ("as-issued", "previous-runs", "historical-forecast")
 
 # BigQuery standard SQL type -> DuckDB type.
 DUCKDB_TYPES = {
@@ -177,8 +187,9 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             "weather_forecasts",
-            "Weather forecasts for future hours, as a source issued them: predict uses the "
-            "newest one issued at or before its as_of for each target hour.",
+            "Weather forecasts for future hours, as a source issued them: predict and train "
+            "use, for each issue time, the newest one issued at or before it for each "
+            "target hour.",
             (
                 _c("location_id", "STRING", "Location id", True),
                 _c(
@@ -189,11 +200,39 @@ TABLES: dict[str, Table] = {
                 _c("source", "STRING", "Source name", True),
                 _c("run_id", "STRING", "Ingest run that wrote the row", True),
                 _c("ingested_at", "TIMESTAMP", "When the row was written", True),
+                _c(
+                    "kind",
+                    "STRING",
+                    "as-issued (hourly ingest; also when empty) | previous-runs | "
+                    "historical-forecast (backfills; see docs/data.md)",
+                ),
             ),
             key=("location_id", "issued_at", "ts"),
             partition_by="ts",
             cluster_by=("location_id",),
-            retention_days=90,
+            retention_days=FORECASTS_AS_ISSUED_RETENTION_DAYS,
+        ),
+        Table(
+            "air_quality_forecasts",
+            "Air-quality model forecasts (CAMS, served by Open-Meteo) for future hours as "
+            "issued: the CAMS baseline of forecast_accuracy and an input of the model. "
+            "Open-Meteo keeps no past CAMS forecasts, so they accrue from the hourly ingest on.",
+            (
+                _c("location_id", "STRING", "Location id", True),
+                _c(
+                    "issued_at", "TIMESTAMP", "When the forecast was available (ingest as_of)", True
+                ),
+                _c("ts", "TIMESTAMP", "Forecast hour, UTC", True),
+                *(c for c in _VARIABLE_COLUMNS if c.name in POLLUTANTS),
+                _c("provider", "STRING", "The model that issued it, e.g. cams", True),
+                _c("source", "STRING", "Source name", True),
+                _c("run_id", "STRING", "Ingest run that wrote the row", True),
+                _c("ingested_at", "TIMESTAMP", "When the row was written", True),
+            ),
+            key=("location_id", "issued_at", "ts"),
+            partition_by="ts",
+            cluster_by=("location_id",),
+            retention_days=FORECASTS_AS_ISSUED_RETENTION_DAYS,
         ),
         Table(
             "rejected_rows",
@@ -297,21 +336,34 @@ def accuracy_sql(bounded: bool = False) -> str:
     (@hours_after, @hours_through] and filters *both* forecasts and observations on them,
     so a query over recent hours reads (and BigQuery bills) those hours' partitions: a
     filter on the view's target_ts reaches `observations` only if the optimiser carries it
-    across the join, which BigQuery does not promise."""
+    across the join, which BigQuery does not promise.
+
+    `cams` is the third baseline: the CAMS forecast of the target for the target hour, the
+    newest issued at or before the forecast's issue time (the rule predict and train use
+    for every forecast as issued), NULL where none was kept (never zero)."""
     hours = " AND {0} > @hours_after AND {0} <= @hours_through" if bounded else ""
+    cams = " ".join(f"WHEN '{p}' THEN c.{p}" for p in POLLUTANTS)
     return (
         f"WITH f AS (SELECT * FROM forecasts WHERE TRUE{hours.format('target_ts')} "
         "QUALIFY ROW_NUMBER() OVER ("
         "PARTITION BY model_version, location_id, target, issued_at, target_ts "
         "ORDER BY created_at DESC, run_id DESC) = 1), "
         f"o AS (SELECT * FROM observations WHERE TRUE{hours.format('ts')}), "
+        f"c AS (SELECT location_id, issued_at, ts, ingested_at, {', '.join(POLLUTANTS)} "
+        f"FROM air_quality_forecasts WHERE TRUE{hours.format('ts')}), "
         f"j AS (SELECT f.*, {_actual_case()} AS actual FROM f "
-        "JOIN o ON o.location_id = f.location_id AND o.ts = f.target_ts) "
+        "JOIN o ON o.location_id = f.location_id AND o.ts = f.target_ts), "
+        f"k AS (SELECT j.*, CASE j.target {cams} END AS cams FROM j "
+        "LEFT JOIN c ON c.location_id = j.location_id AND c.ts = j.target_ts "
+        "AND c.issued_at <= j.issued_at WHERE j.actual IS NOT NULL "
+        "QUALIFY ROW_NUMBER() OVER (PARTITION BY j.model_version, j.location_id, j.target, "
+        "j.issued_at, j.target_ts ORDER BY c.issued_at DESC, c.ingested_at DESC) = 1) "
         "SELECT location_id, model_version, target, issued_at, target_ts, horizon_h, "
         "yhat, yhat_lower, yhat_upper, actual, yhat - actual AS error, "
         "ABS(yhat - actual) AS abs_error, "
-        "(actual >= yhat_lower AND actual <= yhat_upper) AS covered "
-        "FROM j WHERE actual IS NOT NULL"
+        "(actual >= yhat_lower AND actual <= yhat_upper) AS covered, "
+        "cams, ABS(cams - actual) AS cams_abs_error "
+        "FROM k"
     )
 
 
@@ -460,9 +512,11 @@ VIEWS: dict[str, View] = {
         View(
             "forecast_accuracy",
             "Each forecast joined with what was later observed: error by horizon, "
-            "model_version and location. Re-runs of one forecast count once.",
+            "model_version and location. Re-runs of one forecast count once. `cams` is the "
+            "CAMS forecast for the place and hour (newest issued at or before the forecast's "
+            "issue time; NULL where none was kept), the baseline 'aircast vs CAMS'.",
             accuracy_sql(),
-            ("forecasts", "observations"),
+            ("forecasts", "observations", "air_quality_forecasts"),
         ),
         View(
             "forecast_aqi",

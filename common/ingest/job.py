@@ -21,7 +21,7 @@ from common.core.catalog import check_source
 from common.core.config import Settings
 from common.core.errors import BadRequest
 from common.core.faults import checkpoint
-from common.core.schema import VARIABLES, WEATHER
+from common.core.schema import TABLES, VARIABLES
 from common.core.timeutil import UTC, UTCDateTime, floor_hour, iso, resolve_as_of
 from common.ingest.imports import is_gcs_path, staged
 from common.ingest.validation import validate
@@ -160,7 +160,12 @@ def _ingest(request: IngestRequest, plan: IngestPlan, warehouse: Warehouse, run:
         "observations_raw", new.assign(source=name, run_id=run.run_id, ingested_at=landed.at)
     )
     checkpoint("ingest:observations-written")
-    forecasts = _write_forecasts(warehouse, batch.weather_forecasts, landed, window.as_of)
+    forecasts = _write_forecasts(
+        warehouse, "weather_forecasts", batch.weather_forecasts, landed, window.as_of
+    )
+    cams = _write_forecasts(
+        warehouse, "air_quality_forecasts", batch.air_quality_forecasts, landed, window.as_of
+    )
     outcome = Outcome(
         counts={
             "fetched": len(batch.observations),
@@ -169,6 +174,7 @@ def _ingest(request: IngestRequest, plan: IngestPlan, warehouse: Warehouse, run:
             "written": written,
             "unchanged": int(len(accepted) - len(new)),
             "weather_forecasts": forecasts,
+            "air_quality_forecasts": cams,
             "locations_registered": registered,
         },
         answer={
@@ -301,9 +307,14 @@ def _write_rejections(warehouse: Warehouse, rejected: list[Rejection], landed: P
 
 
 def _write_forecasts(
-    warehouse: Warehouse, frame: pd.DataFrame, landed: Provenance, as_of: dt.datetime
+    warehouse: Warehouse,
+    table: str,
+    frame: pd.DataFrame,
+    landed: Provenance,
+    as_of: dt.datetime,
 ) -> int:
-    """Weather forecasts for hours after as_of; values outside physical ranges become NULL.
+    """Forecasts (weather, or CAMS air quality) for hours after as_of, as issued at as_of;
+    values outside physical ranges become NULL.
 
     A forecast issued at as_of is written once per location: a re-run adds nothing.
     """
@@ -311,18 +322,25 @@ def _write_forecasts(
         return 0
     frame = frame[frame["ts"] > pd.Timestamp(as_of)].copy()
     done = warehouse.query(
-        "SELECT DISTINCT location_id FROM weather_forecasts "
+        f"SELECT DISTINCT location_id FROM {table} "
         "WHERE issued_at = @as_of AND location_id IN UNNEST(@ids)",
         {"as_of": as_of, "ids": sorted(frame["location_id"].unique())},
     )
     frame = frame[~frame["location_id"].isin(done["location_id"])]
-    for col in WEATHER:
-        if col in frame:
-            v = VARIABLES[col]
-            num = pd.to_numeric(frame[col], errors="coerce")
-            frame[col] = num.where((num >= v.low) & (num <= v.high))
-    cols = ["location_id", "issued_at", "ts", *[c for c in WEATHER if c in frame]]
+    values = [c for c in TABLES[table].column_names if c in VARIABLES and c in frame]
+    for col in values:
+        v = VARIABLES[col]
+        num = pd.to_numeric(frame[col], errors="coerce")
+        frame[col] = num.where((num >= v.low) & (num <= v.high))
+    extra: dict[str, object] = {}
+    if table == "weather_forecasts":
+        extra["kind"] = "as-issued"
+    else:  # the model behind an air-quality forecast (Open-Meteo serves CAMS)
+        extra["provider"] = frame.get("provider", "cams")
+    cols = ["location_id", "issued_at", "ts", *values]
     return warehouse.append(
-        "weather_forecasts",
-        frame[cols].assign(source=landed.source, run_id=landed.run_id, ingested_at=landed.at),
+        table,
+        frame[cols].assign(
+            source=landed.source, run_id=landed.run_id, ingested_at=landed.at, **extra
+        ),
     )

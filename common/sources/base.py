@@ -3,8 +3,9 @@
 A source returns what it got, unvalidated: an `observations` frame (location_id, ts,
 Open-Meteo-named variable columns, plus a `payload` column with the raw input for
 quarantine), rows it could not even parse, per-location failures, the locations it
-discovered (csv files, API region lists), and weather forecasts for future hours when
-the API offers them. `common.ingest.validation` decides what lands.
+discovered (csv files, API region lists), and weather and air-quality model (CAMS)
+forecasts for future hours when the API offers them, issued at the run's as_of.
+`common.ingest.validation` decides what lands.
 """
 
 from __future__ import annotations
@@ -59,12 +60,12 @@ class Batch:
     failed: dict[str, str] = field(default_factory=dict)  # location_id -> error
     locations: list[Location] = field(default_factory=list)
     weather_forecasts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    air_quality_forecasts: pd.DataFrame = field(default_factory=pd.DataFrame)  # CAMS
 
     def extend(self, other: Batch) -> None:
-        frames = [f for f in (self.observations, other.observations) if not f.empty]
-        self.observations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        wf = [f for f in (self.weather_forecasts, other.weather_forecasts) if not f.empty]
-        self.weather_forecasts = pd.concat(wf, ignore_index=True) if wf else pd.DataFrame()
+        for name in ("observations", "weather_forecasts", "air_quality_forecasts"):
+            frames = [f for f in (getattr(self, name), getattr(other, name)) if not f.empty]
+            setattr(self, name, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
         self.rejected += other.rejected
         self.failed.update(other.failed)
         self.locations += other.locations

@@ -3,7 +3,10 @@
 Two endpoints per batch of locations: the air-quality API for pollutants and the weather
 forecast API for weather (the archive API for windows older than its ~3-month past). On a
 live run about now, the forecast API's hours after as_of become `weather_forecasts` issued
-at as_of (never for an as_of in the past, nor for backfills: no forecast is archived).
+at as_of and the air-quality API's become `air_quality_forecasts` (CAMS, as issued), never
+for an as_of in the past nor for backfills: Open-Meteo archives no past CAMS forecast, so
+they accrue from the hourly ingest on (past weather forecasts come from
+`common.sources.open_meteo_archive`).
 Timestamps are requested in GMT; units are checked against what aircast stores.
 """
 
@@ -67,11 +70,11 @@ class OpenMeteoSource(Source):
         batch = Batch()
         for i in range(0, len(locations), LOCATIONS_PER_REQUEST):
             chunk = locations[i : i + LOCATIONS_PER_REQUEST]
-            air = self._request(
-                self.settings.open_meteo_air_url, chunk, window, AIR_VARIABLES, batch
-            )
             weather_url = self._weather_url(window)
             ahead = self._forecasts_wanted(window, weather_url)
+            air = self._request(
+                self.settings.open_meteo_air_url, chunk, window, AIR_VARIABLES, batch, ahead=ahead
+            )
             weather = self._request(
                 weather_url, chunk, window, WEATHER_VARIABLES, batch, ahead=ahead
             )
@@ -192,15 +195,16 @@ class OpenMeteoSource(Source):
         batch: Batch,
         ahead: bool,
     ) -> None:
-        frames, forecasts = [], []
+        frames, forecasts, cams = [], [], []
         for loc in chunk:
             a, w = air.get(loc.location_id), weather.get(loc.location_id)
             if a is None and w is None:
                 continue
-            if w is not None and ahead:
-                future = w[w["ts"] > pd.Timestamp(window.as_of)]
-                if not future.empty:
-                    forecasts.append(
+            after = pd.Timestamp(window.as_of)
+            for got, kept in ((w, forecasts), (a, cams)):
+                future = None if got is None or not ahead else got[got["ts"] > after]
+                if future is not None and not future.empty:
+                    kept.append(
                         future.assign(
                             location_id=loc.location_id, issued_at=pd.Timestamp(window.as_of)
                         )
@@ -219,6 +223,10 @@ class OpenMeteoSource(Source):
         if forecasts:
             batch.weather_forecasts = pd.concat(
                 [batch.weather_forecasts, *forecasts], ignore_index=True
+            )
+        if cams:
+            batch.air_quality_forecasts = pd.concat(
+                [batch.air_quality_forecasts, *cams], ignore_index=True
             )
 
 

@@ -8,7 +8,8 @@ numbers, which is what makes `make demo`, replays and the end-to-end tests repro
 The physics is cartoonish but has the structure a forecaster can learn: daily and weekly
 cycles in local time, wind dispersing and rain washing out particles, multi-day episodes,
 missing hours, and hours published late (visible only to runs with a later as_of). It also
-issues weather forecasts (truth plus error growing with lead).
+issues weather forecasts (truth plus error growing with lead) and CAMS-like air-quality
+forecasts (truth with a per-location bias and noise growing with lead).
 """
 
 from __future__ import annotations
@@ -63,18 +64,20 @@ class SyntheticSource(Source):
     def fetch(self, locations: list[Location], window: Window) -> Batch:
         end = min(window.end, window.as_of)
         hours = pd.date_range(window.start, end, freq="h", tz="UTC")
-        frames, forecasts = [], []
+        frames, forecasts, cams = [], [], []
         for loc in locations:
             obs = self.series(loc, hours)
             obs = obs[obs["ts"] + self.report_delay(loc, obs["ts"]) <= window.as_of]
             frames.append(obs.assign(payload=None))
             if window.live:
                 forecasts.append(self.weather_forecast(loc, window.as_of))
+                cams.append(self.cams_forecast(loc, window.as_of))
         batch = Batch()
         if frames:
             batch.observations = pd.concat(frames, ignore_index=True)
         if forecasts:
             batch.weather_forecasts = pd.concat(forecasts, ignore_index=True)
+            batch.air_quality_forecasts = pd.concat(cams, ignore_index=True)
         return batch
 
     # -- the generator ------------------------------------------------------------------
@@ -206,3 +209,30 @@ class SyntheticSource(Source):
         ).round(0)
         fc["dew_point_2m"] = dew_point(fc["temperature_2m"], fc["relative_humidity_2m"]).round(1)
         return fc.assign(location_id=loc.location_id, issued_at=pd.Timestamp(issued_at), ts=ts)
+
+    def cams_forecast(self, loc: Location, issued_at: dt.datetime) -> pd.DataFrame:
+        """A CAMS-like forecast of the pollutants for the next FORECAST_HOURS hours: the
+        truth (before the source's gaps) times a per-location bias in [0.7, 1.4] and a
+        log-normal error growing with lead (a coarse model: right on the weather-driven
+        swings, wrong on the local level)."""
+        ts = pd.date_range(
+            issued_at + dt.timedelta(hours=1), periods=FORECAST_HOURS, freq="h", tz="UTC"
+        )
+        truth = self._truth(loc, ts)
+        lead = np.arange(1, FORECAST_HOURS + 1, dtype=np.float64)
+        idx = int(pd.Timestamp(issued_at).timestamp() // 3600) * 1000 + lead
+        bias = 0.7 + 0.7 * uniform(self._key(loc, "cams-bias"), np.zeros(1))[0]
+        out = pd.DataFrame({"location_id": loc.location_id, "ts": ts})
+        for p in ("pm2_5", "pm10", "nitrogen_dioxide", "ozone", "sulphur_dioxide"):
+            noise = uniform(self._key(loc, f"cams-{p}"), idx) - 0.5
+            factor = bias * np.exp((0.25 + 0.25 * lead / 24) * 2 * noise)
+            out[p] = (truth[p].to_numpy() * factor).round(1)
+        out["carbon_monoxide"] = truth["carbon_monoxide"].to_numpy().round(0)
+        return out.assign(issued_at=pd.Timestamp(issued_at), provider="cams-synthetic")
+
+    def _truth(self, loc: Location, ts: pd.DatetimeIndex) -> pd.DataFrame:
+        """The pollutants at every hour of `ts`, gaps included (what a model would see)."""
+        cols = ["pm2_5", "pm10", "nitrogen_dioxide", "ozone", "sulphur_dioxide", "carbon_monoxide"]
+        got = self.series(loc, ts).set_index("ts")[cols].reindex(ts)
+        # the source's gaps hide some hours: fill them from the neighbouring hours
+        return got.interpolate(limit_direction="both")

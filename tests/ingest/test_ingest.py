@@ -7,6 +7,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -251,6 +252,26 @@ def test_synthetic_weather_forecasts_err_more_with_lead_time(local_settings):
     assert fc.index.min() == issued + dt.timedelta(hours=1) and len(fc) == 48
 
 
+def test_synthetic_cams_forecasts_are_biased_and_err_more_with_lead_time(local_settings):
+    """The CAMS-like forecast: the true pollutant times a per-location bias (so it is a
+    baseline to beat, not an oracle) with noise growing with lead."""
+    src = SyntheticSource(local_settings)
+    ratios = []
+    for name in ("synth-x", "synth-y"):
+        loc = Location(name, name, 40.0, 116.0, "synthetic", "Asia/Shanghai")
+        logs = []
+        for i in range(0, 24 * 20, 7):
+            fc = src.cams_forecast(loc, AS_OF + dt.timedelta(hours=i)).set_index("ts")
+            truth = src._truth(loc, fc.index)
+            logs.append(np.log(fc["pm2_5"].to_numpy() / truth["pm2_5"].to_numpy()))
+        lr = pd.DataFrame(logs)
+        spread = (lr - lr.stack().mean()).abs().mean()
+        assert spread.iloc[:6].mean() < 0.7 * spread.iloc[-6:].mean()
+        ratios.append(float(np.exp(lr.stack().mean())))
+    assert all(0.6 < r < 1.5 for r in ratios) and abs(ratios[0] - ratios[1]) > 0.01
+    assert list(fc.columns[:1]) == ["location_id"] and len(fc) == 48
+
+
 # -- weather forecasts: live runs only -------------------------------------------------------
 def test_live_runs_write_weather_forecasts_once_and_backfills_none(local_settings):
     svc = svc_for(local_settings)
@@ -260,6 +281,7 @@ def test_live_runs_write_weather_forecasts_once_and_backfills_none(local_setting
     assert backfill["counts"]["weather_forecasts"] == 0  # no forecast existed back then
     live = run_ingest(IngestRequest(as_of=AS_OF), svc)
     assert live["counts"]["weather_forecasts"] == 5 * 48
+    assert live["counts"]["air_quality_forecasts"] == 5 * 48  # CAMS-like, as issued
     assert run_ingest(IngestRequest(as_of=AS_OF), svc)["counts"]["weather_forecasts"] == 0
     wf = q(svc, "SELECT MIN(ts) AS a, MIN(issued_at) AS i, COUNT(*) AS n FROM weather_forecasts")
     assert wf.to_dict("records") == [{"a": AS_OF + dt.timedelta(hours=1), "i": AS_OF, "n": 240}]

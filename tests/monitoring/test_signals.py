@@ -208,3 +208,35 @@ def test_the_snapshots_accuracy_gives_both_groupings_from_one_query(settings: Se
     assert acc.by_location == {"a": 1.0}
     assert recent_accuracy(services, "pm2_5", T) == acc  # every location: only a has rows
     assert recent_accuracy(services, "pm2_5", T, ["b"]) is None  # b has no forecasts
+
+
+def test_forecast_accuracy_carries_the_cams_baseline_as_issued(settings: Settings):
+    """`cams` is the CAMS forecast for the place and hour, the newest issued at or before
+    the forecast's own issue time (a later CAMS issue is not seen), NULL where none was
+    kept, never zero; the bounded query (the monitor's) gives the same."""
+    wh = _load(settings)  # the model's forecasts: issued T - 3 h for T - 2 h, T - 1 h and T
+    cams = pd.DataFrame(
+        {
+            "location_id": "a",
+            "issued_at": [T - 4 * H, T - 4 * H, T - 3 * H, T - 2 * H, T - 2 * H],
+            "ts": [T - 2 * H, T - H, T - H, T - H, T],
+            "pm2_5": [11.0, 12.0, 13.0, 99.0, 99.0],
+            "provider": "cams",
+            "source": "open-meteo",
+            "run_id": "ing-c",
+            "ingested_at": T,
+        }
+    )
+    wh.append("air_quality_forecasts", cams)
+    wh.append("air_quality_forecasts", cams.iloc[[2]].assign(ingested_at=T + H))  # a retry
+    cols = "target_ts, actual, cams, cams_abs_error"
+    got = wh.query(f"SELECT {cols} FROM forecast_accuracy ORDER BY target_ts")
+    assert got["actual"].tolist() == [18.0, 19.0, 20.0]
+    assert got["cams"].tolist()[:2] == [11.0, 13.0]  # T - 1 h: the T - 3 h issue, not T - 4 h
+    assert pd.isna(got["cams"].iloc[2]) and pd.isna(got["cams_abs_error"].iloc[2])
+    assert got["cams_abs_error"].tolist()[:2] == [7.0, 6.0]
+    bounded = wh.query(
+        f"SELECT {cols} FROM ({accuracy_sql(bounded=True)}) AS a ORDER BY target_ts",
+        {"hours_after": T - 5 * H, "hours_through": T},
+    )
+    pd.testing.assert_frame_equal(bounded, got)

@@ -143,12 +143,24 @@ def test_open_meteo_live_run_keeps_weather_after_as_of_as_forecasts(tmp_path, ht
         svc, "SELECT MIN(ts) AS a, MAX(ts) AS b, MAX(issued_at) AS i FROM weather_forecasts"
     )
     assert fc == [{"a": as_of + HOUR, "b": as_of + 48 * HOUR, "i": as_of}]
+    assert counts(svc, "SELECT DISTINCT kind FROM weather_forecasts") == [{"kind": "as-issued"}]
+    # the air-quality API's hours after as_of are CAMS's forecast as issued, not observations
+    assert result["counts"]["air_quality_forecasts"] == 48
+    cams = counts(
+        svc,
+        "SELECT MIN(ts) AS a, MAX(ts) AS b, MAX(issued_at) AS i, MAX(pm2_5) AS v, "
+        "MAX(provider) AS p FROM air_quality_forecasts",
+    )
+    assert cams == [{"a": as_of + HOUR, "b": as_of + 48 * HOUR, "i": as_of, "v": 10.0, "p": "cams"}]
+    air_req = next(r for r, _ in httpserver.log if r.path == "/v1/air-quality")
+    assert air_req.args["end_date"] == f"{as_of + 48 * HOUR:%Y-%m-%d}"
     obs = counts(svc, "SELECT MIN(ts) AS a, MAX(ts) AS b, COUNT(*) AS n FROM observations")
     assert obs == [{"a": start, "b": as_of, "n": 7}]  # nothing after as_of is an observation
     weather_req = next(r for r, _ in httpserver.log if r.path == "/v1/forecast")
     assert weather_req.args["end_date"] == f"{as_of + 48 * HOUR:%Y-%m-%d}"
     again = run_ingest(IngestRequest(as_of=as_of, source="open-meteo"), svc)
     assert again["counts"]["weather_forecasts"] == 0 and again["counts"]["written"] == 0
+    assert again["counts"]["air_quality_forecasts"] == 0
 
 
 def test_an_old_as_of_writes_no_weather_forecasts(tmp_path, httpserver):
@@ -160,6 +172,7 @@ def test_an_old_as_of_writes_no_weather_forecasts(tmp_path, httpserver):
     svc = make_services(tmp_path, httpserver, locations_file=locations_file(tmp_path, "sg-a"))
     result = ingest(svc, source="open-meteo")
     assert result["counts"]["weather_forecasts"] == 0
+    assert result["counts"]["air_quality_forecasts"] == 0
     assert counts(svc, "SELECT COUNT(*) AS n FROM weather_forecasts") == [{"n": 0}]
     obs = counts(svc, "SELECT MAX(ts) AS b, MIN(ts) AS a FROM observations")[0]
     assert obs["b"] == AS_OF and obs["a"] == AS_OF - dt.timedelta(hours=6)
