@@ -44,6 +44,16 @@ resource "google_cloudfunctions2_function" "function" {
         version    = "latest"
       }
     }
+
+    dynamic "secret_environment_variables" {
+      for_each = each.value.reads_openaq_api_key && var.openaq_api_key_set ? [google_secret_manager_secret.openaq_api_key.secret_id] : []
+      content {
+        key        = "AIRCAST_OPENAQ_API_KEY"
+        project_id = var.project_id
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
   }
 
   lifecycle {
@@ -56,5 +66,6 @@ resource "google_cloudfunctions2_function" "function" {
   depends_on = [
     google_project_iam_member.build,
     google_secret_manager_secret_iam_member.reads_aqicn_token,
+    google_secret_manager_secret_iam_member.reads_openaq_api_key,
   ]
 }

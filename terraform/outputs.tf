@@ -28,6 +28,11 @@ output "service_accounts" {
   value       = merge({ for name, sa in google_service_account.function : name => sa.email }, { scheduler = google_service_account.scheduler.email })
 }
 
+output "openaq_secret" {
+  description = "Secret Manager secret for the OpenAQ API key (add a version, then set openaq_api_key_set = true)."
+  value       = google_secret_manager_secret.openaq_api_key.id
+}
+
 output "aqicn_secret" {
   description = "Secret Manager secret for the AQICN token (add a version, then set aqicn_token_set = true)."
   value       = google_secret_manager_secret.aqicn_token.id

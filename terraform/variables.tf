@@ -69,8 +69,8 @@ variable "ingest_source" {
   type        = string
   default     = "open-meteo"
   validation {
-    condition     = contains(["open-meteo", "data-gov-sg", "aqicn"], var.ingest_source)
-    error_message = "ingest_source must be open-meteo, data-gov-sg or aqicn (csv and synthetic are local only)."
+    condition     = contains(["open-meteo", "data-gov-sg", "aqicn", "openaq"], var.ingest_source)
+    error_message = "ingest_source must be open-meteo, data-gov-sg, aqicn or openaq (csv and synthetic are local only)."
   }
 }
 
@@ -86,6 +86,12 @@ variable "predict_shards" {
 
 variable "aqicn_token_set" {
   description = "Set to true once the aqicn-token secret has a version: ingest then gets AIRCAST_AQICN_TOKEN from it."
+  type        = bool
+  default     = false
+}
+
+variable "openaq_api_key_set" {
+  description = "Set to true once the openaq-api-key secret has a version: ingest then gets AIRCAST_OPENAQ_API_KEY from it."
   type        = bool
   default     = false
 }

@@ -186,6 +186,8 @@ def _access(f: dict[str, Any]) -> str:
         access.append(f"writes {f['writes_under']}")
     if f["reads_aqicn_token"]:
         access.append("AQICN token")
+    if f.get("reads_openaq_api_key"):
+        access.append("OpenAQ key")
     return "; ".join(access) or "none"
 
 

@@ -8,7 +8,9 @@ import json
 import re
 from typing import Any
 
-from common.core.catalog import CLOUD_SOURCES
+from pydantic import SecretStr
+
+from common.core.catalog import CLOUD_SOURCES, SOURCES
 from common.core.config import Settings
 from common.core.schema import TABLES, VIEWS, bigquery_schema
 from common.forecasting.snapshot import SNAPSHOT_KEY
@@ -167,6 +169,7 @@ GRANTS = {
     "google_storage_bucket_iam_member.reads_artifacts": {"predict", "monitor", "api"},
     "google_storage_bucket_iam_member.writes_under": {"predict", "monitor"},
     "google_secret_manager_secret_iam_member.reads_aqicn_token": {"ingest"},
+    "google_secret_manager_secret_iam_member.reads_openaq_api_key": {"ingest"},
     "google_cloud_run_v2_service_iam_member.scheduler_invokes": {
         "ingest",
         "train",
@@ -182,7 +185,7 @@ def test_iam_follows_the_function_attributes_and_grants_least_privilege():
         address: instance_keys(body)
         for address, body in per_function.items()
         if re.search(r"_iam_(member|binding|policy)$", address.split(".")[0])
-        and "api" not in address.split(".")[1]
+        and not address.split(".")[1].startswith("api_")  # the api function's callers
     }
     assert granted == GRANTS
     for name, f in functions().items():
@@ -308,10 +311,18 @@ def test_function_environment_names_settings_the_code_reads():
     assert names <= known, names - known
     assert 'AIRCAST_BACKEND = "gcp"' in environment
     secret = resources("google_cloudfunctions2_function")["function"]["service_config"][0]
-    (dynamic,) = secret["dynamic"]
-    assert dynamic["secret_environment_variables"]["content"][0]["key"] == "AIRCAST_AQICN_TOKEN"
-    assert "each.value.reads_aqicn_token" in dynamic["secret_environment_variables"]["for_each"]
-    assert "aqicn_token" in Settings.model_fields
+    bound = {
+        d["secret_environment_variables"]["content"][0]["key"]: d["secret_environment_variables"]
+        for d in secret["dynamic"]
+    }
+    assert set(bound) == {"AIRCAST_AQICN_TOKEN", "AIRCAST_OPENAQ_API_KEY"}
+    # Every token setting of a source is bound from its secret, and only by the flag for it.
+    for info in SOURCES.values():
+        if info.token_setting:
+            block = bound[f"AIRCAST_{info.token_setting.upper()}"]
+            assert f"each.value.reads_{info.token_setting}" in block["for_each"]
+            assert f"var.{info.token_setting}_set" in block["for_each"]
+            assert Settings.model_fields[info.token_setting].annotation == SecretStr | None
 
 
 def test_module_is_documented_and_skips_carry_reasons():

@@ -17,5 +17,6 @@ module "aircast" {
   api_public          = var.api_public
   api_invokers        = var.api_invokers
   aqicn_token_set     = var.aqicn_token_set
+  openaq_api_key_set  = var.openaq_api_key_set
   deletion_protection = var.deletion_protection
 }

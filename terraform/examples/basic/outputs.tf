@@ -28,6 +28,11 @@ output "service_accounts" {
   value       = module.aircast.service_accounts
 }
 
+output "openaq_secret" {
+  description = "Secret Manager secret for the OpenAQ API key (add a version, then set openaq_api_key_set = true)."
+  value       = module.aircast.openaq_secret
+}
+
 output "aqicn_secret" {
   description = "Secret Manager secret for the AQICN token (add a version, then set aqicn_token_set = true)."
   value       = module.aircast.aqicn_secret

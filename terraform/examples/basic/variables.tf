@@ -42,6 +42,12 @@ variable "aqicn_token_set" {
   default     = false
 }
 
+variable "openaq_api_key_set" {
+  description = "Set to true once the openaq-api-key secret has a version."
+  type        = bool
+  default     = false
+}
+
 variable "deletion_protection" {
   description = "Protect the BigQuery tables from terraform destroy."
   type        = bool
