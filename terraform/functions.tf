@@ -33,7 +33,7 @@ resource "google_cloudfunctions2_function" "function" {
     # Cloud Scheduler calls from outside the VPC; access is controlled by IAM (invokers.tf).
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true
-    environment_variables          = merge(local.environment, { THREADS = tostring(each.value.concurrency) })
+    environment_variables          = merge(local.environment, each.value.environment, { THREADS = tostring(each.value.concurrency) })
 
     dynamic "secret_environment_variables" {
       for_each = each.value.reads_aqicn_token && var.aqicn_token_set ? [google_secret_manager_secret.aqicn_token.secret_id] : []

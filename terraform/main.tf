@@ -16,6 +16,7 @@ locals {
   #                      (predict: serving/, the snapshot; monitor: health/, the status)
   #   reads_aqicn_token  gets the aqicn-token secret as AIRCAST_AQICN_TOKEN
   #   reads_openaq_api_key  gets the openaq-api-key secret as AIRCAST_OPENAQ_API_KEY
+  #   environment        settings of this function alone, on top of local.environment
   # Which functions Cloud Scheduler calls is not listed here: it follows schedules.json.
   function_defaults = {
     ingest = {
@@ -32,6 +33,7 @@ locals {
       writes_under         = null
       reads_aqicn_token    = true
       reads_openaq_api_key = true
+      environment          = {}
     }
     train = {
       entry_point          = "train"
@@ -47,6 +49,7 @@ locals {
       writes_under         = null
       reads_aqicn_token    = false
       reads_openaq_api_key = false
+      environment          = {}
     }
     predict = {
       entry_point          = "predict"
@@ -62,6 +65,7 @@ locals {
       writes_under         = "serving/"
       reads_aqicn_token    = false
       reads_openaq_api_key = false
+      environment          = {}
     }
     monitor = {
       entry_point          = "monitor"
@@ -77,6 +81,7 @@ locals {
       writes_under         = "health/"
       reads_aqicn_token    = false
       reads_openaq_api_key = false
+      environment          = {}
     }
     api = {
       entry_point          = "api"
@@ -92,6 +97,7 @@ locals {
       writes_under         = null
       reads_aqicn_token    = false
       reads_openaq_api_key = false
+      environment          = local.api_environment
     }
   }
 
@@ -135,4 +141,7 @@ locals {
     AIRCAST_LOG_LEVEL      = var.log_level
     AIRCAST_PREDICT_SHARDS = tostring(var.predict_shards)
   }, var.environment)
+  # A public api is read-only: the dashboard and the GET routes, never POST /v1/predict
+  # (an online prediction costs a model load and CPU that anyone could then spend).
+  api_environment = var.api_public ? { AIRCAST_API_READ_ONLY = "true" } : {}
 }

@@ -139,6 +139,26 @@ resource "google_monitoring_alert_policy" "health" {
   }
 }
 
+# The api's /health every five minutes. A private api (the default) is called with an
+# OIDC token of the project's Monitoring service agent, which gets run.invoker on the api
+# alone; a public (read-only) api is called like any browser would, without one.
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  monitoring_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "uptime_invokes_api" {
+  count    = var.api_public ? 0 : 1
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.function["api"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = local.monitoring_agent
+}
+
 resource "google_monitoring_uptime_check_config" "api_health" {
   project      = var.project_id
   display_name = "aircast api /health"
@@ -149,6 +169,15 @@ resource "google_monitoring_uptime_check_config" "api_health" {
     port         = 443
     use_ssl      = true
     validate_ssl = true
+    accepted_response_status_codes {
+      status_class = "STATUS_CLASS_2XX"
+    }
+    dynamic "service_agent_authentication" {
+      for_each = var.api_public ? [] : ["OIDC_TOKEN"]
+      content {
+        type = service_agent_authentication.value
+      }
+    }
   }
   monitored_resource {
     type = "uptime_url"
@@ -157,4 +186,5 @@ resource "google_monitoring_uptime_check_config" "api_health" {
       host       = local.api_host
     }
   }
+  depends_on = [google_cloud_run_v2_service_iam_member.uptime_invokes_api]
 }

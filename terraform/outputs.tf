@@ -37,3 +37,8 @@ output "aqicn_secret" {
   description = "Secret Manager secret for the AQICN token (add a version, then set aqicn_token_set = true)."
   value       = google_secret_manager_secret.aqicn_token.id
 }
+
+output "dashboard" {
+  description = "How a person opens the dashboard: its URL when api_public, else the `gcloud run services proxy` command that serves it on http://localhost:8080 with your identity (you need run.invoker: api_invokers, or Owner/Editor)."
+  value       = var.api_public ? "${google_cloudfunctions2_function.function["api"].service_config[0].uri}/" : "gcloud run services proxy ${google_cloudfunctions2_function.function["api"].name} --project ${var.project_id} --region ${var.region} --port 8080   # then open http://localhost:8080/"
+}

@@ -97,7 +97,7 @@ variable "openaq_api_key_set" {
 }
 
 variable "api_public" {
-  description = "Let anyone call the api function (read-only forecasts). Ingest, train and predict are always private."
+  description = "Open the api to everyone, read-only: the dashboard and the GET routes answer anyone, POST /v1/predict answers 403 (AIRCAST_API_READ_ONLY). Off: only api_invokers (and project Owners/Editors) may call it, e.g. through `gcloud run services proxy` (docs/deploy.md). Ingest, train, predict and monitor are always private."
   type        = bool
   default     = false
 }

@@ -123,6 +123,7 @@ def load_hcl(directory: Path) -> dict[str, Any]:
     "provider": {name: body}, "locals": {...}, "terraform" | "moved": [body, ...]}."""
     merged: dict[str, Any] = {
         "resource": {},
+        "data": {},
         "variable": {},
         "output": {},
         "module": {},
@@ -138,6 +139,10 @@ def load_hcl(directory: Path) -> dict[str, Any]:
             for rtype, named in block.items():
                 for rname, body in named.items():
                     merged["resource"][(rtype, rname)] = {**body, "__file__": path.name}
+        for block in doc.get("data", []):
+            for dtype, named in block.items():
+                for dname, body in named.items():
+                    merged["data"][(dtype, dname)] = {**body, "__file__": path.name}
         for block in doc.get("locals", []):
             merged["locals"].update(block)
         for kind in ("variable", "output", "module", "provider"):

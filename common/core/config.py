@@ -292,6 +292,11 @@ class Settings(BaseSettings):
     api_stale_after_hours: float = Field(
         3.0, gt=0, le=24 * 31, description="Snapshot age at which /health says degraded."
     )
+    api_read_only: bool = Field(
+        False,
+        description="Serve only the dashboard and the read routes (GET); POST /v1/predict "
+        "answers 403. Terraform sets it on a public api (api_public).",
+    )
     aqi_scheme: Literal["us-epa", "cn-hj633"] = Field(
         "us-epa",
         description="Air-quality index the api and dashboard show: us-epa (EPA 2024) or "

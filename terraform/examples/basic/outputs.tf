@@ -37,3 +37,8 @@ output "aqicn_secret" {
   description = "Secret Manager secret for the AQICN token (add a version, then set aqicn_token_set = true)."
   value       = module.aircast.aqicn_secret
 }
+
+output "dashboard" {
+  description = "How a person opens the dashboard: its URL when api_public, else the `gcloud run services proxy` command that serves it on http://localhost:8080 with your identity."
+  value       = module.aircast.dashboard
+}
