@@ -26,6 +26,12 @@ from common.storage import ArtifactStore
 
 ISSUED = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
 LOCATIONS = ("beijing-dongsi", "beijing-tiantan", "singapore-central")
+# Where the named locations are (the real stations' places and time zones).
+PLACES = {
+    "beijing-dongsi": (39.929, 116.417, "Asia/Shanghai"),
+    "beijing-tiantan": (39.886, 116.407, "Asia/Shanghai"),
+    "singapore-central": (1.29, 103.85, "Asia/Singapore"),
+}
 
 
 def make_snapshot(
@@ -62,17 +68,27 @@ def make_snapshot(
         hindcast[loc] = Hindcast(
             horizon_h=24, start=issued_at - dt.timedelta(hours=47), values=said
         )
-    infos = [
-        LocationInfo(
-            location_id=loc,
-            name=loc.replace("-", " ").title(),
-            latitude=40.0 + i if i < 8 else round(random.Random(i).uniform(-50, 60), 3),
-            longitude=116.0 + i if i < 8 else round(random.Random(f"lon{i}").uniform(-170, 175), 3),
-            source="synthetic",
-            timezone="UTC",
+    infos = []
+    for i, loc in enumerate(locations + skipped):
+        lat, lon, tz = PLACES.get(loc) or (
+            (40.0 + i, 116.0 + i, "UTC")
+            if i < 8
+            else (
+                round(random.Random(i).uniform(-50, 60), 3),
+                round(random.Random(f"lon{i}").uniform(-170, 175), 3),
+                "UTC",
+            )
         )
-        for i, loc in enumerate(locations + skipped)
-    ]
+        infos.append(
+            LocationInfo(
+                location_id=loc,
+                name=loc.replace("-", " ").title(),
+                latitude=lat,
+                longitude=lon,
+                source="synthetic",
+                timezone=tz,
+            )
+        )
     return Snapshot(
         generated_at=issued_at + dt.timedelta(minutes=3),
         issued_at=issued_at,

@@ -51,6 +51,12 @@ class PayloadTooLarge(AircastError):
     status = 413
 
 
+class Forbidden(AircastError):
+    """The request is valid but not served here (e.g. a write on a read-only api)."""
+
+    status = 403
+
+
 class NotFound(AircastError):
     """The thing asked for does not exist (a location, an artifact, a Cloud Scheduler job)."""
 

@@ -30,6 +30,7 @@ from common.core.errors import (
     AircastError,
     BadRequest,
     Conflict,
+    Forbidden,
     NotFound,
     Unavailable,
     validation_message,
@@ -38,14 +39,19 @@ from common.core.logs import get_logger
 from common.forecasting.snapshot import intervals_key
 from common.monitoring import STATUS_KEY
 from common.runtime.body import read_body
+from common.serving import places
 from common.serving.cache import OffsetsCache, Parts, Serving, SnapshotCache
 from common.serving.indices import scheme_model
 from common.serving.models import (
     CurrentModel,
     Health,
+    LocationsQuery,
     LocationsResponse,
     MetricsResponse,
     PipelineStatus,
+    Place,
+    PlacesQuery,
+    PlacesResponse,
     PredictRequest,
     openapi,
 )
@@ -53,6 +59,7 @@ from common.serving.render import (
     HTML,
     JSON,
     encode,
+    entry,
     forecast_query,
     forecasts_of,
     hours_of,
@@ -60,6 +67,7 @@ from common.serving.render import (
     location_forecast,
     merge_accuracy,
     require_location,
+    validated,
 )
 from common.storage import ArtifactStore, StoreError
 
@@ -85,7 +93,9 @@ class Api:
         self._dashboard: bytes | None = None
         # Exact paths -> (method, view); one prefix route for the per-location lookup. A dict
         # lookup instead of werkzeug's router: on this path every microsecond is throughput.
-        self.routes: dict[str, tuple[str, Callable[[Request], bytes | tuple[bytes, str]]]] = {
+        self.routes: dict[
+            str, tuple[str, Callable[[Request], bytes | tuple[bytes, str] | Response]]
+        ] = {
             "/": ("GET", lambda r: (self.dashboard(), HTML)),
             "/health": ("GET", lambda r: self.health()),
             "/openapi.json": ("GET", lambda r: self.openapi()),
@@ -95,9 +105,11 @@ class Api:
             "/v1/models/current": ("GET", lambda r: self.current_model(r.args)),
             "/v1/metrics": ("GET", lambda r: self.metrics(r.args)),
             "/v1/aqi": ("GET", lambda r: encode(scheme_model(self.scheme))),
+            "/v1/places": ("GET", lambda r: self.places(r.args)),
+            "/geo/countries.json": ("GET", self.geography),
         }
 
-    def _route(self, request: Request) -> bytes | tuple[bytes, str]:
+    def _route(self, request: Request) -> bytes | tuple[bytes, str] | Response:
         path, method = request.path, request.method
         if method == "HEAD":
             method = "GET"
@@ -108,6 +120,12 @@ class Api:
             raise WerkzeugNotFound()
         if method != route[0]:
             raise MethodNotAllowed(valid_methods=[route[0]])
+        if method != "GET" and self.settings.api_read_only:
+            raise Forbidden(
+                f"method: this api is read-only (AIRCAST_API_READ_ONLY); {method} {path} is "
+                "served by the private api only",
+                field="method",
+            )
         if not (path in SNAPSHOT_ROUTES or path.startswith(FORECAST_PREFIX)):
             return route[1](request)
         # Snapshot lookups: the same URL gets the same bytes until its part changes.
@@ -149,6 +167,8 @@ class Api:
         except Exception as exc:
             log.exception("request failed")
             return json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
+        if isinstance(answer, Response):
+            return answer
         if isinstance(answer, tuple):
             return Response(answer[0], 200, mimetype=answer[1])
         return Response(answer, 200, mimetype=JSON)
@@ -233,14 +253,59 @@ class Api:
         )
 
     def locations(self, args: MultiDict[str, str]) -> bytes:
+        query = validated(LocationsQuery, args)
         parts = self.parts_of(args)
+        if query.lat is not None or query.lon is not None:
+            if query.lat is None or query.lon is None:
+                missing, given = ("lat", "lon") if query.lat is None else ("lon", "lat")
+                raise BadRequest(f"{missing}: required with {given}", field=missing)
+            near = self._nearest(parts, query.lat, query.lon, query.limit)
+            return encode(LocationsResponse(locations=[entry(loc, d) for loc, d in near]))
         if parts.shards > 1:
             found = [loc for serving in parts.servings() for loc in serving.snapshot.locations]
-            return encode(LocationsResponse(locations=found))
+            return encode(LocationsResponse(locations=[entry(loc) for loc in found]))
         serving = parts.part(0).require()
+        every = serving.snapshot.locations
         return self._cached(
-            serving, ("locations",), lambda: LocationsResponse(locations=serving.snapshot.locations)
+            serving,
+            ("locations",),
+            lambda: LocationsResponse(locations=[entry(loc) for loc in every]),
         )
+
+    def _nearest(self, parts: Parts, lat: float, lon: float, k: int) -> list[tuple[Any, float]]:
+        """The k forecast locations nearest to (lat, lon) over every part."""
+        found: list[tuple[Any, float]] = []
+        for serving in parts.servings():
+            snap = serving.snapshot
+            forecast = (loc for loc in snap.locations if loc.location_id in snap.forecasts)
+            found += places.nearest(forecast, lat, lon, k)
+        return sorted(found, key=lambda pair: pair[1])[:k]
+
+    def places(self, args: MultiDict[str, str]) -> bytes:
+        """Places of the gazetteer by name, each with its nearest forecast location."""
+        query = validated(PlacesQuery, args)
+        parts = self.parts_of(args)
+        out = []
+        for place in places.search_places(query.q, query.limit):
+            near = self._nearest(parts, place["latitude"], place["longitude"], 1)
+            out.append(Place(**place, nearest=entry(*near[0]) if near else None))
+        return encode(PlacesResponse(places=out, source=places.gazetteer_source()))
+
+    def geography(self, request: Request) -> Response:
+        """Country outlines (TopoJSON, package data): gzipped as shipped to a client that
+        takes gzip (every browser), else inflated; cached by the browser for a day."""
+        body = places.countries_gz()
+        gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "")
+        if not gzip_ok:
+            import gzip
+
+            body = gzip.decompress(body)
+        response = Response(body, 200, mimetype=JSON)
+        if gzip_ok:
+            response.headers["Content-Encoding"] = "gzip"
+        response.headers["Cache-Control"] = "public, max-age=86400"
+        response.headers["Vary"] = "Accept-Encoding"
+        return response
 
     def forecast(self, location_id: str, args: MultiDict[str, str]) -> bytes:
         serving = self.parts_of(args).of(location_id).require()

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from common.core.aqi import Scheme, hourly_index
+from common.core.aqi import NOWCAST, OZONE_8H, Scheme, hourly_index
 from common.forecasting.snapshot import LocationForecast, RecentObservations
-from common.serving.models import AqiCategory, AqiScheme, ForecastPoint, WorstHour
+from common.serving.models import AirNow, AqiCategory, AqiScheme, ForecastPoint, WorstHour
 
 HOUR = dt.timedelta(hours=1)
 WORST_HOURS = 24  # "the day's worst hour": the next 24 forecast hours
@@ -116,3 +116,31 @@ def forecast_points(
         for i in range(min(n, len(fc.yhat)))
     ]
     return points, worst_hour(scheme, fc.issued_at, [a[0] for a in aqi])
+
+
+AVERAGING = {NOWCAST: "12-hour NowCast", OZONE_8H: "8-hour mean"}
+
+
+def air_now(scheme: Scheme, pollutant: str, recent: RecentObservations | None) -> AirNow | None:
+    """The latest observed hour and its index, with the averaging the scheme reports that
+    pollutant with (US EPA PM: the NowCast of the 12 hours up to it): the air quality now,
+    as an agency's "current conditions" page shows it."""
+    if recent is None:
+        return None
+    values = recent.values
+    last = next((k for k in range(len(values) - 1, -1, -1) if values[k] is not None), None)
+    if last is None:
+        return None
+    value = values[last]
+    assert value is not None
+    index = hourly_index(scheme, pollutant, values[: last + 1], last)
+    category = scheme.category(index)
+    return AirNow(
+        ts=recent.start + last * HOUR,
+        value=value,
+        aqi=index,
+        category=category.name if category else None,
+        color=category.color if category else None,
+        statement=category.statement if category else None,
+        averaging=AVERAGING.get(scheme.averaging.get(pollutant, ""), "1-hour value"),
+    )

@@ -65,8 +65,69 @@ class Health(BaseModel):
     )
 
 
+class LocationEntry(LocationInfo):
+    distance_km: float | None = Field(
+        None, description="Great-circle distance from ?lat=&lon= (null without them)."
+    )
+
+
 class LocationsResponse(BaseModel):
-    locations: list[LocationInfo]
+    locations: list[LocationEntry] = Field(
+        description="Every location; with ?lat=&lon=, the `limit` nearest forecast "
+        "locations, nearest first."
+    )
+
+
+class LocationsQuery(BaseModel):
+    """Query parameters of /v1/locations: a point (lat and lon, both or neither) asks for
+    the nearest forecast locations."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    lat: float | None = Field(None, ge=-90, le=90, description="Latitude, WGS 84 degrees.")
+    lon: float | None = Field(None, ge=-180, le=180, description="Longitude, WGS 84 degrees.")
+    limit: int = Field(5, ge=1, le=100, description="How many nearest locations (with lat, lon).")
+
+
+class PlacesQuery(BaseModel):
+    """Query parameters of /v1/places."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    q: str = Field(min_length=2, max_length=100, description="A place name, e.g. Berlin.")
+    limit: int = Field(5, ge=1, le=20, description="How many places.")
+
+
+class Place(BaseModel):
+    name: str
+    country: str
+    country_code: str = Field(description="ISO 3166-1 alpha-2.")
+    latitude: float
+    longitude: float
+    nearest: LocationEntry | None = Field(
+        None, description="The nearest forecast location, with its distance (null if none)."
+    )
+
+
+class PlacesResponse(BaseModel):
+    places: list[Place] = Field(description="Matching places, best match first.")
+    source: str = Field(description="The gazetteer and its licence.")
+
+
+class AirNow(BaseModel):
+    """The latest observed hour of the target and its index: the air quality now."""
+
+    ts: dt.datetime = Field(description="The observed hour (UTC).")
+    value: float = Field(description="The observed concentration that hour.")
+    aqi: int | None = Field(
+        None,
+        description="Index of that hour with the scheme's averaging (US EPA PM: the 12-hour "
+        "NowCast; O3: the 8-hour mean); null where undefined.",
+    )
+    category: str | None = None
+    color: str | None = None
+    statement: str | None = None
+    averaging: str = Field(description="What the index is of, e.g. '12-hour NowCast'.")
 
 
 class ForecastPoint(BaseModel):
@@ -141,6 +202,11 @@ class LocationForecastResponse(BaseModel):
     )
     worst: WorstHour | None = Field(
         None, description="The day's worst hour by air-quality index (null if undefined)."
+    )
+    now: AirNow | None = Field(
+        None,
+        description="The latest observed hour up to issued_at and its index (null when the "
+        "snapshot holds no observation of this location).",
     )
 
 
@@ -242,6 +308,7 @@ SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
     LocationsResponse,
     LocationForecastResponse,
     ForecastsResponse,
+    PlacesResponse,
     CurrentModel,
     MetricsResponse,
     AqiScheme,
@@ -258,6 +325,7 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Bad request: the field at fault is named",
+        403: "Not served here: the api is read-only (AIRCAST_API_READ_ONLY)",
         404: "Unknown location or no such resource",
         409: "Not ready: no serving snapshot or no production model yet",
         503: "The artifact store could not be read",
@@ -274,6 +342,22 @@ def _query(name: str, schema: dict[str, Any], description: str, **extra: Any) ->
         "description": description,
         **extra,
     }
+
+
+def _properties(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """A query model's fields as OpenAPI parameter schemas (null dropped: an absent
+    parameter is how a query says "none")."""
+    out = {}
+    for name, spec in model.model_json_schema()["properties"].items():
+        spec = dict(spec)
+        spec.pop("title", None)
+        options = [o for o in spec.pop("anyOf", []) if o.get("type") != "null"]
+        if options:
+            spec.update(options[0])
+        if spec.get("default") is None:
+            spec.pop("default", None)
+        out[name] = spec
+    return out
 
 
 def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
@@ -313,10 +397,30 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
             },
             "/v1/locations": {
                 "get": {
-                    "summary": "The forecast locations",
-                    "parameters": [target],
+                    "summary": "The forecast locations; with lat and lon, the nearest ones",
+                    "parameters": [
+                        target,
+                        *(
+                            _query(name, spec, spec.pop("description"))
+                            for name, spec in _properties(LocationsQuery).items()
+                        ),
+                    ],
                     "responses": {
                         "200": _json(LocationsResponse, "Locations"),
+                        **_errors(400, 409, 503),
+                    },
+                }
+            },
+            "/v1/places": {
+                "get": {
+                    "summary": "Places (cities) by name, each with its nearest forecast location",
+                    "parameters": [
+                        {**_query(name, spec, spec.pop("description")), "required": name == "q"}
+                        for name, spec in _properties(PlacesQuery).items()
+                    ]
+                    + [target],
+                    "responses": {
+                        "200": _json(PlacesResponse, "Places"),
                         **_errors(400, 409, 503),
                     },
                 }
@@ -372,7 +476,7 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _json(LocationForecastResponse, "Forecast"),
-                        **_errors(400, 404, 409, 503),
+                        **_errors(400, 403, 404, 409, 503),
                     },
                 }
             },

@@ -5,7 +5,7 @@ JSON encoding of every answer."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from werkzeug.datastructures import MultiDict
@@ -15,15 +15,17 @@ from common.core.aqi import US_EPA, Scheme
 from common.core.errors import BadRequest, NotFound, validation_message
 from common.forecasting.snapshot import Accuracy, HorizonAccuracy, Snapshot
 from common.serving.cache import Parts, Serving
-from common.serving.indices import forecast_points
+from common.serving.indices import air_now, forecast_points
 from common.serving.models import (
     ForecastQuery,
     ForecastsResponse,
+    LocationEntry,
     LocationForecastResponse,
     PastForecasts,
     RecentValues,
 )
 
+Q = TypeVar("Q", bound=BaseModel)
 JSON = "application/json"
 HTML = "text/html"
 
@@ -55,6 +57,7 @@ def location_forecast(
         observations=RecentValues(start=recent.start, values=recent.values) if recent else None,
         hindcast=PastForecasts(**past.model_dump()) if past else None,
         worst=worst,
+        now=air_now(scheme, snapshot.target, history),
     )
 
 
@@ -66,6 +69,24 @@ def forecast_query(args: MultiDict[str, str]) -> ForecastQuery:
     except ValidationError as exc:
         name, message = validation_message(exc)
         raise BadRequest(message, field=name) from None
+
+
+def validated(model: type[Q], args: MultiDict[str, str]) -> Q:
+    """A query model from the request's parameters (the model's fields only); a bad one is a
+    400 naming it."""
+    try:
+        return model.model_validate({k: args.get(k) for k in model.model_fields if k in args})
+    except ValidationError as exc:
+        name, message = validation_message(exc, where="query")
+        raise BadRequest(message, field=name) from None
+
+
+def entry(loc: Any, distance: float | None = None) -> LocationEntry:
+    """A snapshot location as the api lists it, with its distance from the asked point."""
+    return LocationEntry.model_construct(
+        **{k: getattr(loc, k) for k in type(loc).model_fields},
+        distance_km=None if distance is None else round(distance, 1),
+    )
 
 
 def hours_of(query: ForecastQuery, snapshot: Snapshot) -> int:
