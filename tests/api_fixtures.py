@@ -31,7 +31,18 @@ PLACES = {
     "beijing-dongsi": (39.929, 116.417, "Asia/Shanghai"),
     "beijing-tiantan": (39.886, 116.407, "Asia/Shanghai"),
     "singapore-central": (1.29, 103.85, "Asia/Singapore"),
+    "delhi-anand-vihar": (28.647, 77.316, "Asia/Kolkata"),
+    "berlin-mitte": (52.52, 13.405, "Europe/Berlin"),
+    "london-marylebone": (51.523, -0.155, "Europe/London"),
+    "los-angeles-downtown": (34.051, -118.244, "America/Los_Angeles"),
+    "mexico-city-merced": (19.425, -99.119, "America/Mexico_City"),
+    "sao-paulo-centro": (-23.548, -46.636, "America/Sao_Paulo"),
+    "lagos-ikeja": (6.602, 3.351, "Africa/Lagos"),
+    "sydney-randwick": (-33.917, 151.241, "Australia/Sydney"),
+    "tokyo-shinjuku": (35.694, 139.703, "Asia/Tokyo"),
 }
+# A network of real places (named, placed and zoned as the cities are; values synthetic).
+WORLD = tuple(PLACES)
 
 
 def make_snapshot(
