@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -333,7 +334,12 @@ def test_dashboard_is_self_contained(client) -> None:
     html = r.get_data(as_text=True)
     assert "/v1/forecasts?hours=1" in html and "?observations=true" in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
-    assert "https://" not in html and "@import" not in html
+    # The one address off the api: OpenStreetMap's tiles, requested only when the person
+    # ticks the street map (tests/serving/test_api_dashboard.py checks both ways).
+    assert re.findall(r"https://[^\s`\"']+", html) == [
+        "https://tile.openstreetmap.org/${z}/${((x"
+    ]
+    assert "@import" not in html and "<link rel=\"stylesheet" not in html
 
 
 def test_entry_point_through_functions_framework(monkeypatch, local_settings, store) -> None:
