@@ -150,7 +150,7 @@ locals {
   monitoring_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
 }
 
-resource "google_cloud_run_v2_service_iam_member" "uptime_invokes_api" {
+resource "google_cloud_run_v2_service_iam_member" "api_uptime_check" {
   count    = var.api_public ? 0 : 1
   project  = var.project_id
   location = var.region
@@ -186,5 +186,5 @@ resource "google_monitoring_uptime_check_config" "api_health" {
       host       = local.api_host
     }
   }
-  depends_on = [google_cloud_run_v2_service_iam_member.uptime_invokes_api]
+  depends_on = [google_cloud_run_v2_service_iam_member.api_uptime_check]
 }

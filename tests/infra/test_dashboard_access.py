@@ -79,13 +79,13 @@ def test_each_choice_has_one_way_in_for_people_and_for_the_uptime_check(public: 
     assert tokens == ("[]" if public else '["OIDC_TOKEN"]'), tokens
     assert auth["content"][0]["type"] == "${service_agent_authentication.value}"
     # ... whose agent may call the api (and nothing else), granted before the check runs.
-    agent = iam["uptime_invokes_api"]
+    agent = iam["api_uptime_check"]
     assert _pick(agent["count"], public) == ("0" if public else "1")
     assert agent["role"] == "roles/run.invoker" and agent["name"] == API_SERVICE
     assert agent["member"] == "${local.monitoring_agent}"
     assert load()["locals"]["monitoring_agent"] == MONITORING_AGENT
     assert load()["data"][("google_project", "this")]["project_id"] == "${var.project_id}"
-    assert "${google_cloud_run_v2_service_iam_member.uptime_invokes_api}" in check["depends_on"]
+    assert "${google_cloud_run_v2_service_iam_member.api_uptime_check}" in check["depends_on"]
     members = [b["member"] for b in iam.values()]
     assert members.count("${local.monitoring_agent}") == 1
 

@@ -136,7 +136,7 @@ def test_every_per_function_resource_is_derived_from_the_one_list():
     api_only = {
         "google_cloud_run_v2_service_iam_member.api_invokers",
         "google_cloud_run_v2_service_iam_member.api_public",
-        "google_cloud_run_v2_service_iam_member.uptime_invokes_api",
+        "google_cloud_run_v2_service_iam_member.api_uptime_check",
     }
     per_function = _per_function()
     assert len(per_function) >= 12, sorted(per_function)

@@ -336,10 +336,8 @@ def test_dashboard_is_self_contained(client) -> None:
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
     # The one address off the api: OpenStreetMap's tiles, requested only when the person
     # ticks the street map (tests/serving/test_api_dashboard.py checks both ways).
-    assert re.findall(r"https://[^\s`\"']+", html) == [
-        "https://tile.openstreetmap.org/${z}/${((x"
-    ]
-    assert "@import" not in html and "<link rel=\"stylesheet" not in html
+    assert re.findall(r"https://[^\s`\"']+", html) == ["https://tile.openstreetmap.org/${z}/${((x"]
+    assert "@import" not in html and '<link rel="stylesheet' not in html
 
 
 def test_entry_point_through_functions_framework(monkeypatch, local_settings, store) -> None:
