@@ -13,10 +13,12 @@ import pytest
 
 from common.core.aqi import US_EPA, hourly_index
 from common.core.config import Settings
+from common.core.sharding import shard_of
+from common.forecasting.snapshot import snapshot_key
 from common.serving.api import create_app
 from common.serving.places import distance_km
 from common.storage import open_store
-from tests.api_fixtures import PLACES, make_snapshot, publish
+from tests.api_fixtures import PLACES, WORLD, make_snapshot, publish
 
 
 @pytest.fixture
@@ -136,3 +138,32 @@ def test_a_read_only_api_serves_the_page_and_reads_but_no_predictions(
     r = client.post("/v1/predict", json={"observations": [{"ts": "2026-11-20T00:00:00Z"}]})
     assert r.status_code == 403, r.data
     assert r.get_json()["field"] == "method" and "read-only" in r.get_json()["error"]
+
+
+def test_nearest_spans_every_part_when_predict_runs_in_shards(local_settings: Settings) -> None:
+    """With N predict shards each part holds some locations: the nearest are sought in
+    every part and answer as the one snapshot would."""
+    whole = make_snapshot(locations=WORLD)
+    one = create_app(local_settings, open_store(local_settings))
+    publish(open_store(local_settings), whole)
+    settings = local_settings.model_copy(update={"predict_shards": 2})
+    store = open_store(settings)
+    for k in range(2):
+        mine = {i for i in whole.forecasts if shard_of(i, 2) == k}
+        assert mine, k  # both parts hold some of the network
+        part = whole.model_copy(
+            update={
+                "shard": k,
+                "shards": 2,
+                "locations": [loc for loc in whole.locations if loc.location_id in mine],
+                "forecasts": {i: f for i, f in whole.forecasts.items() if i in mine},
+            }
+        )
+        store.put(snapshot_key(k, 2), part.model_dump_json().encode())
+    sharded = create_app(settings, store).test_client()
+    for query in ("lat=35&lon=139&limit=3", "lat=-30&lon=-50&limit=12", "lat=52&lon=0&limit=1"):
+        got = sharded.get(f"/v1/locations?{query}").get_json()["locations"]
+        want = one.test_client().get(f"/v1/locations?{query}").get_json()["locations"]
+        assert got == want and got, query
+    (berlin,) = sharded.get("/v1/places?q=berlin&limit=1").get_json()["places"]
+    assert berlin["nearest"]["location_id"] == "berlin-mitte"
