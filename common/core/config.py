@@ -154,6 +154,17 @@ class Settings(BaseSettings):
         "https://archive-api.open-meteo.com/v1/archive",
         description="Open-Meteo weather archive (windows older than about 3 months).",
     )
+    open_meteo_previous_runs_url: str = Field(
+        "https://previous-runs-api.open-meteo.com/v1/forecast",
+        description="Open-Meteo Previous Runs API: past weather forecasts as issued 1-7 days "
+        "before (backfill of weather_forecasts).",
+    )
+    open_meteo_historical_forecast_url: str = Field(
+        "https://historical-forecast-api.open-meteo.com/v1/forecast",
+        description="Open-Meteo Historical Forecast API: the first hours of each past run, "
+        "stitched (closer to an analysis); the backfill's fallback where Previous Runs has "
+        "nothing.",
+    )
     open_meteo_air_url: str = Field(
         "https://air-quality-api.open-meteo.com/v1/air-quality",
         description="Open-Meteo air-quality (CAMS) API.",
@@ -220,7 +231,23 @@ class Settings(BaseSettings):
     future_weather: bool = Field(
         False,
         description="Use weather forecasts for the target hour (needs a source that "
-        "provides them, e.g. open-meteo).",
+        "provides them, e.g. open-meteo). Training uses, for each issue time, the newest "
+        "forecast issued at or before it in weather_forecasts (the rule predict uses), "
+        "missing where none was kept.",
+    )
+    train_weather: Literal["as-issued", "observed-oracle"] = Field(
+        "as-issued",
+        description="Training's target-hour weather when AIRCAST_FUTURE_WEATHER is on: "
+        "forecasts as issued, or `observed-oracle`, the observed weather (a study of a "
+        "perfect forecast, which no deployment has: the model then meets forecast error "
+        "only in production). The model card says which.",
+    )
+    cams_input: bool = Field(
+        True,
+        description="Give the model the CAMS forecast of its target (air_quality_forecasts, "
+        "as issued) once enough has accrued: issued on most days since at least 28 days "
+        "before the holdout (see docs/architecture.md); the gate then decides on the "
+        "holdout as for any candidate.",
     )
     gate_margin: float = Field(
         0.05, ge=0, lt=1, description="Required MAE improvement over seasonal naive (share)."

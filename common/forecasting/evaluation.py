@@ -1,5 +1,9 @@
 """Accuracy of forecasts and baselines on the same rows: MAE/RMSE overall and per horizon,
-interval coverage, MAE per location."""
+interval coverage, MAE per location.
+
+The CAMS forecast (keys.cams, as issued by the issue time) is a third baseline where it
+exists: scored on the rows that have one, beside the model's MAE on those same rows
+("aircast vs CAMS"); None where no row has one, never zero."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ def evaluate(keys: pd.DataFrame, q: np.ndarray) -> dict[str, Any]:
     """
     actual = keys["actual"].to_numpy(float)
     h = keys["horizon_h"].to_numpy()
+    cams = keys["cams"].to_numpy(float) if "cams" in keys else None
     covered = (actual >= q[:, 0]) & (actual <= q[:, 2])
     out: dict[str, Any] = {"rows": len(keys), "model": _scores(actual, q[:, 1])}
     out["model"]["coverage"] = float(covered.mean())
@@ -36,11 +41,26 @@ def evaluate(keys: pd.DataFrame, q: np.ndarray) -> dict[str, Any]:
         for b in BASELINES:
             s = _scores(actual[m], keys[b].to_numpy(float)[m])
             row[f"{b}_mae"], row[f"{b}_rmse"] = s["mae"], s["rmse"]
+        if cams is not None:
+            row.update(_cams(actual[m], q[m, 1], cams[m], prefix="cams_"))
         by_h.append(row)
     out["by_horizon"] = by_h
+    if cams is not None:
+        out["cams"] = _cams(actual, q[:, 1], cams)
     err = pd.Series(np.abs(q[:, 1] - actual)).groupby(keys["location_id"].astype(str).to_numpy())
     out["mae_by_location"] = {k: float(v) for k, v in err.mean().items()}
     return out
+
+
+def _cams(
+    actual: np.ndarray, model: np.ndarray, cams: np.ndarray, prefix: str = ""
+) -> dict[str, Any]:
+    """CAMS's MAE and the model's on the rows with a CAMS forecast (None when none)."""
+    m = ~np.isnan(cams)
+    n = int(m.sum())
+    mae = float(np.mean(np.abs(cams[m] - actual[m]))) if n else None
+    model_mae = float(np.mean(np.abs(model[m] - actual[m]))) if n else None
+    return {f"{prefix}n": n, f"{prefix}mae": mae, f"{prefix}model_mae": model_mae}
 
 
 def ratio(metrics: dict[str, Any], baseline: str = "persistence") -> float:

@@ -3,9 +3,10 @@
 Everything a row holds is known at t: the target's recent values (as log changes relative to
 the last observation, the *anchor*), rolling statistics, the other pollutants and the
 weather at t, the calendar of the target hour, the horizon, and - when a forecast of it
-exists - the weather at the target hour. In training, observed weather stands in for that
-forecast (the model metadata says so); predict uses the newest weather forecast issued at
-or before t.
+exists - the weather at the target hour and the CAMS forecast of the target. Training and
+predict alike use the newest forecast issued at or before t (`common.forecasting.as_issued`);
+observed weather at the target hour is only a named study setting (`weather =
+"observed-oracle"`), never the default.
 
 Missing history is explicit: a missing value is NaN (XGBoost learns where to send it), never
 zero, and a location whose target has no value in the last `MAX_ANCHOR_AGE` hours or fewer
@@ -29,6 +30,7 @@ from sklearn.neighbors import BallTree
 
 from common.core.meteo import wind_components
 from common.core.schema import POLLUTANTS, WEATHER
+from common.forecasting.as_issued import WEATHER_MODES, Placed, place, with_wind_components
 
 HISTORY_HOURS = 72  # the longest window a feature reads, ending at t
 MAX_ANCHOR_AGE = 6  # hours: the last target value must be this recent
@@ -58,6 +60,14 @@ class FeatureSpec:
     target: str = "pm2_5"
     horizon: int = 24
     future_weather: bool = True
+    # Training's target-hour weather: forecasts as issued (the rule predict uses), or the
+    # observed weather (a study of a perfect forecast; see as_issued.WEATHER_MODES).
+    weather: str = "as-issued"
+    cams: bool = False  # the CAMS forecast of the target at the target hour, as issued
+
+    def __post_init__(self) -> None:
+        if self.weather not in WEATHER_MODES:
+            raise ValueError(f"weather must be one of {WEATHER_MODES}, not {self.weather!r}")
 
     def others(self) -> list[str]:
         return [p for p in POLLUTANTS if p != self.target]
@@ -77,6 +87,8 @@ class FeatureSpec:
         cols += ["horizon_h", "hour", "dow", "doy", "seasonal_24", "seasonal_48"]
         if self.future_weather:
             cols += [f"f_{w}" for w in FUTURE_WEATHER] + ["f_temp_d", "f_pressure_d"]
+        if self.cams:
+            cols += ["f_cams"]
         return cols
 
     def to_dict(self) -> dict[str, object]:
@@ -84,7 +96,13 @@ class FeatureSpec:
             "target": self.target,
             "horizon": self.horizon,
             "future_weather": self.future_weather,
+            "weather": self.weather,
+            "cams": self.cams,
         }
+
+    def weather_used(self) -> str:
+        """Which weather at the target hours the model was trained on (its card says it)."""
+        return self.weather if self.future_weather else "none"
 
 
 @dataclass
@@ -218,11 +236,13 @@ def build(
     places: pd.DataFrame,
     future: Mapping[str, np.ndarray] | None = None,
     region: Region | None = None,
+    cams: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Feature rows for issue times (grid.location_ids[loc[i]], hour t[i]) x horizons 1..H.
 
     Reads only grid columns <= t[i]. `future[var]` is (len(loc), H): the weather forecast
-    for each target hour (NaN where none); required when spec.future_weather.
+    for each target hour (NaN where none); required when spec.future_weather. `cams` is
+    (len(loc), H): the CAMS forecast of the target issued by t (NaN where none).
     Returns (X, keys) with rows ordered by issue pair, then horizon; keys has location_id,
     issued_at, target_ts, horizon_h, level (log1p of the anchor) and anchor (its value).
     """
@@ -300,6 +320,10 @@ def build(
             cols[f"f_{w}"] = np.asarray(future[w], dtype=float).reshape(-1)
         cols["f_temp_d"] = cols["f_temperature_2m"] - cols["temperature_2m"]
         cols["f_pressure_d"] = cols["f_surface_pressure"] - cols["surface_pressure"]
+    if spec.cams:
+        c = np.full(n * H, np.nan) if cams is None else np.asarray(cams, float).reshape(-1)
+        with np.errstate(invalid="ignore"):
+            cols["f_cams"] = np.log1p(np.clip(c, 0, None)) - lvl
     X = pd.DataFrame({c: cols[c].astype(np.float32) for c in spec.columns()})
     anchor_value = np.expm1(lvl)
     keys = pd.DataFrame(
@@ -359,6 +383,7 @@ def training_examples(
     places: pd.DataFrame,
     max_rows: int,
     seed: int = 0,
+    as_issued: AsIssuedRows | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """(X, y, keys) for issue times in [start, end] whose target hour is observed.
 
@@ -384,14 +409,33 @@ def training_examples(
     if len(loc) > budget:
         pick = np.sort(np.random.default_rng(seed).choice(len(loc), budget, replace=False))
         loc, t = loc[pick], t[pick]
-    return examples_at(grid, loc, t, spec, places)
+    return examples_at(grid, loc, t, spec, places, as_issued)
+
+
+@dataclass(frozen=True)
+class AsIssuedRows:
+    """Forecast rows as kept (location_id, issued_at, ts, values...) covering a grid's target
+    hours: weather (with kind) and CAMS; `examples_at` places them by the as-issued rule."""
+
+    weather: pd.DataFrame | None = None
+    cams: pd.DataFrame | None = None
 
 
 def examples_at(
-    grid: Grid, loc: np.ndarray, t: np.ndarray, spec: FeatureSpec, places: pd.DataFrame
+    grid: Grid,
+    loc: np.ndarray,
+    t: np.ndarray,
+    spec: FeatureSpec,
+    places: pd.DataFrame,
+    as_issued: AsIssuedRows | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """(X, y, keys) of the issue pairs (grid row loc[i], hour t[i]), in time order, with
     the actual value and the baselines; rows whose target hour is not observed are dropped.
+
+    The target-hour weather is the newest forecast issued at or before t in
+    `as_issued.weather` (NaN where none; `keys.weather_kind` says which kind was placed),
+    or the observed weather when spec.weather is the oracle study. `keys.cams` is the CAMS
+    forecast issued by t (the CAMS baseline; NaN where none), an input when spec.cams.
 
     The grid must hold HISTORY_HOURS before each t and H after it: then the rows are the
     same whatever else the grid holds (the sampled selection builds them on small grids).
@@ -399,8 +443,25 @@ def examples_at(
     loc, t = np.asarray(loc, dtype=np.int64), np.asarray(t, dtype=np.int64)
     order = np.lexsort((loc, t))  # time order
     loc, t = loc[order], t[order]
-    future = future_from_grid(grid, loc, t, spec.horizon) if spec.future_weather else None
-    X, keys = build(grid, loc, t, spec, places, future)
+    rows = as_issued or AsIssuedRows()
+    H = spec.horizon
+    future, kind = None, None
+    if spec.future_weather and spec.weather == "observed-oracle":
+        future = future_from_grid(grid, loc, t, H)
+        kind = np.full((len(loc), H), "observed-oracle", dtype=object)
+    elif spec.future_weather:
+        placed = place(
+            with_wind_components(rows.weather) if rows.weather is not None else None,
+            grid.location_ids,
+            grid.start,
+            loc,
+            t,
+            H,
+            FUTURE_WEATHER,
+        )
+        future, kind = placed.values, placed.kind
+    cams = place(rows.cams, grid.location_ids, grid.start, loc, t, H, [spec.target])
+    X, keys = build(grid, loc, t, spec, places, future, cams=cams.values[spec.target])
     y_raw = grid.values[spec.target]
     ll, tt = np.repeat(loc, spec.horizon), np.repeat(t, spec.horizon) + keys["horizon_h"].to_numpy()
     actual = _at(y_raw, ll, tt)
@@ -408,6 +469,12 @@ def examples_at(
     keys["actual"] = actual
     keys["persistence"] = keys["anchor"]
     keys["seasonal_naive"] = _at(filled, ll, tt - 24)
+    keys["cams"] = cams.values[spec.target].reshape(-1)
+    keys["weather_kind"] = (
+        np.where(kind.reshape(-1) == "", "none", kind.reshape(-1)).astype(str)
+        if kind is not None
+        else "none"
+    )
     keep = ~np.isnan(actual)
     X, keys = X[keep].reset_index(drop=True), keys[keep].reset_index(drop=True)
     y = (np.log1p(np.clip(actual[keep], 0, None)) - keys["level"].to_numpy()).astype(np.float32)
@@ -421,12 +488,15 @@ def serving_features(
     places: pd.DataFrame,
     forecasts: pd.DataFrame | None = None,
     neighbours: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    cams: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[str, str]]]:
     """(X, keys, skipped) for every location in `places` at issue time t, horizons 1..H.
 
     `places` has location_id, latitude, longitude, timezone (the locations table).
     Observations after t are ignored; `forecasts` (location_id, ts, weather...) supplies the
-    target-hour weather when the model uses it. `neighbours` = (their places, their
+    target-hour weather when the model uses it, `cams` (location_id, issued_at, ts, the
+    target; `common.forecasting.as_issued.read_cams`) the CAMS forecast when the model
+    uses it. `neighbours` = (their places, their
     observations of the target in the REGION_HOURS up to t), for locations outside `places`
     within NEIGHBOUR_KM of one in it: they count in the regional features and are not
     forecast themselves.
@@ -452,7 +522,19 @@ def serving_features(
     region = None
     if neighbours is not None:
         region = _region(grid, spec.target, obs, places, *neighbours, start, issue_time)
-    X, keys = build(grid, loc, t, spec, places, future, region)
+    placed: Placed | None = None
+    if spec.cams:
+        placed = place(cams, grid.location_ids, grid.start, loc, t, spec.horizon, [spec.target])
+    X, keys = build(
+        grid,
+        loc,
+        t,
+        spec,
+        places,
+        future,
+        region,
+        None if placed is None else placed.values[spec.target],
+    )
     return X, keys, skipped
 
 

@@ -23,13 +23,15 @@ def forecast_frame(
     timings: dict[str, float] | None = None,
     neighbours: tuple[pd.DataFrame, pd.DataFrame] | None = None,
     offsets: Offsets | None = None,
+    cams: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """(forecast rows, skipped) for every location in `places`: the batch and online path
     (`neighbours`: see `serving_features`; `offsets`: the target's adaptive interval
-    widening, see `common.forecasting.adaptation`)."""
+    widening, see `common.forecasting.adaptation`; `cams`: the CAMS forecasts as issued,
+    `common.forecasting.as_issued.read_cams`, read when the model uses them)."""
     spec = FeatureSpec(**loaded.metadata["spec"])
     t0 = time.perf_counter()
-    X, keys, skipped = serving_features(obs, as_of, spec, places, weather, neighbours)
+    X, keys, skipped = serving_features(obs, as_of, spec, places, weather, neighbours, cams)
     t1 = time.perf_counter()
     q = loaded.model.predict(X, offsets) if len(X) else np.empty((0, 3))
     t2 = time.perf_counter()

@@ -33,9 +33,11 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from common.forecasting.as_issued import AsIssuedInputs
 from common.forecasting.evaluation import evaluate
 from common.forecasting.features import (
     HISTORY_HOURS,
+    AsIssuedRows,
     FeatureSpec,
     Grid,
     anchors,
@@ -103,11 +105,13 @@ Observations: TypeAlias = pd.DataFrame | ObservationSource
 @dataclass(frozen=True)
 class TrainingData:
     """What examples are built from: observations (a frame in memory or a source read in
-    bounded slices), the feature recipe, the locations."""
+    bounded slices), the feature recipe, the locations, and where the forecasts as issued
+    (weather, CAMS) are read from (none: every forecast input is missing)."""
 
     obs: Observations
     spec: FeatureSpec
     places: pd.DataFrame
+    as_issued: AsIssuedInputs | None = None
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,7 @@ def fit_model(
     for name, (a, b) in blocks.items():
         # Targets must stay inside the block: cut the observations at its end + H.
         cut = cut_observations(obs, b + dt.timedelta(hours=spec.horizon))
-        built[name] = examples(cut, spec, a, b, places, budget[name], seed)
+        built[name] = examples(cut, spec, a, b, places, budget[name], seed, data.as_issued)
     model = ForecastModel(spec.columns(), spec.horizon, {**DEFAULT_PARAMS, **(params or {})})
     X, y, _ = built["fit"]
     Xv, yv, _ = built["validation"]
@@ -180,7 +184,14 @@ def holdout_metrics(
 ) -> tuple[dict[str, Any], pd.DataFrame, np.ndarray]:
     """Metrics of `model` and the baselines for issue times in the window."""
     X, _, keys = examples(
-        data.obs, data.spec, window.start, window.end, data.places, window.max_rows, window.seed
+        data.obs,
+        data.spec,
+        window.start,
+        window.end,
+        data.places,
+        window.max_rows,
+        window.seed,
+        data.as_issued,
     )
     if len(X) == 0:
         raise ValueError("no evaluation rows in the holdout window")
@@ -203,12 +214,40 @@ def examples(
     places: pd.DataFrame,
     max_rows: int,
     seed: int = 0,
+    as_issued: AsIssuedInputs | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """(X, y, keys) for issue times in [start, end]: from the whole frame when it is in
-    memory, else the sampled selection from the source (same contract)."""
+    memory, else the sampled selection from the source (same contract). Forecasts as
+    issued are read from `as_issued` for the target hours of those issue times."""
     if isinstance(obs, pd.DataFrame):
-        return training_examples(obs, spec, start, end, places, max_rows, seed)
-    return sampled_examples(obs, spec, start, end, places, max_rows, seed)
+        ids = sorted(obs["location_id"].astype(str).unique()) if len(obs) else []
+        rows = read_as_issued(
+            as_issued,
+            spec,
+            start - dt.timedelta(hours=1),
+            end + dt.timedelta(hours=spec.horizon),
+            ids,
+        )
+        return training_examples(obs, spec, start, end, places, max_rows, seed, rows)
+    return sampled_examples(obs, spec, start, end, places, max_rows, seed, as_issued=as_issued)
+
+
+def read_as_issued(
+    inputs: AsIssuedInputs | None,
+    spec: FeatureSpec,
+    start: dt.datetime,
+    end: dt.datetime,
+    ids: Sequence[str],
+) -> AsIssuedRows | None:
+    """The forecast rows (ts in (start, end], of `ids`) the examples may place: weather when
+    the model reads forecast weather (not for the oracle study), CAMS always (it is a
+    baseline of the metrics as well as an input when spec.cams)."""
+    if inputs is None or not ids:
+        return None
+    wants_weather = spec.future_weather and spec.weather == "as-issued"
+    weather = inputs.weather.read(start, end, ids) if wants_weather and inputs.weather else None
+    cams = inputs.cams.read(start, end, ids) if inputs.cams else None
+    return AsIssuedRows(weather, cams)
 
 
 @dataclass(frozen=True)
@@ -231,6 +270,7 @@ def sampled_examples(
     max_rows: int,
     seed: int = 0,
     max_cells: int | None = None,
+    as_issued: AsIssuedInputs | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """(X, y, keys) like `training_examples`, read from `source` in grids of at most
     `max_cells` (default MAX_CELLS) (location, hour) cells (see the module docstring).
@@ -276,7 +316,13 @@ def sampled_examples(
             loc, t = loc[pick], t[pick]
         taken += take
         if take:
-            out.append(examples_at(grid, loc, t, spec, places))
+            rows = None
+            if as_issued is not None and len(t):  # the target hours of the kept pairs only
+                hours = grid.hours(np.array([t.min() - 1, t.max() + H]))
+                lo, hi = (pd.Timestamp(x).tz_localize("UTC").to_pydatetime() for x in hours)
+                kept = sorted({grid.location_ids[i] for i in np.unique(loc)})
+                rows = read_as_issued(as_issued, spec, lo, hi, kept)
+            out.append(examples_at(grid, loc, t, spec, places, rows))
     if not out:  # nothing eligible: the empty frames training_examples would give
         grid = Grid([], np.datetime64(first.replace(tzinfo=None), "h"), 1)
         grid.values = {c: np.empty((0, 1)) for c in [*grid_columns(spec), "wind_u", "wind_v"]}

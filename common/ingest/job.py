@@ -48,6 +48,12 @@ class IngestRequest(BaseModel):
     locations: list[str] | None = None
     source: str | None = None
     path: str | None = None
+    forecasts: bool = Field(
+        False,
+        description="Backfill the forecasts as issued for the hours start..end instead of "
+        "observations: open-meteo's past weather forecasts (Previous Runs API, else the "
+        "Historical Forecast API, labelled so), synthetic's own weather and CAMS forecasts.",
+    )
 
     @field_validator("source")
     @classmethod
@@ -89,6 +95,7 @@ class IngestPlan:
     source: Source
     window: Window
     targets: list[Location]  # the places to fetch; empty when the source discovers its own
+    horizon: int = 24  # the forecast horizon (hours) a past-forecast backfill serves
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,11 @@ def _run(request: IngestRequest, plan: IngestPlan, services: Services) -> dict[s
         "ingest",
         request,
         services,
-        lambda run: _ingest(request, plan, services.warehouse, run),
+        lambda run: (
+            _ingest_past_forecasts(plan, services.warehouse, run)
+            if request.forecasts
+            else _ingest(request, plan, services.warehouse, run)
+        ),
         as_of=plan.window.as_of,
         params={"source": plan.source.name},
     )
@@ -136,7 +147,11 @@ def plan_ingest(request: IngestRequest, settings: Settings) -> IngestPlan:
         source = make_source(name, settings, request.path)
     except SourceError as exc:
         raise BadRequest(str(exc), field="path") from None
-    return IngestPlan(source, window, _targets(source, settings, request.locations))
+    if request.forecasts and (request.start is None or not source.keeps_past_forecasts):
+        why = "needs start and end" if request.start is None else f"{name} keeps none"
+        raise BadRequest(f"a backfill of past forecasts {why}", field="forecasts")
+    targets = _targets(source, settings, request.locations)
+    return IngestPlan(source, window, targets, settings.horizon)
 
 
 def _ingest(request: IngestRequest, plan: IngestPlan, warehouse: Warehouse, run: Run) -> Outcome:
@@ -188,6 +203,71 @@ def _ingest(request: IngestRequest, plan: IngestPlan, warehouse: Warehouse, run:
         run.take(outcome)  # the failed run's row still shows what was fetched
         raise SourceError(f"every location failed: {next(iter(failed.values()))}")
     return outcome
+
+
+def _ingest_past_forecasts(plan: IngestPlan, warehouse: Warehouse, run: Run) -> Outcome:
+    """A backfill of the forecasts as issued for the window's hours (the source's archive):
+    rows keep their own issued_at and kind; a row already kept is not written again."""
+    source, window = plan.source, plan.window
+    batch = source.past_forecasts(plan.targets, window, plan.horizon)
+    landed = Provenance(source.name, run.run_id, dt.datetime.now(UTC))
+    counts = {}
+    for table in ("weather_forecasts", "air_quality_forecasts"):
+        counts[table] = _write_past(warehouse, table, getattr(batch, table), landed, window)
+    counts["rejected"] = _write_rejections(warehouse, batch.rejected, landed)
+    failed = dict(batch.failed)
+    if failed and len(failed) == len(plan.targets):
+        raise SourceError(f"every location failed: {next(iter(failed.values()))}")
+    return Outcome(
+        counts=counts,
+        answer={
+            "source": source.name,
+            "window": {"start": iso(window.start), "end": iso(window.end)},
+            "failed_locations": [{"location_id": k, "error": v} for k, v in sorted(failed.items())],
+        },
+        status="partial" if failed else "success",
+    )
+
+
+def _write_past(
+    warehouse: Warehouse, table: str, frame: pd.DataFrame, landed: Provenance, window: Window
+) -> int:
+    """Past forecast rows not already kept (by location, issued_at, ts), issued by as_of,
+    values outside physical ranges NULL."""
+    if frame.empty:
+        return 0
+    frame = frame[pd.to_datetime(frame["issued_at"], utc=True) <= pd.Timestamp(window.as_of)]
+    if frame.empty:
+        return 0
+    have = warehouse.query(
+        f"SELECT DISTINCT location_id, issued_at, ts FROM {table} "
+        "WHERE location_id IN UNNEST(@ids) AND ts >= @start AND ts <= @end",
+        {
+            "ids": sorted(frame["location_id"].astype(str).unique()),
+            "start": window.start,
+            "end": window.end,
+        },
+    )
+    if len(have):
+        key = ["location_id", "issued_at", "ts"]
+        frame = frame.copy()
+        for c in ("issued_at", "ts"):
+            frame[c] = pd.to_datetime(frame[c], utc=True)
+            have[c] = pd.to_datetime(have[c], utc=True)
+        merged = frame.merge(have.assign(_kept=True), on=key, how="left")
+        frame = merged[merged["_kept"].isna()].drop(columns="_kept")
+    values = [c for c in TABLES[table].column_names if c in VARIABLES and c in frame]
+    frame = frame.copy()
+    for col in values:
+        v = VARIABLES[col]
+        num = pd.to_numeric(frame[col], errors="coerce")
+        frame[col] = num.where((num >= v.low) & (num <= v.high))
+    extra = ["kind"] if table == "weather_forecasts" else ["provider"]
+    cols = ["location_id", "issued_at", "ts", *values, *[c for c in extra if c in frame]]
+    out = frame[cols].assign(source=landed.source, run_id=landed.run_id, ingested_at=landed.at)
+    if table == "air_quality_forecasts" and "provider" not in out:
+        out["provider"] = "cams"
+    return warehouse.append(table, out)
 
 
 def _known_and_failed(

@@ -42,6 +42,7 @@ from common.core.logs import get_logger
 from common.core.sharding import MAX_SHARDS, shard_of, shards_to_run
 from common.core.timeutil import UTC, UTCDateTime, iso
 from common.forecasting.adaptation import Offsets
+from common.forecasting.as_issued import read_cams
 from common.forecasting.features import REGION_HOURS, FeatureSpec, neighbours_of
 from common.forecasting.forecast import forecast_frame
 from common.forecasting.registry import Loaded, Registry
@@ -227,8 +228,13 @@ def _forecast_shard(
         with timings.stage("read_s"):
             places, obs, neighbours, weather = _read_batch(services, spec, run.as_of, active, batch)
         step: dict[str, float] = {}
+        cams = (  # the CAMS input, when the model reads it (the one CAMS read)
+            read_cams(services.warehouse, run.as_of, spec.horizon, [spec.target], batch)
+            if spec.cams
+            else None
+        )
         frame, sk = forecast_frame(
-            loaded, obs, run.as_of, places, weather, step, neighbours, offsets
+            loaded, obs, run.as_of, places, weather, step, neighbours, offsets, cams
         )
         timings.merge(step)
         with timings.stage("write_s"):

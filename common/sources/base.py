@@ -76,6 +76,7 @@ class Source(ABC):
 
     name: str
     needs_locations: bool = True  # False: the source discovers its own (csv files)
+    keeps_past_forecasts: bool = False  # past_forecasts() answers (an archive of forecasts)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -83,6 +84,11 @@ class Source(ABC):
     @abstractmethod
     def fetch(self, locations: list[Location], window: Window) -> Batch:
         """Observations for `locations` in `window` (one failing location fails alone)."""
+
+    def past_forecasts(self, locations: list[Location], window: Window, horizon: int) -> Batch:
+        """Forecasts for the hours of `window` as they were issued before them (rows with
+        their own issued_at and kind), as far as the source archives them; for `horizon`."""
+        raise NotImplementedError(f"{self.name} keeps no past forecasts")
 
 
 def payload_text(value: Any, limit: int = 20_000) -> str:

@@ -17,50 +17,31 @@ from typing import Any
 
 import pandas as pd
 import requests
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import ValidationError
 
 from common.core.config import Settings
 from common.core.errors import validation_message
 from common.core.schema import POLLUTANTS, VARIABLES, WEATHER
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
 from common.sources.http import SourceError, get, make_session
+from common.sources.open_meteo_archive import past_weather_forecasts
+from common.sources.open_meteo_shapes import (
+    LOCATIONS_PER_REQUEST,
+    LocationResponse,
+    error_reason,
+    unit_text,
+)
 
 AIR_VARIABLES = POLLUTANTS  # pm2_5, pm10, nitrogen_dioxide, ozone, sulphur_dioxide, carbon_monoxide
 WEATHER_VARIABLES = WEATHER
-LOCATIONS_PER_REQUEST = 50
 FORECAST_DAYS_PAST_LIMIT = 90  # the forecast API serves ~92 past days; older goes to archive
 FORECAST_AHEAD = dt.timedelta(hours=48)
 FORECAST_FRESHNESS = dt.timedelta(hours=3)  # an as_of older than this is not "now"
 
 
-class Hourly(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    time: list[str]
-
-    @model_validator(mode="after")
-    def _same_length(self) -> Hourly:
-        for name, values in (self.model_extra or {}).items():
-            if not isinstance(values, list) or len(values) != len(self.time):
-                raise ValueError(f"hourly.{name} does not have one value per hourly.time")
-        return self
-
-
-class LocationResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    latitude: float
-    longitude: float
-    hourly_units: dict[str, str] = {}
-    hourly: Hourly
-
-
-def _unit(text: str) -> str:
-    return text.replace("μ", "µ").strip()  # Greek mu vs micro sign
-
-
 class OpenMeteoSource(Source):
     name = "open-meteo"
+    keeps_past_forecasts = True  # weather only: see common.sources.open_meteo_archive
 
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         super().__init__(settings)
@@ -80,6 +61,9 @@ class OpenMeteoSource(Source):
             )
             self._merge(chunk, air, weather, window, batch, ahead)
         return batch
+
+    def past_forecasts(self, locations: list[Location], window: Window, horizon: int) -> Batch:
+        return past_weather_forecasts(self.session, self.settings, locations, window, horizon)
 
     def _forecasts_wanted(self, window: Window, weather_url: str) -> bool:
         """Keep the hours after as_of as weather forecasts only when they were forecasts.
@@ -128,7 +112,7 @@ class OpenMeteoSource(Source):
                 batch.failed[loc.location_id] = str(exc)
             return {}
         if resp.status_code != 200:
-            reason = _error_reason(resp)
+            reason = error_reason(resp)
             for loc in chunk:
                 batch.failed[loc.location_id] = (
                     f"{resp.url.split('?')[0]}: HTTP {resp.status_code}: {reason}"
@@ -175,7 +159,7 @@ class OpenMeteoSource(Source):
             unit = parsed.hourly_units.get(name)
             if name not in hourly:
                 continue  # a variable the API does not offer here stays missing
-            if unit is not None and _unit(unit) != VARIABLES[name].unit:
+            if unit is not None and unit_text(unit) != VARIABLES[name].unit:
                 reason = f"{name}: unit {unit!r}, expected {VARIABLES[name].unit!r}"
                 batch.rejected.append(
                     Rejection(loc.location_id, None, reason, payload_text({name: unit}))
@@ -195,7 +179,9 @@ class OpenMeteoSource(Source):
         batch: Batch,
         ahead: bool,
     ) -> None:
-        frames, forecasts, cams = [], [], []
+        frames: list[pd.DataFrame] = []
+        forecasts: list[pd.DataFrame] = []
+        cams: list[pd.DataFrame] = []
         for loc in chunk:
             a, w = air.get(loc.location_id), weather.get(loc.location_id)
             if a is None and w is None:
@@ -228,11 +214,3 @@ class OpenMeteoSource(Source):
             batch.air_quality_forecasts = pd.concat(
                 [batch.air_quality_forecasts, *cams], ignore_index=True
             )
-
-
-def _error_reason(resp: requests.Response) -> str:
-    try:
-        body = resp.json()
-        return str(body.get("reason") or body)[:300]
-    except (ValueError, AttributeError):
-        return resp.text[:300] or resp.reason

@@ -60,6 +60,8 @@ def smooth(key: np.uint64, hours: np.ndarray, period: float) -> np.ndarray:
 
 class SyntheticSource(Source):
     name = "synthetic"
+    keeps_past_forecasts = True  # a pure function: its forecasts can be issued again
+    ISSUE_EVERY = 6  # hours between the past issues it re-creates (a 6-hourly model)
 
     def fetch(self, locations: list[Location], window: Window) -> Batch:
         end = min(window.end, window.as_of)
@@ -77,6 +79,27 @@ class SyntheticSource(Source):
             batch.observations = pd.concat(frames, ignore_index=True)
         if forecasts:
             batch.weather_forecasts = pd.concat(forecasts, ignore_index=True)
+            batch.air_quality_forecasts = pd.concat(cams, ignore_index=True)
+        return batch
+
+    def past_forecasts(self, locations: list[Location], window: Window, horizon: int) -> Batch:
+        """The weather and CAMS-like forecasts it issued every ISSUE_EVERY hours before and
+        during the window (exactly as a live run would have kept them), for its hours."""
+        step = self.ISSUE_EVERY
+        first = pd.Timestamp(window.start).floor(f"{step}h") - pd.Timedelta(hours=FORECAST_HOURS)
+        issues = pd.date_range(first, window.end, freq=f"{step}h")
+        issues = issues[issues <= pd.Timestamp(window.as_of)]
+        lo, hi = pd.Timestamp(window.start), pd.Timestamp(window.end)
+        weather, cams = [], []
+        for loc in locations:
+            for issued in issues:
+                w = self.weather_forecast(loc, issued.to_pydatetime())
+                c = self.cams_forecast(loc, issued.to_pydatetime())
+                weather.append(w[(w["ts"] >= lo) & (w["ts"] <= hi)].assign(kind="as-issued"))
+                cams.append(c[(c["ts"] >= lo) & (c["ts"] <= hi)])
+        batch = Batch()
+        if weather:
+            batch.weather_forecasts = pd.concat(weather, ignore_index=True)
             batch.air_quality_forecasts = pd.concat(cams, ignore_index=True)
         return batch
 

@@ -98,7 +98,7 @@ def score_production(
             version,
             note=f"production {version} forecasts another target or horizon; not comparable",
         )
-    scored = TrainingData(data.obs, spec, data.places)
+    scored = TrainingData(data.obs, spec, data.places, data.as_issued)
     m, keys, q_prod = holdout_metrics(model, scored, plan.holdout)
     if m["rows"] != candidate.metrics["rows"]:
         return ProductionScore(

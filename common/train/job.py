@@ -56,6 +56,7 @@ from common.runtime.runs import Outcome, Run, run_job
 from common.runtime.services import Services
 from common.train.candidate import Candidate, fit_or_load, score_production
 from common.train.gate import GateDecision, decide
+from common.train.inputs import as_issued_inputs, spec_for
 from common.train.metadata import drift_sample, version_metadata
 from common.train.observations import WindowSummary, observations, summarise
 from common.train.plan import TrainPlan, plan_training
@@ -133,7 +134,7 @@ def _train_target(
 ) -> Outcome:
     """One target's version: read, plan, fit or load, score production, gate, promote."""
     settings = services.settings
-    spec = FeatureSpec(target, settings.horizon, settings.future_weather)
+    spec, cams_input = spec_for(settings, target, services.warehouse, run.as_of)
     window = dt.timedelta(days=request.window_days or settings.train_window_days)
     start = run.as_of - window
     data, summary = _read(services, spec, start, run.as_of)
@@ -159,7 +160,7 @@ def _train_target(
         max_age_days=LEVELS["model_age"].warn,
     )
     meta = candidate.metadata or version_metadata(
-        registry.name, data, summary, plan, candidate, run.run_id, tuning
+        registry.name, data, summary, plan, candidate, run.run_id, tuning, cams_input
     )
     sample = None if candidate.metadata else drift_sample(data, plan.as_of)
     _save(registry, plan.version, candidate, {**meta, "gate": decision.to_dict()}, sample)
@@ -183,7 +184,8 @@ def _read(
     if summary.observations == 0:
         raise Conflict("no observations in the training window: run ingest first", "as_of")
     obs = observations(services.warehouse, spec, start, as_of, summary)
-    return TrainingData(obs, spec, places), summary
+    inputs = as_issued_inputs(services.warehouse, spec, as_of)  # forecasts issued by as_of
+    return TrainingData(obs, spec, places, inputs), summary
 
 
 def _outcome(

@@ -14,13 +14,9 @@ from common.monitoring import drift
 from common.monitoring.drift import reference as drift_reference
 from common.monitoring.thresholds import DRIFT_WINDOW_HOURS, NATURAL_PSI_QUANTILE
 from common.train.candidate import Candidate
+from common.train.inputs import weather_card
 from common.train.observations import WindowSummary, recent, reference_rows
 from common.train.plan import TrainPlan
-
-WEATHER_NOTE = (
-    "Training rows use the observed weather at the target hour as a stand-in for a weather "
-    "forecast; predict uses the newest weather forecast issued at or before the issue time."
-)
 
 
 def drift_sample(data: TrainingData, end: dt.datetime) -> bytes:
@@ -37,8 +33,11 @@ def version_metadata(
     candidate: Candidate,
     run_id: str,
     tuning: dict[str, Any] | None = None,
+    cams_input: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What a version says about itself: recipe, data, rows, metrics and backtest."""
+    """What a version says about itself: recipe, data, rows, metrics and backtest; which
+    weather it trained on (as-issued / none / the observed-oracle study) and whether it
+    reads the CAMS forecast (and why)."""
     spec, metrics = data.spec, candidate.metrics
     ref_rows = reference_rows(data.obs)
     references = {
@@ -55,7 +54,8 @@ def version_metadata(
         "horizon": spec.horizon,
         "spec": spec.to_dict(),
         "features": spec.columns(),
-        "weather": WEATHER_NOTE if spec.future_weather else "no weather after t is used",
+        "weather": weather_card(spec, candidate.holdout[0] if candidate.holdout else None),
+        "cams_input": cams_input,
         "params": candidate.model.params,
         "tuning": tuning,
         "model": candidate.model.state(),
@@ -69,7 +69,7 @@ def version_metadata(
         },
         "rows": candidate.rows,
         "metrics": {"holdout": metrics},
-        "baselines": {b: metrics[b] for b in ("persistence", "seasonal_naive")},
+        "baselines": {b: metrics.get(b) for b in ("persistence", "seasonal_naive", "cams")},
         "backtest": candidate.backtest,
         # decile bins of every input over the training window and of each calendar month
         # of it (drift is measured against them), and how far the window's own weeks are

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
@@ -80,7 +80,7 @@ def tune(
     data: TrainingData, history: IssueWindow, block: dt.timedelta, budget: TuneBudget
 ) -> dict[str, Any]:
     """Search the space on folds before `history.end` (the holdout's start)."""
-    before = TrainingData(cut_observations(data.obs, history.end), data.spec, data.places)
+    before = replace(data, obs=cut_observations(data.obs, history.end))
     plan = folds(history, block, data.spec.horizon)
     if not plan:
         raise ValueError("not enough history before the holdout for a tuning fold")

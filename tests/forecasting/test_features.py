@@ -13,6 +13,7 @@ from common.core.schema import POLLUTANTS, WEATHER
 from common.forecasting import features
 from common.forecasting.features import (
     MAX_ANCHOR_AGE,
+    AsIssuedRows,
     FeatureSpec,
     future_from_grid,
     serving_features,
@@ -79,11 +80,17 @@ def test_features_at_t_ignore_every_value_after_t(future_weather: bool):
 
 
 def test_training_rows_equal_serving_rows_for_the_same_issue_time():
-    spec = FeatureSpec(future_weather=True)
+    """Training places the forecasts as issued by the rule predict uses: with the same
+    weather and CAMS forecasts issued at t, training and serving rows are identical."""
+    spec = FeatureSpec(future_weather=True, cams=True)
     obs = observations()
-    X, y, keys = training_examples(obs, spec, ISSUE, ISSUE, PLACES, max_rows=10_000)
-    # Serving with forecasts equal to what was later observed (training's stand-in).
-    Xs, keys_s, _ = serving_features(obs, ISSUE, spec, PLACES, forecasts(obs))
+    fc = forecasts(obs)
+    cams = fc[["location_id", "ts"]].assign(issued_at=ISSUE, pm2_5=np.linspace(5, 50, len(fc)))
+    kept = AsIssuedRows(weather=fc.assign(issued_at=ISSUE), cams=cams)
+    X, y, keys = training_examples(obs, spec, ISSUE, ISSUE, PLACES, 10_000, as_issued=kept)
+    assert X["f_cams"].notna().all() and X["f_temperature_2m"].notna().all()
+    assert set(keys["weather_kind"]) == {"as-issued"} and keys["cams"].notna().all()
+    Xs, keys_s, _ = serving_features(obs, ISSUE, spec, PLACES, fc, cams=cams)
     merged = keys.reset_index().merge(
         keys_s.reset_index(), on=["location_id", "horizon_h"], suffixes=("_t", "_s")
     )

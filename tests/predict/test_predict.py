@@ -334,7 +334,15 @@ def test_weather_forecasts_issued_by_t_are_used_and_later_ones_are_not(
     monkeypatch.setenv("AIRCAST_FUTURE_WEATHER", "true")
     monkeypatch.setenv("AIRCAST_MODEL_NAME", "weather")
     services.reset()
-    trained = run_train(TrainRequest(as_of=T - dt.timedelta(days=2)), get_services())
+    # Training reads the forecasts as issued (synthetic re-issues its past ones), never the
+    # observed weather at the target hours.
+    fit_as_of = T - dt.timedelta(days=2)
+    start = fit_as_of - dt.timedelta(days=33)
+    past = IngestRequest(
+        source="synthetic", forecasts=True, as_of=fit_as_of, start=start, end=fit_as_of
+    )
+    assert run_ingest(past, get_services())["counts"]["weather_forecasts"] > 0
+    trained = run_train(TrainRequest(as_of=fit_as_of), get_services())
     assert trained["promoted"] is True
     meta_features = get_services().store.get_json(
         f"models/weather/{trained['version']}/metadata.json"

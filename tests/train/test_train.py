@@ -83,10 +83,46 @@ def test_first_run_writes_a_version_and_promotes_it(home: Path):
     assert set(holdout["mae_by_location"]) == {f"synth-{n}" for n in _synthetic_ids()}
     assert meta["backtest"] and "mae" in meta["backtest"][0]
     assert meta["gate"]["promote"] is True and meta["gate"]["reasons"]
+    assert meta["weather"]["trained_on"] == "none"  # AIRCAST_FUTURE_WEATHER is off
+    assert meta["cams_input"]["used"] is False  # no CAMS forecast kept: it stays out
+    assert holdout["cams"] == {"n": 0, "mae": None, "model_mae": None}  # absent, not zero
     png = get_services().store.get(reg.key(version, "report.png"))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     # Training saw nothing after as_of.
     assert meta["data"]["holdout"][1] <= "2024-02-29T00:00:00Z"
+
+
+def test_a_run_with_forecasts_in_the_warehouse_trains_on_them_as_issued(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With past forecasts backfilled (synthetic re-issues its own every 6 h), training
+    places for each issue time the newest issued at or before it, and the model card says
+    which weather it trained on; the observed weather only when the study setting asks."""
+    window = {"start": AS_OF - dt.timedelta(days=35), "end": AS_OF, "as_of": AS_OF}
+    request = IngestRequest(source="synthetic", forecasts=True, **window)
+    kept = run_ingest(request, get_services())
+    assert kept["counts"]["weather_forecasts"] > 0 and kept["counts"]["air_quality_forecasts"] > 0
+    again = run_ingest(request, get_services())  # idempotent
+    assert again["counts"]["weather_forecasts"] == again["counts"]["air_quality_forecasts"] == 0
+    monkeypatch.setenv("AIRCAST_FUTURE_WEATHER", "true")
+    services.reset()
+    answer = run_train(TrainRequest(as_of=AS_OF), get_services())
+    meta = registry().metadata(answer["version"])
+    assert meta["spec"]["weather"] == "as-issued" and meta["weather"]["trained_on"] == "as-issued"
+    assert meta["weather"]["kinds"]["as-issued"] > 0.95, meta["weather"]
+    assert "f_temperature_2m" in meta["features"]
+    # CAMS accrued since before the window: the candidate reads it, and it is a baseline
+    assert meta["cams_input"]["used"] is True and "f_cams" in meta["features"]
+    cams = meta["metrics"]["holdout"]["cams"]
+    assert cams["n"] > 0 and cams["mae"] > 0 and cams["model_mae"] < cams["mae"]
+    assert meta["baselines"]["cams"] == cams
+
+    monkeypatch.setenv("AIRCAST_TRAIN_WEATHER", "observed-oracle")
+    services.reset()
+    oracle = run_train(TrainRequest(as_of=AS_OF), get_services())
+    card = registry().metadata(oracle["version"])["weather"]
+    assert card["trained_on"] == "observed-oracle" and card["note"].startswith("STUDY SETTING")
+    assert oracle["version"] != answer["version"]  # another recipe, another version
 
 
 def _synthetic_ids() -> list[str]:

@@ -57,6 +57,12 @@ def ingest(
 @click.option(
     "--chunk-days", type=click.IntRange(1, 366), help="Days per run (default: per source)."
 )
+@click.option(
+    "--forecasts",
+    is_flag=True,
+    help="Backfill past forecasts as issued (weather from Open-Meteo's Previous Runs / "
+    "Historical Forecast APIs) instead of observations.",
+)
 def backfill(
     start: dt.datetime,
     end: dt.datetime,
@@ -64,11 +70,15 @@ def backfill(
     locations: tuple[str, ...],
     path: str | None,
     chunk_days: int | None,
+    forecasts: bool,
 ) -> None:
     """Ingest a long past range in chunks, with a progress bar.
 
-    Each chunk is one ingest run (one `runs` row). No weather forecasts are written: none
-    was archived for past hours. Re-running is safe: unchanged rows are not written again.
+    Each chunk is one ingest run (one `runs` row). Observations write no forecasts (a past
+    answer's later hours are what happened); `--forecasts` fills `weather_forecasts` (and,
+    for synthetic, `air_quality_forecasts`) from the source's archive of past forecasts,
+    so training uses forecasts as issued from the first day. Re-running is safe:
+    unchanged rows are not written again.
     """
     from common.ingest.job import run_ingest
 
@@ -82,7 +92,8 @@ def backfill(
     chunks = list(hour_chunks(start, end, dt.timedelta(days=days)))
     with click.progressbar(chunks, label="backfill", show_pos=True, file=sys.stderr) as bar:
         for a, b in bar:
-            request = _ingest_request(source, locations, path, start=a, end=b)
+            extra = {"forecasts": True} if forecasts else {}
+            request = _ingest_request(source, locations, path, start=a, end=b, **extra)
             try:
                 result = run_ingest(request, services)
             except RunFailed as exc:
