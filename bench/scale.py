@@ -15,7 +15,8 @@ hourly monitor (the health status over the whole network) in its own child proce
 
 `requests`: the same set-up on the BigQuery emulator (bqemulator) and the Cloud Storage
 emulator, through the official clients; one predict run and one ingest run (synthetic
-source, 3 hours of N locations) with every HTTP request of the BigQuery client counted.
+source, 3 hours of N locations) with every HTTP request of the BigQuery client and every
+gRPC call of its Storage Read and Write API clients counted.
 """
 
 from __future__ import annotations
@@ -286,12 +287,12 @@ def requests_child(n: int, workdir: str) -> dict[str, Any]:
 def kinds(calls: list[str]) -> dict[str, int]:
     """Requests by what they are: queries, load jobs (insert + upload), GETs (result
     pages beyond the first, job polls, table reads) and Storage API calls (gRPC)."""
-    out = {"queries": 0, "load jobs": 0, "uploads": 0, "gets": 0, "storage api": 0}
+    out = {"queries": 0, "load jobs": 0, "uploads": 0, "gets": 0, "reads": 0, "writes": 0}
     for call in calls:
         method, url = call.split(" ", 1)
         name = url.rsplit("/", 1)[-1]
-        if method == "GRPC":
-            out["storage api"] += 1
+        if method == "GRPC":  # Storage Read API (sessions, streams) or Write API calls
+            out["reads" if "BigQueryRead/" in url else "writes"] += 1
         elif method == "POST" and name == "queries":
             out["queries"] += 1
         elif method == "POST" and name == "jobs":
@@ -311,15 +312,16 @@ def run_requests_part(sizes: list[int]) -> None:
             rows.append(_child(["_requests", str(n), tmp], env))
             print(json.dumps(rows[-1]), file=sys.stderr)
     print("| locations | run | rows written | BigQuery requests | queries | load jobs "
-          "| uploads | GETs (result pages, polls) |")  # fmt: skip
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+          "| uploads | GETs (result pages, polls) | Storage Read calls "
+          "| Storage Write calls |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         for run in ("predict", "ingest"):
             k = r[f"{run}_kinds"]
             print(
                 f"| {r['locations']:,} | {run} | {r[f'{run}_rows']:,} "
                 f"| **{r[f'{run}_requests']}** | {k['queries']} | {k['load jobs']} "
-                f"| {k['uploads']} | {k['gets']} |"
+                f"| {k['uploads']} | {k['gets']} | {k['reads']} | {k['writes']} |"
             )
 
 

@@ -40,9 +40,11 @@ resource "google_project_iam_member" "bigquery_job_user" {
   member   = google_service_account.function[each.key].member
 }
 
-# Large results are read through the BigQuery Storage Read API (the adapter's to_arrow).
+# Large results are read through the BigQuery Storage Read API (the adapter's to_arrow), by
+# any function that queries. (Writing through the Storage Write API needs only updateData on
+# the table, which the grants below give.)
 resource "google_project_iam_member" "bigquery_read_session_user" {
-  for_each = { for name, f in local.functions : name => f if f.bigquery == "read" }
+  for_each = { for name, f in local.functions : name => f if f.bigquery != null }
   project  = var.project_id
   role     = "roles/bigquery.readSessionUser"
   member   = google_service_account.function[each.key].member

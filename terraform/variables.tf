@@ -75,12 +75,12 @@ variable "ingest_source" {
 }
 
 variable "predict_shards" {
-  description = "Predict shards: one Cloud Scheduler job per shard, each forecasting the locations whose id hashes to it (AIRCAST_PREDICT_SHARDS). About 10,000 locations per shard; at most 28, since each run appends two rows to `runs` by load job and BigQuery allows 1,500 load jobs per table per day (hourly ingest, monitor and every shard, with room for retries); see docs/scale.md."
+  description = "Predict shards: one Cloud Scheduler job per shard, each forecasting the locations whose id hashes to it (AIRCAST_PREDICT_SHARDS). About 10,000-20,000 locations per shard (in batches of AIRCAST_PREDICT_BATCH_LOCATIONS); at most 60, since each shard appends its forecasts as one load job per target every hour and BigQuery allows 1,500 load jobs per table per day (60 x 24 = 1,440, room for retries and replays); with several AIRCAST_TARGETS keep shards x targets <= 60. 60 shards of 16,700 locations serve 1,000,000; see docs/scale.md."
   type        = number
   default     = 1
   validation {
-    condition     = var.predict_shards >= 1 && var.predict_shards <= 28 && floor(var.predict_shards) == var.predict_shards
-    error_message = "predict_shards must be a whole number from 1 to 28 (the runs table's 1,500 load jobs a day)."
+    condition     = var.predict_shards >= 1 && var.predict_shards <= 60 && floor(var.predict_shards) == var.predict_shards
+    error_message = "predict_shards must be a whole number from 1 to 60 (the forecasts table's 1,500 load jobs a day)."
   }
 }
 

@@ -205,7 +205,9 @@ def _forecast_shard(
     offsets: Offsets | None = None,
 ) -> tuple[Prediction, int, Timings]:
     """Forecast one shard's locations in batches of AIRCAST_PREDICT_BATCH_LOCATIONS, each
-    read -> features -> model -> write before the next, so memory follows the batch.
+    read -> features -> model before the next, so memory follows the batch; the shard's
+    rows are then written as one append (one BigQuery load job per shard and target, which
+    is what bounds the shards: docs/scale.md).
 
     A batch reads its locations' observations and its outside neighbours' target over the
     last REGION_HOURS alone (the regional features read nothing else of them) and forecasts
@@ -221,7 +223,7 @@ def _forecast_shard(
     done = already_forecast(
         services, loaded.version, spec.target, run.as_of, None if whole else ids
     )
-    frames, recent, skipped, written = [], [], [], 0
+    frames, recent, skipped = [], [], []
     start = run.as_of - dt.timedelta(hours=RECENT_HOURS - 1)
     for b in range(0, len(ids), size):
         batch = None if whole else ids[b : b + size]
@@ -237,15 +239,15 @@ def _forecast_shard(
             loaded, obs, run.as_of, places, weather, step, neighbours, offsets, cams
         )
         timings.merge(step)
-        with timings.stage("write_s"):
-            written += _write_new(services, frame, done, run, loaded.version)
-            checkpoint("predict:forecasts-written")
         ts = pd.to_datetime(obs["ts"], utc=True)
         keep = ts >= pd.Timestamp(start)
         recent.append(obs.loc[keep, ["location_id", "ts", spec.target]])
         frames.append(frame)
         skipped += sk
     frame = pd.concat(frames, ignore_index=True) if frames else _empty_frame()
+    with timings.stage("write_s"):
+        written = _write_new(services, frame, done, run, loaded.version)
+        checkpoint("predict:forecasts-written")
     obs = pd.concat(recent, ignore_index=True) if recent else pd.DataFrame()
     prediction = Prediction(
         loaded, spec, run.as_of, run.run_id, mine, frame, obs, skipped, shard, shards
@@ -293,7 +295,7 @@ def _empty_frame() -> pd.DataFrame:
 def _write_new(
     services: Services, frame: pd.DataFrame, done: set[str], run: Run, version: str
 ) -> int:
-    """Append the batch's locations not yet forecast for (version, issued_at, target)."""
+    """Append the shard's locations not yet forecast for (version, issued_at, target)."""
     new = frame[~frame["location_id"].isin(done)] if done else frame
     if new.empty:
         return 0

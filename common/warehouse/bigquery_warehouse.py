@@ -6,20 +6,29 @@ comes through the BigQuery Storage Read API (Arrow record batches over gRPC) wit
 adapter's read client, never as paged REST JSON. Both clients honour the endpoint
 overrides (the emulator's REST and gRPC ports), so the tests run the path BigQuery takes.
 
-Each append is one load job of one Parquet file: atomic (all rows land or none), free
-(streaming inserts are billed), and a constant number of API requests whatever the row
-count (a 10,000-location predict used to be ~480 insertAll requests). The upload is
-resumable (`size=None`): the multipart path does not work on the emulator, and resumable
-is what large files take anyway. The job id is derived from the file's bytes, so a retried
-append of the same rows finds the job that loaded them instead of loading them twice. Load jobs
-count against a quota of 1,500 per table per day: aircast appends once per table per run.
+A bulk append (more than STREAM_ROWS rows) is one load job of one Parquet file: atomic (all
+rows land or none), free, and a constant number of API requests whatever the row count (a
+10,000-location predict used to be ~480 insertAll requests). The upload is resumable
+(`size=None`): the multipart path does not work on the emulator, and resumable is what
+large files take anyway. The job id is derived from the file's bytes, so a retried append
+of the same rows finds the job that loaded them instead of loading them twice.
+
+Load jobs count against a quota of 1,500 per table per day, so the few rows every run
+appends (its `runs` start and outcome rows, a predict shard's interval offsets) go through
+the Storage Write API instead, which has no per-table job quota: a COMMITTED write stream
+of their own, one AppendRows at offset 0, then FinalizeWriteStream. A retried AppendRows
+(the answer was lost) is answered ALREADY_EXISTS if the first one landed, so the rows are
+written exactly once. Rows are sent as protocol buffers described by the table's schema
+(the Storage Write API's generally available format).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
+import time
 from typing import Any
 
 import grpc
@@ -30,9 +39,14 @@ from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, bigquery_storage_v1
+from google.cloud.bigquery_storage_v1 import types as storage_types
 from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
     BigQueryReadGrpcTransport,
 )
+from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
+    BigQueryWriteGrpcTransport,
+)
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from common.core.config import Settings
 from common.core.schema import TABLES, VIEWS, Table
@@ -69,6 +83,14 @@ def make_client(settings: Settings) -> bigquery.Client:
     return bigquery.Client(project=settings.project, location=settings.bq_location)
 
 
+def storage_channel(endpoint: str) -> grpc.Channel:
+    """An insecure channel to an emulator's Storage API port, with no message size limit
+    (as the client library's own channels: gRPC's default 4 MB is less than a ReadRows
+    batch of wide rows)."""
+    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    return grpc.insecure_channel(endpoint, options=unlimited)
+
+
 def make_read_client(
     settings: Settings, channel: grpc.Channel | None = None
 ) -> bigquery_storage_v1.BigQueryReadClient:
@@ -78,13 +100,40 @@ def make_read_client(
     endpoint = settings.bigquery_storage_endpoint
     if not endpoint:
         return bigquery_storage_v1.BigQueryReadClient()
-    transport = BigQueryReadGrpcTransport(channel=channel or grpc.insecure_channel(endpoint))
+    transport = BigQueryReadGrpcTransport(channel=channel or storage_channel(endpoint))
     return bigquery_storage_v1.BigQueryReadClient(
         transport=transport, client_options=ClientOptions(api_endpoint=endpoint)
     )
 
 
+def make_write_client(
+    settings: Settings, channel: grpc.Channel | None = None
+) -> bigquery_storage_v1.BigQueryWriteClient:
+    """A Storage Write API client, on the endpoint override's insecure channel if one is set."""
+    endpoint = settings.bigquery_storage_endpoint
+    if not endpoint:
+        return bigquery_storage_v1.BigQueryWriteClient()
+    transport = BigQueryWriteGrpcTransport(channel=channel or storage_channel(endpoint))
+    return bigquery_storage_v1.BigQueryWriteClient(
+        transport=transport, client_options=ClientOptions(api_endpoint=endpoint)
+    )
+
+
 NULLABLE = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+# Appends of up to this many rows go through the Storage Write API, larger ones are one
+# load job. A run's own rows are a handful; forecasts and observations are thousands.
+STREAM_ROWS = 1_000
+STREAM_MAX_BYTES = 8 * 1024 * 1024  # an AppendRows request may carry 10 MB
+APPEND_ATTEMPTS = 4
+APPEND_TIMEOUT_SECONDS = 60.0
+_RETRYABLE = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.Aborted,
+)
+_ALREADY_EXISTS = 6  # google.rpc.Code: the offset was written by an earlier attempt
 
 
 # Rows a query's own response may carry (BigQuery also caps it at 10 MB): a result this
@@ -100,6 +149,7 @@ class BigQueryWarehouse(Warehouse):
         settings: Settings,
         client: bigquery.Client | None = None,
         read_client: bigquery_storage_v1.BigQueryReadClient | None = None,
+        write_client: bigquery_storage_v1.BigQueryWriteClient | None = None,
     ) -> None:
         super().__init__(settings)
         if not settings.project:
@@ -107,6 +157,7 @@ class BigQueryWarehouse(Warehouse):
         self.project: str = settings.project
         self.client = client or make_client(settings)
         self._read_client = read_client
+        self._write_client = write_client
 
     @property
     def read_client(self) -> bigquery_storage_v1.BigQueryReadClient:
@@ -115,6 +166,13 @@ class BigQueryWarehouse(Warehouse):
         if self._read_client is None:
             self._read_client = make_read_client(self.settings)
         return self._read_client
+
+    @property
+    def write_client(self) -> bigquery_storage_v1.BigQueryWriteClient:
+        """The Storage Write API client, made on first use."""
+        if self._write_client is None:
+            self._write_client = make_write_client(self.settings)
+        return self._write_client
 
     def _project(self) -> str | None:
         return self.project
@@ -204,6 +262,66 @@ class BigQueryWarehouse(Warehouse):
 
     # -- data ---------------------------------------------------------------------------
     def _append(self, table: Table, frame: pd.DataFrame) -> int:
+        if len(frame) <= STREAM_ROWS:
+            rows = proto_rows(table, frame)
+            if sum(len(r) for r in rows) <= STREAM_MAX_BYTES:
+                return self._stream(table, rows)
+        return self._load(table, frame)
+
+    def _stream(self, table: Table, rows: list[bytes]) -> int:
+        """Append through the Storage Write API: a committed stream of these rows alone,
+        written at offset 0, so a retry after a lost answer cannot write them twice."""
+        client = self.write_client
+        try:
+            stream = client.create_write_stream(
+                parent=client.table_path(self.project, self.dataset, table.name),
+                write_stream=storage_types.WriteStream(
+                    type_=storage_types.WriteStream.Type.COMMITTED
+                ),
+            )
+            request = storage_types.AppendRowsRequest(
+                write_stream=stream.name,
+                offset=0,
+                proto_rows=storage_types.AppendRowsRequest.ProtoData(
+                    writer_schema=storage_types.ProtoSchema(proto_descriptor=row_descriptor(table)),
+                    rows=storage_types.ProtoRows(serialized_rows=rows),
+                ),
+            )
+            # The stream's name routes the call (the client library's writer sends the same).
+            metadata = (("x-goog-request-params", f"write_stream={stream.name}"),)
+            response = None
+            for attempt in range(1, APPEND_ATTEMPTS + 1):
+                # Retried here, not by the library: its default retry of AppendRows calls
+                # again with the request iterator it already drained, sending no rows.
+                try:
+                    answers = client.append_rows(
+                        iter([request]),
+                        retry=None,
+                        timeout=APPEND_TIMEOUT_SECONDS,
+                        metadata=metadata,
+                    )
+                    response = next(iter(answers), None)
+                except _RETRYABLE:
+                    if attempt == APPEND_ATTEMPTS:
+                        raise
+                    time.sleep(0.25 * attempt)
+                    continue
+                if response is not None:
+                    break
+            if response is None:
+                raise WarehouseError(f"append to {table.name}: no answer from AppendRows")
+            code = response.error.code if "error" in response else 0
+            if code not in (0, _ALREADY_EXISTS):
+                raise WarehouseError(
+                    f"append to {table.name} rejected: {response.error.message} "
+                    f"{list(response.row_errors)[:3]}"
+                )
+            client.finalize_write_stream(name=stream.name)
+        except gexc.GoogleAPIError as exc:
+            raise WarehouseError(f"append to {table.name} failed: {exc}") from None
+        return len(rows)
+
+    def _load(self, table: Table, frame: pd.DataFrame) -> int:
         data = parquet_bytes(table, frame)
         job_id = load_job_id(table.name, data)
         config = bigquery.LoadJobConfig(
@@ -242,8 +360,9 @@ class BigQueryWarehouse(Warehouse):
 
     def close(self) -> None:
         self.client.close()
-        if self._read_client is not None:
-            self._read_client.transport.close()
+        for storage in (self._read_client, self._write_client):
+            if storage is not None:
+                storage.transport.close()
 
 
 def parquet_bytes(table: Table, frame: pd.DataFrame) -> bytes:
@@ -255,6 +374,70 @@ def parquet_bytes(table: Table, frame: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     pq.write_table(arrow, buf, compression="snappy")
     return buf.getvalue()
+
+
+_PROTO_TYPES = {
+    "STRING": descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+    "INT64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+    "FLOAT64": descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE,
+    "BOOL": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+    "TIMESTAMP": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,  # microseconds since epoch
+}
+
+
+@functools.cache
+def row_descriptor(table: Table) -> descriptor_pb2.DescriptorProto:
+    """The protocol buffer message of one row of `table`: a proto2 field per column, in
+    order and named as the column, optional so that an absent field is NULL."""
+    message = descriptor_pb2.DescriptorProto(name=f"{table.name}_row")
+    for number, column in enumerate(table.columns, start=1):
+        message.field.add(
+            name=column.name,
+            number=number,
+            type=_PROTO_TYPES[column.type],
+            label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+        )
+    return message
+
+
+@functools.cache
+def _row_class(table: Table) -> Any:
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(
+        descriptor_pb2.FileDescriptorProto(
+            name=f"{table.name}_row.proto", syntax="proto2", message_type=[row_descriptor(table)]
+        )
+    )
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{table.name}_row"))
+
+
+def proto_rows(table: Table, frame: pd.DataFrame) -> list[bytes]:
+    """The conformed frame's rows serialised as `row_descriptor(table)` messages."""
+    cls = _row_class(table)
+    columns = {}
+    for column in table.columns:
+        values = frame[column.name]
+        if column.type == "TIMESTAMP":
+            micros = values.dt.tz_convert("UTC").astype("datetime64[us, UTC]").array.asi8
+            columns[column.name] = [
+                None if missing else int(v)
+                for v, missing in zip(micros, values.isna(), strict=True)
+            ]
+        else:
+            columns[column.name] = [None if _missing(v) else _plain(v) for v in values]
+    out = []
+    for values in zip(*columns.values(), strict=True):
+        row = cls(**{k: v for k, v in zip(columns, values, strict=True) if v is not None})
+        out.append(row.SerializeToString())
+    return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
 def load_job_id(table: str, data: bytes) -> str:

@@ -111,6 +111,9 @@ def test_sharded_and_batched_runs_write_exactly_the_unsharded_rows(
         sum(shard_of(i, SHARDS) == k for i in ids) * 24 for k in range(SHARDS)
     ]
     pd.testing.assert_frame_equal(_forecasts(), expected)  # bit-for-bit the same forecasts
+    # Each shard's batches are one append (one load job on BigQuery: what bounds the shards).
+    appends = sql("SELECT run_id, COUNT(DISTINCT created_at) AS n FROM forecasts GROUP BY run_id")
+    assert len(appends) == SHARDS and (appends["n"] == 1).all(), appends
     assert sum(a["counts"]["forecasts"] for a in answers) == whole["counts"]["forecasts"]
 
     store = get_services().store

@@ -58,6 +58,30 @@ def test_a_successful_run_appends_one_row(settings: Settings):
     )
 
 
+@pytest.mark.emulator
+def test_a_runs_audit_rows_take_the_storage_write_api_not_load_jobs(gcp_settings: Settings):
+    """BigQuery allows 1,500 load jobs per table per day, so a run's start and outcome rows
+    must not be load jobs (with N predict shards an hour they once capped N at 28): each is
+    one committed Storage Write stream, and `run_status` reads the run as on DuckDB."""
+    from tests.warehouse.test_warehouse_contract import append_paths, counting_warehouse
+
+    wh, session = counting_warehouse(gcp_settings)
+    session.calls.clear()
+    with track_run(wh, "predict", AS_OF, {"shard": 3, "shards": 40}) as run:
+        run.counts["written"] = 24
+    assert append_paths(session.calls) == {
+        "load jobs": 0, "uploads": 0, "insertAll": 0, "write streams": 2, "appends": 2,
+        "finalized": 2,
+    }, session.calls  # fmt: skip
+    rows = wh.query("SELECT * FROM runs ORDER BY finished_at NULLS FIRST")
+    assert rows["status"].tolist() == ["running", "success"]
+    assert (rows["run_id"] == run.run_id).all()
+    status = wh.query("SELECT run_id, status, counts FROM run_status")
+    assert status.to_dict("records") == [
+        {"run_id": run.run_id, "status": "success", "counts": '{"written": 24}'}
+    ]
+
+
 def test_a_failed_run_is_recorded_with_its_error(local_settings: Settings):
     wh = open_warehouse(local_settings)
     with pytest.raises(RunFailed) as info, track_run(wh, "train", AS_OF) as run:

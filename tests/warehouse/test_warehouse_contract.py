@@ -19,10 +19,13 @@ from common.warehouse import Warehouse, WarehouseError, open_warehouse
 from common.warehouse.base import conform
 from common.warehouse.bigquery_warehouse import (
     PAGE_ROWS,
+    STREAM_ROWS,
     BigQueryWarehouse,
     load_job_id,
     make_read_client,
+    make_write_client,
     parquet_bytes,
+    storage_channel,
 )
 from common.warehouse.sql import SQLError
 
@@ -206,8 +209,8 @@ class CountingInterceptor(
 
 
 def counting_warehouse(settings: Settings) -> tuple[BigQueryWarehouse, CountingSession]:
-    """A BigQueryWarehouse on the emulator whose clients (as make_client and
-    make_read_client build them) send through a counting HTTP session and gRPC channel."""
+    """A BigQueryWarehouse on the emulator whose clients (as make_client, make_read_client
+    and make_write_client build them) send through a counting HTTP session and gRPC channel."""
     session = CountingSession()
     client = bigquery.Client(
         project=settings.project,
@@ -216,8 +219,13 @@ def counting_warehouse(settings: Settings) -> tuple[BigQueryWarehouse, CountingS
         _http=session,
     )
     endpoint = settings.bigquery_storage_endpoint
-    channel = grpc.intercept_channel(grpc.insecure_channel(endpoint), CountingInterceptor(session))
-    wh = BigQueryWarehouse(settings, client=client, read_client=make_read_client(settings, channel))
+    channel = grpc.intercept_channel(storage_channel(endpoint), CountingInterceptor(session))
+    wh = BigQueryWarehouse(
+        settings,
+        client=client,
+        read_client=make_read_client(settings, channel),
+        write_client=make_write_client(settings, channel),
+    )
     wh.ensure_schema()
     return wh, session
 
@@ -245,8 +253,8 @@ def test_bigquery_large_reads_come_through_the_storage_read_api(gcp_settings: Se
         {"location_id": [f"l{i % 97}" for i in range(n)],
          "ts": [T0 + pd.Timedelta(hours=i // 97) for i in range(n)],
          "pm2_5": [None if i % 11 == 0 else i / 4 for i in range(n)],
-         "source": "test", "run_id": "r", "ingested_at": T0}
-    )  # fmt: skip
+         "source": "test", "run_id": "r" * 250, "ingested_at": T0}
+    )  # fmt: skip  (wide rows: a ReadRows message over gRPC's default 4 MB limit)
     wh.append("observations_raw", frame)
     sql = "SELECT location_id, ts, pm2_5, run_id FROM observations_raw ORDER BY ts, location_id"
 
@@ -271,19 +279,107 @@ def test_bigquery_large_reads_come_through_the_storage_read_api(gcp_settings: Se
     pd.testing.assert_frame_equal(small, large.head(100))
 
 
+def append_paths(calls: list[str]) -> dict[str, int]:
+    """An append's requests by path: load jobs (and their uploads), Storage Write API calls."""
+    return {
+        "load jobs": sum("/upload/" in c and c.startswith("POST") for c in calls),
+        "uploads": sum(c.startswith("PUT") for c in calls),
+        "insertAll": sum("insertAll" in c for c in calls),
+        "write streams": sum(c.endswith("BigQueryWrite/CreateWriteStream") for c in calls),
+        "appends": sum(c.endswith("BigQueryWrite/AppendRows") for c in calls),
+        "finalized": sum(c.endswith("BigQueryWrite/FinalizeWriteStream") for c in calls),
+    }
+
+
 @pytest.mark.emulator
-def test_bigquery_append_is_one_load_job_whatever_the_size(gcp_settings: Settings):
+def test_bigquery_bulk_append_is_one_load_job_whatever_the_size(gcp_settings: Settings):
     wh, session = counting_warehouse(gcp_settings)
     counts = []
-    for n in (10, 20_000):
+    for n in (STREAM_ROWS + 1, 20_000):
         session.calls.clear()
         frame = pd.DataFrame(
             [obs(f"l{n}-{i % 50}", i // 50, float(i), f"r{n}", 0) for i in range(n)]
         )
         assert wh.append("observations_raw", frame) == n
         counts.append(len(session.calls))
-        assert not any("insertAll" in c for c in session.calls)
+        assert append_paths(session.calls) == {
+            "load jobs": 1, "uploads": 1, "insertAll": 0, "write streams": 0, "appends": 0,
+            "finalized": 0,
+        }, session.calls  # fmt: skip
     assert counts[0] == counts[1] <= 6, session.calls  # upload session, upload, job status
+
+
+@pytest.mark.emulator
+def test_bigquery_small_append_goes_through_the_storage_write_api(gcp_settings: Settings):
+    """A few rows (a run's audit row) take no load job, so they count against no per-table
+    job quota: one committed write stream, one AppendRows, finalized. Types and NULLs land
+    as a load job would land them."""
+    wh, session = counting_warehouse(gcp_settings)
+    rows = pd.DataFrame([obs("a", 0, 12.5, "r1", 1), obs("b", 1, None, "r1", 1)])
+    rows["temperature_2m"] = [np.nan, -3.25]
+    session.calls.clear()
+    assert wh.append("observations_raw", rows) == 2
+    assert append_paths(session.calls) == {
+        "load jobs": 0, "uploads": 0, "insertAll": 0, "write streams": 1, "appends": 1,
+        "finalized": 1,
+    }, session.calls  # fmt: skip
+    out = wh.query("SELECT * FROM observations_raw ORDER BY location_id")
+    assert list(out["ts"]) == [T0, T0 + pd.Timedelta(hours=1)]
+    assert out["pm2_5"].iloc[0] == 12.5 and pd.isna(out["pm2_5"].iloc[1])
+    assert pd.isna(out["temperature_2m"].iloc[0]) and out["temperature_2m"].iloc[1] == -3.25
+    assert list(out["ingested_at"]) == [T0 + pd.Timedelta(hours=1)] * 2
+
+
+class LoseFirstAnswer(grpc.StreamStreamClientInterceptor):
+    """The first AppendRows reaches the server and is applied, but its answer is lost: the
+    caller sees UNAVAILABLE, as after a dropped connection."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        answers = continuation(details, request_iterator)
+        if not details.method.endswith("/AppendRows") or self.lost:
+            return answers
+        self.lost += 1
+        list(answers)  # the server applied the append and answered
+
+        def lost():
+            raise Unavailable()
+            yield  # a generator: the caller sees the error when it reads the answer
+
+        return lost()
+
+
+class Unavailable(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return "connection reset after the append was sent"
+
+    def trailing_metadata(self) -> tuple:
+        return ()
+
+
+@pytest.mark.emulator
+def test_bigquery_small_append_retried_after_a_lost_answer_lands_once(gcp_settings: Settings):
+    """A retried AppendRows on the same stream at offset 0 is answered ALREADY_EXISTS, so an
+    append whose first answer was lost writes its rows exactly once."""
+    session = CountingSession()
+    lose = LoseFirstAnswer()
+    channel = grpc.intercept_channel(
+        storage_channel(gcp_settings.bigquery_storage_endpoint),
+        CountingInterceptor(session),
+        lose,
+    )
+    wh = BigQueryWarehouse(gcp_settings, write_client=make_write_client(gcp_settings, channel))
+    wh.ensure_schema()
+    assert wh.append("observations_raw", pd.DataFrame([obs("once", 0, 1.0, "r", 0)])) == 1
+    assert lose.lost == 1
+    assert append_paths(session.calls)["appends"] == 2, session.calls
+    got = wh.query("SELECT COUNT(*) AS n FROM observations_raw WHERE location_id = 'once'")
+    assert int(got["n"].iloc[0]) == 1
 
 
 @pytest.mark.emulator
@@ -293,10 +389,10 @@ def test_bigquery_append_names_its_load_job_by_content(gcp_settings: Settings):
     this checks the id aircast sends, and that it is the content's."""
     wh, session = counting_warehouse(gcp_settings)
     spec = TABLES["observations_raw"]
-    rows = [obs("retry", i, float(i), "r-retry", 0) for i in range(30)]
+    rows = [obs("retry", i, float(i), "r-retry", 0) for i in range(STREAM_ROWS + 30)]
     frame = conform(spec, pd.DataFrame(rows))
     session.bodies.clear()
-    assert wh._append(spec, frame) == 30
+    assert wh._append(spec, frame) == len(rows)
     job_id = load_job_id(spec.name, parquet_bytes(spec, frame))
     assert any(job_id in body for body in session.bodies)
     same = conform(spec, pd.DataFrame(rows))
