@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import numpy as np
@@ -199,7 +201,7 @@ class CountingInterceptor(
     def __init__(self, session: CountingSession) -> None:
         self.session = session
 
-    def _count(self, continuation, details, request):
+    def _count(self, continuation: Any, details: Any, request: Any) -> Any:
         self.session.calls.append(f"GRPC {details.method}")
         return continuation(details, request)
 
@@ -219,6 +221,7 @@ def counting_warehouse(settings: Settings) -> tuple[BigQueryWarehouse, CountingS
         _http=session,
     )
     endpoint = settings.bigquery_storage_endpoint
+    assert endpoint, "the emulator's gRPC port (bigquery_storage_endpoint)"
     channel = grpc.intercept_channel(storage_channel(endpoint), CountingInterceptor(session))
     wh = BigQueryWarehouse(
         settings,
@@ -243,17 +246,21 @@ def read_paths(calls: list[str]) -> dict[str, int]:
 
 
 @pytest.mark.emulator
-def test_bigquery_large_reads_come_through_the_storage_read_api(gcp_settings: Settings):
+def test_bigquery_large_reads_come_through_the_storage_read_api(gcp_settings: Settings) -> None:
     """A result larger than the query's first page is read as Arrow over the Storage Read
     API (the emulator's gRPC port), not paged through REST; a small one from the query's
     own response with no further request. Both give the same rows and types."""
     wh, session = counting_warehouse(gcp_settings)
     n = PAGE_ROWS * 2 + 500
     frame = pd.DataFrame(
-        {"location_id": [f"l{i % 97}" for i in range(n)],
-         "ts": [T0 + pd.Timedelta(hours=i // 97) for i in range(n)],
-         "pm2_5": [None if i % 11 == 0 else i / 4 for i in range(n)],
-         "source": "test", "run_id": "r" * 250, "ingested_at": T0}
+        {
+            "location_id": [f"l{i % 97}" for i in range(n)],
+            "ts": [T0 + pd.Timedelta(hours=i // 97) for i in range(n)],
+            "pm2_5": [None if i % 11 == 0 else i / 4 for i in range(n)],
+            "source": "test",
+            "run_id": "r" * 250,
+            "ingested_at": T0,
+        }
     )  # fmt: skip  (wide rows: a ReadRows message over gRPC's default 4 MB limit)
     wh.append("observations_raw", frame)
     sql = "SELECT location_id, ts, pm2_5, run_id FROM observations_raw ORDER BY ts, location_id"
@@ -292,7 +299,7 @@ def append_paths(calls: list[str]) -> dict[str, int]:
 
 
 @pytest.mark.emulator
-def test_bigquery_bulk_append_is_one_load_job_whatever_the_size(gcp_settings: Settings):
+def test_bigquery_bulk_append_is_one_load_job_whatever_the_size(gcp_settings: Settings) -> None:
     wh, session = counting_warehouse(gcp_settings)
     counts = []
     for n in (STREAM_ROWS + 1, 20_000):
@@ -310,7 +317,7 @@ def test_bigquery_bulk_append_is_one_load_job_whatever_the_size(gcp_settings: Se
 
 
 @pytest.mark.emulator
-def test_bigquery_small_append_goes_through_the_storage_write_api(gcp_settings: Settings):
+def test_bigquery_small_append_goes_through_the_storage_write_api(gcp_settings: Settings) -> None:
     """A few rows (a run's audit row) take no load job, so they count against no per-table
     job quota: one committed write stream, one AppendRows, finalized. Types and NULLs land
     as a load job would land them."""
@@ -337,14 +344,16 @@ class LoseFirstAnswer(grpc.StreamStreamClientInterceptor):
     def __init__(self) -> None:
         self.lost = 0
 
-    def intercept_stream_stream(self, continuation, details, request_iterator):
+    def intercept_stream_stream(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
         answers = continuation(details, request_iterator)
         if not details.method.endswith("/AppendRows") or self.lost:
             return answers
         self.lost += 1
         list(answers)  # the server applied the append and answered
 
-        def lost():
+        def lost() -> Iterator[Any]:
             raise Unavailable()
             yield  # a generator: the caller sees the error when it reads the answer
 
@@ -363,13 +372,15 @@ class Unavailable(grpc.RpcError):
 
 
 @pytest.mark.emulator
-def test_bigquery_small_append_retried_after_a_lost_answer_lands_once(gcp_settings: Settings):
+def test_bigquery_small_append_retried_after_a_lost_answer_lands_once(
+    gcp_settings: Settings,
+) -> None:
     """A retried AppendRows on the same stream at offset 0 is answered ALREADY_EXISTS, so an
     append whose first answer was lost writes its rows exactly once."""
     session = CountingSession()
     lose = LoseFirstAnswer()
     channel = grpc.intercept_channel(
-        storage_channel(gcp_settings.bigquery_storage_endpoint),
+        storage_channel(str(gcp_settings.bigquery_storage_endpoint)),
         CountingInterceptor(session),
         lose,
     )
@@ -383,7 +394,7 @@ def test_bigquery_small_append_retried_after_a_lost_answer_lands_once(gcp_settin
 
 
 @pytest.mark.emulator
-def test_bigquery_append_names_its_load_job_by_content(gcp_settings: Settings):
+def test_bigquery_append_names_its_load_job_by_content(gcp_settings: Settings) -> None:
     """BigQuery refuses a second job with the same id (409), so a retried append of the same
     rows cannot load them twice. bqemulator assigns its own job ids and cannot show the 409:
     this checks the id aircast sends, and that it is the content's."""
