@@ -12,29 +12,39 @@ Missing history is explicit: a missing value is NaN (XGBoost learns where to sen
 zero, and a location whose target has no value in the last `MAX_ANCHOR_AGE` hours or fewer
 than `MIN_RECENT` values in the last 24 hours is skipped with a reason.
 
-Data is held as a dense grid (locations x hours on one UTC axis) so that training over years
-and serving 10,000 locations are the same vectorised array code.
+The rows are computed on a dense grid (`common.forecasting.grid`) so that training over
+years and serving 10,000 locations are the same vectorised array code; the regional
+features come from `common.forecasting.neighbours`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from sklearn.neighbors import BallTree
 
 from common.core.meteo import wind_components
 from common.core.schema import POLLUTANTS, WEATHER
 from common.forecasting.as_issued import WEATHER_MODES, Placed, place, with_wind_components
+from common.forecasting.grid import (
+    HOUR,
+    Grid,
+    Window,
+    anchors,
+    at,
+    calendar,
+    eligible,
+    hour64,
+    skip_reason,
+    to_hour64,
+)
+from common.forecasting.neighbours import Region, neighbour_features, neighbour_matrix, region_of
 
 HISTORY_HOURS = 72  # the longest window a feature reads, ending at t
-MAX_ANCHOR_AGE = 6  # hours: the last target value must be this recent
-MIN_RECENT = 12  # target values needed in the 24 hours up to t
 LAGS = (1, 2, 3, 6, 12, 24)
 WINDOWS = (3, 6, 12, 24, 48, 72)
 FUTURE_WEATHER = (
@@ -47,10 +57,6 @@ FUTURE_WEATHER = (
     "wind_u",
     "wind_v",
 )
-HOUR = np.timedelta64(1, "h")
-NEIGHBOUR_KM = 100.0  # other locations this close describe the regional situation
-REGION_LAGS = (1, 3, 6)  # hours back the regional features compare the neighbours' mean with
-REGION_HOURS = max(REGION_LAGS) + 1  # the neighbours' hours they read: t - 6 .. t
 
 
 @dataclass(frozen=True)
@@ -105,127 +111,9 @@ class FeatureSpec:
         return self.weather if self.future_weather else "none"
 
 
-@dataclass
-class Grid:
-    """Hourly values of each variable as (location, hour) float arrays; NaN = not observed."""
-
-    location_ids: list[str]
-    start: np.datetime64  # UTC hour of column 0
-    n_hours: int
-    values: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @classmethod
-    def from_frame(
-        cls,
-        frame: pd.DataFrame,
-        start: dt.datetime,
-        end: dt.datetime,
-        location_ids: Sequence[str],
-        columns: Sequence[str],
-    ) -> Grid:
-        """Place `frame` rows (location_id, ts, columns...) on the hours [start, end]."""
-        t0 = _hour64(start)
-        n = int((_hour64(end) - t0) // HOUR) + 1
-        grid = cls(list(location_ids), t0, n)
-        rows = pd.Index(grid.location_ids).get_indexer(frame["location_id"]) if len(frame) else []
-        if len(frame):
-            ts = _to_hour64(frame["ts"])
-            cols = ((ts - t0) // HOUR).astype(np.int64)
-            keep = (np.asarray(rows) >= 0) & (cols >= 0) & (cols < n)
-            rows, cols = np.asarray(rows)[keep], cols[keep]
-        for c in columns:
-            arr = np.full((len(grid.location_ids), n), np.nan, dtype=np.float64)
-            if len(frame) and c in frame:
-                arr[rows, cols] = pd.to_numeric(frame[c], errors="coerce").to_numpy(float)[keep]
-            grid.values[c] = arr
-        if "wind_speed_10m" in grid.values and "wind_direction_10m" in grid.values:
-            grid.values["wind_u"], grid.values["wind_v"] = wind_components(
-                grid.values["wind_speed_10m"], grid.values["wind_direction_10m"]
-            )
-        return grid
-
-    def hours(self, idx: np.ndarray) -> np.ndarray:
-        return self.start + idx.astype(np.int64) * HOUR
-
-
 def grid_columns(spec: FeatureSpec) -> list[str]:
     """Observation columns the features read."""
     return [spec.target, *spec.others(), *WEATHER]
-
-
-class _Window:
-    """O(1) window sums over the hour axis via cumulative sums (NaN-aware)."""
-
-    def __init__(self, x: np.ndarray) -> None:
-        valid = ~np.isnan(x)
-        v = np.where(valid, x, 0.0)
-        pad = np.zeros((x.shape[0], 1))
-        self.s = np.concatenate([pad, np.cumsum(v, axis=1)], axis=1)
-        self.q = np.concatenate([pad, np.cumsum(v * v, axis=1)], axis=1)
-        self.c = np.concatenate([pad, np.cumsum(valid, axis=1)], axis=1)
-
-    def _diff(self, a: np.ndarray, loc: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
-        lo = np.maximum(t + 1 - w, 0)
-        return a[loc, t + 1] - a[loc, lo]
-
-    def count(self, loc: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
-        return self._diff(self.c, loc, t, w)
-
-    def mean(self, loc: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
-        n = self.count(loc, t, w)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(n > 0, self._diff(self.s, loc, t, w) / n, np.nan)
-
-    def sum(self, loc: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
-        n = self.count(loc, t, w)
-        return np.where(n > 0, self._diff(self.s, loc, t, w), np.nan)
-
-    def std(self, loc: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
-        n = self.count(loc, t, w)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            m = self._diff(self.s, loc, t, w) / n
-            var = self._diff(self.q, loc, t, w) / n - m * m
-        return np.where(n > 1, np.sqrt(np.maximum(var, 0.0)), np.nan)
-
-
-def _at(x: np.ndarray, loc: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """x[loc, t], NaN where t is off the grid."""
-    ok = (t >= 0) & (t < x.shape[1])
-    out = np.full(np.shape(t), np.nan)
-    out[ok] = x[np.broadcast_to(loc, np.shape(t))[ok], t[ok]]
-    return out
-
-
-def anchors(grid: Grid, target: str) -> tuple[np.ndarray, np.ndarray]:
-    """For every (location, hour): the hour index of the last target value at or before it
-    (-1 if none) and the number of target values in the 24 hours up to it."""
-    x = grid.values[target]
-    valid = ~np.isnan(x)
-    idx = np.where(valid, np.arange(x.shape[1])[None, :], -1)
-    last = np.maximum.accumulate(idx, axis=1)
-    c = np.concatenate([np.zeros((x.shape[0], 1)), np.cumsum(valid, axis=1)], axis=1)
-    t = np.arange(x.shape[1])
-    recent = c[:, t + 1] - c[:, np.maximum(t + 1 - 24, 0)]
-    return last, recent
-
-
-def eligible(last: np.ndarray, recent: np.ndarray) -> np.ndarray:
-    """(location, hour) mask of issue times with enough recent history to forecast from,
-    given `anchors()` (computed once by the caller: it covers the whole grid)."""
-    t = np.arange(last.shape[1])[None, :]
-    return (last >= 0) & (t - last <= MAX_ANCHOR_AGE) & (recent >= MIN_RECENT)
-
-
-def skip_reason(last: np.ndarray, recent: np.ndarray, target: str, loc: int, t: int) -> str | None:
-    """Why (loc, t) is not eligible, from the caller's `anchors()`; None if it is."""
-    if last[loc, t] < 0 or t - last[loc, t] > MAX_ANCHOR_AGE:
-        return f"no {target} observation in the {MAX_ANCHOR_AGE} hours up to the issue time"
-    if recent[loc, t] < MIN_RECENT:
-        return (
-            f"only {int(recent[loc, t])} {target} observations in the 24 hours up to the issue "
-            f"time (need {MIN_RECENT})"
-        )
-    return None
 
 
 def build(
@@ -248,7 +136,7 @@ def build(
     """
     loc = np.asarray(loc, dtype=np.int64)
     t = np.asarray(t, dtype=np.int64)
-    n, H = len(loc), spec.horizon
+    H = spec.horizon
     y = grid.values[spec.target]
     ly = np.log1p(np.clip(y, 0, None))
     last, _ = anchors(grid, spec.target)
@@ -257,49 +145,15 @@ def build(
     level = np.where(a_idx >= 0, level, np.nan)
 
     f: dict[str, np.ndarray] = {"level": level, "anchor_age": (t - a_idx).astype(float)}
-    for k in LAGS:
-        f[f"lag_{k}"] = _at(ly, loc, t - k) - level
-    win = _Window(ly)
-    for w in WINDOWS:
-        f[f"mean_{w}"] = win.mean(loc, t, w) - level
-    f["std_24"] = win.std(loc, t, 24)
-    back = t[:, None] + np.arange(-23, 1)[None, :]
-    block = _at(ly, loc[:, None], back)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        f["max_24"] = np.nanmax(block, axis=1) - level
-        f["min_24"] = np.nanmin(block, axis=1) - level
-    f["valid_24"] = win.count(loc, t, 24) / 24.0
-    for p in spec.others():
-        lp = np.log1p(np.clip(grid.values[p], 0, None))
-        f[p] = _at(lp, loc, t)
-        f[f"{p}_mean_24"] = _Window(lp).mean(loc, t, 24)
-    for w in WEATHER:
-        if w != "wind_direction_10m":
-            f[w] = _at(grid.values[w], loc, t)
-    for comp in ("wind_u", "wind_v"):
-        x = grid.values[comp]
-        f[comp] = _at(x, loc, t)
-        cw = _Window(x)
-        f[f"{comp}_6"] = cw.mean(loc, t, 6)
-        f[f"{comp}_24"] = cw.mean(loc, t, 24)
-    f["precip_24"] = _Window(grid.values["precipitation"]).sum(loc, t, 24)
-    p = grid.values["surface_pressure"]
-    f["pressure_d3"] = _at(p, loc, t) - _at(p, loc, t - 3)
-    f["pressure_d24"] = _at(p, loc, t) - _at(p, loc, t - 24)
-    rh = grid.values["relative_humidity_2m"]
-    f["humidity_d6"] = _at(rh, loc, t) - _at(rh, loc, t - 6)
-    temp = grid.values["temperature_2m"]
-    f["temp_d24"] = _at(temp, loc, t) - _at(temp, loc, t - 24)
-    dew = grid.values["dew_point_2m"]
-    f["dew_d24"] = _at(dew, loc, t) - _at(dew, loc, t - 24)
+    f.update(_target_features(ly, loc, t, level))
+    f.update(_context_features(grid, spec, loc, t))
     if region is None:
         region = Region(ly, neighbour_matrix(grid.location_ids, places))
-    f.update(_neighbour_features(region, loc, t, level))
+    f.update(neighbour_features(region, loc, t, level))
 
     # Expand issue features over the horizons: row r = pair r // H, horizon r % H + 1.
     cols: dict[str, np.ndarray] = {k: np.repeat(v, H) for k, v in f.items()}
-    h = np.tile(np.arange(1, H + 1), n)
+    h = np.tile(np.arange(1, H + 1), len(loc))
     tt = np.repeat(t, H) + h  # target hour index
     ll = np.repeat(loc, H)
     lvl = cols["level"]
@@ -307,25 +161,20 @@ def build(
     target_ts = grid.hours(tt)
     zones = places.drop_duplicates("location_id").set_index("location_id")["timezone"]
     zones = zones.reindex(grid.location_ids).fillna("UTC").to_numpy()
-    hour, dow, doy = _calendar(target_ts, zones[ll])
-    cols["hour"], cols["dow"], cols["doy"] = hour, dow, doy
+    cols["hour"], cols["dow"], cols["doy"] = calendar(target_ts, zones[ll])
     # The same hour a day (two days) before the target: always <= t because h <= 24 (48).
     s24, s48 = tt - 24, tt - 48
-    cols["seasonal_24"] = np.where(s24 <= np.repeat(t, H), _at(ly, ll, s24), np.nan) - lvl
-    cols["seasonal_48"] = np.where(s48 <= np.repeat(t, H), _at(ly, ll, s48), np.nan) - lvl
+    cols["seasonal_24"] = np.where(s24 <= np.repeat(t, H), at(ly, ll, s24), np.nan) - lvl
+    cols["seasonal_48"] = np.where(s48 <= np.repeat(t, H), at(ly, ll, s48), np.nan) - lvl
     if spec.future_weather:
         if future is None:
             raise ValueError("spec.future_weather needs weather for the target hours")
-        for w in FUTURE_WEATHER:
-            cols[f"f_{w}"] = np.asarray(future[w], dtype=float).reshape(-1)
-        cols["f_temp_d"] = cols["f_temperature_2m"] - cols["temperature_2m"]
-        cols["f_pressure_d"] = cols["f_surface_pressure"] - cols["surface_pressure"]
+        cols.update(_future_features(future, cols))
     if spec.cams:
-        c = np.full(n * H, np.nan) if cams is None else np.asarray(cams, float).reshape(-1)
+        c = np.full(len(loc) * H, np.nan) if cams is None else np.asarray(cams, float).reshape(-1)
         with np.errstate(invalid="ignore"):
             cols["f_cams"] = np.log1p(np.clip(c, 0, None)) - lvl
     X = pd.DataFrame({c: cols[c].astype(np.float32) for c in spec.columns()})
-    anchor_value = np.expm1(lvl)
     keys = pd.DataFrame(
         {
             "location_id": pd.Categorical.from_codes(ll, categories=grid.location_ids),
@@ -333,16 +182,80 @@ def build(
             "target_ts": pd.DatetimeIndex(target_ts).tz_localize("UTC"),
             "horizon_h": h,
             "level": lvl,
-            "anchor": anchor_value,
+            "anchor": np.expm1(lvl),
         }
     )
     return X, keys
 
 
+def _target_features(
+    ly: np.ndarray, loc: np.ndarray, t: np.ndarray, level: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The target's lags and window statistics up to t, relative to its last value (`level`)."""
+    f: dict[str, np.ndarray] = {}
+    for k in LAGS:
+        f[f"lag_{k}"] = at(ly, loc, t - k) - level
+    win = Window(ly)
+    for w in WINDOWS:
+        f[f"mean_{w}"] = win.mean(loc, t, w) - level
+    f["std_24"] = win.std(loc, t, 24)
+    back = t[:, None] + np.arange(-23, 1)[None, :]
+    block = at(ly, loc[:, None], back)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        f["max_24"] = np.nanmax(block, axis=1) - level
+        f["min_24"] = np.nanmin(block, axis=1) - level
+    f["valid_24"] = win.count(loc, t, 24) / 24.0
+    return f
+
+
+def _context_features(
+    grid: Grid, spec: FeatureSpec, loc: np.ndarray, t: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The other pollutants and the weather at t, and the weather's recent changes."""
+    f: dict[str, np.ndarray] = {}
+    for name in spec.others():
+        lp = np.log1p(np.clip(grid.values[name], 0, None))
+        f[name] = at(lp, loc, t)
+        f[f"{name}_mean_24"] = Window(lp).mean(loc, t, 24)
+    for name in WEATHER:
+        if name != "wind_direction_10m":
+            f[name] = at(grid.values[name], loc, t)
+    for comp in ("wind_u", "wind_v"):
+        x = grid.values[comp]
+        f[comp] = at(x, loc, t)
+        cw = Window(x)
+        f[f"{comp}_6"] = cw.mean(loc, t, 6)
+        f[f"{comp}_24"] = cw.mean(loc, t, 24)
+    f["precip_24"] = Window(grid.values["precipitation"]).sum(loc, t, 24)
+    pressure = grid.values["surface_pressure"]
+    f["pressure_d3"] = at(pressure, loc, t) - at(pressure, loc, t - 3)
+    f["pressure_d24"] = at(pressure, loc, t) - at(pressure, loc, t - 24)
+    rh = grid.values["relative_humidity_2m"]
+    f["humidity_d6"] = at(rh, loc, t) - at(rh, loc, t - 6)
+    temp = grid.values["temperature_2m"]
+    f["temp_d24"] = at(temp, loc, t) - at(temp, loc, t - 24)
+    dew = grid.values["dew_point_2m"]
+    f["dew_d24"] = at(dew, loc, t) - at(dew, loc, t - 24)
+    return f
+
+
+def _future_features(
+    future: Mapping[str, np.ndarray], cols: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The weather at each target hour (one row per pair x horizon) and its change from t."""
+    f: dict[str, np.ndarray] = {}
+    for name in FUTURE_WEATHER:
+        f[f"f_{name}"] = np.asarray(future[name], dtype=float).reshape(-1)
+    f["f_temp_d"] = f["f_temperature_2m"] - cols["temperature_2m"]
+    f["f_pressure_d"] = f["f_surface_pressure"] - cols["surface_pressure"]
+    return f
+
+
 def future_from_grid(grid: Grid, loc: np.ndarray, t: np.ndarray, horizon: int) -> dict:
     """Observed weather at each target hour: the stand-in for a forecast in training."""
     tt = np.asarray(t)[:, None] + np.arange(1, horizon + 1)[None, :]
-    return {w: _at(grid.values[w], np.asarray(loc)[:, None], tt) for w in FUTURE_WEATHER}
+    return {w: at(grid.values[w], np.asarray(loc)[:, None], tt) for w in FUTURE_WEATHER}
 
 
 def future_from_forecasts(
@@ -360,7 +273,7 @@ def future_from_forecasts(
         )
     row_of = {int(loc_i): i for i, loc_i in enumerate(np.asarray(loc))}
     li = pd.Index(grid.location_ids).get_indexer(fc["location_id"])
-    ts = _to_hour64(fc["ts"])
+    ts = to_hour64(fc["ts"])
     t_of_loc = np.full(len(grid.location_ids), -(10**9), dtype=np.int64)
     for loc_i, i in row_of.items():
         t_of_loc[loc_i] = np.asarray(t)[i]
@@ -394,14 +307,14 @@ def training_examples(
     if obs.empty:
         raise ValueError("no observations in the training window")
     ids = sorted(obs["location_id"].astype(str).unique())
-    t_first = min(_to_hour64(obs["ts"]).min(), _hour64(start) - HISTORY_HOURS * HOUR)
+    t_first = min(to_hour64(obs["ts"]).min(), hour64(start) - HISTORY_HOURS * HOUR)
     grid_start = pd.Timestamp(t_first).to_pydatetime().replace(tzinfo=dt.UTC)
-    grid_end = max(_to_hour64(obs["ts"]).max(), _hour64(end))
+    grid_end = max(to_hour64(obs["ts"]).max(), hour64(end))
     grid_end_dt = pd.Timestamp(grid_end).to_pydatetime().replace(tzinfo=dt.UTC)
     grid = Grid.from_frame(obs, grid_start, grid_end_dt, ids, grid_columns(spec))
     ok = eligible(*anchors(grid, spec.target))
-    lo = int((_hour64(start) - grid.start) // HOUR)
-    hi = int((_hour64(end) - grid.start) // HOUR)
+    lo = int((hour64(start) - grid.start) // HOUR)
+    hi = int((hour64(end) - grid.start) // HOUR)
     ok[:, : max(lo, 0)] = False
     ok[:, hi + 1 :] = False
     loc, t = np.nonzero(ok)
@@ -464,11 +377,11 @@ def examples_at(
     X, keys = build(grid, loc, t, spec, places, future, cams=cams.values[spec.target])
     y_raw = grid.values[spec.target]
     ll, tt = np.repeat(loc, spec.horizon), np.repeat(t, spec.horizon) + keys["horizon_h"].to_numpy()
-    actual = _at(y_raw, ll, tt)
+    actual = at(y_raw, ll, tt)
     filled = pd.DataFrame(y_raw.T).ffill().to_numpy().T  # last value at or before each hour
     keys["actual"] = actual
     keys["persistence"] = keys["anchor"]
-    keys["seasonal_naive"] = _at(filled, ll, tt - 24)
+    keys["seasonal_naive"] = at(filled, ll, tt - 24)
     keys["cams"] = cams.values[spec.target].reshape(-1)
     keys["weather_kind"] = (
         np.where(kind.reshape(-1) == "", "none", kind.reshape(-1)).astype(str)
@@ -501,9 +414,9 @@ def serving_features(
     within NEIGHBOUR_KM of one in it: they count in the regional features and are not
     forecast themselves.
     """
-    t_end = _hour64(issue_time)
+    t_end = hour64(issue_time)
     if not obs.empty:
-        obs = obs[_to_hour64(obs["ts"]) <= t_end]
+        obs = obs[to_hour64(obs["ts"]) <= t_end]
     start = issue_time - dt.timedelta(hours=HISTORY_HOURS - 1)
     ids = places["location_id"].astype(str).drop_duplicates().tolist()
     grid = Grid.from_frame(obs, start, issue_time, ids, grid_columns(spec))
@@ -521,7 +434,7 @@ def serving_features(
         future = future_from_forecasts(forecasts, grid, loc, t, spec.horizon)
     region = None
     if neighbours is not None:
-        region = _region(grid, spec.target, obs, places, *neighbours, start, issue_time)
+        region = region_of(grid, spec.target, obs, places, *neighbours, start, issue_time)
     placed: Placed | None = None
     if spec.cams:
         placed = place(cams, grid.location_ids, grid.start, loc, t, spec.horizon, [spec.target])
@@ -536,137 +449,3 @@ def serving_features(
         None if placed is None else placed.values[spec.target],
     )
     return X, keys, skipped
-
-
-def _region(
-    grid: Grid,
-    target: str,
-    obs: pd.DataFrame,
-    places: pd.DataFrame,
-    nb_places: pd.DataFrame,
-    nb_obs: pd.DataFrame,
-    start: dt.datetime,
-    end: dt.datetime,
-) -> Region:
-    """The grid's locations and their outside neighbours, target only, in id order (the
-    order the whole network's grid has: each row sums its neighbours in the same order, so
-    a batch gets the same floats as one run over everything)."""
-    every = pd.concat([places, nb_places]).drop_duplicates("location_id")
-    ids = sorted(every["location_id"].astype(str))
-    frame = pd.concat([obs[["location_id", "ts", target]], nb_obs[["location_id", "ts", target]]])
-    wide = Grid.from_frame(frame, start, end, ids, [target])
-    ly = np.log1p(np.clip(wide.values[target], 0, None))
-    return Region(ly, neighbour_matrix(ids, every, rows=grid.location_ids))
-
-
-@dataclass(frozen=True)
-class Region:
-    """What the regional features read: the log target of a set of locations on the grid's
-    hours (`ly`, one row per location) and, per grid row, its neighbours among them
-    (`rows`: grid locations x region locations, 0/1). Usually the grid itself; a predict
-    batch passes its neighbours' target alone, so it need not load their other columns
-    nor build their features."""
-
-    ly: np.ndarray
-    rows: sparse.csr_matrix
-
-
-def _neighbour_features(
-    region: Region, loc: np.ndarray, t: np.ndarray, level: np.ndarray
-) -> dict[str, np.ndarray]:
-    """The regional picture at t: other locations within NEIGHBOUR_KM, their mean level
-    relative to this one and their mean recent change (pollution episodes travel)."""
-    w, ly = region.rows, region.ly
-    valid = ~np.isnan(ly)
-    x = np.where(valid, ly, 0.0)
-    cnt = np.asarray(w @ valid.astype(float))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(cnt > 0, np.asarray(w @ x) / cnt, np.nan)
-    out = {"nb_level": _at(mean, loc, t) - level, "nb_count": _at(cnt, loc, t)}
-    for k in REGION_LAGS:
-        out[f"nb_d{k}"] = _at(mean, loc, t) - _at(mean, loc, t - k)
-    out["nb_max"] = _neighbour_max(w.tocsr(), ly, loc, t) - level
-    return out
-
-
-def _neighbour_max(
-    rows: sparse.csr_matrix, ly: np.ndarray, loc: np.ndarray, t: np.ndarray
-) -> np.ndarray:
-    """Per (location, hour) pair, the highest value among the location's neighbours at that
-    hour (NaN when none is observed): one gather over all pairs x neighbours, then a
-    NaN-ignoring max per pair."""
-    loc, t = np.asarray(loc), np.asarray(t)
-    counts = np.diff(rows.indptr)[loc]
-    nb_max = np.full(len(loc), np.nan)
-    total = int(counts.sum())
-    if total == 0:
-        return nb_max
-    first = np.cumsum(counts) - counts  # offset of each pair's run in the gathered values
-    pair = np.repeat(np.arange(len(loc)), counts)
-    offset = np.arange(total) - np.repeat(first, counts)
-    neighbours = rows.indices[np.repeat(rows.indptr[loc], counts) + offset]
-    values = ly[neighbours, t[pair]]
-    has = counts > 0
-    nb_max[has] = np.fmax.reduceat(values, first[has])
-    return nb_max
-
-
-def neighbour_matrix(
-    location_ids: Sequence[str], places: pd.DataFrame, rows: Sequence[str] | None = None
-) -> sparse.csr_matrix:
-    """0/1 matrix: [i, j] = 1 when location j is within NEIGHBOUR_KM of i (j != i); one row
-    per id of `rows` (default: every location), one column per location."""
-    n = len(location_ids)
-    p = places.drop_duplicates("location_id").set_index("location_id")
-    lat = pd.to_numeric(p["latitude"].reindex(location_ids), errors="coerce").to_numpy(float)
-    lon = pd.to_numeric(p["longitude"].reindex(location_ids), errors="coerce").to_numpy(float)
-    known = np.flatnonzero(~np.isnan(lat) & ~np.isnan(lon))
-    at = np.arange(n) if rows is None else pd.Index(location_ids).get_indexer(list(rows))
-    asked = np.flatnonzero(np.isin(at, known))  # the rows with a known place
-    if len(known) < 2 or len(asked) == 0:
-        return sparse.csr_matrix((len(at), n))
-    tree = BallTree(np.radians(np.c_[lat[known], lon[known]]), metric="haversine")
-    points = np.radians(np.c_[lat[at[asked]], lon[at[asked]]])
-    hits = tree.query_radius(points, NEIGHBOUR_KM / 6371.0)
-    r = np.concatenate([np.full(len(h), asked[i]) for i, h in enumerate(hits)])
-    c = np.concatenate([known[h] for h in hits])
-    keep = c != at[r]
-    return sparse.csr_matrix((np.ones(keep.sum()), (r[keep], c[keep])), shape=(len(at), n))
-
-
-def _calendar(
-    target_ts: np.ndarray, zones: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Local hour, day of week and day of year of each target hour."""
-    hour = np.empty(len(target_ts))
-    dow, doy = np.empty(len(target_ts)), np.empty(len(target_ts))
-    tz = pd.Series(zones)
-    utc = pd.DatetimeIndex(target_ts).tz_localize("UTC")
-    for zone, idx in tz.groupby(tz).groups.items():
-        local = utc[np.asarray(idx)].tz_convert(zone)
-        hour[idx] = local.hour
-        dow[idx] = local.day_of_week
-        doy[idx] = local.day_of_year
-    return hour, dow, doy
-
-
-def _hour64(value: dt.datetime | np.datetime64) -> np.datetime64:
-    if isinstance(value, np.datetime64):
-        return value.astype("datetime64[h]")
-    return np.datetime64(pd.Timestamp(value).tz_convert("UTC").tz_localize(None), "h")
-
-
-def _to_hour64(series: pd.Series) -> np.ndarray:
-    s = pd.to_datetime(series, utc=True)
-    return s.dt.tz_localize(None).to_numpy().astype("datetime64[h]")
-
-
-def neighbours_of(location_ids: Sequence[str], places: pd.DataFrame) -> list[str]:
-    """The locations of `places` within NEIGHBOUR_KM of any of `location_ids` (themselves
-    excluded): what a batch must read besides its own, so that its regional features are
-    those of the whole network. The matrix has a row per batch location only: cost follows
-    the batch, not the network squared."""
-    ids = places["location_id"].astype(str).drop_duplicates().tolist()
-    found = np.unique(neighbour_matrix(ids, places, rows=list(location_ids)).indices)
-    own = set(location_ids)
-    return [ids[j] for j in found if ids[j] not in own]

@@ -39,15 +39,13 @@ from common.forecasting.features import (
     HISTORY_HOURS,
     AsIssuedRows,
     FeatureSpec,
-    Grid,
-    anchors,
-    eligible,
     examples_at,
     grid_columns,
-    neighbour_matrix,
     training_examples,
 )
+from common.forecasting.grid import Grid, anchors, eligible
 from common.forecasting.model import DEFAULT_PARAMS, ForecastModel
+from common.forecasting.neighbours import neighbour_matrix
 
 __all__ = [
     "MAX_CELLS",

@@ -43,8 +43,9 @@ from common.core.sharding import MAX_SHARDS, shard_of, shards_to_run
 from common.core.timeutil import UTC, UTCDateTime, iso
 from common.forecasting.adaptation import Offsets
 from common.forecasting.as_issued import read_cams
-from common.forecasting.features import REGION_HOURS, FeatureSpec, neighbours_of
+from common.forecasting.features import FeatureSpec
 from common.forecasting.forecast import forecast_frame
+from common.forecasting.neighbours import REGION_HOURS, neighbours_of
 from common.forecasting.registry import Loaded, Registry
 from common.forecasting.snapshot import intervals_key, snapshot_key
 from common.predict.intervals import step_offsets

@@ -12,13 +12,13 @@ import pytest
 from common.core.schema import POLLUTANTS, WEATHER
 from common.forecasting import features
 from common.forecasting.features import (
-    MAX_ANCHOR_AGE,
     AsIssuedRows,
     FeatureSpec,
     future_from_grid,
     serving_features,
     training_examples,
 )
+from common.forecasting.grid import MAX_ANCHOR_AGE, Grid
 from common.forecasting.model import ForecastModel
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -166,7 +166,7 @@ def test_a_saved_and_loaded_model_predicts_identically():
 def test_future_weather_from_grid_is_the_target_hour():
     spec = FeatureSpec()
     obs = observations()
-    from common.forecasting.features import Grid, grid_columns
+    from common.forecasting.features import grid_columns
 
     grid = Grid.from_frame(obs, T0, T0 + dt.timedelta(days=9), ["a", "b", "c"], grid_columns(spec))
     t = np.array([100])
@@ -187,7 +187,7 @@ def test_anchors_are_computed_once_however_many_locations_are_skipped(
     calls: list[str] = []
     real = features.anchors
 
-    def counted(grid: features.Grid, target: str) -> tuple[np.ndarray, np.ndarray]:
+    def counted(grid: Grid, target: str) -> tuple[np.ndarray, np.ndarray]:
         calls.append(target)
         return real(grid, target)
 

@@ -18,7 +18,7 @@ import pytest
 
 from common.core.errors import BadRequest
 from common.core.sharding import shard_of, shards_to_run
-from common.forecasting.features import neighbour_matrix
+from common.forecasting.neighbours import neighbour_matrix
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot, snapshot_key
 from common.predict.job import PredictRequest, run_predict
 from common.runtime import locations as locations_mod
