@@ -2,11 +2,11 @@
 module's README tables from its own .tf files.
 
 `python -m tools.generate` (or `make generate`) rewrites terraform/schemas/ (tables and
-views from common.core.schema), terraform/schedules.json (from common.scheduling.schedules),
-terraform/tables.json, terraform/functions.json (timeouts, from common.core.deploy), and
-the inputs, outputs and functions tables of terraform/README.md
-(from variables.tf, outputs.tf and main.tf, read with python-hcl2); tests fail when a
-committed copy drifts.
+views from common.core.schema and common.core.views), terraform/schedules.json (from
+common.scheduling.schedules), terraform/tables.json, terraform/functions.json (timeouts,
+from common.core.deploy), and the inputs, outputs and functions tables of
+terraform/README.md (from variables.tf, outputs.tf and main.tf, read with python-hcl2);
+tests fail when a committed copy drifts.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 import hcl2
 
 from common.core.deploy import TIMEOUT_SECONDS
-from common.core.schema import TABLES, VIEWS, bigquery_schema
+from common.core.schema import TABLES, bigquery_schema
+from common.core.views import VIEWS
 from common.monitoring import thresholds
 from common.scheduling.schedules import terraform_schedules
 from common.warehouse.sql import qualify

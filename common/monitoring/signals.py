@@ -3,7 +3,7 @@
 They are queries rather than views because every one of them is relative to `as_of`
 (a lag behind it, a window ending at it, and nothing written for a later hour may count),
 which a view cannot take; the SQL is written once, in BigQuery's dialect, and runs
-unchanged on DuckDB (the adapters translate it), like the views in common.core.schema.
+unchanged on DuckDB (the adapters translate it), like the views in common.core.views.
 
 Runs are read through the `run_status` view (one row per run: its outcome, or `running`,
 or `lost` once a run that never finished is past its deadline); a lost run counts as a
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from common.core.config import HORIZON_MAX_H
-from common.core.schema import persistence_sql
+from common.core.views import persistence_sql
 from common.monitoring import thresholds as th
 from common.warehouse import Warehouse
 

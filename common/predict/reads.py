@@ -13,8 +13,9 @@ from typing import Any
 import pandas as pd
 
 from common.core.config import HORIZON_MAX_H
-from common.core.schema import WEATHER, persistence_sql
+from common.core.schema import WEATHER
 from common.core.timeutil import iso
+from common.core.views import persistence_sql
 from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
 from common.forecasting.snapshot import Accuracy, HorizonAccuracy
 from common.runtime.services import Services

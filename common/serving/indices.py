@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from common.core.aqi import NOWCAST, OZONE_8H, Scheme, hourly_index
+from common.core.aqi import NOWCAST, OZONE_8H, Scheme
+from common.core.aqi_index import hourly_index
 from common.forecasting.snapshot import LocationForecast, RecentObservations
 from common.serving.models import AirNow, AqiCategory, AqiScheme, ForecastPoint, WorstHour
 

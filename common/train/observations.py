@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from common.core.schema import VIEWS
+from common.core.views import VIEWS
 from common.forecasting import training
 from common.forecasting.features import FeatureSpec, grid_columns
 from common.forecasting.training import Observations

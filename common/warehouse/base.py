@@ -16,7 +16,8 @@ import pandas as pd
 
 from common.core.config import Settings
 from common.core.errors import AircastError
-from common.core.schema import TABLES, VIEWS, Table
+from common.core.schema import TABLES, Table
+from common.core.views import VIEWS
 from common.warehouse.sql import SQLError, check_identifier, check_params, plain, qualify
 
 

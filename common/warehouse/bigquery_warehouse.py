@@ -49,7 +49,8 @@ from google.cloud.bigquery_storage_v1.services.big_query_write.transports import
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from common.core.config import Settings
-from common.core.schema import TABLES, VIEWS, Table
+from common.core.schema import TABLES, Table
+from common.core.views import VIEWS
 from common.warehouse.base import Warehouse, WarehouseError
 
 AnyJob = (

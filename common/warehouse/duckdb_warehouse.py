@@ -21,7 +21,8 @@ import sqlglot
 from filelock import FileLock, Timeout
 
 from common.core.config import Settings
-from common.core.schema import DUCKDB_TYPES, TABLES, VIEWS, Table
+from common.core.schema import DUCKDB_TYPES, TABLES, Table
+from common.core.views import VIEWS
 from common.warehouse.base import Warehouse, WarehouseError
 
 # duckdb's pandas conversion uses an argument pandas 3 deprecates; harmless, and not ours.

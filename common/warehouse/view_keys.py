@@ -3,7 +3,7 @@ hold. Shared by the concurrency and fault-injection tests and the soak benchmark
 
 from __future__ import annotations
 
-from common.core.schema import VIEWS
+from common.core.views import VIEWS
 from common.warehouse.base import Warehouse
 
 # The key of every view (its QUALIFY partition, or what its join keeps unique).

@@ -14,16 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.core.aqi import (
-    CN_HJ633,
-    SCHEMES,
-    US_EPA,
-    convert,
-    get_scheme,
-    hourly_index,
-    index_of,
-    nowcast,
-)
+from common.core.aqi import CN_HJ633, SCHEMES, US_EPA, get_scheme
+from common.core.aqi_index import convert, hourly_index, index_of, nowcast
 
 
 def test_epa_nowcast_worked_example():

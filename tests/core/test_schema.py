@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from common.core.schema import TABLES, VARIABLES, VIEWS
+from common.core.schema import TABLES, VARIABLES
+from common.core.views import VIEWS
 from common.scheduling.schedules import SCHEDULES, Schedule, validate
 from tools.generate import TERRAFORM_DIR, generated_files
 

@@ -12,7 +12,8 @@ from pydantic import SecretStr
 
 from common.core.catalog import CLOUD_SOURCES, SOURCES
 from common.core.config import Settings
-from common.core.schema import TABLES, VIEWS, bigquery_schema
+from common.core.schema import TABLES, bigquery_schema
+from common.core.views import VIEWS
 from common.forecasting.snapshot import SNAPSHOT_KEY
 from common.monitoring import STATUS_KEY
 from common.scheduling.schedules import FUNCTIONS, SCHEDULES, TIME_ZONE, expand

@@ -11,7 +11,7 @@ from typing import cast
 import pandas as pd
 
 from common.core.config import Settings
-from common.core.schema import accuracy_sql, persistence_sql
+from common.core.views import accuracy_sql, persistence_sql
 from common.monitoring import signals
 from common.predict.reads import recent_accuracy
 from common.runtime.services import Services

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 import common
 from common.core.errors import AircastError
-from common.core.schema import TABLES, VIEWS
+from common.core.schema import TABLES
+from common.core.views import VIEWS
 from common.ops.cli import main
 from tests.conftest import use_settings
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from common.core.aqi import CN_HJ633, US_EPA, hourly_index
+from common.core.aqi import CN_HJ633, US_EPA
+from common.core.aqi_index import hourly_index
 from common.core.config import Settings
 from common.serving.api import create_app
 from common.storage import open_store

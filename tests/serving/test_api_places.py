@@ -11,7 +11,8 @@ import json
 import flask
 import pytest
 
-from common.core.aqi import US_EPA, hourly_index
+from common.core.aqi import US_EPA
+from common.core.aqi_index import hourly_index
 from common.core.config import Settings
 from common.core.sharding import shard_of
 from common.forecasting.snapshot import snapshot_key

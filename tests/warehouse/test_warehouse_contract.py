@@ -16,7 +16,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from common.core.config import Settings
-from common.core.schema import TABLES, VIEWS, Column
+from common.core.schema import TABLES, Column
+from common.core.views import VIEWS
 from common.warehouse import Warehouse, WarehouseError, open_warehouse
 from common.warehouse.base import conform
 from common.warehouse.bigquery_warehouse import (
@@ -417,7 +418,8 @@ def test_forecast_aqi_view_matches_the_python_tables(wh: Warehouse):
     the same index and category as the Python code, on breakpoints and between them. Each
     location observed the forecast's value for the 11 hours before, so the NowCast of the
     median's 12 hours is that value."""
-    from common.core.aqi import CN_HJ633, US_EPA, hourly_index, index_of
+    from common.core.aqi import CN_HJ633, US_EPA
+    from common.core.aqi_index import hourly_index, index_of
 
     values = [0.0, 9.0, 9.05, 17.4, 35.5, 80.0, 125.4, 240.0, 900.0]
     rows = [

@@ -8,7 +8,8 @@ from typing import Any
 import click
 import pandas as pd
 
-from common.core.schema import TABLES, VIEWS
+from common.core.schema import TABLES
+from common.core.views import VIEWS
 from common.ops.cli.console import frame_to_json, frame_to_text
 from common.runtime.services import get_services
 from common.warehouse import Warehouse
