@@ -44,7 +44,7 @@ def main() -> None:
         from common.forecasting.features import FeatureSpec, grid_columns
         from common.monitoring import drift
         from common.monitoring import thresholds as th
-        from common.monitoring.status import drift_worst
+        from common.monitoring.conditions import drift_worst
         from common.runtime.services import get_services
 
         svc = get_services()

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from common.core.timeutil import UTCDateTime
 from common.monitoring import status
+from common.monitoring.conditions import STATES
 from common.runtime.runs import Outcome, Run, run_job
 from common.runtime.services import Services
 
@@ -38,7 +39,7 @@ def _monitor(services: Services, run: Run) -> Outcome:
     health = status.evaluate(services, run.as_of)
     stored = status.publish(services, health)
     states = {c["name"]: c["state"] for c in health["conditions"]}
-    counts = {state: sum(1 for s in states.values() if s == state) for state in status.STATES}
+    counts = {state: sum(1 for s in states.values() if s == state) for state in STATES}
     answer = {
         "health": health["status"],
         "conditions": states,

@@ -6,36 +6,38 @@ store, logs one structured line per condition (message "health condition", field
 and returns `{"status", "as_of", "conditions": [{"name", "state", "detail", "value",
 ...}]}`. `publish` stores it at health/status.json for the api, which never opens the
 warehouse. A condition that cannot be computed (a table or object unreadable) is an
-`alert` naming the error, never a crash: a monitor must still report.
+`alert` naming the error, never a crash: a monitor must still report. The conditions
+themselves are in `common.monitoring.conditions`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from common.core.logs import event, get_logger
-from common.core.timeutil import iso, parse_time
-from common.forecasting.features import FeatureSpec, grid_columns
-from common.forecasting.registry import Registry, trained_through
-from common.forecasting.snapshot import issued_at_of, snapshot_keys
-from common.monitoring import STATUS_KEY, drift, signals
-from common.monitoring import thresholds as th
-from common.runtime import locations as locations_mod
+from common.core.timeutil import iso
+from common.monitoring import STATUS_KEY
+from common.monitoring.conditions import (
+    accuracy,
+    build_condition,
+    drift_condition,
+    every_target,
+    freshness,
+    model_age,
+    rejected_share,
+    runs,
+    snapshot,
+    worst,
+)
 from common.runtime.services import Services
 from common.storage.base import NotFound, PreconditionFailed
 
 log = get_logger("health")
 
-STATES = ("ok", "warn", "alert")
 CONDITIONS = (
     "freshness",
     "runs",
@@ -45,323 +47,6 @@ CONDITIONS = (
     "drift",
     "snapshot",
 )
-
-
-def worst(states: list[str]) -> str:
-    return max(states, key=STATES.index, default="ok")
-
-
-def _num(value: float | None, digits: int = 3) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return round(float(value), digits)
-
-
-def _condition(name: str, value: float | None, detail: str, **extra: Any) -> dict[str, Any]:
-    level = th.LEVELS[name]
-    state = extra.pop("state", None) or level.state(value)
-    return {
-        "name": name,
-        "state": state,
-        "detail": detail,
-        "value": _num(value),
-        "unit": level.unit,
-        "warn": level.warn,
-        "alert": level.alert,
-        **extra,
-    }
-
-
-def freshness(services: Services, as_of: dt.datetime) -> dict[str, Any]:
-    frame = signals.freshness(services.warehouse, as_of)
-    if frame.empty:
-        return _condition("freshness", None, "no active locations yet")
-    silent = frame[frame["newest"].isna()]
-    lag = frame["lag_h"].fillna(th.FRESHNESS_LOOKBACK_DAYS * 24.0)
-    level = th.LEVELS["freshness"]
-    late = frame[lag > level.warn]
-    worst_lag = float(lag.max())
-    locations = [
-        {
-            "location_id": r.location_id,
-            "source": r.source,
-            "newest": _iso(r.newest),
-            "lag_h": _num(r.lag_h, 1),
-        }
-        for r in frame.loc[late.index].itertuples()
-    ]
-    detail = (
-        f"{len(late)} of {len(frame)} active locations more than {level.warn:g} h behind "
-        f"(largest lag {worst_lag:.0f} h; {len(silent)} silent over "
-        f"{th.FRESHNESS_LOOKBACK_DAYS} days)"
-        if len(late)
-        else f"all {len(frame)} active locations within {level.warn:g} h (largest lag "
-        f"{worst_lag:.0f} h)"
-    )
-    return _condition("freshness", worst_lag, detail, locations=locations)
-
-
-def runs(services: Services, as_of: dt.datetime) -> dict[str, Any]:
-    frame = signals.runs(services.warehouse, as_of)
-    by_fn = {r.function: r for r in frame.itertuples()}
-    functions = {
-        r.function: {
-            "runs": int(r.runs),
-            "failed": int(r.failed),
-            "lost": int(r.lost),
-            "unrecovered": int(r.unrecovered),
-            "last_success": _iso(r.last_success),
-            "hours_since_success": _num(r.hours_since_success, 1),
-        }
-        for r in frame.itertuples()
-    }
-    hours = []
-    for fn in ("ingest", "predict"):
-        row = by_fn.get(fn)
-        h = None if row is None else _num(row.hours_since_success, 1)
-        hours.append(h if h is not None else math.inf)
-    value = max(hours)
-    state = th.LEVELS["runs"].state(value if math.isfinite(value) else 1e9)
-    unrecovered = {fn: f["unrecovered"] for fn, f in functions.items() if f["unrecovered"]}
-    if unrecovered and state == "ok":
-        state = "warn"
-    parts = [
-        f"{fn}: last success {f['last_success'] or 'never'}"
-        + (f", {f['failed']} failed in {th.RUNS_WINDOW_HOURS} h" if f["failed"] else "")
-        + (f" ({f['lost']} lost: killed or timed out)" if f["lost"] else "")
-        for fn, f in sorted(functions.items())
-    ]
-    detail = "; ".join(parts) or "no runs yet"
-    shown = value if math.isfinite(value) else None
-    return _condition("runs", shown, detail, state=state, functions=functions)
-
-
-def model_age(services: Services, as_of: dt.datetime, target: str | None = None) -> dict[str, Any]:
-    s = services.settings
-    registry = Registry.of_target(services.store, s, target or s.default_target)
-    pointer, _ = registry.production()
-    if pointer is None:
-        return _condition("model_age", None, "no model in production", state="alert")
-    version = str(pointer["version"])
-    meta = registry.metadata(version)
-    trained = trained_through(meta)
-    days = max(0.0, (as_of - trained).total_seconds() / 86400)
-    detail = f"production {version} trained on data up to {iso(trained)} ({days:.1f} days ago)"
-    return _condition(
-        "model_age", days, detail, version=version, promoted_at=pointer.get("promoted_at")
-    )
-
-
-def rejected_share(services: Services, as_of: dt.datetime) -> dict[str, Any]:
-    frame = signals.rejected(services.warehouse, as_of)
-    sources: dict[str, dict[str, Any]] = {}
-    for source, rows in frame.groupby("source"):
-        rej = int(rows["rejected"].sum())
-        acc = int(rows["accepted"].iloc[0])
-        total = rej + acc
-        reasons = {
-            str(r.reason): int(r.rejected) for r in rows.itertuples() if isinstance(r.reason, str)
-        }
-        sources[str(source)] = {
-            "rejected": rej,
-            "accepted": acc,
-            "share": _num(rej / total if total else 0.0, 4),
-            "reasons": reasons,
-            "enough": total >= th.REJECTED_MIN_ROWS,
-        }
-    counted = {s: v for s, v in sources.items() if v["enough"]}
-    if not counted:
-        return _condition(
-            "rejected_share",
-            None,
-            f"fewer than {th.REJECTED_MIN_ROWS} rows ingested in {th.REJECTED_WINDOW_HOURS} h",
-            sources=sources,
-        )
-    source, top = max(counted.items(), key=lambda kv: kv[1]["share"])
-    reason = max(top["reasons"], key=top["reasons"].get, default=None)
-    detail = f"{source}: {top['share']:.1%} of {top['rejected'] + top['accepted']} rows rejected"
-    detail += f" (mostly: {reason})" if reason else ""
-    return _condition("rejected_share", top["share"], detail, sources=sources)
-
-
-def accuracy(services: Services, as_of: dt.datetime) -> dict[str, Any]:
-    frame = signals.accuracy(services.warehouse, as_of, services.settings.forecast_targets)
-    versions: dict[str, dict[str, Any]] = {}
-    for version, rows in frame.groupby("model_version"):
-        n = int(rows["n"].sum())
-        groups = {
-            r.horizons: {
-                "n": int(r.n),
-                "mae": _num(r.model_abs / r.n),
-                "persistence_mae": _num(r.persistence_abs / r.n),
-            }
-            for r in rows.itertuples()
-        }
-        p = float(rows["persistence_abs"].sum())
-        banded = int(rows["banded"].sum())
-        versions[str(version)] = {
-            "n": n,
-            "mae": _num(rows["model_abs"].sum() / n),
-            "persistence_mae": _num(p / n),
-            "ratio": _num(float(rows["model_abs"].sum()) / p if p > 0 else None),
-            "coverage": _num(rows["covered"].sum() / banded if banded else None),
-            "horizons": groups,
-        }
-    counted = {v: a for v, a in versions.items() if a["n"] >= th.ACCURACY_MIN_ROWS and a["ratio"]}
-    if not counted:
-        detail = (
-            f"fewer than {th.ACCURACY_MIN_ROWS} verified forecasts in {th.ACCURACY_WINDOW_HOURS} h"
-        )
-        return _condition("accuracy", None, detail, versions=versions)
-    version, top = max(counted.items(), key=lambda kv: kv[1]["ratio"])
-    state = th.LEVELS["accuracy"].state(top["ratio"])
-    low = [v for v, a in counted.items() if (a["coverage"] or 1) < th.COVERAGE_WARN_BELOW]
-    if low and state == "ok":
-        state = "warn"
-    detail = (
-        f"{version}: MAE {top['mae']:.2f} vs persistence {top['persistence_mae']:.2f} "
-        f"(ratio {top['ratio']:.2f}) on {top['n']} forecasts in {th.ACCURACY_WINDOW_HOURS} h"
-    )
-    if top["coverage"] is not None:
-        detail += f"; 80 % band held {top['coverage']:.0%}"
-    return _condition("accuracy", top["ratio"], detail, state=state, versions=versions)
-
-
-def drift_condition(
-    services: Services, as_of: dt.datetime, target: str | None = None
-) -> dict[str, Any]:
-    s = services.settings
-    registry = Registry.of_target(services.store, s, target or s.default_target)
-    pointer, _ = registry.production()
-    if pointer is None:
-        return _condition("drift", None, "no model in production")
-    version = str(pointer["version"])
-    meta = registry.metadata(version)
-    start = as_of - dt.timedelta(hours=th.DRIFT_WINDOW_HOURS)
-    ref, against = drift.pick_reference(meta, start, as_of)
-    if not ref:
-        return _condition(
-            "drift", None, f"{version} stores no reference quantiles", version=version
-        )
-    columns = grid_columns(FeatureSpec(**meta["spec"]))
-    ids: list[str] | None = None
-    known = sorted(locations_mod.current(services.warehouse)["location_id"].astype(str))
-    if len(known) > th.DRIFT_LOCATIONS:  # seeded by the as_of: the same sample on a re-run
-        rng = np.random.default_rng(int(as_of.timestamp()))
-        ids = sorted(rng.choice(known, th.DRIFT_LOCATIONS, replace=False).tolist())
-    recent = signals.recent_inputs(services.warehouse, columns, start, as_of, 50_000, ids)
-    if len(recent) < th.DRIFT_MIN_ROWS:
-        detail = f"fewer than {th.DRIFT_MIN_ROWS} recent input rows"
-        return _condition("drift", None, detail, version=version)
-    psi = drift.psi_by_column(ref, recent)
-    try:  # the sample train stored with the version (none for versions trained before it)
-        training = drift.read_sample(registry.store.get(registry.key(version, drift.SAMPLE_FILE)))
-    except NotFound:
-        training = None
-    auc = None
-    if training is not None:
-        picked = recent.sample(min(len(recent), th.ADVERSARIAL_SAMPLE), random_state=0)
-        auc = drift.adversarial_auc(training, picked)
-    column, level = drift_worst(psi, meta.get("reference_natural") or {})
-    value = psi[column] if column else None
-    state = level.state(value)
-    if auc is not None and auc > th.ADVERSARIAL_AUC_WARN and state == "ok":
-        state = "warn"
-    if column:
-        detail = f"PSI {value:.3f} on {column} (warn {level.warn:.2f}, alert {level.alert:.2f})"
-    else:
-        detail = "no comparable inputs"
-    detail += f" against {against}"
-    if auc is not None:
-        detail += f"; adversarial AUC {auc:.2f}"
-    return _condition(
-        "drift",
-        value,
-        detail,
-        state=state,
-        warn=level.warn,
-        alert=level.alert,
-        version=version,
-        psi=psi,
-        adversarial_auc=auc,
-        reference=against,
-    )
-
-
-def drift_worst(
-    psi: dict[str, float], natural: dict[str, dict[str, float]]
-) -> tuple[str | None, th.Level]:
-    """The input furthest beyond its own alert level (PSI / that level), and its levels;
-    (None, the fixed levels) with no inputs."""
-    levels = {c: drift_levels(natural.get(c)) for c in psi}
-    column = max(psi, key=lambda c: psi[c] / levels[c].alert, default=None)
-    return column, levels[column] if column else th.LEVELS["drift"]
-
-
-def drift_levels(natural: dict[str, float] | None) -> th.Level:
-    """One input's drift levels: the fixed ones, raised to its training weeks' own PSI
-    (warn above their NATURAL_PSI_QUANTILE, alert above the largest) where those were
-    further apart."""
-    fixed = th.LEVELS["drift"]
-    if not natural:
-        return fixed
-    return dataclasses.replace(
-        fixed, warn=max(fixed.warn, natural["quantile"]), alert=max(fixed.alert, natural["max"])
-    )
-
-
-def snapshot(services: Services, as_of: dt.datetime, target: str | None = None) -> dict[str, Any]:
-    """Age of the oldest part the api serves (one per predict shard): a shard whose runs
-    fail keeps serving its last part, and this is where that shows."""
-    shards = services.settings.predict_shards
-    oldest: tuple[dt.datetime, str] | None = None
-    for key in snapshot_keys(shards, target, services.settings.default_target):
-        try:
-            issued = parse_time(issued_at_of(services.store.get(key)))
-        except NotFound:
-            return _condition(
-                "snapshot", None, f"no serving snapshot at {key} (run predict)", state="alert"
-            )
-        if oldest is None or issued < oldest[0]:
-            oldest = (issued, key)
-    assert oldest is not None  # snapshot_keys is never empty
-    issued, key = oldest
-    hours = max(0.0, (as_of - issued).total_seconds() / 3600)
-    detail = f"{key} issued at {iso(issued)} ({hours:.0f} h before as_of)"
-    if shards > 1:
-        detail = f"oldest of {shards} parts: " + detail
-    return _condition("snapshot", hours, detail, issued_at=iso(issued))
-
-
-def every_target(
-    name: str, check: Callable[[Services, dt.datetime, str | None], dict[str, Any]]
-) -> Callable[[Services, dt.datetime], dict[str, Any]]:
-    """A per-model condition over every forecast target (AIRCAST_TARGETS): the worst
-    target's condition, its detail prefixed with the target, and each target's state, value
-    and detail under `targets`. One target: the condition as it is."""
-
-    def run(services: Services, as_of: dt.datetime) -> dict[str, Any]:
-        targets = services.settings.forecast_targets
-        if len(targets) <= 1:
-            return check(services, as_of, None)
-        found = {}
-        for target in targets:
-            try:
-                found[target] = check(services, as_of, target)
-            except Exception as exc:  # one target unreadable: the others still report
-                error = f"could not evaluate: {type(exc).__name__}: {exc}"
-                found[target] = _condition(name, None, error, state="alert")
-        top = max(targets, key=lambda t: (STATES.index(found[t]["state"]), found[t]["value"] or 0))
-        return {
-            **found[top],
-            "detail": f"{top}: {found[top]['detail']}",
-            "target": top,
-            "targets": {
-                t: {k: c[k] for k in ("state", "value", "detail")} for t, c in found.items()
-            },
-        }
-
-    return run
 
 
 CHECKS: dict[str, Callable[[Services, dt.datetime], dict[str, Any]]] = {
@@ -383,7 +68,7 @@ def evaluate(services: Services, as_of: dt.datetime) -> dict[str, Any]:
             condition = CHECKS[name](services, as_of)
         except Exception as exc:  # the monitor reports what it cannot read
             error = f"{type(exc).__name__}: {exc}"
-            condition = _condition(name, None, f"could not evaluate: {error}", state="alert")
+            condition = build_condition(name, None, f"could not evaluate: {error}", state="alert")
         conditions.append(condition)
         event(
             log,
@@ -419,9 +104,3 @@ def publish(services: Services, status: dict[str, Any]) -> bool:
         except PreconditionFailed:
             continue
     return False
-
-
-def _iso(value: Any) -> str | None:
-    if value is None or pd.isna(value):
-        return None
-    return iso(pd.Timestamp(value).to_pydatetime())

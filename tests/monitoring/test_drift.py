@@ -11,7 +11,7 @@ import pandas as pd
 
 from common.monitoring import drift
 from common.monitoring import thresholds as th
-from common.monitoring.status import drift_levels
+from common.monitoring.conditions import drift_levels
 
 UTC = dt.UTC
 COLUMNS = ["temperature_2m"]

@@ -23,7 +23,7 @@ import pytest
 from common.core.faults import KILL_AT
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
 from common.ingest.job import IngestRequest, run_ingest
-from common.monitoring import status as health
+from common.monitoring import conditions as health
 from common.predict.job import PredictRequest, run_predict
 from common.runtime import services
 from common.runtime.services import get_services
