@@ -345,6 +345,14 @@ def test_dashboard_first_screen_on_a_phone(world_url: str, tmp_path: Path):
         page.screenshot(path=str(shot))  # the first screen, as a phone shows it
         _labels_are_visible(page, at_least=5)
         assert _serious(page) == []
+        # Search works on a phone too (the results drop over the page), and so does a link.
+        page.evaluate("window.scrollTo(0, 0)")
+        _search(page, "Munich", "berlin-mitte")
+        _search(page, "-33.9 151.2", "sydney-randwick")
+        _air_now_is_shown(page, world_url, "sydney-randwick", 844)
+        assert query_place(page.url) == "sydney-randwick"
+        _goto(page, page.url)
+        assert page.inner_text("#place") == "Sydney Randwick"
         page.context.browser.close()
     assert problems == []
     _keep(shot, "dashboard-phone.png")
