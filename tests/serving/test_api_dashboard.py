@@ -507,3 +507,21 @@ def test_dashboard_picks_among_several_targets(tmp_path: Path):
         assert _serious(page) == []
         page.context.browser.close()
     assert problems == []
+
+
+def test_dashboard_map_follows_a_turned_phone(world_url: str):
+    """Turned sideways, the map is redrawn at the new width, its labels still inside it."""
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        page = _open(pw, world_url, 390, 844, problems, "?place=tokyo-shinjuku")
+        before = page.get_attribute("#map", "viewBox")
+        page.set_viewport_size({"width": 844, "height": 390})
+        page.wait_for_function(
+            f"document.querySelector('#map').getAttribute('viewBox') !== {before!r}"
+        )
+        width = int((page.get_attribute("#map", "viewBox") or "").split()[2])
+        wrap = page.evaluate("document.getElementById('map-wrap').clientWidth")
+        assert width == wrap and width != int(before.split()[2]), (width, wrap, before)
+        assert "Tokyo Shinjuku" in _labels_are_visible(page, at_least=5)
+        page.context.browser.close()
+    assert problems == []
