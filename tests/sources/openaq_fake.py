@@ -137,16 +137,21 @@ class FakeOpenAQ:
     # path -> headers added to its next real answers, once each
     extra_headers: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     minute_limit: int = 60
+    # sensors elsewhere in the world that /parameters/{id}/latest also lists, per parameter
+    world: dict[int, int] = field(default_factory=dict)
+    _index: dict[int, tuple[dict[str, Any], int]] = field(default_factory=dict, repr=False)
 
     def install(self, server: Any) -> None:
         server.expect_request(re.compile(r"^/v3/.*")).respond_with_handler(self.handle)
 
     def _sensor(self, sid: int) -> tuple[dict[str, Any], int]:
-        for loc in self.locations:
-            for s in loc["sensors"]:
-                if s["id"] == sid:
-                    return loc, s["parameter"]["id"]
-        raise KeyError(sid)
+        if len(self._index) != sum(len(loc["sensors"]) for loc in self.locations):
+            self._index = {
+                s["id"]: (loc, s["parameter"]["id"])
+                for loc in self.locations
+                for s in loc["sensors"]
+            }
+        return self._index[sid]
 
     def _json(self, body: Any, status: int = 200, **headers: str) -> Response:
         used = len(self.requests)
@@ -257,4 +262,15 @@ class FakeOpenAQ:
                         "locationsId": loc["id"],
                     }
                 )
+        stamp = {"utc": "2024-03-01T11:00:00Z", "local": "2024-03-01T11:00:00+00:00"}
+        for n in range(self.world.get(pid, 0)):  # not ours: the client skips them
+            out.append(
+                {
+                    "datetime": stamp,
+                    "value": 1.0,
+                    "coordinates": {"latitude": 0.0, "longitude": 0.0},
+                    "sensorsId": 10**8 + n,
+                    "locationsId": 10**8 + n,
+                }
+            )
         return out
