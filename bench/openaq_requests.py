@@ -32,15 +32,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.sources.openaq_fake import FakeOpenAQ, location  # noqa: E402
+
 HOUR = dt.timedelta(hours=1)
 AS_OF = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
 SENSOR_KINDS = ((2, 12.0), (7, 0.02), (10, 0.03))  # PM2.5 µg/m³, NO2 ppm, O3 ppm (AirNow-like)
 
 
-def network(n: int, per_location: int, hours: list[dt.datetime], world: int):
-    from tests.sources.openaq_fake import FakeOpenAQ, location
-
-    locations, values = [], {}
+def network(n: int, per_location: int, hours: list[dt.datetime], world: int) -> FakeOpenAQ:
+    locations: list[dict] = []
+    values: dict[int, dict[dt.datetime, float | None]] = {}
     for i in range(n):
         sensors = []
         for k, (pid, value) in enumerate(SENSOR_KINDS[:per_location]):

@@ -312,7 +312,7 @@ class OpenAQSource(Source):
             reason = f"malformed OpenAQ location: {validation_message(exc, 'location')[1]}"
             batch.rejected.append(Rejection(lid, None, reason, payload_text(item)))
             return None
-        lid = _location_id(parsed.id)
+        lid = f"{LOCATION_PREFIX}{parsed.id}"
         chosen: dict[str, Sensor] = {}
         for s in parsed.sensors:
             column = COLUMNS.get(s.parameter.name.lower())
