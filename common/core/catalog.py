@@ -52,6 +52,12 @@ CLOUD_SOURCES: tuple[str, ...] = tuple(n for n, s in SOURCES.items() if s.cloud)
 PROVENANCES: tuple[str, ...] = ("measurement", "model")
 
 
+def provenance_of(source: str | None) -> str | None:
+    """measurement or model: what a source's pollutant values are (None: unknown source)."""
+    info = SOURCES.get(source or "")
+    return info.provenance if info else None
+
+
 def check_source(name: str) -> str:
     """`name` if it is a known source; the message every validator of a source answers."""
     if name not in SOURCES:

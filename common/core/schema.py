@@ -152,6 +152,13 @@ TABLES: dict[str, Table] = {
                 _c("timezone", "STRING", "IANA time zone of the place"),
                 _c("active", "BOOL", "Forecast by predict when true", True),
                 _c("updated_at", "TIMESTAMP", "When this row was written", True),
+                _c(
+                    "sensors",
+                    "STRING",
+                    "What the place measures, as its source described it (OpenAQ: a JSON "
+                    "list of sensors with id, parameter, parameter_id, units and whether "
+                    "aircast reads it); NULL when the source says nothing",
+                ),
             ),
             key=("location_id",),
         ),
@@ -165,6 +172,13 @@ TABLES: dict[str, Table] = {
                 _c("source", "STRING", "Source name", True),
                 _c("run_id", "STRING", "Ingest run that wrote the row", True),
                 _c("ingested_at", "TIMESTAMP", "When the row was written", True),
+                _c(
+                    "provenance",
+                    "STRING",
+                    "What the pollutant values are: measurement (monitors) or model (a "
+                    "model's output: CAMS via open-meteo, or the synthetic source); NULL for "
+                    "rows written before it was recorded",
+                ),
             ),
             key=("location_id", "ts"),
             partition_by="ts",

@@ -79,6 +79,11 @@ class LocationInfo(BaseModel):
     longitude: float | None = None
     source: str | None = None
     timezone: str | None = None
+    provenance: str | None = Field(
+        None,
+        description="What the place's observed values are: measurement (monitors) or model "
+        "(model output, e.g. CAMS via open-meteo, not a measurement).",
+    )
 
 
 class LocationForecast(BaseModel):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from common.core.catalog import check_source
+from common.core.catalog import check_source, provenance_of
 from common.core.config import Settings
 from common.core.errors import BadRequest
 from common.core.faults import checkpoint
@@ -172,7 +172,13 @@ def _ingest(request: IngestRequest, plan: IngestPlan, warehouse: Warehouse, run:
         registered += locations_mod.retire_missing(warehouse, name, set(known))
     _write_rejections(warehouse, rejected, landed)
     written = warehouse.append(
-        "observations_raw", new.assign(source=name, run_id=run.run_id, ingested_at=landed.at)
+        "observations_raw",
+        new.assign(
+            source=name,
+            run_id=run.run_id,
+            ingested_at=landed.at,
+            provenance=provenance_of(name),
+        ),
     )
     checkpoint("ingest:observations-written")
     forecasts = _write_forecasts(

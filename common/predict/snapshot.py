@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from common.core.catalog import provenance_of
 from common.core.schema import VARIABLES
 from common.core.timeutil import UTC, iso
 from common.forecasting.features import FeatureSpec
@@ -72,6 +73,8 @@ def build_snapshot(services: Services, prediction: Prediction) -> dict[str, Any]
     observations = _observations_json(p, ids, start)
     cols_info = [c for c in LocationInfo.model_fields if c in active.columns]
     info = active[cols_info].astype(object).where(active[cols_info].notna(), None)
+    if "source" in active.columns:  # labelled from the source, so CAMS shows as model data
+        info["provenance"] = [provenance_of(s) for s in active["source"]]
     accuracy = recent_accuracy(services, spec.target, as_of, None if p.shards == 1 else ids)
     return {
         "schema_version": SCHEMA_VERSION,

@@ -25,7 +25,16 @@ from common.warehouse import Warehouse
 
 DEFAULT_FILE = Path(__file__).with_name("locations.toml")
 LOCATION_ID = re.compile(LOCATION_ID_PATTERN)
-COLUMNS = ["location_id", "name", "latitude", "longitude", "source", "timezone", "active"]
+COLUMNS = [
+    "location_id",
+    "name",
+    "latitude",
+    "longitude",
+    "source",
+    "timezone",
+    "active",
+    "sensors",
+]
 
 
 class LocationsError(ConfigError):

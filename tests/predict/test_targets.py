@@ -102,7 +102,9 @@ def test_a_deployment_adds_targets_keeps_its_model_and_serves_each(
     assert body["worst"]["aqi"] == max(p["aqi"] for p in body["points"])
     every = client.get("/v1/forecasts?hours=2&target=pm10").get_json()["forecasts"]
     assert len(every) == n and {f["target"] for f in every} == {"pm10"}
-    assert len(client.get("/v1/locations?target=pm10").get_json()["locations"]) == n
+    listed = client.get("/v1/locations?target=pm10").get_json()["locations"]
+    assert len(listed) == n
+    assert {x["provenance"] for x in listed} == {"model"}  # the synthetic source: simulated
     assert client.get("/v1/metrics?target=pm10").get_json()["model_name"] == "aircast-pm10"
     current = client.get("/v1/models/current?target=pm10").get_json()
     assert current["version"] == trained["version"]

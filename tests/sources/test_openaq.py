@@ -137,6 +137,15 @@ def test_discovery_paging_units_and_station_local_windows(tmp_path, httpserver, 
     assert denver["timezone"] == "America/Denver" and denver["source"] == "openaq"
     assert denver["name"] == "Station 2178, Albuquerque"
     assert (denver["latitude"], denver["longitude"]) == (35.1353, -106.584702)
+    sensors = {s["id"]: s for s in json.loads(denver["sensors"])}  # each sensor, with its unit
+    assert sorted(sensors) == [3916, 3920, 3921, 3923, 3924]  # PM1 (3922) is not stored
+    assert sensors[3916] == {
+        "id": 3916, "parameter": "no2", "parameter_id": 7, "units": "ppm", "read": False
+    }  # fmt: skip
+    assert sensors[3921]["read"] and sensors[3921]["units"] == "µg/m³"
+    assert rows(svc, "SELECT DISTINCT provenance FROM observations_raw") == [
+        {"provenance": "measurement"}
+    ]
 
     obs = svc.warehouse.query("SELECT * FROM observations ORDER BY location_id, ts")
     assert set(obs["ts"]) == set(hours(start, end))  # no hour shifted by a local offset

@@ -123,6 +123,10 @@ def test_open_meteo_several_locations_per_request_with_bad_rows_quarantined(tmp_
         "pm2_5=9999 outside physical range [0, 1500] µg/m³",
     ]
     assert result["counts"]["rejected"] == 2
+    # CAMS is a model: every row says so, not "measurement"
+    assert counts(svc, "SELECT DISTINCT provenance FROM observations_raw") == [
+        {"provenance": "model"}
+    ]
 
 
 def test_open_meteo_live_run_keeps_weather_after_as_of_as_forecasts(tmp_path, httpserver):
