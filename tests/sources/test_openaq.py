@@ -268,14 +268,19 @@ def test_without_a_key_or_a_discovery_filter_the_run_fails_clearly(tmp_path, htt
     assert "wrong" not in info.value.result["error"]
 
 
-def test_a_scheduled_run_over_budget_reads_latest_values_and_a_rotating_slice(tmp_path, httpserver):
+def test_a_scheduled_run_over_budget_reads_latest_values_and_a_rotating_slice(
+    tmp_path, httpserver, caplog
+):
     fake = network()
     # London's PM2.5 last read at 11:40: not an hourly value, left for its /hours turn.
     fake.latest[4001] = (AS_OF - dt.timedelta(minutes=20), 7.0)
     fake.install(httpserver)
     # 9 sensors; budget 8 = 2 discovery + 5 parameters' latest + a slice of 1 sensor
     svc = make_services(tmp_path, httpserver, openaq_requests_per_run=8)
-    result = run_ingest(IngestRequest(as_of=AS_OF, source="openaq"), svc)
+    with caplog.at_level(logging.WARNING, logger="aircast.sources.openaq"):
+        result = run_ingest(IngestRequest(as_of=AS_OF, source="openaq"), svc)
+    (warned,) = [r for r in caplog.records if "rotation longer than the lookback" in r.message]
+    assert warned.fields["rotation_hours"] == 9 and warned.fields["lookback_hours"] == 7
     assert result["status"] == "success", result
     paths = [p for p, _ in fake.requests]
     assert len(paths) == 8
