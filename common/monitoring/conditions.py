@@ -176,6 +176,7 @@ def accuracy(services: Services, as_of: dt.datetime) -> dict[str, Any]:
                 "n": int(r.n),
                 "mae": _num(r.model_abs / r.n),
                 "persistence_mae": _num(r.persistence_abs / r.n),
+                "cams": _cams(r.cams_n, r.cams_abs, r.model_abs_cams),
             }
             for r in rows.itertuples()
         }
@@ -187,6 +188,11 @@ def accuracy(services: Services, as_of: dt.datetime) -> dict[str, Any]:
             "persistence_mae": _num(p / n),
             "ratio": _num(float(rows["model_abs"].sum()) / p if p > 0 else None),
             "coverage": _num(rows["covered"].sum() / banded if banded else None),
+            "cams": _cams(
+                rows["cams_n"].sum(),
+                pd.to_numeric(rows["cams_abs"]).sum(min_count=1),
+                pd.to_numeric(rows["model_abs_cams"]).sum(min_count=1),
+            ),
             "horizons": groups,
         }
     counted = {v: a for v, a in versions.items() if a["n"] >= th.ACCURACY_MIN_ROWS and a["ratio"]}
@@ -206,7 +212,29 @@ def accuracy(services: Services, as_of: dt.datetime) -> dict[str, Any]:
     )
     if top["coverage"] is not None:
         detail += f"; 80 % band held {top['coverage']:.0%}"
+    if top["cams"] is not None:
+        c = top["cams"]
+        detail += (
+            f"; vs CAMS on {c['n']} forecasts with one: MAE {c['model_mae']:.2f} vs "
+            f"{c['mae']:.2f} (ratio {c['ratio']:.2f})"
+        )
     return build_condition("accuracy", top["ratio"], detail, state=state, versions=versions)
+
+
+def _cams(n: Any, cams_abs: Any, model_abs: Any) -> dict[str, Any] | None:
+    """aircast vs CAMS on the rows with a CAMS forecast; None where none (never zero). It
+    informs (the status, the dashboard); the accuracy state is decided against persistence,
+    since CAMS's local bias differs from place to place."""
+    n = int(n or 0)
+    if n == 0 or cams_abs is None or pd.isna(cams_abs):
+        return None
+    mae, model = float(cams_abs) / n, float(model_abs) / n
+    return {
+        "n": n,
+        "mae": _num(mae),
+        "model_mae": _num(model),
+        "ratio": _num(model / mae if mae > 0 else None),
+    }
 
 
 def drift_condition(

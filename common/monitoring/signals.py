@@ -97,8 +97,9 @@ def rejected(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
 def accuracy(warehouse: Warehouse, as_of: dt.datetime, targets: Sequence[str]) -> pd.DataFrame:
     """Per model version and horizon group: verified forecasts of `targets` with target_ts
     in the window, the model's absolute error and persistence's on the same rows
-    (persistence forecasts the value observed at issued_at), and how many observations
-    fell inside the band."""
+    (persistence forecasts the value observed at issued_at), how many observations fell
+    inside the band, and the CAMS baseline on the rows that have a CAMS forecast (cams_n,
+    cams_abs, and the model's model_abs_cams on those rows; NULL sums where none)."""
     groups = " ".join(f"WHEN a.horizon_h <= {hi} THEN '{lo}-{hi}'" for lo, hi in HORIZON_GROUPS)
     since = as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)
     # Both joins read only the hours they need: the window's target hours, and the issue
@@ -107,7 +108,10 @@ def accuracy(warehouse: Warehouse, as_of: dt.datetime, targets: Sequence[str]) -
         f"SELECT a.model_version, CASE {groups} END AS horizons, COUNT(*) AS n, "
         "SUM(a.abs_error) AS model_abs, SUM(ABS(a.persisted - a.actual)) AS persistence_abs, "
         "SUM(CASE WHEN a.covered THEN 1 ELSE 0 END) AS covered, "
-        "SUM(CASE WHEN a.covered IS NULL THEN 0 ELSE 1 END) AS banded "
+        "SUM(CASE WHEN a.covered IS NULL THEN 0 ELSE 1 END) AS banded, "
+        "SUM(CASE WHEN a.cams IS NULL THEN 0 ELSE 1 END) AS cams_n, "
+        "SUM(a.cams_abs_error) AS cams_abs, "
+        "SUM(CASE WHEN a.cams IS NOT NULL THEN a.abs_error END) AS model_abs_cams "
         f"FROM ({persistence_sql(targets)}) AS a WHERE a.persisted IS NOT NULL "
         "GROUP BY a.model_version, horizons ORDER BY a.model_version, horizons",
         {
@@ -116,7 +120,7 @@ def accuracy(warehouse: Warehouse, as_of: dt.datetime, targets: Sequence[str]) -
             "issued_after": since - dt.timedelta(hours=HORIZON_MAX_H),
         },
     )
-    for c in ("n", "covered", "banded"):
+    for c in ("n", "covered", "banded", "cams_n"):
         frame[c] = frame[c].astype(int)
     return frame
 

@@ -92,11 +92,10 @@ class SyntheticSource(Source):
         lo, hi = pd.Timestamp(window.start), pd.Timestamp(window.end)
         weather, cams = [], []
         for loc in locations:
-            for issued in issues:
-                w = self.weather_forecast(loc, issued.to_pydatetime())
-                c = self.cams_forecast(loc, issued.to_pydatetime())
-                weather.append(w[(w["ts"] >= lo) & (w["ts"] <= hi)].assign(kind="as-issued"))
-                cams.append(c[(c["ts"] >= lo) & (c["ts"] <= hi)])
+            w = self.weather_forecasts(loc, issues)
+            c = self.cams_forecasts(loc, issues)
+            weather.append(w[(w["ts"] >= lo) & (w["ts"] <= hi)].assign(kind="as-issued"))
+            cams.append(c[(c["ts"] >= lo) & (c["ts"] <= hi)])
         batch = Batch()
         if weather:
             batch.weather_forecasts = pd.concat(weather, ignore_index=True)
@@ -142,8 +141,9 @@ class SyntheticSource(Source):
             }
         )
 
-    def series(self, loc: Location, ts: pd.DatetimeIndex) -> pd.DataFrame:
-        """Observations at `ts`, with the source's gaps (missing hours) already applied."""
+    def series(self, loc: Location, ts: pd.DatetimeIndex, gaps: bool = True) -> pd.DataFrame:
+        """Observations at `ts`, with the source's gaps (missing hours) already applied
+        (`gaps=False`: every hour, the truth a model forecasts)."""
         h = (ts.as_unit("s").asi8 // 3600).astype(np.float64)
         k = lambda name: self._key(loc, name)  # noqa: E731
         w = self.weather(loc, ts)
@@ -189,6 +189,8 @@ class SyntheticSource(Source):
                 **{c: w[c].to_numpy() for c in w.columns},
             }
         )
+        if not gaps:
+            return out
         gap = (uniform(k("gap"), h) < 0.015) | (smooth(k("outage"), h, 150) > 0.985)
         out = out[~gap].reset_index(drop=True)
         dropout = uniform(k("dropout"), (h[~gap] * 7).astype(np.int64)) < 0.01
@@ -206,13 +208,12 @@ class SyntheticSource(Source):
 
     def weather_forecast(self, loc: Location, issued_at: dt.datetime) -> pd.DataFrame:
         """Forecast of the next FORECAST_HOURS hours: truth plus error growing with lead."""
-        ts = pd.date_range(
-            issued_at + dt.timedelta(hours=1), periods=FORECAST_HOURS, freq="h", tz="UTC"
-        )
+        return self.weather_forecasts(loc, pd.DatetimeIndex([pd.Timestamp(issued_at)]))
+
+    def weather_forecasts(self, loc: Location, issues: pd.DatetimeIndex) -> pd.DataFrame:
+        """`weather_forecast` of each issue time at once (the same numbers, vectorised)."""
+        ts, lead, idx = self._leads(issues)
         truth = self.weather(loc, ts)
-        lead = np.arange(1, FORECAST_HOURS + 1, dtype=np.float64)
-        issue_h = int(pd.Timestamp(issued_at).timestamp() // 3600)
-        idx = issue_h * 1000 + lead
         err = lambda name: uniform(self._key(loc, f"fc-{name}"), idx) - 0.5  # noqa: E731
         scale = np.sqrt(lead / 24)
         fc = truth.copy()
@@ -231,19 +232,21 @@ class SyntheticSource(Source):
             (truth["wind_direction_10m"] + 60 * scale * err("d")) % 360
         ).round(0)
         fc["dew_point_2m"] = dew_point(fc["temperature_2m"], fc["relative_humidity_2m"]).round(1)
-        return fc.assign(location_id=loc.location_id, issued_at=pd.Timestamp(issued_at), ts=ts)
+        issued = np.repeat(issues.tz_convert("UTC"), FORECAST_HOURS)
+        return fc.assign(location_id=loc.location_id, issued_at=issued, ts=ts)
 
     def cams_forecast(self, loc: Location, issued_at: dt.datetime) -> pd.DataFrame:
         """A CAMS-like forecast of the pollutants for the next FORECAST_HOURS hours: the
-        truth (before the source's gaps) times a per-location bias in [0.7, 1.4] and a
-        log-normal error growing with lead (a coarse model: right on the weather-driven
-        swings, wrong on the local level)."""
-        ts = pd.date_range(
-            issued_at + dt.timedelta(hours=1), periods=FORECAST_HOURS, freq="h", tz="UTC"
-        )
-        truth = self._truth(loc, ts)
-        lead = np.arange(1, FORECAST_HOURS + 1, dtype=np.float64)
-        idx = int(pd.Timestamp(issued_at).timestamp() // 3600) * 1000 + lead
+        true values (the source's gaps do not hide them from a model) times a per-location
+        bias in [0.7, 1.4] and a log-normal error growing with lead (a coarse model: right
+        on the weather-driven swings, wrong on the local level)."""
+        return self.cams_forecasts(loc, pd.DatetimeIndex([pd.Timestamp(issued_at)]))
+
+    def cams_forecasts(self, loc: Location, issues: pd.DatetimeIndex) -> pd.DataFrame:
+        """`cams_forecast` of each issue time at once (the same numbers, vectorised)."""
+        ts, lead, idx = self._leads(issues)
+        hours = ts.unique()
+        truth = self._truth(loc, hours).reindex(ts)
         bias = 0.7 + 0.7 * uniform(self._key(loc, "cams-bias"), np.zeros(1))[0]
         out = pd.DataFrame({"location_id": loc.location_id, "ts": ts})
         for p in ("pm2_5", "pm10", "nitrogen_dioxide", "ozone", "sulphur_dioxide"):
@@ -251,11 +254,23 @@ class SyntheticSource(Source):
             factor = bias * np.exp((0.25 + 0.25 * lead / 24) * 2 * noise)
             out[p] = (truth[p].to_numpy() * factor).round(1)
         out["carbon_monoxide"] = truth["carbon_monoxide"].to_numpy().round(0)
-        return out.assign(issued_at=pd.Timestamp(issued_at), provider="cams-synthetic")
+        issued = np.repeat(issues.tz_convert("UTC"), FORECAST_HOURS)
+        return out.assign(issued_at=issued, provider="cams-synthetic")
+
+    @staticmethod
+    def _leads(issues: pd.DatetimeIndex) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+        """Each issue's FORECAST_HOURS target hours (flat), their lead, and the counter the
+        errors are hashed from (issue hour x 1000 + lead)."""
+        issue_h = issues.tz_convert("UTC").as_unit("s").asi8 // 3600
+        lead = np.tile(np.arange(1, FORECAST_HOURS + 1, dtype=np.float64), len(issues))
+        base = np.repeat(issue_h, FORECAST_HOURS)
+        ts = pd.DatetimeIndex(
+            pd.to_datetime((base + lead).astype(np.int64) * 3600, unit="s", utc=True)
+        )
+        return ts, lead, base * 1000 + lead
 
     def _truth(self, loc: Location, ts: pd.DatetimeIndex) -> pd.DataFrame:
-        """The pollutants at every hour of `ts`, gaps included (what a model would see)."""
+        """The pollutants at every hour of `ts` before the source's gaps (a pure function of
+        the hour, so any window gives the same values)."""
         cols = ["pm2_5", "pm10", "nitrogen_dioxide", "ozone", "sulphur_dioxide", "carbon_monoxide"]
-        got = self.series(loc, ts).set_index("ts")[cols].reindex(ts)
-        # the source's gaps hide some hours: fill them from the neighbouring hours
-        return got.interpolate(limit_direction="both")
+        return self.series(loc, ts, gaps=False).set_index("ts")[cols]

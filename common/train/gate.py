@@ -104,7 +104,8 @@ def paired_interval(
 
 
 def group_scores(by_horizon: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Model and persistence MAE per horizon group, from `evaluate`'s by_horizon rows."""
+    """Model and persistence MAE per horizon group, from `evaluate`'s by_horizon rows; and
+    the CAMS baseline's (with the model's on the same rows) where rows have a CAMS forecast."""
     out = []
     for first, last in HORIZON_GROUPS:
         rows = [r for r in by_horizon if first <= int(r["horizon_h"]) <= last]
@@ -113,7 +114,17 @@ def group_scores(by_horizon: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
             continue
         mae = sum(r["mae"] * r["n"] for r in rows) / n
         pers = sum(r["persistence_mae"] * r["n"] for r in rows) / n
-        out.append({"group": f"{first}-{last}", "n": n, "mae": mae, "persistence_mae": pers})
+        group = {"group": f"{first}-{last}", "n": n, "mae": mae, "persistence_mae": pers}
+        cams_n = sum(int(r.get("cams_n") or 0) for r in rows)
+        if cams_n:
+            group["cams_n"] = cams_n
+            group["cams_mae"] = (
+                sum(r["cams_mae"] * r["cams_n"] for r in rows if r.get("cams_n")) / cams_n
+            )
+            group["cams_model_mae"] = (
+                sum(r["cams_model_mae"] * r["cams_n"] for r in rows if r.get("cams_n")) / cams_n
+            )
+        out.append(group)
     return out
 
 
@@ -205,6 +216,14 @@ def decide(
             "not worse than persistence in any horizon group ("
             + ", ".join(f"{g['group']} h" for g in groups)
             + ")"
+        )
+    cams = [g for g in groups if "cams_n" in g]
+    if cams:  # the third baseline informs; persistence and production decide
+        reasons.append(
+            "vs CAMS on the rows with a CAMS forecast: "
+            + ", ".join(
+                f"{g['group']} h MAE {g['cams_model_mae']:.3f} vs {g['cams_mae']:.3f}" for g in cams
+            )
         )
     rival = production is not None and production.version != version
     production_mae = production.mae if production is not None and rival else None

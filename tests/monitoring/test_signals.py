@@ -12,7 +12,7 @@ import pandas as pd
 
 from common.core.config import Settings
 from common.core.views import accuracy_sql, persistence_sql
-from common.monitoring import signals
+from common.monitoring import conditions, signals
 from common.predict.reads import recent_accuracy
 from common.runtime.services import Services
 from common.warehouse import open_warehouse
@@ -127,6 +127,7 @@ def test_every_signal_query_gives_the_same_answers_on_each_backend(settings: Set
         ["v1", "1-6", 3, 3, 3]
     ]
     assert float(acc["model_abs"][0]) == 3.0 and float(acc["persistence_abs"][0]) == 6.0
+    assert int(acc["cams_n"][0]) == 0 and pd.isna(acc["cams_abs"][0])  # no CAMS kept: NULL
 
     recent = signals.recent_inputs(wh, ["pm2_5", "temperature_2m"], T - 3 * H, T, 2)
     assert recent.astype(float).values.tolist() == [[20.0, 1.5], [19.0, 1.5]]
@@ -240,3 +241,13 @@ def test_forecast_accuracy_carries_the_cams_baseline_as_issued(settings: Setting
         {"hours_after": T - 5 * H, "hours_through": T},
     )
     pd.testing.assert_frame_equal(bounded, got)
+
+    # The monitor's accuracy condition: aircast vs CAMS on the rows with a CAMS forecast
+    # (the model says 20 for 18 and 19; CAMS 11 and 13), beside persistence.
+    acc = signals.accuracy(wh, T, ["pm2_5"])
+    assert acc[["n", "cams_n"]].values.tolist() == [[3, 2]]
+    assert float(acc["cams_abs"][0]) == 13.0 and float(acc["model_abs_cams"][0]) == 3.0
+    svc = cast(Services, SimpleNamespace(warehouse=wh, settings=settings))
+    v1 = conditions.accuracy(svc, T)["versions"]["v1"]
+    assert v1["cams"] == {"n": 2, "mae": 6.5, "model_mae": 1.5, "ratio": 0.231}
+    assert v1["horizons"]["1-6"]["cams"]["n"] == 2

@@ -96,3 +96,27 @@ def test_the_recorded_decision_keeps_its_json_shape():
         "noise": None,
         "production_age_days": None,
     }
+
+
+def test_the_cams_baseline_is_reported_by_group_and_does_not_decide():
+    """Where holdout rows have a CAMS forecast, the gate says per horizon group how the
+    candidate does against CAMS on those rows; the decision stays with the rules above."""
+    rows = [
+        {
+            "horizon_h": h,
+            "n": 10,
+            "mae": 5.0,
+            "persistence_mae": 6.0,
+            "cams_n": 4 if h <= 3 else 0,
+            "cams_mae": 9.0 if h <= 3 else None,
+            "cams_model_mae": 4.0 if h <= 3 else None,
+        }
+        for h in range(1, 25)
+    ]
+    m = {**metrics(15.0), "by_horizon": rows}
+    decision = decide(m, None, version="v2", margin=MARGIN, tolerance=TOLERANCE)
+    assert decision.promote is True
+    assert "vs CAMS on the rows with a CAMS forecast: 1-3 h MAE 4.000 vs 9.000" in decision.reasons
+    first = decision.to_dict()["persistence_by_group"][0]
+    assert (first["cams_n"], first["cams_mae"]) == (12, 9.0)
+    assert "cams_n" not in decision.to_dict()["persistence_by_group"][1]  # none: absent
