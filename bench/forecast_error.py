@@ -67,7 +67,7 @@ def world(
     lon = 116.0 + rng.uniform(-1.5, 1.5, n)
     locs = [
         Location(
-            f"bench-{i:02d}",
+            f"bench-{seed}-{i:02d}",
             f"bench {i}",
             float(lat[i]),
             float(lon[i]),

@@ -112,6 +112,13 @@ class HorizonAccuracy(BaseModel):
     persistence_mae: float | None = Field(
         None, description="MAE of persistence (the value observed at issue time) on the same hours."
     )
+    cams_n: int = Field(0, description="Of the n, the forecasts with a CAMS forecast as issued.")
+    cams_mae: float | None = Field(
+        None, description="MAE of the CAMS forecast on those cams_n hours (None when none)."
+    )
+    cams_model_mae: float | None = Field(
+        None, description="The model's MAE on the same cams_n hours: aircast vs CAMS."
+    )
 
 
 class Accuracy(BaseModel):

@@ -134,7 +134,10 @@ def recent_accuracy(
     both = services.warehouse.query(
         "SELECT horizon_h, location_id, COUNT(*) AS n, AVG(abs_error) AS mae, "
         "SQRT(AVG(error * error)) AS rmse, AVG(CAST(covered AS FLOAT64)) AS coverage, "
-        "AVG(ABS(persisted - actual)) AS persistence_mae "
+        "AVG(ABS(persisted - actual)) AS persistence_mae, "
+        "SUM(CASE WHEN cams IS NULL THEN 0 ELSE 1 END) AS cams_n, "
+        "AVG(cams_abs_error) AS cams_mae, "
+        "AVG(CASE WHEN cams IS NOT NULL THEN abs_error END) AS cams_model_mae "
         f"FROM ({persistence_sql([target], ids is not None)}) AS a "
         "GROUP BY GROUPING SETS ((horizon_h), (location_id))",
         p,
@@ -155,6 +158,11 @@ def recent_accuracy(
                 coverage=round(float(r.coverage), 3) if pd.notna(r.coverage) else 0.0,
                 persistence_mae=(
                     round(float(r.persistence_mae), 3) if pd.notna(r.persistence_mae) else None
+                ),
+                cams_n=int(r.cams_n or 0),
+                cams_mae=round(float(r.cams_mae), 3) if pd.notna(r.cams_mae) else None,
+                cams_model_mae=(
+                    round(float(r.cams_model_mae), 3) if pd.notna(r.cams_model_mae) else None
                 ),
             )
             for r in by_h.itertuples()

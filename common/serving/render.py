@@ -118,7 +118,8 @@ def _weighted(pairs: list[tuple[int, float]]) -> float:
 
 def merge_accuracy(parts: list[Accuracy | None]) -> Accuracy | None:
     """One network's accuracy from the shards' parts: per horizon, the n-weighted means of
-    MAE, coverage and persistence MAE and the root of the n-weighted mean squared error;
+    MAE, coverage and persistence MAE (CAMS's by its cams_n) and the root of the n-weighted
+    mean squared error;
     per location, the union (each location is in one part)."""
     known = [a for a in parts if a is not None]
     if not known:
@@ -130,6 +131,8 @@ def merge_accuracy(parts: list[Accuracy | None]) -> Accuracy | None:
     rows = []
     for horizon, group in sorted(by_h.items()):
         persisted = [(h.n, h.persistence_mae) for h in group if h.persistence_mae is not None]
+        cams = [(h.cams_n, h.cams_mae, h.cams_model_mae) for h in group if h.cams_mae is not None]
+        cams_n = sum(c[0] for c in cams)
         rows.append(
             HorizonAccuracy(
                 horizon_h=horizon,
@@ -138,6 +141,13 @@ def merge_accuracy(parts: list[Accuracy | None]) -> Accuracy | None:
                 rmse=round(_weighted([(h.n, h.rmse**2) for h in group]) ** 0.5, 3),
                 coverage=round(_weighted([(h.n, h.coverage) for h in group]), 3),
                 persistence_mae=round(_weighted(persisted), 3) if persisted else None,
+                cams_n=cams_n,
+                cams_mae=round(_weighted([(n, m) for n, m, _ in cams]), 3) if cams_n else None,
+                cams_model_mae=(
+                    round(_weighted([(n, m) for n, _, m in cams if m is not None]), 3)
+                    if cams_n
+                    else None
+                ),
             )
         )
     return Accuracy(

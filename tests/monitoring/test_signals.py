@@ -251,3 +251,18 @@ def test_forecast_accuracy_carries_the_cams_baseline_as_issued(settings: Setting
     v1 = conditions.accuracy(svc, T)["versions"]["v1"]
     assert v1["cams"] == {"n": 2, "mae": 6.5, "model_mae": 1.5, "ratio": 0.231}
     assert v1["horizons"]["1-6"]["cams"]["n"] == 2
+
+    # The snapshot's accuracy (the api's metrics and the dashboard): aircast vs CAMS by
+    # horizon, beside persistence; the hour without CAMS says None, never zero.
+    acc_h = recent_accuracy(svc, "pm2_5", T, ["a"])
+    assert acc_h is not None
+    assert [(h.cams_n, h.cams_mae, h.cams_model_mae) for h in acc_h.by_horizon] == [
+        (1, 7.0, 2.0),
+        (1, 6.0, 1.0),
+        (0, None, None),
+    ]
+    from common.serving.render import merge_accuracy
+
+    merged = merge_accuracy([acc_h, acc_h])
+    assert merged is not None and merged.by_horizon[0].cams_n == 2
+    assert merged.by_horizon[0].cams_mae == 7.0 and merged.by_horizon[2].cams_mae is None

@@ -421,6 +421,7 @@ def test_dashboard_at_scale_map_search_charts_and_status(api_url: str):
         # The model's accuracy beside persistence's, by horizon.
         assert page.locator("#accuracy-table tbody tr").count() == 24
         assert "persistence MAE" in page.inner_text("#accuracy-table thead")
+        assert "CAMS MAE" in page.inner_text("#accuracy-table thead")  # aircast vs CAMS
         # A click on the map picks that location.
         page.locator('circle.site[data-location="singapore-central"]').dispatch_event("click")
         page.wait_for_selector('body[data-selected="singapore-central"]', timeout=10_000)
