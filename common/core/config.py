@@ -127,6 +127,13 @@ class Settings(BaseSettings):
         description="Seconds after which a run that never finished shows as lost in "
         "run_status (default: its function's timeout, common/core/deploy.py).",
     )
+    max_clock_skew_seconds: int = Field(
+        300,
+        ge=0,
+        le=3600,
+        description="How far a run's as_of may lie after the real clock (a scheduler's clock "
+        "a little fast); a later as_of is a 400. Replays simulate past hours, unaffected.",
+    )
     max_request_bytes: int = Field(
         2 * 2**20,
         ge=1024,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 
 UTC = dt.UTC
 
@@ -65,6 +65,45 @@ def check_range(value: dt.datetime) -> dt.datetime:
     return value
 
 
+# A run's `as_of` is its clock: a run about a later hour would publish forecasts, a status
+# or a model dated in the future, which every later run then defers to. So `as_of` may lie
+# at most AIRCAST_MAX_CLOCK_SKEW_SECONDS after the real clock (a scheduler a little fast).
+# A replay is not an exception: it simulates past hours and passes each as_of explicitly.
+DEFAULT_CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def clock_skew() -> dt.timedelta:
+    """AIRCAST_MAX_CLOCK_SKEW_SECONDS when the settings load, else its default."""
+    from common.core.config import ConfigError, get_settings  # config sits beside timeutil
+
+    try:
+        return dt.timedelta(seconds=get_settings().max_clock_skew_seconds)
+    except ConfigError:
+        return DEFAULT_CLOCK_SKEW
+
+
+def check_not_future(value: dt.datetime, now: dt.datetime | None = None) -> dt.datetime:
+    """`value` if not after now + the clock skew, else a ValueError saying the bound."""
+    now = now or dt.datetime.now(UTC)
+    skew = clock_skew()
+    if value > now + skew:
+        raise ValueError(
+            f"{iso(value)} is after now ({iso(now.replace(microsecond=0))}) plus the "
+            f"allowed clock skew of {skew.total_seconds():g}s (AIRCAST_MAX_CLOCK_SKEW_SECONDS):"
+            " a run cannot be about a future hour"
+        )
+    return value
+
+
+def _check_request_time(value: dt.datetime, info: ValidationInfo) -> dt.datetime:
+    """The accepted range for every time field; a field named `as_of` (a run's clock, in
+    every job's request) may moreover not lie after now + the clock skew."""
+    check_range(value)
+    return check_not_future(value) if info.field_name == "as_of" else value
+
+
 # A pydantic field type for request bodies: ISO-8601 string -> aware UTC datetime within
-# the accepted range.
-UTCDateTime = Annotated[dt.datetime, BeforeValidator(parse_time), AfterValidator(check_range)]
+# the accepted range (and, for `as_of`, not after now + the clock skew).
+UTCDateTime = Annotated[
+    dt.datetime, BeforeValidator(parse_time), AfterValidator(_check_request_time)
+]

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from common.core.timeutil import iso
+from common.core.timeutil import check_not_future, iso
 from common.ops.cli.console import TIME, frame_to_text, wait_for_interrupt
 from common.runtime import services
 from common.runtime.services import get_services
@@ -126,6 +126,10 @@ def replay(
 
     if end <= start:
         raise click.BadParameter("--end must be after --start", param_hint="--end")
+    try:  # each run is about a simulated past hour; none may lie after the real clock
+        check_not_future(end)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--end") from None
     ingest: dict[str, Any] = {}
     if source:
         ingest["source"] = source
