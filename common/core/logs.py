@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from common.core.redaction import install_log_redaction, redact
+
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("aircast_log", default={})  # noqa: B039
 
 
@@ -30,11 +32,14 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        # A secret never reaches a log line, whichever field or stack trace carries it.
+        return redact(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:
-    """Route the `aircast` loggers to one JSON line per event on stderr (idempotent)."""
+    """Route the `aircast` loggers to one JSON line per event on stderr (idempotent), and
+    redact secrets from every record of the process (common.core.redaction)."""
+    install_log_redaction()
     logger = logging.getLogger("aircast")
     logger.setLevel(level)
     logger.propagate = False

@@ -21,6 +21,7 @@ from common.core.catalog import check_source, provenance_of
 from common.core.config import Settings
 from common.core.errors import BadRequest
 from common.core.faults import checkpoint
+from common.core.redaction import redact
 from common.core.schema import TABLES, VARIABLES
 from common.core.timeutil import UTC, UTCDateTime, floor_hour, iso, resolve_as_of
 from common.ingest.imports import is_gcs_path, staged
@@ -157,9 +158,9 @@ def plan_ingest(request: IngestRequest, settings: Settings) -> IngestPlan:
 def _ingest(request: IngestRequest, plan: IngestPlan, warehouse: Warehouse, run: Run) -> Outcome:
     source, window, name = plan.source, plan.window, plan.source.name
     try:
-        batch = source.fetch(plan.targets, window)
+        batch = source.redacted(source.fetch(plan.targets, window))
     except SourceError as exc:  # the whole source is unusable (e.g. no network)
-        raise SourceError(f"{name}: {exc}") from None
+        raise SourceError(redact(f"{name}: {exc}")) from None
     known, failed = _known_and_failed(plan, batch, request.locations)
     checked = validate(batch.observations, window)
     rejected = [*batch.rejected, *checked.rejected]

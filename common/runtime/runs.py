@@ -33,6 +33,7 @@ from common.core.deploy import TIMEOUT_SECONDS
 from common.core.errors import AircastError, RunFailed
 from common.core.faults import checkpoint
 from common.core.logs import event, get_logger, log_context
+from common.core.redaction import redact, redact_value
 from common.core.timeutil import UTC, iso, resolve_as_of
 from common.runtime.services import Services
 from common.warehouse import Warehouse
@@ -73,7 +74,7 @@ class Run:
         }
         if self.error:
             out["error"] = self.error
-        return out
+        return redact_value(out)
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,8 @@ def _record(warehouse: Warehouse, run: Run, finished: bool = True) -> None:
         "finished_at": dt.datetime.now(UTC) if finished else None,
         "deadline_at": run.deadline_at,
         "counts": json.dumps(run.counts if finished else {}, sort_keys=True),
-        "error": run.error if finished else None,
-        "params": json.dumps(run.params, sort_keys=True, default=str),
+        "error": redact(run.error) if finished and run.error else None,
+        "params": redact(json.dumps(run.params, sort_keys=True, default=str)),
     }
     try:
         warehouse.append("runs", pd.DataFrame([row]))

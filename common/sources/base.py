@@ -10,6 +10,7 @@ forecasts for future hours when the API offers them, issued at the run's as_of.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from abc import ABC, abstractmethod
@@ -19,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from common.core.config import Settings
+from common.core.redaction import redact, redact_value, remember
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,25 @@ class Source(ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        remember(settings)  # its secrets are redacted from whatever it hands over
+
+    def redacted(self, batch: Batch) -> Batch:
+        """`batch` with the one redaction applied to every text it carries to be stored or
+        answered: rejected payloads and reasons, per-location errors, place names, raw
+        payloads. An API that echoes its request (a URL with a token, a key header) in an
+        error page or a malformed answer must not land the secret in a table."""
+        batch.rejected = [
+            Rejection(r.location_id, r.ts, redact(str(r.reason)), redact_value(r.payload))
+            for r in batch.rejected
+        ]
+        batch.failed = {k: redact(v) for k, v in batch.failed.items()}
+        batch.locations = [
+            dataclasses.replace(loc, name=redact(loc.name)) for loc in batch.locations
+        ]
+        obs = batch.observations
+        if not obs.empty and "payload" in obs.columns:
+            obs["payload"] = obs["payload"].map(redact_value)
+        return batch
 
     @abstractmethod
     def fetch(self, locations: list[Location], window: Window) -> Batch:

@@ -23,6 +23,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
 from common.core.errors import BadGateway
+from common.core.redaction import MASK
+from common.core.redaction import redact as redact_text
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 _SECONDS = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
@@ -111,12 +113,13 @@ def make_session(
     return session
 
 
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every secret (e.g. an API token in a URL) with ***."""
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` through the one redaction (common.core.redaction), after masking `secrets`
+    (a caller's own, e.g. a token handed to it in code)."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
-    return re.sub(r"(token=)[^&\s'\"]+", r"\1***", text)
+            text = text.replace(secret, MASK)
+    return redact_text(text)
 
 
 def get(
