@@ -28,14 +28,14 @@ def shards_to_run(
     shard: int | None, shards: int | None, default_shards: int
 ) -> tuple[list[int], int]:
     """(the shards one predict request runs, out of how many). Neither named: every shard
-    of the deployment, one after another (a manual or local run); `shard` alone: that shard
-    of the deployment's count. A 400 names the field that is wrong."""
+    of the deployment, one after another (a manual or local run); `shards` alone: every
+    shard of that count, one after another (what its schema allows: `shards` does not need
+    `shard`); `shard` alone: that shard of the deployment's count. A 400 names the field
+    that is wrong."""
     n = default_shards if shards is None else shards
     if not 1 <= n <= MAX_SHARDS:
         raise BadRequest(f"shards: must be 1 .. {MAX_SHARDS}", field="shards")
     if shard is None:
-        if shards is not None and shards != default_shards:
-            raise BadRequest("shard: required when shards is given", field="shard")
         return list(range(n)), n
     if not 0 <= shard < n:
         raise BadRequest(f"shard: must be 0 .. {n - 1} for {n} shards", field="shard")

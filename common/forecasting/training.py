@@ -33,6 +33,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from common.core.errors import Conflict
 from common.forecasting.as_issued import AsIssuedInputs
 from common.forecasting.evaluation import evaluate
 from common.forecasting.features import (
@@ -129,6 +130,12 @@ class FitResult:
     blocks: dict[str, list[str]]  # name -> [first issue time, last issue time]
 
 
+class NotEnoughHistory(Conflict, ValueError):
+    """Too few observed rows to fit (409, the data must change first, whatever the request
+    asked: a plain train and a tuning one answer alike). Still a ValueError, so a backtest
+    fold without the history simply skips."""
+
+
 def _blocks(
     start: dt.datetime, end: dt.datetime, horizon: int
 ) -> dict[str, tuple[dt.datetime, dt.datetime]]:
@@ -166,7 +173,11 @@ def fit_model(
     X, y, _ = built["fit"]
     Xv, yv, _ = built["validation"]
     if len(X) == 0 or len(Xv) == 0:
-        raise ValueError("not enough observed history in the training window to fit a model")
+        raise NotEnoughHistory(
+            "not enough observed history in the training window to fit a model: ingest "
+            "more, or train at a later as_of",
+            "as_of",
+        )
     model.fit(X, y, Xv, yv)
     Xc, yc, _ = built["calibration"]
     model.calibrate(Xc, yc)

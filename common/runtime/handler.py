@@ -17,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 from common.core.config import ConfigError, Settings, get_settings
 from common.core.errors import AircastError, BadRequest, RunFailed, validation_message
 from common.core.logs import configure_logging, event, get_logger
-from common.runtime.body import read_body
+from common.core.redaction import redact_value
+from common.runtime.body import parse_json, query_args, read_body, truncate
 from common.runtime.openapi import job_openapi
 from common.runtime.services import Services, get_services
 
@@ -33,13 +34,14 @@ DEFAULT_BODY_LIMIT: int = Settings.model_fields["max_request_bytes"].default
 
 def request_data(request: flask.Request, limit: int = DEFAULT_BODY_LIMIT) -> dict[str, Any]:
     """The JSON body (or an empty one, at most `limit` bytes) merged over query-string
-    arguments."""
-    data: dict[str, Any] = {k: v for k, v in request.args.items()}
+    arguments, within the caller-input bounds of `common.runtime.body` (a 400 naming the
+    field otherwise: a repeated parameter, too deep, a NUL, an over-long string)."""
+    data: dict[str, Any] = query_args(request)
     raw = read_body(request, limit)
     if raw.strip():
-        body = request.get_json(silent=True, force=True)
+        body = parse_json(raw)
         if not isinstance(body, dict):
-            raise AircastBadBody("request body must be a JSON object")
+            raise AircastBadBody("request body must be a JSON object", field="body")
         data.update(body)
     return data
 
@@ -49,11 +51,13 @@ class AircastBadBody(BadRequest):
 
 
 def parse(model: type[M], data: dict[str, Any]) -> M:
+    """`data` validated strictly into `model`: `{"shard": false}` is not shard 0 and
+    `{"tune": "yes"}` is not true (JSON has booleans and integers of its own)."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=True)
     except ValidationError as exc:
         field, message = validation_message(exc)
-        raise AircastBadBody(message, field=field) from None
+        raise AircastBadBody(truncate(message), field=truncate(field, 100)) from None
 
 
 def _log_level() -> str:
@@ -81,6 +85,14 @@ def describe(model: type[M], job: Callable[[M, Services], dict[str, Any]]) -> di
 
 
 def handle(
+    request: flask.Request, model: type[M], job: Callable[[M, Services], dict[str, Any]]
+) -> tuple[dict[str, Any], int]:
+    """`_handle`'s answer through the one redaction: no secret reaches a caller."""
+    body, status = _handle(request, model, job)
+    return redact_value(body), status
+
+
+def _handle(
     request: flask.Request, model: type[M], job: Callable[[M, Services], dict[str, Any]]
 ) -> tuple[dict[str, Any], int]:
     """Validate the request into `model`, run `job` with this process's services (the
