@@ -10,6 +10,7 @@ go to `rejected_rows` with a reason; one failing location does not fail the othe
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +107,7 @@ class Provenance:
     source: str
     run_id: str
     at: dt.datetime
+    write: Callable[[str, pd.DataFrame], int]  # append once per delivery of the request
 
 
 def run_ingest(request: IngestRequest, services: Services) -> dict[str, Any]:
@@ -126,7 +128,7 @@ def _run(request: IngestRequest, plan: IngestPlan, services: Services) -> dict[s
         lambda run: (
             _ingest_past_forecasts(plan, services.warehouse, run)
             if request.forecasts
-            else _ingest(request, plan, services.warehouse, run)
+            else _ingest(request, plan, services, run)
         ),
         as_of=plan.window.as_of,
         params={"source": plan.source.name},
@@ -155,8 +157,9 @@ def plan_ingest(request: IngestRequest, settings: Settings) -> IngestPlan:
     return IngestPlan(source, window, targets, settings.horizon)
 
 
-def _ingest(request: IngestRequest, plan: IngestPlan, warehouse: Warehouse, run: Run) -> Outcome:
+def _ingest(request: IngestRequest, plan: IngestPlan, services: Services, run: Run) -> Outcome:
     source, window, name = plan.source, plan.window, plan.source.name
+    warehouse = services.warehouse
     try:
         batch = source.redacted(source.fetch(plan.targets, window))
     except SourceError as exc:  # the whole source is unusable (e.g. no network)
@@ -164,15 +167,17 @@ def _ingest(request: IngestRequest, plan: IngestPlan, warehouse: Warehouse, run:
     known, failed = _known_and_failed(plan, batch, request.locations)
     checked = validate(batch.observations, window)
     rejected = [*batch.rejected, *checked.rejected]
-    landed = Provenance(name, run.run_id, dt.datetime.now(UTC))
+    delivery = f"ingest|{name}|{iso(window.start)}|{iso(window.end)}|{iso(window.as_of)}"
+
+    def write(table: str, frame: pd.DataFrame) -> int:  # once per delivery of this request
+        return warehouse.append(table, frame, key=delivery)
+
+    landed = Provenance(name, run.run_id, dt.datetime.now(UTC), write)
     accepted, strangers = _known_only(checked.accepted, known, name)
     rejected += strangers
     new = _new_or_changed(warehouse, accepted)
-    registered = locations_mod.register(warehouse, list(known.values()))
-    if source.needs_locations and request.locations is None:  # the whole configured set
-        registered += locations_mod.retire_missing(warehouse, name, set(known))
-    _write_rejections(warehouse, rejected, landed)
-    written = warehouse.append(
+    _write_rejections(rejected, landed)
+    written = landed.write(
         "observations_raw",
         new.assign(
             source=name,
@@ -182,6 +187,12 @@ def _ingest(request: IngestRequest, plan: IngestPlan, warehouse: Warehouse, run:
         ),
     )
     checkpoint("ingest:observations-written")
+    # A place comes into being with its first row (after the rows landed): a fetch that
+    # reached nothing registers nothing.
+    with_rows = set(accepted["location_id"].astype(str)) if not accepted.empty else set()
+    registered = locations_mod.register(warehouse, list(known.values()), landed=with_rows)
+    if source.needs_locations and request.locations is None:  # the whole configured set
+        registered += locations_mod.retire_missing(warehouse, name, set(known))
     forecasts = _write_forecasts(
         warehouse, "weather_forecasts", batch.weather_forecasts, landed, window.as_of
     )
@@ -216,12 +227,17 @@ def _ingest_past_forecasts(plan: IngestPlan, warehouse: Warehouse, run: Run) -> 
     """A backfill of the forecasts as issued for the window's hours (the source's archive):
     rows keep their own issued_at and kind; a row already kept is not written again."""
     source, window = plan.source, plan.window
-    batch = source.past_forecasts(plan.targets, window, plan.horizon)
-    landed = Provenance(source.name, run.run_id, dt.datetime.now(UTC))
+    batch = source.redacted(source.past_forecasts(plan.targets, window, plan.horizon))
+    delivery = f"past-forecasts|{source.name}|{iso(window.start)}|{iso(window.end)}"
+
+    def write(table: str, frame: pd.DataFrame) -> int:  # once per delivery of this request
+        return warehouse.append(table, frame, key=delivery)
+
+    landed = Provenance(source.name, run.run_id, dt.datetime.now(UTC), write)
     counts = {}
     for table in ("weather_forecasts", "air_quality_forecasts"):
         counts[table] = _write_past(warehouse, table, getattr(batch, table), landed, window)
-    counts["rejected"] = _write_rejections(warehouse, batch.rejected, landed)
+    counts["rejected"] = _write_rejections(batch.rejected, landed)
     failed = dict(batch.failed)
     if failed and len(failed) == len(plan.targets):
         raise SourceError(f"every location failed: {next(iter(failed.values()))}")
@@ -274,7 +290,7 @@ def _write_past(
     out = frame[cols].assign(source=landed.source, run_id=landed.run_id, ingested_at=landed.at)
     if table == "air_quality_forecasts" and "provider" not in out:
         out["provider"] = "cams"
-    return warehouse.append(table, out)
+    return landed.write(table, out)
 
 
 def _known_and_failed(
@@ -373,7 +389,7 @@ def _new_or_changed(warehouse: Warehouse, accepted: pd.DataFrame) -> pd.DataFram
     return out[~same].reset_index(drop=True)
 
 
-def _write_rejections(warehouse: Warehouse, rejected: list[Rejection], landed: Provenance) -> int:
+def _write_rejections(rejected: list[Rejection], landed: Provenance) -> int:
     if not rejected:
         return 0
     rows = pd.DataFrame(
@@ -390,7 +406,7 @@ def _write_rejections(warehouse: Warehouse, rejected: list[Rejection], landed: P
             "rejected_at": landed.at,
         }
     )
-    return warehouse.append("rejected_rows", rows)
+    return landed.write("rejected_rows", rows)
 
 
 def _write_forecasts(
@@ -425,7 +441,7 @@ def _write_forecasts(
     else:  # the model behind an air-quality forecast (Open-Meteo serves CAMS)
         extra["provider"] = frame.get("provider", "cams")
     cols = ["location_id", "issued_at", "ts", *values]
-    return warehouse.append(
+    return landed.write(
         table,
         frame[cols].assign(
             source=landed.source, run_id=landed.run_id, ingested_at=landed.at, **extra

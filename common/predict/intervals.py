@@ -17,7 +17,7 @@ import datetime as dt
 import pandas as pd
 
 from common.core.schema import VARIABLES
-from common.core.timeutil import UTC
+from common.core.timeutil import UTC, iso
 from common.forecasting.adaptation import MAX_CATCH_UP_H, VERIFY_LAG_H, Offsets
 from common.runtime.runs import Run
 from common.runtime.services import Services
@@ -94,5 +94,6 @@ def step_offsets(services: Services, run: Run, target: str, horizon: int) -> Off
         run_id=run.run_id,
         created_at=dt.datetime.now(UTC),
     )
-    services.warehouse.append("interval_offsets", rows)
+    # Keyed by target and issue time: a twin delivery of this predict writes nothing.
+    services.warehouse.append("interval_offsets", rows, key=f"intervals|{target}|{iso(as_of)}")
     return offsets

@@ -301,4 +301,5 @@ def _write_new(
     if new.empty:
         return 0
     rows = new.assign(run_id=run.run_id, model_version=version, created_at=dt.datetime.now(UTC))
-    return services.warehouse.append("forecasts", rows)
+    # Keyed by issue time: a twin delivery of this predict (at-least-once) writes nothing.
+    return services.warehouse.append("forecasts", rows, key=f"predict|{iso(run.as_of)}")

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from common.core.catalog import check_source
 from common.core.config import ConfigError
-from common.core.errors import validation_message
+from common.core.errors import NotFound, validation_message
 from common.core.schema import LOCATION_ID_PATTERN
 from common.sources.base import Location
 from common.warehouse import Warehouse
@@ -113,13 +113,25 @@ def current(warehouse: Warehouse) -> pd.DataFrame:
     return warehouse.query("SELECT * FROM current_locations ORDER BY location_id")
 
 
-def register(warehouse: Warehouse, locations: list[Location]) -> int:
-    """Append the locations that are new or changed; return how many rows were written."""
+def register(
+    warehouse: Warehouse, locations: list[Location], landed: set[str] | None = None
+) -> int:
+    """Append the locations that are new or changed; return how many rows were written.
+
+    With `landed` (the ids a run has just landed rows for), a place not registered yet is
+    registered only once its first row lands: a fetch that reached nothing must not make
+    a place active (freshness would alert on it, predict report it missing) for good.
+    """
     if not locations:
         return 0
     wanted = pd.DataFrame([{c: getattr(loc, c) for c in COLUMNS} for loc in locations])
     wanted = wanted.drop_duplicates("location_id", keep="last")
     have = current(warehouse)
+    if landed is not None:
+        known = set(have["location_id"]) if not have.empty else set()
+        wanted = wanted[wanted["location_id"].isin(known | landed)]
+        if wanted.empty:
+            return 0
     if not have.empty:
         merged = wanted.merge(have[COLUMNS], on="location_id", how="left", suffixes=("", "_old"))
         same = pd.Series(True, index=merged.index)
@@ -151,3 +163,32 @@ def retire_missing(warehouse: Warehouse, source: str, configured: set[str]) -> i
         return 0
     rows = gone[COLUMNS].assign(active=False, updated_at=dt.datetime.now(dt.UTC))
     return warehouse.append("locations", rows)
+
+
+def _require(warehouse: Warehouse, ids: list[str]) -> pd.DataFrame:
+    """The current rows of `ids`; a 404 naming the unknown ones."""
+    have = current(warehouse)
+    unknown = sorted(set(ids) - set(have["location_id"]))
+    if unknown:
+        raise NotFound(f"unknown locations: {', '.join(unknown)}", field="location_id")
+    return have[have["location_id"].isin(ids)]
+
+
+def set_active(warehouse: Warehouse, ids: list[str], active: bool) -> int:
+    """Activate or deactivate places (one appended row each that changes): an inactive
+    place is neither forecast nor watched by freshness; its history stays."""
+    rows = _require(warehouse, ids)
+    rows = rows[rows["active"].astype(bool) != active]
+    if rows.empty:
+        return 0
+    out = rows[COLUMNS].assign(active=active, updated_at=dt.datetime.now(dt.UTC))
+    return warehouse.append("locations", out)
+
+
+def remove(warehouse: Warehouse, ids: list[str]) -> int:
+    """Delete places from `locations` (every row of them; their observations and forecasts
+    stay): for places registered by mistake, e.g. by a fetch that never reached any data.
+    A place still in the locations file comes back with its first landed row."""
+    rows = _require(warehouse, ids)
+    warehouse.query("DELETE FROM locations WHERE location_id IN UNNEST(@ids)", {"ids": ids})
+    return len(rows)

@@ -6,6 +6,7 @@ append never needs DML and a retried append never changes what readers see.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -44,16 +45,29 @@ class Warehouse(ABC):
         """Existing tables and views with their (column, BigQuery type) lists."""
 
     # -- data ---------------------------------------------------------------------------
-    def append(self, table: str, frame: pd.DataFrame) -> int:
-        """Append rows (columns named as in `common.core.schema`); return the count written."""
+    def append(self, table: str, frame: pd.DataFrame, key: str | None = None) -> int:
+        """Append rows (columns named as in `common.core.schema`); return the count written.
+
+        `key` names the delivery (e.g. the job, its window and as_of): the same rows under
+        the same key, whichever run sends them (their run_id, ingested_at, created_at...
+        aside), are written once, so concurrent or retried deliveries of one request
+        (Cloud Scheduler delivers at least once) leave one copy. Without a key every call
+        appends."""
         spec = _table(table)
         frame = conform(spec, frame)
         if frame.empty:
             return 0
-        return self._append(spec, frame)
+        if key is None:
+            return self._append(spec, frame)
+        return self._append_once(spec, frame, delivery_id(f"{self.dataset}.{table}", key, frame))
 
     @abstractmethod
     def _append(self, table: Table, frame: pd.DataFrame) -> int: ...
+
+    @abstractmethod
+    def _append_once(self, table: Table, frame: pd.DataFrame, delivery: str) -> int:
+        """Append unless `delivery` was appended before (then 0): atomically, so two
+        concurrent deliveries leave one copy."""
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run BigQuery-dialect SQL with named `@params`; return a DataFrame."""
@@ -71,6 +85,21 @@ class Warehouse(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (adapters that hold any override this)."""
+
+
+# Columns that tell deliveries of one request apart (who wrote the rows and when), not
+# what they say: left out of the delivery's identity.
+PER_RUN_COLUMNS = frozenset({"run_id", "ingested_at", "created_at", "rejected_at", "updated_at"})
+
+
+def delivery_id(table: str, key: str, frame: pd.DataFrame) -> str:
+    """The identity of one delivery: the table, its key and its rows' content (per-run
+    columns aside, row order aside)."""
+    content = frame[[c for c in frame.columns if c not in PER_RUN_COLUMNS]]
+    rows = np.sort(pd.util.hash_pandas_object(content, index=False).to_numpy())
+    digest = hashlib.sha256(f"{table}\n{key}\n".encode())
+    digest.update(rows.tobytes())
+    return digest.hexdigest()[:40]
 
 
 def _table(name: str) -> Table:

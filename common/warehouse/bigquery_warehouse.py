@@ -345,6 +345,32 @@ class BigQueryWarehouse(Warehouse):
             raise WarehouseError(f"append to {table.name} rejected: {job.errors[:3]}")
         return len(frame)
 
+    def _append_once(self, table: Table, frame: pd.DataFrame, delivery: str) -> int:
+        # A load job's id is unique in the project: the delivery's id as the job id makes
+        # BigQuery itself refuse a second load of it, concurrent or later.
+        data = parquet_bytes(table, frame)
+        job_id = f"aircast_delivery_{table.name}_{delivery}"
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+        )
+        written = len(frame)
+        try:
+            job: AnyJob
+            try:
+                job = self.client.load_table_from_file(
+                    io.BytesIO(data), self._ref(table.name), job_id=job_id,
+                    job_config=config, size=None,
+                )  # fmt: skip
+            except gexc.Conflict:  # delivered before (or right now, by a twin run)
+                job, written = self.client.get_job(job_id), 0
+            job.result(timeout=LOAD_TIMEOUT_SECONDS)
+        except (gexc.GoogleAPIError, TimeoutError) as exc:
+            raise WarehouseError(f"append to {table.name} failed: {exc}") from None
+        if job.errors:
+            raise WarehouseError(f"append to {table.name} rejected: {job.errors[:3]}")
+        return written
+
     def _query(self, sql: str, params: dict[str, Any]) -> pd.DataFrame:
         config = bigquery.QueryJobConfig(
             query_parameters=[_param(k, v) for k, v in params.items()], use_legacy_sql=False

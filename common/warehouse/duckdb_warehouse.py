@@ -35,6 +35,7 @@ _REVERSE_TYPES = {v: k for k, v in DUCKDB_TYPES.items()} | {
 
 
 SCHEMA_STAMP = "aircast_schema_stamp"  # dataset -> fingerprint of the schema it was made with
+DELIVERIES = "aircast_deliveries"  # keyed appends already made (Warehouse.append's `key`)
 
 
 class DuckDBWarehouse(Warehouse):
@@ -146,6 +147,36 @@ class DuckDBWarehouse(Warehouse):
                     f'INSERT INTO "{self.dataset}"."{table.name}" BY NAME '
                     "SELECT * FROM _aircast_rows"
                 )
+            finally:
+                con.unregister("_aircast_rows")
+        return len(frame)
+
+    def _append_once(self, table: Table, frame: pd.DataFrame, delivery: str) -> int:
+        # Under the file lock, and in one transaction with the rows: a delivery is recorded
+        # in DuckDB's own `main` schema (outside the dataset's relations) as it lands.
+        with self.connect() as con:
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS main.{DELIVERIES} "
+                "(id VARCHAR PRIMARY KEY, relation VARCHAR, n_rows BIGINT, written_at TIMESTAMPTZ)"
+            )
+            seen = con.execute(f"SELECT 1 FROM main.{DELIVERIES} WHERE id = ?", [delivery])
+            if seen.fetchone():
+                return 0
+            con.register("_aircast_rows", frame)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(
+                    f'INSERT INTO "{self.dataset}"."{table.name}" BY NAME '
+                    "SELECT * FROM _aircast_rows"
+                )
+                con.execute(
+                    f"INSERT INTO main.{DELIVERIES} VALUES (?, ?, ?, now())",
+                    [delivery, f"{self.dataset}.{table.name}", len(frame)],
+                )
+                con.execute("COMMIT")
+            except duckdb.Error:
+                con.execute("ROLLBACK")
+                raise
             finally:
                 con.unregister("_aircast_rows")
         return len(frame)

@@ -49,7 +49,7 @@ def qualify(sql: str, dialect: str, dataset: str, project: str | None = None) ->
     for statement in statements:
         if statement is None:
             continue
-        if isinstance(statement, exp.Query | exp.Create | exp.Insert):
+        if isinstance(statement, exp.Query | exp.Create | exp.Insert | exp.Delete):
             statement = qualify_tables(statement, db=dataset, catalog=project)
         out.append(statement.sql(dialect=dialect))
     if not out:

@@ -120,6 +120,7 @@ def test_forecasts_at_t_do_not_see_data_after_t(home: Path, tmp_path: Path, monk
     ds = get_services().settings.dataset
     with wh.connect() as con:  # the warehouse as it was at T: nothing observed or issued later
         con.execute(f"DELETE FROM {ds}.forecasts")
+        con.execute("DELETE FROM main.aircast_deliveries")  # and no delivery recorded yet
         con.execute(f"DELETE FROM {ds}.observations_raw WHERE ts > ?", [T])
         con.execute(f"DELETE FROM {ds}.weather_forecasts WHERE issued_at > ?", [T])
     assert sql("SELECT MAX(ts) AS m FROM observations")["m"][0] == pd.Timestamp(T)

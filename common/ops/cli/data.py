@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ import pandas as pd
 from common.core.schema import TABLES
 from common.core.views import VIEWS
 from common.ops.cli.console import frame_to_json, frame_to_text
+from common.runtime import locations as locations_mod
 from common.runtime.services import get_services
 from common.warehouse import Warehouse
 
@@ -50,7 +52,56 @@ def sql(query: str | None, as_json: bool, param: tuple[str, ...], max_rows: int)
     click.echo(frame_to_json(frame) if as_json else frame_to_text(frame, max_rows))
 
 
-COMMANDS = (init, sql)
+@click.group()
+def locations() -> None:
+    """List, deactivate, activate or remove places.
+
+    A place is registered by ingest when its first row lands. Deactivating stops predict
+    forecasting it and freshness watching it (its history stays); removing deletes its
+    rows from `locations` (for a place registered by mistake; observations stay).
+    """
+
+
+@locations.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print rows as a JSON array of objects.")
+def locations_list(as_json: bool) -> None:
+    """Every registered place, its state and its newest observation."""
+    frame = get_services().warehouse.query(
+        "SELECT l.location_id, l.name, l.source, l.active, l.updated_at, o.newest, o.rows "
+        "FROM current_locations AS l LEFT JOIN (SELECT location_id, MAX(ts) AS newest, "
+        "COUNT(*) AS rows FROM observations GROUP BY location_id) AS o "
+        "ON o.location_id = l.location_id ORDER BY l.location_id"
+    )
+    click.echo(frame_to_json(frame) if as_json else frame_to_text(frame, 10_000))
+
+
+def _change(ids: tuple[str, ...], verb: str, apply: Callable[[Warehouse, list[str]], int]) -> None:
+    n = apply(get_services().warehouse, list(ids))
+    click.echo(f"{verb} {n} of {len(ids)} location(s)")
+
+
+@locations.command("deactivate")
+@click.argument("ids", nargs=-1, required=True)
+def locations_deactivate(ids: tuple[str, ...]) -> None:
+    """Stop forecasting and watching these places (their history stays)."""
+    _change(ids, "deactivated", lambda w, i: locations_mod.set_active(w, i, False))
+
+
+@locations.command("activate")
+@click.argument("ids", nargs=-1, required=True)
+def locations_activate(ids: tuple[str, ...]) -> None:
+    """Forecast and watch these places again."""
+    _change(ids, "activated", lambda w, i: locations_mod.set_active(w, i, True))
+
+
+@locations.command("remove")
+@click.argument("ids", nargs=-1, required=True)
+def locations_remove(ids: tuple[str, ...]) -> None:
+    """Delete these places from `locations` (their observations and forecasts stay)."""
+    _change(ids, "removed", locations_mod.remove)
+
+
+COMMANDS = (init, sql, locations)
 
 
 def _kind(name: str) -> str:
