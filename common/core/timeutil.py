@@ -95,6 +95,12 @@ def check_not_future(value: dt.datetime, now: dt.datetime | None = None) -> dt.d
     return value
 
 
+def in_future(value: dt.datetime, now: dt.datetime | None = None) -> bool:
+    """Whether `value` (an issue time, a status's as_of, a model's data end) lies after now
+    plus the clock skew: a document so dated was not written by a run about its time."""
+    return value > (now or dt.datetime.now(UTC)) + clock_skew()
+
+
 def _check_request_time(value: dt.datetime, info: ValidationInfo) -> dt.datetime:
     """The accepted range for every time field; a field named `as_of` (a run's clock, in
     every job's request) may moreover not lie after now + the clock skew."""

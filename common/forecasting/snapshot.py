@@ -146,6 +146,14 @@ class Skipped(BaseModel):
     reason: str
 
 
+class StaleForecast(BaseModel):
+    """A location the last run had to skip, served its previous forecast (issued earlier,
+    still covering future hours) rather than none."""
+
+    location_id: str
+    issued_at: dt.datetime
+
+
 class Snapshot(BaseModel):
     schema_version: int = SCHEMA_VERSION
     generated_at: dt.datetime
@@ -163,4 +171,8 @@ class Snapshot(BaseModel):
     observations: dict[str, RecentObservations] = Field(default_factory=dict)
     accuracy: Accuracy | None = None
     skipped: list[Skipped] = []
+    stale: list[StaleForecast] = Field(
+        default_factory=list,
+        description="Skipped locations still served their previous forecast, with its issue time.",
+    )
     hindcast: dict[str, Hindcast] = Field(default_factory=dict)

@@ -1,15 +1,28 @@
-"""Publishing a snapshot (or a shard's part, or the interval offsets) so it only moves forward."""
+"""Publishing a snapshot (or a shard's part, or the interval offsets) so it only moves forward,
+and so that serving never degrades without saying so.
+
+- Forward only: an older issue time (a backfill) never replaces a newer one, but a served
+  document dated after now (+ the clock skew) is no "newer" one: it is replaced, so such a
+  document cannot freeze serving.
+- A location the run had to skip keeps its last forecast while that still covers hours
+  after the new issue time: carried over with its own (older) issue time and listed under
+  `stale`, which the api and dashboard show.
+- An empty result (no location forecast, none carried) is never published: the served
+  snapshot stays and the answer says why.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from typing import Any
 
 import pandas as pd
 
 from common.core.errors import Conflict
-from common.core.timeutil import iso
+from common.core.timeutil import in_future, iso, parse_time
 from common.forecasting.snapshot import SNAPSHOT_KEY, issued_at_of
-from common.predict.snapshot import encode_snapshot
+from common.predict.snapshot import RawJSON, encode_snapshot
 from common.runtime.services import Services
 from common.storage.base import NotFound, PreconditionFailed
 
@@ -18,27 +31,84 @@ def publish(
     services: Services, snapshot: dict[str, Any], key: str = SNAPSHOT_KEY, attempts: int = 3
 ) -> dict[str, Any]:
     """Write the snapshot (or one shard's part, or the interval offsets) at `key` unless a
-    newer issue time is already served there.
+    newer issue time is already served there (see the module docstring).
 
     Compare-and-swap on the generation read, so two predict runs racing cannot let the
     older issue time land last; the loser re-reads and decides again.
     """
     store = services.store
-    body = encode_snapshot(snapshot)
     issued = pd.Timestamp(snapshot["issued_at"])
     for _ in range(attempts):
+        data: bytes | None = None
+        replaced_future: str | None = None
         try:
             data, generation = store.get_with_generation(key)
             current = pd.Timestamp(issued_at_of(data))
         except NotFound:
             current, generation = None, 0
         except (ValueError, KeyError, TypeError):  # unreadable: replace it
-            current, generation = None, store.generation(key)
+            current, generation, data = None, store.generation(key), None
+        if current is not None and in_future(current.to_pydatetime()):
+            replaced_future, current = iso(current.to_pydatetime()), None
         if current is not None and current > issued:
             return {"written": False, "reason": f"a newer snapshot ({iso(current)}) is served"}
+        doc, stale = _with_carried(snapshot, data if current is not None else None)
+        if "forecasts" in doc and str(doc["forecasts"]).strip() in ("{}", ""):
+            return {
+                "written": False,
+                "reason": "no location could be forecast and none has a forecast still "
+                "covering future hours: the served snapshot is kept",
+            }
+        body = encode_snapshot(doc)
         try:
             store.put_if_generation(key, body, generation, "application/json")
         except PreconditionFailed:
             continue
-        return {"written": True, "key": key, "bytes": len(body)}
+        answer: dict[str, Any] = {"written": True, "key": key, "bytes": len(body)}
+        if stale:
+            answer["stale"] = len(stale)
+        if replaced_future:
+            answer["replaced"] = f"a snapshot dated after now ({replaced_future})"
+        return answer
     raise Conflict("the serving snapshot kept changing under this run; retry", field="snapshot")
+
+
+def _with_carried(
+    snapshot: dict[str, Any], served: bytes | None
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """`snapshot` with the served forecasts of the locations it skipped carried over,
+    where they still cover an hour after its issue time, and those listed under `stale`."""
+    skipped = [s["location_id"] for s in snapshot.get("skipped") or []]
+    if "forecasts" not in snapshot or not skipped or served is None:
+        return snapshot, []
+    try:
+        old = json.loads(served)
+        old_forecasts, old_obs = old.get("forecasts") or {}, old.get("observations") or {}
+    except (ValueError, AttributeError):
+        return snapshot, []
+    issued = parse_time(snapshot["issued_at"])
+    forecasts = json.loads(snapshot["forecasts"])
+    observations = json.loads(snapshot.get("observations") or "{}")
+    stale = []
+    for location_id in skipped:
+        fc = old_forecasts.get(location_id)
+        if location_id in forecasts or not isinstance(fc, dict):
+            continue
+        try:
+            then = parse_time(fc["issued_at"])
+            covers = then + dt.timedelta(hours=len(fc["yhat"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if covers <= issued:  # every hour it forecast has passed: nothing left to serve
+            continue
+        forecasts[location_id] = fc
+        if location_id in old_obs and location_id not in observations:
+            observations[location_id] = old_obs[location_id]
+        stale.append({"location_id": location_id, "issued_at": iso(then)})
+    if not stale:
+        return snapshot, []
+    doc = dict(snapshot)
+    doc["forecasts"] = RawJSON(json.dumps(forecasts, separators=(",", ":")))
+    doc["observations"] = RawJSON(json.dumps(observations, separators=(",", ":")))
+    doc["stale"] = stale
+    return doc, stale

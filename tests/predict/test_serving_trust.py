@@ -1,0 +1,91 @@
+"""Serving never degrades silently: a predict run in which locations (or all of them) had
+to be skipped keeps their last forecasts while those still cover future hours, marked
+stale with their issue time; an empty result is never published; a snapshot dated after
+now (written by a clock gone wrong) cannot freeze serving."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from common.core.timeutil import iso
+from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
+from common.predict.job import PredictRequest, run_predict
+from common.runtime.services import get_services
+from tests.predict.test_predict import T, location_ids
+
+HOUR = dt.timedelta(hours=1)
+
+
+def _snapshot() -> Snapshot:
+    return Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
+
+
+def _ingest_gap_after(t: dt.datetime) -> None:
+    """No observation after `t`: as after an ingest outage."""
+    svc = get_services()
+    with svc.warehouse.connect() as con:  # type: ignore[attr-defined]
+        con.execute(f"DELETE FROM {svc.settings.dataset}.observations_raw WHERE ts > ?", [t])
+
+
+def test_a_run_skipping_every_location_keeps_the_last_forecasts_stale(home: Path):
+    first = run_predict(PredictRequest(as_of=T), get_services())
+    ids = location_ids()
+    assert first["counts"]["locations"] == len(ids)
+    _ingest_gap_after(T)
+
+    later = run_predict(PredictRequest(as_of=T + 7 * HOUR), get_services())
+    assert later["status"] == "partial" and later["counts"]["locations"] == 0
+    assert later["snapshot"]["written"] is True and later["snapshot"]["stale"] == len(ids)
+    snap = _snapshot()
+    assert snap.issued_at == T + 7 * HOUR
+    assert sorted(snap.forecasts) == ids  # every location still served...
+    assert {s.location_id for s in snap.stale} == set(ids)  # ...and said to be stale
+    assert all(s.issued_at == T for s in snap.stale)
+    assert all(snap.forecasts[i].issued_at == T for i in ids)
+
+
+def test_an_empty_result_is_never_published(home: Path):
+    run_predict(PredictRequest(as_of=T), get_services())
+    _ingest_gap_after(T)
+    # 30 h later the T forecasts (24 h) cover no future hour: nothing left to serve.
+    gone = run_predict(PredictRequest(as_of=T + 30 * HOUR), get_services())
+    assert gone["counts"]["locations"] == 0
+    assert gone["snapshot"]["written"] is False
+    assert "served snapshot is kept" in gone["snapshot"]["reason"]
+    assert _snapshot().issued_at == T  # what was served stays served
+
+
+def test_a_partial_run_keeps_the_skipped_location_and_forecasts_the_rest(home: Path):
+    run_predict(PredictRequest(as_of=T), get_services())
+    gone = location_ids()[0]
+    svc = get_services()
+    with svc.warehouse.connect() as con:  # type: ignore[attr-defined]
+        con.execute(
+            f"DELETE FROM {svc.settings.dataset}.observations_raw WHERE location_id = ? AND ts > ?",
+            [gone, T],
+        )
+    answer = run_predict(PredictRequest(as_of=T + 8 * HOUR), get_services())
+    assert [s["location_id"] for s in answer["skipped"]] == [gone]
+    snap = _snapshot()
+    assert sorted(snap.forecasts) == location_ids()
+    assert [(s.location_id, s.issued_at) for s in snap.stale] == [(gone, T)]
+    fresh = [i for i in location_ids() if i != gone]
+    assert all(snap.forecasts[i].issued_at == T + 8 * HOUR for i in fresh)
+
+
+def test_a_snapshot_dated_after_now_cannot_freeze_serving(home: Path):
+    """Written by a clock gone wrong (or before as_of was checked against the clock): the
+    next run replaces it instead of deferring to it for ever."""
+    run_predict(PredictRequest(as_of=T), get_services())
+    store = get_services().store
+    future = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    future += dt.timedelta(days=6)
+    data = store.get(SNAPSHOT_KEY).replace(iso(T).encode(), iso(future).encode())
+    store.put(SNAPSHOT_KEY, data, "application/json")
+    assert _snapshot().issued_at == future
+
+    answer = run_predict(PredictRequest(as_of=T + HOUR), get_services())
+    assert answer["snapshot"]["written"] is True, answer["snapshot"]
+    assert iso(future) in answer["snapshot"]["replaced"]
+    assert _snapshot().issued_at == T + HOUR
