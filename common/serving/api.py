@@ -36,6 +36,7 @@ from common.core.errors import (
     validation_message,
 )
 from common.core.logs import get_logger
+from common.core.timeutil import in_future, iso
 from common.forecasting.snapshot import intervals_key
 from common.monitoring import STATUS_KEY
 from common.runtime.body import read_body
@@ -234,6 +235,14 @@ class Api:
         age = (dt.datetime.now(dt.UTC) - oldest.issued_at).total_seconds()
         if age > self.settings.api_stale_after_hours * 3600:
             reasons.append(f"serving snapshot is {age / 3600:.1f} h old")
+        if in_future(newest.issued_at):  # no run is about a later hour: a clock went wrong
+            reasons.append(f"serving snapshot is dated after now ({iso(newest.issued_at)})")
+        stale = sum(len(serving.snapshot.stale) for serving in served)
+        if stale:
+            reasons.append(f"{stale} locations served their previous forecast (stale)")
+        pipeline = self._pipeline()
+        if pipeline is not None and in_future(pipeline.as_of):
+            reasons.append(f"the stored status is dated after now ({iso(pipeline.as_of)})")
         if errors:
             reasons.append(f"serving a cached snapshot; refresh failed: {'; '.join(errors)}")
         reason = "; ".join(reasons) or None
@@ -247,7 +256,8 @@ class Api:
                 snapshot_generated_at=oldest.generated_at,
                 snapshot_age_seconds=round(age, 3),
                 locations=sum(len(serving.snapshot.locations) for serving in served),
-                pipeline=self._pipeline(),
+                stale_locations=stale,
+                pipeline=pipeline,
                 targets=list(self.settings.forecast_targets),
             )
         )

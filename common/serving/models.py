@@ -55,6 +55,9 @@ class Health(BaseModel):
     snapshot_generated_at: dt.datetime | None = None
     snapshot_age_seconds: float | None = Field(None, description="Now minus issued_at.")
     locations: int = 0
+    stale_locations: int = Field(
+        0, description="Locations served their previous forecast: the last run skipped them."
+    )
     pipeline: PipelineStatus | None = Field(
         None, description="The stored health conditions; null before the monitor stored any."
     )
@@ -190,7 +193,13 @@ class LocationForecastResponse(BaseModel):
     model_version: str
     target: str
     unit: str
-    issued_at: dt.datetime
+    issued_at: dt.datetime = Field(description="When this location's forecast was issued.")
+    stale: bool = Field(
+        False,
+        description="True when the last predict run could not forecast this location and its "
+        "previous forecast (issued_at, earlier than the snapshot's) is served while it covers "
+        "future hours.",
+    )
     points: list[ForecastPoint]
     observations: RecentValues | None = Field(
         None, description="The target's recent hourly values (with ?observations=true)."

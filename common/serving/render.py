@@ -53,6 +53,7 @@ def location_forecast(
         target=snapshot.target,
         unit=snapshot.unit,
         issued_at=fc.issued_at,
+        stale=fc.issued_at < snapshot.issued_at,
         points=points,
         observations=RecentValues(start=recent.start, values=recent.values) if recent else None,
         hindcast=PastForecasts(**past.model_dump()) if past else None,

@@ -12,6 +12,7 @@ from common.core.timeutil import iso
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
 from common.predict.job import PredictRequest, run_predict
 from common.runtime.services import get_services
+from common.serving.api import create_app
 from tests.predict.test_predict import T, location_ids
 
 HOUR = dt.timedelta(hours=1)
@@ -43,6 +44,16 @@ def test_a_run_skipping_every_location_keeps_the_last_forecasts_stale(home: Path
     assert {s.location_id for s in snap.stale} == set(ids)  # ...and said to be stale
     assert all(s.issued_at == T for s in snap.stale)
     assert all(snap.forecasts[i].issued_at == T for i in ids)
+
+    # The api still answers every lookup, says the forecast is stale and when it was issued,
+    # and /health says how many locations are served so.
+    client = create_app(get_services().settings, get_services().store).test_client()
+    r = client.get(f"/v1/forecasts/{ids[0]}")
+    assert r.status_code == 200, r.json
+    assert r.json["stale"] is True and r.json["issued_at"].startswith(iso(T)[:16])
+    health = client.get("/health").json
+    assert health["status"] == "degraded" and health["stale_locations"] == len(ids)
+    assert "stale" in health["reason"]
 
 
 def test_an_empty_result_is_never_published(home: Path):
@@ -89,3 +100,18 @@ def test_a_snapshot_dated_after_now_cannot_freeze_serving(home: Path):
     assert answer["snapshot"]["written"] is True, answer["snapshot"]
     assert iso(future) in answer["snapshot"]["replaced"]
     assert _snapshot().issued_at == T + HOUR
+
+
+def test_the_api_health_alerts_on_a_snapshot_dated_after_now(home: Path):
+    run_predict(PredictRequest(as_of=T), get_services())
+    store = get_services().store
+    future = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    future += dt.timedelta(days=6)
+    store.put(
+        SNAPSHOT_KEY,
+        store.get(SNAPSHOT_KEY).replace(iso(T).encode(), iso(future).encode()),
+        "application/json",
+    )
+    health = create_app(get_services().settings, store).test_client().get("/health").json
+    assert health["status"] == "degraded", health
+    assert "dated after now" in health["reason"]
