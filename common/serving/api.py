@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any, cast
 
 import flask
+import werkzeug.routing
 from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -39,7 +40,7 @@ from common.core.logs import get_logger
 from common.core.timeutil import in_future, iso
 from common.forecasting.snapshot import intervals_key
 from common.monitoring import STATUS_KEY
-from common.runtime.body import read_body
+from common.runtime.body import parse_json, read_body, truncate
 from common.serving import places
 from common.serving.cache import OffsetsCache, Parts, Serving, SnapshotCache
 from common.serving.indices import scheme_model
@@ -55,6 +56,7 @@ from common.serving.models import (
     PlacesResponse,
     PredictRequest,
     openapi,
+    query_parameters,
 )
 from common.serving.render import (
     HTML,
@@ -91,6 +93,8 @@ class Api:
         self.offsets = OffsetsCache(store, settings.api_refresh_seconds)
         self.scheme = get_scheme(settings.aqi_scheme)
         self._openapi: bytes | None = None
+        self.document = openapi(targets=settings.forecast_targets, horizon=settings.horizon)
+        self._params = query_parameters(self.document)
         self._dashboard: bytes | None = None
         # Exact paths -> (method, view); one prefix route for the per-location lookup. A dict
         # lookup instead of werkzeug's router: on this path every microsecond is throughput.
@@ -121,6 +125,8 @@ class Api:
             raise WerkzeugNotFound()
         if method != route[0]:
             raise MethodNotAllowed(valid_methods=[route[0]])
+        if request.query_string:  # unknown or repeated parameters are the caller's mistake
+            self._check_query(request, path)
         if method != "GET" and self.settings.api_read_only:
             raise Forbidden(
                 f"method: this api is read-only (AIRCAST_API_READ_ONLY); {method} {path} is "
@@ -392,14 +398,15 @@ class Api:
         )
 
     def predict(self, request: Request) -> bytes:
-        body = request.get_json(silent=True, force=True)
+        raw = read_body(request, self.settings.max_request_bytes)
+        body = parse_json(raw) if raw.strip() else None  # bounded depth, no NUL, no 100 kB
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object", field="body")
         try:
-            params = PredictRequest.model_validate(body)
+            params = PredictRequest.model_validate(body, strict=True)
         except ValidationError as exc:
             name, message = validation_message(exc)
-            raise BadRequest(message, field=name) from None
+            raise BadRequest(truncate(message), field=truncate(name, 100)) from None
         from common.serving.online import predict_online  # heavy code loads on first use
 
         target = self.settings.target_of(params.target)  # 400 naming `target` if not here
@@ -425,20 +432,44 @@ class Api:
         serving = self.parts.of(location_id).get()
         if serving is None:
             raise NotFound(
-                f"location_id: unknown location {location_id!r} (no forecasts published yet)",
+                f"location_id: unknown location {truncate(location_id, 100)!r} "
+                "(no forecasts published yet)",
                 field="location_id",
             )
         i = serving.by_id.get(location_id)
         if i is None:
-            raise NotFound(f"location_id: unknown location {location_id!r}", field="location_id")
+            raise NotFound(
+                f"location_id: unknown location {truncate(location_id, 100)!r}",
+                field="location_id",
+            )
         loc = serving.snapshot.locations[i]
         place.update(latitude=loc.latitude, longitude=loc.longitude, timezone=loc.timezone or "UTC")
         return place
 
     def openapi(self) -> bytes:
         if self._openapi is None:
-            self._openapi = json.dumps(openapi()).encode()
+            self._openapi = json.dumps(self.document).encode()
         return self._openapi
+
+    def _check_query(self, request: Request, path: str) -> None:
+        """A 400 naming a query parameter the route does not document, or one given twice
+        that is not a list (`?location=a&location=b` is one)."""
+        template = "/v1/forecasts/{location_id}" if path.startswith(FORECAST_PREFIX) else path
+        names, arrays = self._params.get(template, (frozenset(), frozenset()))
+        args = request.args
+        unknown = sorted(set(args) - names)
+        if unknown:
+            shown = ", ".join(truncate(n, 60) for n in unknown)
+            raise BadRequest(
+                f"unknown query parameter: {shown} (this route takes: "
+                f"{', '.join(sorted(names)) or 'none'})",
+                field=unknown[0][:60],
+            )
+        repeated = sorted(n for n in args if n not in arrays and len(args.getlist(n)) > 1)
+        if repeated:
+            raise BadRequest(
+                f"query parameter given more than once: {', '.join(repeated)}", field=repeated[0]
+            )
 
     def dashboard(self) -> bytes:
         if self._dashboard is None:
@@ -452,8 +483,9 @@ def create_app(settings: Settings, store: ArtifactStore) -> flask.Flask:
     app = flask.Flask("aircast-api")
     api = Api(settings, store)
     app.extensions["aircast_api"] = api
-    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    view = lambda path="": api(flask.request)  # noqa: E731
-    app.add_url_rule("/", "root", view, methods=methods)
-    app.add_url_rule("/<path:path>", "path", view, methods=methods)
+    # Every method, TRACE included, reaches `Api` (which answers 405 with `Allow`), as
+    # functions-framework routes them: rules without a method list.
+    app.url_map.add(werkzeug.routing.Rule("/", defaults={"path": ""}, endpoint="root"))
+    app.url_map.add(werkzeug.routing.Rule("/<path:path>", endpoint="root"))
+    app.view_functions["root"] = lambda path="": api(flask.request)
     return app

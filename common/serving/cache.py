@@ -106,6 +106,8 @@ class SnapshotCache:
 
     def require(self) -> Serving:
         serving = self.get()
+        if serving is None and self.last_error:  # present but unreadable: not "absent"
+            raise Unavailable(f"serving snapshot unreadable: {self.last_error}")
         if serving is None:
             raise Conflict(
                 f"no forecasts yet: the serving snapshot {self.key} is absent (run predict)"
@@ -220,7 +222,11 @@ class Parts:
 
     def servings(self) -> list[Serving]:
         """Every part that is served; a 409 when none is (no predict run yet)."""
-        found = [serving for _, serving, _ in self.each() if serving is not None]
+        each = list(self.each())
+        found = [serving for _, serving, _ in each if serving is not None]
+        errors = [error for _, _, error in each if error]
+        if not found and errors:  # present but unreadable: not "absent"
+            raise Unavailable(f"serving snapshot unreadable: {errors[0]}")
         if not found:
             whose = f" of {self.target}" if self.target else ""
             raise Conflict(f"no forecasts yet: the serving snapshot{whose} is absent (run predict)")

@@ -369,15 +369,70 @@ def _properties(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
-    """The OpenAPI 3.1 document: paths here, every schema from the pydantic models."""
+def _with_maximum(schema: dict[str, Any], maximum: int) -> dict[str, Any]:
+    """`schema` (possibly an anyOf with null) with its integer's maximum set."""
+    if "anyOf" in schema:
+        return {
+            **schema,
+            "anyOf": [_with_maximum(o, maximum) if o.get("type") == "integer" else o
+                      for o in schema["anyOf"]],
+        }  # fmt: skip
+    return {**schema, "maximum": maximum} if schema.get("type") == "integer" else schema
+
+
+def _near_and_limit() -> list[dict[str, Any]]:
+    """/v1/locations' parameters: `lat` and `lon` as one object parameter serialised as
+    `?lat=..&lon=..` (form, exploded), so the document says they go together, and `limit`."""
+    props = _properties(LocationsQuery)
+    limit = props.pop("limit")
+    point = {
+        name: {k: v for k, v in spec.items() if k != "description"} for name, spec in props.items()
+    }
+    near = _query(
+        "near",
+        {
+            "type": "object",
+            "properties": point,
+            "required": list(point),
+            "additionalProperties": False,
+        },
+        "A point, `?lat=..&lon=..` (WGS 84 degrees, both or neither): the nearest forecast "
+        "locations to it.",
+        style="form",
+        explode=True,
+    )
+    return [near, _query("limit", limit, limit.pop("description"))]
+
+
+def openapi(
+    title: str = "aircast api",
+    version: str = "1",
+    targets: tuple[str, ...] | None = None,
+    horizon: int | None = None,
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document: paths here, every schema from the pydantic models. The
+    configuration's choices are the document's: `target`'s enum is the forecast targets
+    (`targets`, else every pollutant), `hours`' maximum the horizon (`horizon`)."""
     _, top = models_json_schema([(m, "serialization") for m in SCHEMA_MODELS], ref_template=REF)
     # Request bodies are validated, not serialised: use the validation schema for them.
     _, inputs = models_json_schema([(PredictRequest, "validation")], ref_template=REF)
     schemas = {**top.get("$defs", {}), **inputs.get("$defs", {})}
+    body = schemas["PredictRequest"] = dict(schemas["PredictRequest"])
+    body["properties"] = dict(body["properties"])
+    if targets:
+        body["properties"]["target"] = {
+            "anyOf": [{"type": "string", "enum": list(targets)}, {"type": "null"}],
+            "default": None,
+            "description": body["properties"]["target"].get("description", ""),
+        }
+    if horizon is not None:
+        body["properties"]["hours"] = _with_maximum(body["properties"]["hours"], horizon)
+    hours_schema = dict(ForecastQuery.model_json_schema()["properties"]["hours"])
+    if horizon is not None:
+        hours_schema = _with_maximum(hours_schema, horizon)
     hours = _query(
         "hours",
-        ForecastQuery.model_json_schema()["properties"]["hours"],
+        hours_schema,
         "Horizons 1..hours (at most the snapshot's horizon; default all).",
     )
     observations = _query(
@@ -385,7 +440,7 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
     )
     target = _query(
         "target",
-        {"type": "string", "enum": list(POLLUTANTS)},
+        {"type": "string", "enum": list(targets or POLLUTANTS)},
         "The forecast variable, one of the deployment's AIRCAST_TARGETS (/health lists "
         "them; default: the first); another is a 400.",
     )
@@ -407,13 +462,7 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
             "/v1/locations": {
                 "get": {
                     "summary": "The forecast locations; with lat and lon, the nearest ones",
-                    "parameters": [
-                        target,
-                        *(
-                            _query(name, spec, spec.pop("description"))
-                            for name, spec in _properties(LocationsQuery).items()
-                        ),
-                    ],
+                    "parameters": [target, *_near_and_limit()],
                     "responses": {
                         "200": _json(LocationsResponse, "Locations"),
                         **_errors(400, 409, 503),
@@ -515,3 +564,21 @@ def openapi(title: str = "aircast api", version: str = "1") -> dict[str, Any]:
         },
         "components": {"schemas": schemas},
     }
+
+
+def query_parameters(document: dict[str, Any]) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """Per path of `document`, the query parameters its GET takes and those of them that
+    may repeat (arrays): what the api accepts, read from what it documents."""
+    out = {}
+    for path, methods in document["paths"].items():
+        params = [p for p in methods.get("get", {}).get("parameters", []) if p["in"] == "query"]
+        names = frozenset(
+            name
+            for p in params
+            for name in (
+                p["schema"]["properties"] if p["schema"].get("type") == "object" else [p["name"]]
+            )
+        )
+        arrays = frozenset(p["name"] for p in params if p["schema"].get("type") == "array")
+        out[path] = (names, arrays)
+    return out

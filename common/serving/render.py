@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 from common.core.aqi import US_EPA, Scheme
 from common.core.errors import BadRequest, NotFound, validation_message
 from common.forecasting.snapshot import Accuracy, HorizonAccuracy, Snapshot
+from common.runtime.body import truncate
 from common.serving.cache import Parts, Serving
 from common.serving.indices import air_now, forecast_points
 from common.serving.models import (
@@ -103,7 +104,7 @@ def hours_of(query: ForecastQuery, snapshot: Snapshot) -> int:
 def require_location(serving: Serving, location_id: str, field: str = "location_id") -> None:
     snap = serving.snapshot
     if location_id not in serving.by_id and location_id not in snap.forecasts:
-        raise NotFound(f"unknown location {location_id!r}", field=field)
+        raise NotFound(f"unknown location {truncate(location_id, 100)!r}", field=field)
     if location_id not in snap.forecasts:
         reason = next((s.reason for s in snap.skipped if s.location_id == location_id), None)
         raise NotFound(
