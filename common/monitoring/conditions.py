@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from common.core.timeutil import iso, parse_time
+from common.core.timeutil import in_future, iso, parse_time
 from common.forecasting.features import FeatureSpec, grid_columns
 from common.forecasting.registry import Registry, trained_through
 from common.forecasting.snapshot import issued_at_of, snapshot_keys
@@ -92,6 +93,9 @@ def runs(services: Services, as_of: dt.datetime) -> dict[str, Any]:
             "failed": int(r.failed),
             "lost": int(r.lost),
             "unrecovered": int(r.unrecovered),
+            "refused": int(r.refused),
+            "running": int(r.running),
+            "running_for_min": _num(r.running_min, 1),
             "last_success": _iso(r.last_success),
             "hours_since_success": _num(r.hours_since_success, 1),
         }
@@ -111,6 +115,12 @@ def runs(services: Services, as_of: dt.datetime) -> dict[str, Any]:
         f"{fn}: last success {f['last_success'] or 'never'}"
         + (f", {f['failed']} failed in {th.RUNS_WINDOW_HOURS} h" if f["failed"] else "")
         + (f" ({f['lost']} lost: killed or timed out)" if f["lost"] else "")
+        + (
+            f", {f['running']} running (the oldest for {f['running_for_min']:.0f} min)"
+            if f["running"]
+            else ""
+        )
+        + (f", {f['refused']} requests refused (4xx)" if f["refused"] else "")
         for fn, f in sorted(functions.items())
     ]
     detail = "; ".join(parts) or "no runs yet"
@@ -129,8 +139,12 @@ def model_age(services: Services, as_of: dt.datetime, target: str | None = None)
     trained = trained_through(meta)
     days = max(0.0, (as_of - trained).total_seconds() / 86400)
     detail = f"production {version} trained on data up to {iso(trained)} ({days:.1f} days ago)"
+    extra: dict[str, Any] = {}
+    if in_future(trained):  # no train is about a later hour: a clock went wrong
+        detail = f"production {version} trained on data up to {iso(trained)}, after now"
+        extra["state"] = "alert"
     return build_condition(
-        "model_age", days, detail, version=version, promoted_at=pointer.get("promoted_at")
+        "model_age", days, detail, version=version, promoted_at=pointer.get("promoted_at"), **extra
     )
 
 
@@ -325,22 +339,38 @@ def snapshot(services: Services, as_of: dt.datetime, target: str | None = None) 
     fail keeps serving its last part, and this is where that shows."""
     shards = services.settings.predict_shards
     oldest: tuple[dt.datetime, str] | None = None
+    newest: dt.datetime | None = None
+    stale = missing = 0
     for key in snapshot_keys(shards, target, services.settings.default_target):
         try:
-            issued = parse_time(issued_at_of(services.store.get(key)))
+            data = services.store.get(key)
         except NotFound:
             return build_condition(
                 "snapshot", None, f"no serving snapshot at {key} (run predict)", state="alert"
             )
+        issued = parse_time(issued_at_of(data))
+        part = json.loads(data)
+        served = part.get("forecasts") or {}
+        stale += len(part.get("stale") or [])
+        missing += sum(1 for s in part.get("skipped") or [] if s["location_id"] not in served)
         if oldest is None or issued < oldest[0]:
             oldest = (issued, key)
-    assert oldest is not None  # snapshot_keys is never empty
+        newest = issued if newest is None or issued > newest else newest
+    assert oldest is not None and newest is not None  # snapshot_keys is never empty
     issued, key = oldest
     hours = max(0.0, (as_of - issued).total_seconds() / 3600)
     detail = f"{key} issued at {iso(issued)} ({hours:.0f} h before as_of)"
     if shards > 1:
         detail = f"oldest of {shards} parts: " + detail
-    return build_condition("snapshot", hours, detail, issued_at=iso(issued))
+    extra: dict[str, Any] = {"stale": stale, "missing": missing}
+    if stale or missing:  # serving fewer fresh forecasts than places: said, and a warning
+        detail += f"; {stale} locations served a stale forecast, {missing} missing"
+        if th.LEVELS["snapshot"].state(hours) == "ok":
+            extra["state"] = "warn"
+    if in_future(newest):  # no run is about a later hour: a clock went wrong
+        detail = f"serving snapshot dated after now ({iso(newest)}); " + detail
+        extra["state"] = "alert"
+    return build_condition("snapshot", hours, detail, issued_at=iso(issued), **extra)
 
 
 def every_target(

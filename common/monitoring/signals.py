@@ -46,30 +46,45 @@ def freshness(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     return frame
 
 
-def runs(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
-    """Per function: runs and failures in the window (lost runs among them, also counted
-    apart), failures no later run of the same as_of recovered (what is left after the
-    scheduler's retries), the last completed run's as_of and the hours since it."""
+def runs(warehouse: Warehouse, as_of: dt.datetime, now: dt.datetime | None = None) -> pd.DataFrame:
+    """Per function, over the runs of the window: runs, failures (lost ones among them, also
+    counted apart), caller's requests refused (a 4xx: not failures), failures no later run
+    of the same as_of recovered (what is left after the scheduler's retries), runs still
+    running and since when, the last completed run's as_of and the hours since it.
+
+    The window holds the runs whose as_of lies in the RUNS_WINDOW_HOURS before as_of and,
+    by the wall clock, those that started in the RUNS_WINDOW_HOURS before now: a run
+    killed with any other as_of (a backfill's, a mistyped one) is still seen."""
     completed = ", ".join(f"'{s}'" for s in COMPLETED)
+    now = now or dt.datetime.now(dt.UTC)
+    window = dt.timedelta(hours=th.RUNS_WINDOW_HOURS)
     frame = warehouse.query(
-        "WITH r AS (SELECT * FROM run_status WHERE as_of <= @as_of), "
+        "WITH r AS (SELECT *, ((as_of > @since AND as_of <= @as_of) OR "
+        "(started_at > @started_since AND started_at <= @now)) AS recent FROM run_status), "
         "g AS (SELECT function, as_of, "
         f"MAX(CASE WHEN status IN ({completed}) THEN 1 ELSE 0 END) AS ok, "
-        "SUM(CASE WHEN status IN ('failed', 'lost') THEN 1 ELSE 0 END) AS failed, "
-        "SUM(CASE WHEN status = 'lost' THEN 1 ELSE 0 END) AS lost, "
-        "COUNT(*) AS n "
-        "FROM r GROUP BY function, as_of) "
-        "SELECT function, "
-        "SUM(CASE WHEN as_of > @since THEN n ELSE 0 END) AS runs, "
-        "SUM(CASE WHEN as_of > @since THEN failed ELSE 0 END) AS failed, "
-        "SUM(CASE WHEN as_of > @since THEN lost ELSE 0 END) AS lost, "
-        "SUM(CASE WHEN as_of > @since AND ok = 0 AND failed > 0 THEN 1 ELSE 0 END) "
-        "AS unrecovered, "
-        "MAX(CASE WHEN ok = 1 THEN as_of END) AS last_success "
+        "SUM(CASE WHEN recent AND status IN ('failed', 'lost') THEN 1 ELSE 0 END) AS failed, "
+        "SUM(CASE WHEN recent AND status = 'lost' THEN 1 ELSE 0 END) AS lost, "
+        "SUM(CASE WHEN recent AND status = 'refused' THEN 1 ELSE 0 END) AS refused, "
+        "SUM(CASE WHEN recent AND status = 'running' THEN 1 ELSE 0 END) AS running, "
+        "MIN(CASE WHEN recent AND status = 'running' THEN started_at END) AS running_since, "
+        "SUM(CASE WHEN recent THEN 1 ELSE 0 END) AS n, "
+        "MAX(CASE WHEN recent THEN 1 ELSE 0 END) AS seen "
+        "FROM r WHERE as_of <= @as_of OR recent GROUP BY function, as_of) "
+        "SELECT function, SUM(n) AS runs, SUM(failed) AS failed, SUM(lost) AS lost, "
+        "SUM(refused) AS refused, SUM(running) AS running, MIN(running_since) AS running_since, "
+        "SUM(CASE WHEN seen = 1 AND ok = 0 AND failed > 0 THEN 1 ELSE 0 END) AS unrecovered, "
+        "MAX(CASE WHEN ok = 1 AND as_of <= @as_of THEN as_of END) AS last_success "
         "FROM g GROUP BY function ORDER BY function",
-        {"as_of": as_of, "since": as_of - dt.timedelta(hours=th.RUNS_WINDOW_HOURS)},
+        {
+            "as_of": as_of,
+            "since": as_of - window,
+            "now": now,
+            "started_since": now - window,
+        },
     )
     frame["hours_since_success"] = _hours_before(as_of, frame["last_success"])
+    frame["running_min"] = _hours_before(now, frame["running_since"]) * 60
     return frame
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from common.core.logs import event, get_logger
-from common.core.timeutil import iso
+from common.core.timeutil import in_future, iso, parse_time
 from common.monitoring import STATUS_KEY
 from common.monitoring.conditions import (
     accuracy,
@@ -88,15 +88,18 @@ def evaluate(services: Services, as_of: dt.datetime) -> dict[str, Any]:
 
 def publish(services: Services, status: dict[str, Any]) -> bool:
     """Store the status for the api; never replaces one for a later as_of (a backfill
-    predict must not hide today's status). True when written."""
+    predict must not hide today's status), unless that one is dated after now. True when
+    written."""
     store = services.store
     for _ in range(3):
         try:
             current, generation = store.get_with_generation(STATUS_KEY)
         except NotFound:
             current, generation = None, 0
-        newer = current is not None and json.loads(current)["as_of"] > status["as_of"]
-        if newer:  # both are iso() strings in UTC: they sort as the times do
+        held = None if current is None else str(json.loads(current)["as_of"])
+        # Both are iso() strings in UTC: they sort as the times do. One dated after now
+        # (a clock gone wrong) is no newer status: replaced, so it cannot freeze the status.
+        if held is not None and held > status["as_of"] and not in_future(parse_time(held)):
             return False
         try:
             store.put_json_if_generation(STATUS_KEY, status, generation)

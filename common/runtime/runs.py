@@ -40,7 +40,9 @@ from common.warehouse import Warehouse
 
 log = get_logger("runs")
 
-STATUSES = ("success", "partial", "rejected", "failed")  # outcomes; the start row: running
+# Outcomes; the start row: running. `refused`: the caller's request, found wrong once the
+# run had started (a 4xx: tune on too little history, a target with no model), is no failure.
+STATUSES = ("success", "partial", "rejected", "failed", "refused")
 
 
 @dataclass
@@ -147,12 +149,17 @@ def track_run(
         try:
             yield run
         except Exception as exc:
-            run.status = "failed"
+            caller = isinstance(exc, AircastError) and exc.status < 500
+            run.status = "refused" if caller else "failed"
             run.error = f"{type(exc).__name__}: {exc}"
-            event(log, "run failed", logging.ERROR, error=run.error)
+            if caller:
+                event(log, "run refused", logging.WARNING, error=run.error)
+            else:
+                event(log, "run failed", logging.ERROR, error=run.error)
             with contextlib.suppress(AuditFailed):  # logged; the run's own error goes on
                 _record(warehouse, run)
-            if isinstance(exc, AircastError) and exc.status < 500:  # the caller's to fix
+            if caller:  # the caller's to fix
+                assert isinstance(exc, AircastError)
                 exc.run_id = run.run_id
                 raise
             raise RunFailed(run.result()) from exc

@@ -91,7 +91,8 @@ def test_a_failed_run_is_recorded_with_its_error(local_settings: Settings):
         raise Conflict("no production model")
     assert conflict.value.run_id is not None
     rows = wh.query("SELECT function, status, error FROM run_status ORDER BY function DESC")
-    assert list(rows["status"]) == ["failed", "failed"]
+    # The caller's 4xx is a refused request, counted apart from failed runs.
+    assert list(rows["status"]) == ["failed", "refused"]
     assert "disk full" in rows["error"].iloc[0]
     assert run.run_id.startswith("train-20240301T1200Z-")
 
@@ -99,10 +100,10 @@ def test_a_failed_run_is_recorded_with_its_error(local_settings: Settings):
 class NoAuditWarehouse(DuckDBWarehouse):
     """A real DuckDB warehouse whose `runs` table cannot be appended to (e.g. a quota)."""
 
-    def append(self, table: str, frame: pd.DataFrame) -> int:
+    def append(self, table: str, frame: pd.DataFrame, key: str | None = None) -> int:
         if table == "runs":
             raise OSError("simulated: the runs table refused the write")
-        return super().append(table, frame)
+        return super().append(table, frame, key=key)
 
 
 def test_a_run_whose_audit_row_cannot_be_written_does_not_answer_success(
