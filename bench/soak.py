@@ -37,6 +37,7 @@ from common.core.faults import KILL_AT
 from common.core.timeutil import iso
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
 from common.ingest.job import IngestRequest, run_ingest
+from common.monitoring.job import MonitorRequest, run_monitor
 from common.predict.job import PredictRequest, run_predict
 from common.runtime import services
 from common.runtime.services import Services, get_services
@@ -51,16 +52,18 @@ POINTS = {
     "ingest": ["run:started", "ingest:observations-written", "run:finishing"],
     "predict": ["run:started", "predict:forecasts-written", "store:cas", "run:finishing"],
     "train": ["run:started", "train:version-written", "store:cas", "run:finishing"],
+    "monitor": ["run:started", "run:finishing"],
 }
 JOBS: dict[str, tuple[type[BaseModel], Callable[[Any, Services], dict[str, Any]]]] = {
     "ingest": (IngestRequest, run_ingest),
     "predict": (PredictRequest, run_predict),
     "train": (TrainRequest, run_train),
+    "monitor": (MonitorRequest, run_monitor),
 }
 SCRIPT = """
 import sys
 from common.runtime.services import get_services
-from common.{fn}.job import {model}, run_{fn}
+from {module} import {model}, run_{fn}
 run_{fn}({model}.model_validate_json(sys.argv[1]), get_services())
 """
 ENV = {
@@ -87,7 +90,8 @@ def in_process(function: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def killed(function: str, body: dict[str, Any], point: str) -> bool:
     """Run in a subprocess that kills itself at `point`; False if it never got there."""
-    code = SCRIPT.format(fn=function, model=JOBS[function][0].__name__)
+    module = JOBS[function][1].__module__  # the monitor's job lives in common.monitoring
+    code = SCRIPT.format(fn=function, model=JOBS[function][0].__name__, module=module)
     proc = subprocess.run(
         [sys.executable, "-c", code, json.dumps(body)],
         cwd=ROOT,
