@@ -117,7 +117,9 @@ def terraform_memory() -> dict[str, float]:
     return out
 
 
-def run(n: int, shards: int, lookup_seconds: float, workdir: Path) -> dict[str, Any]:
+def run(
+    n: int, shards: int, lookup_seconds: float, workdir: Path, skip_ingest: bool = False
+) -> dict[str, Any]:
     import pandas as pd
 
     from common.core.config import load_settings
@@ -208,9 +210,9 @@ def run(n: int, shards: int, lookup_seconds: float, workdir: Path) -> dict[str, 
                     )
                 wall = time.perf_counter() - t
                 delta = emulator_counts(bq.rest) - before
-                bad = [a for a in attempts if not a.ok]
-                assert not bad, [(a.schedule, a.status_code, a.answer) for a in bad]
+                bad = [(a.schedule, a.status_code, a.answer) for a in attempts if not a.ok]
                 phases[name] = {
+                    "failed": bad,  # reported, not fatal: the next phases still run
                     "runs": len(jobs),
                     "wall_s": round(wall, 2),
                     "run_s": [round(a.seconds, 2) for a in attempts],
@@ -223,8 +225,9 @@ def run(n: int, shards: int, lookup_seconds: float, workdir: Path) -> dict[str, 
 
             body = {"as_of": iso(AS_OF)}
             ingest_as_of = {"as_of": iso(AS_OF + dt.timedelta(hours=1))}
-            phase("ingest", [(instances["ingest"].url, by_name["aircast-ingest-hourly"],
-                              ingest_as_of)])  # fmt: skip
+            if not skip_ingest:
+                phase("ingest", [(instances["ingest"].url, by_name["aircast-ingest-hourly"],
+                                  ingest_as_of)])  # fmt: skip
             sharded = [s for s in expand(SCHEDULES, shards) if s.function == "predict"]
             phase(
                 "predict",
@@ -300,7 +303,7 @@ def table(r: dict[str, Any]) -> str:
     runs = {"ingest": "ingest", "monitor": "monitor", "api": None, "train": None}
     for name, inst in r["instances"].items():
         phase = "predict" if name.startswith("predict") else runs.get(name)
-        if phase:
+        if phase and phase in r["phases"]:
             p = r["phases"][phase]
             k = int(name.split("-")[1]) if name.startswith("predict") else 0
             wall = f"{p['run_s'][k]:.1f}"
@@ -308,7 +311,7 @@ def table(r: dict[str, Any]) -> str:
             wall = "-"
         margin = 1 - inst["peak_mib"] / inst["terraform_mib"]
         lines.append(
-            f"| {name} | {1 if phase else 0} | {wall} | {inst['peak_mib']} "
+            f"| {name} | {1 if wall != '-' else 0} | {wall} | {inst['peak_mib']} "
             f"| {inst['terraform_mib']} | {margin:.0%} |"
         )
     lines += ["", "| run | BigQuery requests per run by kind |", "|---|---|"]
@@ -329,9 +332,10 @@ def main() -> None:
     parser.add_argument("--locations", type=int, default=10_000)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--lookup-seconds", type=float, default=20.0)
+    parser.add_argument("--skip-ingest", action="store_true", help="predict, monitor, api only")
     a = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="aircast-e2e-") as tmp:
-        result = run(a.locations, a.shards, a.lookup_seconds, Path(tmp))
+        result = run(a.locations, a.shards, a.lookup_seconds, Path(tmp), a.skip_ingest)
     print(json.dumps(result), file=sys.stderr)
     print(table(result))
 
