@@ -92,6 +92,19 @@ def handle(
     return redact_value(body), status
 
 
+def _not_allowed(request: flask.Request, allow: str) -> tuple[dict[str, Any], int]:
+    """A 405 naming the methods served, in the body and in the `Allow` header (set on the
+    response when one is made: functions-framework and Flask's dispatch)."""
+
+    def header(response: flask.Response) -> flask.Response:
+        response.headers["Allow"] = allow
+        return response
+
+    if flask.has_request_context():
+        flask.after_this_request(header)
+    return {"error": f"method {request.method} not allowed; use {allow}"}, 405
+
+
 def _handle(
     request: flask.Request, model: type[M], job: Callable[[M, Services], dict[str, Any]]
 ) -> tuple[dict[str, Any], int]:
@@ -99,10 +112,12 @@ def _handle(
     composition root: jobs never fetch their own), and map the outcome to a status.
     `GET /openapi.json` answers the function's document; a run is a POST only."""
     configure_logging(_log_level())
-    if request.method == "GET" and request.path == "/openapi.json":
-        return describe(model, job), 200
+    if request.path == "/openapi.json":
+        if request.method in ("GET", "HEAD"):
+            return describe(model, job), 200
+        return _not_allowed(request, "GET, HEAD")
     if request.method != "POST":  # a GET (a probe, a crawler) must never start a run
-        return {"error": f"method {request.method} not allowed; use POST"}, 405
+        return _not_allowed(request, "POST")
     try:
         params = parse(model, request_data(request, _body_limit()))
         result = job(params, get_services())
