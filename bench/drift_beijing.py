@@ -42,6 +42,7 @@ def main() -> None:
         tb.backfill(home)
         os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local")
         from common.forecasting.features import FeatureSpec, grid_columns
+        from common.forecasting.versions import DriftReferences
         from common.monitoring import drift
         from common.monitoring import thresholds as th
         from common.monitoring.conditions import drift_worst
@@ -55,10 +56,10 @@ def main() -> None:
         )
     obs["ts"] = pd.to_datetime(obs["ts"], utc=True)
     train = obs[obs["ts"] <= CUT]  # the 8 stations fit in memory: the train job's own rows
-    refs = {
-        "reference": drift.reference(train, columns),
-        "reference_by_month": drift.monthly_reference(train, columns),
-    }
+    refs = DriftReferences(
+        reference=drift.reference(train, columns),
+        reference_by_month=drift.monthly_reference(train, columns),
+    )
     natural = drift.natural_psi(train, refs, th.DRIFT_WINDOW_HOURS, th.NATURAL_PSI_QUANTILE)
     window = pd.Timedelta(hours=th.DRIFT_WINDOW_HOURS)
     before: Counter[str] = Counter()
@@ -67,7 +68,7 @@ def main() -> None:
     ends = pd.date_range(CUT, tb.DATA_END, freq=f"{args.every_hours}h", tz="UTC")
     for end in ends:
         recent = obs[(obs["ts"] > end - window) & (obs["ts"] <= end)]
-        whole = drift.psi_by_column(refs["reference"], recent)
+        whole = drift.psi_by_column(refs.reference, recent)
         before[th.LEVELS["drift"].state(max(whole.values()))] += 1
         ref, _ = drift.pick_reference(refs, (end - window).to_pydatetime(), end.to_pydatetime())
         psi = drift.psi_by_column(ref, recent)
@@ -83,7 +84,7 @@ def main() -> None:
         print(f"{name}: {shares}")
     print("training weeks' own PSI (quantile / max):")
     for c, v in natural.items():
-        print(f"  {c}: {v['quantile']:.2f} / {v['max']:.2f}")
+        print(f"  {c}: {v.quantile:.2f} / {v.max:.2f}")
     print("alerts now, by month and input:")
     for (month, column), n in sorted(alerts.items()):
         print(f"  {month} {column}: {n}")

@@ -130,7 +130,7 @@ def child(home: Path) -> dict:
         "later_snapshot_s": later["timings"].get("snapshot_s"),
         "rss_before_mb": round(rss0),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "snapshot_bytes": first["snapshot"].get("bytes"),
+        "snapshot_bytes": next(iter(first["targets"].values()))["snapshot"]["0"].get("bytes"),
     }
 
 

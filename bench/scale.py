@@ -126,9 +126,10 @@ def shard_child(shard: int, shards: int) -> dict[str, Any]:
 
     after_imports = peak_mb()
     t0 = time.perf_counter()
-    answer = run_predict(PredictRequest(as_of=AS_OF, shard=shard, shards=shards), get_services())
+    svc = get_services()
+    answer = run_predict(PredictRequest(as_of=AS_OF, shard=shard, shards=shards), svc)
     wall = time.perf_counter() - t0
-    part = answer["snapshot"] if shards == 1 else answer["snapshot"][str(shard)]
+    part = answer["targets"][svc.settings.default_target]["snapshot"][str(shard)]
     return {
         "shard": shard,
         "locations": answer["counts"]["locations"],

@@ -43,7 +43,7 @@ from common.runtime import services
 from common.runtime.services import Services, get_services
 from common.scheduling.local import replay_plan
 from common.scheduling.schedules import SCHEDULES, Schedule
-from common.storage.base import NotFound
+from common.storage.base import ObjectMissing
 from common.train.job import TrainRequest, run_train
 from common.warehouse.view_keys import duplicates
 
@@ -125,7 +125,7 @@ def invariants(killed_runs: list[tuple[str, dt.datetime]], predicts: list[dt.dat
     try:
         snap = Snapshot.model_validate_json(svc.store.get(SNAPSHOT_KEY))
         out["snapshot"] = (complete(snap.model_version), iso(snap.issued_at))
-    except NotFound:
+    except ObjectMissing:
         out["snapshot"] = (False, "missing")
     status = svc.warehouse.query("SELECT function, as_of, status FROM run_status")
     rows = Counter(

@@ -21,8 +21,10 @@ from common.forecasting.snapshot import (
     Skipped,
     Snapshot,
 )
+from common.forecasting.versions import METADATA_FILE, ModelMetadata, pointer_key, version_key
 from common.scheduling import stack as localstack
 from common.storage import ArtifactStore
+from tests.contracts import stored_metadata
 
 ISSUED = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
 LOCATIONS = ("beijing-dongsi", "beijing-tiantan", "singapore-central")
@@ -139,24 +141,15 @@ def publish(store: ArtifactStore, snapshot: Snapshot) -> None:
     store.put(SNAPSHOT_KEY, snapshot.model_dump_json().encode())
 
 
-def promote(store: ArtifactStore, model_name: str = "aircast", version: str = "v1") -> dict:
-    """A production pointer and metadata laid out as the registry writes them."""
-    metadata = {
-        "version": version,
-        "model_name": model_name,
-        "target": "pm2_5",
-        "horizon": 24,
-        "features": ["lag_1", "lag_24", "hour_of_day"],
-        "params": {"max_depth": 6, "n_estimators": 300},
-        "data_window": {"start": "2026-01-01T00:00:00Z", "end": "2026-11-20T00:00:00Z"},
-        "metrics": {"mae": 5.1},
-        "baselines": {"persistence": {"mae": 7.9}},
-        "gate": {"passed": True},
-    }
-    store.put_json(f"models/{model_name}/{version}/metadata.json", metadata)
+def promote(
+    store: ArtifactStore, model_name: str = "aircast", version: str = "v1"
+) -> ModelMetadata:
+    """A production pointer and metadata laid out as the registry writes them (the
+    metadata a train run wrote, renamed)."""
+    metadata = stored_metadata().model_copy(update={"version": version, "model_name": model_name})
+    store.put_json(version_key(model_name, version, METADATA_FILE), metadata.to_json())
     store.put_json(
-        f"models/{model_name}/production.json",
-        {"version": version, "promoted_at": "2026-11-20T01:00:00Z"},
+        pointer_key(model_name), {"version": version, "promoted_at": "2026-11-20T01:00:00Z"}
     )
     return metadata
 

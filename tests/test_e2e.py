@@ -66,7 +66,7 @@ def test_scheduled_functions_over_http_fill_the_warehouse_and_the_api(
         pointer, _ = Registry(svc.store, svc.settings.model_name).production()
         assert pointer is not None
         versions = {k.split("/")[2] for k in svc.store.list("models/") if k.count("/") == 3}
-        assert pointer["version"] in versions
+        assert pointer.version in versions
 
         # Every predict run forecast every location (or skipped it with a reason) x 24 h.
         per_run = wh.query(
@@ -97,12 +97,12 @@ def test_scheduled_functions_over_http_fill_the_warehouse_and_the_api(
         assert r.status_code == 200, r.text
         answer = r.json()
         assert answer["issued_at"].startswith("2024-03-02T23:00")
-        assert answer["model_version"] == latest["model_version"].iloc[0] == pointer["version"]
+        assert answer["model_version"] == latest["model_version"].iloc[0] == pointer.version
         for col in ("yhat", "yhat_lower", "yhat_upper"):
             got = [p[col] for p in answer["points"]]
             assert got == pytest.approx(latest[col].tolist(), abs=1e-3)
         health = requests.get(f"{urls['api']}/health", timeout=30).json()
-        assert health["model_version"] == pointer["version"]
+        assert health["model_version"] == pointer.version
         # the monitor's last scheduled run stored the status the api reports
         assert health["pipeline"]["as_of"] == "2024-03-02T23:00:00Z"
         assert [c["name"] for c in health["pipeline"]["conditions"]] == list(CONDITIONS)

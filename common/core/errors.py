@@ -1,9 +1,17 @@
-"""The one error hierarchy: every expected failure is an `AircastError` carrying its HTTP
-status, so the function glue, the api and the CLI each handle errors with one clause.
+"""The one error hierarchy: every expected failure is an `AircastError`, classified by
+what it means, so the function glue, the api and the CLI each handle errors with one
+clause and the runs audit tells the caller's mistakes from ours.
 
-4xx are the caller's fault (the request, or a state the caller must change first); 5xx are
-ours or a dependency's. Adapters keep their own names (`WarehouseError`, `StoreError`,
-`SourceError`, ...) as subclasses of the status they mean, defined next to the adapter.
+- `CallerError`: the request, or a state the caller must change first (bad field, unknown
+  thing, no model yet). A retry of the same request fails the same way.
+- `Retryable`: nothing is wrong with the request and trying again will most likely work (a
+  dependency unreadable for now, a write that kept losing a race).
+- anything else: ours or a dependency's failure.
+
+Which HTTP status each answers is decided at the edges only (`common.runtime.statuses`,
+used by the function handler and the api); nothing below them names a status. Adapters
+keep their own names (`WarehouseError`, `StoreError`, `SourceError`, ...) as subclasses
+of what they mean, defined next to the adapter.
 """
 
 from __future__ import annotations
@@ -15,9 +23,7 @@ if TYPE_CHECKING:  # pydantic is only needed to read an error, never to define o
 
 
 class AircastError(Exception):
-    """Base for expected errors; on its own an internal error (500)."""
-
-    status: int = 500
+    """Base for expected errors; on its own an internal one (ours to fix)."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -39,53 +45,46 @@ class AircastError(Exception):
 
 
 # -- the caller's fault -----------------------------------------------------------------------
-class BadRequest(AircastError):
+class CallerError(AircastError):
+    """The caller's to fix: the request, or a state the caller must change first."""
+
+
+class BadRequest(CallerError):
     """The request is invalid; `field` names the culprit."""
 
-    status = 400
 
-
-class PayloadTooLarge(AircastError):
+class PayloadTooLarge(CallerError):
     """The request body is larger than AIRCAST_MAX_REQUEST_BYTES."""
 
-    status = 413
+
+class NotFound(CallerError):
+    """The thing asked for does not exist (a location, a model, a Cloud Scheduler job)."""
 
 
-class Forbidden(AircastError):
+class Forbidden(CallerError):
     """The request is valid but not served here (e.g. a write on a read-only api)."""
 
-    status = 403
 
-
-class NotFound(AircastError):
-    """The thing asked for does not exist (a location, an artifact, a Cloud Scheduler job)."""
-
-    status = 404
-
-
-class Conflict(AircastError):
+class Conflict(CallerError):
     """The system is not in a state to do this yet (e.g. no production model)."""
-
-    status = 409
-
-
-class PreconditionFailed(AircastError):
-    """A conditional write lost: the object changed since the writer read it."""
-
-    status = 412
 
 
 # -- ours or a dependency's -------------------------------------------------------------------
 class BadGateway(AircastError):
     """Something we called (a public API, a served function) failed or answered badly."""
 
-    status = 502
+
+class Retryable(AircastError):
+    """Nothing is wrong with the request: the same request, a little later, should work."""
 
 
-class Unavailable(AircastError):
+class Unavailable(Retryable):
     """A dependency cannot be read now and there is nothing cached to answer from."""
 
-    status = 503
+
+class Contention(Retryable):
+    """A conditional write kept losing to other writers (each attempt re-read and decided
+    again); a retry will most likely succeed."""
 
 
 class RunFailed(AircastError):

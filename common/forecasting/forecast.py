@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from common.forecasting.adaptation import Offsets
-from common.forecasting.features import FeatureSpec, serving_features
+from common.forecasting.features import serving_features
 from common.forecasting.registry import Loaded
 
 
@@ -29,7 +29,7 @@ def forecast_frame(
     (`neighbours`: see `serving_features`; `offsets`: the target's adaptive interval
     widening, see `common.forecasting.adaptation`; `cams`: the CAMS forecasts as issued,
     `common.forecasting.as_issued.read_cams`, read when the model uses them)."""
-    spec = FeatureSpec(**loaded.metadata["spec"])
+    spec = loaded.metadata.feature_spec()
     t0 = time.perf_counter()
     X, keys, skipped = serving_features(obs, as_of, spec, places, weather, neighbours, cams)
     t1 = time.perf_counter()

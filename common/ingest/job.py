@@ -28,7 +28,7 @@ from common.core.timeutil import UTC, UTCDateTime, floor_hour, iso, resolve_as_o
 from common.ingest.imports import is_gcs_path, staged
 from common.ingest.validation import validate
 from common.runtime import locations as locations_mod
-from common.runtime.runs import Outcome, Run, run_job
+from common.runtime.runs import Outcome, Run, RunAnswer, run_job
 from common.runtime.services import Services
 from common.sources import Location, Source, Window, default_source, make_source
 from common.sources.base import Batch, Rejection, payload_text
@@ -90,6 +90,25 @@ class IngestRequest(BaseModel):
         return end
 
 
+class FetchWindow(BaseModel):
+    start: dt.datetime
+    end: dt.datetime
+
+
+class FailedLocation(BaseModel):
+    location_id: str
+    error: str
+
+
+class IngestAnswer(RunAnswer):
+    """The ingest function's answer: the run's fields, the source, the window fetched and
+    the locations that failed (the others landed)."""
+
+    source: str | None = None
+    window: FetchWindow | None = None
+    failed_locations: list[FailedLocation] | None = None
+
+
 @dataclass(frozen=True)
 class IngestPlan:
     """What a request asks for, checked before the run starts (a bad request records no run)."""
@@ -132,6 +151,7 @@ def _run(request: IngestRequest, plan: IngestPlan, services: Services) -> dict[s
         ),
         as_of=plan.window.as_of,
         params={"source": plan.source.name},
+        answer=IngestAnswer,
     )
 
 

@@ -1,13 +1,14 @@
 """The health conditions, each computed live from the warehouse and the store at as_of:
-a dict with its `name`, `state` (ok | warn | alert), `detail`, `value`, the levels it is
-judged by and what explains it. `common.monitoring.status` evaluates them all and stores
-the status."""
+a `common.monitoring.health.HealthCondition` with its `name`, `state` (ok | warn | alert),
+`detail`, `value`, the levels it is judged by and what explains it.
+`common.monitoring.status` evaluates them all and stores the status."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import json
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -16,21 +17,19 @@ import numpy as np
 import pandas as pd
 
 from common.core.timeutil import in_future, iso, parse_time
-from common.forecasting.features import FeatureSpec, grid_columns
-from common.forecasting.registry import Registry, trained_through
+from common.forecasting.features import grid_columns
+from common.forecasting.registry import Registry
 from common.forecasting.snapshot import issued_at_of, snapshot_keys
+from common.forecasting.versions import NaturalSpread
 from common.monitoring import drift, signals
 from common.monitoring import thresholds as th
+from common.monitoring.health import STATES, HealthCondition, TargetState, worst
 from common.runtime import locations as locations_mod
 from common.runtime.services import Services
-from common.storage.base import NotFound
+from common.storage.base import ObjectMissing
 
-STATES = ("ok", "warn", "alert")
-
-
-def worst(states: list[str]) -> str:
-    """The worst of some states (ok when none)."""
-    return max(states, key=STATES.index, default="ok")
+__all__ = ["STATES", "build_condition", "every_target", "worst"]
+log = logging.getLogger("aircast.health")
 
 
 def _num(value: float | None, digits: int = 3) -> float | None:
@@ -39,23 +38,15 @@ def _num(value: float | None, digits: int = 3) -> float | None:
     return round(float(value), digits)
 
 
-def build_condition(name: str, value: float | None, detail: str, **extra: Any) -> dict[str, Any]:
+def build_condition(name: str, value: float | None, detail: str, **extra: Any) -> HealthCondition:
     """A condition named `name` judged by its levels (`state` given overrides them)."""
     level = th.LEVELS[name]
     state = extra.pop("state", None) or level.state(value)
-    return {
-        "name": name,
-        "state": state,
-        "detail": detail,
-        "value": _num(value),
-        "unit": level.unit,
-        "warn": level.warn,
-        "alert": level.alert,
-        **extra,
-    }
+    fields = {"unit": level.unit, "warn": level.warn, "alert": level.alert, **extra}
+    return HealthCondition(name=name, state=state, detail=detail, value=_num(value), **fields)
 
 
-def freshness(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+def freshness(services: Services, as_of: dt.datetime) -> HealthCondition:
     frame = signals.freshness(services.warehouse, as_of)
     if frame.empty:
         return build_condition("freshness", None, "no active locations yet")
@@ -84,7 +75,7 @@ def freshness(services: Services, as_of: dt.datetime) -> dict[str, Any]:
     return build_condition("freshness", worst_lag, detail, locations=locations)
 
 
-def runs(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+def runs(services: Services, as_of: dt.datetime) -> HealthCondition:
     frame = signals.runs(services.warehouse, as_of)
     by_fn = {r.function: r for r in frame.itertuples()}
     functions = {
@@ -128,15 +119,14 @@ def runs(services: Services, as_of: dt.datetime) -> dict[str, Any]:
     return build_condition("runs", shown, detail, state=state, functions=functions)
 
 
-def model_age(services: Services, as_of: dt.datetime, target: str | None = None) -> dict[str, Any]:
+def model_age(services: Services, as_of: dt.datetime, target: str | None = None) -> HealthCondition:
     s = services.settings
     registry = Registry.of_target(services.store, s, target or s.default_target)
     pointer, _ = registry.production()
     if pointer is None:
         return build_condition("model_age", None, "no model in production", state="alert")
-    version = str(pointer["version"])
-    meta = registry.metadata(version)
-    trained = trained_through(meta)
+    version = pointer.version
+    trained = registry.metadata(version).trained_through
     days = max(0.0, (as_of - trained).total_seconds() / 86400)
     detail = f"production {version} trained on data up to {iso(trained)} ({days:.1f} days ago)"
     extra: dict[str, Any] = {}
@@ -144,11 +134,11 @@ def model_age(services: Services, as_of: dt.datetime, target: str | None = None)
         detail = f"production {version} trained on data up to {iso(trained)}, after now"
         extra["state"] = "alert"
     return build_condition(
-        "model_age", days, detail, version=version, promoted_at=pointer.get("promoted_at"), **extra
+        "model_age", days, detail, version=version, promoted_at=pointer.promoted_at, **extra
     )
 
 
-def rejected_share(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+def rejected_share(services: Services, as_of: dt.datetime) -> HealthCondition:
     frame = signals.rejected(services.warehouse, as_of)
     sources: dict[str, dict[str, Any]] = {}
     for source, rows in frame.groupby("source"):
@@ -180,7 +170,7 @@ def rejected_share(services: Services, as_of: dt.datetime) -> dict[str, Any]:
     return build_condition("rejected_share", top["share"], detail, sources=sources)
 
 
-def accuracy(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+def accuracy(services: Services, as_of: dt.datetime) -> HealthCondition:
     frame = signals.accuracy(services.warehouse, as_of, services.settings.forecast_targets)
     versions: dict[str, dict[str, Any]] = {}
     for version, rows in frame.groupby("model_version"):
@@ -253,13 +243,13 @@ def _cams(n: Any, cams_abs: Any, model_abs: Any) -> dict[str, Any] | None:
 
 def drift_condition(
     services: Services, as_of: dt.datetime, target: str | None = None
-) -> dict[str, Any]:
+) -> HealthCondition:
     s = services.settings
     registry = Registry.of_target(services.store, s, target or s.default_target)
     pointer, _ = registry.production()
     if pointer is None:
         return build_condition("drift", None, "no model in production")
-    version = str(pointer["version"])
+    version = pointer.version
     meta = registry.metadata(version)
     start = as_of - dt.timedelta(hours=th.DRIFT_WINDOW_HOURS)
     ref, against = drift.pick_reference(meta, start, as_of)
@@ -267,7 +257,7 @@ def drift_condition(
         return build_condition(
             "drift", None, f"{version} stores no reference quantiles", version=version
         )
-    columns = grid_columns(FeatureSpec(**meta["spec"]))
+    columns = grid_columns(meta.feature_spec())
     ids: list[str] | None = None
     known = sorted(locations_mod.current(services.warehouse)["location_id"].astype(str))
     if len(known) > th.DRIFT_LOCATIONS:  # seeded by the as_of: the same sample on a re-run
@@ -280,13 +270,13 @@ def drift_condition(
     psi = drift.psi_by_column(ref, recent)
     try:  # the sample train stored with the version (none for versions trained before it)
         training = drift.read_sample(registry.store.get(registry.key(version, drift.SAMPLE_FILE)))
-    except NotFound:
+    except ObjectMissing:
         training = None
     auc = None
     if training is not None:
         picked = recent.sample(min(len(recent), th.ADVERSARIAL_SAMPLE), random_state=0)
         auc = drift.adversarial_auc(training, picked)
-    column, level = drift_worst(psi, meta.get("reference_natural") or {})
+    column, level = drift_worst(psi, meta.reference_natural)
     value = psi[column] if column else None
     state = level.state(value)
     if auc is not None and auc > th.ADVERSARIAL_AUC_WARN and state == "ok":
@@ -313,7 +303,7 @@ def drift_condition(
 
 
 def drift_worst(
-    psi: dict[str, float], natural: dict[str, dict[str, float]]
+    psi: dict[str, float], natural: dict[str, NaturalSpread]
 ) -> tuple[str | None, th.Level]:
     """The input furthest beyond its own alert level (PSI / that level), and its levels;
     (None, the fixed levels) with no inputs."""
@@ -322,7 +312,7 @@ def drift_worst(
     return column, levels[column] if column else th.LEVELS["drift"]
 
 
-def drift_levels(natural: dict[str, float] | None) -> th.Level:
+def drift_levels(natural: NaturalSpread | None) -> th.Level:
     """One input's drift levels: the fixed ones, raised to its training weeks' own PSI
     (warn above their NATURAL_PSI_QUANTILE, alert above the largest) where those were
     further apart."""
@@ -330,11 +320,11 @@ def drift_levels(natural: dict[str, float] | None) -> th.Level:
     if not natural:
         return fixed
     return dataclasses.replace(
-        fixed, warn=max(fixed.warn, natural["quantile"]), alert=max(fixed.alert, natural["max"])
+        fixed, warn=max(fixed.warn, natural.quantile), alert=max(fixed.alert, natural.max)
     )
 
 
-def snapshot(services: Services, as_of: dt.datetime, target: str | None = None) -> dict[str, Any]:
+def snapshot(services: Services, as_of: dt.datetime, target: str | None = None) -> HealthCondition:
     """Age of the oldest part the api serves (one per predict shard): a shard whose runs
     fail keeps serving its last part, and this is where that shows."""
     shards = services.settings.predict_shards
@@ -344,7 +334,7 @@ def snapshot(services: Services, as_of: dt.datetime, target: str | None = None) 
     for key in snapshot_keys(shards, target, services.settings.default_target):
         try:
             data = services.store.get(key)
-        except NotFound:
+        except ObjectMissing:
             return build_condition(
                 "snapshot", None, f"no serving snapshot at {key} (run predict)", state="alert"
             )
@@ -374,32 +364,31 @@ def snapshot(services: Services, as_of: dt.datetime, target: str | None = None) 
 
 
 def every_target(
-    name: str, check: Callable[[Services, dt.datetime, str | None], dict[str, Any]]
-) -> Callable[[Services, dt.datetime], dict[str, Any]]:
+    name: str, check: Callable[[Services, dt.datetime, str | None], HealthCondition]
+) -> Callable[[Services, dt.datetime], HealthCondition]:
     """A per-model condition over every forecast target (AIRCAST_TARGETS): the worst
     target's condition, its detail prefixed with the target, and each target's state, value
     and detail under `targets`. One target: the condition as it is."""
 
-    def run(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+    def run(services: Services, as_of: dt.datetime) -> HealthCondition:
         targets = services.settings.forecast_targets
         if len(targets) <= 1:
             return check(services, as_of, None)
-        found = {}
+        found: dict[str, HealthCondition] = {}
         for target in targets:
             try:
                 found[target] = check(services, as_of, target)
             except Exception as exc:  # one target unreadable: the others still report
+                log.warning("could not evaluate %s for %s", name, target, exc_info=True)
                 error = f"could not evaluate: {type(exc).__name__}: {exc}"
                 found[target] = build_condition(name, None, error, state="alert")
-        top = max(targets, key=lambda t: (STATES.index(found[t]["state"]), found[t]["value"] or 0))
-        return {
-            **found[top],
-            "detail": f"{top}: {found[top]['detail']}",
-            "target": top,
-            "targets": {
-                t: {k: c[k] for k in ("state", "value", "detail")} for t, c in found.items()
-            },
+        top = max(targets, key=lambda t: (STATES.index(found[t].state), found[t].value or 0))
+        each = {
+            t: TargetState(state=c.state, value=c.value, detail=c.detail) for t, c in found.items()
         }
+        return found[top].model_copy(
+            update={"detail": f"{top}: {found[top].detail}", "target": top, "targets": each}
+        )
 
     return run
 

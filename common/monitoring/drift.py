@@ -31,6 +31,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from common.forecasting.versions import (
+    ColumnBins,
+    DriftReference,
+    DriftReferences,
+    NaturalSpread,
+)
+
 QUANTILES = np.linspace(0, 1, 11)
 EPS = 1e-4  # floor of a bin's share, so an empty bin gives a large, finite PSI
 SAMPLE_FILE = "reference_sample.parquet"  # beside the version's metadata.json
@@ -38,9 +45,9 @@ SAMPLE_ROWS = 2000  # bounded: a few hundred kB at most, whatever the training w
 MONTH_MIN_ROWS = 200  # rows of one calendar month before it gets its own deciles
 
 
-def reference(obs: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
+def reference(obs: pd.DataFrame, columns: Sequence[str]) -> DriftReference:
     """Decile edges and the share of rows in each bin, per column (what train stores)."""
-    out: dict[str, Any] = {}
+    out: DriftReference = {}
     for c in columns:
         values = pd.to_numeric(obs[c], errors="coerce").to_numpy(float) if c in obs else []
         values = values[~np.isnan(values)] if len(values) else np.array([])
@@ -48,48 +55,47 @@ def reference(obs: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
             continue
         cuts = np.unique(np.quantile(values, QUANTILES[1:-1]))
         shares = np.bincount(np.searchsorted(cuts, values, side="right"), minlength=len(cuts) + 1)
-        out[c] = {
-            "cuts": [round(float(x), 6) for x in cuts],
-            "shares": [round(float(x), 6) for x in shares / len(values)],
-            "n": len(values),
-        }
+        out[c] = ColumnBins(
+            cuts=[round(float(x), 6) for x in cuts],
+            shares=[round(float(x), 6) for x in shares / len(values)],
+            n=len(values),
+        )
     return out
 
 
 def monthly_reference(
     obs: pd.DataFrame, columns: Sequence[str], min_rows: int = MONTH_MIN_ROWS
-) -> dict[str, dict[str, Any]]:
-    """`reference()` of each calendar month ("1".."12") with at least `min_rows` rows, over
+) -> dict[int, DriftReference]:
+    """`reference()` of each calendar month (1..12) with at least `min_rows` rows, over
     every year of the window."""
     if "ts" not in obs or obs.empty:
         return {}
     month = pd.to_datetime(obs["ts"], utc=True).dt.month.to_numpy()
-    out = {}
+    out: dict[int, DriftReference] = {}
     for m in np.unique(month):
         rows = obs[month == m]
         if len(rows) >= min_rows:
             ref = reference(rows, columns)
             if ref:
-                out[str(int(m))] = ref
+                out[int(m)] = ref
     return out
 
 
 def pick_reference(
-    meta: dict[str, Any], start: dt.datetime, end: dt.datetime
-) -> tuple[dict[str, Any], str]:
+    refs: DriftReferences, start: dt.datetime, end: dt.datetime
+) -> tuple[DriftReference, str]:
     """The deciles to compare the window (start, end] with, and what they are: the month of
     the window's middle when the version stores it, else the whole training window."""
     middle = start + (end - start) / 2
-    by_month = meta.get("reference_by_month") or {}
-    ref = by_month.get(str(middle.month))
+    ref = refs.reference_by_month.get(middle.month)
     if ref:
         return ref, f"{calendar.month_name[middle.month]} of the training window"
-    return meta.get("reference") or {}, "the whole training window"
+    return refs.reference, "the whole training window"
 
 
 def natural_psi(
-    rows: pd.DataFrame, references: dict[str, Any], hours: int, quantile: float
-) -> dict[str, dict[str, float]]:
+    rows: pd.DataFrame, references: DriftReferences, hours: int, quantile: float
+) -> dict[str, NaturalSpread]:
     """Per column, the `quantile` and the largest PSI of the training rows' own windows of
     `hours` (runs of consecutive hours, cut every `hours`; a run shorter than half of it is
     left out). Each window is compared with what `pick_reference` would give it, rebuilt
@@ -98,7 +104,7 @@ def natural_psi(
     Columns with fewer than 4 windows get nothing (the fixed levels apply)."""
     if "ts" not in rows or rows.empty:
         return {}
-    columns = list(references.get("reference") or {})
+    columns = list(references.reference)
     ts = pd.to_datetime(rows["ts"], utc=True)
     hour = ((ts - ts.min()).dt.total_seconds() // 3600).astype(int).to_numpy()
     month = ts.dt.month.to_numpy()
@@ -111,7 +117,7 @@ def natural_psi(
         else:
             window[i] = window[i - 1]
     of_row = window[np.searchsorted(distinct, hour)]
-    by_month = references.get("reference_by_month") or {}
+    by_month = references.reference_by_month
     values: dict[str, list[float]] = {}
     for w in np.unique(of_row):
         inside = of_row == w
@@ -119,14 +125,14 @@ def natural_psi(
         if (end - start) < pd.Timedelta(hours=hours // 2):
             continue
         middle = (start + (end - start) / 2).month
-        same = month == middle if str(middle) in by_month else np.ones(len(rows), bool)
+        same = month == middle if middle in by_month else np.ones(len(rows), bool)
         others = rows[same & ~inside]
         if len(others) < MONTH_MIN_ROWS:
             continue
         for c, v in psi_by_column(reference(others, columns), rows[inside]).items():
             values.setdefault(c, []).append(v)
     return {
-        c: {"quantile": round(float(np.quantile(v, quantile)), 4), "max": round(max(v), 4)}
+        c: NaturalSpread(quantile=round(float(np.quantile(v, quantile)), 4), max=round(max(v), 4))
         for c, v in values.items()
         if len(v) >= 4
     }
@@ -152,20 +158,20 @@ def read_sample(data: bytes) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(data))
 
 
-def psi(ref: dict[str, Any], values: np.ndarray) -> float | None:
+def psi(ref: ColumnBins, values: np.ndarray) -> float | None:
     """PSI of `values` against one column's reference; None with no values."""
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return None
-    cuts = np.asarray(ref["cuts"], float)
-    expected = np.maximum(np.asarray(ref["shares"], float), EPS)
+    cuts = np.asarray(ref.cuts, float)
+    expected = np.maximum(np.asarray(ref.shares, float), EPS)
     counts = np.bincount(np.searchsorted(cuts, values, side="right"), minlength=len(cuts) + 1)
     actual = np.maximum(counts / len(values), EPS)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def psi_by_column(ref: dict[str, Any], recent: pd.DataFrame) -> dict[str, float]:
-    out = {}
+def psi_by_column(ref: DriftReference, recent: pd.DataFrame) -> dict[str, float]:
+    out: dict[str, float] = {}
     for c, r in ref.items():
         if c in recent:
             value = psi(r, pd.to_numeric(recent[c], errors="coerce").to_numpy(float))

@@ -16,9 +16,20 @@ from pydantic import BaseModel, ConfigDict
 
 from common.core.timeutil import UTCDateTime
 from common.monitoring import status
-from common.monitoring.conditions import STATES
-from common.runtime.runs import Outcome, Run, run_job
+from common.monitoring.health import STATES, State
+from common.runtime.runs import Outcome, Run, RunAnswer, run_job
 from common.runtime.services import Services
+
+
+class MonitorAnswer(RunAnswer):
+    """The monitor function's answer: the run's fields, the overall health, each
+    condition's state, whether the status was stored (not when a newer one is) and the
+    seconds the evaluation took."""
+
+    health: State | None = None
+    conditions: dict[str, State] | None = None
+    stored: bool | None = None
+    seconds: float | None = None
 
 
 class MonitorRequest(BaseModel):
@@ -31,17 +42,19 @@ class MonitorRequest(BaseModel):
 
 def run_monitor(request: MonitorRequest, services: Services) -> dict[str, Any]:
     """Evaluate every health condition at as_of (each logged for the alerts) and store them."""
-    return run_job("monitor", request, services, lambda run: _monitor(services, run))
+    return run_job(
+        "monitor", request, services, lambda run: _monitor(services, run), answer=MonitorAnswer
+    )
 
 
 def _monitor(services: Services, run: Run) -> Outcome:
     t = time.perf_counter()
     health = status.evaluate(services, run.as_of)
     stored = status.publish(services, health)
-    states = {c["name"]: c["state"] for c in health["conditions"]}
-    counts = {state: sum(1 for s in states.values() if s == state) for state in STATES}
+    states = health.states()
+    counts: dict[str, int] = {s: sum(1 for v in states.values() if v == s) for s in STATES}
     answer = {
-        "health": health["status"],
+        "health": health.status,
         "conditions": states,
         "stored": stored,
         "seconds": round(time.perf_counter() - t, 3),

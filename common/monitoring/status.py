@@ -3,11 +3,12 @@
 `evaluate(services, as_of)` computes every condition live from the warehouse and the
 store, logs one structured line per condition (message "health condition", fields
 `condition`, `state`, `value`, `warn`, `alert`: what Terraform's log-based metrics read)
-and returns `{"status", "as_of", "conditions": [{"name", "state", "detail", "value",
-...}]}`. `publish` stores it at health/status.json for the api, which never opens the
-warehouse. A condition that cannot be computed (a table or object unreadable) is an
-`alert` naming the error, never a crash: a monitor must still report. The conditions
-themselves are in `common.monitoring.conditions`.
+and returns a `common.monitoring.health.PipelineStatus`: `{"status", "as_of",
+"conditions": [{"name", "state", "detail", "value", ...}]}`. `publish` stores it at
+health/status.json for the api, which never opens the warehouse. A condition that cannot
+be computed (a table or object unreadable) is an `alert` naming the error (and its
+traceback logged), never a crash: a monitor must still report. The conditions themselves
+are in `common.monitoring.conditions`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from common.core.logs import event, get_logger
 from common.core.timeutil import in_future, iso, parse_time
@@ -31,10 +31,9 @@ from common.monitoring.conditions import (
     rejected_share,
     runs,
     snapshot,
-    worst,
 )
+from common.monitoring.health import HealthCondition, PipelineStatus, worst
 from common.runtime.services import Services
-from common.storage.base import NotFound, PreconditionFailed
 
 log = get_logger("health")
 
@@ -49,7 +48,7 @@ CONDITIONS = (
 )
 
 
-CHECKS: dict[str, Callable[[Services, dt.datetime], dict[str, Any]]] = {
+CHECKS: dict[str, Callable[[Services, dt.datetime], HealthCondition]] = {
     "freshness": freshness,
     "runs": runs,
     "model_age": every_target("model_age", model_age),
@@ -60,50 +59,50 @@ CHECKS: dict[str, Callable[[Services, dt.datetime], dict[str, Any]]] = {
 }
 
 
-def evaluate(services: Services, as_of: dt.datetime) -> dict[str, Any]:
+def evaluate(services: Services, as_of: dt.datetime) -> PipelineStatus:
     """Every condition at as_of, each logged as one structured line."""
-    conditions = []
+    conditions: list[HealthCondition] = []
     for name in CONDITIONS:
         try:
             condition = CHECKS[name](services, as_of)
-        except Exception as exc:  # the monitor reports what it cannot read
+        except Exception as exc:  # the monitor reports what it cannot read (and logs why)
+            log.warning("could not evaluate %s", name, exc_info=True)
             error = f"{type(exc).__name__}: {exc}"
             condition = build_condition(name, None, f"could not evaluate: {error}", state="alert")
         conditions.append(condition)
         event(
             log,
             "health condition",
-            logging.WARNING if condition["state"] != "ok" else logging.INFO,
+            logging.WARNING if condition.state != "ok" else logging.INFO,
             condition=name,
-            state=condition["state"],
-            value=condition["value"],
-            warn=condition["warn"],
-            alert=condition["alert"],
-            detail=condition["detail"],
+            state=condition.state,
+            value=condition.value,
+            warn=condition.warn,
+            alert=condition.alert,
+            detail=condition.detail,
             as_of=iso(as_of),
         )
-    status = worst([c["state"] for c in conditions])
-    return {"status": status, "as_of": iso(as_of), "conditions": conditions}
+    status = worst([c.state for c in conditions])
+    return PipelineStatus(status=status, as_of=as_of, conditions=conditions)
 
 
-def publish(services: Services, status: dict[str, Any]) -> bool:
-    """Store the status for the api; never replaces one for a later as_of (a backfill
-    predict must not hide today's status), unless that one is dated after now. True when
+def publish(services: Services, status: PipelineStatus) -> bool:
+    """Store the status for the api unless one for a later as_of is stored (a backfill
+    must not hide today's status): the store's `put_if_newer`, so an unreadable status is
+    replaced (and logged) and losing the race 3 times is a retryable Contention. True when
     written."""
-    store = services.store
-    for _ in range(3):
-        try:
-            current, generation = store.get_with_generation(STATUS_KEY)
-        except NotFound:
-            current, generation = None, 0
-        held = None if current is None else str(json.loads(current)["as_of"])
-        # Both are iso() strings in UTC: they sort as the times do. One dated after now
-        # (a clock gone wrong) is no newer status: replaced, so it cannot freeze the status.
-        if held is not None and held > status["as_of"] and not in_future(parse_time(held)):
-            return False
-        try:
-            store.put_json_if_generation(STATUS_KEY, status, generation)
-            return True
-        except PreconditionFailed:
-            continue
-    return False
+    body = json.dumps(status.to_json(), indent=2, sort_keys=True).encode()
+    put = services.store.put_if_newer(STATUS_KEY, body, status.as_of, stored_as_of)
+    if put.replaced is not None:
+        event(log, "replaced an unreadable status", logging.WARNING, error=put.replaced)
+    return put.written
+
+
+def stored_as_of(data: bytes) -> dt.datetime:
+    """The as_of of a stored status (raises ValueError/KeyError when unreadable). One dated
+    after now (a clock gone wrong) is no newer status: unreadable, so it is replaced and
+    cannot freeze the status."""
+    as_of = parse_time(json.loads(data)["as_of"])
+    if in_future(as_of):
+        raise ValueError(f"the stored status is dated after now ({iso(as_of)})")
+    return as_of

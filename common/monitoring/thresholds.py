@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from common.monitoring.health import State
+
 
 @dataclass(frozen=True)
 class Level:
@@ -21,7 +23,7 @@ class Level:
     alert: float
     description: str
 
-    def state(self, value: float | None) -> str:
+    def state(self, value: float | None) -> State:
         if value is None:
             return "ok"
         if value > self.alert:

@@ -48,6 +48,7 @@ from common.forecasting.forecast import forecast_frame
 from common.forecasting.neighbours import REGION_HOURS, neighbours_of
 from common.forecasting.registry import Loaded, Registry
 from common.forecasting.snapshot import intervals_key, snapshot_key
+from common.predict.answer import PredictAnswer
 from common.predict.intervals import step_offsets
 from common.predict.publish import publish
 from common.predict.reads import already_forecast, read_recent, read_weather_forecasts
@@ -80,7 +81,13 @@ def run_predict(request: PredictRequest, services: Services) -> dict[str, Any]:
     """Forecast the active locations of the requested shards (all when none is named) with
     the production model and publish each shard's part of the snapshot."""
     todo, shards = shards_to_run(request.shard, request.shards, services.settings.predict_shards)
-    return run_job("predict", request, services, lambda run: _predict(services, run, todo, shards))
+    return run_job(
+        "predict",
+        request,
+        services,
+        lambda run: _predict(services, run, todo, shards),
+        answer=PredictAnswer,
+    )
 
 
 def production_models(services: Services) -> tuple[dict[str, Loaded], dict[str, str]]:
@@ -104,7 +111,7 @@ def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outc
     with timings.stage("model_load_s"):
         models, missing = production_models(services)  # 409 when no target has a model
     loaded = next(iter(models.values()))  # the first target's: the answer's top level
-    spec = FeatureSpec(**loaded.metadata["spec"])
+    spec = loaded.metadata.feature_spec()
     run.answer["model_version"] = loaded.version
     if shards > 1:
         run.answer["shards"] = shards
@@ -123,14 +130,10 @@ def _predict(services: Services, run: Run, todo: list[int], shards: int) -> Outc
         for k in COUNTS:
             counts[k] += mine["counts"][k]
         skipped += [(target, i, r) for i, r in target_skipped]
-    if shards == 1:  # one part: its outcome, as a single-target run has always answered
-        for mine in targets.values():
-            mine["snapshot"] = mine["snapshot"]["0"]
     answer: dict[str, Any] = {
         "issued_at": iso(run.as_of),
         "horizon": spec.horizon,
         "skipped": [{"location_id": i, "target": tg, "reason": r} for tg, i, r in skipped],
-        "snapshot": targets[next(iter(models))]["snapshot"],
         "targets": {**targets, **{tg: {"skipped": reason} for tg, reason in missing.items()}},
         "timings": timings.seconds,
     }
@@ -167,7 +170,7 @@ def _predict_target(
         "counts": dict.fromkeys(COUNTS, 0),
         "snapshot": {},  # shard -> what publish did
     }
-    spec = FeatureSpec(**model.metadata["spec"])
+    spec = model.metadata.feature_spec()
     with timings.stage("intervals_s"):
         offsets = step_offsets(services, run, target, spec.horizon)
         if offsets is not None:  # served by every shard, published once for the api

@@ -19,12 +19,12 @@ from typing import Any
 
 import pandas as pd
 
-from common.core.errors import Conflict
+from common.core.errors import Contention
 from common.core.timeutil import in_future, iso, parse_time
 from common.forecasting.snapshot import SNAPSHOT_KEY, issued_at_of
 from common.predict.snapshot import RawJSON, encode_snapshot
 from common.runtime.services import Services
-from common.storage.base import NotFound, PreconditionFailed
+from common.storage.base import GenerationMismatch, ObjectMissing
 
 
 def publish(
@@ -44,7 +44,7 @@ def publish(
         try:
             data, generation = store.get_with_generation(key)
             current = pd.Timestamp(issued_at_of(data))
-        except NotFound:
+        except ObjectMissing:
             current, generation = None, 0
         except (ValueError, KeyError, TypeError):  # unreadable: replace it
             current, generation, data = None, store.generation(key), None
@@ -62,7 +62,7 @@ def publish(
         body = encode_snapshot(doc)
         try:
             store.put_if_generation(key, body, generation, "application/json")
-        except PreconditionFailed:
+        except GenerationMismatch:
             continue
         answer: dict[str, Any] = {"written": True, "key": key, "bytes": len(body)}
         if stale:
@@ -70,7 +70,7 @@ def publish(
         if replaced_future:
             answer["replaced"] = f"a snapshot dated after now ({replaced_future})"
         return answer
-    raise Conflict("the serving snapshot kept changing under this run; retry", field="snapshot")
+    raise Contention(f"{key} kept changing under this run ({attempts} attempts); retry")
 
 
 def _with_carried(

@@ -1,7 +1,9 @@
 """HTTP glue shared by the function entry points: parse, validate, run, answer JSON.
 
 A bad request is a 400 naming the field; a missing precondition (no model yet) a 409; a
-failed run a 500 so that Cloud Scheduler retries. Nothing the caller sends produces a 500.
+failed run a 500, or a 503 when it failed for now (`Retryable`), so that Cloud Scheduler
+retries. Nothing the caller sends produces a 5xx. The statuses come from
+`common.runtime.statuses`, the one table of them.
 """
 
 from __future__ import annotations
@@ -15,12 +17,20 @@ import flask
 from pydantic import BaseModel, ValidationError
 
 from common.core.config import ConfigError, Settings, get_settings
-from common.core.errors import AircastError, BadRequest, RunFailed, validation_message
+from common.core.errors import (
+    AircastError,
+    BadRequest,
+    CallerError,
+    RunFailed,
+    validation_message,
+)
 from common.core.logs import configure_logging, event, get_logger
 from common.core.redaction import redact_value
 from common.runtime.body import parse_json, query_args, read_body, truncate
 from common.runtime.openapi import job_openapi
+from common.runtime.runs import RunAnswer
 from common.runtime.services import Services, get_services
+from common.runtime.statuses import http_status
 
 log = get_logger("http")
 M = TypeVar("M", bound=BaseModel)
@@ -76,19 +86,27 @@ def _body_limit() -> int:
         return DEFAULT_BODY_LIMIT
 
 
-def describe(model: type[M], job: Callable[[M, Services], dict[str, Any]]) -> dict[str, Any]:
+def describe(
+    model: type[M],
+    job: Callable[[M, Services], dict[str, Any]],
+    answer: type[RunAnswer] = RunAnswer,
+) -> dict[str, Any]:
     """The function's OpenAPI document: named after the job (`run_ingest` -> ingest), its
-    summary the first line of the job module's docstring, its body `model`'s schema."""
+    summary the first line of the job module's docstring, its body `model`'s schema and its
+    answer `answer`'s."""
     doc = sys.modules[job.__module__].__doc__ or ""
     summary = doc.strip().splitlines()[0] if doc.strip() else ""
-    return job_openapi(job.__name__.removeprefix("run_"), model, summary)
+    return job_openapi(job.__name__.removeprefix("run_"), model, summary, answer)
 
 
 def handle(
-    request: flask.Request, model: type[M], job: Callable[[M, Services], dict[str, Any]]
+    request: flask.Request,
+    model: type[M],
+    job: Callable[[M, Services], dict[str, Any]],
+    answer: type[RunAnswer] = RunAnswer,
 ) -> tuple[dict[str, Any], int]:
     """`_handle`'s answer through the one redaction: no secret reaches a caller."""
-    body, status = _handle(request, model, job)
+    body, status = _handle(request, model, job, answer)
     return redact_value(body), status
 
 
@@ -106,7 +124,10 @@ def _not_allowed(request: flask.Request, allow: str) -> tuple[dict[str, Any], in
 
 
 def _handle(
-    request: flask.Request, model: type[M], job: Callable[[M, Services], dict[str, Any]]
+    request: flask.Request,
+    model: type[M],
+    job: Callable[[M, Services], dict[str, Any]],
+    answer: type[RunAnswer] = RunAnswer,
 ) -> tuple[dict[str, Any], int]:
     """Validate the request into `model`, run `job` with this process's services (the
     composition root: jobs never fetch their own), and map the outcome to a status.
@@ -114,7 +135,7 @@ def _handle(
     configure_logging(_log_level())
     if request.path == "/openapi.json":
         if request.method in ("GET", "HEAD"):
-            return describe(model, job), 200
+            return describe(model, job, answer), 200
         return _not_allowed(request, "GET, HEAD")
     if request.method != "POST":  # a GET (a probe, a crawler) must never start a run
         return _not_allowed(request, "POST")
@@ -123,14 +144,14 @@ def _handle(
         result = job(params, get_services())
     except RunFailed as exc:  # recorded in `runs`; a 5xx makes Cloud Scheduler retry
         log.error("run failed", exc_info=exc.__cause__)
-        return exc.to_dict(), exc.status
+        return exc.to_dict(), http_status(exc)  # 503 when retryable, else 500
     except ConfigError as exc:
         event(log, "configuration error", logging.ERROR, error=str(exc))
-        return exc.to_dict(), exc.status
+        return exc.to_dict(), http_status(exc)
     except AircastError as exc:
-        if exc.status >= 500:
+        if not isinstance(exc, CallerError):
             log.error("request failed", exc_info=exc)
-        return exc.to_dict(), exc.status
+        return exc.to_dict(), http_status(exc)
     except Exception as exc:  # raised outside any run (e.g. opening the warehouse): no `runs`
         # row records it, only this log line; the 5xx makes Cloud Scheduler retry
         log.exception("request failed")

@@ -4,29 +4,19 @@ request models, so a caller (and a fuzzer) sees the accepted body without readin
 Each function answers `GET /openapi.json` with its document; every run is `POST /` (any
 other method on / is a 405). The request body's schema is the model's own validation
 schema (pydantic's `model_json_schema`), the answers are the run's JSON (2xx), a caller's
-mistake `{error, field}` (4xx) and a failed run's JSON (500, so Cloud Scheduler retries).
+mistake `{error, field}` (4xx) and a failed run's JSON (500, or 503 when the failure is
+retryable, e.g. a write that kept losing a race: Cloud Scheduler retries both).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from common.runtime.runs import RunAnswer
 
 REF = "#/components/schemas/{model}"
-
-
-class RunAnswer(BaseModel):
-    """A run's JSON answer; each function adds its own fields (model_version, snapshot...)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    run_id: str
-    function: str
-    status: Literal["success", "partial", "rejected", "failed"]
-    as_of: str = Field(description="The run's as_of, ISO-8601 UTC.")
-    counts: dict[str, int]
-    error: str | None = Field(None, description="Why the run failed (status failed).")
 
 
 class JobError(BaseModel):
@@ -52,10 +42,13 @@ def _json(ref: str, description: str) -> dict[str, Any]:
     }
 
 
-def job_openapi(function: str, request: type[BaseModel], summary: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of one job function, `request` being its body's model."""
+def job_openapi(
+    function: str, request: type[BaseModel], summary: str, answer: type[RunAnswer] = RunAnswer
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of one job function, `request` being its body's model and
+    `answer` its answer's (both the models the code validates with)."""
     body = request.model_json_schema(ref_template=REF, mode="validation")
-    answers = [RunAnswer.model_json_schema(ref_template=REF, mode="serialization")]
+    answers = [answer.model_json_schema(ref_template=REF, mode="serialization")]
     answers.append(JobError.model_json_schema(ref_template=REF, mode="serialization"))
     schemas: dict[str, Any] = {}
     for schema in (body, *answers):
@@ -84,6 +77,10 @@ def job_openapi(function: str, request: type[BaseModel], summary: str) -> dict[s
                         "200": _json("RunAnswer", "The run's answer (success, partial, rejected)"),
                         **{str(c): _json("JobError", text) for c, text in ERRORS.items()},
                         "500": _json("RunAnswer", "The run failed (recorded in runs); retried"),
+                        "503": _json(
+                            "RunAnswer",
+                            "The run failed for now (recorded in runs, `retryable`: true); retried",
+                        ),
                     },
                 }
             },

@@ -12,7 +12,9 @@ to whoever reads `runs`, and a retry of an idempotent job costs little.
 
 `run_job` is the prelude every job shares (as_of, params, the audited run, the answer), so
 a job's own module holds only its logic: a body that takes the `Run` and returns an
-`Outcome`.
+`Outcome`. The answer is checked against the job's `RunAnswer` model before the run is
+recorded a success: a field the model does not declare fails the run where it is written,
+not the reader that expected another name.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from common.core.config import ConfigError, get_settings
 from common.core.deploy import TIMEOUT_SECONDS
-from common.core.errors import AircastError, RunFailed
+from common.core.errors import AircastError, CallerError, Retryable, RunFailed
 from common.core.faults import checkpoint
 from common.core.logs import event, get_logger, log_context
 from common.core.redaction import redact, redact_value
@@ -43,6 +46,24 @@ log = get_logger("runs")
 # Outcomes; the start row: running. `refused`: the caller's request, found wrong once the
 # run had started (a 4xx: tune on too little history, a target with no model), is no failure.
 STATUSES = ("success", "partial", "rejected", "failed", "refused")
+
+
+class RunAnswer(BaseModel):
+    """A run's JSON answer: what `run_job` returns and the function answers. Each job's
+    answer model adds its own fields (every one optional: a failed run answers what it had
+    by then); extra="forbid" makes the model the list of what an answer may hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    function: str
+    status: Literal["success", "partial", "rejected", "failed", "refused"]
+    as_of: dt.datetime = Field(description="The run's as_of, ISO-8601 UTC.")
+    counts: dict[str, int]
+    error: str | None = Field(None, description="Why the run failed (status failed).")
+    retryable: bool | None = Field(
+        None, description="True when the run failed for now (answered 503): run it again."
+    )
 
 
 @dataclass
@@ -105,8 +126,10 @@ def run_job(
     *,
     as_of: dt.datetime | None = None,
     params: Mapping[str, Any] | None = None,
+    answer: type[RunAnswer] = RunAnswer,
 ) -> dict[str, Any]:
-    """Run `body` as one audited run of `function` and return the run's JSON answer.
+    """Run `body` as one audited run of `function` and return the run's JSON answer,
+    checked against `answer` (the job's model) before the run is recorded.
 
     as_of is the request's (now, floored to the hour, unless given; a job that needed it
     before the run passes the one it resolved); params are the request's fields plus
@@ -116,7 +139,8 @@ def run_job(
     fields = request.model_dump(mode="json", exclude_none=True) | dict(params or {})
     with track_run(services.warehouse, function, as_of, fields) as run:
         run.take(body(run))
-    return run.result()
+        checked = answer.model_validate(run.result())  # an undeclared field fails the run
+    return checked.model_dump(mode="json", exclude_unset=True)
 
 
 def new_run_id(function: str, as_of: dt.datetime) -> str:
@@ -149,7 +173,7 @@ def track_run(
         try:
             yield run
         except Exception as exc:
-            caller = isinstance(exc, AircastError) and exc.status < 500
+            caller = isinstance(exc, CallerError)
             run.status = "refused" if caller else "failed"
             run.error = f"{type(exc).__name__}: {exc}"
             if caller:
@@ -158,10 +182,12 @@ def track_run(
                 event(log, "run failed", logging.ERROR, error=run.error)
             with contextlib.suppress(AuditFailed):  # logged; the run's own error goes on
                 _record(warehouse, run)
-            if caller:  # the caller's to fix
+            if caller:  # the caller's to fix: answered as it is
                 assert isinstance(exc, AircastError)
                 exc.run_id = run.run_id
                 raise
+            if isinstance(exc, Retryable):  # ours, for now: the same request will likely work
+                run.answer["retryable"] = True
             raise RunFailed(run.result()) from exc
         if run.status not in STATUSES:
             raise ValueError(f"unknown run status {run.status!r}")

@@ -41,6 +41,7 @@ from common.core.timeutil import in_future, iso
 from common.forecasting.snapshot import intervals_key
 from common.monitoring import STATUS_KEY
 from common.runtime.body import parse_json, read_body, truncate
+from common.runtime.statuses import http_status
 from common.serving import places
 from common.serving.cache import OffsetsCache, Parts, Serving, SnapshotCache
 from common.serving.indices import scheme_model
@@ -50,11 +51,11 @@ from common.serving.models import (
     LocationsQuery,
     LocationsResponse,
     MetricsResponse,
+    OnlinePredictRequest,
     PipelineStatus,
     Place,
     PlacesQuery,
     PlacesResponse,
-    PredictRequest,
     openapi,
     query_parameters,
 )
@@ -72,7 +73,7 @@ from common.serving.render import (
     require_location,
     validated,
 )
-from common.storage import ArtifactStore, StoreError
+from common.storage import ArtifactStore, ObjectMissing, StoreError
 
 log = get_logger("api")
 FORECAST_PREFIX = "/v1/forecasts/"
@@ -163,9 +164,10 @@ class Api:
             read_body(request, self.settings.max_request_bytes)  # 413 before any route reads it
             answer = self._route(request)
         except AircastError as exc:
-            if exc.status == 500:  # ours (not the caller's, not a dependency's): worth a trace
+            status = http_status(exc)
+            if status == 500:  # ours (not the caller's, not a dependency's): worth a trace
                 log.error("request failed", exc_info=exc)
-            return json_response(exc.to_dict(), exc.status)
+            return json_response(exc.to_dict(), status)
         except HTTPException as exc:
             response = json_response({"error": exc.description or exc.name}, exc.code or 500)
             if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
@@ -365,35 +367,36 @@ class Api:
         )
 
     def _pipeline(self) -> PipelineStatus | None:
-        """The health conditions the monitor stored; None when none are (or unreadable)."""
+        """The health conditions the monitor stored; None when none are, or when they cannot
+        be read (/health must answer whatever the bucket holds; the log says why)."""
         try:
-            return PipelineStatus.model_validate(self.store.get_json(STATUS_KEY))
-        except Exception:  # /health must answer whatever the bucket holds
+            return PipelineStatus.model_validate_json(self.store.get(STATUS_KEY))
+        except ObjectMissing:
+            return None
+        except Exception:
+            log.exception("could not read the stored health status %s", STATUS_KEY)
             return None
 
     def current_model(self, args: MultiDict[str, str]) -> bytes:
-        from common.forecasting.registry import model_name_for
-        from common.serving.online import metadata_key, production_key
+        from common.forecasting.registry import Registry
 
         s = self.settings
-        name = model_name_for(s.model_name, s.target_of(args.get("target")), s.default_target)
+        registry = Registry.of_target(self.store, s, s.target_of(args.get("target")))
         try:
-            pointer = self.store.get_json(production_key(name))
-            version = str(pointer["version"])
-            metadata = self.store.get_json(metadata_key(name, version))
-        except NotFound:
-            raise Conflict(f"no production model for {name!r} yet") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise Unavailable(f"production pointer for {name!r} is malformed: {exc}") from None
-        except StoreError as exc:
-            raise Unavailable(f"artifact store unreadable: {exc}") from None
-        promoted = pointer.get("promoted_at")
+            pointer, _ = registry.production()
+            if pointer is None:
+                raise Conflict(f"no production model for {registry.name!r} yet")
+            metadata = registry.metadata(pointer.version)
+        except ObjectMissing:
+            raise Conflict(f"no production model for {registry.name!r} yet") from None
+        except StoreError as exc:  # unreadable pointer or metadata, or the store itself
+            raise Unavailable(f"production model of {registry.name!r}: {exc}") from None
         return encode(
             CurrentModel(
-                model_name=name,
-                version=version,
-                promoted_at=None if promoted is None else str(promoted),
-                metadata=metadata if isinstance(metadata, dict) else {"value": metadata},
+                model_name=registry.name,
+                version=pointer.version,
+                promoted_at=pointer.promoted_at,
+                metadata=metadata,
             )
         )
 
@@ -403,7 +406,7 @@ class Api:
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object", field="body")
         try:
-            params = PredictRequest.model_validate(body, strict=True)
+            params = OnlinePredictRequest.model_validate(body, strict=True)
         except ValidationError as exc:
             name, message = validation_message(exc)
             raise BadRequest(truncate(message), field=truncate(name, 100)) from None

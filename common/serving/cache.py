@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from common.core.errors import Conflict, NotFound, Unavailable
+from common.core.errors import Conflict, Unavailable
 from common.core.logs import event, get_logger
 from common.core.sharding import shard_of
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot, snapshot_key
-from common.storage import ArtifactStore, StoreError
+from common.storage import ArtifactStore, ObjectMissing, StoreError
 
 if TYPE_CHECKING:
     from common.forecasting.adaptation import Offsets
@@ -94,7 +94,7 @@ class SnapshotCache:
                     run_id=snapshot.run_id,
                     locations=len(by_id),
                 )
-        except NotFound:
+        except ObjectMissing:
             self._serving, self.last_error = None, None
         except (StoreError, ValueError, OSError) as exc:  # keep serving what we have
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -144,7 +144,7 @@ class OffsetsCache:
 
                     data, generation = self.store.get_with_generation(key)
                     value = Offsets.from_json(json.loads(data))
-            except NotFound:
+            except ObjectMissing:
                 generation, value = 0, None
             except (StoreError, ValueError, KeyError, OSError) as exc:
                 if held is None:

@@ -16,6 +16,8 @@ from pydantic.json_schema import models_json_schema
 from common.core.schema import LOCATION_ID_PATTERN, POLLUTANTS, VARIABLES, WEATHER
 from common.core.timeutil import UTCDateTime
 from common.forecasting.snapshot import Accuracy, LocationInfo
+from common.forecasting.versions import ModelMetadata
+from common.monitoring.health import PipelineStatus
 
 REF = "#/components/schemas/{model}"
 LOCATION_ID = {"type": "string", "pattern": LOCATION_ID_PATTERN}
@@ -25,25 +27,6 @@ MAX_HORIZON = 168  # the largest AIRCAST_HORIZON allowed by common.core.config
 class ErrorResponse(BaseModel):
     error: str = Field(description="What went wrong, in one sentence.")
     field: str | None = Field(None, description="The request field at fault, if any.")
-
-
-class HealthCondition(BaseModel):
-    """One health condition as `aircast status --json` reports it (common.monitoring)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str
-    state: Literal["ok", "warn", "alert"]
-    detail: str
-    value: float | None = None
-
-
-class PipelineStatus(BaseModel):
-    """The pipeline's health as the monitor last evaluated and stored it (health/status.json)."""
-
-    status: Literal["ok", "warn", "alert"]
-    as_of: dt.datetime
-    conditions: list[HealthCondition]
 
 
 class Health(BaseModel):
@@ -230,8 +213,8 @@ class ForecastsResponse(BaseModel):
 class CurrentModel(BaseModel):
     model_name: str
     version: str
-    promoted_at: str | None = None
-    metadata: dict[str, Any] = Field(description="models/<name>/<version>/metadata.json")
+    promoted_at: dt.datetime | None = None
+    metadata: ModelMetadata = Field(description="models/<name>/<version>/metadata.json")
 
 
 class MetricsResponse(BaseModel):
@@ -277,7 +260,7 @@ WeatherForecast = create_model(
 )
 
 
-class PredictRequest(BaseModel):
+class OnlinePredictRequest(BaseModel):
     """An online forecast from observations the caller sends."""
 
     model_config = _STRICT
@@ -415,7 +398,7 @@ def openapi(
     (`targets`, else every pollutant), `hours`' maximum the horizon (`horizon`)."""
     _, top = models_json_schema([(m, "serialization") for m in SCHEMA_MODELS], ref_template=REF)
     # Request bodies are validated, not serialised: use the validation schema for them.
-    _, inputs = models_json_schema([(PredictRequest, "validation")], ref_template=REF)
+    _, inputs = models_json_schema([(OnlinePredictRequest, "validation")], ref_template=REF)
     schemas = {**top.get("$defs", {}), **inputs.get("$defs", {})}
     body = schemas["PredictRequest"] = dict(schemas["PredictRequest"])
     body["properties"] = dict(body["properties"])
@@ -528,7 +511,7 @@ def openapi(
                         "required": True,
                         "content": {
                             "application/json": {
-                                "schema": {"$ref": REF.format(model="PredictRequest")}
+                                "schema": {"$ref": REF.format(model="OnlinePredictRequest")}
                             }
                         },
                     },

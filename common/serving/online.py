@@ -16,20 +16,12 @@ from common.serving.models import LocationForecastResponse
 if TYPE_CHECKING:
     from common.core.config import Settings
     from common.forecasting.adaptation import Offsets
-    from common.serving.models import PredictRequest
+    from common.serving.models import OnlinePredictRequest
     from common.storage import ArtifactStore
 
 
-def production_key(model_name: str) -> str:
-    return f"models/{model_name}/production.json"
-
-
-def metadata_key(model_name: str, version: str) -> str:
-    return f"models/{model_name}/{version}/metadata.json"
-
-
 def predict_online(
-    request: PredictRequest,
+    request: OnlinePredictRequest,
     settings: Settings,
     store: ArtifactStore,
     place: dict[str, object],
@@ -57,7 +49,7 @@ def predict_online(
 
     target = settings.target_of(request.target)  # 400 naming `target` if not forecast here
     loaded = Registry.of_target(store, settings, target).load_production()  # 409 without one
-    horizon = int(loaded.metadata["horizon"])
+    horizon = loaded.metadata.horizon
     hours = request.hours or horizon
     if hours > horizon:
         raise BadRequest(f"hours: the model forecasts at most {horizon} hours", field="hours")

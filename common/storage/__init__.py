@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from common.core.config import Settings
-from common.storage.base import ArtifactStore, NotFound, PreconditionFailed, StoreError
+from common.storage.base import ArtifactStore, GenerationMismatch, ObjectMissing, StoreError
 
-__all__ = ["ArtifactStore", "NotFound", "PreconditionFailed", "StoreError", "open_store"]
+__all__ = ["ArtifactStore", "GenerationMismatch", "ObjectMissing", "StoreError", "open_store"]
 
 
 def open_store(settings: Settings) -> ArtifactStore:

@@ -7,22 +7,57 @@ conditional put succeeds only if the object's generation is still the one the wr
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from common.core.errors import AircastError, NotFound, PreconditionFailed
+from common.core.errors import AircastError, Contention
 
 KEY = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
 
-# A missing object is the one `NotFound` (404) and a lost conditional put the one
-# `PreconditionFailed` (412) of common.core.errors; re-exported here as the port's words.
-__all__ = ["KEY", "ArtifactStore", "NotFound", "PreconditionFailed", "StoreError", "check_key"]
+__all__ = [
+    "KEY",
+    "ArtifactStore",
+    "GenerationMismatch",
+    "ObjectMissing",
+    "Put",
+    "StoreError",
+    "check_key",
+]
+
+# What reading a stored document's stamp may raise when the document is unreadable:
+# not JSON, not UTF-8, a missing or malformed field (json and parse_time raise ValueError).
+UNREADABLE = (ValueError, KeyError, TypeError, IndexError)
+
+
+@dataclass(frozen=True)
+class Put:
+    """What `put_if_newer` did: written (with the new generation), or not because the
+    document stored is stamped later (`newer`); `replaced` says why a document that was
+    there could not be read (it was overwritten)."""
+
+    written: bool
+    generation: int = 0
+    newer: dt.datetime | None = None
+    replaced: str | None = None
 
 
 class StoreError(AircastError):
-    """An artifact store operation failed (500): an unusable key or the store itself."""
+    """An artifact store operation failed: an unusable key, a document that cannot be read,
+    or the store itself."""
+
+
+class ObjectMissing(StoreError):
+    """No object at the key. Whether that is the caller's problem (an unknown thing: 404,
+    no model yet: 409) or ours (a file a version relies on) is for the reader to say."""
+
+
+class GenerationMismatch(StoreError):
+    """A conditional put lost: the object's generation moved since the writer read it."""
 
 
 def check_key(key: str) -> str:
@@ -45,11 +80,11 @@ class ArtifactStore(ABC):
         self, key: str, data: bytes, generation: int, content_type: str = "application/json"
     ) -> int:
         """Write only if the current generation is `generation` (0: absent), else raise
-        PreconditionFailed. Return the new generation."""
+        GenerationMismatch. Return the new generation."""
 
     @abstractmethod
     def get_with_generation(self, key: str) -> tuple[bytes, int]:
-        """Return the bytes and their generation; raise NotFound if absent."""
+        """Return the bytes and their generation; raise ObjectMissing if absent."""
 
     @abstractmethod
     def generation(self, key: str) -> int:
@@ -77,6 +112,48 @@ class ArtifactStore(ABC):
 
     def put_json_if_generation(self, key: str, value: Any, generation: int) -> int:
         return self.put_if_generation(key, _dumps(value), generation, "application/json")
+
+    def put_if_newer(
+        self,
+        key: str,
+        data: bytes,
+        stamp: dt.datetime,
+        stamp_of: Callable[[bytes], dt.datetime],
+        content_type: str = "application/json",
+        attempts: int = 3,
+    ) -> Put:
+        """Write `data` (stamped `stamp`) at `key` unless the document there is stamped
+        later (`stamp_of` reads a stored document's stamp): documents only move forward, so
+        a backfill never hides a newer one. An equal stamp is written (a re-run).
+
+        Compare-and-swap on the generation read: two writers racing cannot let the older
+        stamp land last; the loser reads again and decides again, `attempts` times, then
+        raises Contention (retryable: the run fails and the scheduler tries again).
+
+        A stored document whose stamp cannot be read is replaced, and `Put.replaced` says
+        why: it serves no reader as it is (every reader parses it the same way), only its
+        writer can repair it, and refusing would stop the writer until someone deletes it.
+        """
+        for _ in range(attempts):
+            replaced = None
+            try:
+                current, generation = self.get_with_generation(key)
+            except ObjectMissing:
+                current, generation = None, 0
+            if current is not None:
+                try:
+                    stored = stamp_of(current)
+                except UNREADABLE as exc:
+                    replaced = f"{type(exc).__name__}: {exc}"
+                else:
+                    if stored > stamp:
+                        return Put(written=False, newer=stored)
+            try:
+                new = self.put_if_generation(key, data, generation, content_type)
+            except GenerationMismatch:
+                continue
+            return Put(written=True, generation=new, replaced=replaced)
+        raise Contention(f"{key} kept changing under this run ({attempts} attempts); retry")
 
 
 def _dumps(value: Any) -> bytes:

@@ -9,7 +9,13 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from common.core.config import Settings
-from common.storage.base import ArtifactStore, NotFound, PreconditionFailed, StoreError, check_key
+from common.storage.base import (
+    ArtifactStore,
+    GenerationMismatch,
+    ObjectMissing,
+    StoreError,
+    check_key,
+)
 
 
 def make_client(settings: Settings) -> storage.Client:
@@ -42,7 +48,7 @@ class GCSStore(ArtifactStore):
         try:
             blob.upload_from_string(data, content_type=content_type, if_generation_match=generation)
         except gexc.PreconditionFailed:
-            raise PreconditionFailed(
+            raise GenerationMismatch(
                 f"{key} changed: expected generation {generation}; another writer got there first"
             ) from None
         return int(blob.generation or 0)
@@ -59,7 +65,7 @@ class GCSStore(ArtifactStore):
                 break
             except gexc.PreconditionFailed:
                 continue
-        raise NotFound(f"no artifact at gs://{self.bucket.name}/{key}")
+        raise ObjectMissing(f"no artifact at gs://{self.bucket.name}/{key}")
 
     def generation(self, key: str) -> int:
         blob = self.bucket.get_blob(check_key(key))

@@ -15,7 +15,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from common.core.faults import checkpoint
-from common.storage.base import ArtifactStore, NotFound, PreconditionFailed, check_key
+from common.storage.base import ArtifactStore, GenerationMismatch, ObjectMissing, check_key
 
 
 class LocalStore(ArtifactStore):
@@ -66,7 +66,7 @@ class LocalStore(ArtifactStore):
         with self._thread_lock, self._lock:
             current = self._read_gen(path)
             if current != generation:
-                raise PreconditionFailed(
+                raise GenerationMismatch(
                     f"{key} changed: expected generation {generation}, found {current}; "
                     "another writer got there first"
                 )
@@ -79,7 +79,7 @@ class LocalStore(ArtifactStore):
             try:
                 return path.read_bytes(), self._read_gen(path)
             except (FileNotFoundError, IsADirectoryError):
-                raise NotFound(f"no artifact at {key}") from None
+                raise ObjectMissing(f"no artifact at {key}") from None
 
     def generation(self, key: str) -> int:
         return self._read_gen(self._path(key))

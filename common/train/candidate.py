@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from common.core.config import Settings
-from common.forecasting.features import FeatureSpec
 from common.forecasting.model import ForecastModel
-from common.forecasting.registry import Registry, trained_through
+from common.forecasting.registry import Registry
 from common.forecasting.training import TrainingData, fit_model, holdout_metrics
+from common.forecasting.versions import BacktestFold, ModelMetadata, TuningChoice
 from common.train.gate import ProductionScore, group_scores, losing_to_persistence, paired_interval
 from common.train.plan import TrainPlan
 from common.train.report import backtest, backtest_report
@@ -25,11 +25,13 @@ class Candidate:
     """The version under decision: fitted now, or found already written by an earlier run."""
 
     model: ForecastModel
-    metrics: dict[str, Any]  # holdout metrics of the model and the baselines
+    # holdout metrics of the model and the baselines: `evaluate`'s mapping, what the gate
+    # reads (a loaded version's are its stored HoldoutMetrics, dumped to the same shape)
+    metrics: dict[str, Any]
     rows: dict[str, int]
-    backtest: list[dict[str, Any]]
+    backtest: list[BacktestFold]
     blocks: dict[str, list[str]] = field(default_factory=dict)  # of the fit, when fitted now
-    metadata: dict[str, Any] | None = None  # set when the version was already written
+    metadata: ModelMetadata | None = None  # set when the version was already written
     report: bytes | None = None  # set when fitted by this run
     holdout: tuple[pd.DataFrame, np.ndarray] | None = None  # keys and forecasts, when fitted
 
@@ -39,19 +41,20 @@ def fit_or_load(
     settings: Settings,
     data: TrainingData,
     plan: TrainPlan,
-    tuning: dict[str, Any] | None = None,
+    tuning: TuningChoice | None = None,
 ) -> Candidate:
     """Fit and evaluate the version, or load it when an earlier run already wrote it."""
     if registry.exists(plan.version):
         model, meta = registry.load(plan.version)
         return Candidate(
             model,
-            meta["metrics"]["holdout"],
-            meta["rows"],
-            meta["backtest"],
+            meta.metrics.holdout.model_dump(),
+            meta.rows,
+            meta.backtest,
             metadata=meta,
         )
-    threads = {**(tuning or {}).get("params", {}), "nthread": settings.train_threads}
+    tuned = tuning.params if tuning is not None else {}
+    threads: dict[str, Any] = {**tuned, "nthread": settings.train_threads}
     fit = fit_model(data, plan.history, params=threads)
     metrics, keys, q = holdout_metrics(fit.model, data, plan.holdout)
     folds = backtest(
@@ -92,7 +95,7 @@ def score_production(
         note = f"production {version} is missing from the store; compared to baselines only"
         return ProductionScore(version, note=note)
     model, meta = registry.load(version)  # there but unreadable: the run fails
-    spec = FeatureSpec(**meta["spec"])
+    spec = meta.feature_spec()
     if (spec.target, spec.horizon) != (data.spec.target, data.spec.horizon):
         return ProductionScore(
             version,
@@ -118,7 +121,7 @@ def score_production(
         confidence=settings.gate_confidence,
     )
     losing = tuple(g["group"] for g in losing_to_persistence(group_scores(m["by_horizon"])))
-    age = (plan.as_of - trained_through(meta)).total_seconds() / 86400
+    age = (plan.as_of - meta.trained_through).total_seconds() / 86400
     return ProductionScore(
         version, m["model"]["mae"], noise=noise, losing_groups=losing, age_days=age
     )

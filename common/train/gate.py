@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from common.forecasting.versions import GateRecord, GroupScores, NoiseRecord, Verdict
+
 __all__ = [
     "HORIZON_GROUPS",
     "GateDecision",
@@ -69,16 +71,15 @@ class NoiseInterval:
     samples: int
     blocks: int  # issue days resampled
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "difference": self.difference,
-            "low": self.low,
-            "high": self.high,
-            "confidence": self.confidence,
-            "samples": self.samples,
-            "blocks": self.blocks,
-            "method": "block bootstrap over issue days of paired absolute errors",
-        }
+    def record(self) -> NoiseRecord:
+        return NoiseRecord(
+            difference=self.difference,
+            low=self.low,
+            high=self.high,
+            confidence=self.confidence,
+            samples=self.samples,
+            blocks=self.blocks,
+        )
 
 
 def paired_interval(
@@ -166,7 +167,7 @@ class GateDecision:
     production_mae: float | None
     # "promote", "reject", or "keep production" (no evidence of a difference, or worse
     # beyond the noise but within the tolerance).
-    verdict: str = ""
+    verdict: Verdict
     groups: tuple[dict[str, Any], ...] = ()
     noise: NoiseInterval | None = None
     production_age_days: float | None = None
@@ -176,18 +177,18 @@ class GateDecision:
         """A rejection (the run's status says so); keeping production by noise is not one."""
         return self.verdict == "reject"
 
-    def to_dict(self) -> dict[str, Any]:
+    def record(self) -> GateRecord:
         """The decision as recorded in the version's metadata and the run's answer."""
-        return {
-            "promote": self.promote,
-            "verdict": self.verdict,
-            "reasons": list(self.reasons),
-            "production_before": self.production_before,
-            "production_mae": self.production_mae,
-            "persistence_by_group": list(self.groups),
-            "noise": self.noise.to_dict() if self.noise is not None else None,
-            "production_age_days": self.production_age_days,
-        }
+        return GateRecord(
+            promote=self.promote,
+            verdict=self.verdict,
+            reasons=list(self.reasons),
+            production_before=self.production_before,
+            production_mae=self.production_mae,
+            persistence_by_group=[GroupScores.model_validate(g) for g in self.groups],
+            noise=self.noise.record() if self.noise is not None else None,
+            production_age_days=self.production_age_days,
+        )
 
 
 def decide(

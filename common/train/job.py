@@ -42,17 +42,24 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.core.config import Settings
-from common.core.errors import AircastError, Conflict
+from common.core.errors import CallerError, Conflict
 from common.core.faults import checkpoint
 from common.core.schema import TRAIN_WINDOW_MAX_DAYS
-from common.core.timeutil import UTCDateTime, iso
+from common.core.timeutil import UTCDateTime
 from common.forecasting.features import FeatureSpec
 from common.forecasting.registry import Registry
 from common.forecasting.training import TrainingData
+from common.forecasting.versions import (
+    TUNING_FILE,
+    GateRecord,
+    ModelMetadata,
+    ProductionPointer,
+    TuningChoice,
+)
 from common.monitoring import drift
 from common.monitoring.thresholds import LEVELS
 from common.runtime import locations as locations_mod
-from common.runtime.runs import Outcome, Run, run_job
+from common.runtime.runs import Outcome, Run, RunAnswer, run_job
 from common.runtime.services import Services
 from common.train.candidate import Candidate, fit_or_load, score_production
 from common.train.gate import GateDecision, decide
@@ -60,6 +67,48 @@ from common.train.inputs import as_issued_inputs, spec_for
 from common.train.metadata import drift_sample, version_metadata
 from common.train.observations import WindowSummary, observations, summarise
 from common.train.plan import TrainPlan, plan_training
+
+
+class HoldoutSummary(BaseModel):
+    """The version's holdout scores against the baselines (the metadata holds them all)."""
+
+    mae: float
+    rmse: float
+    coverage: float
+    persistence_mae: float
+    seasonal_naive_mae: float
+
+
+class TargetTraining(BaseModel):
+    """One target's part of the answer; fields past `target` are set as far as it got."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    status: str | None = None  # the target's own outcome (success, rejected, failed)
+    error: str | None = None
+    model_name: str | None = None
+    version: str | None = None
+    tuning: TuningChoice | None = None
+    promoted: bool | None = None
+    production: str | None = None
+    gate: GateRecord | None = None
+    metrics: HoldoutSummary | None = None
+
+
+class TrainAnswer(RunAnswer):
+    """The train function's answer: each target's (`targets`), and at the top level the
+    first trained target's, as a single-target deployment has always answered."""
+
+    targets: dict[str, TargetTraining] | None = None
+    target: str | None = None
+    model_name: str | None = None
+    version: str | None = None
+    tuning: TuningChoice | None = None
+    promoted: bool | None = None
+    production: str | None = None
+    gate: GateRecord | None = None
+    metrics: HoldoutSummary | None = None
 
 
 class TrainRequest(BaseModel):
@@ -86,7 +135,13 @@ def run_train(request: TrainRequest, services: Services) -> dict[str, Any]:
         if request.target is None
         else (settings.target_of(request.target),)
     )  # a target not forecast here: 400 before any run is recorded
-    return run_job("train", request, services, lambda run: _train(request, services, run, targets))
+    return run_job(
+        "train",
+        request,
+        services,
+        lambda run: _train(request, services, run, targets),
+        answer=TrainAnswer,
+    )
 
 
 def _train(
@@ -117,7 +172,7 @@ def _train(
         outcomes[target] = outcome
     first = next((t for t in targets if t in outcomes), targets[0])
     run.answer.update({k: v for k, v in answers[first].items() if k not in ("status", "error")})
-    fatal = [e for e in failures if not (isinstance(e, AircastError) and e.status < 500)]
+    fatal = [e for e in failures if not isinstance(e, CallerError)]
     if fatal or (failures and not outcomes):
         raise (fatal or failures)[0]
     counts: dict[str, int] = {}
@@ -145,12 +200,12 @@ def _train_target(
     answer["model_name"] = registry.name
     answer["version"] = plan.version
     if tuning is not None:
-        answer["tuning"] = tuning
+        answer["tuning"] = tuning.to_json()
 
     candidate = fit_or_load(registry, settings, data, plan, tuning)
     production = None
     if pointer is not None:
-        production = score_production(registry, pointer["version"], data, plan, candidate, settings)
+        production = score_production(registry, pointer.version, data, plan, candidate, settings)
     decision = decide(
         candidate.metrics,
         production,
@@ -163,10 +218,10 @@ def _train_target(
         registry.name, data, summary, plan, candidate, run.run_id, tuning, cams_input
     )
     sample = None if candidate.metadata else drift_sample(data, plan.as_of)
-    _save(registry, plan.version, candidate, {**meta, "gate": decision.to_dict()}, sample)
+    _save(registry, candidate, meta.model_copy(update={"gate": decision.record()}), sample)
     checkpoint("train:version-written")  # tests: the version saved, the pointer not yet moved
 
-    promoted = decision.promote and (pointer is None or pointer["version"] != plan.version)
+    promoted = decision.promote and (pointer is None or pointer.version != plan.version)
     if promoted:
         registry.promote(
             plan.version, generation, run_id=run.run_id, mae=candidate.metrics["model"]["mae"]
@@ -192,7 +247,7 @@ def _outcome(
     candidate: Candidate,
     decision: GateDecision,
     plan: TrainPlan,
-    pointer: dict[str, Any] | None,
+    pointer: ProductionPointer | None,
     promoted: bool,
 ) -> Outcome:
     """One target's answer: whether it was promoted, what is in production, the gate and the
@@ -202,8 +257,8 @@ def _outcome(
         counts={k: int(v) for k, v in candidate.rows.items()},
         answer={
             "promoted": promoted,
-            "production": plan.version if decision.promote else (pointer or {}).get("version"),
-            "gate": decision.to_dict(),
+            "production": plan.version if decision.promote else pointer and pointer.version,
+            "gate": decision.record().to_json(),
             "metrics": {
                 "mae": metrics["model"]["mae"],
                 "rmse": metrics["model"]["rmse"],
@@ -224,18 +279,19 @@ def _tuning(
     summary: WindowSummary,
     window_start: dt.datetime,
     as_of: dt.datetime,
-) -> dict[str, Any] | None:
+) -> TuningChoice | None:
     """The tuning to fit with: searched now when asked (once per as_of and data), else the
     newest stored one, else None (the default parameters)."""
-    key = f"{registry.prefix}/tuning.json"
-    stored = registry.store.get_json(key) if registry.store.exists(key) else None
+    key = f"{registry.prefix}/{TUNING_FILE}"
+    stored = (
+        TuningChoice.model_validate_json(registry.store.get(key))
+        if registry.store.exists(key)
+        else None
+    )
     if not request.tune:
         return stored
     base = plan_training(request.max_rows, settings, summary, data.spec, window_start, as_of)
-    if stored is not None and (stored.get("as_of"), stored.get("fingerprint")) == (
-        iso(as_of),
-        base.fingerprint,
-    ):
+    if stored is not None and (stored.as_of, stored.fingerprint) == (as_of, base.fingerprint):
         return stored  # a re-run: the same search was done, keep its answer
     from common.train.tuning import TuneBudget, tune
 
@@ -249,23 +305,19 @@ def _tuning(
         found = tune(data, base.history, dt.timedelta(days=settings.train_holdout_days), budget)
     except ValueError as exc:
         raise Conflict(f"cannot tune: {exc}", "tune") from exc
-    result = {**found, "as_of": iso(as_of), "fingerprint": base.fingerprint}
-    registry.store.put_json(key, result)
+    result = TuningChoice(**found, as_of=as_of, fingerprint=base.fingerprint)
+    registry.store.put_json(key, result.to_json())
     return result
 
 
 def _save(
-    registry: Registry,
-    version: str,
-    candidate: Candidate,
-    meta: dict[str, Any],
-    sample: bytes | None = None,
+    registry: Registry, candidate: Candidate, meta: ModelMetadata, sample: bytes | None = None
 ) -> None:
     """Write the version (with its drift reference sample); a re-run (the version stands)
     records only its new gate decision."""
     if candidate.metadata is None:
         if sample is not None:  # before metadata.json, which registry.save writes last
-            registry.store.put(registry.key(version, drift.SAMPLE_FILE), sample)
-        registry.save(version, candidate.model, meta, candidate.report)
+            registry.store.put(registry.key(meta.version, drift.SAMPLE_FILE), sample)
+        registry.save(meta.version, candidate.model, meta, candidate.report)
     else:
-        registry.store.put_json(registry.key(version, "metadata.json"), meta)
+        registry.save_metadata(meta)

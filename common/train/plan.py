@@ -14,6 +14,7 @@ from common.core.errors import Conflict
 from common.core.timeutil import iso
 from common.forecasting.features import HISTORY_HOURS, FeatureSpec
 from common.forecasting.training import IssueWindow
+from common.forecasting.versions import TuningChoice
 from common.train.observations import WindowSummary
 
 HOLDOUT_ROWS = 250_000  # fixed, so candidate and production are scored on the same rows
@@ -38,7 +39,7 @@ def plan_training(
     spec: FeatureSpec,
     window_start: dt.datetime,
     as_of: dt.datetime,
-    tuning: dict[str, Any] | None = None,
+    tuning: TuningChoice | None = None,
 ) -> TrainPlan:
     """The version id and the fit and holdout windows (`max_rows` the request's row budget,
     else AIRCAST_TRAIN_MAX_ROWS); a 409 when history is too short."""
@@ -46,7 +47,7 @@ def plan_training(
     fp = summary.fingerprint
     parts: list[Any] = [fp, spec.to_dict(), max_rows, settings.train_holdout_days]
     if tuning is not None:  # tuned parameters make another version (untuned ids unchanged)
-        parts.append(tuning["params"])
+        parts.append(tuning.params)
     recipe = json.dumps(parts, sort_keys=True)
     version = f"{as_of:%Y%m%dT%H%MZ}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
     if summary.oldest is None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from common.core.timeutil import iso
 from common.forecasting.evaluation import ratio
 from common.forecasting.training import IssueWindow, TrainingData, fit_model, holdout_metrics
+from common.forecasting.versions import BacktestFold
 from common.train.plan import HOLDOUT_ROWS
 
 
@@ -20,13 +20,13 @@ def backtest(
     block: dt.timedelta,
     folds: int,
     params: dict[str, Any],
-) -> list[dict[str, Any]]:
+) -> list[BacktestFold]:
     """Rolling-origin folds before the holdout: refit up to each origin, test the next block.
 
     `history` spans the issue times before the holdout with the candidate's row budget;
     each fold is refitted on a quarter of it.
     """
-    out: list[dict[str, Any]] = []
+    out: list[BacktestFold] = []
     gap = dt.timedelta(hours=data.spec.horizon)
     for k in range(folds, 0, -1):
         origin = history.end - k * (block + gap)
@@ -39,19 +39,19 @@ def backtest(
                 fit.model, data, IssueWindow(origin, origin + block, HOLDOUT_ROWS)
             )
         except ValueError as exc:
-            out.append({"origin": iso(origin), "skipped": str(exc)})
+            out.append(BacktestFold(origin=origin, skipped=str(exc)))
             continue
         out.append(
-            {
-                "origin": iso(origin),
-                "rows": m["rows"],
-                "mae": m["model"]["mae"],
-                "rmse": m["model"]["rmse"],
-                "coverage": m["model"]["coverage"],
-                "persistence_mae": m["persistence"]["mae"],
-                "seasonal_naive_mae": m["seasonal_naive"]["mae"],
-                "ratio_persistence": ratio(m),
-            }
+            BacktestFold(
+                origin=origin,
+                rows=m["rows"],
+                mae=m["model"]["mae"],
+                rmse=m["model"]["rmse"],
+                coverage=m["model"]["coverage"],
+                persistence_mae=m["persistence"]["mae"],
+                seasonal_naive_mae=m["seasonal_naive"]["mae"],
+                ratio_persistence=ratio(m),
+            )
         )
     return out
 

@@ -33,10 +33,10 @@ from common.forecasting.training import (
     fit_model,
     holdout_metrics,
 )
+from common.forecasting.versions import TUNING_FILE
 
 __all__ = ["TUNING_FILE", "TuneBudget", "tune"]
 
-TUNING_FILE = "tuning.json"
 FOLDS = 2
 FOLD_ROWS = 500_000  # rows each fold is scored on (bounded, like the job's holdout)
 log = get_logger(__name__)

@@ -6,10 +6,10 @@ POST {as_of?, start?, end?, locations?, source?, path?} -> {run_id, status, coun
 import functions_framework
 from flask import Request
 
-from common.ingest.job import IngestRequest, run_ingest
+from common.ingest.job import IngestAnswer, IngestRequest, run_ingest
 from common.runtime.handler import handle
 
 
 @functions_framework.http
 def ingest(request: Request) -> tuple[dict, int]:
-    return handle(request, IngestRequest, run_ingest)
+    return handle(request, IngestRequest, run_ingest, IngestAnswer)

@@ -7,10 +7,10 @@ POST {as_of?} -> {run_id, status, health, conditions, stored}
 import functions_framework
 from flask import Request
 
-from common.monitoring.job import MonitorRequest, run_monitor
+from common.monitoring.job import MonitorAnswer, MonitorRequest, run_monitor
 from common.runtime.handler import handle
 
 
 @functions_framework.http
 def monitor(request: Request) -> tuple[dict, int]:
-    return handle(request, MonitorRequest, run_monitor)
+    return handle(request, MonitorRequest, run_monitor, MonitorAnswer)

@@ -8,9 +8,9 @@ import functions_framework
 from flask import Request
 
 from common.runtime.handler import handle
-from common.train.job import TrainRequest, run_train
+from common.train.job import TrainAnswer, TrainRequest, run_train
 
 
 @functions_framework.http
 def train(request: Request) -> tuple[dict, int]:
-    return handle(request, TrainRequest, run_train)
+    return handle(request, TrainRequest, run_train, TrainAnswer)

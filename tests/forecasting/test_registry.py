@@ -9,7 +9,9 @@ import pandas as pd
 
 from common.forecasting.model import ForecastModel
 from common.forecasting.registry import Registry
+from common.forecasting.versions import ModelState
 from common.storage.local import LocalStore
+from tests.contracts import stored_metadata
 
 
 def tiny_model() -> ForecastModel:
@@ -23,7 +25,10 @@ def tiny_model() -> ForecastModel:
 
 def promote(store: LocalStore, version: str, model: ForecastModel) -> int:
     reg = Registry(store, "aircast")
-    reg.save(version, model, {"version": version, "model": model.state()}, None)
+    meta = stored_metadata().model_copy(
+        update={"version": version, "model": ModelState.model_validate(model.state())}
+    )
+    reg.save(version, model, meta, None)
     return reg.promote(version, 0)
 
 

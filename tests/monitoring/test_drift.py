@@ -9,6 +9,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from common.forecasting.versions import DriftReferences
 from common.monitoring import drift
 from common.monitoring import thresholds as th
 from common.monitoring.conditions import drift_levels
@@ -33,10 +34,10 @@ def _weather(start: str, end: str, seed: int, shift: float = 0.0) -> pd.DataFram
 
 
 TRAINING = _weather("2013-03-01", "2016-03-01", seed=0)
-REFERENCES = {
-    "reference": drift.reference(TRAINING, COLUMNS),
-    "reference_by_month": drift.monthly_reference(TRAINING, COLUMNS),
-}
+REFERENCES = DriftReferences(
+    reference=drift.reference(TRAINING, COLUMNS),
+    reference_by_month=drift.monthly_reference(TRAINING, COLUMNS),
+)
 NATURAL = drift.natural_psi(TRAINING, REFERENCES, WEEK, th.NATURAL_PSI_QUANTILE)
 MARCH = (dt.datetime(2016, 3, 5, tzinfo=UTC), dt.datetime(2016, 3, 12, tzinfo=UTC))
 
@@ -48,11 +49,15 @@ def _state(week: pd.DataFrame) -> str:
 
 
 def test_each_month_has_its_deciles_and_the_training_weeks_their_psi():
-    assert sorted(REFERENCES["reference_by_month"], key=int) == [str(m) for m in range(1, 13)]
-    march = REFERENCES["reference_by_month"]["3"]["temperature_2m"]
-    assert march["n"] == 3 * 31 * 24  # the Marches of 2013, 2014 and 2015
+    assert sorted(REFERENCES.reference_by_month) == list(range(1, 13))
+    march = REFERENCES.reference_by_month[3]["temperature_2m"]
+    assert march.n == 3 * 31 * 24  # the Marches of 2013, 2014 and 2015
     natural = NATURAL["temperature_2m"]
-    assert 0 < natural["quantile"] <= natural["max"]
+    assert 0 < natural.quantile <= natural.max
+    # stored with month keys "1".."12", as versions have always been
+    assert sorted(REFERENCES.to_json()["reference_by_month"], key=int) == [
+        str(m) for m in range(1, 13)
+    ]
 
 
 def test_normal_march_weeks_are_not_drift_and_were_against_the_fixed_levels():
@@ -62,7 +67,7 @@ def test_normal_march_weeks_are_not_drift_and_were_against_the_fixed_levels():
         states.append(_state(week))
         fixed.append(
             th.LEVELS["drift"].state(
-                drift.psi(REFERENCES["reference"][COLUMNS[0]], week[COLUMNS[0]].to_numpy(float))
+                drift.psi(REFERENCES.reference[COLUMNS[0]], week[COLUMNS[0]].to_numpy(float))
             )
         )
     assert "alert" not in states and states.count("warn") <= 2, states
@@ -78,16 +83,17 @@ def test_a_week_shifted_beyond_its_weather_is_drift():
 
 def test_a_month_the_training_data_lacks_falls_back_to_the_whole_window():
     short = _weather("2016-01-01", "2016-03-01", seed=0)
-    refs = {
-        "reference": drift.reference(short, COLUMNS),
-        "reference_by_month": drift.monthly_reference(short, COLUMNS),
-    }
-    assert sorted(refs["reference_by_month"]) == ["1", "2"]
+    refs = DriftReferences(
+        reference=drift.reference(short, COLUMNS),
+        reference_by_month=drift.monthly_reference(short, COLUMNS),
+    )
+    assert sorted(refs.reference_by_month) == [1, 2]
     july = (dt.datetime(2016, 7, 1, tzinfo=UTC), dt.datetime(2016, 7, 8, tzinfo=UTC))
     ref, against = drift.pick_reference(refs, *july)
-    assert against == "the whole training window" and ref is refs["reference"]
+    assert against == "the whole training window" and ref is refs.reference
     # versions trained before the monthly deciles existed: the whole window, as before
-    assert drift.pick_reference({"reference": ref}, *july)[1] == "the whole training window"
+    older = DriftReferences(reference=ref)
+    assert drift.pick_reference(older, *july)[1] == "the whole training window"
     assert drift.monthly_reference(short.iloc[:100], COLUMNS) == {}  # too few rows
 
 
@@ -103,8 +109,8 @@ def test_training_weeks_are_runs_of_consecutive_hours_each_left_out_of_its_refer
     natural = drift.natural_psi(four, REFERENCES, WEEK, 0.95)
     assert set(natural) == {"temperature_2m"}
     # a week measured against a reference that holds it would look closer than it is
-    own = {"reference": drift.reference(fourth, COLUMNS)}
-    assert drift.psi_by_column(own["reference"], fourth)["temperature_2m"] < 0.05
-    assert natural["temperature_2m"]["max"] > 0.05
+    own = drift.reference(fourth, COLUMNS)
+    assert drift.psi_by_column(own, fourth)["temperature_2m"] < 0.05
+    assert natural["temperature_2m"].max > 0.05
     # without levels of its own an input keeps the fixed ones
     assert drift_levels(None) == th.LEVELS["drift"]

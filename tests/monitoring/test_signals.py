@@ -248,7 +248,7 @@ def test_forecast_accuracy_carries_the_cams_baseline_as_issued(settings: Setting
     assert acc[["n", "cams_n"]].values.tolist() == [[3, 2]]
     assert float(acc["cams_abs"][0]) == 13.0 and float(acc["model_abs_cams"][0]) == 3.0
     svc = cast(Services, SimpleNamespace(warehouse=wh, settings=settings))
-    v1 = conditions.accuracy(svc, T)["versions"]["v1"]
+    v1 = conditions.accuracy(svc, T).to_json()["versions"]["v1"]
     assert v1["cams"] == {"n": 2, "mae": 6.5, "model_mae": 1.5, "ratio": 0.231}
     assert v1["horizons"]["1-6"]["cams"]["n"] == 2
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -74,11 +75,13 @@ def home(healthy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
 
 
 def condition(name: str, as_of: dt.datetime) -> dict:
-    return next(c for c in evaluate(get_services(), as_of)["conditions"] if c["name"] == name)
+    """The condition as the monitor stores it (its JSON)."""
+    conditions = evaluate(get_services(), as_of).to_json()["conditions"]
+    return next(c for c in conditions if c["name"] == name)
 
 
 def test_a_healthy_pipeline_is_ok_and_the_monitor_stored_the_status(home: Path):
-    status = evaluate(get_services(), AS_OF)
+    status = evaluate(get_services(), AS_OF).to_json()
     assert [c["name"] for c in status["conditions"]] == list(CONDITIONS)
     assert {c["name"]: c["state"] for c in status["conditions"]} == dict.fromkeys(CONDITIONS, "ok")
     assert status["status"] == "ok"
@@ -92,7 +95,7 @@ def test_a_healthy_pipeline_is_ok_and_the_monitor_stored_the_status(home: Path):
     # train stored a bounded sample of its inputs beside the version, for the drift check
     registry = Registry(get_services().store, get_services().settings.model_name)
     pointer, _ = registry.production()
-    key = registry.key(pointer["version"], drift.SAMPLE_FILE)
+    key = registry.key(pointer.version, drift.SAMPLE_FILE)
     sample = drift.read_sample(get_services().store.get(key))
     assert 200 <= len(sample) <= drift.SAMPLE_ROWS
     assert {"pm2_5", "temperature_2m"} <= set(sample.columns)
@@ -240,3 +243,20 @@ def test_a_shifted_input_is_drift_and_clears_when_the_source_is_corrected(home: 
     fixed = condition("drift", AS_OF)
     assert fixed["state"] == "ok" and fixed["psi"]["temperature_2m"] < 0.4
     assert fixed["adversarial_auc"] < 0.65, fixed  # it cannot tell them apart any more
+
+
+def test_a_condition_that_cannot_be_evaluated_is_an_alert_and_its_traceback_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    from common.monitoring import status as status_mod
+
+    def broken(services: object, as_of: dt.datetime) -> None:
+        raise OSError("bucket gone")
+
+    monkeypatch.setattr(status_mod, "CHECKS", dict.fromkeys(CONDITIONS, broken))
+    with caplog.at_level(logging.WARNING):
+        result = evaluate(None, AS_OF)  # type: ignore[arg-type]  # no check reads it
+    assert result.status == "alert"
+    assert all(c.detail == "could not evaluate: OSError: bucket gone" for c in result.conditions)
+    traced = [r for r in caplog.records if r.exc_info]
+    assert len(traced) == len(CONDITIONS) and all(r.exc_info[0] is OSError for r in traced)

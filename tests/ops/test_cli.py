@@ -16,10 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 import common
-from common.core.errors import AircastError
+from common.core.errors import AircastError, Contention, RunFailed
 from common.core.schema import TABLES
 from common.core.views import VIEWS
 from common.ops.cli import main
+from common.runtime.statuses import http_status
 from tests.conftest import use_settings
 
 
@@ -122,13 +123,15 @@ def exception_classes() -> dict[str, type[BaseException]]:
     return found
 
 
-def test_every_exception_in_common_is_an_aircast_error_with_an_http_status():
+def test_every_exception_in_common_is_an_aircast_error_without_an_http_status():
+    """What an error means is its class; the status it answers is the edges' call
+    (common.runtime.statuses), so nothing below them names one."""
     classes = exception_classes()
     assert "common.storage.base.StoreError" in classes  # the walk reached the adapters
     assert "common.runtime.locations.LocationsError" in classes
     for name, cls in classes.items():
         assert issubclass(cls, AircastError), f"{name} is not an AircastError"
-        assert isinstance(cls.status, int) and 400 <= cls.status <= 599, name
+        assert not hasattr(cls, "status"), name
 
 
 @pytest.mark.parametrize(
@@ -138,31 +141,43 @@ def test_every_exception_in_common_is_an_aircast_error_with_an_http_status():
         ("common.runtime.handler.AircastBadBody", 400),
         ("common.core.errors.NotFound", 404),
         ("common.core.errors.Conflict", 409),
-        ("common.core.errors.PreconditionFailed", 412),
+        ("common.core.errors.PayloadTooLarge", 413),
         ("common.core.errors.RunFailed", 500),
         ("common.core.config.ConfigError", 500),
         ("common.runtime.locations.LocationsError", 500),
         ("common.warehouse.base.WarehouseError", 500),
         ("common.warehouse.sql.SQLError", 500),
         ("common.storage.base.StoreError", 500),
+        ("common.storage.base.ObjectMissing", 500),
+        ("common.storage.base.GenerationMismatch", 500),
         ("common.scheduling.stack.StackError", 500),
         ("common.sources.http.SourceError", 502),
         ("common.scheduling.local.ReplayError", 502),
         ("common.core.errors.Unavailable", 503),
+        ("common.core.errors.Contention", 503),
     ],
 )
 def test_each_error_answers_the_status_it_means(name: str, status: int):
     module, _, attr = name.rpartition(".")
-    assert getattr(importlib.import_module(module), attr).status == status
+    cls = getattr(importlib.import_module(module), attr)
+    exc = cls({"error": "x"}) if cls is RunFailed else cls("x")
+    assert http_status(exc) == status
 
 
-def test_there_is_one_not_found_and_one_precondition_failed():
+def test_a_failed_run_answers_503_when_its_cause_is_retryable():
+    retryable = RunFailed({"error": "lost the race"})
+    retryable.__cause__ = Contention("serving/latest.json kept changing; retry")
+    assert http_status(retryable) == 503
+
+
+def test_the_stores_words_are_its_own_and_not_the_callers():
     from common import storage
     from common.core import errors
     from common.serving import api
 
-    assert storage.NotFound is errors.NotFound
-    assert storage.PreconditionFailed is errors.PreconditionFailed
+    assert not issubclass(storage.ObjectMissing, errors.CallerError)
+    assert not issubclass(storage.GenerationMismatch, errors.CallerError)
+    assert issubclass(storage.ObjectMissing, storage.StoreError)
     assert api.Unavailable is errors.Unavailable
 
 

@@ -132,7 +132,6 @@ def test_predict_steps_offsets_from_verified_forecasts_and_serves_them(hourly: l
 
 def _batch_without_offsets() -> pd.DataFrame:
     """What the production model forecasts at T with the version's calibration alone."""
-    from common.forecasting.features import FeatureSpec
     from common.forecasting.forecast import forecast_frame
     from common.forecasting.registry import Registry
     from common.predict.reads import read_recent
@@ -140,7 +139,7 @@ def _batch_without_offsets() -> pd.DataFrame:
 
     svc = get_services()
     loaded = Registry.of_target(svc.store, svc.settings, "pm2_5").load_production()
-    spec = FeatureSpec(**loaded.metadata["spec"])
+    spec = loaded.metadata.feature_spec()
     places = locations.current(svc.warehouse)
     frame, _ = forecast_frame(loaded, read_recent(svc, spec, T), T, places, None)
     return frame[["location_id", "horizon_h", "yhat", "yhat_lower", "yhat_upper"]]

@@ -213,7 +213,7 @@ def test_locations_without_recent_history_are_skipped_with_a_reason(home: Path):
 def test_an_older_issue_time_never_replaces_a_newer_snapshot(home: Path):
     run_predict(PredictRequest(as_of=T), get_services())
     older = run_predict(PredictRequest(as_of=T - dt.timedelta(hours=6)), get_services())
-    assert older["snapshot"]["written"] is False
+    assert older["targets"]["pm2_5"]["snapshot"]["0"]["written"] is False
     snap = Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
     assert snap.issued_at == T
     # ...but its forecasts are in the warehouse for the record.
@@ -388,16 +388,17 @@ def test_per_horizon_shrinkage_is_applied_identically_online_and_in_batch(home: 
     """The version's alphas travel in its metadata and act inside the model's predict:
     where alpha is 0 both paths serve the last value, and the two paths agree everywhere."""
     from common.forecasting.registry import Registry
+    from common.forecasting.versions import ModelState
     from common.serving.api import create_app
 
     svc = get_services()
     reg = Registry(svc.store, svc.settings.model_name)
-    version = reg.production()[0]["version"]
+    version = reg.production()[0].version
     meta = reg.metadata(version)
-    assert len(meta["model"]["shrink"]) == H  # learned by train on its calibration block
+    assert len(meta.model.to_json()["shrink"]) == H  # learned by train on its calibration block
     alphas = [0.0 if h % 2 else 0.5 for h in range(1, H + 1)]  # h odd: persistence
-    svc.store.put_json(reg.key(version, "metadata.json"), {**meta, "model": {
-        **meta["model"], "shrink": alphas}})  # fmt: skip
+    state = ModelState.model_validate({**meta.model.to_json(), "shrink": alphas})
+    reg.save_metadata(meta.model_copy(update={"model": state}))
     run_predict(PredictRequest(as_of=T), svc)
     loc = location_ids()[0]
     obs, body = online_body(loc)
@@ -410,3 +411,24 @@ def test_per_horizon_shrinkage_is_applied_identically_online_and_in_batch(home: 
     for col in ("yhat", "yhat_lower", "yhat_upper"):
         online = [p[col] for p in r.get_json()["points"]]
         assert online == pytest.approx(batch[col].tolist(), abs=2e-3)
+
+
+def test_publishing_that_keeps_losing_the_race_answers_503_and_is_recorded_as_retryable(
+    home: Path, monkeypatch
+):
+    """A snapshot part that kept changing under the run (another writer won the compare-and-
+    swap three times) is not the caller's fault: the run fails retryably and answers 503,
+    which Cloud Scheduler retries; the failed row says why."""
+    from common.storage.base import GenerationMismatch
+    from common.storage.local import LocalStore
+
+    def always_lose(self, key: str, data: bytes, generation: int, content_type: str = "") -> int:
+        raise GenerationMismatch(f"{key}: another writer moved it")
+
+    monkeypatch.setattr(LocalStore, "put_if_generation", always_lose)
+    r = _client(monkeypatch, home).post("/", json={"as_of": T.isoformat()})
+    assert r.status_code == 503, r.json
+    assert r.json["status"] == "failed" and r.json["retryable"] is True
+    assert "Contention" in r.json["error"] and "retry" in r.json["error"]
+    runs = sql("SELECT status, error FROM run_status WHERE function = 'predict'")
+    assert list(runs["status"]) == ["failed"] and "Contention" in runs["error"][0]

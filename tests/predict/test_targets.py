@@ -51,7 +51,7 @@ def test_a_deployment_adds_targets_keeps_its_model_and_serves_each(
     before = run_predict(PredictRequest(as_of=T), svc)
     assert before["status"] == "partial" and before["counts"]["written"] == n * H
     assert "no model in production" in before["targets"]["pm10"]["skipped"]
-    assert before["targets"]["pm2_5"]["model_version"] == production["version"]
+    assert before["targets"]["pm2_5"]["model_version"] == production.version
 
     # A request naming a target trains that one alone, under its own name; the default
     # target's production pointer is left as it was. A target not forecast here is a 400.
@@ -64,7 +64,7 @@ def test_a_deployment_adds_targets_keeps_its_model_and_serves_each(
     trained = run_train(TrainRequest(as_of=T - dt.timedelta(days=2), target="pm10"), svc)
     assert list(trained["targets"]) == ["pm10"] and trained["promoted"] is True, trained
     assert trained["model_name"] == "aircast-pm10" and trained["target"] == "pm10"
-    assert Registry(svc.store, "aircast-pm10").metadata(trained["version"])["target"] == "pm10"
+    assert Registry(svc.store, "aircast-pm10").metadata(trained["version"]).target == "pm10"
     assert Registry(svc.store, "aircast").production()[0] == production
 
     # Predict again: pm10 is forecast with its model; pm2_5's rows are not written twice.
@@ -73,8 +73,8 @@ def test_a_deployment_adds_targets_keeps_its_model_and_serves_each(
     assert answer["targets"]["pm10"]["model_version"] == trained["version"]
     assert answer["targets"]["pm2_5"]["counts"]["written"] == 0
     assert answer["targets"]["pm10"]["counts"]["written"] == n * H
-    assert answer["snapshot"]["key"] == "serving/latest.json"  # the default target's, as before
-    assert answer["targets"]["pm10"]["snapshot"]["key"] == "serving/pm10/latest.json"
+    assert answer["targets"]["pm2_5"]["snapshot"]["0"]["key"] == "serving/latest.json"  # as before
+    assert answer["targets"]["pm10"]["snapshot"]["0"]["key"] == "serving/pm10/latest.json"
     written = "SELECT target, COUNT(*) AS n FROM forecasts GROUP BY target"
     assert _per_target(written) == {"pm2_5": n * H, "pm10": n * H}
     latest = "SELECT target, COUNT(*) AS n FROM forecast_aqi WHERE aqi_us_epa IS NOT NULL "
@@ -85,7 +85,7 @@ def test_a_deployment_adds_targets_keeps_its_model_and_serves_each(
         "aircast-pm10",
         trained["version"],
     )
-    assert _served("pm2_5").model_version == production["version"]
+    assert _served("pm2_5").model_version == production.version
 
     # The api: each target from its own snapshot, indexed with its own pollutant's table.
     client = create_app(svc.settings, svc.store).test_client()
@@ -124,7 +124,7 @@ def test_a_deployment_adds_targets_keeps_its_model_and_serves_each(
         assert client.get(f"/v1/forecasts?target={wrong}").get_json()["field"] == "target"
 
     # The monitor watches every target's model and snapshot: ozone has neither.
-    conditions = {c["name"]: c for c in evaluate(svc, T)["conditions"]}
+    conditions = {c["name"]: c for c in evaluate(svc, T).to_json()["conditions"]}
     for name in ("model_age", "snapshot"):
         c = conditions[name]
         assert c["state"] == "alert" and c["target"] == "ozone", c

@@ -28,7 +28,7 @@ from common.predict.job import PredictRequest, run_predict
 from common.runtime import services
 from common.runtime.services import get_services
 from common.storage import ArtifactStore
-from common.storage.base import NotFound
+from common.storage.base import ObjectMissing
 from common.train.job import TrainRequest, run_train
 from tests.predict.conftest import trained  # noqa: F401 (the predict tests' fixture)
 from tests.train.test_train import AS_OF, TRAIN_ENV
@@ -108,7 +108,7 @@ def _check_invariants() -> None:
     assert _complete(svc.store, pointer["version"]), pointer
     try:
         snapshot = Snapshot.model_validate_json(svc.store.get(SNAPSHOT_KEY))
-    except NotFound:
+    except ObjectMissing:
         return  # no predict has published yet
     assert _complete(svc.store, snapshot.model_version), snapshot.model_version
 
@@ -147,7 +147,7 @@ def test_killed_runs_leave_valid_state_and_show_as_lost(
     assert snapshot.issued_at == CASES[3][2]  # the last predict's re-run published
     # What `aircast status`, /health and /v1/metrics show of them (the runs condition).
     last = max(a for _, _, a in CASES)
-    shown = health.runs(get_services(), last)
+    shown = health.runs(get_services(), last).to_json()
     lost = {fn: f["lost"] for fn, f in shown["functions"].items() if f["lost"]}
     assert lost == {f: sum(1 for g, _, _ in CASES if g == f) for f, _, _ in CASES}
     assert "lost" in shown["detail"]
@@ -183,7 +183,7 @@ def test_killed_train_leaves_production_on_a_complete_version(
         store = get_services().store
         try:
             pointer = json.loads(store.get(POINTER))
-        except NotFound:
+        except ObjectMissing:
             pointer = None
         # Never a half-written pointer: absent (nothing promoted yet) or a complete version.
         assert pointer is None or _complete(store, pointer["version"]), (point, pointer)

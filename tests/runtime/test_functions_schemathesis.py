@@ -22,12 +22,13 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from common.ingest.job import IngestRequest, run_ingest
-from common.monitoring.job import MonitorRequest, run_monitor
+from common.ingest.job import IngestAnswer, IngestRequest, run_ingest
+from common.monitoring.job import MonitorAnswer, MonitorRequest, run_monitor
+from common.predict.answer import PredictAnswer
 from common.predict.job import PredictRequest, run_predict
 from common.runtime.handler import describe
 from common.scheduling import stack as localstack
-from common.train.job import TrainRequest, run_train
+from common.train.job import TrainAnswer, TrainRequest, run_train
 from tests.train.test_train import TRAIN_ENV
 
 # Every check schemathesis has (server errors, status codes, content types, bodies and
@@ -52,10 +53,10 @@ longitude = 103.8
 source = "synthetic"
 """
 DOCUMENTS = {
-    "ingest": describe(IngestRequest, run_ingest),
-    "train": describe(TrainRequest, run_train),
-    "predict": describe(PredictRequest, run_predict),
-    "monitor": describe(MonitorRequest, run_monitor),
+    "ingest": describe(IngestRequest, run_ingest, IngestAnswer),
+    "train": describe(TrainRequest, run_train, TrainAnswer),
+    "predict": describe(PredictRequest, run_predict, PredictAnswer),
+    "monitor": describe(MonitorRequest, run_monitor, MonitorAnswer),
 }
 TRIED: dict[str, Counter[int]] = {name: Counter() for name in DOCUMENTS}  # status -> count
 

@@ -17,6 +17,7 @@ from common.core.logs import JsonFormatter, event, get_logger, log_context
 from common.ingest.job import IngestRequest, run_ingest
 from common.runtime.runs import track_run
 from common.runtime.services import Services
+from common.runtime.statuses import http_status
 from common.storage import open_store
 from common.warehouse import open_warehouse
 from common.warehouse.duckdb_warehouse import DuckDBWarehouse
@@ -129,7 +130,7 @@ def test_a_job_whose_audit_row_cannot_be_written_answers_failed(local_settings: 
     with pytest.raises(RunFailed) as info:
         run_ingest(request, svc)
     assert info.value.result["status"] == "failed"
-    assert info.value.status >= 500
+    assert http_status(info.value) == 500
     assert wh.query("SELECT * FROM run_status").empty
     assert not wh.query("SELECT * FROM observations_raw").empty
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import subprocess
 import sys
@@ -11,11 +12,14 @@ from pathlib import Path
 import flask
 import functions_framework
 import pytest
+from pydantic import ValidationError
 
 from common.core.config import Settings
-from common.core.errors import AircastError
+from common.core.errors import AircastError, RunFailed
 from common.forecasting.adaptation import Offsets
 from common.forecasting.snapshot import SNAPSHOT_KEY, intervals_key
+from common.monitoring import STATUS_KEY
+from common.runtime.statuses import http_status
 from common.serving.api import create_app
 from common.serving.cache import OffsetsCache
 from common.storage import open_store
@@ -189,7 +193,7 @@ def test_offsets_are_held_like_the_snapshot(local_settings: Settings) -> None:
     assert cache.get(key) == second  # a failed read keeps what is held
     with pytest.raises(AircastError) as exc:
         OffsetsCache(store, refresh_seconds=0).get(key)
-    assert exc.value.status == 503
+    assert http_status(exc.value) == 503
 
 
 def test_corrupt_snapshot_keeps_the_last_good_one(local_settings, store) -> None:
@@ -215,7 +219,7 @@ def test_models_current(client, store) -> None:
     body = client.get("/v1/models/current").get_json()
     assert body["version"] == "20261120T0000-abc123"
     assert body["promoted_at"] == "2026-11-20T01:00:00Z"
-    assert body["metadata"] == metadata
+    assert body["metadata"] == metadata.to_json()
 
 
 PREDICT_BODY = {
@@ -290,7 +294,12 @@ def test_openapi_is_generated_from_the_models(client) -> None:
     doc = client.get("/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")
     schemas = doc["components"]["schemas"]
-    for name in ("PredictRequest", "Observation", "LocationForecastResponse", "ErrorResponse"):
+    for name in (
+        "OnlinePredictRequest",
+        "Observation",
+        "LocationForecastResponse",
+        "ErrorResponse",
+    ):
         assert name in schemas
     assert schemas["Observation"]["properties"]["pm2_5"]["anyOf"][0]["maximum"] == 1500
     refs = []
@@ -323,7 +332,8 @@ def test_openapi_is_generated_from_the_models(client) -> None:
     advertised = {int(code) for op in operations for code in op["responses"]}
 
     def statuses(cls: type[AircastError]) -> set[int]:
-        return {cls.status}.union(*(statuses(sub) for sub in cls.__subclasses__()))
+        own = http_status(RunFailed({}) if cls is RunFailed else cls("x"))
+        return {own}.union(*(statuses(sub) for sub in cls.__subclasses__()))
 
     assert advertised - {200} <= statuses(AircastError)
 
@@ -400,3 +410,14 @@ def test_aircast_serve_defaults_to_the_api_and_stops_on_sigterm(tmp_path) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_stored_status_that_cannot_be_read_is_logged_with_its_traceback(
+    client, store, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.put(STATUS_KEY, b'{"status": "fine", "as_of": "later"}')  # no such state, no time
+    with caplog.at_level(logging.ERROR):
+        body = client.get("/health").get_json()
+    assert body["model_version"] and body["pipeline"] is None  # /health still answers
+    logged = [r for r in caplog.records if STATUS_KEY in r.getMessage()]
+    assert logged and logged[0].exc_info is not None and logged[0].exc_info[0] is ValidationError

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import multiprocessing as mp
 from pathlib import Path
 
 import pytest
 
 from common.core.config import Settings
-from common.storage import ArtifactStore, NotFound, PreconditionFailed, StoreError, open_store
+from common.core.errors import CallerError, Contention
+from common.core.timeutil import parse_time
+from common.storage import ArtifactStore, GenerationMismatch, ObjectMissing, StoreError, open_store
 from common.storage.gcs import GCSStore
 from common.storage.local import LocalStore
 
@@ -32,7 +36,7 @@ def test_put_get_list_delete(store: ArtifactStore):
     assert g2 != g1 and store.get_with_generation("models/m/v1/model.ubj") == (b"new", g2)
     store.delete("models/m/v1/model.ubj")
     store.delete("models/m/v1/model.ubj")  # deleting twice is fine
-    with pytest.raises(NotFound):
+    with pytest.raises(ObjectMissing):
         store.get("models/m/v1/model.ubj")
 
 
@@ -59,6 +63,53 @@ def test_compare_and_swap_moves_the_pointer(store: ArtifactStore):
     assert g2 != g1 and store.get_json(key) == {"version": "v2"}
 
 
+def _stamp(data: bytes) -> dt.datetime:
+    return parse_time(json.loads(data)["as_of"])
+
+
+def _doc(as_of: str, body: str = "") -> bytes:
+    return json.dumps({"as_of": as_of, "body": body}).encode()
+
+
+def test_put_if_newer_moves_forward_only_and_replaces_what_it_cannot_read(store: ArtifactStore):
+    key = "health/status.json"
+    t1, t2 = parse_time("2024-03-01T00:00:00Z"), parse_time("2024-03-01T06:00:00Z")
+    first = store.put_if_newer(key, _doc("2024-03-01T06:00:00Z"), t2, _stamp)
+    assert first.written and first.generation == store.generation(key) and first.replaced is None
+    older = store.put_if_newer(key, _doc("2024-03-01T00:00:00Z"), t1, _stamp)
+    assert not older.written and older.newer == t2 and _stamp(store.get(key)) == t2
+    rerun = store.put_if_newer(key, _doc("2024-03-01T06:00:00Z", "again"), t2, _stamp)
+    assert rerun.written and b"again" in store.get(key)  # an equal stamp: a re-run writes
+    for unreadable in (b"{not json", b'{"no": "as_of"}', b'{"as_of": "yesterday"}'):
+        store.put(key, unreadable)
+        replaced = store.put_if_newer(key, _doc("2024-03-01T00:00:00Z"), t1, _stamp)
+        assert replaced.written and replaced.replaced, unreadable  # said why
+        assert _stamp(store.get(key)) == t1
+
+
+def test_put_if_newer_that_keeps_losing_the_race_is_a_retryable_contention(
+    local_settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    """LocalStore only: the GCS emulator accepts any ifGenerationMatch (its handlers never
+    read the parameter), so no write of it can lose; GCSStore's precondition is checked by
+    test_gcs_store_sends_the_generation_precondition."""
+    store = open_store(local_settings)
+    key = "serving/latest.json"
+    store.put(key, _doc("2024-03-01T00:00:00Z"))
+    real = store.get_with_generation
+
+    def another_writer_wins(k: str) -> tuple[bytes, int]:
+        data, gen = real(k)
+        store.put(k, _doc("2024-03-01T00:00:00Z"))  # lands between this read and the write
+        return data, gen
+
+    monkeypatch.setattr(store, "get_with_generation", another_writer_wins)
+    stamp = parse_time("2024-03-01T01:00:00Z")
+    with pytest.raises(Contention, match="retry"):
+        store.put_if_newer(key, _doc("2024-03-01T01:00:00Z"), stamp, _stamp, attempts=3)
+    assert not isinstance(Contention("x"), CallerError)  # not the caller's: a 503
+
+
 def test_compare_and_swap_loser_gets_a_clear_error(local_settings: Settings):
     # Local only: gcp-storage-emulator ignores ifGenerationMatch (docs/testing.md; checked
     # by hand), so GCS's enforcement is trusted to its documented 412; the next test shows
@@ -66,11 +117,11 @@ def test_compare_and_swap_loser_gets_a_clear_error(local_settings: Settings):
     store = open_store(local_settings)
     key = "models/m/production.json"
     store.put_json_if_generation(key, {"version": "v1"}, 0)
-    with pytest.raises(PreconditionFailed, match="another writer"):
+    with pytest.raises(GenerationMismatch, match="another writer"):
         store.put_json_if_generation(key, {"version": "x"}, 0)
     _, gen = store.get_with_generation(key)
     store.put_json_if_generation(key, {"version": "v2"}, gen)
-    with pytest.raises(PreconditionFailed):
+    with pytest.raises(GenerationMismatch):
         store.put_json_if_generation(key, {"version": "v3"}, gen)  # stale generation
     assert store.get_json(key) == {"version": "v2"}
 
@@ -107,7 +158,7 @@ def _race(
     try:
         store.put_json_if_generation("models/m/production.json", {"version": name}, generation)
         out.put(("won", name))
-    except PreconditionFailed:
+    except GenerationMismatch:
         out.put(("lost", name))
 
 

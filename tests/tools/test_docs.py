@@ -75,3 +75,68 @@ def test_readme_reads_in_five_minutes() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(text.split()) < 1200, "reference material belongs in docs/"
     assert "make demo" in text and "make test" in text
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+TICKED = re.compile(r"`([^`\n]+)`")
+DOTTED = re.compile(r"^(common(?:\.\w+)+)(?:\(.*\))?$")
+PATH = re.compile(r"^((?:common|functions|tools|tests|bench)/[\w/.-]+\.(?:py|html|toml))$")
+CALL = re.compile(r"^(?:[\w.]+\.)?(\w+)\(.*\)?$")
+CLASS = re.compile(r"^[A-Z][a-z]+[A-Z]\w*$")  # CamelCase: one of our classes, by name
+
+
+def defined_names() -> set[str]:
+    """Every function and class defined in common/, functions/, tools/ and tests/."""
+    import ast
+
+    names: set[str] = set()
+    for root in ("common", "functions", "tools", "tests"):
+        for path in (ROOT / root).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    names.add(node.name)
+    return names
+
+
+def resolves(dotted: str) -> bool:
+    """`common.a.b.C.d`: the longest importable module, then attributes down the rest."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[cut:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def test_the_architecture_docs_code_references_exist() -> None:
+    """Every `common.x.y`, `common/x/y.py` and function or class name the architecture doc
+    cites exists, so a rename or a cut that leaves the doc behind fails here."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    names = defined_names()
+    missing = []
+    cited = 0
+    for ref in TICKED.findall(text):
+        ref = ref.strip()
+        if "<" in ref or "..." in ref or "…" in ref:  # a pattern (`common/<name>/job.py`)
+            continue
+        if m := DOTTED.match(ref):
+            cited += 1
+            missing += [] if resolves(m.group(1)) else [ref]
+        elif m := PATH.match(ref):
+            cited += 1
+            missing += [] if (ROOT / m.group(1)).exists() else [ref]
+        elif (m := CALL.match(ref)) or (
+            m := re.match(r"^(\w+)$", ref) if CLASS.match(ref) else None
+        ):
+            cited += 1
+            missing += [] if m.group(1) in names else [ref]
+    assert cited > 50  # the doc does cite the code
+    assert not missing, f"docs/architecture.md cites what does not exist: {missing}"

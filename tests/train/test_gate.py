@@ -82,7 +82,7 @@ def test_the_version_already_in_production_is_not_compared_with_itself():
 
 
 def test_the_recorded_decision_keeps_its_json_shape():
-    recorded = gate(15.4, ProductionScore("v1", 15.0)).to_dict()
+    recorded = gate(15.4, ProductionScore("v1", 15.0)).record().to_json()
     assert recorded == {
         "promote": False,
         "reasons": [

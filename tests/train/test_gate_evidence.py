@@ -65,8 +65,8 @@ def test_a_candidate_worse_than_persistence_at_h1_is_rejected_naming_the_group()
         for r in decision.reasons
     )
     assert not any("4-12" in r and "does not beat" in r for r in decision.reasons)
-    groups = {g["group"]: g for g in decision.to_dict()["persistence_by_group"]}
-    assert groups["1-3"]["mae"] > groups["1-3"]["persistence_mae"]
+    groups = {g.group: g for g in decision.record().persistence_by_group}
+    assert groups["1-3"].mae > groups["1-3"].persistence_mae
     # The very first version (nothing in production) is promoted, the loss recorded.
     first = gate(metrics(h1_ratio=1.5))
     assert first.promote is True and any("1-3 h" in r for r in first.reasons)
@@ -113,8 +113,8 @@ def test_no_difference_keeps_production_neither_promoting_nor_rejecting():
     assert decision.promote is False and decision.rejected is False
     assert decision.verdict == "keep production"
     assert f"{NO_EVIDENCE}; production is kept" in decision.reasons[-1]
-    recorded = decision.to_dict()["noise"]
-    assert recorded["low"] < 0 < recorded["high"] and recorded["blocks"] == 7
+    recorded = decision.record().noise
+    assert recorded is not None and recorded.low < 0 < recorded.high and recorded.blocks == 7
 
 
 def test_no_evidence_replaces_a_production_model_that_loses_to_persistence_on_these_rows():
@@ -222,7 +222,7 @@ def test_with_no_evidence_a_fresher_candidate_replaces_production_past_the_age_l
         f"{NO_EVIDENCE}, but production was trained on data 4.0 days older, past the 3-day "
         "limit: the fresher model replaces it"
     )
-    assert old.to_dict()["production_age_days"] == 4.0
+    assert old.record().production_age_days == 4.0
     # Within the limit, or with the age unknown, production is kept as before.
     assert at_age(3.0).verdict == "keep production"
     assert at_age(None).verdict == "keep production"

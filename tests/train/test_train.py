@@ -70,8 +70,8 @@ def test_first_run_writes_a_version_and_promotes_it(home: Path):
     assert answer["status"] == "success" and answer["promoted"] is True
     version = answer["version"]
     reg = registry()
-    assert reg.production()[0]["version"] == version
-    meta = reg.metadata(version)
+    assert reg.production()[0].version == version
+    meta = reg.metadata(version).to_json()
     for key in ("features", "params", "data", "rows", "metrics", "baselines", "gate", "backtest"):
         assert meta[key], key
     assert meta["data"]["window"][1] == "2024-03-01T00:00:00Z"
@@ -107,7 +107,7 @@ def test_a_run_with_forecasts_in_the_warehouse_trains_on_them_as_issued(
     monkeypatch.setenv("AIRCAST_FUTURE_WEATHER", "true")
     services.reset()
     answer = run_train(TrainRequest(as_of=AS_OF), get_services())
-    meta = registry().metadata(answer["version"])
+    meta = registry().metadata(answer["version"]).to_json()
     assert meta["spec"]["weather"] == "as-issued" and meta["weather"]["trained_on"] == "as-issued"
     assert meta["weather"]["kinds"]["as-issued"] > 0.95, meta["weather"]
     assert "f_temperature_2m" in meta["features"]
@@ -120,7 +120,7 @@ def test_a_run_with_forecasts_in_the_warehouse_trains_on_them_as_issued(
     monkeypatch.setenv("AIRCAST_TRAIN_WEATHER", "observed-oracle")
     services.reset()
     oracle = run_train(TrainRequest(as_of=AS_OF), get_services())
-    card = registry().metadata(oracle["version"])["weather"]
+    card = registry().metadata(oracle["version"]).to_json()["weather"]
     assert card["trained_on"] == "observed-oracle" and card["note"].startswith("STUDY SETTING")
     assert oracle["version"] != answer["version"]  # another recipe, another version
 
@@ -149,7 +149,7 @@ def test_gate_rejects_a_model_that_does_not_beat_seasonal_naive(home: Path, monk
     assert "does not beat seasonal naive" in answer["gate"]["reasons"][0]
     assert registry().production() == (None, 0)
     # The rejected version is kept for inspection, with the decision in its metadata.
-    assert registry().metadata(answer["version"])["gate"]["promote"] is False
+    assert registry().metadata(answer["version"]).to_json()["gate"]["promote"] is False
 
 
 def test_gate_keeps_production_when_the_candidate_is_worse(home: Path, monkeypatch):
@@ -168,7 +168,7 @@ def test_gate_keeps_production_when_the_candidate_is_worse(home: Path, monkeypat
     reasons = " ".join(worse["gate"]["reasons"])
     assert "worse than production" in reasons or "no evidence of a difference" in reasons
     assert registry().production() == (pointer, gen)
-    assert registry().metadata(worse["version"])["gate"] == worse["gate"]
+    assert registry().metadata(worse["version"]).to_json()["gate"] == worse["gate"]
 
 
 def test_the_gate_records_how_much_older_the_production_models_data_is(home: Path):
@@ -178,7 +178,7 @@ def test_the_gate_records_how_much_older_the_production_models_data_is(home: Pat
     later = run_train(TrainRequest(as_of=AS_OF + dt.timedelta(hours=6)), get_services())
     assert later["gate"]["production_before"] == first["version"]
     assert later["gate"]["production_age_days"] == pytest.approx(0.25, abs=1e-6)
-    assert registry().metadata(later["version"])["gate"] == later["gate"]
+    assert registry().metadata(later["version"]).to_json()["gate"] == later["gate"]
 
 
 def test_a_failed_run_leaves_production_and_no_partial_version(home: Path, monkeypatch):
@@ -252,12 +252,12 @@ def test_each_target_is_promoted_on_its_own_and_a_retry_redoes_nothing_done(
     with pytest.raises(RunFailed) as info:
         run_train(TrainRequest(as_of=AS_OF), get_services())
     failed = info.value.result
-    assert failed["status"] == "failed" and "JSONDecodeError" in failed["error"]
+    assert failed["status"] == "failed" and "unreadable" in failed["error"]
     assert failed["targets"]["pm2_5"]["status"] == "failed"
     assert failed["targets"]["pm10"]["status"] == "success"
     assert failed["targets"]["pm10"]["promoted"] is True
     version = failed["targets"]["pm10"]["version"]
-    assert pm10.production()[0]["version"] == version
+    assert pm10.production()[0].version == version
     assert store.get(registry().pointer) == b"{not json"  # untouched
 
     store.delete(registry().pointer)
@@ -266,9 +266,9 @@ def test_each_target_is_promoted_on_its_own_and_a_retry_redoes_nothing_done(
     assert retry["promoted"] is True and retry["target"] == "pm2_5"  # top level: the first
     assert retry["targets"]["pm10"]["version"] == version
     assert retry["targets"]["pm10"]["promoted"] is False  # already production
-    assert registry().production()[0]["version"] == retry["version"] != version
+    assert registry().production()[0].version == retry["version"] != version
     assert retry["counts"]["fit"] == sum(
-        registry_of.metadata(a["version"])["rows"]["fit"]
+        registry_of.metadata(a["version"]).to_json()["rows"]["fit"]
         for registry_of, a in ((registry(), retry), (pm10, retry["targets"]["pm10"]))
     )
     assert _train_statuses() == ["failed", "success"]
@@ -283,7 +283,7 @@ def test_a_production_version_missing_from_the_store_leaves_the_baselines_to_dec
         "production 20240101T0000Z-gone is missing from the store; compared to baselines only"
     )
     assert answer["gate"]["production_before"] == "20240101T0000Z-gone"
-    assert registry().production()[0]["version"] == answer["version"]
+    assert registry().production()[0].version == answer["version"]
 
 
 def test_losing_the_race_to_promote_is_a_conflict_and_keeps_the_winner(home: Path, monkeypatch):
@@ -299,7 +299,7 @@ def test_losing_the_race_to_promote_is_a_conflict_and_keeps_the_winner(home: Pat
     with pytest.raises(Conflict, match="another train run promoted first"):
         run_train(TrainRequest(as_of=AS_OF), get_services())
     monkeypatch.setattr(Registry, "production", original)
-    assert registry().production()[0] == {"version": "other-run"}
+    assert registry().production()[0].version == "other-run"
 
 
 def test_bad_requests_and_missing_data_are_4xx(home: Path, tmp_path: Path, monkeypatch):
@@ -334,7 +334,7 @@ def test_a_window_too_large_for_one_grid_trains_on_a_sampled_selection(
     )
     first = run_train(TrainRequest(as_of=AS_OF), get_services())
     assert first["status"] == "success" and first["promoted"] is True and not whole
-    meta = registry().metadata(first["version"])
+    meta = registry().metadata(first["version"]).to_json()
     assert 0 < meta["rows"]["fit"] <= 6000 and meta["rows"]["holdout"] > 0
     assert meta["data"]["observations"] > 0 and meta["reference"]
     holdout = meta["metrics"]["holdout"]

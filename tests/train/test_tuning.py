@@ -80,13 +80,13 @@ def test_train_tunes_on_request_stores_the_choice_and_the_next_version_uses_it(
     store, reg = get_services().store, registry()
     stored = store.get_json(f"{reg.prefix}/tuning.json")
     assert stored["trials"] == 1 and stored["as_of"] == "2024-03-01T00:00:00Z"
-    meta = reg.metadata(answer["version"])
+    meta = reg.metadata(answer["version"]).to_json()
     assert meta["tuning"]["params"] == stored["params"]
     for k, v in stored["params"].items():
         assert meta["params"][k] == v
     # The next (untuned) run fits with the stored parameters and records them too.
     later = run_train(TrainRequest(as_of=AS_OF + dt.timedelta(hours=1)), get_services())
-    assert reg.metadata(later["version"])["tuning"]["params"] == stored["params"]
+    assert reg.metadata(later["version"]).to_json()["tuning"]["params"] == stored["params"]
     # A re-run of the tuned request searches nothing again: the same version.
     again = run_train(TrainRequest(as_of=AS_OF, tune=True), get_services())
     assert again["version"] == answer["version"]

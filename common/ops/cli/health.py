@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from common.core.timeutil import resolve_as_of
+from common.core.timeutil import iso, resolve_as_of
 from common.ops.cli.console import TIME, print_json
 from common.runtime.services import get_services
 
@@ -28,13 +28,13 @@ def status(as_of: dt.datetime | None, as_json: bool) -> None:
 
     result = evaluate(get_services(), resolve_as_of(as_of))
     if as_json:
-        print_json(result)
+        print_json(result.to_json())
     else:
-        click.echo(f"status {result['status']} at {result['as_of']}")
-        width = max(len(c["name"]) for c in result["conditions"])
-        for c in result["conditions"]:
-            click.echo(f"  {MARKS[c['state']]} {c['name']:<{width}}  {c['detail']}")
-    if result["status"] == "alert":
+        click.echo(f"status {result.status} at {iso(result.as_of)}")
+        width = max(len(c.name) for c in result.conditions)
+        for c in result.conditions:
+            click.echo(f"  {MARKS[c.state]} {c.name:<{width}}  {c.detail}")
+    if result.status == "alert":
         sys.exit(ALERT_EXIT)
 
 
