@@ -400,7 +400,7 @@ def openapi(
     # Request bodies are validated, not serialised: use the validation schema for them.
     _, inputs = models_json_schema([(OnlinePredictRequest, "validation")], ref_template=REF)
     schemas = {**top.get("$defs", {}), **inputs.get("$defs", {})}
-    body = schemas["PredictRequest"] = dict(schemas["PredictRequest"])
+    body = schemas["OnlinePredictRequest"] = dict(schemas["OnlinePredictRequest"])
     body["properties"] = dict(body["properties"])
     if targets:
         body["properties"]["target"] = {
