@@ -104,7 +104,8 @@ def as_issued_inputs(warehouse: Warehouse, spec: FeatureSpec, as_of: dt.datetime
 
 def weather_card(spec: FeatureSpec, keys: pd.DataFrame | None) -> dict[str, Any]:
     """What the model card says of the weather it trained on: the mode, a note, and (when
-    the holdout rows are at hand) the share of those rows by the kind of weather placed."""
+    the holdout rows are at hand) the share of those rows by the kind of weather placed
+    (the holdout is scored as served, with forecasts as issued, whatever the mode)."""
     mode = spec.weather_used()
     card: dict[str, Any] = {"trained_on": mode, "note": NOTES[mode]}
     if keys is not None and "weather_kind" in keys and mode != "none":

@@ -122,6 +122,7 @@ def test_a_run_with_forecasts_in_the_warehouse_trains_on_them_as_issued(
     oracle = run_train(TrainRequest(as_of=AS_OF), get_services())
     card = registry().metadata(oracle["version"]).to_json()["weather"]
     assert card["trained_on"] == "observed-oracle" and card["note"].startswith("STUDY SETTING")
+    assert card["kinds"]["as-issued"] > 0.95  # its holdout is scored as served: forecasts
     assert oracle["version"] != answer["version"]  # another recipe, another version
 
 
