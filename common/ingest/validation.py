@@ -9,6 +9,7 @@ second row for the same (location_id, ts) in one batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,36 +50,9 @@ def validate(frame: pd.DataFrame, window: Window) -> Checked:
     reject(ts.notna() & (ts != ts.dt.floor("h")), "timestamp not on the hour")
     reject(ts > pd.Timestamp(window.as_of), "timestamp after as_of")
 
-    values = pd.DataFrame(index=frame.index)
-    for name in variables:
-        raw = frame[name]
-        if pd.api.types.is_numeric_dtype(raw):
-            num = raw.astype("float64")
-        else:  # text among the numbers: quarantined, not silently made missing
-            num = pd.to_numeric(raw, errors="coerce").astype("float64")
-            reject(raw.notna() & num.isna(), f"{name}: not a number")
-        # NaN is a missing value; ±inf is absurd and fails the range check below.
-        v = VARIABLES[name]
-        bad = num.notna() & ((num < v.low) | (num > v.high))
-        if bad.any():  # build the messages only for the rows that need one
-            message = f"{name}={{:g}} outside physical range [{v.low:g}, {v.high:g}] {v.unit}"
-            reject(bad, num[bad].map(message.format))
-        values[name] = num
-
+    values = _values(frame, variables, reject)
     key = pd.DataFrame({"location_id": loc.astype("object"), "ts": ts})
-    candidates = key[reasons.isna()]
-    dup = candidates.duplicated(keep="first")
-    if dup.any():  # keep the first row of a key; later ones are quarantined
-        firsts = candidates[~dup]
-        first_of = dict(
-            zip(zip(firsts["location_id"], firsts["ts"], strict=True), firsts.index, strict=True)
-        )
-        for i in candidates.index[dup.to_numpy()]:
-            j = first_of[(key.at[i, "location_id"], key.at[i, "ts"])]
-            same = values.loc[i].equals(values.loc[j])
-            reasons[i] = "duplicate (location_id, ts) in batch" + (
-                "" if same else " with different values"
-            )
+    _reject_duplicates(key, values, reasons)
 
     rejected = [
         Rejection(
@@ -100,6 +74,49 @@ def validate(frame: pd.DataFrame, window: Window) -> Checked:
         outside_window=int((ok & ~inside).sum()),
         empty_rows=int((inside & ~has_value).sum()),
     )
+
+
+def _values(
+    frame: pd.DataFrame,
+    variables: list[str],
+    reject: Callable[[pd.Series, str | pd.Series], None],
+) -> pd.DataFrame:
+    """The variables' columns as floats; text among the numbers and values outside their
+    physical range are passed to `reject` with the reason."""
+    values = pd.DataFrame(index=frame.index)
+    for name in variables:
+        raw = frame[name]
+        if pd.api.types.is_numeric_dtype(raw):
+            num = raw.astype("float64")
+        else:  # text among the numbers: quarantined, not silently made missing
+            num = pd.to_numeric(raw, errors="coerce").astype("float64")
+            reject(raw.notna() & num.isna(), f"{name}: not a number")
+        # NaN is a missing value; ±inf is absurd and fails the range check below.
+        v = VARIABLES[name]
+        bad = num.notna() & ((num < v.low) | (num > v.high))
+        if bad.any():  # build the messages only for the rows that need one
+            message = f"{name}={{:g}} outside physical range [{v.low:g}, {v.high:g}] {v.unit}"
+            reject(bad, num[bad].map(message.format))
+        values[name] = num
+    return values
+
+
+def _reject_duplicates(key: pd.DataFrame, values: pd.DataFrame, reasons: pd.Series) -> None:
+    """Keep the first row of a (location_id, ts) not yet rejected; give the later ones their
+    reason in `reasons`."""
+    candidates = key[reasons.isna()]
+    dup = candidates.duplicated(keep="first")
+    if dup.any():  # keep the first row of a key; later ones are quarantined
+        firsts = candidates[~dup]
+        first_of = dict(
+            zip(zip(firsts["location_id"], firsts["ts"], strict=True), firsts.index, strict=True)
+        )
+        for i in candidates.index[dup.to_numpy()]:
+            j = first_of[(key.at[i, "location_id"], key.at[i, "ts"])]
+            same = values.loc[i].equals(values.loc[j])
+            reasons[i] = "duplicate (location_id, ts) in batch" + (
+                "" if same else " with different values"
+            )
 
 
 def _parse_ts(raw: pd.Series) -> pd.Series:

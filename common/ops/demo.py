@@ -54,6 +54,8 @@ def run_demo(
     serve: bool,
     wait: Callable[[Callable[[], bool]], None],
 ) -> dict[str, Any]:
+    """The schema, the history (backfill, train, replay), then the local stack serving it
+    until `wait` returns (or at once unless `serve`); its urls and a forecast it answered."""
     began = time.monotonic()
     settings = svc.settings
     log_file = settings.home / "logs" / "demo.log"
@@ -63,6 +65,34 @@ def run_demo(
     step("1/4 warehouse", f"{settings.backend} backend, home {settings.home}")
     svc.warehouse.ensure_schema()
 
+    _history(svc, days, replay_hours)
+
+    if port and localstack.port_open("127.0.0.1", port):
+        click.echo(f"      port {port} is busy: using free ports instead")
+        port = 0
+    step("3/4 serve", "functions-framework on loopback, local Cloud Scheduler on the clock")
+    with localstack.serve(FUNCTIONS, port, home=settings.home) as urls:
+        for name, url in urls.items():
+            click.echo(f"      {name:<8} {url}")
+        scheduler = Scheduler(HttpInvoker(urls))
+        scheduler.start()
+        try:
+            answer = check_api(urls["api"])
+            step("4/4 ready", f"in {time.monotonic() - began:.0f}s")
+            print_next_steps(urls["api"], answer)
+            if serve:
+                click.echo(f"Serving until Ctrl-C (logs in {settings.home / 'logs'}).")
+                wait(lambda: True)
+            else:
+                click.echo("Non-interactive run (CI or DEMO_SERVE=0): stopping the stack.")
+        finally:
+            scheduler.stop()
+    return {"urls": urls, "forecast": answer}
+
+
+def _history(svc: Services, days: float, replay_hours: int) -> None:
+    """Backfill `days`, train, then replay the last `replay_hours` of the schedules on a
+    simulated clock, in process; a failed run stops the demo with its error."""
     end = dt.datetime.now(dt.UTC)  # every run already due, up to this minute
     start = now_hour() - dt.timedelta(hours=replay_hours - 1)
     total = len(replay_plan(start, end)) + warmup_runs(start, dt.timedelta(days=days))
@@ -97,28 +127,6 @@ def run_demo(
             f"      forecast_accuracy: {accuracy['n'][0]} forecasts already verified, "
             f"MAE {accuracy['mae'][0]:.2f}"
         )
-
-    if port and localstack.port_open("127.0.0.1", port):
-        click.echo(f"      port {port} is busy: using free ports instead")
-        port = 0
-    step("3/4 serve", "functions-framework on loopback, local Cloud Scheduler on the clock")
-    with localstack.serve(FUNCTIONS, port, home=settings.home) as urls:
-        for name, url in urls.items():
-            click.echo(f"      {name:<8} {url}")
-        scheduler = Scheduler(HttpInvoker(urls))
-        scheduler.start()
-        try:
-            answer = check_api(urls["api"])
-            step("4/4 ready", f"in {time.monotonic() - began:.0f}s")
-            print_next_steps(urls["api"], answer)
-            if serve:
-                click.echo(f"Serving until Ctrl-C (logs in {settings.home / 'logs'}).")
-                wait(lambda: True)
-            else:
-                click.echo("Non-interactive run (CI or DEMO_SERVE=0): stopping the stack.")
-        finally:
-            scheduler.stop()
-    return {"urls": urls, "forecast": answer}
 
 
 def check_api(url: str, timeout: float = 60.0) -> dict[str, Any]:

@@ -14,8 +14,13 @@ from common.serving.indices import forecast_points
 from common.serving.models import LocationForecastResponse
 
 if TYPE_CHECKING:
+    import datetime as dt
+
+    import pandas as pd
+
     from common.core.config import Settings
     from common.forecasting.adaptation import Offsets
+    from common.forecasting.snapshot import RecentObservations
     from common.serving.models import OnlinePredictRequest
     from common.storage import ArtifactStore
 
@@ -37,15 +42,13 @@ def predict_online(
     predict serves this hour, so online intervals match the batch ones. Too little history
     or too many hours is a 400 naming the field, no production model a 409.
     """
-    import datetime as dt
-
     import pandas as pd
 
     from common.core.aqi import get_scheme
     from common.core.schema import VARIABLES
     from common.forecasting.forecast import forecast_frame
     from common.forecasting.registry import Registry, model_name_for
-    from common.forecasting.snapshot import LocationForecast, RecentObservations
+    from common.forecasting.snapshot import LocationForecast
 
     target = settings.target_of(request.target)  # 400 naming `target` if not forecast here
     loaded = Registry.of_target(store, settings, target).load_production()  # 409 without one
@@ -53,15 +56,8 @@ def predict_online(
     hours = request.hours or horizon
     if hours > horizon:
         raise BadRequest(f"hours: the model forecasts at most {horizon} hours", field="hours")
-    obs = pd.DataFrame([o.model_dump() for o in request.observations])
-    obs["ts"] = pd.to_datetime(obs["ts"], utc=True).dt.floor("h")
-    obs = obs.drop_duplicates("ts", keep="last").assign(location_id=place["location_id"])
+    obs, weather = _frames(request, place)
     issue = obs["ts"].max().to_pydatetime()
-    weather = None
-    if request.weather_forecasts:
-        weather = pd.DataFrame([w.model_dump() for w in request.weather_forecasts])
-        weather["ts"] = pd.to_datetime(weather["ts"], utc=True).dt.floor("h")
-        weather = weather.assign(location_id=place["location_id"])
     frame, skipped = forecast_frame(
         loaded, obs, issue, pd.DataFrame([place]), weather, offsets=offsets
     )
@@ -76,15 +72,7 @@ def predict_online(
             for c in ("yhat", "yhat_lower", "yhat_upper")
         },
     )
-    start = issue - dt.timedelta(hours=11)  # what the index's averaging reads (NowCast: 12 h)
-    recent = (
-        obs[obs["ts"] >= start]
-        .set_index("ts")[target]
-        .reindex(pd.date_range(start, issue, freq="h"))
-    )
-    history = RecentObservations(
-        start=start, values=[None if pd.isna(v) else float(v) for v in recent]
-    )
+    history = _history(obs, target, issue)
     points, worst = forecast_points(get_scheme(settings.aqi_scheme), target, fc, history, hours)
     return LocationForecastResponse(
         location_id=str(place["location_id"]),
@@ -95,4 +83,42 @@ def predict_online(
         issued_at=issue,
         points=points,
         worst=worst,
+    )
+
+
+def _frames(
+    request: OnlinePredictRequest, place: dict[str, object]
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The sent observations (on the hour, the last sent of an hour kept) and weather
+    forecasts as frames at the place."""
+    import pandas as pd
+
+    obs = pd.DataFrame([o.model_dump() for o in request.observations])
+    obs["ts"] = pd.to_datetime(obs["ts"], utc=True).dt.floor("h")
+    obs = obs.drop_duplicates("ts", keep="last").assign(location_id=place["location_id"])
+    weather = None
+    if request.weather_forecasts:
+        weather = pd.DataFrame([w.model_dump() for w in request.weather_forecasts])
+        weather["ts"] = pd.to_datetime(weather["ts"], utc=True).dt.floor("h")
+        weather = weather.assign(location_id=place["location_id"])
+    return obs, weather
+
+
+def _history(obs: pd.DataFrame, target: str, issue: dt.datetime) -> RecentObservations:
+    """The target's sent values over the 12 hours up to the issue time: what the index's
+    averaging reads (NowCast: 12 h)."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from common.forecasting.snapshot import RecentObservations
+
+    start = issue - dt.timedelta(hours=11)  # what the index's averaging reads (NowCast: 12 h)
+    recent = (
+        obs[obs["ts"] >= start]
+        .set_index("ts")[target]
+        .reindex(pd.date_range(start, issue, freq="h"))
+    )
+    return RecentObservations(
+        start=start, values=[None if pd.isna(v) else float(v) for v in recent]
     )
