@@ -36,14 +36,8 @@ import pandas as pd
 from common.core.errors import Conflict
 from common.forecasting.as_issued import AsIssuedInputs
 from common.forecasting.evaluation import evaluate
-from common.forecasting.features import (
-    HISTORY_HOURS,
-    AsIssuedRows,
-    FeatureSpec,
-    examples_at,
-    grid_columns,
-    training_examples,
-)
+from common.forecasting.examples import AsIssuedRows, examples_at, training_examples
+from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
 from common.forecasting.grid import Grid, anchors, eligible
 from common.forecasting.model import DEFAULT_PARAMS, ForecastModel
 from common.forecasting.neighbours import neighbour_matrix

@@ -19,7 +19,8 @@ from common.forecasting.as_issued import (
     read_cams,
     read_sql,
 )
-from common.forecasting.features import AsIssuedRows, FeatureSpec, training_examples
+from common.forecasting.examples import AsIssuedRows, training_examples
+from common.forecasting.features import FeatureSpec
 from common.warehouse import open_warehouse
 from tests.forecasting.test_features import PLACES, T0, observations
 

@@ -11,13 +11,8 @@ import pytest
 
 from common.core.schema import POLLUTANTS, WEATHER
 from common.forecasting import features
-from common.forecasting.features import (
-    AsIssuedRows,
-    FeatureSpec,
-    future_from_grid,
-    serving_features,
-    training_examples,
-)
+from common.forecasting.examples import AsIssuedRows, training_examples
+from common.forecasting.features import FeatureSpec, future_from_grid, serving_features
 from common.forecasting.grid import MAX_ANCHOR_AGE, Grid
 from common.forecasting.model import ForecastModel
 

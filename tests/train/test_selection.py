@@ -14,7 +14,8 @@ import pytest
 
 from common.core.config import Settings, load_settings
 from common.forecasting import training
-from common.forecasting.features import HISTORY_HOURS, FeatureSpec, training_examples
+from common.forecasting.examples import training_examples
+from common.forecasting.features import HISTORY_HOURS, FeatureSpec
 from common.forecasting.training import (
     IssueWindow,
     TrainingData,
