@@ -60,7 +60,7 @@ def test_concurrent_twin_ingests_leave_one_copy(settings: Settings, monkeypatch,
         as_of=AS_OF, start=AS_OF - dt.timedelta(hours=5), end=AS_OF, source="synthetic"
     )
     jobs = _record_load_jobs(svc)
-    _in_step(monkeypatch, ingest_job, "_new_or_changed", TWINS)
+    _in_step(monkeypatch, ingest_job, "new_or_changed", TWINS)
     answers = _twins(TWINS, lambda: run_ingest(request, svc))
     assert all(a["status"] == "success" for a in answers), answers
     if settings.backend == "gcp":

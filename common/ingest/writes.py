@@ -1,0 +1,165 @@
+"""What the ingest job lands in the warehouse: observations that change what `observations`
+shows, the rejections, and the forecasts as issued (live and past); every row carries its
+`Provenance`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from common.core.schema import TABLES, VARIABLES
+from common.sources import Window
+from common.sources.base import Rejection, payload_text
+from common.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What every row this run lands carries: the source, the run and when it landed."""
+
+    source: str
+    run_id: str
+    at: dt.datetime
+    write: Callable[[str, pd.DataFrame], int]  # append once per delivery of the request
+
+
+def write_past_forecasts(
+    warehouse: Warehouse, table: str, frame: pd.DataFrame, landed: Provenance, window: Window
+) -> int:
+    """Past forecast rows not already kept (by location, issued_at, ts), issued by as_of,
+    values outside physical ranges NULL."""
+    if frame.empty:
+        return 0
+    frame = frame[pd.to_datetime(frame["issued_at"], utc=True) <= pd.Timestamp(window.as_of)]
+    if frame.empty:
+        return 0
+    have = warehouse.query(
+        f"SELECT DISTINCT location_id, issued_at, ts FROM {table} "
+        "WHERE location_id IN UNNEST(@ids) AND ts >= @start AND ts <= @end",
+        {
+            "ids": sorted(frame["location_id"].astype(str).unique()),
+            "start": window.start,
+            "end": window.end,
+        },
+    )
+    if len(have):
+        key = ["location_id", "issued_at", "ts"]
+        frame = frame.copy()
+        for c in ("issued_at", "ts"):
+            frame[c] = pd.to_datetime(frame[c], utc=True)
+            have[c] = pd.to_datetime(have[c], utc=True)
+        merged = frame.merge(have.assign(_kept=True), on=key, how="left")
+        frame = merged[merged["_kept"].isna()].drop(columns="_kept")
+    values = [c for c in TABLES[table].column_names if c in VARIABLES and c in frame]
+    frame = frame.copy()
+    for col in values:
+        v = VARIABLES[col]
+        num = pd.to_numeric(frame[col], errors="coerce")
+        frame[col] = num.where((num >= v.low) & (num <= v.high))
+    extra = ["kind"] if table == "weather_forecasts" else ["provider"]
+    cols = ["location_id", "issued_at", "ts", *values, *[c for c in extra if c in frame]]
+    out = frame[cols].assign(source=landed.source, run_id=landed.run_id, ingested_at=landed.at)
+    if table == "air_quality_forecasts" and "provider" not in out:
+        out["provider"] = "cams"
+    return landed.write(table, out)
+
+
+def new_or_changed(warehouse: Warehouse, accepted: pd.DataFrame) -> pd.DataFrame:
+    """Accepted rows that change what `observations` shows, completed from the current row.
+
+    A later fetch may correct a value but never erase one: a value the new row lacks (an
+    endpoint that failed for this run, a variable not reported this time) is taken from
+    the current row, so a partial answer cannot blank out what an earlier run stored.
+    Rows equal to the current ones are not written again, so overlaps and re-runs add
+    nothing to `observations_raw`.
+    """
+    if accepted.empty:
+        return accepted
+    current = warehouse.query(
+        "SELECT * FROM observations "
+        "WHERE location_id IN UNNEST(@ids) AND ts >= @start AND ts <= @end",
+        {
+            "ids": sorted(accepted["location_id"].unique()),
+            "start": accepted["ts"].min(),
+            "end": accepted["ts"].max(),
+        },
+    )
+    if current.empty:
+        return accepted
+    cols = [c for c in VARIABLES if c in accepted.columns or c in current.columns]
+    a = accepted.reindex(columns=["location_id", "ts", *cols])
+    c = current.reindex(columns=["location_id", "ts", *cols])
+    merged = a.merge(c, on=["location_id", "ts"], how="left", suffixes=("", "_old"), indicator=True)
+    same = (merged["_merge"] == "both").to_numpy(copy=True)
+    out = merged[["location_id", "ts"]].copy()
+    for col in cols:
+        new = pd.to_numeric(merged[col], errors="coerce").to_numpy(dtype=float)
+        old = pd.to_numeric(merged[f"{col}_old"], errors="coerce").to_numpy(dtype=float)
+        filled = np.where(np.isnan(new), old, new)
+        same &= np.isclose(filled, old, rtol=0, atol=1e-9, equal_nan=True)
+        out[col] = filled
+    return out[~same].reset_index(drop=True)
+
+
+def write_rejections(rejected: list[Rejection], landed: Provenance) -> int:
+    if not rejected:
+        return 0
+    rows = pd.DataFrame(
+        {
+            "run_id": landed.run_id,
+            "source": landed.source,
+            "location_id": [r.location_id for r in rejected],
+            "ts": [None if r.ts is None or pd.isna(r.ts) else r.ts for r in rejected],
+            "reason": [r.reason for r in rejected],
+            "payload": [
+                r.payload if isinstance(r.payload, str) else payload_text(r.payload)
+                for r in rejected
+            ],
+            "rejected_at": landed.at,
+        }
+    )
+    return landed.write("rejected_rows", rows)
+
+
+def write_forecasts(
+    warehouse: Warehouse,
+    table: str,
+    frame: pd.DataFrame,
+    landed: Provenance,
+    as_of: dt.datetime,
+) -> int:
+    """Forecasts (weather, or CAMS air quality) for hours after as_of, as issued at as_of;
+    values outside physical ranges become NULL.
+
+    A forecast issued at as_of is written once per location: a re-run adds nothing.
+    """
+    if frame.empty:
+        return 0
+    frame = frame[frame["ts"] > pd.Timestamp(as_of)].copy()
+    done = warehouse.query(
+        f"SELECT DISTINCT location_id FROM {table} "
+        "WHERE issued_at = @as_of AND location_id IN UNNEST(@ids)",
+        {"as_of": as_of, "ids": sorted(frame["location_id"].unique())},
+    )
+    frame = frame[~frame["location_id"].isin(done["location_id"])]
+    values = [c for c in TABLES[table].column_names if c in VARIABLES and c in frame]
+    for col in values:
+        v = VARIABLES[col]
+        num = pd.to_numeric(frame[col], errors="coerce")
+        frame[col] = num.where((num >= v.low) & (num <= v.high))
+    extra: dict[str, object] = {}
+    if table == "weather_forecasts":
+        extra["kind"] = "as-issued"
+    else:  # the model behind an air-quality forecast (Open-Meteo serves CAMS)
+        extra["provider"] = frame.get("provider", "cams")
+    cols = ["location_id", "issued_at", "ts", *values]
+    return landed.write(
+        table,
+        frame[cols].assign(
+            source=landed.source, run_id=landed.run_id, ingested_at=landed.at, **extra
+        ),
+    )
