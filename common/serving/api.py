@@ -10,7 +10,6 @@ first `POST /v1/predict`.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
 from collections.abc import Callable
@@ -37,7 +36,6 @@ from common.core.errors import (
     validation_message,
 )
 from common.core.logs import get_logger
-from common.core.timeutil import in_future, iso
 from common.forecasting.snapshot import intervals_key
 from common.monitoring import STATUS_KEY
 from common.runtime.body import parse_json, read_body, truncate
@@ -47,7 +45,6 @@ from common.serving.cache import OffsetsCache, Parts, Serving, SnapshotCache
 from common.serving.indices import scheme_model
 from common.serving.models import (
     CurrentModel,
-    Health,
     LocationsQuery,
     LocationsResponse,
     MetricsResponse,
@@ -66,6 +63,7 @@ from common.serving.render import (
     entry,
     forecast_query,
     forecasts_of,
+    health_of,
     hours_of,
     json_response,
     location_forecast,
@@ -220,55 +218,7 @@ class Api:
 
     # --- routes --------------------------------------------------------------------------
     def health(self) -> bytes:
-        name = self.settings.model_name
-        parts = list(self.parts.each())
-        served = [serving for _, serving, _ in parts if serving is not None]
-        errors = [f"part {k}: {e}" if self.parts.shards > 1 else e for k, _, e in parts if e]
-        if not served:
-            reason = "; ".join(errors) or "no serving snapshot yet (run predict)"
-            return encode(
-                Health(
-                    status="degraded",
-                    reason=reason,
-                    model_name=name,
-                    targets=list(self.settings.forecast_targets),
-                )
-            )
-        reasons = []
-        missing = [k for k, serving, _ in parts if serving is None]
-        if missing:
-            reasons.append(f"no snapshot part for shards {missing} of {self.parts.shards}")
-        oldest = min(served, key=lambda serving: serving.snapshot.issued_at).snapshot
-        newest = max(served, key=lambda serving: serving.snapshot.issued_at).snapshot
-        age = (dt.datetime.now(dt.UTC) - oldest.issued_at).total_seconds()
-        if age > self.settings.api_stale_after_hours * 3600:
-            reasons.append(f"serving snapshot is {age / 3600:.1f} h old")
-        if in_future(newest.issued_at):  # no run is about a later hour: a clock went wrong
-            reasons.append(f"serving snapshot is dated after now ({iso(newest.issued_at)})")
-        stale = sum(len(serving.snapshot.stale) for serving in served)
-        if stale:
-            reasons.append(f"{stale} locations served their previous forecast (stale)")
-        pipeline = self._pipeline()
-        if pipeline is not None and in_future(pipeline.as_of):
-            reasons.append(f"the stored status is dated after now ({iso(pipeline.as_of)})")
-        if errors:
-            reasons.append(f"serving a cached snapshot; refresh failed: {'; '.join(errors)}")
-        reason = "; ".join(reasons) or None
-        return encode(
-            Health(
-                status="degraded" if reason else "ok",
-                reason=reason,
-                model_name=newest.model_name,
-                model_version=newest.model_version,
-                issued_at=oldest.issued_at,
-                snapshot_generated_at=oldest.generated_at,
-                snapshot_age_seconds=round(age, 3),
-                locations=sum(len(serving.snapshot.locations) for serving in served),
-                stale_locations=stale,
-                pipeline=pipeline,
-                targets=list(self.settings.forecast_targets),
-            )
-        )
+        return encode(health_of(self.settings, self.parts, self._pipeline))
 
     def locations(self, args: MultiDict[str, str]) -> bytes:
         query = validated(LocationsQuery, args)

@@ -4,7 +4,9 @@ JSON encoding of every answer."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -12,7 +14,9 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from common.core.aqi import US_EPA, Scheme
+from common.core.config import Settings
 from common.core.errors import BadRequest, NotFound, validation_message
+from common.core.timeutil import in_future, iso
 from common.forecasting.snapshot import Accuracy, HorizonAccuracy, Snapshot
 from common.runtime.body import truncate
 from common.serving.cache import Parts, Serving
@@ -20,9 +24,11 @@ from common.serving.indices import air_now, forecast_points
 from common.serving.models import (
     ForecastQuery,
     ForecastsResponse,
+    Health,
     LocationEntry,
     LocationForecastResponse,
     PastForecasts,
+    PipelineStatus,
     RecentValues,
 )
 
@@ -191,3 +197,54 @@ def forecasts_of(
         snap = serving.snapshot
         out += [location_forecast(snap, i, hours, query.observations, scheme) for i in ids]
     return ForecastsResponse(forecasts=out, skipped=skipped)
+
+
+def health_of(
+    settings: Settings, parts: Parts, read_pipeline: Callable[[], PipelineStatus | None]
+) -> Health:
+    """`/health`: degraded with the reasons (no part served, a part missing, stale or future-dated,
+    stale locations, a refresh failed); the stored status is read only when a part is served."""
+    name = settings.model_name
+    each = list(parts.each())
+    served = [serving for _, serving, _ in each if serving is not None]
+    errors = [f"part {k}: {e}" if parts.shards > 1 else e for k, _, e in each if e]
+    if not served:
+        return Health(
+            status="degraded",
+            reason="; ".join(errors) or "no serving snapshot yet (run predict)",
+            model_name=name,
+            targets=list(settings.forecast_targets),
+        )
+    reasons = []
+    missing = [k for k, serving, _ in each if serving is None]
+    if missing:
+        reasons.append(f"no snapshot part for shards {missing} of {parts.shards}")
+    oldest = min(served, key=lambda serving: serving.snapshot.issued_at).snapshot
+    newest = max(served, key=lambda serving: serving.snapshot.issued_at).snapshot
+    age = (dt.datetime.now(dt.UTC) - oldest.issued_at).total_seconds()
+    if age > settings.api_stale_after_hours * 3600:
+        reasons.append(f"serving snapshot is {age / 3600:.1f} h old")
+    if in_future(newest.issued_at):  # no run is about a later hour: a clock went wrong
+        reasons.append(f"serving snapshot is dated after now ({iso(newest.issued_at)})")
+    stale = sum(len(serving.snapshot.stale) for serving in served)
+    if stale:
+        reasons.append(f"{stale} locations served their previous forecast (stale)")
+    pipeline = read_pipeline()
+    if pipeline is not None and in_future(pipeline.as_of):
+        reasons.append(f"the stored status is dated after now ({iso(pipeline.as_of)})")
+    if errors:
+        reasons.append(f"serving a cached snapshot; refresh failed: {'; '.join(errors)}")
+    reason = "; ".join(reasons) or None
+    return Health(
+        status="degraded" if reason else "ok",
+        reason=reason,
+        model_name=newest.model_name,
+        model_version=newest.model_version,
+        issued_at=oldest.issued_at,
+        snapshot_generated_at=oldest.generated_at,
+        snapshot_age_seconds=round(age, 3),
+        locations=sum(len(serving.snapshot.locations) for serving in served),
+        stale_locations=stale,
+        pipeline=pipeline,
+        targets=list(settings.forecast_targets),
+    )
