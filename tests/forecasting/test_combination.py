@@ -1,0 +1,122 @@
+"""The online combination of the model with the baselines (common.forecasting.combination)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.forecasting.combination import (
+    EXPERTS,
+    LOSS_CAP,
+    Weights,
+    combine,
+    expert_changes,
+    hourly_losses,
+    learn,
+    regret_bound,
+)
+
+H = 3
+
+
+def _stream(
+    hours: int, locations: int, seed: int = 0
+) -> tuple[pd.DataFrame, np.ndarray, pd.Series, np.ndarray]:
+    """A stream where the model wins at horizon 1 and loses badly at 2 and 3, and the
+    series has a daily cycle (seasonal naive beats persistence at horizon 3)."""
+    rng = np.random.default_rng(seed)
+    n = hours * locations * H
+    h = np.tile(np.arange(1, H + 1), hours * locations)
+    hour = np.repeat(np.arange(hours), locations * H)
+    truth = rng.normal(0.0, 0.15, n) + 0.2 * np.sin(hour / 24 * 2 * np.pi) * (h == 3)
+    seasonal = truth + rng.normal(0.0, 0.1, n)  # the same hour yesterday: close
+    model = np.where(h == 1, truth + rng.normal(0.0, 0.05, n), truth + rng.normal(0.4, 0.2, n))
+    X = pd.DataFrame({"horizon_h": h.astype(float), "seasonal_24": seasonal})
+    ts = pd.Series(pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(hour + h, unit="h"))
+    return X, truth, ts, model
+
+
+def _loss(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.minimum(np.abs(x - y), LOSS_CAP) / LOSS_CAP
+
+
+def test_the_combination_stays_within_the_regret_bound_of_the_best_expert() -> None:
+    """Served hour by hour with the weights known before the hour: over the run the
+    combination's loss is within the bound of the best expert's at every horizon, and far
+    below the model's where the model loses."""
+    hours, locs = 400, 20
+    X, y, ts, model = _stream(hours, locs)
+    w = Weights.uniform(H)
+    served = np.empty(len(y))
+    order = np.argsort(ts.to_numpy(), kind="stable")
+    per_hour = len(y) // hours
+    for i in range(hours):  # each issue hour is served, then its targets verified
+        rows = order[i * per_hour : (i + 1) * per_hour]
+        served[rows] = combine(model[rows], X.iloc[rows], w)
+        w = w.step(hourly_losses(model[rows], X.iloc[rows], y[rows], ts.iloc[rows]), None)
+    experts = expert_changes(model, X)
+    for k in range(1, H + 1):
+        m = X["horizon_h"].to_numpy() == k
+        t_hours = pd.Series(ts[m].to_numpy())
+        combined = pd.Series(_loss(served[m], y[m])).groupby(t_hours).mean().sum()
+        best = min(
+            pd.Series(_loss(experts[m, e], y[m])).groupby(t_hours).mean().sum()
+            for e in range(len(EXPERTS))
+        )
+        assert combined <= best + regret_bound(t_hours.nunique())
+        model_loss = pd.Series(_loss(model[m], y[m])).groupby(t_hours).mean().sum()
+        if k > 1:  # where the model loses, the combination is served the baselines
+            assert combined < 0.5 * model_loss
+    # And the weights say so: the model leads at horizon 1 and is nearly dropped at 3.
+    final = w.matrix()
+    assert final[0].argmax() == EXPERTS.index("model")
+    assert final[2, EXPERTS.index("model")] < 0.05
+
+
+def test_a_first_version_that_loses_starts_from_baseline_weights() -> None:
+    """Weights learned on a calibration block where the model loses serve the baselines
+    from the first hour, without any online history."""
+    X, y, ts, model = _stream(200, 10, seed=1)
+    w = learn(model, X, y, ts, H)
+    m3 = (X["horizon_h"] == 3).to_numpy()
+    served = combine(model[m3], X[m3], w)
+    assert np.mean(np.abs(served - y[m3])) < 0.6 * np.mean(np.abs(model[m3] - y[m3]))
+    assert np.mean(np.abs(served - y[m3])) <= np.mean(np.abs(0.0 - y[m3])) + 0.01
+
+
+def test_a_missing_expert_shares_its_weight() -> None:
+    X = pd.DataFrame({"horizon_h": [1.0, 1.0], "seasonal_24": [1.0, np.nan]})
+    w = Weights.of(np.array([[0.5, 0.25, 0.25]]))
+    out = combine(np.array([2.0, 2.0]), X, w)
+    assert out[0] == pytest.approx(0.5 * 2 + 0.25 * 0 + 0.25 * 1)
+    assert out[1] == pytest.approx((0.5 * 2 + 0.25 * 0) / 0.75)
+
+
+def test_weights_round_trip_through_json_and_rows() -> None:
+    w = Weights.of(np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]]), pd.Timestamp("2026-01-01T05:00Z"))
+    again = Weights.from_json(w.to_json())
+    assert np.allclose(again.matrix(), w.matrix())
+    assert again.verified_through == w.verified_through
+    back = Weights.from_rows(w.rows(), 2)
+    assert np.allclose(back.matrix(), w.matrix())
+    assert back.verified_through == w.verified_through
+    # An older document with fewer experts still loads (the missing one gets ~no weight).
+    old = {"experts": ["model", "persistence"], "verified_through": None, "weights": [[0.6, 0.4]]}
+    assert Weights.from_json(old).matrix()[0, 2] < 1e-5
+
+
+def test_a_step_ignores_hours_without_every_loss_and_unknown_horizons() -> None:
+    w = Weights.uniform(2)
+    losses = pd.DataFrame(
+        {
+            "target_ts": pd.to_datetime(["2026-01-01T01:00Z"] * 3),
+            "horizon_h": [1, 2, 5],
+            "model": [0.0, np.nan, 0.0],
+            "persistence": [1.0, 1.0, 1.0],
+            "seasonal_naive": [1.0, 1.0, 1.0],
+        }
+    )
+    after = w.step(losses, None).matrix()
+    assert after[0, 0] > after[0, 1]
+    assert np.allclose(after[1], 1 / 3)
