@@ -172,11 +172,17 @@ def expert_changes(model_change: np.ndarray, X: pd.DataFrame) -> np.ndarray:
     return np.column_stack([model_change, np.zeros(len(X)), seasonal])
 
 
-def combine(model_change: np.ndarray, X: pd.DataFrame, weights: Weights) -> np.ndarray:
+def combine(model_change: np.ndarray, X: pd.DataFrame, weights: Weights | np.ndarray) -> np.ndarray:
     """The combined median change of each row: the experts' changes averaged with the
-    weights of the row's horizon, a missing expert's weight shared among the others."""
+    weights of the row's horizon (or, given an (n, N) array, each row's own weights), a
+    missing expert's weight shared among the others."""
     x = expert_changes(model_change, X)
-    w = weights.at(X["horizon_h"].to_numpy().astype(int)) * np.isfinite(x)
+    rows = (
+        weights.at(X["horizon_h"].to_numpy().astype(int))
+        if isinstance(weights, Weights)
+        else np.asarray(weights, dtype=float)
+    )
+    w = rows * np.isfinite(x)
     total = w.sum(axis=1)
     out = np.nansum(np.where(np.isfinite(x), x, 0.0) * w, axis=1) / np.where(total > 0, total, 1)
     return np.where(total > 0, out, model_change)
@@ -202,3 +208,32 @@ def learn(
     """Weights stepped through a block's hours in time order from uniform: where a version
     starts (its calibration block)."""
     return Weights.uniform(horizon).step(hourly_losses(model_change, X, y, target_ts), None)
+
+
+def online_weights(
+    model_change: np.ndarray,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    issued_at: pd.Series,
+    target_ts: pd.Series,
+    start: Weights,
+) -> np.ndarray:
+    """(n, N) the weights each row would have been served with: `start` stepped, before
+    each issue hour, by every hour verified by then (target hour <= issue time) — how
+    predict serves a period, replayed on rows already observed (the train job's holdout)."""
+    issued = pd.to_datetime(pd.Series(np.asarray(issued_at)), utc=True)
+    losses = hourly_losses(model_change, X, y, target_ts)
+    h = X["horizon_h"].to_numpy().astype(int)
+    out = np.empty((len(X), len(EXPERTS)))
+    hours = losses["target_ts"].dt.tz_convert(None).to_numpy()  # sorted by the groupby
+    state, used = start, 0
+    for t in sorted(issued.unique()):
+        ready = int(
+            np.searchsorted(hours, pd.Timestamp(t).tz_convert(None).to_datetime64(), "right")
+        )
+        if ready > used:
+            state = state.step(losses.iloc[used:ready], None)
+            used = ready
+        m = (issued == t).to_numpy()
+        out[m] = state.at(h[m])
+    return out

@@ -32,6 +32,7 @@ import pandas as pd
 import xgboost as xgb
 
 from common.forecasting.adaptation import Offsets
+from common.forecasting.combination import Weights, combine, learn
 
 QUANTILES = (0.1, 0.5, 0.9)
 FILES = {0.1: "model_p10.ubj", 0.5: "model.ubj", 0.9: "model_p90.ubj"}
@@ -74,6 +75,8 @@ class ForecastModel:
     best_iterations: dict[str, int] = field(default_factory=dict)
     # Per-horizon share of the median's change applied (empty: 1 everywhere, old versions).
     shrink: list[float] = field(default_factory=list)
+    # Where the online combination with the baselines starts (None: the model alone).
+    combination: Weights | None = None
 
     def _booster_params(self, alpha: float) -> dict[str, Any]:
         p = {
@@ -136,14 +139,21 @@ class ForecastModel:
         q = np.column_stack([self.boosters[a].inplace_predict(data) for a in QUANTILES])
         return np.sort(q.astype(float), axis=1)
 
-    def calibrate(self, X: pd.DataFrame, y: np.ndarray) -> ForecastModel:
+    def calibrate(
+        self, X: pd.DataFrame, y: np.ndarray, target_ts: pd.Series | None = None
+    ) -> ForecastModel:
         """On calibration rows: the per-horizon shrinkage of the median toward the last
-        value, then the split-conformal shift of each tail so each misses ~10% of rows."""
+        value, the combination's starting weights (when the rows' target hours are given,
+        `common.forecasting.combination`), then the split-conformal shift of each tail so
+        each misses ~10% of the rows as served."""
         h = X["horizon_h"].to_numpy().astype(int)
         self.shrink = learn_shrinkage(
             self.raw(X)[:, 1], y, h, X["level"].to_numpy(dtype=float), self.horizon
         )
         q = self._shrunk(self.raw(X), h)
+        if target_ts is not None:
+            self.combination = learn(q[:, 1], X, y, target_ts, self.horizon)
+            q = q + (combine(q[:, 1], X, self.combination) - q[:, 1])[:, None]
         lo, hi = [], []
         for k in range(1, self.horizon + 1):
             m = h == k
@@ -156,11 +166,27 @@ class ForecastModel:
         self.lower_shift, self.upper_shift = lo, hi
         return self
 
-    def predict_change(self, X: pd.DataFrame, offsets: Offsets | None = None) -> np.ndarray:
-        """(n, 3) calibrated quantiles of the log change (shrunk, then shifted, then widened
-        by the target's adaptive `offsets` when given)."""
+    def predict_change(
+        self,
+        X: pd.DataFrame,
+        offsets: Offsets | None = None,
+        weights: Weights | np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(n, 3) calibrated quantiles of the log change: shrunk, combined with the
+        baselines (by `weights`, the online state, else the version's starting weights),
+        shifted, then widened by the target's adaptive `offsets` when given."""
+        return self._changes(X, offsets, weights)[0]
+
+    def _changes(
+        self, X: pd.DataFrame, offsets: Offsets | None, weights: Weights | np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(served quantiles of the change, the model expert's median change)."""
         h = X["horizon_h"].to_numpy().astype(int)
         q = self._shrunk(self.raw(X), h)
+        expert = q[:, 1].copy()
+        w = self.combination if weights is None else weights
+        if w is not None:  # the median moves to the experts' combination, the tails with it
+            q = q + (combine(expert, X, w) - expert)[:, None]
         k = np.clip(h, 1, self.horizon) - 1
         q[:, 0] += np.asarray(self.lower_shift)[k]
         q[:, 2] += np.asarray(self.upper_shift)[k]
@@ -170,7 +196,12 @@ class ForecastModel:
             q[:, 2] += hi
         q[:, 0] = np.minimum(q[:, 0], q[:, 1])
         q[:, 2] = np.maximum(q[:, 2], q[:, 1])
-        return q
+        return q, expert
+
+    def expert_change(self, X: pd.DataFrame) -> np.ndarray:
+        """The model expert's median change (shrunk, not combined): what the combination
+        weighs and verifies."""
+        return self._shrunk(self.raw(X), X["horizon_h"].to_numpy().astype(int))[:, 1]
 
     def _shrunk(self, q: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Scale the median's change by alpha_h; the tails move with the median."""
@@ -180,10 +211,27 @@ class ForecastModel:
         move = (alpha - 1.0) * q[:, 1]
         return q + move[:, None]
 
-    def predict(self, X: pd.DataFrame, offsets: Offsets | None = None) -> np.ndarray:
+    def predict(
+        self,
+        X: pd.DataFrame,
+        offsets: Offsets | None = None,
+        weights: Weights | np.ndarray | None = None,
+    ) -> np.ndarray:
         """(n, 3) forecasts of the target itself: p10, p50, p90 (never negative)."""
-        level = X["level"].to_numpy(dtype=float)[:, None]
-        return np.clip(np.expm1(level + self.predict_change(X, offsets)), 0.0, None)
+        return self.predict_with_expert(X, offsets, weights)[0]
+
+    def predict_with_expert(
+        self,
+        X: pd.DataFrame,
+        offsets: Offsets | None = None,
+        weights: Weights | np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(p10/p50/p90 as served, the model expert's own median): the second is what the
+        online combination verifies the model by (`common.forecasting.combination`)."""
+        q, expert = self._changes(X, offsets, weights)
+        level = X["level"].to_numpy(dtype=float)
+        served = np.clip(np.expm1(level[:, None] + q), 0.0, None)
+        return served, np.clip(np.expm1(level + expert), 0.0, None)
 
     def to_files(self) -> dict[str, bytes]:
         """The boosters in XGBoost's own UBJSON format, by file name."""
@@ -203,6 +251,7 @@ class ForecastModel:
             "lower_shift": self.lower_shift,
             "upper_shift": self.upper_shift,
             "shrink": self.shrink,
+            "combination": None if self.combination is None else self.combination.to_json(),
         }
 
     @classmethod
@@ -222,6 +271,9 @@ class ForecastModel:
             upper_shift=list(state["upper_shift"]),
             best_iterations=dict(state.get("best_iterations", {})),
             shrink=[float(a) for a in state.get("shrink", [])],
+            combination=(
+                Weights.from_json(state["combination"]) if state.get("combination") else None
+            ),
         )
 
 

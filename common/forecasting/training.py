@@ -35,6 +35,7 @@ import pandas as pd
 
 from common.core.errors import Conflict
 from common.forecasting.as_issued import AsIssuedInputs
+from common.forecasting.combination import online_weights
 from common.forecasting.evaluation import evaluate
 from common.forecasting.examples import AsIssuedRows, examples_at, training_examples
 from common.forecasting.features import HISTORY_HOURS, FeatureSpec, grid_columns
@@ -173,8 +174,8 @@ def fit_model(
             "as_of",
         )
     model.fit(X, y, Xv, yv)
-    Xc, yc, _ = built["calibration"]
-    model.calibrate(Xc, yc)
+    Xc, yc, kc = built["calibration"]
+    model.calibrate(Xc, yc, kc["target_ts"])
     return FitResult(
         model,
         {k: len(v[1]) for k, v in built.items()},
@@ -187,11 +188,12 @@ def holdout_metrics(
 ) -> tuple[dict[str, Any], pd.DataFrame, np.ndarray]:
     """Metrics of `model` and the baselines for issue times in the window, with the inputs
     it is served (`as_served`): the forecasts as issued, even for a model trained on the
-    observed weather (the study setting), so the gate never scores an oracle."""
+    observed weather (the study setting), so the gate never scores an oracle; and the
+    median as served, combined online with the baselines (`served`)."""
     spec = data.spec
     if as_served and spec.weather != "as-issued":
         spec = replace(spec, weather="as-issued")
-    X, _, keys = examples(
+    X, y, keys = examples(
         data.obs,
         spec,
         window.start,
@@ -203,8 +205,21 @@ def holdout_metrics(
     )
     if len(X) == 0:
         raise ValueError("no evaluation rows in the holdout window")
-    q = model.predict(X)
+    q = served(model, X, y, keys)
     return evaluate(keys, q), keys, q
+
+
+def served(model: ForecastModel, X: pd.DataFrame, y: np.ndarray, keys: pd.DataFrame) -> np.ndarray:
+    """The forecasts of rows already observed as predict would have served them: the
+    combination with the baselines starts from the version's calibration weights and is
+    stepped before each issue hour by the hours verified by then
+    (`common.forecasting.combination.online_weights`)."""
+    if model.combination is None:
+        return model.predict(X)
+    weights = online_weights(
+        model.expert_change(X), X, y, keys["issued_at"], keys["target_ts"], model.combination
+    )
+    return model.predict(X, weights=weights)
 
 
 def cut_observations(obs: Observations, end: dt.datetime) -> Observations:

@@ -14,6 +14,7 @@ from common.forecasting.combination import (
     expert_changes,
     hourly_losses,
     learn,
+    online_weights,
     regret_bound,
 )
 
@@ -120,3 +121,22 @@ def test_a_step_ignores_hours_without_every_loss_and_unknown_horizons() -> None:
     after = w.step(losses, None).matrix()
     assert after[0, 0] > after[0, 1]
     assert np.allclose(after[1], 1 / 3)
+
+
+def test_online_weights_use_only_hours_verified_before_each_issue_time() -> None:
+    """Replayed on a holdout, a row's weights come from hours at or before its issue time:
+    changing what happened after it changes nothing."""
+    X, y, ts, model = _stream(60, 5, seed=2)
+    h = X["horizon_h"].to_numpy().astype(int)
+    issued = ts - pd.to_timedelta(h, unit="h")
+    start = Weights.uniform(H)
+    w = online_weights(model, X, y, issued, ts, start)
+    assert np.allclose(w[issued == issued.min()], 1 / 3)  # nothing verified before the first
+    cut = issued.iloc[len(issued) // 2]
+    later = (ts > cut).to_numpy()
+    y2 = y.copy()
+    y2[later] += 5.0  # the future changes
+    w2 = online_weights(model, X, y2, issued, ts, start)
+    before = (issued <= cut).to_numpy()
+    assert np.allclose(w[before], w2[before])
+    assert not np.allclose(w[~before], w2[~before])
