@@ -60,7 +60,7 @@ locals {
       min_instances        = 0
       concurrency          = 1
       bigquery             = "read"
-      tables_written       = ["runs", "forecasts", "interval_offsets"]
+      tables_written       = ["runs", "forecasts", "interval_offsets", "combination_weights"]
       artifacts            = "read"
       writes_under         = "serving/"
       reads_aqicn_token    = false

@@ -265,6 +265,12 @@ TABLES: dict[str, Table] = {
                 _c("yhat_lower", "FLOAT64", "Lower bound (p10)"),
                 _c("yhat_upper", "FLOAT64", "Upper bound (p90)"),
                 _c("created_at", "TIMESTAMP", "When the row was written", True),
+                _c(
+                    "yhat_model",
+                    "FLOAT64",
+                    "The model's own median, before its combination with the baselines "
+                    "(`yhat` is what was served)",
+                ),
             ),
             key=("location_id", "target", "target_ts"),
             partition_by="target_ts",
@@ -288,6 +294,28 @@ TABLES: dict[str, Table] = {
                 _c("created_at", "TIMESTAMP", "When the row was written", True),
             ),
             key=("target", "as_of", "horizon_h"),
+            partition_by="as_of",
+            cluster_by=("target",),
+            retention_days=400,
+        ),
+        Table(
+            "combination_weights",
+            "Weights of the served median's experts (the model, persistence, seasonal naive) "
+            "by target, issue time and horizon, stepped by each predict run from the "
+            "forecasts verified since the previous one. See docs/architecture.md.",
+            (
+                _c("target", "STRING", "Forecast variable, e.g. pm2_5", True),
+                _c("as_of", "TIMESTAMP", "Issue time of the predict run that served them", True),
+                _c("model_version", "STRING", "Model version whose forecasts they weigh", True),
+                _c("horizon_h", "INT64", "Hours ahead, 1..H", True),
+                _c("expert", "STRING", "model | persistence | seasonal_naive", True),
+                _c("weight", "FLOAT64", "Share of the served median (the experts sum to 1)", True),
+                _c("verified_through", "TIMESTAMP", "Last forecast hour verified into them"),
+                _c("verified", "INT64", "Forecasts of this horizon verified in this step"),
+                _c("run_id", "STRING", "Predict run that wrote the row", True),
+                _c("created_at", "TIMESTAMP", "When the row was written", True),
+            ),
+            key=("target", "as_of", "horizon_h", "expert"),
             partition_by="as_of",
             cluster_by=("target",),
             retention_days=400,

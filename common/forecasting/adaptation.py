@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from common.core.timeutil import iso
+from common.forecasting.combination import Weights
 
 TAIL = 0.1  # each bound's nominal miss rate (p10 / p90)
 MAX_OFFSET = 1.0  # log units: a bound moves by at most a factor e either way
@@ -121,4 +122,29 @@ class Offsets:
                 "upper_offset": list(self.upper),
                 "verified_through": self.verified_through,
             }
+        )
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """What predict publishes for a target's online predictions (`intervals_key`): the
+    interval offsets (None when not adapted) and the combination weights with the version
+    they were stepped for (`common.forecasting.combination`)."""
+
+    offsets: Offsets | None = None
+    weights: Weights | None = None
+    model_version: str | None = None
+
+    def weights_for(self, version: str) -> Weights | None:
+        """The weights when they were stepped for `version`, else None (the version's own
+        start serves: a promotion since the last predict run)."""
+        return self.weights if self.model_version == version else None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Adaptation:
+        combination = data.get("combination")
+        return cls(
+            Offsets.from_json(data) if "lower" in data else None,
+            Weights.from_json(combination) if combination else None,
+            data.get("model_version"),
         )

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from common.forecasting.adaptation import Offsets
+from common.forecasting.combination import Weights
 from common.forecasting.features import serving_features
 from common.forecasting.registry import Loaded
 
@@ -24,16 +25,23 @@ def forecast_frame(
     neighbours: tuple[pd.DataFrame, pd.DataFrame] | None = None,
     offsets: Offsets | None = None,
     cams: pd.DataFrame | None = None,
+    weights: Weights | None = None,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """(forecast rows, skipped) for every location in `places`: the batch and online path
     (`neighbours`: see `serving_features`; `offsets`: the target's adaptive interval
     widening, see `common.forecasting.adaptation`; `cams`: the CAMS forecasts as issued,
-    `common.forecasting.as_issued.read_cams`, read when the model uses them)."""
+    `common.forecasting.as_issued.read_cams`, read when the model uses them; `weights`:
+    the combination with the baselines, see `common.forecasting.combination`, else the
+    version's own start). Each row keeps the model's own median beside the served one
+    (`yhat_model`)."""
     spec = loaded.metadata.feature_spec()
     t0 = time.perf_counter()
     X, keys, skipped = serving_features(obs, as_of, spec, places, weather, neighbours, cams)
     t1 = time.perf_counter()
-    q = loaded.model.predict(X, offsets) if len(X) else np.empty((0, 3))
+    if len(X):
+        q, own = loaded.model.predict_with_expert(X, offsets, weights)
+    else:
+        q, own = np.empty((0, 3)), np.empty(0)
     t2 = time.perf_counter()
     if timings is not None:
         timings["features_s"] = round(t1 - t0, 4)
@@ -48,6 +56,7 @@ def forecast_frame(
             "yhat": q[:, 1],
             "yhat_lower": q[:, 0],
             "yhat_upper": q[:, 2],
+            "yhat_model": own,
         }
     )
     return frame, skipped

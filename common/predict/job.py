@@ -43,12 +43,14 @@ from common.core.sharding import MAX_SHARDS, shard_of, shards_to_run
 from common.core.timeutil import UTC, UTCDateTime, iso
 from common.forecasting.adaptation import Offsets
 from common.forecasting.as_issued import read_cams
+from common.forecasting.combination import Weights
 from common.forecasting.features import FeatureSpec
 from common.forecasting.forecast import forecast_frame
 from common.forecasting.neighbours import REGION_HOURS, neighbours_of
 from common.forecasting.registry import Loaded, Registry
 from common.forecasting.snapshot import intervals_key, snapshot_key
 from common.predict.answer import PredictAnswer
+from common.predict.combination import step_weights
 from common.predict.intervals import step_offsets
 from common.predict.publish import publish
 from common.predict.reads import already_forecast, read_recent, read_weather_forecasts
@@ -173,15 +175,25 @@ def _predict_target(
     spec = model.metadata.feature_spec()
     with timings.stage("intervals_s"):
         offsets = step_offsets(services, run, target, spec.horizon)
-        if offsets is not None:  # served by every shard, published once for the api
-            state = offsets.to_json()
-            doc = {"issued_at": iso(run.as_of), "target": target, **state}
-            key = intervals_key(target, services.settings.default_target)
-            mine["intervals"] = {**state, "published": publish(services, doc, key)}
+        weights = step_weights(services, run, target, model)
+        # Served by every shard, published once for the api's online predictions.
+        state = offsets.to_json() if offsets is not None else {}
+        doc = {
+            "issued_at": iso(run.as_of),
+            "target": target,
+            **state,
+            "model_version": model.version,
+            "combination": weights.to_json(),
+        }
+        key = intervals_key(target, services.settings.default_target)
+        published = publish(services, doc, key)
+        if offsets is not None:
+            mine["intervals"] = {**state, "published": published}
+        mine["combination"] = weights.to_json()
     skipped: list[tuple[str, str]] = []
     for shard in todo:
         prediction, written, shard_timings = _forecast_shard(
-            services, run, model, spec, active, shard, shards, offsets
+            services, run, model, spec, active, shard, shards, offsets, weights
         )
         timings.merge(shard_timings)
         with timings.stage("snapshot_s"):
@@ -207,6 +219,7 @@ def _forecast_shard(
     shard: int,
     shards: int,
     offsets: Offsets | None = None,
+    weights: Weights | None = None,
 ) -> tuple[Prediction, int, Timings]:
     """Forecast one shard's locations in batches of AIRCAST_PREDICT_BATCH_LOCATIONS, each
     read -> features -> model before the next, so memory follows the batch; the shard's
@@ -240,7 +253,7 @@ def _forecast_shard(
             else None
         )
         frame, sk = forecast_frame(
-            loaded, obs, run.as_of, places, weather, step, neighbours, offsets, cams
+            loaded, obs, run.as_of, places, weather, step, neighbours, offsets, cams, weights
         )
         timings.merge(step)
         ts = pd.to_datetime(obs["ts"], utc=True)
@@ -293,7 +306,7 @@ def _read_batch(
 
 def _empty_frame() -> pd.DataFrame:
     cols = ["location_id", "target", "issued_at", "target_ts", "horizon_h"]
-    return pd.DataFrame(columns=[*cols, "yhat", "yhat_lower", "yhat_upper"])
+    return pd.DataFrame(columns=[*cols, "yhat", "yhat_lower", "yhat_upper", "yhat_model"])
 
 
 def _write_new(

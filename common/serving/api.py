@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
 from typing import Any, cast
 
@@ -363,13 +364,11 @@ class Api:
         from common.serving.online import predict_online  # heavy code loads on first use
 
         target = self.settings.target_of(params.target)  # 400 naming `target` if not here
-        offsets = (
-            self.offsets.get(intervals_key(target, self.settings.default_target))
-            if self.settings.interval_adapt_eta > 0
-            else None
-        )
+        adaptation = self.offsets.get(intervals_key(target, self.settings.default_target))
+        if adaptation is not None and self.settings.interval_adapt_eta == 0:
+            adaptation = replace(adaptation, offsets=None)  # the weights still serve
         place = self._place(params.location_id)
-        return encode(predict_online(params, self.settings, self.store, place, offsets))
+        return encode(predict_online(params, self.settings, self.store, place, adaptation))
 
     def _place(self, location_id: str | None) -> dict[str, object]:
         """Where an online prediction is made: a `location_id` known to the (held) snapshot

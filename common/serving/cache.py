@@ -24,7 +24,7 @@ from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot, snapshot_key
 from common.storage import ArtifactStore, ObjectMissing, StoreError
 
 if TYPE_CHECKING:
-    from common.forecasting.adaptation import Offsets
+    from common.forecasting.adaptation import Adaptation
 
 log = get_logger("api")
 
@@ -116,18 +116,20 @@ class SnapshotCache:
 
 
 class OffsetsCache:
-    """The interval offsets predict publishes for each target (`intervals_key`), held like
+    """The interval offsets and combination weights predict publishes for each target
+    (`intervals_key`, `common.forecasting.adaptation.Adaptation`), held like
     the snapshot: re-checked by generation at most every `refresh_seconds` and re-read only
     when it changed, so an online prediction adds no store request of its own. A failed
     check keeps what is held; with nothing held it is a 503."""
 
     def __init__(self, store: ArtifactStore, refresh_seconds: float) -> None:
         self.store, self.refresh_seconds = store, refresh_seconds
-        self._held: dict[str, tuple[float, int, Offsets | None]] = {}  # (checked, generation, it)
+        self._held: dict[str, tuple[float, int, Adaptation | None]] = {}  # (checked, generation, it)
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> Offsets | None:
-        """The offsets at `key`, or None before predict has published any."""
+    def get(self, key: str) -> Adaptation | None:
+        """The offsets and combination weights at `key`, or None before predict has
+        published any."""
         held = self._held.get(key)
         if held is not None and time.monotonic() - held[0] < self.refresh_seconds:
             return held[2]
@@ -140,10 +142,10 @@ class OffsetsCache:
                 elif generation == 0:
                     value = None
                 else:
-                    from common.forecasting.adaptation import Offsets  # numpy: on first use
+                    from common.forecasting.adaptation import Adaptation  # numpy: first use
 
                     data, generation = self.store.get_with_generation(key)
-                    value = Offsets.from_json(json.loads(data))
+                    value = Adaptation.from_json(json.loads(data))
             except ObjectMissing:
                 generation, value = 0, None
             except (StoreError, ValueError, KeyError, OSError) as exc:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from common.core.config import Settings
-    from common.forecasting.adaptation import Offsets
+    from common.forecasting.adaptation import Adaptation
     from common.forecasting.snapshot import RecentObservations
     from common.serving.models import OnlinePredictRequest
     from common.storage import ArtifactStore
@@ -30,7 +30,7 @@ def predict_online(
     settings: Settings,
     store: ArtifactStore,
     place: dict[str, object],
-    offsets: Offsets | None = None,
+    adaptation: Adaptation | None = None,
 ) -> LocationForecastResponse:
     """Forecast horizons 1..`request.hours` (default: the model's horizon) for observations
     the caller sends instead of the warehouse's.
@@ -38,14 +38,16 @@ def predict_online(
     The rows go through the same feature code and production model as batch predict, so a
     caller with its own sensor gets the forecast predict would make from the same history;
     the last `ts` is the issue time. `place` is where (the api's `_place`: a known
-    `location_id` lends its coordinates and time zone) and `offsets` the interval offsets
-    predict serves this hour, so online intervals match the batch ones. Too little history
-    or too many hours is a 400 naming the field, no production model a 409.
+    `location_id` lends its coordinates and time zone) and `adaptation` the interval offsets
+    and combination weights predict serves this hour, so online forecasts match the batch
+    ones. Too little history or too many hours is a 400 naming the field, no production
+    model a 409.
     """
     import pandas as pd
 
     from common.core.aqi import get_scheme
     from common.core.schema import VARIABLES
+    from common.forecasting.adaptation import Adaptation
     from common.forecasting.forecast import forecast_frame
     from common.forecasting.registry import Registry, model_name_for
     from common.forecasting.snapshot import LocationForecast
@@ -58,8 +60,15 @@ def predict_online(
         raise BadRequest(f"hours: the model forecasts at most {horizon} hours", field="hours")
     obs, weather = _frames(request, place)
     issue = obs["ts"].max().to_pydatetime()
+    adapted = adaptation or Adaptation()
     frame, skipped = forecast_frame(
-        loaded, obs, issue, pd.DataFrame([place]), weather, offsets=offsets
+        loaded,
+        obs,
+        issue,
+        pd.DataFrame([place]),
+        weather,
+        offsets=adapted.offsets,
+        weights=adapted.weights_for(loaded.version),
     )
     if skipped:
         raise BadRequest(f"observations: {skipped[0][1]}", field="observations")

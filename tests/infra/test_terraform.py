@@ -170,6 +170,7 @@ GRANTS = {
         "predict/runs",
         "predict/forecasts",
         "predict/interval_offsets",
+        "predict/combination_weights",
         "monitor/runs",
     },
     "google_storage_bucket_iam_member.writes_artifacts": {"train"},

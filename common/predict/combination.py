@@ -1,0 +1,117 @@
+"""Predict's step of the combination weights (`common.forecasting.combination`): read the
+state of the previous run, verify each expert on the forecasts whose hour has since been
+observed, store the new state under this run's issue time and serve it.
+
+The experts are verified on the current version's own forecasts: each forecast row keeps
+the model's median before the combination (`yhat_model`), persistence is the value
+observed at the issue time and seasonal naive the value a day before the target hour.
+A version that was not the one of the previous state starts from the weights learned on
+its calibration block (a new version, or one whose metadata predates the combination:
+from equal weights).
+
+Idempotent and bound to as_of, as the interval offsets are (`common.predict.intervals`): a
+run whose issue time already has a state reuses it, and a step reads only forecast hours
+up to as_of - VERIFY_LAG_H and state from before as_of. Its cost follows the hours
+verified since the last state, not the history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from common.core.schema import VARIABLES
+from common.core.timeutil import UTC
+from common.forecasting.adaptation import MAX_CATCH_UP_H, VERIFY_LAG_H
+from common.forecasting.combination import LOSS_CAP, Weights
+from common.forecasting.registry import Loaded
+from common.runtime.runs import Run
+from common.runtime.services import Services
+
+HOUR = dt.timedelta(hours=1)
+
+
+def latest_weights(services: Services, target: str, as_of: dt.datetime) -> pd.DataFrame:
+    """`target`'s newest stored weights at or before as_of (within MAX_CATCH_UP_H), one row
+    per (horizon, expert), with the version they weighed."""
+    return services.warehouse.query(
+        "SELECT as_of, model_version, horizon_h, expert, weight, verified_through "
+        "FROM combination_weights WHERE target = @target AND as_of <= @as_of "
+        "AND as_of >= @since QUALIFY ROW_NUMBER() OVER (PARTITION BY horizon_h, expert "
+        "ORDER BY as_of DESC, created_at DESC) = 1",
+        {"target": target, "as_of": as_of, "since": as_of - MAX_CATCH_UP_H * HOUR},
+    )
+
+
+def expert_losses(
+    services: Services, target: str, version: str, after: dt.datetime, through: dt.datetime
+) -> pd.DataFrame:
+    """Per (target_ts, horizon_h) in (after, through]: `n` forecasts of `version` verified
+    and each expert's mean absolute log1p error on them, clipped at LOSS_CAP (rows where
+    persistence or seasonal naive has no observation are left out, so the experts are
+    compared on the same forecasts). A forecast written twice counts once, as its newest
+    row. Every side is filtered on the hours it needs, so BigQuery reads their partitions."""
+    if target not in VARIABLES:  # a column name below, so only a schema variable
+        raise ValueError(f"unknown target {target!r}")
+
+    def loss(value: str) -> str:
+        return (
+            f"AVG(LEAST(ABS(LN(1 + GREATEST(a.v, 0)) - LN(1 + GREATEST({value}, 0))), {LOSS_CAP}))"
+        )
+
+    return services.warehouse.query(
+        "WITH f AS (SELECT location_id, issued_at, target_ts, horizon_h, yhat_model "
+        "FROM forecasts WHERE target = @target AND model_version = @version "
+        "AND target_ts > @after AND target_ts <= @through AND yhat_model IS NOT NULL "
+        "QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, issued_at, target_ts "
+        "ORDER BY created_at DESC, run_id DESC) = 1), "
+        f"o AS (SELECT location_id, ts, {target} AS v FROM observations "
+        f"WHERE ts > @observed_after AND ts <= @through AND {target} IS NOT NULL) "
+        f"SELECT f.target_ts, f.horizon_h, COUNT(*) AS n, {loss('f.yhat_model')} AS model, "
+        f"{loss('p.v')} AS persistence, {loss('s.v')} AS seasonal_naive "
+        "FROM f JOIN o AS a ON a.location_id = f.location_id AND a.ts = f.target_ts "
+        "JOIN o AS p ON p.location_id = f.location_id AND p.ts = f.issued_at "
+        "JOIN o AS s ON s.location_id = f.location_id "
+        "AND s.ts = TIMESTAMP_SUB(f.target_ts, INTERVAL 24 HOUR) "
+        "GROUP BY f.target_ts, f.horizon_h ORDER BY f.target_ts, f.horizon_h",
+        {
+            "target": target,
+            "version": version,
+            "after": after,
+            "through": through,
+            "observed_after": after - 24 * HOUR,
+        },
+    )
+
+
+def step_weights(services: Services, run: Run, target: str, loaded: Loaded) -> Weights:
+    """The weights this run serves for `target`'s production version `loaded`."""
+    as_of, horizon = run.as_of, loaded.model.horizon
+    through = as_of - VERIFY_LAG_H * HOUR
+    prev = latest_weights(services, target, as_of)
+    same_version = len(prev) and (prev["model_version"] == loaded.version).all()
+    if same_version and (pd.to_datetime(prev["as_of"], utc=True) == pd.Timestamp(as_of)).all():
+        return Weights.from_rows(prev, horizon)  # this hour was stepped already: serve it again
+    verified = pd.DataFrame()
+    if not same_version:  # a new version (or the first run): where its calibration left it
+        start = loaded.model.combination or Weights.uniform(horizon)
+        weights = Weights(start.weights, through)
+    else:
+        before = Weights.from_rows(prev, horizon)
+        since = as_of - MAX_CATCH_UP_H * HOUR
+        after = max(before.verified_through or since, through - MAX_CATCH_UP_H * HOUR)
+        if through > after:
+            verified = expert_losses(services, target, loaded.version, after, through)
+        weights = before.step(verified, max(through, after))
+    counts = verified.groupby("horizon_h")["n"].sum() if len(verified) else pd.Series(dtype="int64")
+    rows = weights.rows().assign(
+        target=target,
+        as_of=as_of,
+        model_version=loaded.version,
+        verified=lambda f: f["horizon_h"].map(counts).fillna(0).astype("int64"),
+        run_id=run.run_id,
+        created_at=dt.datetime.now(UTC),
+    )
+    services.warehouse.append("combination_weights", rows)
+    return weights

@@ -1,0 +1,127 @@
+"""Predict serves the model combined with the baselines, the weights stepped online from
+what was verified, stored by issue time and the same in batch and online predictions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.forecasting.combination import EXPERTS, LOSS_CAP, Weights, regret_bound
+from common.forecasting.registry import Registry
+from common.predict.job import PredictRequest, run_predict
+from common.runtime.services import get_services
+from tests.predict.test_predict import H, T, location_ids, online_body, sql
+
+HOUR = dt.timedelta(hours=1)
+LOSING = (1, 2, 3)  # horizons where the sabotaged model loses
+
+
+def _sabotage(uniform_start: bool) -> str:
+    """Make the production model lose at LOSING horizons (its change there x 6, so it
+    overshoots), optionally forgetting its calibration weights: the version as a model
+    that was trained before the combination existed would be. Returns the version."""
+    svc = get_services()
+    reg = Registry(svc.store, svc.settings.model_name)
+    version = reg.production()[0]["version"]
+    meta = reg.metadata(version)
+    shrink = list(meta["model"]["shrink"]) or [1.0] * H
+    shrink = [6.0 if h in LOSING else a for h, a in enumerate(shrink, start=1)]
+    model = {**meta["model"], "shrink": shrink}
+    if uniform_start:
+        model["combination"] = None
+    svc.store.put_json(reg.key(version, "metadata.json"), {**meta, "model": model})
+    return version
+
+
+def _replay(hours: int) -> None:
+    for k in range(hours, -1, -1):
+        run_predict(PredictRequest(as_of=T - k * HOUR), get_services())
+
+
+def _hourly_losses(version: str) -> pd.DataFrame:
+    """Per (target_ts, horizon_h): the served median's and each expert's mean clipped
+    absolute log1p error over the locations, on forecasts where every expert has a value."""
+    rows = sql(
+        "SELECT f.location_id, f.issued_at, f.target_ts, f.horizon_h, f.yhat, f.yhat_model, "
+        "a.pm2_5 AS actual, p.pm2_5 AS persisted, s.pm2_5 AS seasonal "
+        "FROM forecasts f JOIN observations a ON a.location_id = f.location_id "
+        "AND a.ts = f.target_ts JOIN observations p ON p.location_id = f.location_id "
+        "AND p.ts = f.issued_at JOIN observations s ON s.location_id = f.location_id "
+        "AND s.ts = TIMESTAMP_SUB(f.target_ts, INTERVAL 24 HOUR) "
+        "WHERE f.model_version = @v AND a.pm2_5 IS NOT NULL AND p.pm2_5 IS NOT NULL "
+        "AND s.pm2_5 IS NOT NULL",
+        v=version,
+    )
+    y = np.log1p(rows["actual"].clip(lower=0))
+    for name, col in (
+        ("served", "yhat"),
+        ("model", "yhat_model"),
+        ("persistence", "persisted"),
+        ("seasonal_naive", "seasonal"),
+    ):
+        rows[name] = np.minimum(np.abs(np.log1p(rows[col].clip(lower=0)) - y), LOSS_CAP)
+    cols = ["served", *EXPERTS]
+    return rows.groupby(["target_ts", "horizon_h"], as_index=False)[cols].mean()
+
+
+def test_a_model_that_loses_is_served_the_baselines_within_the_regret_bound(home: Path):
+    """A version that loses at some horizons and starts from equal weights: over ten
+    hourly runs its served median stays within the regret bound of the best expert at
+    every horizon, beats its own model where the model loses, and the weights stored by
+    issue time move away from it there."""
+    version = _sabotage(uniform_start=True)
+    _replay(9)
+    losses = _hourly_losses(version)
+    checked = 0
+    for h, g in losses.groupby("horizon_h"):
+        best = min(g[e].sum() for e in EXPERTS)
+        assert g["served"].sum() <= best + regret_bound(len(g)) * LOSS_CAP, h
+        if h in LOSING:
+            assert g["served"].sum() < g["model"].sum(), h
+            checked += 1
+    assert checked == len(LOSING)
+    state = sql(
+        "SELECT as_of, horizon_h, expert, weight, verified FROM combination_weights "
+        "WHERE model_version = @v",
+        v=version,
+    )
+    assert state["as_of"].nunique() == 10  # one state per issue time
+    last = state[pd.to_datetime(state["as_of"], utc=True) == pd.Timestamp(T)]
+    w = last.pivot(index="horizon_h", columns="expert", values="weight")
+    assert (w.loc[list(LOSING), "model"] < 1 / 3).all()  # it lost there: weighed down
+    assert np.allclose(w.sum(axis=1), 1.0)
+    assert state["verified"].sum() > 0
+
+
+def test_a_new_version_starts_from_its_calibration_weights_and_reruns_change_nothing(
+    home: Path,
+):
+    """The first predict of a version serves the weights its train run learned on the
+    calibration block; a re-run of the same issue time stores nothing new and serves the
+    same rows; the api's online prediction serves them too."""
+    from common.serving.api import create_app
+
+    svc = get_services()
+    reg = Registry(svc.store, svc.settings.model_name)
+    version = reg.production()[0]["version"]
+    start = Weights.from_json(reg.metadata(version)["model"]["combination"])
+    run_predict(PredictRequest(as_of=T), svc)
+    first = sql("SELECT * FROM combination_weights WHERE as_of = @t", t=T)
+    stored = Weights.from_rows(first, H)
+    assert np.allclose(stored.matrix(), start.matrix())
+    before = sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")
+    run_predict(PredictRequest(as_of=T), svc)
+    assert len(sql("SELECT * FROM combination_weights")) == len(first)
+    after = sql("SELECT * FROM forecasts ORDER BY location_id, horizon_h")
+    pd.testing.assert_frame_equal(before, after)
+    loc = location_ids()[0]
+    _, body = online_body(loc)
+    r = create_app(svc.settings, svc.store).test_client().post("/v1/predict", json=body)
+    assert r.status_code == 200, r.get_json()
+    batch = before[before["location_id"] == loc].sort_values("horizon_h")
+    online = [p["yhat"] for p in r.get_json()["points"]]
+    assert online == pytest.approx(batch["yhat"].tolist(), abs=2e-3)
