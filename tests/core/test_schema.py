@@ -34,6 +34,7 @@ def test_design_tables_and_views_exist_with_their_keys():
         "rejected_rows",
         "forecasts",
         "interval_offsets",
+        "combination_weights",
         "runs",
     }
     assert set(VIEWS) == {
