@@ -56,6 +56,7 @@ def test_design_tables_and_views_exist_with_their_keys():
         "rejected_rows": (),
         "forecasts": ("location_id", "target", "target_ts"),
         "interval_offsets": ("target", "as_of", "horizon_h"),
+        "combination_weights": ("target", "as_of", "horizon_h", "expert"),
         "runs": (),
     }
     for t in TABLES.values():
