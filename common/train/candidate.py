@@ -120,7 +120,10 @@ def score_production(
         samples=settings.gate_bootstrap_samples,
         confidence=settings.gate_confidence,
     )
-    losing = tuple(g["group"] for g in losing_to_persistence(group_scores(m["by_horizon"])))
+    losing = tuple(
+        g["group"]
+        for g in losing_to_persistence(group_scores(m["by_horizon"]), settings.gate_tolerance)
+    )
     age = (plan.as_of - meta.trained_through).total_seconds() / 86400
     return ProductionScore(
         version, m["model"]["mae"], noise=noise, losing_groups=losing, age_days=age

@@ -4,10 +4,13 @@ A candidate is promoted when, on the holdout,
 
 - its MAE beats seasonal naive by `margin`,
 - its MAE is not worse than persistence ("the last value") in any horizon group of
-  `HORIZON_GROUPS` (1-3, 4-12, 13-24 hours; a tie, which the per-horizon shrinkage can
-  produce, passes): a reason names the group that fails (with nothing in production yet,
-  the first version is promoted on the seasonal-naive rule alone, so that a new
-  deployment serves something; the losing groups stay in its reasons), and
+  `HORIZON_GROUPS` (1-3, 4-12, 13-24 hours) by more than `tolerance`: a reason names the
+  group that fails. The MAE is that of the forecast as served, the model combined online
+  with persistence and seasonal naive (`common.forecasting.combination`, replayed on the
+  holdout from the version's calibration weights), so a model that loses somewhere is
+  served the baselines there and still passes. The rule holds for every version, the
+  first one included: nothing in production is no reason to serve a forecast that loses
+  to the last value, and
 - it is better than the production model beyond the noise. The noise is estimated from
   the paired per-row errors of both models on the same rows by a block bootstrap over
   issue days (`paired_interval`: seeded, so the same rows give the same interval). The
@@ -17,9 +20,9 @@ A candidate is promoted when, on the holdout,
   (or, with the interval above 0, a candidate worse by less than the tolerance, and the
   reason says so) and production is kept (neither a promotion nor a rejection: a retrain
   of unchanged data is never decided by the chance of its fit) - unless production itself loses to
-  persistence in a horizon group on these rows (the first version's waiver, or an old
-  model the data moved away from): then a candidate that meets every rule replaces it,
-  since keeping production would keep a model the gate would not promote today; or unless
+  persistence in a horizon group on these rows (a version gated before the combination
+  existed, or an old model the data moved away from): then a candidate that meets every
+  rule replaces it, since keeping production would keep a model the gate would not promote today; or unless
   production was trained on data more than `max_age_days` older than the candidate's (the
   age at which the monitor's `model_age` warns): with nothing to choose between them the
   fresher model replaces it, so keeping an equal model never ages production into an
@@ -129,10 +132,13 @@ def group_scores(by_horizon: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     return out
 
 
-def losing_to_persistence(groups: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The groups whose MAE is worse than persistence's. A tie passes: a group the
-    shrinkage served as persistence (alpha 0) ties with it."""
-    return [g for g in groups if g["mae"] > g["persistence_mae"]]
+def losing_to_persistence(
+    groups: Sequence[Mapping[str, Any]], tolerance: float = 0.0
+) -> list[Mapping[str, Any]]:
+    """The groups whose MAE is worse than persistence's by more than `tolerance` (a share).
+    A tie passes: a group served as persistence ties with it, and a combination that has
+    learned to serve the baselines there is within the tolerance of it."""
+    return [g for g in groups if g["mae"] > g["persistence_mae"] * (1 + tolerance)]
 
 
 @dataclass(frozen=True)
@@ -206,11 +212,11 @@ def decide(
     verdict = "beats" if beats_baseline else "does not beat"
     reasons = [f"MAE {mae:.3f} {verdict} seasonal naive {naive:.3f} by the {margin:.0%} margin"]
     groups = group_scores(metrics.get("by_horizon", []))
-    losing = losing_to_persistence(groups)
+    losing = losing_to_persistence(groups, tolerance)
     for g in losing:
         reasons.append(
             f"horizons {g['group']} h: MAE {g['mae']:.3f} does not beat persistence "
-            f"{g['persistence_mae']:.3f}"
+            f"{g['persistence_mae']:.3f} (tolerance {tolerance:.0%})"
         )
     if groups and not losing:
         reasons.append(
@@ -277,11 +283,7 @@ def decide(
             else f"MAE {mae:.3f} vs production {production_mae:.3f}: within "
             f"{tolerance:.0%} tolerance or better"
         )
-    # With nothing in production the first version is still promoted on the seasonal-naive
-    # rule (its losing groups stay in the reasons): a new deployment must serve something.
-    if losing and production is None:
-        reasons.append("no production model yet: promoted on seasonal naive alone")
-    fails = not beats_baseline or (bool(losing) and production is not None) or worse
+    fails = not beats_baseline or bool(losing) or worse
     return GateDecision(
         promote=not fails and not keep,
         reasons=tuple(reasons),

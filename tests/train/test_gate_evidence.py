@@ -67,10 +67,10 @@ def test_a_candidate_worse_than_persistence_at_h1_is_rejected_naming_the_group()
     assert not any("4-12" in r and "does not beat" in r for r in decision.reasons)
     groups = {g.group: g for g in decision.record().persistence_by_group}
     assert groups["1-3"].mae > groups["1-3"].persistence_mae
-    # The very first version (nothing in production) is promoted, the loss recorded.
+    # The very first version (nothing in production) is held to the same rule: no waiver.
     first = gate(metrics(h1_ratio=1.5))
-    assert first.promote is True and any("1-3 h" in r for r in first.reasons)
-    assert first.reasons[-1] == "no production model yet: promoted on seasonal naive alone"
+    assert first.promote is False and first.verdict == "reject"
+    assert any(r.startswith("horizons 1-3 h:") for r in first.reasons)
 
 
 def test_a_candidate_beating_persistence_everywhere_passes_that_check():
@@ -118,9 +118,9 @@ def test_no_difference_keeps_production_neither_promoting_nor_rejecting():
 
 
 def test_no_evidence_replaces_a_production_model_that_loses_to_persistence_on_these_rows():
-    """The first version is promoted on seasonal naive alone; without this rule a model that
-    loses to the last value would be kept for as long as no candidate is better beyond the
-    noise (the March 2016 replay kept it for two weeks)."""
+    """A version gated before the combination may lose to persistence; without this rule a
+    model that loses to the last value would be kept for as long as no candidate is better
+    beyond the noise (the March 2016 replay kept it for two weeks)."""
     noise = NoiseInterval(low=-0.4, high=0.3, difference=-0.05, confidence=0.95,
                           samples=1000, blocks=7)  # fmt: skip
     weak = ProductionScore("v1", 15.0, noise=noise, losing_groups=("13-24",))
@@ -148,6 +148,16 @@ def test_production_is_scored_by_horizon_group_on_the_candidates_rows():
     for row in by_h[12:]:
         row["mae"] = 10.5
     assert [g["group"] for g in losing_to_persistence(group_scores(by_h))] == ["13-24"]
+    # Within the tolerance (a combination that learned to serve persistence there) passes.
+    assert losing_to_persistence(group_scores(by_h), tolerance=0.06) == []
+    # A first version served as the baselines (every group at 1.01x) is promoted with a 2 %
+    # tolerance; one that still loses by 5 % is not.
+    near = decide(metrics(h1_ratio=1.01, others=1.01), None, version="v1", margin=0.05,
+                  tolerance=0.02)  # fmt: skip
+    assert near.promote is True
+    far = decide(metrics(h1_ratio=1.05, others=1.05), None, version="v1", margin=0.05,
+                 tolerance=0.02)  # fmt: skip
+    assert far.promote is False and far.verdict == "reject"
 
 
 def test_two_fits_of_the_same_data_with_different_seeds_show_no_evidence_of_a_difference():
