@@ -217,6 +217,8 @@ def online_weights(
     issued_at: pd.Series,
     target_ts: pd.Series,
     start: Weights,
+    eta: float = ETA,
+    share: float = SHARE,
 ) -> np.ndarray:
     """(n, N) the weights each row would have been served with: `start` stepped, before
     each issue hour, by every hour verified by then (target hour <= issue time) — how
@@ -232,7 +234,7 @@ def online_weights(
             np.searchsorted(hours, pd.Timestamp(t).tz_convert(None).to_datetime64(), "right")
         )
         if ready > used:
-            state = state.step(losses.iloc[used:ready], None)
+            state = state.step(losses.iloc[used:ready], None, eta, share)
             used = ready
         m = (issued == t).to_numpy()
         out[m] = state.at(h[m])

@@ -1,0 +1,169 @@
+"""Study: the served median (the model combined online with persistence and seasonal naive,
+`common.forecasting.combination`) against the model alone, on places the model was not
+trained on, and the combination's learning rate and share chosen there.
+
+    .venv/bin/python bench/combination_study.py [--work DIR] [--max-rows N] [--splits S ...]
+
+Backfills ../shared/data/beijing-multisite (as bench/train_beijing.py does) into --work once.
+Each split fits the model with the train job's code (`fit_model`: fit / validation /
+calibration blocks, calibration weights of the combination) on issue times before
+2016-03-01 of its training stations only, then scores every issue time 2016-03-01 ..
+2017-02-27 of its test stations: the model alone, and the combination replayed hour by hour
+as predict serves it (weights from the calibration block, stepped before each issue hour
+by the hours verified by then, `online_weights`), for each (eta, share) of the grid.
+
+Splits: `time` trains on all 8 stations and scores all 8 (in-sample places, the train
+benchmark's split); `lso-K` (K = 0..3) holds out two stations, trains on the other six
+and scores the two (places the model never saw). The held-out stations' neighbours are
+the whole network at scoring time, as a new place joining a network would have.
+
+Prints, per split and variant, each station's MAE / persistence by horizon group (1-3,
+4-12, 13-24 h), over 1..24 and the p10-p90 coverage (the calibrated interval moved with
+the combined median; the adaptive offsets are not replayed here), then the spread over
+the held-out stations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import train_beijing as tb  # noqa: E402
+
+HELD_OUT = (
+    ("Aotizhongxin", "Huairou"),
+    ("Changping", "Dongsi"),
+    ("Dingling", "Guanyuan"),
+    ("Gucheng", "Nongzhanguan"),
+)
+GROUPS = ((1, 3), (4, 12), (13, 24))
+
+
+def _load(work: Path):
+    home = work / "home"
+    if not (home / "warehouse.duckdb").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        tb.backfill(home)
+    os.environ.update(AIRCAST_HOME=str(home), AIRCAST_BACKEND="local")
+    from common.forecasting.features import FeatureSpec
+    from common.runtime import locations
+    from common.runtime.services import get_services
+    from common.train.observations import observations, summarise
+
+    svc = get_services()
+    spec = FeatureSpec(svc.settings.target, svc.settings.horizon, False)
+    start = tb.DATA_START - dt.timedelta(hours=1)
+    summary = summarise(svc.warehouse, spec, start, tb.DATA_END)
+    obs = observations(svc.warehouse, spec, start, tb.DATA_END, summary)
+    if not isinstance(obs, pd.DataFrame):
+        raise SystemExit("the Beijing window should be read into memory")
+    return spec, obs, locations.current(svc.warehouse), summary
+
+
+def _station(location_id: str) -> str:
+    return location_id.split("-")[-1].capitalize()
+
+
+def _split(name: str, ids: list[str]) -> tuple[list[str], list[str]]:
+    if name == "time":
+        return ids, ids
+    held = {s.lower() for s in HELD_OUT[int(name.split("-")[1])]}
+    test = [i for i in ids if _station(i).lower() in held]
+    return [i for i in ids if i not in test], test
+
+
+def run_split(name: str, spec, obs, places, oldest, max_rows: int, grid) -> list[dict]:
+    from common.forecasting import training
+    from common.forecasting.combination import online_weights
+    from common.forecasting.features import HISTORY_HOURS
+
+    ids = sorted(places["location_id"].astype(str))
+    train_ids, test_ids = _split(name, ids)
+    train_obs = obs[obs["location_id"].astype(str).isin(train_ids)]
+    data = training.TrainingData(train_obs, spec, places[places["location_id"].isin(train_ids)])
+    first = oldest + dt.timedelta(hours=HISTORY_HOURS)
+    window = training.IssueWindow(first, tb.TEST_START, max_rows, 0)
+    fit = training.fit_model(data, window, params={"nthread": 2})
+    model = fit.model
+    X, y, keys = training.examples(obs, spec, tb.TEST_START, tb.TEST_END, places, 10**9, 0)
+    keep = keys["location_id"].astype(str).isin(test_ids).to_numpy()
+    X, y, keys = X[keep].reset_index(drop=True), y[keep], keys[keep].reset_index(drop=True)
+    expert = model.expert_change(X)
+    variants = {"model alone": model.predict(X, weights=np.tile([1.0, 0.0, 0.0], (len(X), 1)))}
+    for eta, share in grid:
+        w = online_weights(
+            expert, X, y, keys["issued_at"], keys["target_ts"], model.combination, eta, share
+        )
+        variants[f"combined eta={eta:.3g} share=1/{round(1 / share)}"] = model.predict(
+            X, weights=w
+        )
+    out = []
+    actual = keys["actual"].to_numpy(float)
+    persisted = keys["persistence"].to_numpy(float)
+    h = keys["horizon_h"].to_numpy(int)
+    station = keys["location_id"].astype(str).map(_station).to_numpy()
+    for variant, q in variants.items():
+        for s in sorted(set(station)):
+            m = station == s
+            row = {"split": name, "variant": variant, "station": s}
+            for a, b in GROUPS:
+                g = m & (h >= a) & (h <= b)
+                row[f"{a}-{b}"] = np.abs(q[g, 1] - actual[g]).mean() / np.abs(
+                    persisted[g] - actual[g]
+                ).mean()
+            row["1..24"] = np.abs(q[m, 1] - actual[m]).mean() / np.abs(
+                persisted[m] - actual[m]
+            ).mean()
+            row["worst h"] = max(
+                np.abs(q[m & (h == k), 1] - actual[m & (h == k)]).mean()
+                / np.abs(persisted[m & (h == k)] - actual[m & (h == k)]).mean()
+                for k in range(1, spec.horizon + 1)
+            )
+            row["coverage"] = float(((actual[m] >= q[m, 0]) & (actual[m] <= q[m, 2])).mean())
+            out.append(row)
+    return out
+
+
+def main() -> None:
+    from common.forecasting.combination import ETA, SHARE
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, default=Path("/tmp/aircast-combination-study"))
+    p.add_argument("--max-rows", type=int, default=150_000)
+    p.add_argument("--splits", nargs="*", default=["time", "lso-0", "lso-1", "lso-2", "lso-3"])
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    if not tb.DATA.is_dir():
+        sys.exit(f"{tb.DATA} not found: the Beijing files live in ../shared/data")
+    args.work.mkdir(parents=True, exist_ok=True)
+    spec, obs, places, summary = _load(args.work)
+    grid = [(ETA, SHARE), (ETA, 1 / 720), (4 * ETA, SHARE), (4 * ETA, 1 / 720)]
+    rows = []
+    for name in args.splits:
+        rows += run_split(name, spec, obs, places, summary.oldest, args.max_rows, grid)
+        frame = pd.DataFrame(rows)
+        print(frame[frame["split"] == name].round(3).to_markdown(index=False), flush=True)
+    frame = pd.DataFrame(rows)
+    held = frame[frame["split"] != "time"]
+    if len(held):
+        spread = held.groupby("variant")[["1-3", "4-12", "13-24", "1..24", "worst h", "coverage"]]
+        print("\nheld-out stations: mean / worst over stations")
+        print(spread.mean().round(3).to_markdown())
+        print(spread.max().round(3).to_markdown())
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
