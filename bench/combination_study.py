@@ -31,6 +31,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,7 +51,7 @@ HELD_OUT = (
 GROUPS = ((1, 3), (4, 12), (13, 24))
 
 
-def _load(work: Path):
+def _load(work: Path) -> tuple[Any, pd.DataFrame, pd.DataFrame, Any]:
     home = work / "home"
     if not (home / "warehouse.duckdb").exists():
         home.mkdir(parents=True, exist_ok=True)
@@ -83,9 +84,17 @@ def _split(name: str, ids: list[str]) -> tuple[list[str], list[str]]:
     return [i for i in ids if i not in test], test
 
 
-def run_split(name: str, spec, obs, places, oldest, max_rows: int, grid) -> list[dict]:
+def run_split(
+    name: str,
+    spec: Any,
+    obs: pd.DataFrame,
+    places: pd.DataFrame,
+    oldest: dt.datetime,
+    max_rows: int,
+    grid: list[tuple[float, float]],
+) -> list[dict[str, Any]]:
     from common.forecasting import training
-    from common.forecasting.combination import online_weights
+    from common.forecasting.combination import Weights, online_weights
     from common.forecasting.features import HISTORY_HOURS
 
     ids = sorted(places["location_id"].astype(str))
@@ -100,14 +109,11 @@ def run_split(name: str, spec, obs, places, oldest, max_rows: int, grid) -> list
     keep = keys["location_id"].astype(str).isin(test_ids).to_numpy()
     X, y, keys = X[keep].reset_index(drop=True), y[keep], keys[keep].reset_index(drop=True)
     expert = model.expert_change(X)
+    start = model.combination or Weights.uniform(spec.horizon)
     variants = {"model alone": model.predict(X, weights=np.tile([1.0, 0.0, 0.0], (len(X), 1)))}
     for eta, share in grid:
-        w = online_weights(
-            expert, X, y, keys["issued_at"], keys["target_ts"], model.combination, eta, share
-        )
-        variants[f"combined eta={eta:.3g} share=1/{round(1 / share)}"] = model.predict(
-            X, weights=w
-        )
+        w = online_weights(expert, X, y, keys["issued_at"], keys["target_ts"], start, eta, share)
+        variants[f"combined eta={eta:.3g} share=1/{round(1 / share)}"] = model.predict(X, weights=w)
     out = []
     actual = keys["actual"].to_numpy(float)
     persisted = keys["persistence"].to_numpy(float)
@@ -119,12 +125,12 @@ def run_split(name: str, spec, obs, places, oldest, max_rows: int, grid) -> list
             row = {"split": name, "variant": variant, "station": s}
             for a, b in GROUPS:
                 g = m & (h >= a) & (h <= b)
-                row[f"{a}-{b}"] = np.abs(q[g, 1] - actual[g]).mean() / np.abs(
-                    persisted[g] - actual[g]
-                ).mean()
-            row["1..24"] = np.abs(q[m, 1] - actual[m]).mean() / np.abs(
-                persisted[m] - actual[m]
-            ).mean()
+                row[f"{a}-{b}"] = (
+                    np.abs(q[g, 1] - actual[g]).mean() / np.abs(persisted[g] - actual[g]).mean()
+                )
+            row["1..24"] = (
+                np.abs(q[m, 1] - actual[m]).mean() / np.abs(persisted[m] - actual[m]).mean()
+            )
             row["worst h"] = max(
                 np.abs(q[m & (h == k), 1] - actual[m & (h == k)]).mean()
                 / np.abs(persisted[m & (h == k)] - actual[m & (h == k)]).mean()

@@ -141,7 +141,9 @@ class Weights:
             if 1 <= h <= horizon and e in EXPERTS:
                 matrix[h - 1, EXPERTS.index(e)] = float(w)
         through = pd.to_datetime(rows["verified_through"], utc=True).max() if len(rows) else None
-        return cls.of(matrix, None if pd.isna(through) else through.to_pydatetime())
+        if through is None or pd.isna(through):
+            return cls.of(matrix)
+        return cls.of(matrix, pd.Timestamp(through).to_pydatetime())
 
     def rows(self) -> pd.DataFrame:
         """One row per (horizon, expert): the stored form (the caller adds the keys)."""

@@ -124,7 +124,9 @@ class OffsetsCache:
 
     def __init__(self, store: ArtifactStore, refresh_seconds: float) -> None:
         self.store, self.refresh_seconds = store, refresh_seconds
-        self._held: dict[str, tuple[float, int, Adaptation | None]] = {}  # (checked, generation, it)
+        self._held: dict[
+            str, tuple[float, int, Adaptation | None]
+        ] = {}  # (checked, generation, it)
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Adaptation | None:

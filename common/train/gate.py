@@ -19,14 +19,15 @@ A candidate is promoted when, on the holdout,
   candidate is worse and is rejected; otherwise there is "no evidence of a difference"
   (or, with the interval above 0, a candidate worse by less than the tolerance, and the
   reason says so) and production is kept (neither a promotion nor a rejection: a retrain
-  of unchanged data is never decided by the chance of its fit) - unless production itself loses to
-  persistence in a horizon group on these rows (a version gated before the combination
-  existed, or an old model the data moved away from): then a candidate that meets every
-  rule replaces it, since keeping production would keep a model the gate would not promote today; or unless
-  production was trained on data more than `max_age_days` older than the candidate's (the
-  age at which the monitor's `model_age` warns): with nothing to choose between them the
-  fresher model replaces it, so keeping an equal model never ages production into an
-  alert. A candidate worse beyond the noise (within the tolerance) is never promoted for
+  of unchanged data is never decided by the chance of its fit) - unless production
+  itself loses to persistence in a horizon group on these rows (a version gated before
+  the combination existed, or an old model the data moved away from): then a candidate
+  that meets every rule replaces it, since keeping production would keep a model the gate
+  would not promote today; or unless production was trained on data more than
+  `max_age_days` older than the candidate's (the age at which the monitor's `model_age`
+  warns): with nothing to choose between them the fresher model replaces it, so keeping
+  an equal model never ages production into an alert. A candidate worse beyond the noise
+  (within the tolerance) is never promoted for
   its freshness. Without
   paired errors (a caller that has only the two MAEs) the old point rule applies:
   rejected when worse by more than `tolerance`, promoted otherwise.
