@@ -1,16 +1,17 @@
 """Study: the served median (the model combined online with persistence and seasonal naive,
 `common.forecasting.combination`) against the model alone, on places the model was not
-trained on, and the combination's learning rate and share chosen there.
+trained on, and the combination's memory chosen there.
 
     .venv/bin/python bench/combination_study.py [--work DIR] [--max-rows N] [--splits S ...]
 
 Backfills ../shared/data/beijing-multisite (as bench/train_beijing.py does) into --work once.
 Each split fits the model with the train job's code (`fit_model`: fit / validation /
-calibration blocks, calibration weights of the combination) on issue times before
-2016-03-01 of its training stations only, then scores every issue time 2016-03-01 ..
-2017-02-27 of its test stations: the model alone, and the combination replayed hour by hour
-as predict serves it (weights from the calibration block, stepped before each issue hour
-by the hours verified by then, `online_weights`), for each (eta, share) of the grid.
+calibration blocks, the combination's state learned on the calibration block) on issue
+times before 2016-03-01 of its training stations only, then scores every issue time
+2016-03-01 .. 2017-02-27 of its test stations: the model alone, and the combination
+replayed hour by hour as predict serves it (`online_weights`: the calibration state,
+stepped before each issue hour by the hours verified by then) for each memory of the grid
+(the hours after which an old loss weighs e times less).
 
 Splits: `time` trains on all 8 stations and scores all 8 (in-sample places, the train
 benchmark's split); `lso-K` (K = 0..3) holds out two stations, trains on the other six
@@ -18,9 +19,9 @@ and scores the two (places the model never saw). The held-out stations' neighbou
 the whole network at scoring time, as a new place joining a network would have.
 
 Prints, per split and variant, each station's MAE / persistence by horizon group (1-3,
-4-12, 13-24 h), over 1..24 and the p10-p90 coverage (the calibrated interval moved with
-the combined median; the adaptive offsets are not replayed here), then the spread over
-the held-out stations.
+4-12, 13-24 h), over 1..24, its worst horizon and the p10-p90 coverage (the calibrated
+interval moved with the combined median; the adaptive offsets are not replayed here),
+then the mean and worst over the held-out stations.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def run_split(
     places: pd.DataFrame,
     oldest: dt.datetime,
     max_rows: int,
-    grid: list[tuple[float, float]],
+    grid: list[float],
 ) -> list[dict[str, Any]]:
     from common.forecasting import training
     from common.forecasting.combination import Weights, online_weights
@@ -142,7 +143,7 @@ def run_split(
 
 
 def main() -> None:
-    from common.forecasting.combination import ETA, SHARE
+    from common.forecasting.combination import MEMORY_H
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/aircast-combination-study"))
@@ -154,7 +155,7 @@ def main() -> None:
         sys.exit(f"{tb.DATA} not found: the Beijing files live in ../shared/data")
     args.work.mkdir(parents=True, exist_ok=True)
     spec, obs, places, summary = _load(args.work)
-    grid = [(ETA, SHARE), (ETA, 1 / 720), (4 * ETA, SHARE), (4 * ETA, 1 / 720)]
+    grid = [MEMORY_H, 24.0, 720.0]
     rows = []
     for name in args.splits:
         rows += run_split(name, spec, obs, places, summary.oldest, args.max_rows, grid)

@@ -310,6 +310,8 @@ TABLES: dict[str, Table] = {
                 _c("horizon_h", "INT64", "Hours ahead, 1..H", True),
                 _c("expert", "STRING", "model | persistence | seasonal_naive", True),
                 _c("weight", "FLOAT64", "Share of the served median (the experts sum to 1)", True),
+                _c("cum_loss", "FLOAT64", "The expert's discounted cumulative loss", True),
+                _c("gap", "FLOAT64", "The horizon's discounted cumulative mixability gap", True),
                 _c("verified_through", "TIMESTAMP", "Last forecast hour verified into them"),
                 _c("verified", "INT64", "Forecasts of this horizon verified in this step"),
                 _c("run_id", "STRING", "Predict run that wrote the row", True),

@@ -28,6 +28,9 @@ def accuracy_sql(bounded: bool = False) -> str:
     filter on the view's target_ts reaches `observations` only if the optimiser carries it
     across the join, which BigQuery does not promise.
 
+    `yhat` is the forecast as served; `yhat_model` the model's own median before its
+    combination with the baselines (NULL for rows written before the combination).
+
     `cams` is the third baseline: the CAMS forecast of the target for the target hour, the
     newest issued at or before the forecast's issue time (the rule predict and train use
     for every forecast as issued), NULL where none was kept (never zero)."""
@@ -50,7 +53,8 @@ def accuracy_sql(bounded: bool = False) -> str:
         "j.issued_at, j.target_ts ORDER BY c.issued_at DESC, c.ingested_at DESC) = 1) "
         "SELECT location_id, model_version, target, issued_at, target_ts, horizon_h, "
         "yhat, yhat_lower, yhat_upper, actual, yhat - actual AS error, "
-        "ABS(yhat - actual) AS abs_error, "
+        "ABS(yhat - actual) AS abs_error, yhat_model, "
+        "ABS(yhat_model - actual) AS model_abs_error, "
         "(actual >= yhat_lower AND actual <= yhat_upper) AS covered, "
         "cams, ABS(cams - actual) AS cams_abs_error "
         "FROM k"

@@ -7,25 +7,30 @@ change, persistence (no change) and seasonal naive (the value at the same hour a
 before the target, the `seasonal_24` feature). A row where an expert has no value (no
 observation a day before) shares its weight among the others.
 
-The weights are those of the exponentially weighted average forecaster with fixed share
-(Herbster & Warmuth 1998; Cesa-Bianchi & Lugosi 2006, ch. 2 and 5.2). Each verified hour
-brings, per horizon, each expert's mean absolute error in log1p units over the locations
-verified, clipped to `LOSS_CAP` (so a loss lies in [0, 1]); log-weights fall by eta times
-it, then a share `alpha` of the weight is spread evenly, so an expert that lost for a while
-can come back within about 1/alpha hours when the regime changes. Over T verified hours
-the average loss of the weights is then at most (ln N + T ln(1/(1 - alpha))) / eta +
-eta T / 8 above the best single expert's (`regret_bound`), whatever the data; the combined
-median, whose absolute error is convex in the forecast, does at least as well as the
-weights' average loss wherever errors stay below the cap.
+The weights are AdaHedge's (de Rooij, van Erven, Grunwald & Koolen 2014, "Follow the
+leader if you can, hedge if you must"): exponential weights on each expert's cumulative
+loss, whose learning rate is not a constant but ln N / (the cumulative mixability gap),
+learned from the data. Each verified hour brings, per horizon, each expert's absolute
+error in log1p units summed over the forecasts verified (each clipped to `LOSS_CAP`): an
+hour of many places is stronger evidence than an hour of one, and AdaHedge needs no loss
+scale. When one expert is steadily best the gap stays small, the rate grows and the
+weights follow that expert (a model that beats the baselines is served nearly as it is);
+when the experts take turns the gap grows and the weights hedge. Whatever the data, the
+weights' loss over T hours is within `regret_bound(T, S)` = S (sqrt(T ln N) + 16/3 ln N +
+2) of the best expert's, S the largest hourly loss (their Theorem 8, with L*(T - L*)/T at
+most T S / 4): no constant to tune. The combined median, whose absolute error is convex in
+the forecast, does at least as well as the weights' average loss wherever errors stay
+below the cap.
 
-The defaults follow from that bound and not from a fit to any station: the memory is a
-week (`MEMORY_H`), alpha = 1 / MEMORY_H, and eta = sqrt(8 ln N / MEMORY_H), the rate
-that minimises the bound over that many hours.
+Losses and gap are discounted by 1 - 1 / MEMORY_H per hour, so the weights remember about
+a week and can turn when the regime does (a place, a season, a retrained model); the
+bound then holds over any stretch shorter than the memory. The memory is the one setting,
+chosen by principle (about the length of a weather regime), not fitted to any station.
 
-A version starts from weights learned the same way on its calibration block (stored in its
-metadata); predict steps them every run from what has since been verified and stores them
+A version starts from the state learned the same way on its calibration block (stored in
+its metadata); predict steps it every run from what has since been verified and stores it
 by issue time (`common.predict.combination`), like the interval offsets, and the batch
-rows, the snapshot and the api's online predictions all serve them through
+rows, the snapshot and the api's online predictions all serve it through
 `ForecastModel.predict`.
 """
 
@@ -43,46 +48,69 @@ from common.core.timeutil import iso
 
 EXPERTS = ("model", "persistence", "seasonal_naive")
 LOSS_CAP = 1.0  # log1p units: an error beyond a factor e counts as the worst loss, 1
-MEMORY_H = 168  # hours: the span the weights remember (fixed share 1 / MEMORY_H)
-ETA = math.sqrt(8 * math.log(len(EXPERTS)) / MEMORY_H)
-SHARE = 1.0 / MEMORY_H
-MIN_WEIGHT = 1e-6  # keeps every log-weight finite
+MEMORY_H = 168  # hours: losses older than this weigh e times less (discount 1 - 1/MEMORY_H)
 
 
-def regret_bound(hours: int, eta: float = ETA, share: float = SHARE, experts: int = 3) -> float:
-    """Bound on (the weights' total loss - the best expert's) over `hours` verified hours,
-    losses in [0, 1] (Cesa-Bianchi & Lugosi 2006, Thm 2.2 with the fixed-share term)."""
-    return (math.log(experts) + hours * -math.log1p(-share)) / eta + eta * hours / 8
+def regret_bound(hours: int, scale: float = 1.0, experts: int = len(EXPERTS)) -> float:
+    """Bound on (the weights' total loss - the best expert's) over `hours` verified hours
+    whose losses lie in [0, scale], without discount (de Rooij et al. 2014, Theorem 8)."""
+    ln = math.log(experts)
+    return scale * (math.sqrt(hours * ln) + 16 / 3 * ln + 2)
+
+
+def _rates(loss: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """AdaHedge's learning rate per row: ln N / gap (inf while the gap is 0: follow the
+    leader)."""
+    with np.errstate(divide="ignore"):
+        return np.where(gap > 0, math.log(loss.shape[-1]) / np.maximum(gap, 1e-300), np.inf)
+
+
+def _weights(loss: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """(rows, N) exponential weights on cumulative `loss` at AdaHedge's rate: at an
+    infinite rate, equal shares among the leaders."""
+    eta = _rates(loss, gap)[:, None]
+    lead = loss - loss.min(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        w = np.where(np.isinf(eta), (lead <= 1e-12).astype(float), np.exp(-eta * lead))
+    return w / w.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
 class Weights:
-    """Per horizon (index h - 1) the weight of each expert of `EXPERTS` (rows sum to 1),
-    and the last target hour whose forecasts went into them (None: none yet)."""
+    """Per horizon (index h - 1) AdaHedge's state: each expert of `EXPERTS`'s discounted
+    cumulative loss and the discounted cumulative mixability gap; `matrix()` the weights
+    they serve. `verified_through`: the last target hour stepped in (None: none yet)."""
 
-    weights: tuple[tuple[float, ...], ...]
+    losses: tuple[tuple[float, ...], ...]
+    gaps: tuple[float, ...]
     verified_through: dt.datetime | None = None
 
     @classmethod
     def uniform(cls, horizon: int, verified_through: dt.datetime | None = None) -> Weights:
-        row = (1.0 / len(EXPERTS),) * len(EXPERTS)
-        return cls((row,) * horizon, verified_through)
+        return cls(((0.0,) * len(EXPERTS),) * horizon, (0.0,) * horizon, verified_through)
 
     @classmethod
-    def of(cls, matrix: np.ndarray, verified_through: dt.datetime | None = None) -> Weights:
-        m = np.clip(np.asarray(matrix, dtype=float), MIN_WEIGHT, None)
-        m = m / m.sum(axis=1, keepdims=True)
-        return cls(tuple(tuple(float(v) for v in row) for row in m), verified_through)
+    def of(
+        cls, losses: np.ndarray, gaps: np.ndarray, verified_through: dt.datetime | None = None
+    ) -> Weights:
+        rows = np.asarray(losses, dtype=float).reshape(len(gaps), len(EXPERTS))
+        return cls(
+            tuple(tuple(float(v) for v in row) for row in rows),
+            tuple(float(g) for g in gaps),
+            verified_through,
+        )
 
     @property
     def horizon(self) -> int:
-        return len(self.weights)
+        return len(self.gaps)
 
     def matrix(self) -> np.ndarray:
-        return np.asarray(self.weights, dtype=float).reshape(self.horizon, len(EXPERTS))
+        """(H, N) the weights served at each horizon (rows sum to 1)."""
+        loss = np.asarray(self.losses, dtype=float).reshape(self.horizon, len(EXPERTS))
+        return _weights(loss, np.asarray(self.gaps, dtype=float))
 
     def at(self, h: np.ndarray) -> np.ndarray:
-        """(n, N) weights of rows of horizons `h` (uniform beyond the stored ones)."""
+        """(n, N) weights of rows of horizons `h` (equal beyond the stored ones)."""
         k = np.asarray(h, dtype=int) - 1
         out = np.full((len(k), len(EXPERTS)), 1.0 / len(EXPERTS))
         ok = (k >= 0) & (k < self.horizon)
@@ -91,79 +119,90 @@ class Weights:
         return out
 
     def step(
-        self,
-        losses: pd.DataFrame,
-        through: dt.datetime | None,
-        eta: float = ETA,
-        share: float = SHARE,
+        self, losses: pd.DataFrame, through: dt.datetime | None, memory: float = MEMORY_H
     ) -> Weights:
-        """The weights after the verified hours of `losses`, taken in time order.
+        """The state after the verified hours of `losses`, taken in time order.
 
-        `losses` has one row per (target_ts, horizon_h) with a column per expert: its mean
-        absolute log1p error over the forecasts verified in that hour (any scale; clipped
-        to LOSS_CAP here). Rows of horizons not stored, or with a missing loss, are ignored.
+        `losses` has one row per (target_ts, horizon_h) with a column per expert: its
+        absolute log1p errors, each clipped to LOSS_CAP, summed over the forecasts
+        verified in that hour. Rows of horizons not stored, or with a missing loss, are
+        ignored.
         """
-        logw = np.log(self.matrix())
+        loss = np.asarray(self.losses, dtype=float).reshape(self.horizon, len(EXPERTS)).copy()
+        gap = np.asarray(self.gaps, dtype=float).copy()
+        keep_share = 1.0 - 1.0 / memory if memory else 1.0
         if len(losses):
             rows = losses.sort_values(["target_ts", "horizon_h"], kind="stable")
             k = rows["horizon_h"].to_numpy(int) - 1
-            loss = np.clip(rows[list(EXPERTS)].to_numpy(float), 0.0, LOSS_CAP) / LOSS_CAP
-            keep = (k >= 0) & (k < self.horizon) & np.isfinite(loss).all(axis=1)
-            for kk, row in zip(k[keep], loss[keep], strict=True):
-                logw[kk] = _fixed_share(logw[kk] - eta * row, share)
-        return Weights.of(np.exp(logw), through)
+            hour = np.clip(rows[list(EXPERTS)].to_numpy(float), 0.0, None)
+            keep = (k >= 0) & (k < self.horizon) & np.isfinite(hour).all(axis=1)
+            for kk, ell in zip(k[keep], hour[keep], strict=True):
+                w = _weights(loss[kk][None, :], gap[kk : kk + 1])[0]
+                eta = float(_rates(loss[kk][None, :], gap[kk : kk + 1])[0])
+                hedge = float(w @ ell)
+                if math.isinf(eta):
+                    mix = float(ell[w > 0].min())
+                else:  # the mix loss, -ln(sum w exp(-eta ell)) / eta, computed stably
+                    low = float(ell.min())
+                    mix = low - math.log(float(w @ np.exp(-eta * (ell - low)))) / eta
+                gap[kk] = keep_share * gap[kk] + max(hedge - mix, 0.0)
+                loss[kk] = keep_share * loss[kk] + ell
+        return Weights.of(loss, gap, through)
 
     def to_json(self) -> dict[str, Any]:
         through = self.verified_through
         return {
             "experts": list(EXPERTS),
             "verified_through": None if through is None else iso(through),
-            "weights": [list(row) for row in self.weights],
+            "losses": [list(row) for row in self.losses],
+            "gaps": list(self.gaps),
+            "weights": self.matrix().round(6).tolist(),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Weights:
         names = list(data.get("experts", EXPERTS))
-        rows = np.asarray(data["weights"], dtype=float).reshape(-1, len(names))
-        matrix = np.column_stack(
-            [rows[:, names.index(e)] if e in names else np.zeros(len(rows)) for e in EXPERTS]
-        )
+        rows = np.asarray(data["losses"], dtype=float).reshape(-1, len(names))
+        # An expert the document does not know starts with the worst loss seen beside it.
+        worst = rows.max(axis=1) if rows.size else np.zeros(len(rows))
+        loss = np.column_stack([rows[:, names.index(e)] if e in names else worst for e in EXPERTS])
         through = data.get("verified_through")
-        return cls.of(matrix, None if through is None else pd.Timestamp(through).to_pydatetime())
+        when = None if through is None else pd.Timestamp(through).to_pydatetime()
+        return cls.of(loss, np.asarray(data["gaps"], dtype=float), when)
 
     @classmethod
     def from_rows(cls, rows: pd.DataFrame, horizon: int) -> Weights:
-        """From stored rows (horizon_h, expert, weight, verified_through)."""
-        matrix = np.full((horizon, len(EXPERTS)), 1.0 / len(EXPERTS))
-        for h, e, w in zip(
-            rows["horizon_h"].astype(int), rows["expert"], rows["weight"], strict=True
+        """From stored rows (horizon_h, expert, cum_loss, gap, verified_through)."""
+        loss = np.zeros((horizon, len(EXPERTS)))
+        gap = np.zeros(horizon)
+        for h, e, value, g in zip(
+            rows["horizon_h"].astype(int),
+            rows["expert"],
+            rows["cum_loss"],
+            rows["gap"],
+            strict=True,
         ):
             if 1 <= h <= horizon and e in EXPERTS:
-                matrix[h - 1, EXPERTS.index(e)] = float(w)
+                loss[h - 1, EXPERTS.index(e)] = float(value)
+                gap[h - 1] = float(g)
         through = pd.to_datetime(rows["verified_through"], utc=True).max() if len(rows) else None
         if through is None or pd.isna(through):
-            return cls.of(matrix)
-        return cls.of(matrix, pd.Timestamp(through).to_pydatetime())
+            return cls.of(loss, gap)
+        return cls.of(loss, gap, pd.Timestamp(through).to_pydatetime())
 
     def rows(self) -> pd.DataFrame:
         """One row per (horizon, expert): the stored form (the caller adds the keys)."""
-        m = self.matrix()
+        n = len(EXPERTS)
         return pd.DataFrame(
             {
-                "horizon_h": np.repeat(np.arange(1, self.horizon + 1), len(EXPERTS)).astype(
-                    "int64"
-                ),
+                "horizon_h": np.repeat(np.arange(1, self.horizon + 1), n).astype("int64"),
                 "expert": np.tile(np.asarray(EXPERTS, dtype=object), self.horizon),
-                "weight": m.reshape(-1),
+                "weight": self.matrix().reshape(-1),
+                "cum_loss": np.asarray(self.losses, dtype=float).reshape(-1),
+                "gap": np.repeat(np.asarray(self.gaps, dtype=float), n),
                 "verified_through": self.verified_through,
             }
         )
-
-
-def _fixed_share(logw: np.ndarray, share: float) -> np.ndarray:
-    w = np.exp(logw - logw.max())
-    w = w / w.sum()
-    return np.log((1.0 - share) * w + share / len(w))
 
 
 def expert_changes(model_change: np.ndarray, X: pd.DataFrame) -> np.ndarray:
@@ -193,15 +232,17 @@ def combine(model_change: np.ndarray, X: pd.DataFrame, weights: Weights | np.nda
 def hourly_losses(
     model_change: np.ndarray, X: pd.DataFrame, y: np.ndarray, target_ts: pd.Series
 ) -> pd.DataFrame:
-    """Per (target_ts, horizon_h) each expert's mean absolute log1p error over the rows where
-    every expert has a value: what a step reads (`y`: the log1p change that happened)."""
+    """Per (target_ts, horizon_h) each expert's absolute log1p errors (each clipped to
+    LOSS_CAP) summed over the rows where every expert has a value, and `n` those rows:
+    what a step reads (`y`: the log1p change that happened)."""
     x = expert_changes(model_change, X)
     ok = np.isfinite(x).all(axis=1) & np.isfinite(y)
     err = np.minimum(np.abs(x[ok] - np.asarray(y, dtype=float)[ok, None]), LOSS_CAP)
     frame = pd.DataFrame(err, columns=list(EXPERTS))
     frame["target_ts"] = pd.to_datetime(pd.Series(target_ts).to_numpy()[ok], utc=True)
     frame["horizon_h"] = X["horizon_h"].to_numpy().astype(int)[ok]
-    return frame.groupby(["target_ts", "horizon_h"], as_index=False)[list(EXPERTS)].mean()
+    frame["n"] = 1
+    return frame.groupby(["target_ts", "horizon_h"], as_index=False)[[*EXPERTS, "n"]].sum()
 
 
 def learn(
@@ -219,8 +260,7 @@ def online_weights(
     issued_at: pd.Series,
     target_ts: pd.Series,
     start: Weights,
-    eta: float = ETA,
-    share: float = SHARE,
+    memory: float = MEMORY_H,
 ) -> np.ndarray:
     """(n, N) the weights each row would have been served with: `start` stepped, before
     each issue hour, by every hour verified by then (target hour <= issue time) — how
@@ -236,7 +276,7 @@ def online_weights(
             np.searchsorted(hours, pd.Timestamp(t).tz_convert(None).to_datetime64(), "right")
         )
         if ready > used:
-            state = state.step(losses.iloc[used:ready], None, eta, share)
+            state = state.step(losses.iloc[used:ready], None, memory)
             used = ready
         m = (issued == t).to_numpy()
         out[m] = state.at(h[m])

@@ -17,6 +17,11 @@ the median there. A horizon where the booster does worse than "the last value" o
 calibration rows is pulled toward it. The interval is shifted with the median and the
 conformal tail shifts are computed after shrinkage, so coverage holds for what is served.
 
+What is served is then the median combined online with persistence and seasonal naive
+(`common.forecasting.combination`; its state starts from the calibration block): the
+median moves to the combination, and the calibrated band stretches where it must to hold
+it, so the band keeps the coverage it was calibrated for.
+
 Saved in XGBoost's own format (UBJSON): `model.ubj` is the median, `model_p10.ubj` and
 `model_p90.ubj` the tails. Everything else needed to use it (features, calibration)
 travels in the version's metadata.json.
@@ -143,17 +148,16 @@ class ForecastModel:
         self, X: pd.DataFrame, y: np.ndarray, target_ts: pd.Series | None = None
     ) -> ForecastModel:
         """On calibration rows: the per-horizon shrinkage of the median toward the last
-        value, the combination's starting weights (when the rows' target hours are given,
-        `common.forecasting.combination`), then the split-conformal shift of each tail so
-        each misses ~10% of the rows as served."""
+        value, the split-conformal shift of each tail so each misses ~10% of the rows,
+        and (when the rows' target hours are given) the state the online combination with
+        the baselines starts from (`common.forecasting.combination`)."""
         h = X["horizon_h"].to_numpy().astype(int)
         self.shrink = learn_shrinkage(
             self.raw(X)[:, 1], y, h, X["level"].to_numpy(dtype=float), self.horizon
         )
         q = self._shrunk(self.raw(X), h)
-        if target_ts is not None:
+        if target_ts is not None:  # where the online combination starts
             self.combination = learn(q[:, 1], X, y, target_ts, self.horizon)
-            q = q + (combine(q[:, 1], X, self.combination) - q[:, 1])[:, None]
         lo, hi = [], []
         for k in range(1, self.horizon + 1):
             m = h == k
@@ -172,9 +176,10 @@ class ForecastModel:
         offsets: Offsets | None = None,
         weights: Weights | np.ndarray | None = None,
     ) -> np.ndarray:
-        """(n, 3) calibrated quantiles of the log change: shrunk, combined with the
-        baselines (by `weights`, the online state, else the version's starting weights),
-        shifted, then widened by the target's adaptive `offsets` when given."""
+        """(n, 3) calibrated quantiles of the log change: the model's band (shrunk,
+        shifted, widened by the target's adaptive `offsets` when given) around the median
+        combined with the baselines (by `weights`, the online state, else the version's
+        starting state), the band stretched where needed to hold that median."""
         return self._changes(X, offsets, weights)[0]
 
     def _changes(
@@ -184,9 +189,6 @@ class ForecastModel:
         h = X["horizon_h"].to_numpy().astype(int)
         q = self._shrunk(self.raw(X), h)
         expert = q[:, 1].copy()
-        w = self.combination if weights is None else weights
-        if w is not None:  # the median moves to the experts' combination, the tails with it
-            q = q + (combine(expert, X, w) - expert)[:, None]
         k = np.clip(h, 1, self.horizon) - 1
         q[:, 0] += np.asarray(self.lower_shift)[k]
         q[:, 2] += np.asarray(self.upper_shift)[k]
@@ -194,6 +196,9 @@ class ForecastModel:
             lo, hi = offsets.at(h)
             q[:, 0] -= lo
             q[:, 2] += hi
+        w = self.combination if weights is None else weights
+        if w is not None:  # the median moves to the experts' combination; the model's
+            q[:, 1] = combine(expert, X, w)  # calibrated band stretches to hold it
         q[:, 0] = np.minimum(q[:, 0], q[:, 1])
         q[:, 2] = np.maximum(q[:, 2], q[:, 1])
         return q, expert

@@ -96,6 +96,23 @@ class VersionAccuracy(Part):
     horizons: dict[str, GroupAccuracy] = Field(default_factory=dict)
 
 
+class ServedAccuracy(Part):
+    """accuracy: one target's production version as served (the model combined with the
+    baselines), the model's own ratio and the weights beside it, new places apart."""
+
+    target: str
+    version: str
+    n: int
+    mae: float | None = None
+    persistence_mae: float | None = None
+    ratio: float | None = None
+    coverage: float | None = None
+    model_ratio: float | None = None
+    horizons: dict[str, dict[str, float | int | None]] = Field(default_factory=dict)
+    new_places: dict[str, float | int | None] | None = None
+    weights: dict[str, dict[str, float | None]] | None = None
+
+
 class TargetState(Part):
     """A per-model condition's verdict for one forecast target."""
 
@@ -123,8 +140,11 @@ class HealthCondition(Part):
     promoted_at: Time | None = None
     # rejected_share
     sources: dict[str, SourceRejections] | None = None
-    # accuracy
+    # accuracy: what is judged (each target's production version as served), and every
+    # version's record; `history` names the earlier versions in the window
+    served: list[ServedAccuracy] | None = None
     versions: dict[str, VersionAccuracy] | None = None
+    history: list[str] | None = None
     # drift
     psi: dict[str, float] | None = None
     adversarial_auc: float | None = None

@@ -140,6 +140,65 @@ def accuracy(warehouse: Warehouse, as_of: dt.datetime, targets: Sequence[str]) -
     return frame
 
 
+def served_accuracy(
+    warehouse: Warehouse,
+    as_of: dt.datetime,
+    target: str,
+    version: str,
+    cutoff: dt.datetime,
+) -> pd.DataFrame:
+    """`version`'s verified forecasts of `target` in the window, per horizon group and
+    whether the place is new to it: the error as served (`yhat`, the combination), the
+    model's own (`yhat_model`; the served one for rows written before the combination),
+    persistence's, and the band's hits. A place is new to the version when it has no
+    observation in the last day of the version's training window (`cutoff`): read from
+    that day's partition of observations_raw alone, so the check costs one day of one
+    column, not the history."""
+    groups = " ".join(f"WHEN a.horizon_h <= {hi} THEN '{lo}-{hi}'" for lo, hi in HORIZON_GROUPS)
+    since = as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)
+    frame = warehouse.query(
+        f"SELECT CASE {groups} END AS horizons, s.location_id IS NULL AS new_place, "
+        "COUNT(*) AS n, SUM(a.abs_error) AS served_abs, "
+        "SUM(COALESCE(a.model_abs_error, a.abs_error)) AS model_abs, "
+        "SUM(ABS(a.persisted - a.actual)) AS persistence_abs, "
+        "SUM(CASE WHEN a.covered THEN 1 ELSE 0 END) AS covered, "
+        "SUM(CASE WHEN a.covered IS NULL THEN 0 ELSE 1 END) AS banded "
+        f"FROM ({persistence_sql([target])}) AS a "
+        "LEFT JOIN (SELECT DISTINCT location_id FROM observations_raw "
+        f"WHERE ts > @seen_after AND ts <= @cutoff AND {target} IS NOT NULL) AS s "
+        "ON s.location_id = a.location_id "
+        "WHERE a.persisted IS NOT NULL AND a.model_version = @version "
+        "GROUP BY horizons, new_place ORDER BY horizons, new_place",
+        {
+            "hours_after": since,
+            "hours_through": as_of,
+            "issued_after": since - dt.timedelta(hours=HORIZON_MAX_H),
+            "version": version,
+            "cutoff": cutoff,
+            "seen_after": cutoff - dt.timedelta(days=1),
+        },
+    )
+    for c in ("n", "covered", "banded"):
+        frame[c] = frame[c].astype(int)
+    frame["new_place"] = frame["new_place"].astype(bool)
+    return frame
+
+
+def combination_state(
+    warehouse: Warehouse, target: str, as_of: dt.datetime, since: dt.datetime
+) -> pd.DataFrame:
+    """`target`'s newest stored combination weights with as_of in [since, as_of]: one row
+    per (horizon, expert), with the version they weighed (what predict steps from and
+    what the monitor shows beside the accuracy)."""
+    return warehouse.query(
+        "SELECT as_of, model_version, horizon_h, expert, weight, cum_loss, gap, verified_through "
+        "FROM combination_weights WHERE target = @target AND as_of <= @as_of "
+        "AND as_of >= @since QUALIFY ROW_NUMBER() OVER (PARTITION BY horizon_h, expert "
+        "ORDER BY as_of DESC, created_at DESC) = 1",
+        {"target": target, "as_of": as_of, "since": since},
+    )
+
+
 def recent_inputs(
     warehouse: Warehouse,
     columns: list[str],

@@ -26,6 +26,7 @@ from common.core.timeutil import UTC
 from common.forecasting.adaptation import MAX_CATCH_UP_H, VERIFY_LAG_H
 from common.forecasting.combination import LOSS_CAP, Weights
 from common.forecasting.registry import Loaded
+from common.monitoring.signals import combination_state
 from common.runtime.runs import Run
 from common.runtime.services import Services
 
@@ -33,22 +34,15 @@ HOUR = dt.timedelta(hours=1)
 
 
 def latest_weights(services: Services, target: str, as_of: dt.datetime) -> pd.DataFrame:
-    """`target`'s newest stored weights at or before as_of (within MAX_CATCH_UP_H), one row
-    per (horizon, expert), with the version they weighed."""
-    return services.warehouse.query(
-        "SELECT as_of, model_version, horizon_h, expert, weight, verified_through "
-        "FROM combination_weights WHERE target = @target AND as_of <= @as_of "
-        "AND as_of >= @since QUALIFY ROW_NUMBER() OVER (PARTITION BY horizon_h, expert "
-        "ORDER BY as_of DESC, created_at DESC) = 1",
-        {"target": target, "as_of": as_of, "since": as_of - MAX_CATCH_UP_H * HOUR},
-    )
+    """`target`'s newest stored weights at or before as_of (within MAX_CATCH_UP_H)."""
+    return combination_state(services.warehouse, target, as_of, as_of - MAX_CATCH_UP_H * HOUR)
 
 
 def expert_losses(
     services: Services, target: str, version: str, after: dt.datetime, through: dt.datetime
 ) -> pd.DataFrame:
     """Per (target_ts, horizon_h) in (after, through]: `n` forecasts of `version` verified
-    and each expert's mean absolute log1p error on them, clipped at LOSS_CAP (rows where
+    and each expert's absolute log1p errors on them, each clipped at LOSS_CAP, summed (rows where
     persistence or seasonal naive has no observation are left out, so the experts are
     compared on the same forecasts). A forecast written twice counts once, as its newest
     row. Every side is filtered on the hours it needs, so BigQuery reads their partitions."""
@@ -96,7 +90,7 @@ def step_weights(services: Services, run: Run, target: str, loaded: Loaded) -> W
     verified = pd.DataFrame()
     if not same_version:  # a new version (or the first run): where its calibration left it
         start = loaded.model.combination or Weights.uniform(horizon)
-        weights = Weights(start.weights, through)
+        weights = Weights(start.losses, start.gaps, through)
     else:
         before = Weights.from_rows(prev, horizon)
         since = as_of - MAX_CATCH_UP_H * HOUR

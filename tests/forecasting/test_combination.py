@@ -60,13 +60,15 @@ def test_the_combination_stays_within_the_regret_bound_of_the_best_expert() -> N
     for k in range(1, H + 1):
         m = X["horizon_h"].to_numpy() == k
         t_hours = pd.Series(ts[m].to_numpy())
-        combined = pd.Series(_loss(served[m], y[m])).groupby(t_hours).mean().sum()
-        best = min(
-            pd.Series(_loss(experts[m, e], y[m])).groupby(t_hours).mean().sum()
+        combined = pd.Series(_loss(served[m], y[m])).groupby(t_hours).sum().sum()
+        per_expert = [
+            pd.Series(_loss(experts[m, e], y[m])).groupby(t_hours).sum()
             for e in range(len(EXPERTS))
-        )
-        assert combined <= best + regret_bound(t_hours.nunique())
-        model_loss = pd.Series(_loss(model[m], y[m])).groupby(t_hours).mean().sum()
+        ]
+        scale = max(float(p.max()) for p in per_expert)
+        best = min(float(p.sum()) for p in per_expert)
+        assert combined <= best + regret_bound(t_hours.nunique(), scale)
+        model_loss = pd.Series(_loss(model[m], y[m])).groupby(t_hours).sum().sum()
         if k > 1:  # where the model loses, the combination is served the baselines
             assert combined < 0.5 * model_loss
     # And the weights say so: the model leads at horizon 1 and is nearly dropped at 3.
@@ -88,23 +90,50 @@ def test_a_first_version_that_loses_starts_from_baseline_weights() -> None:
 
 def test_a_missing_expert_shares_its_weight() -> None:
     X = pd.DataFrame({"horizon_h": [1.0, 1.0], "seasonal_24": [1.0, np.nan]})
-    w = Weights.of(np.array([[0.5, 0.25, 0.25]]))
+    w = np.array([[0.5, 0.25, 0.25]] * 2)
     out = combine(np.array([2.0, 2.0]), X, w)
     assert out[0] == pytest.approx(0.5 * 2 + 0.25 * 0 + 0.25 * 1)
     assert out[1] == pytest.approx((0.5 * 2 + 0.25 * 0) / 0.75)
 
 
 def test_weights_round_trip_through_json_and_rows() -> None:
-    w = Weights.of(np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]]), pd.Timestamp("2026-01-01T05:00Z"))
+    X, y, ts, model = _stream(30, 4, seed=3)
+    w = learn(model, X, y, ts, H)
+    w = Weights(w.losses, w.gaps, pd.Timestamp("2026-01-01T05:00Z").to_pydatetime())
     again = Weights.from_json(w.to_json())
-    assert np.allclose(again.matrix(), w.matrix())
+    assert np.allclose(again.matrix(), w.matrix()) and again.gaps == w.gaps
     assert again.verified_through == w.verified_through
-    back = Weights.from_rows(w.rows(), 2)
+    back = Weights.from_rows(w.rows(), H)
     assert np.allclose(back.matrix(), w.matrix())
     assert back.verified_through == w.verified_through
-    # An older document with fewer experts still loads (the missing one gets ~no weight).
-    old = {"experts": ["model", "persistence"], "verified_through": None, "weights": [[0.6, 0.4]]}
-    assert Weights.from_json(old).matrix()[0, 2] < 1e-5
+    # An older document without an expert still loads: the missing one gets the worst
+    # loss seen beside it, so it starts with no more weight than the worst.
+    old = {
+        "experts": ["model", "persistence"],
+        "verified_through": None,
+        "losses": [[1.0, 3.0]],
+        "gaps": [0.5],
+    }
+    m = Weights.from_json(old).matrix()[0]
+    assert m[2] <= m[1] < m[0]
+
+
+def test_a_steadily_better_expert_is_followed_and_turns_are_hedged() -> None:
+    """AdaHedge's rate is learned: one expert steadily best gets nearly all the weight
+    within a day; experts taking turns keep weights spread."""
+    hours = pd.date_range("2026-01-01", periods=24, freq="h", tz="UTC")
+    steady = pd.DataFrame(
+        {"target_ts": hours, "horizon_h": 1, "model": 0.20, "persistence": 0.25,
+         "seasonal_naive": 0.40}
+    )  # fmt: skip
+    w = Weights.uniform(1).step(steady, None).matrix()[0]
+    assert w[0] > 0.95
+    turns = steady.assign(
+        model=np.where(np.arange(24) % 2, 0.1, 0.4),
+        persistence=np.where(np.arange(24) % 2, 0.4, 0.1),
+    )
+    w = Weights.uniform(1).step(turns, None).matrix()[0]
+    assert 0.3 < w[0] < 0.7 and 0.3 < w[1] < 0.7
 
 
 def test_a_step_ignores_hours_without_every_loss_and_unknown_horizons() -> None:

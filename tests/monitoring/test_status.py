@@ -89,6 +89,7 @@ def test_a_healthy_pipeline_is_ok_and_the_monitor_stored_the_status(home: Path):
     assert stored["as_of"] == "2024-03-01T00:00:00Z"
     assert [c["name"] for c in stored["conditions"]] == list(CONDITIONS)
     accuracy = next(c for c in status["conditions"] if c["name"] == "accuracy")
+    assert accuracy["history"] == []  # one version: the production one, judged as served
     version = next(iter(accuracy["versions"].values()))
     assert version["mae"] < version["persistence_mae"] and version["n"] >= 100
     assert set(version["horizons"]) == {"1-6", "7-12", "13-24"}
@@ -203,22 +204,88 @@ def test_an_old_snapshot_is_stale_until_predict_runs_again(home: Path):
     assert snap["state"] == "ok" and snap["value"] == 0
 
 
-def test_a_model_worse_than_persistence_alerts_until_it_leaves_the_window(home: Path):
+def test_what_is_served_is_judged_and_a_retired_version_is_only_history(home: Path):
+    """The condition judges the production version's forecasts as served (the model
+    combined with the baselines), shows the model's own ratio and the weights beside them,
+    and lists an earlier version that lost only as history; served forecasts that go bad
+    alert until they leave the window."""
     wh = get_services().warehouse
+    svc = get_services()
+    version = Registry(svc.store, svc.settings.model_name).production()[0]["version"]
     good = wh.query("SELECT * FROM forecasts WHERE target_ts <= @as_of", {"as_of": AS_OF})
+    retired = good.assign(
+        model_version="retired", yhat=good["yhat"] * 3 + 40, run_id="predict-retired"
+    )
+    wh.append("forecasts", retired)
+    accuracy = condition("accuracy", AS_OF)
+    assert accuracy["state"] == "ok", accuracy["detail"]
+    assert accuracy["detail"].startswith(f"pm2_5 {version} as served:")
+    assert accuracy["history"] == ["retired"] and accuracy["versions"]["retired"]["ratio"] > 1.1
+    (served,) = accuracy["served"]
+    assert served["version"] == version and served["ratio"] < 1
+    assert set(served["weights"]) == {"1-6", "7-12", "13-24"}
+    for shares in served["weights"].values():
+        assert sum(shares.values()) == pytest.approx(1.0, abs=1e-2)
+
     broken = good.assign(
-        model_version="broken", yhat=good["yhat"] * 3 + 40, run_id="predict-broken"
+        yhat=good["yhat"] * 3 + 40,
+        run_id="predict-broken",
+        created_at=pd.Timestamp.now(tz="UTC"),  # a newer write of the same forecasts
     )
     wh.append("forecasts", broken)
     accuracy = condition("accuracy", AS_OF)
     assert accuracy["state"] == "alert"
-    assert accuracy["detail"].startswith("broken:")
-    assert accuracy["versions"]["broken"]["ratio"] > 1.1
+    assert accuracy["detail"].startswith(f"pm2_5 {version} as served:")
+    (served,) = accuracy["served"]
+    assert served["ratio"] > 1.1 and served["model_ratio"] < 1  # the model itself was fine
 
-    ingest(AS_OF + 80 * HOUR, AS_OF)  # a good model forecasts on; the bad one is gone
+    ingest(AS_OF + 80 * HOUR, AS_OF)  # it forecasts on; the bad rows leave the window
     predict(56)  # 5 locations x 24 verified horizons
     cleared = condition("accuracy", AS_OF + 80 * HOUR)
-    assert cleared["state"] == "ok" and "broken" not in cleared["versions"]
+    assert cleared["state"] == "ok" and "retired" not in cleared["versions"]
+
+
+def test_a_place_new_to_the_version_is_forecast_and_reported_apart(home: Path):
+    """A location that joins after the production version's training window is forecast
+    by the global model with the network's weights, and the monitor reports its accuracy
+    apart from the places the version was trained on."""
+    wh = get_services().warehouse
+    places = wh.query("SELECT * FROM current_locations ORDER BY location_id", {})
+    first = places.iloc[0]
+    wh.append(
+        "locations",
+        places.iloc[[0]].assign(
+            location_id="newcomer", name="Newcomer", updated_at=pd.Timestamp.now(tz="UTC")
+        ),
+    )
+    cutoff = AS_OF - 30 * HOUR  # the production version's training window ends here
+    obs = wh.query(
+        "SELECT * FROM observations WHERE location_id = @id AND ts > @after",
+        {"id": first["location_id"], "after": cutoff},
+    )
+    wh.append("observations_raw", obs.assign(location_id="newcomer", run_id="ingest-new"))
+    predict(-6)
+    assert len(wh.query("SELECT * FROM forecasts WHERE location_id = 'newcomer'", {})) == 24
+    accuracy = condition("accuracy", AS_OF)
+    (served,) = accuracy["served"]
+    # Its verified forecasts (issued at -6 h, observed up to AS_OF) are counted apart ...
+    assert 0 < served["new_places"]["n"] == verified(wh, "=") <= 6
+    assert "places new to it" in accuracy["detail"]
+    # ... and the places the version was trained on without them.
+    assert served["n"] == verified(wh, "!=")
+
+
+def verified(wh, op: str) -> int:
+    """Verified forecasts in the accuracy window with persistence known, of the newcomer
+    (`op` "=") or of every other place ("!=")."""
+    rows = wh.query(
+        "SELECT COUNT(*) AS n FROM forecast_accuracy f JOIN observations o "
+        "ON o.location_id = f.location_id AND o.ts = f.issued_at "
+        f"WHERE f.target_ts > @a AND f.target_ts <= @b AND f.location_id {op} 'newcomer' "
+        "AND o.pm2_5 IS NOT NULL",
+        {"a": AS_OF - th.ACCURACY_WINDOW_HOURS * HOUR, "b": AS_OF},
+    )
+    return int(rows["n"].iloc[0])
 
 
 def test_a_shifted_input_is_drift_and_clears_when_the_source_is_corrected(home: Path):
