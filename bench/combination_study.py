@@ -112,9 +112,9 @@ def run_split(
     expert = model.expert_change(X)
     start = model.combination or Weights.uniform(spec.horizon)
     variants = {"model alone": model.predict(X, weights=np.tile([1.0, 0.0, 0.0], (len(X), 1)))}
-    for eta, share in grid:
-        w = online_weights(expert, X, y, keys["issued_at"], keys["target_ts"], start, eta, share)
-        variants[f"combined eta={eta:.3g} share=1/{round(1 / share)}"] = model.predict(X, weights=w)
+    for memory in grid:
+        w = online_weights(expert, X, y, keys["issued_at"], keys["target_ts"], start, memory)
+        variants[f"combined, memory {memory:g} h"] = model.predict(X, weights=w)
     out = []
     actual = keys["actual"].to_numpy(float)
     persisted = keys["persistence"].to_numpy(float)
