@@ -10,10 +10,9 @@ observation a day before) shares its weight among the others.
 The weights are AdaHedge's (de Rooij, van Erven, Grunwald & Koolen 2014, "Follow the
 leader if you can, hedge if you must"): exponential weights on each expert's cumulative
 loss, whose learning rate is not a constant but ln N / (the cumulative mixability gap),
-learned from the data. Each verified hour brings, per horizon, each expert's absolute
-error in log1p units summed over the forecasts verified (each clipped to `LOSS_CAP`): an
-hour of many places is stronger evidence than an hour of one, and AdaHedge needs no loss
-scale. When one expert is steadily best the gap stays small, the rate grows and the
+learned from the data (capped at `MAX_RATE`). Each verified hour brings, per horizon,
+each expert's absolute error in log1p units summed over the forecasts verified (each
+clipped to `LOSS_CAP`): an hour of many places is stronger evidence than an hour of one. When one expert is steadily best the gap stays small, the rate grows and the
 weights follow that expert (a model that beats the baselines is served nearly as it is);
 when the experts take turns the gap grows and the weights hedge. Whatever the data, the
 weights' loss over T hours is within `regret_bound(T, S)` = S (sqrt(T ln N) + 16/3 ln N +
@@ -49,6 +48,12 @@ from common.core.timeutil import iso
 EXPERTS = ("model", "persistence", "seasonal_naive")
 LOSS_CAP = 1.0  # log1p units: an error beyond a factor e counts as the worst loss, 1
 MEMORY_H = 168  # hours: losses older than this weigh e times less (discount 1 - 1/MEMORY_H)
+# The rate's ceiling: an expert's weight grows e-fold only once it is ahead by four log1p
+# units of summed error (e.g. 80 forecasts each 0.05 better), so a few forecasts, as on a
+# small calibration block, cannot hand the median to one expert (two fits of the same
+# data then serve alike: tests/train/test_gate_evidence.py); a network's hour of many
+# forecasts is that much evidence at once.
+MAX_RATE = 0.25
 
 
 def regret_bound(hours: int, scale: float = 1.0, experts: int = len(EXPERTS)) -> float:
@@ -59,20 +64,34 @@ def regret_bound(hours: int, scale: float = 1.0, experts: int = len(EXPERTS)) ->
 
 
 def _rates(loss: np.ndarray, gap: np.ndarray) -> np.ndarray:
-    """AdaHedge's learning rate per row: ln N / gap (inf while the gap is 0: follow the
-    leader)."""
-    with np.errstate(divide="ignore"):
-        return np.where(gap > 0, math.log(loss.shape[-1]) / np.maximum(gap, 1e-300), np.inf)
+    """AdaHedge's learning rate per row, ln N / gap, at most MAX_RATE."""
+    ln = math.log(loss.shape[-1])
+    return ln / np.maximum(gap, ln / MAX_RATE)
 
 
 def _weights(loss: np.ndarray, gap: np.ndarray) -> np.ndarray:
-    """(rows, N) exponential weights on cumulative `loss` at AdaHedge's rate: at an
-    infinite rate, equal shares among the leaders."""
-    eta = _rates(loss, gap)[:, None]
-    lead = loss - loss.min(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore"):
-        w = np.where(np.isinf(eta), (lead <= 1e-12).astype(float), np.exp(-eta * lead))
+    """(rows, N) exponential weights on cumulative `loss` at AdaHedge's rate."""
+    w = np.exp(-_rates(loss, gap)[:, None] * (loss - loss.min(axis=1, keepdims=True)))
     return w / w.sum(axis=1, keepdims=True)
+
+
+def _hedge_and_mix(loss: np.ndarray, gap: float, ell: np.ndarray) -> tuple[float, float]:
+    """An hour's loss of the weights (`hedge`) and its mix loss -ln(sum w exp(-eta ell)) /
+    eta, in log space so that no rate underflows."""
+    w = _weights(loss[None, :], np.array([gap]))[0]
+    hedge = float(w @ ell)
+    eta = float(_rates(loss[None, :], np.array([gap]))[0])
+    a = -eta * (loss - loss.min()) - eta * (
+        ell - ell.min()
+    )  # log w + log exp(-eta ell), unnormalised
+    b = -eta * (loss - loss.min())
+    log_ratio = _logsumexp(a) - _logsumexp(b)
+    return hedge, float(ell.min() - log_ratio / eta)
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    top = float(x.max())
+    return top + math.log(float(np.exp(x - top).sum()))
 
 
 @dataclass(frozen=True)
@@ -137,14 +156,7 @@ class Weights:
             hour = np.clip(rows[list(EXPERTS)].to_numpy(float), 0.0, None)
             keep = (k >= 0) & (k < self.horizon) & np.isfinite(hour).all(axis=1)
             for kk, ell in zip(k[keep], hour[keep], strict=True):
-                w = _weights(loss[kk][None, :], gap[kk : kk + 1])[0]
-                eta = float(_rates(loss[kk][None, :], gap[kk : kk + 1])[0])
-                hedge = float(w @ ell)
-                if math.isinf(eta):
-                    mix = float(ell[w > 0].min())
-                else:  # the mix loss, -ln(sum w exp(-eta ell)) / eta, computed stably
-                    low = float(ell.min())
-                    mix = low - math.log(float(w @ np.exp(-eta * (ell - low)))) / eta
+                hedge, mix = _hedge_and_mix(loss[kk], gap[kk], ell)
                 gap[kk] = keep_share * gap[kk] + max(hedge - mix, 0.0)
                 loss[kk] = keep_share * loss[kk] + ell
         return Weights.of(loss, gap, through)
