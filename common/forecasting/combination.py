@@ -12,12 +12,13 @@ leader if you can, hedge if you must"): exponential weights on each expert's cum
 loss, whose learning rate is not a constant but ln N / (the cumulative mixability gap),
 learned from the data (capped at `MAX_RATE`). Each verified hour brings, per horizon,
 each expert's absolute error in log1p units summed over the forecasts verified (each
-clipped to `LOSS_CAP`): an hour of many places is stronger evidence than an hour of one. When one expert is steadily best the gap stays small, the rate grows and the
+clipped to `LOSS_CAP`): an hour of many places is stronger evidence than an hour of one.
+When one expert is steadily best the gap stays small, the rate grows and the
 weights follow that expert (a model that beats the baselines is served nearly as it is);
 when the experts take turns the gap grows and the weights hedge. Whatever the data, the
 weights' loss over T hours is within `regret_bound(T, S)` = S (sqrt(T ln N) + 16/3 ln N +
-2) of the best expert's, S the largest hourly loss (their Theorem 8, with L*(T - L*)/T at
-most T S / 4): no constant to tune. The combined median, whose absolute error is convex in
+2) + ln N / MAX_RATE of the best expert's, S the largest hourly loss (their Theorem 8,
+with L*(T - L*)/T at most T S / 4; the cap on the rate adds at most ln N / MAX_RATE). The combined median, whose absolute error is convex in
 the forecast, does at least as well as the weights' average loss wherever errors stay
 below the cap.
 
@@ -58,9 +59,10 @@ MAX_RATE = 0.25
 
 def regret_bound(hours: int, scale: float = 1.0, experts: int = len(EXPERTS)) -> float:
     """Bound on (the weights' total loss - the best expert's) over `hours` verified hours
-    whose losses lie in [0, scale], without discount (de Rooij et al. 2014, Theorem 8)."""
+    whose losses lie in [0, scale], without discount (de Rooij et al. 2014, Theorem 8, plus
+    what the rate's cap can cost)."""
     ln = math.log(experts)
-    return scale * (math.sqrt(hours * ln) + 16 / 3 * ln + 2)
+    return scale * (math.sqrt(hours * ln) + 16 / 3 * ln + 2) + ln / MAX_RATE
 
 
 def _rates(loss: np.ndarray, gap: np.ndarray) -> np.ndarray:
