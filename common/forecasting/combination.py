@@ -18,7 +18,8 @@ weights follow that expert (a model that beats the baselines is served nearly as
 when the experts take turns the gap grows and the weights hedge. Whatever the data, the
 weights' loss over T hours is within `regret_bound(T, S)` = S (sqrt(T ln N) + 16/3 ln N +
 2) + ln N / MAX_RATE of the best expert's, S the largest hourly loss (their Theorem 8,
-with L*(T - L*)/T at most T S / 4; the cap on the rate adds at most ln N / MAX_RATE). The combined median, whose absolute error is convex in
+with L*(T - L*)/T at most T S / 4; the cap on the rate adds at most ln N / MAX_RATE).
+The combined median, whose absolute error is convex in
 the forecast, does at least as well as the weights' average loss wherever errors stay
 below the cap.
 
