@@ -15,6 +15,7 @@ from common.core.views import accuracy_sql, persistence_sql
 from common.monitoring import conditions, signals
 from common.predict.reads import recent_accuracy
 from common.runtime.services import Services
+from common.storage import open_store
 from common.warehouse import open_warehouse
 
 T = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
@@ -247,7 +248,8 @@ def test_forecast_accuracy_carries_the_cams_baseline_as_issued(settings: Setting
     acc = signals.accuracy(wh, T, ["pm2_5"])
     assert acc[["n", "cams_n"]].values.tolist() == [[3, 2]]
     assert float(acc["cams_abs"][0]) == 13.0 and float(acc["model_abs_cams"][0]) == 3.0
-    svc = cast(Services, SimpleNamespace(warehouse=wh, settings=settings))
+    store = open_store(settings)  # no production model: v1 is judged only as history
+    svc = cast(Services, SimpleNamespace(warehouse=wh, settings=settings, store=store))
     v1 = conditions.accuracy(svc, T).to_json()["versions"]["v1"]
     assert v1["cams"] == {"n": 2, "mae": 6.5, "model_mae": 1.5, "ratio": 0.231}
     assert v1["horizons"]["1-6"]["cams"]["n"] == 2
