@@ -218,7 +218,7 @@ def _served(services: Services, as_of: dt.datetime, target: str) -> dict[str, An
     pointer, _ = registry.production()
     if pointer is None:
         return None
-    version = str(pointer["version"])
+    version = pointer.version
     cutoff = registry.metadata(version).trained_through
     frame = signals.served_accuracy(services.warehouse, as_of, target, version, cutoff)
     seen = frame[~frame["new_place"]]

@@ -211,7 +211,7 @@ def test_what_is_served_is_judged_and_a_retired_version_is_only_history(home: Pa
     alert until they leave the window."""
     wh = get_services().warehouse
     svc = get_services()
-    version = Registry(svc.store, svc.settings.model_name).production()[0]["version"]
+    version = Registry(svc.store, svc.settings.model_name).production()[0].version
     good = wh.query("SELECT * FROM forecasts WHERE target_ts <= @as_of", {"as_of": AS_OF})
     retired = good.assign(
         model_version="retired", yhat=good["yhat"] * 3 + 40, run_id="predict-retired"

@@ -24,16 +24,18 @@ def _sabotage(uniform_start: bool) -> str:
     """Make the production model lose at LOSING horizons (its change there x 6, so it
     overshoots), optionally forgetting its calibration weights: the version as a model
     that was trained before the combination existed would be. Returns the version."""
+    from common.forecasting.versions import ModelState
+
     svc = get_services()
     reg = Registry(svc.store, svc.settings.model_name)
-    version = reg.production()[0]["version"]
+    version = reg.production()[0].version
     meta = reg.metadata(version)
-    shrink = list(meta["model"]["shrink"]) or [1.0] * H
-    shrink = [6.0 if h in LOSING else a for h, a in enumerate(shrink, start=1)]
-    model = {**meta["model"], "shrink": shrink}
+    model = meta.model.to_json()
+    shrink = list(model["shrink"]) or [1.0] * H
+    model["shrink"] = [6.0 if h in LOSING else a for h, a in enumerate(shrink, start=1)]
     if uniform_start:
         model["combination"] = None
-    svc.store.put_json(reg.key(version, "metadata.json"), {**meta, "model": model})
+    reg.save_metadata(meta.model_copy(update={"model": ModelState.model_validate(model)}))
     return version
 
 
@@ -108,8 +110,8 @@ def test_a_new_version_starts_from_its_calibration_weights_and_reruns_change_not
 
     svc = get_services()
     reg = Registry(svc.store, svc.settings.model_name)
-    version = reg.production()[0]["version"]
-    start = Weights.from_json(reg.metadata(version)["model"]["combination"])
+    version = reg.production()[0].version
+    start = Weights.from_json(reg.metadata(version).model.to_json()["combination"])
     run_predict(PredictRequest(as_of=T), svc)
     first = sql("SELECT * FROM combination_weights WHERE as_of = @t", t=T)
     stored = Weights.from_rows(first, H)
