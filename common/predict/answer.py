@@ -1,7 +1,7 @@
 """The predict function's answer, one model per part: what each target's run did (its model
-version, counts, interval offsets and each shard's published snapshot part) and the
-locations skipped. `run_job` checks the answer against `PredictAnswer` before the run is
-recorded, and the function's /openapi.json documents it from the same model."""
+version, counts, interval offsets, combination weights and each shard's published snapshot
+part) and the locations skipped. `run_job` checks the answer against `PredictAnswer` before
+the run is recorded, and the function's /openapi.json documents it from the same model."""
 
 from __future__ import annotations
 
@@ -39,6 +39,17 @@ class IntervalsAnswer(BaseModel):
     published: Published
 
 
+class CombinationAnswer(BaseModel):
+    """The weights of the served median's experts at each horizon after this run's step
+    (`common.forecasting.combination`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experts: list[str]
+    weights: list[list[float]] = Field(description="Per horizon 1..H, one weight per expert.")
+    verified_through: dt.datetime | None = None
+
+
 class TargetPrediction(BaseModel):
     """One target's part: forecast by its production model, or `skipped` with the reason
     (no model in production yet)."""
@@ -48,6 +59,7 @@ class TargetPrediction(BaseModel):
     model_version: str | None = None
     counts: dict[str, int] | None = None
     intervals: IntervalsAnswer | None = None
+    combination: CombinationAnswer | None = None
     snapshot: dict[str, Published] | None = Field(
         None, description="Each shard's snapshot part, by shard number ('0' when unsharded)."
     )

@@ -189,7 +189,8 @@ def _predict_target(
         published = publish(services, doc, key)
         if offsets is not None:
             mine["intervals"] = {**state, "published": published}
-        mine["combination"] = weights.to_json()
+        served = weights.to_json()
+        mine["combination"] = {k: served[k] for k in ("experts", "weights", "verified_through")}
     skipped: list[tuple[str, str]] = []
     for shard in todo:
         prediction, written, shard_timings = _forecast_shard(

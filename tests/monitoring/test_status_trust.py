@@ -49,7 +49,7 @@ def _run(svc: Services, run_id: str, function: str, as_of: dt.datetime, **row: o
 
 def test_a_run_killed_with_another_as_of_is_lost_at_wall_clock_now(svc: Services):
     _run(svc, "ingest-old-1", "ingest", dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
-    runs = conditions.runs(svc, floor_hour(NOW))
+    runs = conditions.runs(svc, floor_hour(NOW)).to_json()
     ingest = runs["functions"]["ingest"]
     assert ingest["lost"] == 1 and ingest["failed"] == 1, runs
     assert "1 lost" in runs["detail"]
@@ -64,7 +64,7 @@ def test_a_running_run_shows_as_running_with_its_age(svc: Services):
         started_at=NOW - dt.timedelta(minutes=10),
         deadline_at=NOW + dt.timedelta(minutes=20),
     )
-    runs = conditions.runs(svc, floor_hour(NOW))
+    runs = conditions.runs(svc, floor_hour(NOW)).to_json()
     train = runs["functions"]["train"]
     assert train["running"] == 1 and 9 <= train["running_for_min"] <= 60, train
     assert "1 running" in runs["detail"]
@@ -82,7 +82,7 @@ def test_a_refused_request_is_counted_apart_from_failures(svc: Services):
         finished_at=NOW - HOUR,
         error="Conflict: cannot tune: not enough history",
     )
-    train = conditions.runs(svc, as_of)["functions"]["train"]
+    train = conditions.runs(svc, as_of).to_json()["functions"]["train"]
     assert train["refused"] == 1 and train["failed"] == 0 and train["unrecovered"] == 0
 
 
@@ -93,7 +93,7 @@ def test_the_snapshot_condition_names_stale_and_missing_locations(svc: Services)
         update={"stale": [StaleForecast(location_id=LOCATIONS[0], issued_at=issued - HOUR)]}
     )
     publish(svc.store, snap)
-    found = conditions.snapshot(svc, issued)
+    found = conditions.snapshot(svc, issued).to_json()
     assert found["stale"] == 1 and found["missing"] == 1, found
     assert found["state"] == "warn"
     assert "1 locations served a stale forecast, 1 missing" in found["detail"]
@@ -102,6 +102,6 @@ def test_the_snapshot_condition_names_stale_and_missing_locations(svc: Services)
 def test_a_snapshot_dated_after_now_is_an_alert(svc: Services):
     future = floor_hour(NOW) + dt.timedelta(days=6)
     publish(svc.store, make_snapshot(issued_at=future, skipped=()))
-    found = conditions.snapshot(svc, floor_hour(NOW))
+    found = conditions.snapshot(svc, floor_hour(NOW)).to_json()
     assert found["state"] == "alert" and "dated after now" in found["detail"], found
     assert json.loads(svc.store.get(SNAPSHOT_KEY))["issued_at"].startswith(str(future.year))
