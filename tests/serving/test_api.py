@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from common.core.config import Settings
 from common.core.errors import AircastError, RunFailed
-from common.forecasting.adaptation import Offsets
+from common.forecasting.adaptation import Adaptation, Offsets
 from common.forecasting.snapshot import SNAPSHOT_KEY, intervals_key
 from common.monitoring import STATUS_KEY
 from common.runtime.statuses import http_status
@@ -135,6 +135,9 @@ def test_metrics_come_from_the_snapshot(client) -> None:
         "rmse": 4.3,
         "coverage": 0.795,
         "persistence_mae": 3.95,
+        "cams_n": 0,  # no CAMS forecast kept for these hours: none, never zero
+        "cams_mae": None,
+        "cams_model_mae": None,
     }
     assert acc["by_location"]["beijing-dongsi"] == 4.0
 
@@ -172,22 +175,22 @@ class CountingStore(LocalStore):
 
 
 def test_offsets_are_held_like_the_snapshot(local_settings: Settings) -> None:
-    """Online predictions read the published interval offsets once per change, not once per
+    """Online predictions read the published offsets and weights once per change, not once per
     call; a corrupt object keeps the last good offsets, and with none held is a 503."""
     store = CountingStore(Path(local_settings.home) / "counted")
     key = intervals_key("pm2_5", "pm2_5")
     cache = OffsetsCache(store, refresh_seconds=0)
     assert cache.get(key) is None  # predict has published none yet
-    first = Offsets((0.1, 0.2), (0.3, 0.4), ISSUED)
-    store.put_json(key, first.to_json())
+    first = Adaptation(Offsets((0.1, 0.2), (0.3, 0.4), ISSUED))
+    store.put_json(key, first.offsets.to_json())
     assert [cache.get(key) for _ in range(5)] == [first] * 5
     assert store.reads == 1  # unchanged generation: checked, not read again
-    second = Offsets((0.0, 0.0), (0.5, 0.6), ISSUED)
-    store.put_json(key, second.to_json())
+    second = Adaptation(Offsets((0.0, 0.0), (0.5, 0.6), ISSUED))
+    store.put_json(key, second.offsets.to_json())
     assert cache.get(key) == second and store.reads == 2
     held = OffsetsCache(store, refresh_seconds=3600)
     assert held.get(key) == second
-    store.put_json(key, first.to_json())
+    store.put_json(key, first.offsets.to_json())
     assert held.get(key) == second  # within the refresh interval: no store request at all
     store.put(key, b"{not json")
     assert cache.get(key) == second  # a failed read keeps what is held
