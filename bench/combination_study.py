@@ -156,20 +156,31 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     spec, obs, places, summary = _load(args.work)
     grid = [MEMORY_H, 24.0, 720.0]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in args.splits:
         rows += run_split(name, spec, obs, places, summary.oldest, args.max_rows, grid)
         frame = pd.DataFrame(rows)
-        print(frame[frame["split"] == name].round(3).to_markdown(index=False), flush=True)
+        print(_markdown(frame[frame["split"] == name]), flush=True)
+        if args.out:  # after each split: a long study keeps what it measured
+            args.out.write_text(json.dumps(rows, indent=1))
     frame = pd.DataFrame(rows)
     held = frame[frame["split"] != "time"]
     if len(held):
-        spread = held.groupby("variant")[["1-3", "4-12", "13-24", "1..24", "worst h", "coverage"]]
-        print("\nheld-out stations: mean / worst over stations")
-        print(spread.mean().round(3).to_markdown())
-        print(spread.max().round(3).to_markdown())
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=1))
+        cols = ["1-3", "4-12", "13-24", "1..24", "worst h", "coverage"]
+        spread = held.groupby("variant")[cols]
+        print("\nheld-out stations: mean over stations")
+        print(_markdown(spread.mean().reset_index()))
+        print("\nheld-out stations: worst station")
+        print(_markdown(spread.max().reset_index()))
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    """A markdown table of `frame` (numbers to 3 decimals)."""
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in frame.values]
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |"]
+    lines.append("|" + "---|" * len(frame.columns))
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
