@@ -18,8 +18,11 @@ def parse_time(value: str | dt.datetime) -> dt.datetime:
             text = text[:-1] + "+00:00"
         try:
             value = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"not an ISO-8601 time: {value!r}") from None
+        except ValueError as exc:
+            if str(exc).startswith("Invalid isoformat"):  # not shaped like a time at all
+                raise ValueError(f"not an ISO-8601 time: {value!r}") from None
+            # Shaped right, but no such date or time (2024-02-30, hour 25): say which.
+            raise ValueError(f"{value!r} is not a valid date or time: {exc}") from None
     if not isinstance(value, dt.datetime):
         raise ValueError(f"not a time: {value!r}")
     try:

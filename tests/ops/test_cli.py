@@ -215,3 +215,36 @@ def test_replay_reads_the_csv_folder_it_is_given(
     assert "AIRCAST_CSV_PATH" not in out
     sql = "SELECT COUNT(DISTINCT location_id) AS n FROM observations"
     assert json.loads(run("sql", "--json", sql)) == [{"n": 8}]
+
+
+def test_an_impossible_date_is_named_not_called_malformed(home: Path):
+    result = CliRunner().invoke(main, ["ingest", "--as-of", "2024-02-30"])
+    assert result.exit_code == 2, result.output
+    assert "'2024-02-30' is not a valid date or time: day is out of range" in result.output
+    result = CliRunner().invoke(main, ["predict", "--as-of", "yesterday"])
+    assert "not an ISO-8601 time: 'yesterday'" in result.output
+
+
+def test_train_refuses_an_unknown_target_before_it_starts(home: Path):
+    result = CliRunner().invoke(main, ["train", "--target", "pm25"])
+    assert result.exit_code == 2, result.output
+    assert (
+        "Invalid value for --target: 'pm25' is not forecast here; choose from pm2_5"
+        in result.output
+    )
+    assert "training" not in result.output
+
+
+def test_replay_offers_the_same_sources_as_ingest_and_backfill(home: Path):
+    from common.sources import SOURCE_NAMES
+
+    for command in ("ingest", "backfill", "replay"):
+        result = CliRunner().invoke(main, [command, "--help"])
+        assert "--source [" + "|".join(SOURCE_NAMES) + "]" in result.output, (
+            command,
+            result.output,
+        )
+    result = CliRunner().invoke(
+        main, ["replay", "--start", "2024-01-01", "--end", "2024-01-02", "--source", "nope"]
+    )
+    assert result.exit_code == 2 and "'nope' is not one of" in result.output

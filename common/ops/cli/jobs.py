@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from common.core.errors import RunFailed
+from common.core.errors import BadRequest, RunFailed
 from common.core.timeutil import iso
 from common.ops.cli.console import TIME, parse_request, print_run
 from common.runtime.services import Services, get_services
@@ -128,6 +128,14 @@ def train(
     """Retrain, evaluate and promote if the gate passes."""
     from common.train.job import TrainRequest, run_train
 
+    services = get_services()
+    if target is not None:  # refuse a target this deployment does not forecast before the wait
+        try:
+            services.settings.target_of(target)
+        except BadRequest as exc:
+            raise click.BadParameter(
+                str(exc).removeprefix("target: "), param_hint="--target"
+            ) from None
     request = parse_request(
         TrainRequest,
         as_of=as_of,
@@ -137,7 +145,7 @@ def train(
         target=target,
     )
     click.echo("training (this takes a while on a long window)...", err=True)
-    result = run_train(request, get_services())
+    result = run_train(request, services)
     for name, answer in result["targets"].items():
         if "metrics" not in answer:
             click.echo(f"{name}: {answer.get('error', answer.get('status'))}", err=True)

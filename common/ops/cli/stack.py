@@ -15,6 +15,7 @@ from common.ops.cli.console import TIME, frame_to_text, wait_for_interrupt
 from common.runtime import services
 from common.runtime.services import get_services
 from common.scheduling.schedules import FUNCTIONS, SCHEDULES, expand
+from common.sources import SOURCE_NAMES
 
 
 @click.command()
@@ -101,7 +102,9 @@ def run_job(name: str, region: str | None, endpoint: str | None) -> None:
 @click.command()
 @click.option("--start", "start", required=True, type=TIME, help="First simulated hour.")
 @click.option("--end", "end", required=True, type=TIME, help="Last simulated hour.")
-@click.option("--source", help="Ingest source (default: the backend's default).")
+@click.option(
+    "--source", type=click.Choice(SOURCE_NAMES), help="Ingest source (default: backend's default)."
+)
 @click.option("--path", type=click.Path(exists=True, file_okay=False), help="Folder for csv.")
 @click.option("--warmup-days", default=14.0, show_default=True, help="History before --start.")
 @click.option("--http", "over_http", is_flag=True, help="Call served functions over HTTP.")
