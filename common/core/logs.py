@@ -36,15 +36,23 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(entry, default=str, ensure_ascii=False))
 
 
-def configure_logging(level: str = "INFO", stream: Any = None) -> None:
-    """Route the `aircast` loggers to one JSON line per event on stderr (idempotent), and
-    redact secrets from every record of the process (common.core.redaction)."""
+def configure_logging(level: str = "INFO", stream: Any = None, *more: Any) -> None:
+    """Route the `aircast` loggers to one JSON line per event on stderr (idempotent).
+
+    Given streams, they replace wherever the lines went before: the CLI sends them to a file
+    under the home (and stderr too with -v), so a person's terminal keeps its own lines.
+    Secrets are redacted from every record of the process (common.core.redaction)."""
     install_log_redaction()
     logger = logging.getLogger("aircast")
     logger.setLevel(level)
     logger.propagate = False
-    if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        handler = logging.StreamHandler(stream or sys.stderr)
+    ours = [h for h in logger.handlers if isinstance(h.formatter, JsonFormatter)]
+    if stream is None and ours:
+        return
+    for h in ours:
+        logger.removeHandler(h)
+    for target in (stream or sys.stderr, *more):
+        handler = logging.StreamHandler(target)
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
 

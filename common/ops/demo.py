@@ -23,7 +23,6 @@ from typing import Any
 import click
 import requests
 
-from common.core.logs import configure_logging
 from common.core.timeutil import iso, now_hour
 from common.runtime.services import Services
 from common.scheduling import stack as localstack
@@ -37,6 +36,33 @@ from common.scheduling.local import (
 )
 
 FUNCTIONS = ["api", "ingest", "train", "predict", "monitor"]  # the api takes the first port
+
+# What the demo sets unless the environment already does (the served functions inherit it):
+# several pollutants, so the dashboard's picker shows; weather forecasts as inputs, which the
+# synthetic source issues as a live feed does; and a training budget sized to a few places
+# and a month of history (one thread: on data this small, more threads only wait).
+DEMO_SETTINGS = {
+    "AIRCAST_TARGETS": "pm2_5,pm10,nitrogen_dioxide,ozone",
+    "AIRCAST_FUTURE_WEATHER": "true",
+    "AIRCAST_TRAIN_MAX_ROWS": "6000",
+    "AIRCAST_TRAIN_BACKTEST_FOLDS": "0",
+    "AIRCAST_TRAIN_HOLDOUT_DAYS": "3",
+    "AIRCAST_TRAIN_THREADS": "1",
+    "AIRCAST_TUNE_BUDGET_SECONDS": "20",
+    "AIRCAST_TUNE_MAX_TRIALS": "3",
+}
+
+
+def demo_settings() -> dict[str, str]:
+    """Apply DEMO_SETTINGS where the environment leaves them unset; return what was applied.
+    The demo's event log is kept at INFO: it goes to files under the home, not the terminal."""
+    from common.runtime import services
+
+    applied = {k: v for k, v in DEMO_SETTINGS.items() if k not in os.environ}
+    os.environ.update(applied)
+    os.environ["AIRCAST_LOG_LEVEL"] = "INFO"
+    services.reset()
+    return applied
 
 
 def should_serve() -> bool:
@@ -58,10 +84,6 @@ def run_demo(
     until `wait` returns (or at once unless `serve`); its urls and a forecast it answered."""
     began = time.monotonic()
     settings = svc.settings
-    log_file = settings.home / "logs" / "demo.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    # The in-process runs log JSON events; keep the terminal for progress, the file for them.
-    configure_logging(settings.log_level, stream=log_file.open("a", encoding="utf-8"))
     step("1/4 warehouse", f"{settings.backend} backend, home {settings.home}")
     svc.warehouse.ensure_schema()
 

@@ -1,15 +1,26 @@
-"""Synthetic source: plausible hourly air quality and weather, offline and deterministic.
+"""Synthetic source: hourly air quality and weather with the structure of real air, offline
+and deterministic. Every value it returns is invented (the packaged places are real cities,
+their numbers are not); the location names say "(synthetic)".
 
 Every value is a pure function of (seed, location, hour): random numbers come from a
-counter-based hash, and slow processes (weather systems, pollution episodes) are value
-noise with hashed knots. So any window, fetched in any order or twice, gives the same
-numbers, which is what makes `make demo`, replays and the end-to-end tests reproducible.
+counter-based hash, slow processes are value noise with hashed knots, and the pollution
+"memory" is a fixed-length sum over the hours before (never a recursion from where a fetch
+happens to start). So any window, fetched in any order or twice, gives the same numbers,
+which is what makes `make demo`, replays and the end-to-end tests reproducible.
 
-The physics is cartoonish but has the structure a forecaster can learn: daily and weekly
-cycles in local time, wind dispersing and rain washing out particles, multi-day episodes,
-missing hours, and hours published late (visible only to runs with a later as_of). It also
-issues weather forecasts (truth plus error growing with lead) and CAMS-like air-quality
-forecasts (truth with a per-location bias and noise growing with lead).
+What a forecaster can learn from it, as from real air:
+- weather regimes: days of stagnant high pressure (light wind, dry, strong daily cycle of
+  temperature) alternate with fronts (pressure drop, wind, rain);
+- a box model of the air over the city: emissions (rush hours, less at weekends, heating
+  when cold) build up a load that wind ventilates and rain washes out, so particle
+  episodes build for days under a high and clear out when the front arrives;
+- a shallow night-time boundary layer and a deep afternoon one, so surface values follow
+  a daily cycle; ozone made in sunshine and warmth and eaten by traffic NO2 at night;
+  coarse dust raised by dry wind;
+- sensor noise, missing hours, outages, single missing values, and hours published late
+  (visible only to runs with a later as_of);
+- weather forecasts (the truth plus an error growing with lead) and CAMS-like air-quality
+  forecasts (the truth with a per-location bias and noise growing with lead).
 """
 
 from __future__ import annotations
@@ -27,6 +38,17 @@ from common.sources.base import Batch, Location, Source, Window
 FORECAST_HOURS = 48
 LATE_SHARE = 1 / 12  # hours published late (1-3 h), for the overlap of scheduled runs
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MEMORY = 96  # hours of emissions the air over a place still holds (the box model's memory)
+# The packaged demo places, in the order of their real PM2.5 levels (other places get a
+# hashed scale): relative emissions, not data.
+EMISSION_SCALE = {
+    "synth-delhi": 2.5,
+    "synth-beijing": 1.4,
+    "synth-sao-paulo": 0.5,
+    "synth-los-angeles": 0.45,
+    "synth-singapore": 0.35,
+    "synth-berlin": 0.3,
+}
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -56,6 +78,25 @@ def smooth(key: np.uint64, hours: np.ndarray, period: float) -> np.ndarray:
     f = pos - k0
     f = f * f * (3 - 2 * f)
     return (1 - f) * uniform(key, k0) + f * uniform(key, k0 + 1)
+
+
+def grid_h(ts: pd.DatetimeIndex) -> np.ndarray:
+    """Hours since the epoch, as floats (the index of the hashed streams)."""
+    return (ts.as_unit("s").asi8 // 3600).astype(np.float64)
+
+
+def _memory(inflow: np.ndarray, keep: np.ndarray, hours: int) -> np.ndarray:
+    """What the air holds at each hour: the inflow of the `hours` hours up to it, each
+    shrunk by the `keep` share of every hour since. A fixed-length sum, evaluated in the
+    same order for every hour, so the value of an hour does not depend on the window it is
+    computed in (the first `hours` entries lack history: callers start that much earlier)."""
+    n = len(inflow)
+    total = np.zeros(n)
+    factor = np.ones(n)
+    for j in range(min(hours, n)):
+        total[j:] += factor[j:] * inflow[: n - j]  # the inflow of hour t - j ...
+        factor[j:] *= keep[: n - j]  # ... and what survives hour t - j, for the next one
+    return total
 
 
 class SyntheticSource(Source):
@@ -108,6 +149,10 @@ class SyntheticSource(Source):
 
     def weather(self, loc: Location, ts: pd.DatetimeIndex) -> pd.DataFrame:
         """True weather at `ts` (UTC hours)."""
+        return self._weather(loc, ts)[0]
+
+    def _weather(self, loc: Location, ts: pd.DatetimeIndex) -> tuple[pd.DataFrame, dict]:
+        """The weather at `ts` and the drivers the air's box model reads (unrounded)."""
         h = (ts.as_unit("s").asi8 // 3600).astype(np.float64)
         k = lambda name: self._key(loc, name)  # noqa: E731
         local = ts.tz_convert(zoneinfo.ZoneInfo(loc.timezone))
@@ -115,21 +160,34 @@ class SyntheticSource(Source):
         doy = local.day_of_year.to_numpy()
         lat = loc.latitude or 0.0
         season = np.cos(2 * np.pi * (doy - 200) / 365.25) * (1 if lat >= 0 else -1)
+        # The regime: 1 under a high (stagnant, clear), 0 in a front (windy, wet, cloudy).
+        high = np.clip(0.65 * smooth(k("syn"), h, 84) + 0.35 * smooth(k("syn2"), h, 30) - 0.1, 0, 1)
+        high = high / 0.8
+        sun = np.clip(np.sin(np.pi * (lh - 6.5) / 12), 0, None) * (0.35 + 0.65 * high)
         climate = 27 - 0.35 * abs(lat)
         temp = (
             climate
             + (0.3 * abs(lat)) * season
-            + 4.5 * np.sin(2 * np.pi * (lh - 9) / 24)
-            + 6 * (smooth(k("temp"), h, 72) - 0.5)
+            + (2 + 5 * high) * np.sin(2 * np.pi * (lh - 9) / 24)
+            + 5 * (smooth(k("temp"), h, 72) - 0.5)
         )
-        storm = smooth(k("storm"), h, 10)
-        rain = np.clip(storm - 0.78, 0, None) * 45 * (0.6 + 0.8 * uniform(k("rain"), h))
-        wind = 4 + 26 * smooth(k("wind"), h, 16) ** 2 + 6 * smooth(k("gust"), h, 3) + 12 * storm**4
+        front = np.clip(0.25 - high, 0, None)
+        cell = np.clip(smooth(k("cell"), h, 5) - 0.4, 0, None)
+        rain = front * cell * 80 * (0.6 + 0.8 * uniform(k("rain"), h))
+        mixing = np.clip(np.sin(np.pi * (lh - 7) / 12), 0, None)  # afternoon convection
+        wind = (7 + 8 * uniform(k("windy"), np.zeros(1))[0]) * (
+            (0.3 + 2.2 * (1 - high) ** 2) * (0.75 + 0.5 * mixing)
+        ) + 4 * (uniform(k("gust"), h) - 0.3)
+        wind = np.clip(wind, 0.5, None)
         direction = (360 * smooth(k("dir"), h, 30) + 40 * (uniform(k("dirn"), h) - 0.5)) % 360
-        rh = np.clip(45 + 35 * storm + 12 * np.cos(2 * np.pi * (lh - 5) / 24), 8, 100)
-        pressure = 1012 + 18 * (smooth(k("pres"), h, 60) - 0.5) - 8 * storm
+        rh = np.clip(
+            50 + 35 * (1 - high) - 12 * np.sin(2 * np.pi * (lh - 9) / 24) + 30 * np.sqrt(rain),
+            8,
+            100,
+        )
+        pressure = 1013 + 24 * (high - 0.5) + 1.2 * np.cos(2 * np.pi * (lh - 10) / 12)
         dew = dew_point(temp, rh)
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "temperature_2m": temp.round(1),
                 "relative_humidity_2m": rh.round(0),
@@ -140,53 +198,75 @@ class SyntheticSource(Source):
                 "wind_direction_10m": direction.round(0),
             }
         )
+        drivers = {"temp": temp, "rain": rain, "wind": wind, "rh": rh, "sun": sun, "mix": mixing}
+        return frame, drivers
 
     def series(self, loc: Location, ts: pd.DatetimeIndex, gaps: bool = True) -> pd.DataFrame:
         """Observations at `ts`, with the source's gaps (missing hours) already applied
         (`gaps=False`: every hour, the truth a model forecasts)."""
-        h = (ts.as_unit("s").asi8 // 3600).astype(np.float64)
+        ts = pd.DatetimeIndex(ts).tz_convert("UTC") if len(ts) else pd.DatetimeIndex(ts)
+        h = grid_h(ts)
         k = lambda name: self._key(loc, name)  # noqa: E731
-        w = self.weather(loc, ts)
-        local = ts.tz_convert(zoneinfo.ZoneInfo(loc.timezone))
+        # The box model's memory: every hour of `ts` sums the MEMORY hours before it, so the
+        # weather and emissions are computed on an hourly grid that starts that much earlier.
+        first = ts.min().floor("h") - pd.Timedelta(hours=MEMORY) if len(ts) else None
+        grid = (
+            pd.date_range(first, ts.max().floor("h"), freq="h")
+            if first is not None
+            else pd.DatetimeIndex([], tz="UTC")
+        )
+        frame, d = self._weather(loc, grid)
+        local = grid.tz_convert(zoneinfo.ZoneInfo(loc.timezone))
         lh = local.hour.to_numpy()
         dow = local.day_of_week.to_numpy()
-        base = 12 + 50 * uniform(k("base"), np.zeros(1))[0]
-        episode = np.exp(
-            1.6 * (smooth(k("episode"), h, 70) - 0.5) + 0.8 * (smooth(k("ep2"), h, 20) - 0.5)
-        )
         traffic = (
-            1 + 0.35 * np.exp(-(((lh - 8) / 2.0) ** 2)) + 0.45 * np.exp(-(((lh - 19) / 2.5) ** 2))
+            0.5 + np.exp(-(((lh - 8) / 1.8) ** 2)) + 0.9 * np.exp(-(((lh - 18.5) / 2.2) ** 2))
+        ) * np.select([dow == 5, dow == 6], [0.8, 0.65], 1.0)
+        heating = np.clip(16 - d["temp"], 0, None) / 12
+        scale = EMISSION_SCALE.get(
+            loc.location_id, 0.4 * np.exp(2 * uniform(k("base"), np.zeros(1))[0])
         )
-        night = 1 + 0.25 * np.exp(-(((lh - 2) / 3.0) ** 2))  # shallow boundary layer
-        weekly = np.where(dow >= 5, 0.82, 1.0)
-        dispersion = 1 / (1 + (w["wind_speed_10m"].to_numpy() / 14) ** 1.3)
-        rain_6h = sum(
-            self.weather(loc, ts - pd.Timedelta(hours=i))["precipitation"].to_numpy()
-            for i in range(6)
+        # Loss per hour: deposition, ventilation by wind, washout by rain.
+        keep = np.exp(-(0.012 + 0.006 * d["wind"] + 0.35 * d["rain"] ** 0.7))
+        # What no input shows: fires, building sites, a holiday's traffic (days-long swings).
+        unseen = np.exp(0.8 * (smooth(k("unseen"), grid_h(grid), 30) - 0.5))
+        load = _memory(scale * (0.7 * traffic + heating + 0.25) * unseen, keep, MEMORY)
+        # Shallow at night and when calm, deep on sunny afternoons and in wind.
+        layer = 0.6 + 0.6 * d["mix"] * (0.4 + 0.6 * d["sun"]) + d["wind"] / 40
+        swell = 1 + 0.6 * np.clip((d["rh"] - 65) / 35, 0, None)  # particles take up water
+        pm25 = 3 + 1.6 * load / layer * swell
+        no2_load = _memory(
+            scale**0.5 * 6 * traffic,
+            np.exp(-(0.3 + 0.01 * d["wind"] + 0.4 * d["sun"])),
+            12,
         )
-        washout = np.exp(-0.08 * rain_6h)
-        noise = np.exp(
-            0.18 * (smooth(k("noise"), h, 2) - 0.5) + 0.12 * (uniform(k("jitter"), h) - 0.5)
+        no2 = 6 + no2_load / layer
+        ozone_made = _memory(
+            d["sun"] * np.clip(d["temp"] + 5, 0, None) * 0.9,
+            np.exp(-(0.035 + 0.003 * d["wind"])),
+            MEMORY,
         )
-        pm25 = (
-            base * episode * traffic * night * weekly * (0.35 + 1.3 * dispersion) * washout * noise
+        ozone = np.clip((28 + 0.5 * ozone_made) * (0.55 + 0.45 * d["mix"]) - 0.55 * no2, 2, None)
+        dust = 2 * scale**0.5 * np.clip(d["wind"] - 15, 0, None) ** 1.5 / 10 * (d["rh"] < 60)
+        pm10 = pm25 * (1.35 + 0.3 * smooth(k("coarse"), grid_h(grid), 48)) + dust
+        at = np.searchsorted(grid.as_unit("s").asi8, ts.floor("h").as_unit("s").asi8)
+        sensor = lambda name, sd: np.exp(  # noqa: E731
+            sd * (uniform(k(name), h) + uniform(k(name + "2"), h) - 1) * 2.45
         )
-        sun = np.clip(np.sin(np.pi * (lh - 6) / 14), 0, None)
-        no2 = (15 + 35 * traffic * (0.4 + dispersion)) * noise
-        ozone = np.clip(
-            25 + 90 * sun * (0.5 + w["temperature_2m"].to_numpy() / 40) - 0.4 * no2, 2, None
-        )
+        pm25_obs = pm25[at] * sensor("n-pm25", 0.09)
         out = pd.DataFrame(
             {
                 "location_id": loc.location_id,
                 "ts": ts,
-                "pm2_5": pm25.round(1),
-                "pm10": (pm25 * (1.35 + 0.5 * smooth(k("coarse"), h, 24))).round(1),
-                "nitrogen_dioxide": no2.round(1),
-                "ozone": ozone.round(1),
-                "sulphur_dioxide": (3 + 0.12 * pm25 * (0.5 + uniform(k("so2"), h))).round(1),
-                "carbon_monoxide": (200 + 9 * pm25 + 60 * traffic).round(0),
-                **{c: w[c].to_numpy() for c in w.columns},
+                "pm2_5": pm25_obs.round(1),
+                "pm10": (pm10[at] * sensor("n-pm10", 0.1)).round(1),
+                "nitrogen_dioxide": (no2[at] * sensor("n-no2", 0.1)).round(1),
+                "ozone": (ozone[at] * sensor("n-o3", 0.06)).round(1),
+                "sulphur_dioxide": (2 + 0.08 * pm25[at] * heating[at] * sensor("n-so2", 0.2)).round(
+                    1
+                ),
+                "carbon_monoxide": (150 + 6 * pm25[at] + 40 * no2[at] / 10).round(0),
+                **{c: frame[c].to_numpy()[at] for c in frame.columns},
             }
         )
         if not gaps:

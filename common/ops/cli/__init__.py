@@ -15,6 +15,7 @@ import click
 
 from common.core.errors import AircastError
 from common.ops.cli import data, health, jobs, stack
+from common.ops.cli.console import route_logs
 
 __all__ = ["main"]
 
@@ -32,17 +33,22 @@ class Aircast(click.Group):
 
 @click.group(cls=Aircast, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="aircast")
-@click.option("-v", "--verbose", is_flag=True, help="Show the JSON event log on stderr.")
-def main(verbose: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show the JSON event log on stderr too.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """aircast: serverless air-quality forecasting (ingest, train, predict, serve).
 
     Runs on the backend chosen by AIRCAST_BACKEND (local: DuckDB + a folder under
-    AIRCAST_HOME; gcp: BigQuery + Cloud Storage).
+    AIRCAST_HOME; gcp: BigQuery + Cloud Storage). The JSON event log goes to
+    $AIRCAST_HOME/logs/aircast.log (`aircast demo`: logs/demo.log); -v shows it as well.
     """
+    ctx.obj = {"verbose": verbose}
     if verbose:
         os.environ["AIRCAST_LOG_LEVEL"] = "INFO"
     else:  # a person at a terminal wants results; the event log is for functions
         os.environ.setdefault("AIRCAST_LOG_LEVEL", "WARNING")
+    if ctx.invoked_subcommand != "demo":  # the demo keeps its own log, at INFO
+        route_logs("aircast", verbose)
 
 
 for _command in (*data.COMMANDS, *jobs.COMMANDS, *stack.COMMANDS, *health.COMMANDS):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
+import sys
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
 import click
 import pandas as pd
@@ -72,6 +74,41 @@ def frame_to_text(frame: pd.DataFrame, max_rows: int) -> str:
         + (f"\n... {more} more rows (use --max-rows or --json)" if more > 0 else "")
         + (f"\n({len(frame)} rows)")
     )
+
+
+class HomeLog:
+    """A log file under the home, opened (and its folder made) at the first line, so a
+    command that logs nothing leaves nothing behind."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: TextIO | None = None
+
+    def write(self, text: str) -> int:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        return self._file.write(text)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+
+def route_logs(name: str, verbose: bool, level: str | None = None) -> Path | None:
+    """Send the JSON event log to $AIRCAST_HOME/logs/<name>.log, and to stderr as well with
+    -v: a person at a terminal reads the commands' own lines, the events stay on file."""
+    from common.core.config import ConfigError, load_settings
+    from common.core.logs import configure_logging
+
+    try:
+        settings = load_settings()
+    except (ConfigError, ValueError):  # the command reports a bad setting itself
+        return None
+    path = settings.home / "logs" / f"{name}.log"
+    more = [sys.stderr] if verbose else []
+    configure_logging(level or settings.log_level, HomeLog(path), *more)
+    return path
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from common.core.timeutil import check_not_future, iso
-from common.ops.cli.console import TIME, frame_to_text, wait_for_interrupt
+from common.ops.cli.console import TIME, frame_to_text, route_logs, wait_for_interrupt
 from common.runtime import services
 from common.runtime.services import get_services
 from common.scheduling.schedules import FUNCTIONS, SCHEDULES, expand
@@ -168,13 +168,27 @@ def replay(
 
 
 @click.command()
-@click.option("--days", default=45.0, show_default=True, help="Days of history to backfill.")
-@click.option("--replay-hours", default=24, show_default=True, help="Hours to replay.")
+@click.option("--days", default=28.0, show_default=True, help="Days of history to backfill.")
+@click.option(
+    "--replay-hours",
+    default=26,
+    show_default=True,
+    help="Hours to replay (over 24: the hindcast has checked forecasts at every horizon).",
+)
 @click.option("--port", default=8080, show_default=True, help="The api's port (0: any).")
-def demo(days: float, replay_hours: int, port: int) -> None:
-    """Set up, fill, train, forecast and serve the local stack."""
-    from common.ops.demo import run_demo, should_serve
+@click.pass_context
+def demo(ctx: click.Context, days: float, replay_hours: int, port: int) -> None:
+    """Set up, fill, train, forecast and serve the local stack.
 
+    Unless set, the demo forecasts several pollutants (AIRCAST_TARGETS) with weather
+    forecasts as inputs and a small training budget; see docs/usage.md. Its JSON event log
+    goes to $AIRCAST_HOME/logs/demo.log (-v: on stderr too).
+    """
+    from common.ops.demo import demo_settings, run_demo, should_serve
+
+    demo_settings()
+    verbose = bool((ctx.find_root().obj or {}).get("verbose"))
+    route_logs("demo", verbose, level="INFO")
     run_demo(get_services(), days, replay_hours, port, should_serve(), wait_for_interrupt)
 
 
