@@ -109,6 +109,19 @@ resource "google_storage_bucket_iam_member" "writes_under" {
   }
 }
 
+# A function that reads what a user uploads (ingest: imports/locations.toml, csv history)
+# may read only under imports/, never the models or the snapshot.
+resource "google_storage_bucket_iam_member" "reads_imports" {
+  for_each = { for name, f in local.functions : name => f if f.reads_imports }
+  bucket   = google_storage_bucket.artifacts.name
+  role     = "roles/storage.objectViewer"
+  member   = google_service_account.function[each.key].member
+  condition {
+    title      = "only-imports"
+    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.artifacts.name}/objects/imports/\")"
+  }
+}
+
 # --- Builds -------------------------------------------------------------------------------
 
 # The roles Cloud Run's "build service account" page lists for function builds: build logs,

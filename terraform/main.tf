@@ -14,6 +14,8 @@ locals {
   #   artifacts          "write": objectAdmin on the artifact bucket (models); "read": objectViewer
   #   writes_under       objectUser under this folder of the artifact bucket only
   #                      (predict: serving/, the snapshot; monitor: health/, the status)
+  #   reads_imports      objectViewer on imports/ of the artifact bucket only (ingest: the
+  #                      user's places, imports/locations.toml, and uploaded csv history)
   #   reads_aqicn_token  gets the aqicn-token secret as AIRCAST_AQICN_TOKEN
   #   reads_openaq_api_key  gets the openaq-api-key secret as AIRCAST_OPENAQ_API_KEY
   #   environment        settings of this function alone, on top of local.environment
@@ -31,6 +33,7 @@ locals {
       tables_written       = []
       artifacts            = null
       writes_under         = null
+      reads_imports        = true
       reads_aqicn_token    = true
       reads_openaq_api_key = true
       environment          = {}
@@ -47,6 +50,7 @@ locals {
       tables_written       = ["runs"]
       artifacts            = "write"
       writes_under         = null
+      reads_imports        = false
       reads_aqicn_token    = false
       reads_openaq_api_key = false
       environment          = {}
@@ -63,6 +67,7 @@ locals {
       tables_written       = ["runs", "forecasts", "interval_offsets", "combination_weights"]
       artifacts            = "read"
       writes_under         = "serving/"
+      reads_imports        = false
       reads_aqicn_token    = false
       reads_openaq_api_key = false
       environment          = {}
@@ -79,6 +84,7 @@ locals {
       tables_written       = ["runs"]
       artifacts            = "read"
       writes_under         = "health/"
+      reads_imports        = false
       reads_aqicn_token    = false
       reads_openaq_api_key = false
       environment          = {}
@@ -95,6 +101,7 @@ locals {
       tables_written       = []
       artifacts            = "read"
       writes_under         = null
+      reads_imports        = false
       reads_aqicn_token    = false
       reads_openaq_api_key = false
       environment          = local.api_environment

@@ -73,3 +73,12 @@ resource "google_storage_bucket_object" "source" {
   bucket = google_storage_bucket.sources.name
   source = "${local.packages_dir}/${each.key}.zip"
 }
+
+# The deployment's own places (var.locations_toml), read by ingest at its next run.
+resource "google_storage_bucket_object" "locations" {
+  count        = var.locations_toml == null ? 0 : 1
+  bucket       = google_storage_bucket.artifacts.name
+  name         = "imports/locations.toml"
+  content      = var.locations_toml
+  content_type = "application/toml"
+}

@@ -38,6 +38,7 @@ from common.runtime.services import Services
 from common.sources import Location, Source, Window, default_source, make_source
 from common.sources.base import Batch, Rejection, payload_text
 from common.sources.http import SourceError
+from common.storage import ArtifactStore
 from common.warehouse import Warehouse
 
 MAX_WINDOW = dt.timedelta(days=400)
@@ -129,9 +130,9 @@ def run_ingest(request: IngestRequest, services: Services) -> dict[str, Any]:
     if is_gcs_path(request.path):  # history uploaded to gs://<bucket>/imports/
         with staged(str(request.path), services.settings, services.store) as (settings, path):
             local = request.model_copy(update={"path": path})
-            plan = plan_ingest(local, settings)
+            plan = plan_ingest(local, settings, services.store)
             return _run(request, plan, services)
-    return _run(request, plan_ingest(request, services.settings), services)
+    return _run(request, plan_ingest(request, services.settings, services.store), services)
 
 
 def _run(request: IngestRequest, plan: IngestPlan, services: Services) -> dict[str, Any]:
@@ -150,7 +151,9 @@ def _run(request: IngestRequest, plan: IngestPlan, services: Services) -> dict[s
     )
 
 
-def plan_ingest(request: IngestRequest, settings: Settings) -> IngestPlan:
+def plan_ingest(
+    request: IngestRequest, settings: Settings, store: ArtifactStore | None = None
+) -> IngestPlan:
     """The source, the window and the places to fetch; a 400 naming the field otherwise."""
     as_of = resolve_as_of(request.as_of)
     if request.start is not None and request.end is not None:
@@ -168,7 +171,7 @@ def plan_ingest(request: IngestRequest, settings: Settings) -> IngestPlan:
     if request.forecasts and (request.start is None or not source.keeps_past_forecasts):
         why = "needs start and end" if request.start is None else f"{name} keeps none"
         raise BadRequest(f"a backfill of past forecasts {why}", field="forecasts")
-    targets = _targets(source, settings, request.locations)
+    targets = _targets(source, settings, request.locations, store)
     return IngestPlan(source, window, targets, settings.horizon)
 
 
@@ -289,11 +292,15 @@ def _ceil_hour(t: dt.datetime) -> dt.datetime:
     return f if f == t else f + dt.timedelta(hours=1)
 
 
-def _targets(source: Source, settings: Settings, wanted: list[str] | None) -> list[Location]:
+def _targets(
+    source: Source, settings: Settings, wanted: list[str] | None, store: ArtifactStore | None
+) -> list[Location]:
     if not source.needs_locations:
         return [Location(w, w, None, None, source.name) for w in wanted or []]
     try:
-        configured = locations_mod.for_source(source.name, settings.locations_file)
+        configured = [
+            loc for loc in locations_mod.configured(settings, store) if loc.source == source.name
+        ]
     except locations_mod.LocationsError as exc:
         raise BadRequest(str(exc), field="locations") from None
     if wanted is None:

@@ -17,13 +17,15 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from common.core.catalog import check_source
-from common.core.config import ConfigError
+from common.core.config import ConfigError, Settings
 from common.core.errors import NotFound, validation_message
 from common.core.schema import LOCATION_ID_PATTERN
 from common.sources.base import Location
+from common.storage import ArtifactStore
 from common.warehouse import Warehouse
 
 DEFAULT_FILE = Path(__file__).with_name("locations.toml")
+STORE_KEY = "imports/locations.toml"  # a deployment's own places, in the artifact store
 LOCATION_ID = re.compile(LOCATION_ID_PATTERN)
 COLUMNS = [
     "location_id",
@@ -84,9 +86,16 @@ def load_file(path: Path | None = None) -> list[Location]:
     """Every location in the file, validated; errors name the entry and the field."""
     path = Path(path) if path else DEFAULT_FILE
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise LocationsError(f"locations file {path} not found") from None
+    return parse(text, str(path))
+
+
+def parse(text: str, path: str) -> list[Location]:
+    """The locations of a TOML text (`path` names it in errors)."""
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise LocationsError(f"{path}: {exc}") from None
     out: list[Location] = []
@@ -106,6 +115,27 @@ def load_file(path: Path | None = None) -> list[Location]:
 
 def for_source(source: str, path: Path | None = None) -> list[Location]:
     return [loc for loc in load_file(path) if loc.source == source]
+
+
+def configured(settings: Settings, store: ArtifactStore | None = None) -> list[Location]:
+    """The places this deployment ingests, from the first of: AIRCAST_LOCATIONS_FILE (a file
+    the operator names), `imports/locations.toml` in the artifact store (how a deployed user
+    brings their own places: upload it, or set Terraform's `locations_toml`; the next ingest
+    reads it, no rebuild), the packaged common/runtime/locations.toml."""
+    if settings.locations_file is not None:
+        return load_file(settings.locations_file)
+    if store is not None:
+        try:
+            text = store.get(STORE_KEY)
+        except NotFound:
+            text = None
+        if text is not None:
+            where = f"gs://{settings.bucket}/{STORE_KEY}" if settings.bucket else STORE_KEY
+            try:
+                return parse(text.decode("utf-8"), where)
+            except UnicodeDecodeError:
+                raise LocationsError(f"{where}: not UTF-8 text") from None
+    return load_file()
 
 
 def current(warehouse: Warehouse) -> pd.DataFrame:
