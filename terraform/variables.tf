@@ -180,3 +180,35 @@ variable "notification_channels" {
   type        = list(string)
   default     = []
 }
+
+variable "locations_toml" {
+  description = "Your own places, as the text of a locations file (the format of common/runtime/locations.toml): written to imports/locations.toml in the artifact bucket, which ingest reads instead of the packaged file at its next run (no rebuild). Null: the object is left alone (upload it yourself, or the packaged file applies)."
+  type        = string
+  default     = null
+}
+
+variable "billing_account" {
+  description = "Billing account id (012345-6789AB-CDEF01) for the optional budget; with budget_amount_usd set, a google_billing_budget alerts on this project's monthly spend. Null: no budget."
+  type        = string
+  default     = null
+}
+
+variable "budget_amount_usd" {
+  description = "Monthly budget in USD for this project's spend (with billing_account); null: no budget. The cost section of docs/deploy.md says what the schedule is expected to cost."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.budget_amount_usd == null ? true : var.budget_amount_usd > 0
+    error_message = "budget_amount_usd must be positive (or null for no budget)."
+  }
+}
+
+variable "budget_thresholds" {
+  description = "Shares of budget_amount_usd at which the budget alerts (actual spend)."
+  type        = list(number)
+  default     = [0.5, 0.9, 1.0]
+  validation {
+    condition     = length(var.budget_thresholds) > 0 && alltrue([for t in var.budget_thresholds : t > 0 && t <= 10])
+    error_message = "budget_thresholds must be shares above 0 (1.0 = the whole amount)."
+  }
+}

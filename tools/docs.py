@@ -1,4 +1,5 @@
-"""Generated parts of the docs: the settings table in docs/configuration.md.
+"""Generated parts of the docs: the settings table in docs/configuration.md (and, through
+tools/cost.py, the cost section of docs/deploy.md).
 
 The table is written from `common.core.config.Settings` (names, defaults, descriptions)
 between two markers, so the documentation cannot drift from the code: `make generate`
@@ -69,5 +70,9 @@ def write(path: Path = CONFIGURATION) -> bool:
 
 
 if __name__ == "__main__":
+    from tools import cost
+
     if write():
         print(CONFIGURATION.relative_to(ROOT), file=sys.stderr)
+    if cost.write():  # the cost section of docs/deploy.md
+        print(cost.DEPLOY.relative_to(ROOT), file=sys.stderr)

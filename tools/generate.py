@@ -190,6 +190,8 @@ def _access(f: dict[str, Any]) -> str:
         access.append(f"artifacts: {f['artifacts']}")
     if f["writes_under"]:
         access.append(f"writes {f['writes_under']}")
+    if f.get("reads_imports"):
+        access.append("reads imports/")
     if f["reads_aqicn_token"]:
         access.append("AQICN token")
     if f.get("reads_openaq_api_key"):

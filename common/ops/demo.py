@@ -34,6 +34,7 @@ from common.scheduling.local import (
     replay_plan,
     warmup_runs,
 )
+from common.scheduling.schedules import Schedule
 
 FUNCTIONS = ["api", "ingest", "train", "predict", "monitor"]  # the api takes the first port
 
@@ -123,6 +124,11 @@ def _history(svc: Services, days: float, replay_hours: int) -> None:
         f"backfill {days:g} days, train, then replay {iso(start)} .. {end:%Y-%m-%dT%H:%MZ} "
         f"({total} scheduled runs on a simulated clock)",
     )
+    if settings.future_weather:
+        # Training reads the weather forecasts as they were issued: a source that can issue
+        # its past forecasts again (synthetic) backfills them first, as `aircast backfill
+        # --forecasts` does, so the model trains on the inputs predict will give it.
+        backfill_forecasts(svc, start - dt.timedelta(days=days), start)
     with click.progressbar(length=total, label="      runs", show_pos=True) as bar:
         summary = replay(
             InProcessInvoker(),
@@ -149,6 +155,17 @@ def _history(svc: Services, days: float, replay_hours: int) -> None:
             f"      forecast_accuracy: {accuracy['n'][0]} forecasts already verified, "
             f"MAE {accuracy['mae'][0]:.2f}"
         )
+
+
+def backfill_forecasts(svc: Services, start: dt.datetime, end: dt.datetime) -> None:
+    """The default source's past forecasts for [start, end], issued up to `end`."""
+    from common.ingest.job import IngestRequest, run_ingest
+    from common.sources import default_source, make_source
+
+    if not make_source(default_source(svc.settings), svc.settings).keeps_past_forecasts:
+        return
+    cut = Schedule.as_of(end)
+    run_ingest(IngestRequest(as_of=cut, start=Schedule.as_of(start), end=cut, forecasts=True), svc)
 
 
 def check_api(url: str, timeout: float = 60.0) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from common.core.schema import TABLES, bigquery_schema
 from common.core.views import VIEWS
 from common.forecasting.snapshot import SNAPSHOT_KEY
 from common.monitoring import STATUS_KEY
+from common.runtime.locations import STORE_KEY
 from common.scheduling.schedules import FUNCTIONS, SCHEDULES, TIME_ZONE, expand
 from tests.terraform_hcl import (
     EXAMPLE_DIR,
@@ -33,7 +34,12 @@ from tools.packaging import FUNCTIONS_DIR, function_names
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 SCHEDULED = "${toset([for s in values(local.schedules) : s.function])}"
 # Resource types without a project argument (they live in a bucket, not a project).
-PROJECTLESS = {"google_storage_bucket_object", "google_storage_bucket_iam_member"}
+# (A budget lives in a billing account and names the project in its filter.)
+PROJECTLESS = {
+    "google_storage_bucket_object",
+    "google_storage_bucket_iam_member",
+    "google_billing_budget",
+}
 
 
 def test_one_list_of_functions_matches_the_code_and_the_function_folders():
@@ -176,6 +182,7 @@ GRANTS = {
     "google_storage_bucket_iam_member.writes_artifacts": {"train"},
     "google_storage_bucket_iam_member.reads_artifacts": {"predict", "monitor", "api"},
     "google_storage_bucket_iam_member.writes_under": {"predict", "monitor"},
+    "google_storage_bucket_iam_member.reads_imports": {"ingest"},
     "google_secret_manager_secret_iam_member.reads_aqicn_token": {"ingest"},
     "google_secret_manager_secret_iam_member.reads_openaq_api_key": {"ingest"},
     "google_cloud_run_v2_service_iam_member.scheduler_invokes": {
@@ -203,6 +210,12 @@ def test_iam_follows_the_function_attributes_and_grants_least_privilege():
     # Each publisher writes only under the folder its code publishes to.
     under = resources("google_storage_bucket_iam_member")["writes_under"]
     assert "/objects/${each.value.writes_under}" in block(under, "condition")["expression"]
+    # Ingest reads what a user uploads (imports/locations.toml) and nothing else of the bucket.
+    imports = block(resources("google_storage_bucket_iam_member")["reads_imports"], "condition")
+    prefix = STORE_KEY.split("/")[0]
+    assert imports["expression"].endswith(f'/objects/{prefix}/\\")'), imports["expression"]
+    obj = resources("google_storage_bucket_object")["locations"]
+    assert obj["name"] == STORE_KEY and obj["content"] == "${var.locations_toml}"
     published = {"predict": SNAPSHOT_KEY, "monitor": STATUS_KEY}
     for name, key in published.items():
         assert key.startswith(functions()[name]["writes_under"]), (name, key)

@@ -19,4 +19,6 @@ module "aircast" {
   aqicn_token_set     = var.aqicn_token_set
   openaq_api_key_set  = var.openaq_api_key_set
   deletion_protection = var.deletion_protection
+  billing_account     = var.billing_account
+  budget_amount_usd   = var.budget_amount_usd
 }

@@ -53,3 +53,15 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+variable "billing_account" {
+  description = "Billing account id for the optional monthly budget (with budget_amount_usd)."
+  type        = string
+  default     = null
+}
+
+variable "budget_amount_usd" {
+  description = "Monthly budget in USD; null: no budget."
+  type        = number
+  default     = null
+}
