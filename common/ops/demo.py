@@ -195,9 +195,11 @@ def print_next_steps(api: str, forecast: dict[str, Any]) -> None:
         f"{p['target_ts']} (80% interval {p['yhat_lower']:.1f} .. {p['yhat_upper']:.1f}), "
         f"model {forecast['model_version']}\n"
     )
-    sql = (
-        "SELECT location_id, target_ts, yhat, yhat_lower, yhat_upper FROM latest_forecasts "
-        "ORDER BY location_id, target_ts LIMIT 5"
+    sql = (  # the newest issue's forecasts, rounded as people read them
+        "SELECT location_id, target, target_ts, ROUND(yhat, 1) AS yhat, ROUND(yhat_lower, 1) "
+        "AS p10, ROUND(yhat_upper, 1) AS p90 FROM latest_forecasts WHERE issued_at = "
+        "(SELECT MAX(issued_at) FROM latest_forecasts) ORDER BY location_id, target, "
+        "target_ts LIMIT 5"
     )
     click.echo("Open the dashboard:   " + f"{api}/")
     click.echo("A forecast by HTTP:   " + f"curl -s '{api}/v1/forecasts/{loc}?hours=6'")
@@ -205,8 +207,8 @@ def print_next_steps(api: str, forecast: dict[str, Any]) -> None:
     click.echo(
         "Accuracy by horizon:  .venv/bin/aircast sql "
         + shlex.quote(
-            "SELECT horizon_h, COUNT(*) AS n, AVG(abs_error) AS mae FROM forecast_accuracy "
-            "GROUP BY horizon_h ORDER BY horizon_h"
+            "SELECT horizon_h, COUNT(*) AS n, ROUND(AVG(abs_error), 2) AS mae "
+            "FROM forecast_accuracy GROUP BY horizon_h ORDER BY horizon_h"
         )
     )
 
