@@ -13,6 +13,7 @@ import pytest
 
 from common.core.config import Settings
 from common.ingest.job import IngestRequest, run_ingest
+from common.runtime.locations import for_source
 from common.runtime.services import Services
 from common.sources.base import Location, Window
 from common.sources.csv_files import COMPASS
@@ -280,13 +281,15 @@ def test_live_runs_write_weather_forecasts_once_and_backfills_none(local_setting
     )
     assert backfill["counts"]["weather_forecasts"] == 0  # no forecast existed back then
     live = run_ingest(IngestRequest(as_of=AS_OF), svc)
-    assert live["counts"]["weather_forecasts"] == 5 * 48
-    assert live["counts"]["air_quality_forecasts"] == 5 * 48  # CAMS-like, as issued
+    places = len(for_source("synthetic"))
+    assert live["counts"]["weather_forecasts"] == places * 48
+    assert live["counts"]["air_quality_forecasts"] == places * 48  # CAMS-like, as issued
     assert run_ingest(IngestRequest(as_of=AS_OF), svc)["counts"]["weather_forecasts"] == 0
     wf = q(svc, "SELECT MIN(ts) AS a, MIN(issued_at) AS i, COUNT(*) AS n FROM weather_forecasts")
-    assert wf.to_dict("records") == [{"a": AS_OF + dt.timedelta(hours=1), "i": AS_OF, "n": 240}]
+    first = {"a": AS_OF + dt.timedelta(hours=1), "i": AS_OF, "n": places * 48}
+    assert wf.to_dict("records") == [first]
     later = AS_OF + dt.timedelta(hours=1)
-    assert run_ingest(IngestRequest(as_of=later), svc)["counts"]["weather_forecasts"] == 240
+    assert run_ingest(IngestRequest(as_of=later), svc)["counts"]["weather_forecasts"] == places * 48
     assert q(svc, "SELECT MAX(ts) AS b FROM observations")["b"].iloc[0] == later
 
 
@@ -434,13 +437,14 @@ def test_cli_backfill_goes_in_chunks_and_ingest_reports_the_run(tmp_path, monkey
     svc = services.get_services()
     assert len(q(svc, "SELECT * FROM run_status")) == 4  # 10 days in chunks of 3
     per_loc = q(svc, "SELECT location_id, MIN(ts) AS a, MAX(ts) AS b FROM observations GROUP BY 1")
-    assert len(per_loc) == 5
+    assert len(per_loc) == len(for_source("synthetic"))
     assert (per_loc["a"] <= pd.Timestamp("2024-02-01T02:00Z")).all()
     assert (per_loc["b"] >= pd.Timestamp("2024-02-10T21:00Z")).all()
     assert q(svc, "SELECT COUNT(*) AS n FROM weather_forecasts")["n"].iloc[0] == 0
     out = runner.invoke(main, ["ingest", "--as-of", "2024-02-11T00:00Z"], catch_exceptions=False)
     assert out.exit_code == 0, out.output
-    assert "ingest success" in out.output and '"weather_forecasts": 240' in out.output
+    places = len(for_source("synthetic"))
+    assert "ingest success" in out.output and f'"weather_forecasts": {places * 48}' in out.output
     out = runner.invoke(main, ["backfill", "--start", "2024-02-02", "--end", "2024-02-01"])
     assert out.exit_code != 0 and "--end" in out.output
 

@@ -240,7 +240,7 @@ def test_what_is_served_is_judged_and_a_retired_version_is_only_history(home: Pa
     assert served["ratio"] > 1.1 and served["model_ratio"] < 1  # the model itself was fine
 
     ingest(AS_OF + 80 * HOUR, AS_OF)  # it forecasts on; the bad rows leave the window
-    predict(56)  # 5 locations x 24 verified horizons
+    predict(56)  # the synthetic places x 24 verified horizons
     cleared = condition("accuracy", AS_OF + 80 * HOUR)
     assert cleared["state"] == "ok" and "retired" not in cleared["versions"]
 

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from common.core.config import load_settings
 from common.forecasting.snapshot import Snapshot, snapshot_key
 from common.ops.demo import DEMO_SETTINGS
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 AIRCAST = Path(sys.executable).with_name("aircast")
 
 
+@pytest.mark.timeout(1800)  # a couple of minutes alone; far longer on a loaded machine
 def test_demo_shows_a_served_stack_that_beats_persistence_and_stops_by_itself(tmp_path: Path):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRCAST_")}
