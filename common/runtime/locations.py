@@ -21,7 +21,7 @@ from common.core.config import ConfigError, Settings
 from common.core.errors import NotFound, validation_message
 from common.core.schema import LOCATION_ID_PATTERN
 from common.sources.base import Location
-from common.storage import ArtifactStore
+from common.storage import ArtifactStore, ObjectMissing
 from common.warehouse import Warehouse
 
 DEFAULT_FILE = Path(__file__).with_name("locations.toml")
@@ -127,7 +127,7 @@ def configured(settings: Settings, store: ArtifactStore | None = None) -> list[L
     if store is not None:
         try:
             text = store.get(STORE_KEY)
-        except NotFound:
+        except ObjectMissing:
             text = None
         if text is not None:
             where = f"gs://{settings.bucket}/{STORE_KEY}" if settings.bucket else STORE_KEY
