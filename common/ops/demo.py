@@ -124,7 +124,7 @@ def _history(svc: Services, days: float, replay_hours: int) -> None:
         f"backfill {days:g} days, train, then replay {iso(start)} .. {end:%Y-%m-%dT%H:%MZ} "
         f"({total} scheduled runs on a simulated clock)",
     )
-    if settings.future_weather:
+    if svc.settings.future_weather:
         # Training reads the weather forecasts as they were issued: a source that can issue
         # its past forecasts again (synthetic) backfills them first, as `aircast backfill
         # --forecasts` does, so the model trains on the inputs predict will give it.
