@@ -155,7 +155,7 @@ def main() -> None:
         sys.exit(f"{tb.DATA} not found: the Beijing files live in ../shared/data")
     args.work.mkdir(parents=True, exist_ok=True)
     spec, obs, places, summary = _load(args.work)
-    grid = [MEMORY_H, 24.0, 720.0]
+    grid = sorted({float(MEMORY_H), 24.0, 168.0, 720.0})
     rows: list[dict[str, Any]] = []
     for name in args.splits:
         rows += run_split(name, spec, obs, places, summary.oldest, args.max_rows, grid)
