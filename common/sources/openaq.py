@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import threading
 import zoneinfo
@@ -44,10 +45,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from common.core.config import Settings
 from common.core.errors import validation_message
+from common.core.logs import event
 from common.core.schema import VARIABLES
 from common.core.timeutil import iso
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
 from common.sources.http import Pacer, SourceError, get, make_session, redact
+
+log = logging.getLogger("aircast.sources.openaq")
 
 PAGE_LIMIT = 1000  # the API's largest page
 MAX_PAGES = 200  # per query: 200,000 locations or sensor values
@@ -266,6 +270,18 @@ class OpenAQSource(Source):
         ordered = sorted(sensors, key=lambda s: s.id)
         slices = math.ceil(len(ordered) / left)
         k = int(window.as_of.timestamp() // 3600) % slices
+        covered = int((window.end - window.start) / HOUR) + 1
+        if covered < slices:  # a sensor's late hours between two turns would be missed
+            event(
+                log,
+                "openaq rotation longer than the lookback: late hours can be missed",
+                logging.WARNING,
+                sensors=len(ordered),
+                per_run=left,
+                rotation_hours=slices,
+                lookback_hours=covered,
+                fix=f"AIRCAST_INGEST_LOOKBACK_HOURS>={slices}",
+            )
         return ordered[k * left : (k + 1) * left]
 
     # -- discovery ---------------------------------------------------------------------------
