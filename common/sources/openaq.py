@@ -47,12 +47,11 @@ from common.core.config import Settings
 from common.core.errors import validation_message
 from common.core.logs import event
 from common.core.schema import VARIABLES
-from common.core.timeutil import iso
+from common.core.timeutil import floor_hour, iso, parse_time
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
 from common.sources.http import Pacer, SourceError, get, make_session, redact
 
 log = logging.getLogger("aircast.sources.openaq")
-
 PAGE_LIMIT = 1000  # the API's largest page
 MAX_PAGES = 200  # per query: 200,000 locations or sensor values
 LOCATION_PREFIX = "openaq-"
@@ -175,10 +174,10 @@ class _Rows:
     """Values by (location_id, ts), one column per sensor, with the raw items as payload."""
 
     def __init__(self) -> None:
-        self.values: dict[tuple[str, pd.Timestamp], dict[str, Any]] = {}
-        self.raw: dict[tuple[str, pd.Timestamp], dict[str, Any]] = {}
+        self.values: dict[tuple[str, dt.datetime], dict[str, Any]] = {}
+        self.raw: dict[tuple[str, dt.datetime], dict[str, Any]] = {}
 
-    def put(self, sensor: Sensor, ts: pd.Timestamp, value: float, item: Any) -> None:
+    def put(self, sensor: Sensor, ts: dt.datetime, value: float, item: Any) -> None:
         key = (sensor.location_id, ts)
         self.values.setdefault(key, {})[sensor.column] = value
         self.raw.setdefault(key, {})[f"sensor {sensor.id}"] = item
@@ -328,7 +327,7 @@ class OpenAQSource(Source):
             reason = f"malformed OpenAQ location: {validation_message(exc, 'location')[1]}"
             batch.rejected.append(Rejection(lid, None, reason, payload_text(item)))
             return None
-        lid = f"{LOCATION_PREFIX}{parsed.id}"  # validated: an int
+        lid = f"{LOCATION_PREFIX}{parsed.id}"
         chosen: dict[str, Sensor] = {}
         for s in parsed.sensors:
             column = COLUMNS.get(s.parameter.name.lower())
@@ -434,22 +433,22 @@ class OpenAQSource(Source):
             sensor = ours.get(latest.sensorsId)
             if sensor is None:
                 continue  # a sensor elsewhere in the world
-            end = pd.to_datetime(latest.datetime.utc, utc=True, errors="coerce")
-            if pd.isna(end) or end != end.floor("h"):
+            end = _utc(latest.datetime.utc)
+            if end is None or end != floor_hour(end):
                 continue  # not an hourly value; the sensor's /hours turn brings the mean
-            self._value(sensor, end - HOUR, latest.value, item, rows, batch)
+            self._value(sensor, iso(end - HOUR), latest.value, item, rows, batch)
 
     def _value(
         self,
         sensor: Sensor,
-        start: Any,
+        start: str,
         value: float | None,
         item: Any,
         rows: _Rows,
         batch: Batch,
     ) -> None:
-        ts = pd.to_datetime(start, utc=True, errors="coerce")
-        if pd.isna(ts):
+        ts = _utc(start)  # one value at a time: fromisoformat, not pandas' format guessing
+        if ts is None:
             reason = f"sensor {sensor.id}: unparseable time {start!r}"
             batch.rejected.append(Rejection(sensor.location_id, None, reason, payload_text(item)))
             return
@@ -515,6 +514,13 @@ class OpenAQSource(Source):
 
 def _location_id(openaq_id: Any) -> str | None:
     return f"{LOCATION_PREFIX}{openaq_id}" if isinstance(openaq_id, int) else None
+
+
+def _utc(text: str) -> dt.datetime | None:
+    try:
+        return parse_time(text)
+    except ValueError:
+        return None
 
 
 def _rank(sensor: Sensor) -> tuple[int, int]:
