@@ -131,7 +131,9 @@ def test_predict_steps_offsets_from_verified_forecasts_and_serves_them(hourly: l
 
 
 def _batch_without_offsets() -> pd.DataFrame:
-    """What the production model forecasts at T with the version's calibration alone."""
+    """What the production model forecasts at T with the version's calibration alone (and
+    the combination weights served at T, which the offsets do not touch)."""
+    from common.forecasting.combination import Weights
     from common.forecasting.forecast import forecast_frame
     from common.forecasting.registry import Registry
     from common.predict.reads import read_recent
@@ -141,7 +143,9 @@ def _batch_without_offsets() -> pd.DataFrame:
     loaded = Registry.of_target(svc.store, svc.settings, "pm2_5").load_production()
     spec = loaded.metadata.feature_spec()
     places = locations.current(svc.warehouse)
-    frame, _ = forecast_frame(loaded, read_recent(svc, spec, T), T, places, None)
+    weights = Weights.from_rows(sql("SELECT * FROM combination_weights WHERE as_of = @t", t=T), H)
+    obs = read_recent(svc, spec, T)
+    frame, _ = forecast_frame(loaded, obs, T, places, None, weights=weights)
     return frame[["location_id", "horizon_h", "yhat", "yhat_lower", "yhat_upper"]]
 
 

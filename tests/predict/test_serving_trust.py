@@ -37,7 +37,7 @@ def test_a_run_skipping_every_location_keeps_the_last_forecasts_stale(home: Path
 
     later = run_predict(PredictRequest(as_of=T + 7 * HOUR), get_services())
     assert later["status"] == "partial" and later["counts"]["locations"] == 0
-    assert later["snapshot"]["written"] is True and later["snapshot"]["stale"] == len(ids)
+    assert _part(later)["written"] is True and _part(later)["stale"] == len(ids)
     snap = _snapshot()
     assert snap.issued_at == T + 7 * HOUR
     assert sorted(snap.forecasts) == ids  # every location still served...
@@ -62,8 +62,8 @@ def test_an_empty_result_is_never_published(home: Path):
     # 30 h later the T forecasts (24 h) cover no future hour: nothing left to serve.
     gone = run_predict(PredictRequest(as_of=T + 30 * HOUR), get_services())
     assert gone["counts"]["locations"] == 0
-    assert gone["snapshot"]["written"] is False
-    assert "served snapshot is kept" in gone["snapshot"]["reason"]
+    assert _part(gone)["written"] is False
+    assert "served snapshot is kept" in _part(gone)["reason"]
     assert _snapshot().issued_at == T  # what was served stays served
 
 
@@ -97,8 +97,8 @@ def test_a_snapshot_dated_after_now_cannot_freeze_serving(home: Path):
     assert _snapshot().issued_at == future
 
     answer = run_predict(PredictRequest(as_of=T + HOUR), get_services())
-    assert answer["snapshot"]["written"] is True, answer["snapshot"]
-    assert iso(future) in answer["snapshot"]["replaced"]
+    assert _part(answer)["written"] is True, _part(answer)
+    assert iso(future) in _part(answer)["replaced"]
     assert _snapshot().issued_at == T + HOUR
 
 
@@ -115,3 +115,8 @@ def test_the_api_health_alerts_on_a_snapshot_dated_after_now(home: Path):
     health = create_app(get_services().settings, store).test_client().get("/health").json
     assert health["status"] == "degraded", health
     assert "dated after now" in health["reason"]
+
+
+def _part(answer: dict) -> dict:
+    """What publishing did to the one snapshot part (one target, unsharded)."""
+    return answer["targets"]["pm2_5"]["snapshot"]["0"]

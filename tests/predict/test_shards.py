@@ -30,7 +30,7 @@ from tests.predict.test_predict import T, _env, location_ids, sql
 ROOT = Path(__file__).resolve().parents[2]
 ROW_COLS = ["location_id", "target", "issued_at", "target_ts", "horizon_h", "model_version"]
 VALUES = ["yhat", "yhat_lower", "yhat_upper"]
-SHARDS = 3
+SHARDS = 4  # the six synthetic places fall in every one of 4 shards
 
 
 def _forecasts() -> pd.DataFrame:
@@ -61,7 +61,8 @@ def test_a_request_names_a_valid_shard_or_none():
     assert shards_to_run(None, None, 4) == ([0, 1, 2, 3], 4)  # a manual run: every shard
     assert shards_to_run(2, None, 4) == ([2], 4)
     assert shards_to_run(1, 2, 4) == ([1], 2)
-    for shard, shards, field in ((4, None, "shard"), (0, 300, "shards"), (None, 2, "shard")):
+    assert shards_to_run(None, 2, 4) == ([0, 1], 2)  # `shards` alone: every one of them
+    for shard, shards, field in ((4, None, "shard"), (0, 300, "shards")):
         with pytest.raises(BadRequest) as err:
             shards_to_run(shard, shards, 4)
         assert err.value.field == field
@@ -158,8 +159,9 @@ def test_a_killed_shard_leaves_every_part_served(
     for k in range(SHARDS):
         assert run_predict(PredictRequest(as_of=T, shard=k), get_services())["status"] == "success"
     later = T + dt.timedelta(hours=1)
-    for k in (0, 2):
-        run_predict(PredictRequest(as_of=later, shard=k), get_services())
+    for k in range(SHARDS):  # every shard but 1 runs the next hour
+        if k != 1:
+            run_predict(PredictRequest(as_of=later, shard=k), get_services())
 
     # Shard 1 dies between its forecast rows and its snapshot part (as an OOM kill would).
     env = {**os.environ, "AIRCAST_KILL_AT": "predict:forecasts-written"}

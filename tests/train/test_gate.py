@@ -117,6 +117,6 @@ def test_the_cams_baseline_is_reported_by_group_and_does_not_decide():
     decision = decide(m, None, version="v2", margin=MARGIN, tolerance=TOLERANCE)
     assert decision.promote is True
     assert "vs CAMS on the rows with a CAMS forecast: 1-3 h MAE 4.000 vs 9.000" in decision.reasons
-    first = decision.to_dict()["persistence_by_group"][0]
+    first = decision.record().to_json()["persistence_by_group"][0]
     assert (first["cams_n"], first["cams_mae"]) == (12, 9.0)
-    assert "cams_n" not in decision.to_dict()["persistence_by_group"][1]  # none: absent
+    assert "cams_n" not in decision.record().to_json()["persistence_by_group"][1]  # none: absent
