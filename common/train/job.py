@@ -8,7 +8,7 @@ show how stable the skill is; they inform, the gate decides on the holdout:
 
 - the candidate's MAE must beat seasonal naive by AIRCAST_GATE_MARGIN,
 - not be worse than persistence in any horizon group (`common.train.gate.HORIZON_GROUPS`)
-  as served, combined with the baselines (no waiver for a first version), and
+  as served, combined with the baselines (waived for a first version), and
 - be better than the production model on the same holdout rows beyond the noise (a block
   bootstrap over issue days of the paired errors); "no evidence of a difference" keeps
   production (see `common.train.gate`).

@@ -67,10 +67,11 @@ def test_a_candidate_worse_than_persistence_at_h1_is_rejected_naming_the_group()
     assert not any("4-12" in r and "does not beat" in r for r in decision.reasons)
     groups = {g.group: g for g in decision.record().persistence_by_group}
     assert groups["1-3"].mae > groups["1-3"].persistence_mae
-    # The very first version (nothing in production) is held to the same rule: no waiver.
+    # The very first version (nothing in production) is promoted, the loss recorded: it is
+    # served combined with the baselines, which move toward them online where it loses.
     first = gate(metrics(h1_ratio=1.5))
-    assert first.promote is False and first.verdict == "reject"
-    assert any(r.startswith("horizons 1-3 h:") for r in first.reasons)
+    assert first.promote is True and any(r.startswith("horizons 1-3 h:") for r in first.reasons)
+    assert first.reasons[-1].startswith("no production model yet: promoted on seasonal naive")
 
 
 def test_a_candidate_beating_persistence_everywhere_passes_that_check():
@@ -150,12 +151,13 @@ def test_production_is_scored_by_horizon_group_on_the_candidates_rows():
     assert [g["group"] for g in losing_to_persistence(group_scores(by_h))] == ["13-24"]
     # Within the tolerance (a combination that learned to serve persistence there) passes.
     assert losing_to_persistence(group_scores(by_h), tolerance=0.06) == []
-    # A first version served as the baselines (every group at 1.01x) is promoted with a 2 %
-    # tolerance; one that still loses by 5 % is not.
-    near = decide(metrics(h1_ratio=1.01, others=1.01), None, version="v1", margin=0.05,
+    # A candidate served as the baselines (every group at 1.01x) passes with a 2 %
+    # tolerance; one that still loses by 5 % does not.
+    prod = ProductionScore("v0", None, note="not comparable")
+    near = decide(metrics(h1_ratio=1.01, others=1.01), prod, version="v1", margin=0.05,
                   tolerance=0.02)  # fmt: skip
     assert near.promote is True
-    far = decide(metrics(h1_ratio=1.05, others=1.05), None, version="v1", margin=0.05,
+    far = decide(metrics(h1_ratio=1.05, others=1.05), prod, version="v1", margin=0.05,
                  tolerance=0.02)  # fmt: skip
     assert far.promote is False and far.verdict == "reject"
 
