@@ -76,6 +76,7 @@ from common.storage import ArtifactStore, ObjectMissing, StoreError
 
 log = get_logger("api")
 FORECAST_PREFIX = "/v1/forecasts/"
+DASHBOARD_PARAMS = frozenset({"place", "target"})  # the page's URL: a place and a pollutant
 SNAPSHOT_ROUTES = frozenset({"/v1/locations", "/v1/forecasts", "/v1/metrics"})
 
 
@@ -408,6 +409,8 @@ class Api:
         that is not a list (`?location=a&location=b` is one)."""
         template = "/v1/forecasts/{location_id}" if path.startswith(FORECAST_PREFIX) else path
         names, arrays = self._params.get(template, (frozenset(), frozenset()))
+        if path == "/":  # the dashboard's shareable state, read by its own script
+            names = names | DASHBOARD_PARAMS
         args = request.args
         unknown = sorted(set(args) - names)
         if unknown:

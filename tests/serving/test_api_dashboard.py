@@ -129,7 +129,10 @@ def _open(
     )
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    _goto(page, api_url + "/" + query)
+    try:
+        _goto(page, api_url + "/" + query)
+    except Exception as exc:  # say what the page said, not only that it never got ready
+        raise AssertionError(f"{exc}: {problems}") from exc
     return page
 
 
