@@ -334,7 +334,12 @@ def test_dashboard_first_screen_on_a_phone(world_url: str, tmp_path: Path):
         )
         # One column, nothing wider than the screen; the air now and the next hours first.
         width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390, width
+        wide = page.evaluate(
+            "Array.from(document.querySelectorAll('body *'))"
+            ".filter(e => e.getBoundingClientRect().right > 391)"
+            ".map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 8)"
+        )
+        assert width <= 390, (width, wide)
         # "Near me": the browser's position -> the nearest forecast location, with distance.
         page.click("#near-me")
         page.wait_for_selector('body[data-selected="delhi-anand-vihar"]', timeout=10_000)
