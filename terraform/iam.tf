@@ -110,7 +110,9 @@ resource "google_storage_bucket_iam_member" "writes_under" {
 }
 
 # A function that reads what a user uploads (ingest: imports/locations.toml, csv history)
-# may read only under imports/, never the models or the snapshot.
+# may read only under imports/, never the models or the snapshot. Listing is checked on
+# the bucket, not on an object name, so a gs://<bucket>/imports/<folder> import lists
+# through the request's objectListPrefix attribute, limited to imports/ as well.
 resource "google_storage_bucket_iam_member" "reads_imports" {
   for_each = { for name, f in local.functions : name => f if f.reads_imports }
   bucket   = google_storage_bucket.artifacts.name
@@ -118,7 +120,7 @@ resource "google_storage_bucket_iam_member" "reads_imports" {
   member   = google_service_account.function[each.key].member
   condition {
     title      = "only-imports"
-    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.artifacts.name}/objects/imports/\")"
+    expression = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.artifacts.name}/objects/imports/\") || api.getAttribute(\"storage.googleapis.com/objectListPrefix\", \"\").startsWith(\"imports/\")"
   }
 }
 

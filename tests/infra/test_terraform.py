@@ -15,6 +15,7 @@ from common.core.config import Settings
 from common.core.schema import TABLES, bigquery_schema
 from common.core.views import VIEWS
 from common.forecasting.snapshot import SNAPSHOT_KEY
+from common.ingest.imports import IMPORTS_PREFIX
 from common.monitoring import STATUS_KEY
 from common.runtime.locations import STORE_KEY
 from common.scheduling.schedules import FUNCTIONS, SCHEDULES, TIME_ZONE, expand
@@ -210,10 +211,18 @@ def test_iam_follows_the_function_attributes_and_grants_least_privilege():
     # Each publisher writes only under the folder its code publishes to.
     under = resources("google_storage_bucket_iam_member")["writes_under"]
     assert "/objects/${each.value.writes_under}" in block(under, "condition")["expression"]
-    # Ingest reads what a user uploads (imports/locations.toml) and nothing else of the bucket.
+    # Ingest reads and lists what a user uploads (imports/locations.toml, csv under
+    # imports/) and nothing else of the bucket: an object read is checked on the object's
+    # name, a listing on the bucket with the request's prefix.
     imports = block(resources("google_storage_bucket_iam_member")["reads_imports"], "condition")
     prefix = STORE_KEY.split("/")[0]
-    assert imports["expression"].endswith(f'/objects/{prefix}/\\")'), imports["expression"]
+    assert prefix == IMPORTS_PREFIX.rstrip("/")
+    expression = imports["expression"]
+    assert f'/objects/{prefix}/\\")' in expression, expression
+    assert (
+        f'api.getAttribute(\\"storage.googleapis.com/objectListPrefix\\", \\"\\")'
+        f'.startsWith(\\"{prefix}/\\")' in expression
+    ), expression
     obj = resources("google_storage_bucket_object")["locations"]
     assert obj["name"] == STORE_KEY and obj["content"] == "${var.locations_toml}"
     published = {"predict": SNAPSHOT_KEY, "monitor": STATUS_KEY}
