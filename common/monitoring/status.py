@@ -92,7 +92,7 @@ def publish(services: Services, status: PipelineStatus) -> bool:
     replaced (and logged) and losing the race 3 times is a retryable Contention. True when
     written."""
     body = json.dumps(status.to_json(), indent=2, sort_keys=True).encode()
-    put = services.store.put_if_newer(STATUS_KEY, body, status.as_of, stored_as_of)
+    put = services.store.put_if_newer(STATUS_KEY, lambda _: body, status.as_of, stored_as_of)
     if put.replaced is not None:
         event(log, "replaced an unreadable status", logging.WARNING, error=put.replaced)
     return put.written

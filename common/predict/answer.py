@@ -25,7 +25,9 @@ class Published(BaseModel):
     stale: int | None = Field(
         None, description="Locations carried over from the served part (no forecast now)."
     )
-    replaced: str | None = Field(None, description="What was replaced and why (dated after now).")
+    replaced: str | None = Field(
+        None, description="What was replaced and why (unreadable, or dated after now)."
+    )
 
 
 class IntervalsAnswer(BaseModel):

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from typing import Any
 
-import pandas as pd
-
-from common.core.errors import Contention
+from common.core.logs import event, get_logger
 from common.core.timeutil import in_future, iso, parse_time
 from common.forecasting.snapshot import SNAPSHOT_KEY, issued_at_of
 from common.predict.snapshot import RawJSON, encode_snapshot
 from common.runtime.services import Services
-from common.storage.base import GenerationMismatch, ObjectMissing
+
+log = get_logger("predict")
 
 
 def publish(
@@ -33,44 +33,50 @@ def publish(
     """Write the snapshot (or one shard's part, or the interval offsets) at `key` unless a
     newer issue time is already served there (see the module docstring).
 
-    Compare-and-swap on the generation read, so two predict runs racing cannot let the
-    older issue time land last; the loser re-reads and decides again.
+    The store's `put_if_newer`, as the status writer uses it: compare-and-swap on the
+    generation read, so two predict runs racing cannot let the older issue time land last;
+    the document is built again on each try from the one it replaces (the carried
+    forecasts); an unreadable one is replaced (and logged); losing the race `attempts`
+    times is a retryable Contention.
     """
-    store = services.store
-    issued = pd.Timestamp(snapshot["issued_at"])
-    for _ in range(attempts):
-        data: bytes | None = None
-        replaced_future: str | None = None
-        try:
-            data, generation = store.get_with_generation(key)
-            current = pd.Timestamp(issued_at_of(data))
-        except ObjectMissing:
-            current, generation = None, 0
-        except (ValueError, KeyError, TypeError):  # unreadable: replace it
-            current, generation, data = None, store.generation(key), None
-        if current is not None and in_future(current.to_pydatetime()):
-            replaced_future, current = iso(current.to_pydatetime()), None
-        if current is not None and current > issued:
-            return {"written": False, "reason": f"a newer snapshot ({iso(current)}) is served"}
-        doc, stale = _with_carried(snapshot, data if current is not None else None)
+    built: dict[str, int] = {}
+
+    def build(served: bytes | None) -> bytes | None:
+        doc, stale = _with_carried(snapshot, served)
+        built.clear()
         if "forecasts" in doc and str(doc["forecasts"]).strip() in ("{}", ""):
-            return {
-                "written": False,
-                "reason": "no location could be forecast and none has a forecast still "
-                "covering future hours: the served snapshot is kept",
-            }
+            return None
         body = encode_snapshot(doc)
-        try:
-            store.put_if_generation(key, body, generation, "application/json")
-        except GenerationMismatch:
-            continue
-        answer: dict[str, Any] = {"written": True, "key": key, "bytes": len(body)}
-        if stale:
-            answer["stale"] = len(stale)
-        if replaced_future:
-            answer["replaced"] = f"a snapshot dated after now ({replaced_future})"
-        return answer
-    raise Contention(f"{key} kept changing under this run ({attempts} attempts); retry")
+        built.update(bytes=len(body), stale=len(stale))
+        return body
+
+    issued = parse_time(snapshot["issued_at"])
+    put = services.store.put_if_newer(key, build, issued, served_issued_at, attempts=attempts)
+    if put.replaced is not None:
+        event(log, "replaced an unreadable snapshot", logging.WARNING, key=key, error=put.replaced)
+    if put.newer is not None:
+        return {"written": False, "reason": f"a newer snapshot ({iso(put.newer)}) is served"}
+    if put.declined:
+        return {
+            "written": False,
+            "reason": "no location could be forecast and none has a forecast still "
+            "covering future hours: the served snapshot is kept",
+        }
+    answer: dict[str, Any] = {"written": True, "key": key, "bytes": built["bytes"]}
+    if built["stale"]:
+        answer["stale"] = built["stale"]
+    if put.replaced is not None:
+        answer["replaced"] = put.replaced
+    return answer
+
+
+def served_issued_at(data: bytes) -> dt.datetime:
+    """The issue time of a served document (raises ValueError/KeyError when unreadable).
+    One dated after now (+ the clock skew) is no newer snapshot: unreadable, so replaced."""
+    issued = parse_time(issued_at_of(data))
+    if in_future(issued):
+        raise ValueError(f"a snapshot dated after now ({iso(issued)})")
+    return issued
 
 
 def _with_carried(

@@ -37,12 +37,14 @@ UNREADABLE = (ValueError, KeyError, TypeError, IndexError)
 @dataclass(frozen=True)
 class Put:
     """What `put_if_newer` did: written (with the new generation), or not because the
-    document stored is stamped later (`newer`); `replaced` says why a document that was
-    there could not be read (it was overwritten)."""
+    document stored is stamped later (`newer`) or because the build had nothing to write
+    (`declined`); `replaced` says why a document that was there could not be read (it was
+    overwritten, or handed to the build as absent)."""
 
     written: bool
     generation: int = 0
     newer: dt.datetime | None = None
+    declined: bool = False
     replaced: str | None = None
 
 
@@ -116,44 +118,61 @@ class ArtifactStore(ABC):
     def put_if_newer(
         self,
         key: str,
-        data: bytes,
+        build: Callable[[bytes | None], bytes | None],
         stamp: dt.datetime,
         stamp_of: Callable[[bytes], dt.datetime],
         content_type: str = "application/json",
         attempts: int = 3,
     ) -> Put:
-        """Write `data` (stamped `stamp`) at `key` unless the document there is stamped
-        later (`stamp_of` reads a stored document's stamp): documents only move forward, so
-        a backfill never hides a newer one. An equal stamp is written (a re-run).
+        """Write the document `build` makes (stamped `stamp`) at `key` unless the document
+        there is stamped later (`stamp_of` reads a stored document's stamp): documents only
+        move forward, so a backfill never hides a newer one. An equal stamp is written (a
+        re-run).
+
+        `build` is handed the stored document it will replace (None: absent or unreadable)
+        and returns the bytes to write, or None to write nothing (`Put.declined`): a writer
+        whose document depends on what it replaces (predict carries the forecasts of the
+        locations it skipped) builds it again on each try. A writer with fixed bytes
+        passes `lambda _: data`.
 
         Compare-and-swap on the generation read: two writers racing cannot let the older
         stamp land last; the loser reads again and decides again, `attempts` times, then
         raises Contention (retryable: the run fails and the scheduler tries again).
 
-        A stored document whose stamp cannot be read is replaced, and `Put.replaced` says
-        why: it serves no reader as it is (every reader parses it the same way), only its
-        writer can repair it, and refusing would stop the writer until someone deletes it.
+        A stored document whose stamp cannot be read (`stamp_of` raises ValueError, KeyError,
+        TypeError or IndexError: also the way to refuse a stamp, e.g. one dated after now)
+        is replaced, and `Put.replaced` says why: it serves no reader as it is (every
+        reader parses it the same way), only its writer can repair it, and refusing would
+        stop the writer until someone deletes it.
         """
         for _ in range(attempts):
-            replaced = None
-            try:
-                current, generation = self.get_with_generation(key)
-            except ObjectMissing:
-                current, generation = None, 0
-            if current is not None:
-                try:
-                    stored = stamp_of(current)
-                except UNREADABLE as exc:
-                    replaced = f"{type(exc).__name__}: {exc}"
-                else:
-                    if stored > stamp:
-                        return Put(written=False, newer=stored)
+            current, generation, replaced = self._read_stamped(key, stamp, stamp_of)
+            if isinstance(current, dt.datetime):
+                return Put(written=False, newer=current)
+            data = build(current)
+            if data is None:
+                return Put(written=False, declined=True, replaced=replaced)
             try:
                 new = self.put_if_generation(key, data, generation, content_type)
             except GenerationMismatch:
                 continue
             return Put(written=True, generation=new, replaced=replaced)
         raise Contention(f"{key} kept changing under this run ({attempts} attempts); retry")
+
+    def _read_stamped(
+        self, key: str, stamp: dt.datetime, stamp_of: Callable[[bytes], dt.datetime]
+    ) -> tuple[bytes | dt.datetime | None, int, str | None]:
+        """One read of `put_if_newer`: (the stored document to build on, or its stamp when
+        it is later than `stamp`, or None; its generation; why it was unreadable)."""
+        try:
+            current, generation = self.get_with_generation(key)
+        except ObjectMissing:
+            return None, 0, None
+        try:
+            stored = stamp_of(current)
+        except UNREADABLE as exc:
+            return None, generation, f"{type(exc).__name__}: {exc}"
+        return (stored if stored > stamp else current), generation, None
 
 
 def _dumps(value: Any) -> bytes:

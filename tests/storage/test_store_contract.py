@@ -71,18 +71,22 @@ def _doc(as_of: str, body: str = "") -> bytes:
     return json.dumps({"as_of": as_of, "body": body}).encode()
 
 
+def _built(data: bytes):
+    return lambda _current: data
+
+
 def test_put_if_newer_moves_forward_only_and_replaces_what_it_cannot_read(store: ArtifactStore):
     key = "health/status.json"
     t1, t2 = parse_time("2024-03-01T00:00:00Z"), parse_time("2024-03-01T06:00:00Z")
-    first = store.put_if_newer(key, _doc("2024-03-01T06:00:00Z"), t2, _stamp)
+    first = store.put_if_newer(key, _built(_doc("2024-03-01T06:00:00Z")), t2, _stamp)
     assert first.written and first.generation == store.generation(key) and first.replaced is None
-    older = store.put_if_newer(key, _doc("2024-03-01T00:00:00Z"), t1, _stamp)
+    older = store.put_if_newer(key, _built(_doc("2024-03-01T00:00:00Z")), t1, _stamp)
     assert not older.written and older.newer == t2 and _stamp(store.get(key)) == t2
-    rerun = store.put_if_newer(key, _doc("2024-03-01T06:00:00Z", "again"), t2, _stamp)
+    rerun = store.put_if_newer(key, _built(_doc("2024-03-01T06:00:00Z", "again")), t2, _stamp)
     assert rerun.written and b"again" in store.get(key)  # an equal stamp: a re-run writes
     for unreadable in (b"{not json", b'{"no": "as_of"}', b'{"as_of": "yesterday"}'):
         store.put(key, unreadable)
-        replaced = store.put_if_newer(key, _doc("2024-03-01T00:00:00Z"), t1, _stamp)
+        replaced = store.put_if_newer(key, _built(_doc("2024-03-01T00:00:00Z")), t1, _stamp)
         assert replaced.written and replaced.replaced, unreadable  # said why
         assert _stamp(store.get(key)) == t1
 
@@ -106,7 +110,7 @@ def test_put_if_newer_that_keeps_losing_the_race_is_a_retryable_contention(
     monkeypatch.setattr(store, "get_with_generation", another_writer_wins)
     stamp = parse_time("2024-03-01T01:00:00Z")
     with pytest.raises(Contention, match="retry"):
-        store.put_if_newer(key, _doc("2024-03-01T01:00:00Z"), stamp, _stamp, attempts=3)
+        store.put_if_newer(key, _built(_doc("2024-03-01T01:00:00Z")), stamp, _stamp, attempts=3)
     assert not isinstance(Contention("x"), CallerError)  # not the caller's: a 503
 
 
