@@ -20,16 +20,9 @@ from common.core.schema import TABLES, Column
 from common.core.views import VIEWS
 from common.warehouse import Warehouse, WarehouseError, open_warehouse
 from common.warehouse.base import conform
-from common.warehouse.bigquery_warehouse import (
-    PAGE_ROWS,
-    STREAM_ROWS,
-    BigQueryWarehouse,
-    load_job_id,
-    make_read_client,
-    make_write_client,
-    parquet_bytes,
-    storage_channel,
-)
+from common.warehouse.bigquery_clients import make_read_client, make_write_client, storage_channel
+from common.warehouse.bigquery_warehouse import PAGE_ROWS, BigQueryWarehouse
+from common.warehouse.bigquery_write import STREAM_ROWS, load_job_id, parquet_bytes
 from common.warehouse.sql import SQLError
 
 T0 = pd.Timestamp("2024-03-01T00:00:00Z")
