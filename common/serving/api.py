@@ -54,9 +54,8 @@ from common.serving.models import (
     Place,
     PlacesQuery,
     PlacesResponse,
-    openapi,
-    query_parameters,
 )
+from common.serving.openapi import openapi, query_parameters
 from common.serving.render import (
     HTML,
     JSON,

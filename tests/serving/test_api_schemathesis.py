@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from common.serving.models import openapi
+from common.serving.openapi import openapi
 from tests.api_fixtures import served_api
 
 # The served api's configuration: the default target alone (served_api passes no
