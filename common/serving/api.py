@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from importlib import resources
-from typing import Any, cast
+from typing import cast
 
 import flask
 import werkzeug.routing
@@ -32,7 +32,6 @@ from common.core.errors import (
     BadRequest,
     Conflict,
     Forbidden,
-    NotFound,
     Unavailable,
     validation_message,
 )
@@ -42,7 +41,7 @@ from common.monitoring import STATUS_KEY
 from common.runtime.body import parse_json, read_body, truncate
 from common.runtime.statuses import http_status
 from common.serving import places
-from common.serving.cache import OffsetsCache, Parts, Serving, SnapshotCache
+from common.serving.cache import OffsetsCache, Parts
 from common.serving.indices import scheme_model
 from common.serving.models import (
     CurrentModel,
@@ -56,20 +55,22 @@ from common.serving.models import (
     PlacesResponse,
 )
 from common.serving.openapi import openapi, query_parameters
+from common.serving.query import check_query, forecast_query, validated
 from common.serving.render import (
     HTML,
     JSON,
+    countries_response,
     encode,
     entry,
-    forecast_query,
     forecasts_of,
     health_of,
     hours_of,
     json_response,
     location_forecast,
     merge_accuracy,
+    nearest,
+    place_of,
     require_location,
-    validated,
 )
 from common.storage import ArtifactStore, ObjectMissing, StoreError
 
@@ -126,7 +127,10 @@ class Api:
         if method != route[0]:
             raise MethodNotAllowed(valid_methods=[route[0]])
         if request.query_string:  # unknown or repeated parameters are the caller's mistake
-            self._check_query(request, path)
+            template = "/v1/forecasts/{location_id}" if path.startswith(FORECAST_PREFIX) else path
+            # the dashboard's shareable state is read by its own script
+            extra = DASHBOARD_PARAMS if path == "/" else frozenset()
+            check_query(request.args, template, self._params, extra)
         if method != "GET" and self.settings.api_read_only:
             raise Forbidden(
                 f"method: this api is read-only (AIRCAST_API_READ_ONLY); {method} {path} is "
@@ -144,17 +148,8 @@ class Api:
             serving = parts.part(0).require()
         else:  # a route over every part: built from the parts' own caches
             return route[1](request)
-        url = (path, request.query_string)
-        body = serving.by_url.get(url)
-        if body is None:
-            body = cast(bytes, route[1](request))
-            if (
-                len(serving.by_url) < SnapshotCache.MAX_URLS
-                and serving.url_bytes + len(body) <= SnapshotCache.MAX_ENCODED_BYTES
-            ):
-                serving.by_url[url] = body
-                serving.url_bytes += len(body)  # counted even when shared with `encoded`
-        return body
+        view = route[1]
+        return serving.for_url((path, request.query_string), lambda: cast(bytes, view(request)))
 
     def __call__(self, request: Request) -> Response:
         """Route one request; every error is JSON `{error, field?}`, never HTML, never a 500
@@ -208,15 +203,6 @@ class Api:
             return self.parts
         return self.target_parts(self.settings.target_of(asked))
 
-    def _cached(self, serving: Serving, key: tuple[Any, ...], build: Callable[[], Any]) -> bytes:
-        body = serving.encoded.get(key)
-        if body is None:
-            body = encode(build())
-            if serving.encoded_bytes + len(body) <= SnapshotCache.MAX_ENCODED_BYTES:
-                serving.encoded[key] = body
-                serving.encoded_bytes += len(body)
-        return body
-
     # --- routes --------------------------------------------------------------------------
     def health(self) -> bytes:
         return encode(health_of(self.settings, self.parts, self._pipeline))
@@ -228,27 +214,17 @@ class Api:
             if query.lat is None or query.lon is None:
                 missing, given = ("lat", "lon") if query.lat is None else ("lon", "lat")
                 raise BadRequest(f"{missing}: required with {given}", field=missing)
-            near = self._nearest(parts, query.lat, query.lon, query.limit)
+            near = nearest(parts, query.lat, query.lon, query.limit)
             return encode(LocationsResponse(locations=[entry(loc, d) for loc, d in near]))
         if parts.shards > 1:
             found = [loc for serving in parts.servings() for loc in serving.snapshot.locations]
             return encode(LocationsResponse(locations=[entry(loc) for loc in found]))
         serving = parts.part(0).require()
         every = serving.snapshot.locations
-        return self._cached(
-            serving,
+        return serving.answer(
             ("locations",),
-            lambda: LocationsResponse(locations=[entry(loc) for loc in every]),
+            lambda: encode(LocationsResponse(locations=[entry(loc) for loc in every])),
         )
-
-    def _nearest(self, parts: Parts, lat: float, lon: float, k: int) -> list[tuple[Any, float]]:
-        """The k forecast locations nearest to (lat, lon) over every part."""
-        found: list[tuple[Any, float]] = []
-        for serving in parts.servings():
-            snap = serving.snapshot
-            forecast = (loc for loc in snap.locations if loc.location_id in snap.forecasts)
-            found += places.nearest(forecast, lat, lon, k)
-        return sorted(found, key=lambda pair: pair[1])[:k]
 
     def places(self, args: MultiDict[str, str]) -> bytes:
         """Places of the gazetteer by name, each with its nearest forecast location."""
@@ -256,25 +232,12 @@ class Api:
         parts = self.parts_of(args)
         out = []
         for place in places.search_places(query.q, query.limit):
-            near = self._nearest(parts, place["latitude"], place["longitude"], 1)
+            near = nearest(parts, place["latitude"], place["longitude"], 1)
             out.append(Place(**place, nearest=entry(*near[0]) if near else None))
         return encode(PlacesResponse(places=out, source=places.gazetteer_source()))
 
     def geography(self, request: Request) -> Response:
-        """Country outlines (TopoJSON, package data): gzipped as shipped to a client that
-        takes gzip (every browser), else inflated; cached by the browser for a day."""
-        body = places.countries_gz()
-        gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "")
-        if not gzip_ok:
-            import gzip
-
-            body = gzip.decompress(body)
-        response = Response(body, 200, mimetype=JSON)
-        if gzip_ok:
-            response.headers["Content-Encoding"] = "gzip"
-        response.headers["Cache-Control"] = "public, max-age=86400"
-        response.headers["Vary"] = "Accept-Encoding"
-        return response
+        return countries_response(request.headers.get("Accept-Encoding", ""))
 
     def forecast(self, location_id: str, args: MultiDict[str, str]) -> bytes:
         serving = self.parts_of(args).of(location_id).require()
@@ -283,10 +246,11 @@ class Api:
         require_location(serving, location_id)
         key = ("forecast", location_id, hours, query.observations)
         snap = serving.snapshot
-        return self._cached(
-            serving,
+        return serving.answer(
             key,
-            lambda: location_forecast(snap, location_id, hours, query.observations, self.scheme),
+            lambda: encode(
+                location_forecast(snap, location_id, hours, query.observations, self.scheme)
+            ),
         )
 
     def forecasts(self, args: MultiDict[str, str]) -> bytes:
@@ -297,7 +261,7 @@ class Api:
             return encode(forecasts_of(parts, query, wanted, self.scheme))
         serving = parts.part(0).require()
         key = ("forecasts", tuple(wanted), hours_of(query, serving.snapshot), query.observations)
-        return self._cached(serving, key, lambda: forecasts_of(parts, query, wanted, self.scheme))
+        return serving.answer(key, lambda: encode(forecasts_of(parts, query, wanted, self.scheme)))
 
     def metrics(self, args: MultiDict[str, str]) -> bytes:
         servings = self.parts_of(args).servings()
@@ -367,63 +331,13 @@ class Api:
         adaptation = self.offsets.get(intervals_key(target, self.settings.default_target))
         if adaptation is not None and self.settings.interval_adapt_eta == 0:
             adaptation = replace(adaptation, offsets=None)  # the weights still serve
-        place = self._place(params.location_id)
+        place = place_of(self.parts, params.location_id)
         return encode(predict_online(params, self.settings, self.store, place, adaptation))
-
-    def _place(self, location_id: str | None) -> dict[str, object]:
-        """Where an online prediction is made: a `location_id` known to the (held) snapshot
-        lends its place and time zone, which the calendar features need; none is UTC."""
-        place: dict[str, object] = {
-            "location_id": location_id or "request",
-            "latitude": None,
-            "longitude": None,
-            "timezone": "UTC",
-        }
-        if location_id is None:
-            return place
-        serving = self.parts.of(location_id).get()
-        if serving is None:
-            raise NotFound(
-                f"location_id: unknown location {truncate(location_id, 100)!r} "
-                "(no forecasts published yet)",
-                field="location_id",
-            )
-        i = serving.by_id.get(location_id)
-        if i is None:
-            raise NotFound(
-                f"location_id: unknown location {truncate(location_id, 100)!r}",
-                field="location_id",
-            )
-        loc = serving.snapshot.locations[i]
-        place.update(latitude=loc.latitude, longitude=loc.longitude, timezone=loc.timezone or "UTC")
-        return place
 
     def openapi(self) -> bytes:
         if self._openapi is None:
             self._openapi = json.dumps(self.document).encode()
         return self._openapi
-
-    def _check_query(self, request: Request, path: str) -> None:
-        """A 400 naming a query parameter the route does not document, or one given twice
-        that is not a list (`?location=a&location=b` is one)."""
-        template = "/v1/forecasts/{location_id}" if path.startswith(FORECAST_PREFIX) else path
-        names, arrays = self._params.get(template, (frozenset(), frozenset()))
-        if path == "/":  # the dashboard's shareable state, read by its own script
-            names = names | DASHBOARD_PARAMS
-        args = request.args
-        unknown = sorted(set(args) - names)
-        if unknown:
-            shown = ", ".join(truncate(n, 60) for n in unknown)
-            raise BadRequest(
-                f"unknown query parameter: {shown} (this route takes: "
-                f"{', '.join(sorted(names)) or 'none'})",
-                field=unknown[0][:60],
-            )
-        repeated = sorted(n for n in args if n not in arrays and len(args.getlist(n)) > 1)
-        if repeated:
-            raise BadRequest(
-                f"query parameter given more than once: {', '.join(repeated)}", field=repeated[0]
-            )
 
     def dashboard(self) -> bytes:
         if self._dashboard is None:

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,31 @@ class Serving:
     encoded_bytes: int = 0
     by_url: dict[tuple[str, bytes], bytes] = field(default_factory=dict)  # (path, query)
     url_bytes: int = 0
+
+    def answer(self, key: tuple[Any, ...], build: Callable[[], bytes]) -> bytes:
+        """The encoded answer `key` (by meaning) from this snapshot, built on first use and
+        kept while the snapshot's answers stay under SnapshotCache.MAX_ENCODED_BYTES."""
+        body = self.encoded.get(key)
+        if body is None:
+            body = build()
+            if self.encoded_bytes + len(body) <= SnapshotCache.MAX_ENCODED_BYTES:
+                self.encoded[key] = body
+                self.encoded_bytes += len(body)
+        return body
+
+    def for_url(self, url: tuple[str, bytes], build: Callable[[], bytes]) -> bytes:
+        """The answer to `url` (path, query string): the same URL gets the same bytes until
+        the snapshot changes, within SnapshotCache's bounds on URLs and bytes."""
+        body = self.by_url.get(url)
+        if body is None:
+            body = build()
+            if (
+                len(self.by_url) < SnapshotCache.MAX_URLS
+                and self.url_bytes + len(body) <= SnapshotCache.MAX_ENCODED_BYTES
+            ):
+                self.by_url[url] = body
+                self.url_bytes += len(body)  # counted even when shared with `encoded`
+        return body
 
 
 class SnapshotCache:

@@ -1,24 +1,26 @@
 """The api's answers rendered from a held snapshot: the per-location forecast with its index
-values, the query checks, the network's accuracy merged from the shards' parts, and the
-JSON encoding of every answer."""
+values, the nearest locations over every part, the place of an online prediction, the
+network's accuracy merged from the shards' parts, the country outlines, and the JSON
+encoding of every answer."""
 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from werkzeug.datastructures import MultiDict
+from pydantic import BaseModel
 from werkzeug.wrappers import Response
 
 from common.core.aqi import US_EPA, Scheme
 from common.core.config import Settings
-from common.core.errors import BadRequest, NotFound, validation_message
+from common.core.errors import BadRequest, NotFound
 from common.core.timeutil import in_future, iso
 from common.forecasting.snapshot import Accuracy, HorizonAccuracy, Snapshot
 from common.runtime.body import truncate
+from common.serving import places
 from common.serving.cache import Parts, Serving
 from common.serving.indices import air_now, forecast_points
 from common.serving.models import (
@@ -32,7 +34,6 @@ from common.serving.models import (
     RecentValues,
 )
 
-Q = TypeVar("Q", bound=BaseModel)
 JSON = "application/json"
 HTML = "text/html"
 
@@ -69,26 +70,6 @@ def location_forecast(
     )
 
 
-def forecast_query(args: MultiDict[str, str]) -> ForecastQuery:
-    try:
-        return ForecastQuery.model_validate(
-            {k: args.get(k) for k in ("hours", "observations") if k in args}
-        )
-    except ValidationError as exc:
-        name, message = validation_message(exc)
-        raise BadRequest(message, field=name) from None
-
-
-def validated(model: type[Q], args: MultiDict[str, str]) -> Q:
-    """A query model from the request's parameters (the model's fields only); a bad one is a
-    400 naming it."""
-    try:
-        return model.model_validate({k: args.get(k) for k in model.model_fields if k in args})
-    except ValidationError as exc:
-        name, message = validation_message(exc, where="query")
-        raise BadRequest(message, field=name) from None
-
-
 def entry(loc: Any, distance: float | None = None) -> LocationEntry:
     """A snapshot location as the api lists it, with its distance from the asked point."""
     return LocationEntry.model_construct(
@@ -118,6 +99,45 @@ def require_location(serving: Serving, location_id: str, field: str = "location_
             + (f": {reason}" if reason else ""),
             field=field,
         )
+
+
+def nearest(parts: Parts, lat: float, lon: float, k: int) -> list[tuple[Any, float]]:
+    """The k forecast locations nearest to (lat, lon) over every part."""
+    found: list[tuple[Any, float]] = []
+    for serving in parts.servings():
+        snap = serving.snapshot
+        forecast = (loc for loc in snap.locations if loc.location_id in snap.forecasts)
+        found += places.nearest(forecast, lat, lon, k)
+    return sorted(found, key=lambda pair: pair[1])[:k]
+
+
+def place_of(parts: Parts, location_id: str | None) -> dict[str, object]:
+    """Where an online prediction is made: a `location_id` known to the (held) snapshot
+    lends its place and time zone, which the calendar features need; none is UTC."""
+    place: dict[str, object] = {
+        "location_id": location_id or "request",
+        "latitude": None,
+        "longitude": None,
+        "timezone": "UTC",
+    }
+    if location_id is None:
+        return place
+    serving = parts.of(location_id).get()
+    if serving is None:
+        raise NotFound(
+            f"location_id: unknown location {truncate(location_id, 100)!r} "
+            "(no forecasts published yet)",
+            field="location_id",
+        )
+    i = serving.by_id.get(location_id)
+    if i is None:
+        raise NotFound(
+            f"location_id: unknown location {truncate(location_id, 100)!r}",
+            field="location_id",
+        )
+    loc = serving.snapshot.locations[i]
+    place.update(latitude=loc.latitude, longitude=loc.longitude, timezone=loc.timezone or "UTC")
+    return place
 
 
 def _weighted(pairs: list[tuple[int, float]]) -> float:
@@ -248,3 +268,18 @@ def health_of(
         pipeline=pipeline,
         targets=list(settings.forecast_targets),
     )
+
+
+def countries_response(accept_encoding: str) -> Response:
+    """Country outlines (TopoJSON, package data): gzipped as shipped to a client that takes
+    gzip (every browser), else inflated; cached by the browser for a day."""
+    body = places.countries_gz()
+    gzip_ok = "gzip" in accept_encoding
+    if not gzip_ok:
+        body = gzip.decompress(body)
+    response = Response(body, 200, mimetype=JSON)
+    if gzip_ok:
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    response.headers["Vary"] = "Accept-Encoding"
+    return response
