@@ -15,16 +15,17 @@ from typing import Literal
 from pydantic import (
     AliasChoices,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.core.catalog import SOURCE_NAMES
+from common.core.config_ingest import IngestSettings
+from common.core.config_section import Section
+from common.core.config_serving import ServingSettings
+from common.core.config_training import TrainingSettings
 from common.core.errors import AircastError, BadRequest
-from common.core.schema import POLLUTANTS, TRAIN_WINDOW_MAX_DAYS, VARIABLES
+from common.core.schema import POLLUTANTS, VARIABLES
 
 HORIZON_MAX_H = 168  # the longest horizon a deployment may configure (one week)
 
@@ -38,12 +39,8 @@ class ConfigError(AircastError):
     environment variable."""
 
 
-class Settings(BaseSettings):
-    """All aircast settings. Field `x` is read from `AIRCAST_X` unless an alias says otherwise."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="AIRCAST_", extra="ignore", frozen=True, populate_by_name=True
-    )
+class PlatformSettings(Section):
+    """Where it runs (backend, project, stores, endpoints, logs) and what it forecasts."""
 
     backend: Literal["local", "gcp"] = Field(
         "local", description="local: DuckDB + a folder; gcp: BigQuery + Cloud Storage."
@@ -97,246 +94,6 @@ class Settings(BaseSettings):
     horizon: int = Field(24, ge=1, le=HORIZON_MAX_H, description="Forecast horizons 1..H hours.")
     model_name: str = Field("aircast", description="Name of the model under models/.")
 
-    # --- ingest --------------------------------------------------------------------------
-    # Literal[<the names in common.core.catalog>]: pydantic checks it and lists the choices.
-    source: Literal[SOURCE_NAMES] | None = Field(  # type: ignore[valid-type]
-        None, description="Default ingest source (default: open-meteo on gcp, else synthetic)."
-    )
-    locations_file: Path | None = Field(
-        None,
-        description="Locations to ingest and forecast (default: common/runtime/locations.toml).",
-    )
-    ingest_lookback_hours: int = Field(
-        6,
-        ge=1,
-        le=24 * 31,
-        description="A scheduled ingest re-reads this many hours before as_of (late data).",
-    )
-    backfill_chunk_days: int | None = Field(
-        None, ge=1, le=366, description="Days per backfill run (default: per source)."
-    )
-    csv_path: Path | None = Field(
-        None,
-        description="The file or folder the csv source reads (its default, and the only root "
-        "a request's path may name).",
-    )
-    run_timeout_seconds: int | None = Field(
-        None,
-        ge=1,
-        le=3600,
-        description="Seconds after which a run that never finished shows as lost in "
-        "run_status (default: its function's timeout, common/core/deploy.py).",
-    )
-    max_clock_skew_seconds: int = Field(
-        300,
-        ge=0,
-        le=3600,
-        description="How far a run's as_of may lie after the real clock (a scheduler's clock "
-        "a little fast); a later as_of is a 400. Replays simulate past hours, unaffected.",
-    )
-    max_request_bytes: int = Field(
-        2 * 2**20,
-        ge=1024,
-        le=32 * 2**20,
-        description="Largest request body any function accepts (larger: 413).",
-    )
-    synthetic_seed: int = Field(7, description="Seed of the synthetic source.")
-    aqicn_token: SecretStr | None = Field(
-        None, description="AQICN token (a Secret Manager secret on Google Cloud); never logged."
-    )
-    http_timeout_seconds: float = Field(
-        30.0, gt=0, le=300, description="Timeout of each request to a public API."
-    )
-    http_retries: int = Field(
-        4,
-        ge=0,
-        le=10,
-        description="Retries with backoff (honouring Retry-After) on 429, 5xx, lost connections.",
-    )
-    # Base URLs of the public APIs (tests point them at a local server).
-    open_meteo_url: str = Field(
-        "https://api.open-meteo.com/v1/forecast", description="Open-Meteo weather API."
-    )
-    open_meteo_archive_url: str = Field(
-        "https://archive-api.open-meteo.com/v1/archive",
-        description="Open-Meteo weather archive (windows older than about 3 months).",
-    )
-    open_meteo_previous_runs_url: str = Field(
-        "https://previous-runs-api.open-meteo.com/v1/forecast",
-        description="Open-Meteo Previous Runs API: past weather forecasts as issued 1-7 days "
-        "before (backfill of weather_forecasts).",
-    )
-    open_meteo_historical_forecast_url: str = Field(
-        "https://historical-forecast-api.open-meteo.com/v1/forecast",
-        description="Open-Meteo Historical Forecast API: the first hours of each past run, "
-        "stitched (closer to an analysis); the backfill's fallback where Previous Runs has "
-        "nothing.",
-    )
-    open_meteo_air_url: str = Field(
-        "https://air-quality-api.open-meteo.com/v1/air-quality",
-        description="Open-Meteo air-quality (CAMS) API.",
-    )
-    data_gov_sg_url: str = Field(
-        "https://api-open.data.gov.sg/v2/real-time/api/pm25", description="data.gov.sg PM2.5 API."
-    )
-    aqicn_url: str = Field("https://api.waqi.info", description="AQICN / WAQI API.")
-    # --- OpenAQ (API v3): which locations, the key, and the request budget ----------------
-    openaq_api_key: SecretStr | None = Field(
-        None,
-        description="OpenAQ API key, sent as X-API-Key (a Secret Manager secret on Google "
-        "Cloud); never logged.",
-    )
-    openaq_url: str = Field("https://api.openaq.org/v3", description="OpenAQ API v3.")
-    openaq_bbox: str | None = Field(
-        None,
-        description="OpenAQ discovery: locations inside minLon,minLat,maxLon,maxLat (WGS84).",
-    )
-    openaq_countries: str | None = Field(
-        None,
-        description="OpenAQ discovery: ISO 3166-1 alpha-2 codes, comma-separated (e.g. US,GB).",
-    )
-    openaq_providers: str | None = Field(
-        None, description="OpenAQ discovery: provider ids, comma-separated (e.g. 119 = AirNow)."
-    )
-    openaq_monitors_only: bool = Field(
-        False, description="OpenAQ discovery: reference monitors only (no low-cost sensors)."
-    )
-    openaq_requests_per_minute: int = Field(
-        60, ge=1, description="OpenAQ requests a minute per key (free tier: 60)."
-    )
-    openaq_requests_per_hour: int = Field(
-        2000, ge=1, description="OpenAQ requests an hour per key (free tier: 2,000)."
-    )
-    openaq_requests_per_run: int = Field(
-        480,
-        ge=1,
-        description="OpenAQ requests one scheduled ingest may make (480 at 60 a minute: "
-        "8 minutes, inside the scheduler's 10-minute attempt); see docs/data.md.",
-    )
-
-    # --- training ------------------------------------------------------------------------
-    train_window_days: int = Field(
-        1095,
-        ge=7,
-        le=TRAIN_WINDOW_MAX_DAYS,
-        description="Train on observations of this many days up to as_of (raw observations "
-        "are kept a little longer, see docs/data.md).",
-    )
-    train_max_rows: int = Field(
-        500_000,
-        ge=1_000,
-        le=20_000_000,
-        description="Row budget of the fit (issue times subsampled to fit it).",
-    )
-    train_holdout_days: int = Field(
-        7, ge=1, le=365, description="Issue times of the last days held out for the gate."
-    )
-    train_backtest_folds: int = Field(
-        2, ge=0, le=12, description="Earlier rolling-origin folds, each refit on a quarter budget."
-    )
-    train_threads: int = Field(2, ge=1, le=64, description="XGBoost threads.")
-    future_weather: bool = Field(
-        False,
-        description="Use weather forecasts for the target hour (needs a source that "
-        "provides them, e.g. open-meteo). Training uses, for each issue time, the newest "
-        "forecast issued at or before it in weather_forecasts (the rule predict uses), "
-        "missing where none was kept.",
-    )
-    train_weather: Literal["as-issued", "observed-oracle"] = Field(
-        "as-issued",
-        description="Training's target-hour weather when AIRCAST_FUTURE_WEATHER is on: "
-        "forecasts as issued, or `observed-oracle`, the observed weather (a study of a "
-        "perfect forecast, which no deployment has: the model then meets forecast error "
-        "only in production). The model card says which.",
-    )
-    cams_input: bool = Field(
-        True,
-        description="Give the model the CAMS forecast of its target (air_quality_forecasts, "
-        "as issued) once enough has accrued: issued on most days since at least 28 days "
-        "before the holdout (see docs/architecture.md); the gate then decides on the "
-        "holdout as for any candidate.",
-    )
-    gate_margin: float = Field(
-        0.05, ge=0, lt=1, description="Required MAE improvement over seasonal naive (share)."
-    )
-    gate_tolerance: float = Field(
-        0.02,
-        ge=0,
-        lt=1,
-        description="MAE loss against production (share of its MAE) that the lower end of "
-        "the bootstrap interval must exceed to reject a candidate; between that and a "
-        "significant gain, production is kept (no evidence of a difference, or a loss "
-        "within this tolerance).",
-    )
-    gate_bootstrap_samples: int = Field(
-        1000,
-        ge=100,
-        le=100_000,
-        description="Block-bootstrap resamples (over issue days) of the paired holdout "
-        "errors against production.",
-    )
-    gate_confidence: float = Field(
-        0.95, gt=0.5, lt=1, description="Confidence of the gate's bootstrap interval."
-    )
-    tune_budget_seconds: float = Field(
-        900.0,
-        ge=1,
-        le=3600,
-        description="Wall-time budget of a parameter search (no trial starts after it).",
-    )
-    tune_max_trials: int = Field(
-        20, ge=1, le=500, description="Most parameter sets one search tries."
-    )
-
-    # --- predict and serving -------------------------------------------------------------
-    predict_shards: int = Field(
-        1,
-        ge=1,
-        le=256,
-        description="Predict shards: N scheduler jobs each forecast the locations whose id "
-        "hashes to their shard, and the api reads the N snapshot parts (see docs/scale.md).",
-    )
-    interval_adapt_eta: float = Field(
-        0.005,
-        ge=0,
-        le=0.1,
-        description="Step of the adaptive interval offsets: each verified hour moves a "
-        "horizon's p10 / p90 outward by this x (its miss share - 10%) in log units; 0 serves "
-        "each version's calibrated interval unchanged.",
-    )
-    predict_batch_locations: int = Field(
-        10_000,
-        ge=1,
-        le=100_000,
-        description="Locations one predict invocation reads, featurises and writes at a "
-        "time: bounds its memory whatever the shard's size.",
-    )
-
-    # --- api -----------------------------------------------------------------------------
-    api_refresh_seconds: float = Field(
-        5.0, ge=0, le=3600, description="How often the api re-checks the serving snapshot."
-    )
-    api_parts_in_memory: int = Field(
-        16,
-        ge=1,
-        le=256,
-        description="Snapshot parts (predict shards) one api instance keeps parsed per "
-        "target; more are re-read when asked for. About 70 MB per 10,000-location part.",
-    )
-    api_stale_after_hours: float = Field(
-        3.0, gt=0, le=24 * 31, description="Snapshot age at which /health says degraded."
-    )
-    api_read_only: bool = Field(
-        False,
-        description="Serve only the dashboard and the read routes (GET); POST /v1/predict "
-        "answers 403. Terraform sets it on a public api (api_public).",
-    )
-    aqi_scheme: Literal["us-epa", "cn-hj633"] = Field(
-        "us-epa",
-        description="Air-quality index the api and dashboard show: us-epa (EPA 2024) or "
-        "cn-hj633 (China HJ 633-2012); see docs/aqi.md.",
-    )
-
     @field_validator("dataset", "model_name")
     @classmethod
     def _identifier(cls, value: str) -> str:
@@ -357,39 +114,6 @@ class Settings(BaseSettings):
         if value is not None and not BUCKET_NAME.match(value):
             raise ValueError("is not a valid bucket name")
         return value
-
-    @field_validator("openaq_bbox")
-    @classmethod
-    def _bbox(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            lon0, lat0, lon1, lat1 = (float(v) for v in value.split(","))
-        except ValueError:
-            raise ValueError("must be minLon,minLat,maxLon,maxLat (four numbers)") from None
-        if not (-180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90):
-            raise ValueError("must be minLon,minLat,maxLon,maxLat with min < max, in range")
-        return value
-
-    @field_validator("openaq_countries")
-    @classmethod
-    def _countries(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        codes = [c.strip().upper() for c in value.split(",")]
-        if not all(re.fullmatch(r"[A-Z]{2}", c) for c in codes):
-            raise ValueError("must be ISO 3166-1 alpha-2 codes, comma-separated (e.g. US,GB)")
-        return ",".join(codes)
-
-    @field_validator("openaq_providers")
-    @classmethod
-    def _providers(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        ids = [c.strip() for c in value.split(",")]
-        if not all(i.isdigit() for i in ids):
-            raise ValueError("must be provider ids, comma-separated (e.g. 119,120)")
-        return ",".join(ids)
 
     @field_validator("target")
     @classmethod
@@ -416,7 +140,7 @@ class Settings(BaseSettings):
         return ",".join(names)
 
     @model_validator(mode="after")
-    def _gcp_needs_project_and_bucket(self) -> Settings:
+    def _gcp_needs_project_and_bucket(self) -> PlatformSettings:
         if self.backend == "gcp":
             missing = [
                 name
@@ -429,6 +153,16 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"AIRCAST_BACKEND=gcp needs {' and '.join(missing)}")
         return self
+
+
+class Settings(ServingSettings, TrainingSettings, IngestSettings, PlatformSettings):
+    """All aircast settings. Field `x` is read from `AIRCAST_X` unless an alias says otherwise.
+
+    One object, declared by group: platform and forecasting here, the others in
+    `config_ingest`, `config_training` and `config_serving`. pydantic orders the fields of
+    the groups by the bases from last to first, so they keep the order of
+    docs/configuration.md: platform, forecasting, ingest, training, predict and api.
+    """
 
     @property
     def forecast_targets(self) -> tuple[str, ...]:
