@@ -8,7 +8,9 @@ resource "google_cloud_scheduler_job" "job" {
   region           = var.region
   schedule         = each.value.cron
   time_zone        = each.value.time_zone
-  attempt_deadline = "${each.value.attempt_deadline_s}s"
+  # The function's timeout (a var.functions override included), at most Cloud Scheduler's
+  # 30 min: a shorter deadline would retry a run that is still running.
+  attempt_deadline = "${min(1800, max(each.value.attempt_deadline_s, local.functions[each.value.function].timeout_seconds))}s"
 
   retry_config {
     retry_count = each.value.retry_count

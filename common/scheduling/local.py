@@ -85,7 +85,7 @@ class HttpInvoker:
             raise KeyError(f"no endpoint for function {schedule.function!r}")
         with self._session(schedule) as session:
             try:
-                resp = session.post(url, json=body, timeout=schedule.attempt_deadline_s)
+                resp = session.post(url, json=body, timeout=schedule.deadline_s)
             except requests.RequestException as exc:
                 return None, {"error": f"{type(exc).__name__}: {exc}"}, schedule.retry_count + 1
         history = resp.raw.retries.history if resp.raw is not None and resp.raw.retries else ()

@@ -15,9 +15,15 @@ from typing import Any
 
 from croniter import croniter
 
+from common.core.deploy import TIMEOUT_SECONDS
 from common.core.timeutil import UTC, floor_hour
 
 TIME_ZONE = "Etc/UTC"
+# Cloud Scheduler's attempt deadline for HTTP targets: 15 s .. 30 min (the Job resource's
+# attemptDeadline). Past it the attempt counts as failed and is retried while the function,
+# still inside its own timeout, may go on running: so a job's deadline is its function's
+# timeout wherever the limit allows (train: 30 min both).
+MIN_ATTEMPT_DEADLINE_S, MAX_ATTEMPT_DEADLINE_S = 15, 1800
 
 
 @dataclass(frozen=True)
@@ -28,8 +34,17 @@ class Schedule:
     description: str
     body: dict[str, Any] = field(default_factory=dict)  # JSON POSTed to the function
     retry_count: int = 3  # Cloud Scheduler retries on a non-2xx answer
-    attempt_deadline_s: int = 600  # Cloud Scheduler allows 15 s .. 30 min
+    attempt_deadline_s: int | None = None  # None: the function's timeout (`deadline_s`)
     sharded: bool = False  # one job per predict shard (AIRCAST_PREDICT_SHARDS / var.predict_shards)
+
+    @property
+    def deadline_s(self) -> int:
+        """How long Cloud Scheduler (and the local scheduler) waits for an attempt: the
+        function's request timeout (common.core.deploy), within Cloud Scheduler's limits."""
+        if self.attempt_deadline_s is not None:
+            return self.attempt_deadline_s
+        timeout = TIMEOUT_SECONDS[self.function]
+        return max(MIN_ATTEMPT_DEADLINE_S, min(MAX_ATTEMPT_DEADLINE_S, timeout))
 
     def fire_times(self, start: dt.datetime, end: dt.datetime) -> Iterator[dt.datetime]:
         """Fire times in [start, end], UTC."""
@@ -69,7 +84,6 @@ SCHEDULES: tuple[Schedule, ...] = (
         "40 3 * * *",
         "Retrain on the training window; promote only if the gate passes.",
         retry_count=1,
-        attempt_deadline_s=1800,
     ),
     Schedule(
         "aircast-train-tune-weekly",
@@ -78,7 +92,6 @@ SCHEDULES: tuple[Schedule, ...] = (
         "Weekly bounded parameter search on folds before the holdout, then retrain with it.",
         body={"tune": True},
         retry_count=0,
-        attempt_deadline_s=1800,
     ),
 )
 
@@ -110,13 +123,21 @@ def validate() -> None:
             raise ValueError(f"schedule {s.name} targets unknown function {s.function}")
         if not croniter.is_valid(s.cron):
             raise ValueError(f"schedule {s.name} has invalid cron {s.cron!r}")
-        if not 15 <= s.attempt_deadline_s <= 1800 or not 0 <= s.retry_count <= 5:
+        deadline = s.deadline_s
+        if not MIN_ATTEMPT_DEADLINE_S <= deadline <= MAX_ATTEMPT_DEADLINE_S:
+            raise ValueError(f"schedule {s.name}: deadline outside Cloud Scheduler limits")
+        if not 0 <= s.retry_count <= 5:
+            raise ValueError(f"schedule {s.name}: retries outside Cloud Scheduler limits")
+        if deadline < min(TIMEOUT_SECONDS[s.function], MAX_ATTEMPT_DEADLINE_S):
             raise ValueError(
-                f"schedule {s.name}: deadline or retries outside Cloud Scheduler limits"
+                f"schedule {s.name}: a {deadline} s deadline would retry a {s.function} run "
+                f"still inside its {TIMEOUT_SECONDS[s.function]} s timeout"
             )
 
 
 def terraform_schedules() -> list[dict[str, Any]]:
     """The schedules as Terraform reads them (the schedules.json `make generate` writes)."""
     validate()
-    return [{**asdict(s), "time_zone": TIME_ZONE} for s in SCHEDULES]
+    return [
+        {**asdict(s), "attempt_deadline_s": s.deadline_s, "time_zone": TIME_ZONE} for s in SCHEDULES
+    ]

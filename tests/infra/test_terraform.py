@@ -12,13 +12,20 @@ from pydantic import SecretStr
 
 from common.core.catalog import CLOUD_SOURCES, SOURCES
 from common.core.config import Settings
+from common.core.deploy import TIMEOUT_SECONDS
 from common.core.schema import TABLES, bigquery_schema
 from common.core.views import VIEWS
 from common.forecasting.snapshot import SNAPSHOT_KEY
 from common.ingest.imports import IMPORTS_PREFIX
 from common.monitoring import STATUS_KEY
 from common.runtime.locations import STORE_KEY
-from common.scheduling.schedules import FUNCTIONS, SCHEDULES, TIME_ZONE, expand
+from common.scheduling.schedules import (
+    FUNCTIONS,
+    MAX_ATTEMPT_DEADLINE_S,
+    SCHEDULES,
+    TIME_ZONE,
+    expand,
+)
 from tests.terraform_hcl import (
     EXAMPLE_DIR,
     TERRAFORM_DIR,
@@ -496,3 +503,23 @@ def test_the_shard_limit_keeps_the_forecasts_table_inside_its_load_job_quota():
     assert forecast_load_jobs(limit + 1) > 1_500 - 60
     assert str(limit) in load()["variable"]["predict_shards"]["description"]
     assert "targets" in load()["variable"]["predict_shards"]["description"]
+
+
+def test_no_schedule_gives_up_on_a_run_before_its_function_times_out():
+    """Cloud Scheduler retries an attempt past its deadline (HTTP targets: 15 s .. 30 min)
+    while the function may still be running inside its own timeout: every job's deadline
+    is at least its function's timeout up to that limit, in the generated schedules.json
+    and in scheduler.tf, where a var.functions timeout override moves it too."""
+    timeouts = json.loads((TERRAFORM_DIR / "functions.json").read_text())["timeout_seconds"]
+    assert timeouts == TIMEOUT_SECONDS
+    for s in _schedules():
+        want = min(timeouts[s["function"]], MAX_ATTEMPT_DEADLINE_S)
+        assert want <= s["attempt_deadline_s"] <= MAX_ATTEMPT_DEADLINE_S, s
+    job = resources("google_cloud_scheduler_job")["job"]
+    deadline = job["attempt_deadline"]
+    for piece in (
+        f"min({MAX_ATTEMPT_DEADLINE_S},",
+        "each.value.attempt_deadline_s",
+        "local.functions[each.value.function].timeout_seconds",
+    ):
+        assert piece in deadline, (piece, deadline)
