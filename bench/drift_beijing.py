@@ -45,7 +45,7 @@ def main() -> None:
         from common.forecasting.versions import DriftReferences
         from common.monitoring import drift
         from common.monitoring import thresholds as th
-        from common.monitoring.conditions import drift_worst
+        from common.monitoring.drift_condition import drift_worst
         from common.runtime.services import get_services
 
         svc = get_services()

@@ -1,11 +1,12 @@
 """The health conditions, each computed live from the warehouse and the store at as_of:
 a `common.monitoring.health.HealthCondition` with its `name`, `state` (ok | warn | alert),
 `detail`, `value`, the levels it is judged by and what explains it.
-`common.monitoring.status` evaluates them all and stores the status."""
+`common.monitoring.status` evaluates them all and stores the status. Freshness, runs,
+model age, rejections and the snapshot are here; the accuracy condition is in
+`accuracy_condition`, the drift condition in `drift_condition`."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -13,18 +14,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from common.core.timeutil import in_future, iso, parse_time
-from common.forecasting.features import grid_columns
 from common.forecasting.registry import Registry
 from common.forecasting.snapshot import issued_at_of, snapshot_keys
-from common.forecasting.versions import NaturalSpread
-from common.monitoring import drift, signals
+from common.monitoring import signals
 from common.monitoring import thresholds as th
 from common.monitoring.health import STATES, HealthCondition, TargetState, worst
-from common.runtime import locations as locations_mod
 from common.runtime.services import Services
 from common.storage.base import ObjectMissing
 
@@ -32,7 +29,8 @@ __all__ = ["STATES", "build_condition", "every_target", "worst"]
 log = logging.getLogger("aircast.health")
 
 
-def _num(value: float | None, digits: int = 3) -> float | None:
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    """A value as the status shows it: `digits` decimals, None for none or NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return round(float(value), digits)
@@ -43,7 +41,7 @@ def build_condition(name: str, value: float | None, detail: str, **extra: Any) -
     level = th.LEVELS[name]
     state = extra.pop("state", None) or level.state(value)
     fields = {"unit": level.unit, "warn": level.warn, "alert": level.alert, **extra}
-    return HealthCondition(name=name, state=state, detail=detail, value=_num(value), **fields)
+    return HealthCondition(name=name, state=state, detail=detail, value=rounded(value), **fields)
 
 
 def freshness(services: Services, as_of: dt.datetime) -> HealthCondition:
@@ -60,7 +58,7 @@ def freshness(services: Services, as_of: dt.datetime) -> HealthCondition:
             "location_id": r.location_id,
             "source": r.source,
             "newest": _iso(r.newest),
-            "lag_h": _num(r.lag_h, 1),
+            "lag_h": rounded(r.lag_h, 1),
         }
         for r in frame.loc[late.index].itertuples()
     ]
@@ -86,16 +84,16 @@ def runs(services: Services, as_of: dt.datetime) -> HealthCondition:
             "unrecovered": int(r.unrecovered),
             "refused": int(r.refused),
             "running": int(r.running),
-            "running_for_min": _num(r.running_min, 1),
+            "running_for_min": rounded(r.running_min, 1),
             "last_success": _iso(r.last_success),
-            "hours_since_success": _num(r.hours_since_success, 1),
+            "hours_since_success": rounded(r.hours_since_success, 1),
         }
         for r in frame.itertuples()
     }
     hours = []
     for fn in ("ingest", "predict"):
         row = by_fn.get(fn)
-        h = None if row is None else _num(row.hours_since_success, 1)
+        h = None if row is None else rounded(row.hours_since_success, 1)
         hours.append(h if h is not None else math.inf)
     value = max(hours)
     state = th.LEVELS["runs"].state(value if math.isfinite(value) else 1e9)
@@ -151,7 +149,7 @@ def rejected_share(services: Services, as_of: dt.datetime) -> HealthCondition:
         sources[str(source)] = {
             "rejected": rej,
             "accepted": acc,
-            "share": _num(rej / total if total else 0.0, 4),
+            "share": rounded(rej / total if total else 0.0, 4),
             "reasons": reasons,
             "enough": total >= th.REJECTED_MIN_ROWS,
         }
@@ -168,246 +166,6 @@ def rejected_share(services: Services, as_of: dt.datetime) -> HealthCondition:
     detail = f"{source}: {top['share']:.1%} of {top['rejected'] + top['accepted']} rows rejected"
     detail += f" (mostly: {reason})" if reason else ""
     return build_condition("rejected_share", top["share"], detail, sources=sources)
-
-
-def _scores(rows: pd.DataFrame, error: str) -> dict[str, Any]:
-    """n, MAE (of the `error` column's sums), persistence's, their ratio and the band's hits."""
-    n = int(rows["n"].sum())
-    p = float(rows["persistence_abs"].sum())
-    banded = int(rows["banded"].sum())
-    return {
-        "n": n,
-        "mae": _num(rows[error].sum() / n) if n else None,
-        "persistence_mae": _num(p / n) if n else None,
-        "ratio": _num(float(rows[error].sum()) / p if p > 0 else None),
-        "coverage": _num(rows["covered"].sum() / banded if banded else None),
-    }
-
-
-def _history(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Every version with verified forecasts in the window, by horizon group: the record,
-    of which only the production versions are judged (`accuracy`)."""
-    versions: dict[str, dict[str, Any]] = {}
-    for version, rows in frame.rename(columns={"model_abs": "served_abs"}).groupby("model_version"):
-        groups = {
-            r.horizons: {
-                "n": int(r.n),
-                "mae": _num(r.served_abs / r.n),
-                "persistence_mae": _num(r.persistence_abs / r.n),
-                "cams": _cams(r.cams_n, r.cams_abs, r.model_abs_cams),
-            }
-            for r in rows.itertuples()
-        }
-        versions[str(version)] = {
-            **_scores(rows, "served_abs"),
-            "cams": _cams(
-                rows["cams_n"].sum(),
-                pd.to_numeric(rows["cams_abs"]).sum(min_count=1),
-                pd.to_numeric(rows["model_abs_cams"]).sum(min_count=1),
-            ),
-            "horizons": groups,
-        }
-    return versions
-
-
-def _served(services: Services, as_of: dt.datetime, target: str) -> dict[str, Any] | None:
-    """How the forecasts of `target`'s production version are doing as served (the model
-    combined with the baselines), beside the model's own skill, the weights serving it
-    and the places new to the version, reported apart; None without a production model."""
-    registry = Registry.of_target(services.store, services.settings, target)
-    pointer, _ = registry.production()
-    if pointer is None:
-        return None
-    version = pointer.version
-    cutoff = registry.metadata(version).trained_through
-    frame = signals.served_accuracy(services.warehouse, as_of, target, version, cutoff)
-    seen = frame[~frame["new_place"]]
-    out: dict[str, Any] = {"target": target, "version": version, **_scores(seen, "served_abs")}
-    out["model_ratio"] = _scores(seen, "model_abs")["ratio"]
-    out["horizons"] = {
-        str(h): {**_scores(g, "served_abs"), "model_ratio": _scores(g, "model_abs")["ratio"]}
-        for h, g in seen.groupby("horizons")
-    }
-    new = frame[frame["new_place"]]
-    if len(new):
-        out["new_places"] = {
-            **_scores(new, "served_abs"),
-            "model_ratio": _scores(new, "model_abs")["ratio"],
-        }
-    state = signals.combination_state(
-        services.warehouse, target, as_of, as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)
-    )
-    state = state[state["model_version"] == version]
-    if len(state):
-        out["weights"] = {
-            f"{lo}-{hi}": {
-                str(e): _num(w)
-                for e, w in state[state["horizon_h"].between(lo, hi)]
-                .groupby("expert")["weight"]
-                .mean()
-                .items()
-            }
-            for lo, hi in signals.HORIZON_GROUPS
-            if state["horizon_h"].between(lo, hi).any()
-        }
-    return out
-
-
-def _weights_text(weights: dict[str, dict[str, float | None]] | None) -> str:
-    if not weights:
-        return ""
-    parts = []
-    for group, w in weights.items():
-        shares = "/".join(
-            f"{w.get(e) or 0:.2f}" for e in ("model", "persistence", "seasonal_naive")
-        )
-        parts.append(f"{group} h {shares}")
-    return "; weights model/persistence/seasonal naive " + ", ".join(parts)
-
-
-def accuracy(services: Services, as_of: dt.datetime) -> HealthCondition:
-    """Judges what is served now: each target's production version, its forecasts as
-    served (the combination), with the model's own ratio and the weights beside it and
-    new places apart; earlier versions with forecasts in the window are listed as
-    history, never judged."""
-    targets = services.settings.forecast_targets
-    versions = _history(signals.accuracy(services.warehouse, as_of, targets))
-    served = [s for t in targets if (s := _served(services, as_of, t)) is not None]
-    current = {s["version"] for s in served}
-    history = {v: a for v, a in versions.items() if v not in current}
-    extra: dict[str, Any] = {"served": served, "versions": versions, "history": sorted(history)}
-    counted = [s for s in served if s["n"] >= th.ACCURACY_MIN_ROWS and s["ratio"]]
-    if not counted:
-        detail = (
-            f"fewer than {th.ACCURACY_MIN_ROWS} verified forecasts of the production "
-            f"version in {th.ACCURACY_WINDOW_HOURS} h"
-        )
-        if history:
-            detail += f" (earlier versions, history only: {', '.join(sorted(history))})"
-        return build_condition("accuracy", None, detail, **extra)
-    top = max(counted, key=lambda s: s["ratio"])
-    state = th.LEVELS["accuracy"].state(top["ratio"])
-    low = [s for s in counted if (s["coverage"] or 1) < th.COVERAGE_WARN_BELOW]
-    if low and state == "ok":
-        state = "warn"
-    detail = (
-        f"{top['target']} {top['version']} as served: MAE {top['mae']:.2f} vs persistence "
-        f"{top['persistence_mae']:.2f} (ratio {top['ratio']:.2f}; the model alone "
-        f"{top['model_ratio'] or float('nan'):.2f}) on {top['n']} forecasts in "
-        f"{th.ACCURACY_WINDOW_HOURS} h"
-    )
-    if top["coverage"] is not None:
-        detail += f"; 80 % band held {top['coverage']:.0%}"
-    cams = versions.get(top["version"], {}).get("cams")
-    if cams is not None:
-        detail += (
-            f"; vs CAMS on {cams['n']} forecasts with one: MAE {cams['model_mae']:.2f} vs "
-            f"{cams['mae']:.2f} (ratio {cams['ratio']:.2f})"
-        )
-    detail += _weights_text(top.get("weights"))
-    new = top.get("new_places")
-    if new and new["ratio"] is not None:
-        detail += f"; places new to it: ratio {new['ratio']:.2f} on {new['n']} forecasts"
-    return build_condition("accuracy", top["ratio"], detail, state=state, **extra)
-
-
-def _cams(n: Any, cams_abs: Any, model_abs: Any) -> dict[str, Any] | None:
-    """aircast vs CAMS on the rows with a CAMS forecast; None where none (never zero). It
-    informs (the status, the dashboard); the accuracy state is decided against persistence,
-    since CAMS's local bias differs from place to place."""
-    n = int(n or 0)
-    if n == 0 or cams_abs is None or pd.isna(cams_abs):
-        return None
-    mae, model = float(cams_abs) / n, float(model_abs) / n
-    return {
-        "n": n,
-        "mae": _num(mae),
-        "model_mae": _num(model),
-        "ratio": _num(model / mae if mae > 0 else None),
-    }
-
-
-def drift_condition(
-    services: Services, as_of: dt.datetime, target: str | None = None
-) -> HealthCondition:
-    s = services.settings
-    registry = Registry.of_target(services.store, s, target or s.default_target)
-    pointer, _ = registry.production()
-    if pointer is None:
-        return build_condition("drift", None, "no model in production")
-    version = pointer.version
-    meta = registry.metadata(version)
-    start = as_of - dt.timedelta(hours=th.DRIFT_WINDOW_HOURS)
-    ref, against = drift.pick_reference(meta, start, as_of)
-    if not ref:
-        return build_condition(
-            "drift", None, f"{version} stores no reference quantiles", version=version
-        )
-    columns = grid_columns(meta.feature_spec())
-    ids: list[str] | None = None
-    known = sorted(locations_mod.current(services.warehouse)["location_id"].astype(str))
-    if len(known) > th.DRIFT_LOCATIONS:  # seeded by the as_of: the same sample on a re-run
-        rng = np.random.default_rng(int(as_of.timestamp()))
-        ids = sorted(rng.choice(known, th.DRIFT_LOCATIONS, replace=False).tolist())
-    recent = signals.recent_inputs(services.warehouse, columns, start, as_of, 50_000, ids)
-    if len(recent) < th.DRIFT_MIN_ROWS:
-        detail = f"fewer than {th.DRIFT_MIN_ROWS} recent input rows"
-        return build_condition("drift", None, detail, version=version)
-    psi = drift.psi_by_column(ref, recent)
-    try:  # the sample train stored with the version (none for versions trained before it)
-        training = drift.read_sample(registry.store.get(registry.key(version, drift.SAMPLE_FILE)))
-    except ObjectMissing:
-        training = None
-    auc = None
-    if training is not None:
-        picked = recent.sample(min(len(recent), th.ADVERSARIAL_SAMPLE), random_state=0)
-        auc = drift.adversarial_auc(training, picked)
-    column, level = drift_worst(psi, meta.reference_natural)
-    value = psi[column] if column else None
-    state = level.state(value)
-    if auc is not None and auc > th.ADVERSARIAL_AUC_WARN and state == "ok":
-        state = "warn"
-    if column:
-        detail = f"PSI {value:.3f} on {column} (warn {level.warn:.2f}, alert {level.alert:.2f})"
-    else:
-        detail = "no comparable inputs"
-    detail += f" against {against}"
-    if auc is not None:
-        detail += f"; adversarial AUC {auc:.2f}"
-    return build_condition(
-        "drift",
-        value,
-        detail,
-        state=state,
-        warn=level.warn,
-        alert=level.alert,
-        version=version,
-        psi=psi,
-        adversarial_auc=auc,
-        reference=against,
-    )
-
-
-def drift_worst(
-    psi: dict[str, float], natural: dict[str, NaturalSpread]
-) -> tuple[str | None, th.Level]:
-    """The input furthest beyond its own alert level (PSI / that level), and its levels;
-    (None, the fixed levels) with no inputs."""
-    levels = {c: drift_levels(natural.get(c)) for c in psi}
-    column = max(psi, key=lambda c: psi[c] / levels[c].alert, default=None)
-    return column, levels[column] if column else th.LEVELS["drift"]
-
-
-def drift_levels(natural: NaturalSpread | None) -> th.Level:
-    """One input's drift levels: the fixed ones, raised to its training weeks' own PSI
-    (warn above their NATURAL_PSI_QUANTILE, alert above the largest) where those were
-    further apart."""
-    fixed = th.LEVELS["drift"]
-    if not natural:
-        return fixed
-    return dataclasses.replace(
-        fixed, warn=max(fixed.warn, natural.quantile), alert=max(fixed.alert, natural.max)
-    )
 
 
 def snapshot(services: Services, as_of: dt.datetime, target: str | None = None) -> HealthCondition:

@@ -21,10 +21,9 @@ from collections.abc import Callable
 from common.core.logs import event, get_logger
 from common.core.timeutil import in_future, iso, parse_time
 from common.monitoring import STATUS_KEY
+from common.monitoring.accuracy_condition import accuracy
 from common.monitoring.conditions import (
-    accuracy,
     build_condition,
-    drift_condition,
     every_target,
     freshness,
     model_age,
@@ -32,6 +31,7 @@ from common.monitoring.conditions import (
     runs,
     snapshot,
 )
+from common.monitoring.drift_condition import drift_condition
 from common.monitoring.health import HealthCondition, PipelineStatus, worst
 from common.runtime.services import Services
 

@@ -12,7 +12,7 @@ import pandas as pd
 from common.forecasting.versions import DriftReferences
 from common.monitoring import drift
 from common.monitoring import thresholds as th
-from common.monitoring.conditions import drift_levels
+from common.monitoring.drift_condition import drift_levels
 
 UTC = dt.UTC
 COLUMNS = ["temperature_2m"]

@@ -12,7 +12,7 @@ import pandas as pd
 
 from common.core.config import Settings
 from common.core.views import accuracy_sql, persistence_sql
-from common.monitoring import conditions, signals
+from common.monitoring import accuracy_condition, signals
 from common.predict.reads import recent_accuracy
 from common.runtime.services import Services
 from common.storage import open_store
@@ -250,7 +250,7 @@ def test_forecast_accuracy_carries_the_cams_baseline_as_issued(settings: Setting
     assert float(acc["cams_abs"][0]) == 13.0 and float(acc["model_abs_cams"][0]) == 3.0
     store = open_store(settings)  # no production model: v1 is judged only as history
     svc = cast(Services, SimpleNamespace(warehouse=wh, settings=settings, store=store))
-    v1 = conditions.accuracy(svc, T).to_json()["versions"]["v1"]
+    v1 = accuracy_condition.accuracy(svc, T).to_json()["versions"]["v1"]
     assert v1["cams"] == {"n": 2, "mae": 6.5, "model_mae": 1.5, "ratio": 0.231}
     assert v1["horizons"]["1-6"]["cams"]["n"] == 2
 
