@@ -36,12 +36,11 @@ import math
 import threading
 import zoneinfo
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import requests
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from common.core.config import Settings
 from common.core.errors import validation_message
@@ -50,146 +49,25 @@ from common.core.schema import VARIABLES
 from common.core.timeutil import floor_hour, iso, parse_time
 from common.sources.base import Batch, Location, Rejection, Source, Window, payload_text
 from common.sources.http import Pacer, SourceError, get, make_session, redact
+from common.sources.openaq_api import (
+    COLUMNS,
+    PARAMETER_IDS,
+    Rows,
+    Sensor,
+    _Hour,
+    _Latest,
+    _LocationItem,
+    _Page,
+    factor,
+    rank,
+    unit,
+)
 
 log = logging.getLogger("aircast.sources.openaq")
 PAGE_LIMIT = 1000  # the API's largest page
 MAX_PAGES = 200  # per query: 200,000 locations or sensor values
 LOCATION_PREFIX = "openaq-"
 HOUR = dt.timedelta(hours=1)
-
-# OpenAQ parameter name -> the column aircast stores it in.
-COLUMNS = {
-    "pm25": "pm2_5",
-    "pm10": "pm10",
-    "no2": "nitrogen_dioxide",
-    "o3": "ozone",
-    "so2": "sulphur_dioxide",
-    "co": "carbon_monoxide",
-}
-# The parameter ids of those pollutants in every unit OpenAQ has for them (µg/m³, ppm, ppb).
-PARAMETER_IDS = (2, 1, 5, 7, 15, 3, 10, 32, 6, 9, 101, 4, 8, 102)
-
-# Gases: g/mol, and the molar volume of an ideal gas at 25 °C and 1 atm (R*T/P, L/mol).
-MOLAR_MASS = {
-    "nitrogen_dioxide": 46.0055,
-    "ozone": 47.9982,
-    "sulphur_dioxide": 64.066,
-    "carbon_monoxide": 28.0101,
-}
-MOLAR_VOLUME = 0.0820574 * 298.15  # 24.465 L/mol
-UNIT_PREFERENCE = ("µg/m³", "ppb", "ppm", "mg/m³")
-
-
-def _unit(text: str) -> str:
-    """A unit string as aircast spells it: Greek mu, 'ug/m3' and 'm3' made µg/m³."""
-    t = text.strip().replace("μ", "µ").replace("m3", "m³").replace("ug/", "µg/")
-    return t.lower() if t.lower() in ("ppm", "ppb") else t
-
-
-def factor(column: str, units: str) -> float | None:
-    """What multiplies a value in `units` to give µg/m³ (None: no conversion exists)."""
-    u = _unit(units)
-    if u == "µg/m³":
-        return 1.0
-    if u == "mg/m³":
-        return 1000.0
-    if column in MOLAR_MASS and u in ("ppb", "ppm"):
-        per_ppb = MOLAR_MASS[column] / MOLAR_VOLUME
-        return per_ppb if u == "ppb" else 1000.0 * per_ppb
-    return None
-
-
-# -- the documented response shapes ----------------------------------------------------------
-class _Page(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    meta: dict[str, Any] = {}
-    results: list[Any]
-
-
-class _Parameter(BaseModel):
-    id: int
-    name: str
-    units: str
-
-
-class _SensorItem(BaseModel):
-    id: int
-    parameter: _Parameter
-
-
-class _Coordinates(BaseModel):
-    latitude: float
-    longitude: float
-
-
-class _LocationItem(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: int
-    name: str | None = None
-    locality: str | None = None
-    timezone: str | None = None
-    coordinates: _Coordinates
-    sensors: list[_SensorItem]
-
-
-class _Time(BaseModel):
-    utc: str
-
-
-class _Period(BaseModel):
-    datetimeFrom: _Time
-    datetimeTo: _Time
-
-
-class _Hour(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    period: _Period
-    value: float | None
-    parameter: _Parameter | None = None
-
-
-class _Latest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    datetime: _Time
-    value: float | None
-    sensorsId: int
-    locationsId: int
-
-
-@dataclass(frozen=True)
-class Sensor:
-    id: int
-    location_id: str
-    parameter_id: int
-    column: str
-    units: str
-    factor: float
-
-
-class _Rows:
-    """Values by (location_id, ts), one column per sensor, with the raw items as payload."""
-
-    def __init__(self) -> None:
-        self.values: dict[tuple[str, dt.datetime], dict[str, Any]] = {}
-        self.raw: dict[tuple[str, dt.datetime], dict[str, Any]] = {}
-
-    def put(self, sensor: Sensor, ts: dt.datetime, value: float, item: Any) -> None:
-        key = (sensor.location_id, ts)
-        self.values.setdefault(key, {})[sensor.column] = value
-        self.raw.setdefault(key, {})[f"sensor {sensor.id}"] = item
-
-    def frame(self) -> pd.DataFrame:
-        if not self.values:
-            return pd.DataFrame()
-        rows = [
-            {"location_id": lid, "ts": ts, **v, "payload": payload_text(self.raw[(lid, ts)])}
-            for (lid, ts), v in self.values.items()
-        ]
-        return pd.DataFrame(rows)
 
 
 # One pacer per key and budget in a process: a backfill's chunks (one source each) share it.
@@ -244,7 +122,7 @@ class OpenAQSource(Source):
         if not found:
             batch.failed.setdefault("openaq:discovery", "no OpenAQ location matched")
             return batch
-        rows = _Rows()
+        rows = Rows()
         for sensor in self.plan_hours(sensors, window, rows, batch):
             self._hours(sensor, window, rows, batch)
         frame = rows.frame()
@@ -254,7 +132,7 @@ class OpenAQSource(Source):
         return batch
 
     def plan_hours(
-        self, sensors: list[Sensor], window: Window, rows: _Rows, batch: Batch
+        self, sensors: list[Sensor], window: Window, rows: Rows, batch: Batch
     ) -> list[Sensor]:
         """The sensors whose /hours this run reads: all of them for a backfill, or when they
         fit in the run's budget; else every sensor's latest value and a rotating slice."""
@@ -339,8 +217,8 @@ class OpenAQSource(Source):
                 reason += "conversion to µg/m³"
                 batch.rejected.append(Rejection(lid, None, reason, payload_text(s.model_dump())))
                 continue
-            sensor = Sensor(s.id, lid, s.parameter.id, column, _unit(s.parameter.units), f)
-            if column not in chosen or _rank(sensor) < _rank(chosen[column]):
+            sensor = Sensor(s.id, lid, s.parameter.id, column, unit(s.parameter.units), f)
+            if column not in chosen or rank(sensor) < rank(chosen[column]):
                 chosen[column] = sensor
         if not chosen:
             return None
@@ -376,7 +254,7 @@ class OpenAQSource(Source):
         return loc, list(chosen.values())
 
     # -- values ------------------------------------------------------------------------------
-    def _hours(self, sensor: Sensor, window: Window, rows: _Rows, batch: Batch) -> None:
+    def _hours(self, sensor: Sensor, window: Window, rows: Rows, batch: Batch) -> None:
         params = {
             # The server keeps hours whose end t has datetime_from < t <= datetime_to.
             "datetime_from": iso(window.start),
@@ -396,7 +274,7 @@ class OpenAQSource(Source):
                     Rejection(sensor.location_id, None, reason, payload_text(item))
                 )
                 continue
-            if hour.parameter is not None and _unit(hour.parameter.units) != sensor.units:
+            if hour.parameter is not None and unit(hour.parameter.units) != sensor.units:
                 reason = f"sensor {sensor.id}: unit {hour.parameter.units!r}, "
                 reason += f"expected {sensor.units!r}"
                 batch.rejected.append(
@@ -410,7 +288,7 @@ class OpenAQSource(Source):
         parameter_id: int,
         sensors: list[Sensor],
         window: Window,
-        rows: _Rows,
+        rows: Rows,
         batch: Batch,
     ) -> None:
         """Every sensor's newest value for one parameter; only hourly values are kept (the
@@ -444,7 +322,7 @@ class OpenAQSource(Source):
         start: str,
         value: float | None,
         item: Any,
-        rows: _Rows,
+        rows: Rows,
         batch: Batch,
     ) -> None:
         ts = _utc(start)  # one value at a time: fromisoformat, not pandas' format guessing
@@ -521,7 +399,3 @@ def _utc(text: str) -> dt.datetime | None:
         return parse_time(text)
     except ValueError:
         return None
-
-
-def _rank(sensor: Sensor) -> tuple[int, int]:
-    return UNIT_PREFERENCE.index(sensor.units), sensor.id
