@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,11 @@ MEMORY_H = 720
 # data then serve alike: tests/train/test_gate_evidence.py); a network's hour of many
 # forecasts is that much evidence at once.
 MAX_RATE = 0.25
+# The weight an expert starts with at a horizon where the version is served as persistence
+# from its first hour (`Weights.as_persistence`): the served median is persistence's to
+# within a thousandth of the experts' spread, and an expert comes back only once verified
+# hours show it ahead by ln(1000) / rate summed log1p units (or the memory forgets).
+HELD_BACK_WEIGHT = 1e-3
 
 
 def regret_bound(hours: int, scale: float = 1.0, experts: int = len(EXPERTS)) -> float:
@@ -142,6 +148,26 @@ class Weights:
         if self.horizon:
             out[ok] = self.matrix()[k[ok]]
         return out
+
+    def as_persistence(self, horizons: Sequence[int]) -> Weights:
+        """The state served as persistence at `horizons` (1-based): every other expert's
+        cumulative loss raised to persistence's plus the head start that puts its weight at
+        HELD_BACK_WEIGHT at that horizon's rate, the gap kept. It is AdaHedge's own state, so
+        predict steps it as any other: the model's weight grows back as verified hours show
+        it beating persistence, and the discount forgets the head start over the memory.
+        Where a version lost to persistence on the evidence it was gated on, this is what
+        it starts from (`common.train.candidate`)."""
+        loss = np.asarray(self.losses, dtype=float).reshape(self.horizon, len(EXPERTS)).copy()
+        gap = np.asarray(self.gaps, dtype=float)
+        rates = _rates(loss, gap)
+        p = EXPERTS.index("persistence")
+        others = np.arange(len(EXPERTS)) != p
+        for h in horizons:
+            k = int(h) - 1
+            if 0 <= k < self.horizon:
+                head = math.log(1 / HELD_BACK_WEIGHT) / rates[k]
+                loss[k, others] = np.maximum(loss[k, others], loss[k, p] + head)
+        return Weights.of(loss, gap, self.verified_through)
 
     def step(
         self, losses: pd.DataFrame, through: dt.datetime | None, memory: float = MEMORY_H

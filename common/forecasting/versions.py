@@ -124,6 +124,15 @@ class HorizonScores(Document):
     cams_model_mae: float | None = None
 
 
+class GroupScores(Document):
+    """Model and persistence MAE over one horizon group ("1-3", "4-12", "13-24")."""
+
+    group: str
+    n: int
+    mae: float
+    persistence_mae: float
+
+
 class HoldoutMetrics(Document):
     """`common.forecasting.evaluation.evaluate` on the holdout: the model and the baselines."""
 
@@ -134,6 +143,10 @@ class HoldoutMetrics(Document):
     cams: CamsScores | None = None  # where the holdout rows carry the CAMS forecast
     by_horizon: list[HorizonScores] = []
     mae_by_location: dict[str, float] = Field(default_factory=dict)
+    # The horizon groups where the version, replayed from its calibration weights, lost to
+    # persistence (those scores): it is served as persistence there from its first hour
+    # (`common.train.candidate`), and the scores above are of that forecast.
+    served_as_persistence: list[GroupScores] = []
 
 
 class Metrics(Document):
@@ -167,15 +180,6 @@ class NoiseRecord(Document):
     method: str = "block bootstrap over issue days of paired absolute errors"
 
 
-class GroupScores(Document):
-    """Model and persistence MAE over one horizon group ("1-3", "4-12", "13-24")."""
-
-    group: str
-    n: int
-    mae: float
-    persistence_mae: float
-
-
 Verdict = Literal["promote", "reject", "keep production"]
 
 
@@ -190,6 +194,9 @@ class GateRecord(Document):
     persistence_by_group: list[GroupScores] = []
     noise: NoiseRecord | None = None
     production_age_days: float | None = None
+    # The groups served as persistence from the start, with their scores before (from the
+    # holdout metrics' `served_as_persistence`).
+    served_as_persistence: list[GroupScores] = []
 
 
 # -- the tuning choice ----------------------------------------------------------------------

@@ -51,7 +51,7 @@ def expert_losses(
 
     def loss(value: str) -> str:
         return (
-            f"AVG(LEAST(ABS(LN(1 + GREATEST(a.v, 0)) - LN(1 + GREATEST({value}, 0))), {LOSS_CAP}))"
+            f"SUM(LEAST(ABS(LN(1 + GREATEST(a.v, 0)) - LN(1 + GREATEST({value}, 0))), {LOSS_CAP}))"
         )
 
     return services.warehouse.query(

@@ -15,7 +15,13 @@ from common.forecasting.model import ForecastModel
 from common.forecasting.registry import Registry
 from common.forecasting.training import TrainingData, fit_model, holdout_metrics
 from common.forecasting.versions import BacktestFold, ModelMetadata, TuningChoice
-from common.train.gate import ProductionScore, group_scores, losing_to_persistence, paired_interval
+from common.train.gate import (
+    ProductionScore,
+    group_horizons,
+    group_scores,
+    losing_to_persistence,
+    paired_interval,
+)
 from common.train.plan import TrainPlan
 from common.train.report import backtest, backtest_report
 
@@ -56,7 +62,7 @@ def fit_or_load(
     tuned = tuning.params if tuning is not None else {}
     threads: dict[str, Any] = {**tuned, "nthread": settings.train_threads}
     fit = fit_model(data, plan.history, params=threads)
-    metrics, keys, q = holdout_metrics(fit.model, data, plan.holdout)
+    metrics, keys, q = served_holdout(fit.model, data, plan)
     folds = backtest(
         data,
         plan.history,
@@ -73,6 +79,33 @@ def fit_or_load(
         report=backtest_report(keys, q, metrics, plan.version),
         holdout=(keys, q),
     )
+
+
+def served_holdout(
+    model: ForecastModel, data: TrainingData, plan: TrainPlan
+) -> tuple[dict[str, Any], pd.DataFrame, np.ndarray]:
+    """The holdout scored as the version will be served, and where it starts serving.
+
+    The holdout is replayed as predict serves it: the combination with the baselines from
+    the calibration weights, stepped by each verified hour. Where that forecast loses to
+    persistence in a horizon group of the gate, the version's own evidence says the model
+    does not hold there yet: its weights start as persistence at those horizons
+    (`Weights.as_persistence`, stored in its metadata as every start is), and the holdout
+    is replayed again from that start, so the gate judges exactly what predict will serve.
+    The model's weight there grows back online as verified hours show it winning. The
+    groups and their scores before are kept in the metrics (`served_as_persistence`).
+    """
+    metrics, keys, q = holdout_metrics(model, data, plan.holdout)
+    losing = losing_to_persistence(group_scores(metrics["by_horizon"]))
+    if not losing or model.combination is None:
+        return metrics, keys, q
+    horizons = [h for g in losing for h in group_horizons(g["group"])]
+    model.combination = model.combination.as_persistence(horizons)
+    metrics, keys, q = holdout_metrics(model, data, plan.holdout)
+    metrics["served_as_persistence"] = [
+        {k: g[k] for k in ("group", "n", "mae", "persistence_mae")} for g in losing
+    ]
+    return metrics, keys, q
 
 
 def score_production(

@@ -7,13 +7,13 @@ A candidate is promoted when, on the holdout,
   `HORIZON_GROUPS` (1-3, 4-12, 13-24 hours) by more than `tolerance`: a reason names the
   group that fails. The MAE is that of the forecast as served, the model combined online
   with persistence and seasonal naive (`common.forecasting.combination`, replayed on the
-  holdout from the version's calibration weights), so a model that loses somewhere is
-  served the baselines there and still passes. With nothing in production the first
-  version is still promoted on the seasonal-naive rule (its losing groups stay in the
-  reasons): a new deployment must serve something, and what it serves moves toward the
-  baselines online where the version loses (on a few weeks of three stations the
-  holdout's combination did not yet recover enough to pass, tests/predict/test_targets.py),
-  and
+  holdout from the version's starting weights). Where the replay from its calibration
+  weights lost to persistence in a group, the version starts served as persistence
+  there (`common.train.candidate.served_holdout`; the groups and their scores before in
+  the metrics' and the record's `served_as_persistence`, named in the reasons), so it
+  ties persistence there and the model comes back online as it wins. The rule holds for
+  every version, the first one included (no waiver): a version is served only where
+  what it serves is not worse than the last value, and
 - it is better than the production model beyond the noise. The noise is estimated from
   the paired per-row errors of both models on the same rows by a block bootstrap over
   issue days (`paired_interval`: seeded, so the same rows give the same interval). The
@@ -57,6 +57,7 @@ __all__ = [
     "NoiseInterval",
     "ProductionScore",
     "decide",
+    "group_horizons",
     "group_scores",
     "losing_to_persistence",
     "paired_interval",
@@ -109,6 +110,11 @@ def paired_interval(
     tail = (1 - confidence) / 2
     low, high = np.quantile(boot, [tail, 1 - tail])
     return NoiseInterval(float(low), float(high), float(d.mean()), confidence, samples, len(sums))
+
+
+def group_horizons(group: str) -> range:
+    """The horizons of a group named as `group_scores` names it ("4-12")."""
+    return {f"{a}-{b}": range(a, b + 1) for a, b in HORIZON_GROUPS}[group]
 
 
 def group_scores(by_horizon: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -181,6 +187,7 @@ class GateDecision:
     groups: tuple[dict[str, Any], ...] = ()
     noise: NoiseInterval | None = None
     production_age_days: float | None = None
+    served_as_persistence: tuple[GroupScores, ...] = ()
 
     @property
     def rejected(self) -> bool:
@@ -198,6 +205,7 @@ class GateDecision:
             persistence_by_group=[GroupScores.model_validate(g) for g in self.groups],
             noise=self.noise.record() if self.noise is not None else None,
             production_age_days=self.production_age_days,
+            served_as_persistence=list(self.served_as_persistence),
         )
 
 
@@ -217,6 +225,14 @@ def decide(
     reasons = [f"MAE {mae:.3f} {verdict} seasonal naive {naive:.3f} by the {margin:.0%} margin"]
     groups = group_scores(metrics.get("by_horizon", []))
     losing = losing_to_persistence(groups, tolerance)
+    held_back = [GroupScores.model_validate(g) for g in metrics.get("served_as_persistence") or []]
+    for held in held_back:
+        reasons.append(
+            f"horizons {held.group} h: replayed from its calibration weights the forecast lost "
+            f"to persistence (MAE {held.mae:.3f} vs {held.persistence_mae:.3f}): served as "
+            "persistence there from the first hour, the model's weight growing back online "
+            "as verified hours show it winning"
+        )
     for g in losing:
         reasons.append(
             f"horizons {g['group']} h: MAE {g['mae']:.3f} does not beat persistence "
@@ -287,12 +303,7 @@ def decide(
             else f"MAE {mae:.3f} vs production {production_mae:.3f}: within "
             f"{tolerance:.0%} tolerance or better"
         )
-    if losing and production is None:
-        reasons.append(
-            "no production model yet: promoted on seasonal naive alone; the served forecast "
-            "moves toward the baselines online where it loses"
-        )
-    fails = not beats_baseline or (bool(losing) and production is not None) or worse
+    fails = not beats_baseline or bool(losing) or worse
     return GateDecision(
         promote=not fails and not keep,
         reasons=tuple(reasons),
@@ -304,4 +315,5 @@ def decide(
         groups=tuple(groups),
         noise=noise,
         production_age_days=None if age is None else round(age, 3),
+        served_as_persistence=tuple(held_back),
     )

@@ -8,7 +8,8 @@ show how stable the skill is; they inform, the gate decides on the holdout:
 
 - the candidate's MAE must beat seasonal naive by AIRCAST_GATE_MARGIN,
 - not be worse than persistence in any horizon group (`common.train.gate.HORIZON_GROUPS`)
-  as served, combined with the baselines (waived for a first version), and
+  as served, combined with the baselines (served as persistence from the start where the
+  version lost to it: `common.train.candidate.served_holdout`; no waiver), and
 - be better than the production model on the same holdout rows beyond the noise (a block
   bootstrap over issue days of the paired errors); "no evidence of a difference" keeps
   production (see `common.train.gate`).

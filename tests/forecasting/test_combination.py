@@ -8,6 +8,7 @@ import pytest
 
 from common.forecasting.combination import (
     EXPERTS,
+    HELD_BACK_WEIGHT,
     LOSS_CAP,
     Weights,
     combine,
@@ -86,6 +87,37 @@ def test_a_first_version_that_loses_starts_from_baseline_weights() -> None:
     served = combine(model[m3], X[m3], w)
     assert np.mean(np.abs(served - y[m3])) < 0.6 * np.mean(np.abs(model[m3] - y[m3]))
     assert np.mean(np.abs(served - y[m3])) <= np.mean(np.abs(0.0 - y[m3])) + 0.01
+
+
+def test_a_version_started_as_persistence_serves_it_and_comes_back_to_a_winning_model() -> None:
+    """`as_persistence`: at the horizons named, persistence has all but HELD_BACK_WEIGHT
+    of each other expert's weight, so the served change is persistence's (none) to within
+    that; elsewhere the state is untouched. It is an ordinary state: hours where the model
+    is steadily better (by 0.05 on each of 100 forecasts) hand the weight back to it."""
+    X, y, ts, model = _stream(40, 5, seed=4)
+    start = learn(model, X, y, ts, H)
+    held = start.as_persistence([2, 3])
+    w = held.matrix()
+    assert np.allclose(w[0], start.matrix()[0])  # horizon 1 untouched
+    assert (w[1:, EXPERTS.index("model")] <= HELD_BACK_WEIGHT * 1.01).all()  # at most
+    assert (w[1:, EXPERTS.index("persistence")] > 1 - 3 * HELD_BACK_WEIGHT).all()
+    m2 = (X["horizon_h"] == 2).to_numpy()
+    spread = np.abs(np.column_stack([model[m2], X["seasonal_24"].to_numpy()[m2]])).max()
+    assert np.abs(combine(model[m2], X[m2], held)).max() < 3 * HELD_BACK_WEIGHT * spread
+    again = Weights.from_json(held.to_json())  # stored in the metadata as any start is
+    assert np.allclose(again.matrix(), w)
+    hours = pd.date_range("2026-02-01", periods=48, freq="h", tz="UTC")
+    winning = pd.DataFrame(
+        {"target_ts": hours, "horizon_h": 2, "model": 10.0, "persistence": 15.0,
+         "seasonal_naive": 20.0}
+    )  # fmt: skip
+    even = Weights.uniform(H).as_persistence([2])  # from equal weights: exactly the share
+    assert even.matrix()[1] == pytest.approx(
+        [HELD_BACK_WEIGHT, 1 - 2 * HELD_BACK_WEIGHT, HELD_BACK_WEIGHT], rel=0.01
+    )
+    assert even.step(winning.iloc[:4], None).matrix()[1, 0] < 0.5  # not at once
+    assert even.step(winning.iloc[:12], None).matrix()[1, 0] > 0.5  # half a day: it leads
+    assert even.step(winning, None).matrix()[1, 0] > 0.99
 
 
 def test_a_missing_expert_shares_its_weight() -> None:

@@ -95,6 +95,7 @@ def test_the_recorded_decision_keeps_its_json_shape():
         "persistence_by_group": [],
         "noise": None,
         "production_age_days": None,
+        "served_as_persistence": [],
     }
 
 

@@ -67,11 +67,30 @@ def test_a_candidate_worse_than_persistence_at_h1_is_rejected_naming_the_group()
     assert not any("4-12" in r and "does not beat" in r for r in decision.reasons)
     groups = {g.group: g for g in decision.record().persistence_by_group}
     assert groups["1-3"].mae > groups["1-3"].persistence_mae
-    # The very first version (nothing in production) is promoted, the loss recorded: it is
-    # served combined with the baselines, which move toward them online where it loses.
+    # The very first version (nothing in production) is held to the same rule: no waiver.
     first = gate(metrics(h1_ratio=1.5))
-    assert first.promote is True and any(r.startswith("horizons 1-3 h:") for r in first.reasons)
-    assert first.reasons[-1].startswith("no production model yet: promoted on seasonal naive")
+    assert first.promote is False and first.verdict == "reject"
+    assert any(r.startswith("horizons 1-3 h:") for r in first.reasons)
+
+
+def test_a_first_version_served_as_persistence_where_it_lost_is_promoted_and_says_so():
+    """The train job's replay lost at 1-3 h and started the version as persistence there:
+    its served forecast ties persistence in that group (1.0x), so the ordinary rule passes
+    and the record names the group with the scores it had before."""
+    m = metrics(h1_ratio=1.0, others=0.8)
+    for row in m["by_horizon"]:
+        if row["horizon_h"] <= 3:
+            row["mae"] = 10.0
+    m["served_as_persistence"] = [{"group": "1-3", "n": 300, "mae": 10.6, "persistence_mae": 10.0}]
+    decision = gate(m)
+    assert decision.promote is True and decision.verdict == "promote"
+    record = decision.record()
+    assert [g.group for g in record.served_as_persistence] == ["1-3"]
+    assert record.served_as_persistence[0].mae == 10.6
+    said = [r for r in record.reasons if r.startswith("horizons 1-3 h: replayed")]
+    assert len(said) == 1 and "served as persistence there" in said[0], record.reasons
+    assert "MAE 10.600 vs 10.000" in said[0]
+    assert not any("no production model yet" in r for r in record.reasons)
 
 
 def test_a_candidate_beating_persistence_everywhere_passes_that_check():
