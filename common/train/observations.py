@@ -2,7 +2,7 @@
 
 Small data (locations x window hours within `MAX_CELLS`) is read whole, once, into a frame:
 every fit and evaluation then works as it always has. Larger data stays in the warehouse:
-`WarehouseObservations` answers the sampled selection's reads (`common.forecasting.training.
+`WarehouseObservations` answers the sampled selection's reads (`common.forecasting.sampling.
 sampled_examples`) with SQL that runs unchanged on DuckDB and BigQuery, so memory follows
 the row budget, not the data. Either way the version's fingerprint, the window's extent and
 counts come from one aggregate per location (`summarise`), never from a whole-window frame.
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from common.core.views import VIEWS
-from common.forecasting import training
+from common.forecasting import sampling
 from common.forecasting.features import FeatureSpec, grid_columns
 from common.forecasting.training import Observations
 from common.monitoring.thresholds import DRIFT_WINDOW_HOURS
@@ -193,7 +193,7 @@ def observations(
 ) -> Observations:
     """The whole window as a frame when it fits `max_cells` (default: the training grids'
     bound, MAX_CELLS), else a source read on demand."""
-    if summary.locations * window_hours(start, end) <= (max_cells or training.MAX_CELLS):
+    if summary.locations * window_hours(start, end) <= (max_cells or sampling.MAX_CELLS):
         return read_observations(warehouse, spec, start, end)
     return WarehouseObservations(warehouse, spec, start, end, summary)
 

@@ -13,15 +13,11 @@ import pandas as pd
 import pytest
 
 from common.core.config import Settings, load_settings
-from common.forecasting import training
+from common.forecasting import sampling
 from common.forecasting.examples import training_examples
 from common.forecasting.features import HISTORY_HOURS, FeatureSpec
-from common.forecasting.training import (
-    IssueWindow,
-    TrainingData,
-    fit_model,
-    sampled_examples,
-)
+from common.forecasting.sampling import sampled_examples
+from common.forecasting.training import IssueWindow, TrainingData, fit_model
 from common.ingest.job import IngestRequest, run_ingest
 from common.runtime import locations
 from common.runtime.services import Services
@@ -110,7 +106,7 @@ def test_small_data_is_read_whole_and_gives_todays_rows_and_booster(
 
     # The sampled path on grids of at most 2,000 cells (many batches), with a budget that
     # covers everything, selects the same rows and fits the same booster.
-    monkeypatch.setattr(training, "MAX_CELLS", 2000)
+    monkeypatch.setattr(sampling, "MAX_CELLS", 2000)
     end = AS_OF - dt.timedelta(days=8)
     window = IssueWindow(FIRST, end, 10**7)
     old = fit_model(TrainingData(frame, SPEC, places), window, {"nthread": 1})

@@ -324,10 +324,10 @@ def test_a_window_too_large_for_one_grid_trains_on_a_sampled_selection(
 ):
     """With grids bounded to 3,000 cells the window is not read whole: every fit and
     evaluation reads its sampled selection; the version stands and a re-run finds it."""
-    from common.forecasting import training
+    from common.forecasting import sampling
     from common.train import observations
 
-    monkeypatch.setattr(training, "MAX_CELLS", 3000)
+    monkeypatch.setattr(sampling, "MAX_CELLS", 3000)
     whole = []
     read = observations.read_observations
     monkeypatch.setattr(

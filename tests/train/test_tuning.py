@@ -98,10 +98,10 @@ def test_train_tunes_on_a_sampled_selection_without_reading_the_holdout(
 ):
     """A window too large for one grid: the search's folds read sampled selections from a
     source cut at the holdout's start."""
-    from common.forecasting import training
+    from common.forecasting import sampling
     from common.runtime import services
 
-    monkeypatch.setattr(training, "MAX_CELLS", 3000)
+    monkeypatch.setattr(sampling, "MAX_CELLS", 3000)
     monkeypatch.setenv("AIRCAST_TUNE_MAX_TRIALS", "1")
     monkeypatch.setenv("AIRCAST_TRAIN_BACKTEST_FOLDS", "0")
     services.reset()
