@@ -226,74 +226,21 @@ def decide(
     groups = group_scores(metrics.get("by_horizon", []))
     losing = losing_to_persistence(groups, tolerance)
     held_back = [GroupScores.model_validate(g) for g in metrics.get("served_as_persistence") or []]
-    for held in held_back:
-        reasons.append(
-            f"horizons {held.group} h: replayed from its calibration weights the forecast lost "
-            f"to persistence (MAE {held.mae:.3f} vs {held.persistence_mae:.3f}): served as "
-            "persistence there from the first hour, the model's weight growing back online "
-            "as verified hours show it winning"
-        )
-    for g in losing:
-        reasons.append(
-            f"horizons {g['group']} h: MAE {g['mae']:.3f} does not beat persistence "
-            f"{g['persistence_mae']:.3f} (tolerance {tolerance:.0%})"
-        )
-    if groups and not losing:
-        reasons.append(
-            "not worse than persistence in any horizon group ("
-            + ", ".join(f"{g['group']} h" for g in groups)
-            + ")"
-        )
-    cams = [g for g in groups if "cams_n" in g]
-    if cams:  # the third baseline informs; persistence and production decide
-        reasons.append(
-            "vs CAMS on the rows with a CAMS forecast: "
-            + ", ".join(
-                f"{g['group']} h MAE {g['cams_model_mae']:.3f} vs {g['cams_mae']:.3f}" for g in cams
-            )
-        )
+    reasons += _baseline_reasons(groups, losing, held_back, tolerance)
     rival = production is not None and production.version != version
     production_mae = production.mae if production is not None and rival else None
     noise = production.noise if production is not None and rival else None
     age = production.age_days if production is not None and rival else None
-    stale = age is not None and max_age_days is not None and age > max_age_days
     worse = keep = False
     if production is not None and not rival:
         reasons.append("this version is already in production")
     elif production is not None and production_mae is None:
         reasons.append(production.note)
     elif production is not None and production_mae is not None and noise is not None:
-        span = (
-            f"MAE {mae:.3f} vs production {production.version} {production_mae:.3f}: "
-            f"difference {noise.difference:+.3f}, {noise.confidence:.0%} interval "
-            f"[{noise.low:+.3f}, {noise.high:+.3f}] over {noise.blocks} issue days"
+        reason, worse, keep = _versus_production(
+            mae, production, production_mae, noise, bool(losing), tolerance, age, max_age_days
         )
-        # Between "better" and "worse beyond the tolerance": no evidence of a difference, or
-        # worse beyond the noise but by less than the tolerance (the interval above 0).
-        within = (
-            NO_EVIDENCE
-            if noise.low <= 0
-            else f"worse than production beyond the noise but within the {tolerance:.0%} tolerance"
-        )
-        if noise.low > tolerance * production_mae:
-            worse = True
-            reasons.append(f"{span}: worse than production beyond the noise")
-        elif noise.high < 0:
-            reasons.append(f"{span}: better than production beyond the noise")
-        elif production.losing_groups and not losing:
-            groups_text = ", ".join(f"{g} h" for g in production.losing_groups)
-            reasons.append(
-                f"{span}: {within}, but production loses to persistence at "
-                f"{groups_text} on these rows and the candidate does not: it replaces production"
-            )
-        elif noise.low <= 0 and stale and not losing:
-            reasons.append(
-                f"{span}: {NO_EVIDENCE}, but production was trained on data {age:.1f} days "
-                f"older, past the {max_age_days:g}-day limit: the fresher model replaces it"
-            )
-        else:
-            keep = True
-            reasons.append(f"{span}: {within}; production is kept")
+        reasons.append(reason)
     elif production is not None and production_mae is not None:
         worse = mae > production_mae * (1 + tolerance)
         reasons.append(
@@ -317,3 +264,88 @@ def decide(
         production_age_days=None if age is None else round(age, 3),
         served_as_persistence=tuple(held_back),
     )
+
+
+def _baseline_reasons(
+    groups: Sequence[Mapping[str, Any]],
+    losing: Sequence[Mapping[str, Any]],
+    held_back: Sequence[GroupScores],
+    tolerance: float,
+) -> list[str]:
+    """What the decision says of the candidate against the baselines by horizon group: where
+    it starts served as persistence, where it loses to persistence (or that it loses
+    nowhere), and how it compares with CAMS (which informs; persistence decides)."""
+    reasons = [
+        f"horizons {held.group} h: replayed from its calibration weights the forecast lost "
+        f"to persistence (MAE {held.mae:.3f} vs {held.persistence_mae:.3f}): served as "
+        "persistence there from the first hour, the model's weight growing back online "
+        "as verified hours show it winning"
+        for held in held_back
+    ]
+    reasons += [
+        f"horizons {g['group']} h: MAE {g['mae']:.3f} does not beat persistence "
+        f"{g['persistence_mae']:.3f} (tolerance {tolerance:.0%})"
+        for g in losing
+    ]
+    if groups and not losing:
+        reasons.append(
+            "not worse than persistence in any horizon group ("
+            + ", ".join(f"{g['group']} h" for g in groups)
+            + ")"
+        )
+    cams = [g for g in groups if "cams_n" in g]
+    if cams:  # the third baseline informs; persistence and production decide
+        reasons.append(
+            "vs CAMS on the rows with a CAMS forecast: "
+            + ", ".join(
+                f"{g['group']} h MAE {g['cams_model_mae']:.3f} vs {g['cams_mae']:.3f}" for g in cams
+            )
+        )
+    return reasons
+
+
+def _versus_production(
+    mae: float,
+    production: ProductionScore,
+    production_mae: float,
+    noise: NoiseInterval,
+    losing: bool,
+    tolerance: float,
+    age: float | None,
+    max_age_days: float | None,
+) -> tuple[str, bool, bool]:
+    """(the reason, worse, keep) of the candidate against a rival production version, by
+    the bootstrap interval of their paired difference on the same rows."""
+    stale = age is not None and max_age_days is not None and age > max_age_days
+    span = (
+        f"MAE {mae:.3f} vs production {production.version} {production_mae:.3f}: "
+        f"difference {noise.difference:+.3f}, {noise.confidence:.0%} interval "
+        f"[{noise.low:+.3f}, {noise.high:+.3f}] over {noise.blocks} issue days"
+    )
+    # Between "better" and "worse beyond the tolerance": no evidence of a difference, or
+    # worse beyond the noise but by less than the tolerance (the interval above 0).
+    within = (
+        NO_EVIDENCE
+        if noise.low <= 0
+        else f"worse than production beyond the noise but within the {tolerance:.0%} tolerance"
+    )
+    if noise.low > tolerance * production_mae:
+        return f"{span}: worse than production beyond the noise", True, False
+    if noise.high < 0:
+        return f"{span}: better than production beyond the noise", False, False
+    if production.losing_groups and not losing:
+        groups_text = ", ".join(f"{g} h" for g in production.losing_groups)
+        return (
+            f"{span}: {within}, but production loses to persistence at "
+            f"{groups_text} on these rows and the candidate does not: it replaces production",
+            False,
+            False,
+        )
+    if noise.low <= 0 and stale and not losing:
+        return (
+            f"{span}: {NO_EVIDENCE}, but production was trained on data {age:.1f} days "
+            f"older, past the {max_age_days:g}-day limit: the fresher model replaces it",
+            False,
+            False,
+        )
+    return f"{span}: {within}; production is kept", False, True
