@@ -205,12 +205,7 @@ def _ingest(request: IngestRequest, plan: IngestPlan, services: Services, run: R
         ),
     )
     checkpoint("ingest:observations-written")
-    # A place comes into being with its first row (after the rows landed): a fetch that
-    # reached nothing registers nothing.
-    with_rows = set(accepted["location_id"].astype(str)) if not accepted.empty else set()
-    registered = locations_mod.register(warehouse, list(known.values()), landed=with_rows)
-    if source.needs_locations and request.locations is None:  # the whole configured set
-        registered += locations_mod.retire_missing(warehouse, name, set(known))
+    registered = _register(warehouse, source, known, accepted, whole=request.locations is None)
     forecasts = write_forecasts(
         warehouse, "weather_forecasts", batch.weather_forecasts, landed, window.as_of
     )
@@ -228,11 +223,7 @@ def _ingest(request: IngestRequest, plan: IngestPlan, services: Services, run: R
             "air_quality_forecasts": cams,
             "locations_registered": registered,
         },
-        answer={
-            "source": name,
-            "window": {"start": iso(window.start), "end": iso(window.end)},
-            "failed_locations": [{"location_id": k, "error": v} for k, v in sorted(failed.items())],
-        },
+        answer=_answer(name, window, failed),
         status="partial" if failed else "success",
     )
     if failed and accepted.empty and not (known.keys() - failed.keys()):
@@ -263,13 +254,35 @@ def _ingest_past_forecasts(plan: IngestPlan, warehouse: Warehouse, run: Run) -> 
         raise SourceError(f"every location failed: {next(iter(failed.values()))}")
     return Outcome(
         counts=counts,
-        answer={
-            "source": source.name,
-            "window": {"start": iso(window.start), "end": iso(window.end)},
-            "failed_locations": [{"location_id": k, "error": v} for k, v in sorted(failed.items())],
-        },
+        answer=_answer(source.name, window, failed),
         status="partial" if failed else "success",
     )
+
+
+def _register(
+    warehouse: Warehouse,
+    source: Source,
+    known: dict[str, Location],
+    accepted: pd.DataFrame,
+    whole: bool,
+) -> int:
+    """Register the places whose rows landed and, when the run fetched a source's `whole`
+    configured set, retire those no longer in it. A place comes into being with its first
+    row (after the rows landed): a fetch that reached nothing registers nothing."""
+    with_rows = set(accepted["location_id"].astype(str)) if not accepted.empty else set()
+    registered = locations_mod.register(warehouse, list(known.values()), landed=with_rows)
+    if source.needs_locations and whole:
+        registered += locations_mod.retire_missing(warehouse, source.name, set(known))
+    return registered
+
+
+def _answer(source: str, window: Window, failed: dict[str, str]) -> dict[str, Any]:
+    """The run's answer beyond its counts: the source, the window and the failed places."""
+    return {
+        "source": source,
+        "window": {"start": iso(window.start), "end": iso(window.end)},
+        "failed_locations": [{"location_id": k, "error": v} for k, v in sorted(failed.items())],
+    }
 
 
 def _known_and_failed(

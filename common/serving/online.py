@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
     from common.core.config import Settings
     from common.forecasting.adaptation import Adaptation
-    from common.forecasting.snapshot import RecentObservations
+    from common.forecasting.registry import Loaded
+    from common.forecasting.snapshot import LocationForecast, RecentObservations
     from common.serving.models import OnlinePredictRequest
     from common.storage import ArtifactStore
 
@@ -37,20 +38,15 @@ def predict_online(
 
     The rows go through the same feature code and production model as batch predict, so a
     caller with its own sensor gets the forecast predict would make from the same history;
-    the last `ts` is the issue time. `place` is where (the api's `_place`: a known
+    the last `ts` is the issue time. `place` is where (`common.serving.render.place_of`: a known
     `location_id` lends its coordinates and time zone) and `adaptation` the interval offsets
     and combination weights predict serves this hour, so online forecasts match the batch
     ones. Too little history or too many hours is a 400 naming the field, no production
     model a 409.
     """
-    import pandas as pd
-
     from common.core.aqi import get_scheme
     from common.core.schema import VARIABLES
-    from common.forecasting.adaptation import Adaptation
-    from common.forecasting.forecast import forecast_frame
     from common.forecasting.registry import Registry, model_name_for
-    from common.forecasting.snapshot import LocationForecast
 
     target = settings.target_of(request.target)  # 400 naming `target` if not forecast here
     loaded = Registry.of_target(store, settings, target).load_production()  # 409 without one
@@ -60,6 +56,37 @@ def predict_online(
         raise BadRequest(f"hours: the model forecasts at most {horizon} hours", field="hours")
     obs, weather = _frames(request, place)
     issue = obs["ts"].max().to_pydatetime()
+    fc = _forecast(loaded, obs, issue, place, weather, adaptation)
+    history = _history(obs, target, issue)
+    points, worst = forecast_points(get_scheme(settings.aqi_scheme), target, fc, history, hours)
+    return LocationForecastResponse(
+        location_id=str(place["location_id"]),
+        model_name=model_name_for(settings.model_name, target, settings.default_target),
+        model_version=loaded.version,
+        target=target,
+        unit=VARIABLES[target].unit,
+        issued_at=issue,
+        points=points,
+        worst=worst,
+    )
+
+
+def _forecast(
+    loaded: Loaded,
+    obs: pd.DataFrame,
+    issue: dt.datetime,
+    place: dict[str, object],
+    weather: pd.DataFrame | None,
+    adaptation: Adaptation | None,
+) -> LocationForecast:
+    """The production model's forecast at `issue`, as batch predict makes it (the same
+    offsets and combination weights); too little history is a 400 naming `observations`."""
+    import pandas as pd
+
+    from common.forecasting.adaptation import Adaptation
+    from common.forecasting.forecast import forecast_frame
+    from common.forecasting.snapshot import LocationForecast
+
     adapted = adaptation or Adaptation()
     frame, skipped = forecast_frame(
         loaded,
@@ -73,25 +100,13 @@ def predict_online(
     if skipped:
         raise BadRequest(f"observations: {skipped[0][1]}", field="observations")
     ordered = frame.sort_values("horizon_h")
-    fc = LocationForecast(
+    return LocationForecast(
         issued_at=issue,
         model_version=loaded.version,
         **{
             c: [round(float(v), 3) for v in ordered[c]]
             for c in ("yhat", "yhat_lower", "yhat_upper")
         },
-    )
-    history = _history(obs, target, issue)
-    points, worst = forecast_points(get_scheme(settings.aqi_scheme), target, fc, history, hours)
-    return LocationForecastResponse(
-        location_id=str(place["location_id"]),
-        model_name=model_name_for(settings.model_name, target, settings.default_target),
-        model_version=loaded.version,
-        target=target,
-        unit=VARIABLES[target].unit,
-        issued_at=issue,
-        points=points,
-        worst=worst,
     )
 
 
