@@ -23,6 +23,7 @@ import datetime as dt
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -153,19 +154,9 @@ def build(
 
     # Expand issue features over the horizons: row r = pair r // H, horizon r % H + 1.
     cols: dict[str, np.ndarray] = {k: np.repeat(v, H) for k, v in f.items()}
-    h = np.tile(np.arange(1, H + 1), len(loc))
-    tt = np.repeat(t, H) + h  # target hour index
-    ll = np.repeat(loc, H)
+    rows = _Rows.of(grid, loc, t, H)
     lvl = cols["level"]
-    cols["horizon_h"] = h.astype(float)
-    target_ts = grid.hours(tt)
-    zones = places.drop_duplicates("location_id").set_index("location_id")["timezone"]
-    zones = zones.reindex(grid.location_ids).fillna("UTC").to_numpy()
-    cols["hour"], cols["dow"], cols["doy"] = calendar(target_ts, zones[ll])
-    # The same hour a day (two days) before the target: always <= t because h <= 24 (48).
-    s24, s48 = tt - 24, tt - 48
-    cols["seasonal_24"] = np.where(s24 <= np.repeat(t, H), at(ly, ll, s24), np.nan) - lvl
-    cols["seasonal_48"] = np.where(s48 <= np.repeat(t, H), at(ly, ll, s48), np.nan) - lvl
+    cols.update(_target_hour_features(grid, places, ly, np.repeat(t, H), rows, lvl))
     if spec.future_weather:
         if future is None:
             raise ValueError("spec.future_weather needs weather for the target hours")
@@ -177,15 +168,52 @@ def build(
     X = pd.DataFrame({c: cols[c].astype(np.float32) for c in spec.columns()})
     keys = pd.DataFrame(
         {
-            "location_id": pd.Categorical.from_codes(ll, categories=grid.location_ids),
+            "location_id": pd.Categorical.from_codes(rows.loc, categories=grid.location_ids),
             "issued_at": pd.DatetimeIndex(grid.hours(np.repeat(t, H))).tz_localize("UTC"),
-            "target_ts": pd.DatetimeIndex(target_ts).tz_localize("UTC"),
-            "horizon_h": h,
+            "target_ts": pd.DatetimeIndex(rows.target_ts).tz_localize("UTC"),
+            "horizon_h": rows.h,
             "level": lvl,
             "anchor": np.expm1(lvl),
         }
     )
     return X, keys
+
+
+class _Rows(NamedTuple):
+    """The feature rows of issue pairs x horizons: each row's horizon, target hour index,
+    location index and target hour."""
+
+    h: np.ndarray
+    tt: np.ndarray
+    loc: np.ndarray
+    target_ts: np.ndarray
+
+    @classmethod
+    def of(cls, grid: Grid, loc: np.ndarray, t: np.ndarray, H: int) -> _Rows:
+        h = np.tile(np.arange(1, H + 1), len(loc))
+        tt = np.repeat(t, H) + h  # target hour index
+        return cls(h, tt, np.repeat(loc, H), grid.hours(tt))
+
+
+def _target_hour_features(
+    grid: Grid,
+    places: pd.DataFrame,
+    ly: np.ndarray,
+    issued: np.ndarray,
+    rows: _Rows,
+    lvl: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per row: the horizon, the target hour's local calendar, and the target a day (two
+    days) before the target hour, relative to the level (`issued`: each row's issue hour)."""
+    cols = {"horizon_h": rows.h.astype(float)}
+    zones = places.drop_duplicates("location_id").set_index("location_id")["timezone"]
+    zones = zones.reindex(grid.location_ids).fillna("UTC").to_numpy()
+    cols["hour"], cols["dow"], cols["doy"] = calendar(rows.target_ts, zones[rows.loc])
+    # The same hour a day (two days) before the target: always <= t because h <= 24 (48).
+    s24, s48 = rows.tt - 24, rows.tt - 48
+    cols["seasonal_24"] = np.where(s24 <= issued, at(ly, rows.loc, s24), np.nan) - lvl
+    cols["seasonal_48"] = np.where(s48 <= issued, at(ly, rows.loc, s48), np.nan) - lvl
+    return cols
 
 
 def _target_features(

@@ -73,6 +73,33 @@ def summarise(
     view's unless a row was corrected). It runs over time slices of about SUMMARY_CELLS
     rows for `locations` locations, as DuckDB keeps what a query scanned in its buffers
     (2.1 GB for one aggregate over 10,000 locations x 365 days; 0.5 GB in 30-day slices)."""
+    parts, days = _sliced_aggregates(warehouse, spec, start, end, locations)
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return WindowSummary(hashlib.sha256(b"").hexdigest(), 0, 0, None, None, ())
+    frame = pd.concat(parts, ignore_index=True)
+    frame["location_id"] = frame["location_id"].astype(str)
+    canon = _canonical(frame)
+    hashed = pd.util.hash_pandas_object(canon, index=False).to_numpy()
+    day_counts = pd.concat(days, ignore_index=True).groupby("day")["n"].sum()
+    return WindowSummary(
+        fingerprint=hashlib.sha256(hashed.tobytes()).hexdigest(),
+        observations=int(canon["n"].sum()),
+        locations=len(canon),
+        oldest=pd.Timestamp(frame["first_ts"].min()).to_pydatetime(),
+        newest=pd.Timestamp(frame["last_ts"].max()).to_pydatetime(),
+        location_ids=tuple(canon["location_id"]),
+        target_by_day=tuple(
+            (pd.Timestamp(d).date(), int(n)) for d, n in day_counts.sort_index().items()
+        ),
+    )
+
+
+def _sliced_aggregates(
+    warehouse: Warehouse, spec: FeatureSpec, start: dt.datetime, end: dt.datetime, locations: int
+) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
+    """The per-location aggregates and the per-day target counts of (start, end], each
+    queried over time slices of about SUMMARY_CELLS rows (see `summarise`)."""
     cols = grid_columns(spec)
     sums = ", ".join(
         f"COUNT({c}) AS n_{c}, SUM(CAST(ROUND({c} * {SCALE}) AS INT64)) AS s_{c}" for c in cols
@@ -95,11 +122,12 @@ def summarise(
         parts.append(warehouse.query(per_location, {"start": a, "end": b}))
         days.append(warehouse.query(per_day, {"start": a, "end": b}))
         a = b
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return WindowSummary(hashlib.sha256(b"").hexdigest(), 0, 0, None, None, ())
-    frame = pd.concat(parts, ignore_index=True)
-    frame["location_id"] = frame["location_id"].astype(str)
+    return parts, days
+
+
+def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per location (sorted) from the slices' aggregates: the integer sums added,
+    the extent and the newest ingestion as fixed-format text, ready to hash."""
     numeric = [
         c for c in frame.columns if c not in ("location_id", "first_ts", "last_ts", "ingested")
     ]
@@ -108,20 +136,7 @@ def summarise(
     canon = grouped[numeric].sum()
     for c, how in (("first_ts", "min"), ("last_ts", "max"), ("ingested", "max")):
         canon[c] = grouped[c].agg(how).dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
-    canon = canon.reset_index()
-    hashed = pd.util.hash_pandas_object(canon, index=False).to_numpy()
-    day_counts = pd.concat(days, ignore_index=True).groupby("day")["n"].sum()
-    return WindowSummary(
-        fingerprint=hashlib.sha256(hashed.tobytes()).hexdigest(),
-        observations=int(canon["n"].sum()),
-        locations=len(canon),
-        oldest=pd.Timestamp(frame["first_ts"].min()).to_pydatetime(),
-        newest=pd.Timestamp(frame["last_ts"].max()).to_pydatetime(),
-        location_ids=tuple(canon["location_id"]),
-        target_by_day=tuple(
-            (pd.Timestamp(d).date(), int(n)) for d, n in day_counts.sort_index().items()
-        ),
-    )
+    return canon.reset_index()
 
 
 class WarehouseObservations:
