@@ -54,8 +54,12 @@ $(TOOLS)/.checkov-$(CHECKOV_VERSION):
 checkov: $(TOOLS)/.checkov-$(CHECKOV_VERSION)  ## Security-scan terraform/ (must have zero failed checks)
 	env -u BC_API_KEY $(TOOLS)/bin/checkov -d terraform --framework terraform --quiet --compact --skip-download
 
-test: install-dev lint checkov  ## Lint, then every test (emulators included)
-	$(BIN)/pytest
+# One worker per core, a test file per worker at a time (its module fixtures built once),
+# in collection order: tests/conftest.py puts the longest files first, one per worker.
+PYTEST_WORKERS ?= auto
+
+test: install-dev lint checkov  ## Lint, then every test (emulators included), on every core
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 demo: install  ## Backfill, train, forecast, then serve the api, dashboard and scheduler locally
 	$(BIN)/aircast demo

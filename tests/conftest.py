@@ -18,6 +18,16 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _datasets = itertools.count()
 
 
+# The longest test files, started first so that under `make test` (pytest-xdist, a file
+# per worker in collection order) each runs beside the rest of the suite, not after it.
+LONGEST_FIRST = ("tests/ops/test_demo.py", "tests/test_e2e.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
+
+
 @pytest.fixture(scope="session")
 def bq_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEndpoints]:
     with bigquery_emulator(PROJECT, tmp_path_factory.mktemp("bqemulator")) as endpoints:
