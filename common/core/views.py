@@ -97,6 +97,26 @@ def _aqi_view() -> str:
     issue's forecast after it. Per band: the NowCast of those hours and their last 8 hours'
     mean (each with the counts its rule needs), which `sql_hourly_index` turns into the index.
     """
+    helpers, cols = _index_columns()
+    carried = ", ".join(["f.*", *(f"g.nowcast_{b}" for b in _BANDS), *helpers])
+    series = _aqi_series() + (
+        f", h AS (SELECT {carried} FROM f JOIN g "
+        "ON g.location_id = f.location_id AND g.target = f.target AND g.target_ts = f.target_ts) "
+    )
+    forecast = ", ".join(f"h.{c}" for c in TABLES["forecasts"].column_names)
+    inner = f"SELECT {forecast}, {', '.join(cols)} FROM h"
+    cats = []
+    for scheme in SCHEMES.values():
+        name = scheme.name.replace("-", "_")
+        for label in ("aqi", "aqi_lower", "aqi_upper"):
+            category = label.replace("aqi", "category")
+            cats.append(f"{sql_category(scheme, f'{label}_{name}')} AS {category}_{name}")
+    return f"{series}SELECT a.*, {', '.join(cats)} FROM ({inner}) AS a"
+
+
+def _aqi_series() -> str:
+    """The CTEs up to `g`: per forecast hour and band, the 12 hours up to it (observed to the
+    issue time, that issue's forecast after), their NowCast and their last 8 hours' mean."""
     ago = "TIMESTAMP_SUB(f.target_ts, INTERVAL k HOUR)"
     values = ", ".join(
         f"CASE WHEN {ago} <= f.issued_at THEN {_actual_case()} ELSE p.{b} END AS v_{b}"
@@ -120,7 +140,7 @@ def _aqi_view() -> str:
         f"THEN AVG(CASE WHEN k < {MEAN_8H_HOURS} THEN v_{b} END) END AS mean8_{b}"
         for b in _BANDS
     )
-    series = (
+    return (
         "WITH f AS (SELECT * FROM latest_forecasts), "
         # the forecasts of each issue (re-runs once), for the hours between it and each hour
         "p AS (SELECT location_id, target, issued_at, target_ts, yhat, yhat_lower, yhat_upper "
@@ -134,6 +154,11 @@ def _aqi_view() -> str:
         f"s AS (SELECT w.*, {spread} FROM w), "
         f"g AS (SELECT {key}, {stats} FROM s GROUP BY {key})"
     )
+
+
+def _index_columns() -> tuple[list[str], list[str]]:
+    """(the helper inputs each scheme's hourly index reads, carried in `h`; the index
+    columns `aqi_<scheme>`, `aqi_lower_<scheme>`, `aqi_upper_<scheme>`, one CASE by target)."""
     helpers, cols = [], []
     for scheme in SCHEMES.values():
         name = scheme.name.replace("-", "_")
@@ -149,20 +174,7 @@ def _aqi_view() -> str:
                 index = sql_hourly_index(scheme, p, f"h.{band}", f"h.nowcast_{band}", inputs)
                 arms.append(f"WHEN '{p}' THEN {index}")
             cols.append(f"CASE h.target {' '.join(arms)} END AS {label}_{name}")
-    carried = ", ".join(["f.*", *(f"g.nowcast_{b}" for b in _BANDS), *helpers])
-    series += (
-        f", h AS (SELECT {carried} FROM f JOIN g "
-        "ON g.location_id = f.location_id AND g.target = f.target AND g.target_ts = f.target_ts) "
-    )
-    forecast = ", ".join(f"h.{c}" for c in TABLES["forecasts"].column_names)
-    inner = f"SELECT {forecast}, {', '.join(cols)} FROM h"
-    cats = []
-    for scheme in SCHEMES.values():
-        name = scheme.name.replace("-", "_")
-        for label in ("aqi", "aqi_lower", "aqi_upper"):
-            category = label.replace("aqi", "category")
-            cats.append(f"{sql_category(scheme, f'{label}_{name}')} AS {category}_{name}")
-    return f"{series}SELECT a.*, {', '.join(cats)} FROM ({inner}) AS a"
+    return helpers, cols
 
 
 VIEWS: dict[str, View] = {

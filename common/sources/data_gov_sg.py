@@ -86,74 +86,86 @@ class DataGovSgSource(Source):
         return batch
 
     def _day(self, day: dt.date, batch: Batch, regions: dict[str, Location]) -> None:
+        """Every page of one day's readings into `batch` (and its regions into `regions`);
+        a failed page marks the day failed (`sg:<day>`) and ends it."""
         token: str | None = None
         for _ in range(MAX_PAGES):
-            params = {"date": day.isoformat(), **({"paginationToken": token} if token else {})}
-            try:
-                resp = get(
-                    self.session,
-                    self.settings.data_gov_sg_url,
-                    params,
-                    self.settings.http_timeout_seconds,
-                )
-            except SourceError as exc:
-                batch.failed[f"sg:{day}"] = str(exc)
+            data = self._page(day, token, batch)
+            if data is None:
                 return
-            if resp.status_code == 404:
-                return  # "Data not found": nothing published for that day yet
-            try:
-                body = resp.json()
-            except ValueError:
-                if resp.status_code != 200:  # an error page, not data: nothing to quarantine
-                    batch.failed[f"sg:{day}"] = f"HTTP {resp.status_code}"
-                    return
-                batch.failed[f"sg:{day}"] = "malformed JSON"
-                batch.rejected.append(
-                    Rejection(None, None, "malformed JSON", payload_text(resp.text[:5000]))
-                )
-                return
-            if resp.status_code != 200:
-                msg = body.get("errorMsg") if isinstance(body, dict) else None
-                batch.failed[f"sg:{day}"] = f"HTTP {resp.status_code}: {msg or body}"
-                return
-            try:
-                parsed = _Response.model_validate(body)
-            except ValidationError as exc:
-                reason = f"malformed data.gov.sg answer: {validation_message(exc, 'response')[1]}"
-                batch.failed[f"sg:{day}"] = reason
-                batch.rejected.append(Rejection(None, None, reason, payload_text(body)))
-                return
-            if parsed.code != 0 or parsed.data is None:
-                batch.failed[f"sg:{day}"] = f"data.gov.sg error {parsed.code}: {parsed.errorMsg}"
-                return
-            for r in parsed.data.regionMetadata:
-                lid = location_id(r.name)
-                regions[lid] = Location(
-                    lid,
-                    f"Singapore {r.name}",
-                    r.labelLocation.latitude,
-                    r.labelLocation.longitude,
-                    self.name,
-                    "Asia/Singapore",
-                )
-            rows = []
-            for item in parsed.data.items:
-                for region, value in item.readings.get("pm25_one_hourly", {}).items():
-                    rows.append(
-                        {
-                            "location_id": location_id(region),
-                            "ts": item.timestamp,
-                            "pm2_5": value,
-                            "payload": payload_text(item.model_dump()),
-                        }
-                    )
-            if rows:
-                frame = pd.DataFrame(rows)
-                frame["ts"] = pd.to_datetime(
-                    frame["ts"], utc=True, errors="coerce", format="ISO8601"
-                )
-                batch.observations = pd.concat([batch.observations, frame], ignore_index=True)
-            token = parsed.data.paginationToken
+            self._take(data, batch, regions)
+            token = data.paginationToken
             if not token:
                 return
         batch.failed[f"sg:{day}"] = f"more than {MAX_PAGES} pages; stopped"
+
+    def _page(self, day: dt.date, token: str | None, batch: Batch) -> _Data | None:
+        """One page of the day's answer; None when there is none (nothing published yet, or
+        a failure, recorded in `batch` and quarantined when the answer was malformed)."""
+        params = {"date": day.isoformat(), **({"paginationToken": token} if token else {})}
+        try:
+            resp = get(
+                self.session,
+                self.settings.data_gov_sg_url,
+                params,
+                self.settings.http_timeout_seconds,
+            )
+        except SourceError as exc:
+            batch.failed[f"sg:{day}"] = str(exc)
+            return None
+        if resp.status_code == 404:
+            return None  # "Data not found": nothing published for that day yet
+        try:
+            body = resp.json()
+        except ValueError:
+            if resp.status_code != 200:  # an error page, not data: nothing to quarantine
+                batch.failed[f"sg:{day}"] = f"HTTP {resp.status_code}"
+                return None
+            batch.failed[f"sg:{day}"] = "malformed JSON"
+            batch.rejected.append(
+                Rejection(None, None, "malformed JSON", payload_text(resp.text[:5000]))
+            )
+            return None
+        if resp.status_code != 200:
+            msg = body.get("errorMsg") if isinstance(body, dict) else None
+            batch.failed[f"sg:{day}"] = f"HTTP {resp.status_code}: {msg or body}"
+            return None
+        try:
+            parsed = _Response.model_validate(body)
+        except ValidationError as exc:
+            reason = f"malformed data.gov.sg answer: {validation_message(exc, 'response')[1]}"
+            batch.failed[f"sg:{day}"] = reason
+            batch.rejected.append(Rejection(None, None, reason, payload_text(body)))
+            return None
+        if parsed.code != 0 or parsed.data is None:
+            batch.failed[f"sg:{day}"] = f"data.gov.sg error {parsed.code}: {parsed.errorMsg}"
+            return None
+        return parsed.data
+
+    def _take(self, data: _Data, batch: Batch, regions: dict[str, Location]) -> None:
+        """A page's regions (as locations) and its hourly pm2_5 readings (as observations)."""
+        for r in data.regionMetadata:
+            lid = location_id(r.name)
+            regions[lid] = Location(
+                lid,
+                f"Singapore {r.name}",
+                r.labelLocation.latitude,
+                r.labelLocation.longitude,
+                self.name,
+                "Asia/Singapore",
+            )
+        rows = []
+        for item in data.items:
+            for region, value in item.readings.get("pm25_one_hourly", {}).items():
+                rows.append(
+                    {
+                        "location_id": location_id(region),
+                        "ts": item.timestamp,
+                        "pm2_5": value,
+                        "payload": payload_text(item.model_dump()),
+                    }
+                )
+        if rows:
+            frame = pd.DataFrame(rows)
+            frame["ts"] = pd.to_datetime(frame["ts"], utc=True, errors="coerce", format="ISO8601")
+            batch.observations = pd.concat([batch.observations, frame], ignore_index=True)

@@ -140,52 +140,62 @@ def _fetch(
     try:
         resp = get(session, url, params, settings.http_timeout_seconds)
     except SourceError as exc:
+        items: list[Any] | str = str(exc)
+    else:
+        items = _items(resp, url, len(chunk))
+    if isinstance(items, str):  # the whole request failed
         for loc in chunk:
-            batch.failed[loc.location_id] = str(exc)
-        return {}
-    if resp.status_code != 200:
-        for loc in chunk:
-            batch.failed[loc.location_id] = f"{url}: HTTP {resp.status_code}: {error_reason(resp)}"
-        return {}
-    try:
-        body: Any = resp.json()
-    except ValueError:
-        for loc in chunk:
-            batch.failed[loc.location_id] = "malformed JSON from Open-Meteo"
-        return {}
-    items = body if isinstance(body, list) else [body]
-    if len(items) != len(chunk):
-        for loc in chunk:
-            batch.failed[loc.location_id] = (
-                f"expected {len(chunk)} locations in the answer, got {len(items)}"
-            )
+            batch.failed[loc.location_id] = items
         return {}
     out = {}
     for loc, item in zip(chunk, items, strict=True):
-        try:
-            parsed = LocationResponse.model_validate(item)
-        except ValidationError:
-            reason = "malformed Open-Meteo answer"
-            batch.failed[loc.location_id] = reason
-            batch.rejected.append(Rejection(loc.location_id, None, reason, payload_text(item)))
-            continue
-        hourly = parsed.hourly.model_extra or {}
-        frame = pd.DataFrame({"ts": pd.to_datetime(parsed.hourly.time, utc=True)})
-        for name in names:
-            if name not in hourly:
-                continue
-            base = name.split("_previous_day")[0]
-            unit = parsed.hourly_units.get(name)
-            if unit is not None and unit_text(unit) != VARIABLES[base].unit:
-                reason = f"{name}: unit {unit!r}, expected {VARIABLES[base].unit!r}"
-                batch.rejected.append(
-                    Rejection(loc.location_id, None, reason, payload_text({name: unit}))
-                )
-                continue
-            values = pd.to_numeric(pd.Series(hourly[name], dtype=object), errors="coerce")
-            frame[name] = values.to_numpy(dtype=float)
-        keep = (frame["ts"] >= pd.Timestamp(window.start)) & (
-            frame["ts"] <= pd.Timestamp(window.end)
-        )
-        out[loc.location_id] = frame[keep.to_numpy()].reset_index(drop=True)
+        frame = _location_frame(loc, item, names, window, batch)
+        if frame is not None:
+            out[loc.location_id] = frame
     return out
+
+
+def _items(resp: requests.Response, url: str, n: int) -> list[Any] | str:
+    """The answer's `n` location items, or why the request failed (for all of them)."""
+    if resp.status_code != 200:
+        return f"{url}: HTTP {resp.status_code}: {error_reason(resp)}"
+    try:
+        body: Any = resp.json()
+    except ValueError:
+        return "malformed JSON from Open-Meteo"
+    items = body if isinstance(body, list) else [body]
+    if len(items) != n:
+        return f"expected {n} locations in the answer, got {len(items)}"
+    return items
+
+
+def _location_frame(
+    loc: Location, item: Any, names: list[str], window: Window, batch: Batch
+) -> pd.DataFrame | None:
+    """One location's frame (ts, each name) within the window; None when its item is
+    malformed (the location failed, the item quarantined); a wrong unit leaves that column
+    out, quarantined."""
+    try:
+        parsed = LocationResponse.model_validate(item)
+    except ValidationError:
+        reason = "malformed Open-Meteo answer"
+        batch.failed[loc.location_id] = reason
+        batch.rejected.append(Rejection(loc.location_id, None, reason, payload_text(item)))
+        return None
+    hourly = parsed.hourly.model_extra or {}
+    frame = pd.DataFrame({"ts": pd.to_datetime(parsed.hourly.time, utc=True)})
+    for name in names:
+        if name not in hourly:
+            continue
+        base = name.split("_previous_day")[0]
+        unit = parsed.hourly_units.get(name)
+        if unit is not None and unit_text(unit) != VARIABLES[base].unit:
+            reason = f"{name}: unit {unit!r}, expected {VARIABLES[base].unit!r}"
+            batch.rejected.append(
+                Rejection(loc.location_id, None, reason, payload_text({name: unit}))
+            )
+            continue
+        values = pd.to_numeric(pd.Series(hourly[name], dtype=object), errors="coerce")
+        frame[name] = values.to_numpy(dtype=float)
+    keep = (frame["ts"] >= pd.Timestamp(window.start)) & (frame["ts"] <= pd.Timestamp(window.end))
+    return frame[keep.to_numpy()].reset_index(drop=True)

@@ -216,6 +216,39 @@ class SyntheticSource(Source):
             else pd.DatetimeIndex([], tz="UTC")
         )
         frame, d = self._weather(loc, grid)
+        pm25, pm10, no2, ozone, heating = self._pollutants(loc, grid, d)
+        at = np.searchsorted(grid.as_unit("s").asi8, ts.floor("h").as_unit("s").asi8)
+        sensor = lambda name, sd: np.exp(  # noqa: E731
+            sd * (uniform(k(name), h) + uniform(k(name + "2"), h) - 1) * 2.45
+        )
+        pm25_obs = pm25[at] * sensor("n-pm25", 0.09)
+        out = pd.DataFrame(
+            {
+                "location_id": loc.location_id,
+                "ts": ts,
+                "pm2_5": pm25_obs.round(1),
+                "pm10": (pm10[at] * sensor("n-pm10", 0.1)).round(1),
+                "nitrogen_dioxide": (no2[at] * sensor("n-no2", 0.1)).round(1),
+                "ozone": (ozone[at] * sensor("n-o3", 0.06)).round(1),
+                "sulphur_dioxide": (2 + 0.08 * pm25[at] * heating[at] * sensor("n-so2", 0.2)).round(
+                    1
+                ),
+                "carbon_monoxide": (150 + 6 * pm25[at] + 40 * no2[at] / 10).round(0),
+                **{c: frame[c].to_numpy()[at] for c in frame.columns},
+            }
+        )
+        if not gaps:
+            return out
+        return self._with_gaps(loc, out, h)
+
+    def _pollutants(
+        self, loc: Location, grid: pd.DatetimeIndex, d: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The true pm2_5, pm10, nitrogen dioxide and ozone of the box model on the hourly
+        `grid` from the weather drivers `d`, and the heating demand (which also drives sulphur
+        dioxide): emissions by traffic and heating carried over MEMORY hours, lost to
+        deposition, wind and rain, diluted by the mixing layer."""
+        k = lambda name: self._key(loc, name)  # noqa: E731
         local = grid.tz_convert(zoneinfo.ZoneInfo(loc.timezone))
         lh = local.hour.to_numpy()
         dow = local.day_of_week.to_numpy()
@@ -249,28 +282,11 @@ class SyntheticSource(Source):
         ozone = np.clip((28 + 0.5 * ozone_made) * (0.55 + 0.45 * d["mix"]) - 0.55 * no2, 2, None)
         dust = 2 * scale**0.5 * np.clip(d["wind"] - 15, 0, None) ** 1.5 / 10 * (d["rh"] < 60)
         pm10 = pm25 * (1.35 + 0.3 * smooth(k("coarse"), grid_h(grid), 48)) + dust
-        at = np.searchsorted(grid.as_unit("s").asi8, ts.floor("h").as_unit("s").asi8)
-        sensor = lambda name, sd: np.exp(  # noqa: E731
-            sd * (uniform(k(name), h) + uniform(k(name + "2"), h) - 1) * 2.45
-        )
-        pm25_obs = pm25[at] * sensor("n-pm25", 0.09)
-        out = pd.DataFrame(
-            {
-                "location_id": loc.location_id,
-                "ts": ts,
-                "pm2_5": pm25_obs.round(1),
-                "pm10": (pm10[at] * sensor("n-pm10", 0.1)).round(1),
-                "nitrogen_dioxide": (no2[at] * sensor("n-no2", 0.1)).round(1),
-                "ozone": (ozone[at] * sensor("n-o3", 0.06)).round(1),
-                "sulphur_dioxide": (2 + 0.08 * pm25[at] * heating[at] * sensor("n-so2", 0.2)).round(
-                    1
-                ),
-                "carbon_monoxide": (150 + 6 * pm25[at] + 40 * no2[at] / 10).round(0),
-                **{c: frame[c].to_numpy()[at] for c in frame.columns},
-            }
-        )
-        if not gaps:
-            return out
+        return pm25, pm10, no2, ozone, heating
+
+    def _with_gaps(self, loc: Location, out: pd.DataFrame, h: np.ndarray) -> pd.DataFrame:
+        """`out` with the source's missing hours dropped and single values gone missing."""
+        k = lambda name: self._key(loc, name)  # noqa: E731
         gap = (uniform(k("gap"), h) < 0.015) | (smooth(k("outage"), h, 150) > 0.985)
         out = out[~gap].reset_index(drop=True)
         dropout = uniform(k("dropout"), (h[~gap] * 7).astype(np.int64)) < 0.01
