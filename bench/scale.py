@@ -75,6 +75,7 @@ def setup(n: int) -> None:
     import numpy as np
     import pandas as pd
 
+    from common.core.catalog import provenance_of
     from common.ingest.job import IngestRequest, run_ingest
     from common.runtime import locations
     from common.runtime.services import get_services
@@ -92,7 +93,7 @@ def setup(n: int) -> None:
         "SELECT * FROM observations WHERE ts > @a AND ts <= @b ORDER BY location_id, ts",
         {"a": hours[0] - pd.Timedelta(hours=1), "b": AS_OF},
     )
-    skip = {"location_id", "ts", "source", "run_id", "ingested_at"}
+    skip = {"location_id", "ts", "source", "run_id", "ingested_at", "provenance"}
     cols = [c for c in real.columns if c not in skip]
     base = np.stack(  # (real location, hour, column)
         [
@@ -114,7 +115,12 @@ def setup(n: int) -> None:
         frame.insert(0, "location_id", np.repeat(places["location_id"].to_numpy()[lo : lo + k], 96))
         svc.warehouse.append(
             "observations_raw",
-            frame.assign(source="synthetic", run_id="bench", ingested_at=dt.datetime.now(dt.UTC)),
+            frame.assign(
+                source="synthetic",
+                run_id="bench",
+                ingested_at=dt.datetime.now(dt.UTC),
+                provenance=provenance_of("synthetic"),
+            ),
         )
 
 
