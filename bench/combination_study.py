@@ -24,7 +24,10 @@ low-cost sensor (Delhi's strong daily cycle read by an optical sensor: hourly no
 and the over-reading in humid air such sensors have) and a sensor whose calibration
 shifts the level every week or two (Los Angeles). Each is replayed alone, as a
 deployment of places like it would serve it, from the Beijing version's calibration
-state (a new place starts from the network's weights).
+state (a new place starts from the network's weights), and, as "joined to Beijing",
+replayed with the 8 Beijing stations' rows as one network (the weights it would share
+today). The other splits add "per place": each scored station with its own weights
+(per-location weights) beside the network's. Every split adds seasonal naive.
 
 Prints, per split and variant, each station's MAE / persistence by horizon group (1-3,
 4-12, 13-24 h), over 1..24, its worst horizon and the p10-p90 coverage (the calibrated
