@@ -76,13 +76,31 @@ def persistence_sql(targets: Sequence[str], locations: bool = False) -> str:
     ids = " AND location_id IN UNNEST(@ids)" if locations else ""
     listed = ", ".join(f"'{t}'" for t in targets)
     arms = " ".join(f"WHEN '{t}' THEN p.{t}" for t in targets)
+    # Only the hours some forecast of the window was issued at are deduplicated, not every
+    # hour of (@issued_after, @hours_through]: a filter on ts keeps or drops whole
+    # (location_id, ts) partitions of the dedup, so the rows it keeps are the view's.
+    issued = (
+        "ts IN (SELECT issued_at FROM forecasts WHERE target_ts > @hours_after "
+        f"AND target_ts <= @hours_through AND target IN ({listed}){ids})"
+    )
+    where = f"ts > @issued_after AND ts <= @hours_through AND {issued}{ids}"
+    observed = newest_observations(f"location_id, ts, {', '.join(targets)}", where)
     return (
         f"SELECT a.*, CASE a.target {arms} END AS persisted "
         f"FROM (SELECT * FROM ({accuracy_sql(bounded=True)}) AS v "
         f"WHERE target IN ({listed}){ids}) AS a "
-        f"LEFT JOIN (SELECT location_id, ts, {', '.join(targets)} FROM observations "
-        f"WHERE ts > @issued_after AND ts <= @hours_through{ids}) AS p "
-        "ON p.location_id = a.location_id AND p.ts = a.issued_at"
+        f"LEFT JOIN ({observed}) AS p ON p.location_id = a.location_id AND p.ts = a.issued_at"
+    )
+
+
+def newest_observations(columns: str, where: str) -> str:
+    """`columns` of the newest row per (location_id, ts) of observations_raw among the rows
+    `where` keeps: the `observations` view's rule, in one place. A `where` on location_id
+    and ts filters before the dedup (which the view cannot promise: its filters come after
+    the window function), so only the hours asked for are deduplicated."""
+    return (
+        f"SELECT {columns} FROM observations_raw WHERE {where} QUALIFY ROW_NUMBER() OVER ("
+        "PARTITION BY location_id, ts ORDER BY ingested_at DESC, run_id DESC) = 1"
     )
 
 
@@ -190,8 +208,7 @@ VIEWS: dict[str, View] = {
         View(
             "observations",
             "The newest observation per (location_id, ts): later corrections supersede.",
-            "SELECT * FROM observations_raw WHERE TRUE QUALIFY ROW_NUMBER() OVER ("
-            "PARTITION BY location_id, ts ORDER BY ingested_at DESC, run_id DESC) = 1",
+            newest_observations("*", "TRUE"),
             ("observations_raw",),
         ),
         View(

@@ -179,13 +179,13 @@ def test_bounded_accuracy_gives_the_views_rows_for_its_hours(settings: Settings)
     joined = f"SELECT {cols}, persisted FROM ({both}) AS a "
     mine = wh.query(joined + "ORDER BY target_ts", {**window, "ids": ["a"]})
     v_cols = ", ".join(f"v.{c}" for c in cols.split(", "))
-    expected = wh.query(
+    expected_sql = (
         f"SELECT {v_cols}, o.pm2_5 AS persisted FROM forecast_accuracy AS v "
         "LEFT JOIN observations AS o ON o.location_id = v.location_id AND o.ts = v.issued_at "
         "WHERE v.target_ts > @hours_after AND v.target_ts <= @hours_through "
-        "ORDER BY v.target_ts",
-        window,
+        "ORDER BY v.target_ts"
     )
+    expected = wh.query(expected_sql, window)
     pd.testing.assert_frame_equal(mine, expected)
     one = f"SELECT {cols}, persisted FROM ({persistence_sql(['pm2_5'], True)}) AS a "
     pd.testing.assert_frame_equal(
@@ -193,6 +193,27 @@ def test_bounded_accuracy_gives_the_views_rows_for_its_hours(settings: Settings)
     )
     assert len(mine) == 4 and mine["persisted"].notna().all()
     assert wh.query(joined, {**window, "ids": ["b"]}).empty  # b has no forecasts
+
+    # Persistence deduplicates only the issue hours (the filter comes before the dedup):
+    # a later correction at an issue hour still supersedes, as in the view.
+    wh.append(
+        "observations_raw",
+        pd.DataFrame(
+            {
+                "location_id": "a",
+                "ts": [T - 3 * H, T - 4 * H],  # an issue hour, and an hour nothing was issued at
+                "pm2_5": [16.5, 99.0],
+                "source": "synthetic",
+                "run_id": "ing-2",
+                "ingested_at": T + 2 * H,
+            }
+        ),
+    )
+    corrected = wh.query(joined + "ORDER BY target_ts", {**window, "ids": ["a"]})
+    pd.testing.assert_frame_equal(corrected, wh.query(expected_sql, window))
+    by_issue = corrected.set_index("target_ts")["persisted"].astype(float)
+    assert by_issue[T - 4 * H] == 15.0  # issued T - 5 h: untouched
+    assert (by_issue.drop(T - 4 * H) == 16.5).all()  # issued T - 3 h: the correction
 
 
 def test_the_snapshots_accuracy_gives_both_groupings_from_one_query(settings: Settings):
