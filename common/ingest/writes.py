@@ -140,9 +140,11 @@ def write_forecasts(
     if frame.empty:
         return 0
     frame = frame[frame["ts"] > pd.Timestamp(as_of)].copy()
+    # `ts > @as_of` holds for every row issued at as_of (above) and prunes the table's day
+    # partitions (by ts) to the last few: without it BigQuery bills the whole table.
     done = warehouse.query(
         f"SELECT DISTINCT location_id FROM {table} "
-        "WHERE issued_at = @as_of AND location_id IN UNNEST(@ids)",
+        "WHERE issued_at = @as_of AND ts > @as_of AND location_id IN UNNEST(@ids)",
         {"as_of": as_of, "ids": sorted(frame["location_id"].unique())},
     )
     frame = frame[~frame["location_id"].isin(done["location_id"])]

@@ -69,14 +69,17 @@ def read_weather_forecasts(
 def already_forecast(
     services: Services, version: str, target: str, as_of: dt.datetime, ids: list[str] | None
 ) -> set[str]:
-    """Locations already forecast for (version, issued_at, target): a re-run skips them."""
+    """Locations already forecast for (version, issued_at, target): a re-run skips them.
+    Every forecast issued at as_of targets a later hour, so `target_ts > @as_of` changes
+    nothing but the day partitions (by target_ts) BigQuery bills: the last day or two,
+    not the whole table."""
     if ids is not None and not ids:
         return set()
     params: dict[str, Any] = {"as_of": as_of, "version": version, "target": target}
     done = services.warehouse.query(
         "SELECT DISTINCT location_id FROM forecasts "
-        "WHERE issued_at = @as_of AND model_version = @version AND target = @target"
-        + _ids_clause(params, ids),
+        "WHERE issued_at = @as_of AND target_ts > @as_of AND model_version = @version "
+        "AND target = @target" + _ids_clause(params, ids),
         params,
     )
     return set(done["location_id"].astype(str))
