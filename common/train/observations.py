@@ -115,14 +115,37 @@ def _sliced_aggregates(
         "WHERE ts > @start AND ts <= @end GROUP BY day"
     )
     step = dt.timedelta(hours=max(24, SUMMARY_CELLS // max(locations, 1)))
-    parts, days = [], []
+    # Each slice is folded into the running per-location totals as it arrives, so memory
+    # holds one row per location, not one per location and slice (at 100,000 locations
+    # the 2-day slices of the window were frames of 100,000 rows each: over 5 GB).
+    parts: list[pd.DataFrame] = []
+    days = []
     a = start
     while a < end:
         b = min(a + step, end)
-        parts.append(warehouse.query(per_location, {"start": a, "end": b}))
+        part = warehouse.query(per_location, {"start": a, "end": b})
+        if len(part):
+            parts = [_fold(pd.concat([*parts, part], ignore_index=True))]
         days.append(warehouse.query(per_day, {"start": a, "end": b}))
         a = b
     return parts, days
+
+
+_EXTENT = {"first_ts": "min", "last_ts": "max", "ingested": "max"}
+
+
+def _fold(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-location aggregates of several slices as one row per location, in the slices'
+    form: counts and integer sums added, the extent's first and last hour and the newest
+    ingestion kept (exact: `_canonical` of it equals `_canonical` of the slices)."""
+    frame = frame.assign(location_id=frame["location_id"].astype(str))
+    numeric = [c for c in frame.columns if c != "location_id" and c not in _EXTENT]
+    frame[numeric] = frame[numeric].apply(pd.to_numeric).fillna(0).astype("int64")
+    grouped = frame.groupby("location_id", sort=True)
+    out = grouped[numeric].sum()
+    for c, how in _EXTENT.items():
+        out[c] = grouped[c].agg(how)
+    return out.reset_index()
 
 
 def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
