@@ -171,9 +171,13 @@ def run(
                 updated_at=pd.Timestamp.now(tz="UTC")
             ),
         )
-        obs = local.warehouse.query("SELECT * FROM observations_raw WHERE ts > @s", {"s": start})
-        for lo in range(0, len(obs), 500_000):  # bounded memory of the set-up
-            warehouse.append("observations_raw", obs.iloc[lo : lo + 500_000])
+        for hours in range(0, 96, 8):  # 8 hours at a time: bounded memory at 100,000
+            a, b = start + dt.timedelta(hours=hours), start + dt.timedelta(hours=hours + 8)
+            obs = local.warehouse.query(
+                "SELECT * FROM observations_raw WHERE ts > @a AND ts <= @b", {"a": a, "b": b}
+            )
+            warehouse.append("observations_raw", obs)
+            print(f"set-up: observations to {iso(b)} loaded", file=sys.stderr, flush=True)
         del obs
         out["setup_s"] = round(time.perf_counter() - t0, 1)
 

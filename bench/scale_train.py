@@ -1,12 +1,14 @@
 """Scale benchmark, train part: one `aircast train` run over N synthetic locations x D days.
 
     .venv/bin/python bench/scale_train.py --locations 1000 10000 --days 365 [--code ../main]
+    .venv/bin/python bench/scale_train.py --locations 100000 --days 365 --pool 2000
 
 Set-up (not timed, reused when --home already holds it): N locations at seeded random
 coordinates in a 24 x 30 degree box (a national network: ~5 others within 100 km at
 1,000, ~50 at 10,000), each with D days of the `synthetic` source's own hourly series
 (pollutants, weather, gaps), appended to `observations_raw` in chunks, then stored in
-time order as hourly ingest runs would have written them.
+time order as hourly ingest runs would have written them. Beyond `--pool` locations the
+series are scaled copies of the pool's, written by DuckDB (see `setup`).
 
 Timed: `run_train` once at as_of = the end of the data, default settings (row budget,
 window, holdout, backtest folds), in a child process on a fresh copy of the data so that
@@ -39,8 +41,15 @@ TIMEZONE = "Europe/Berlin"
 CHUNK = 100  # locations per append
 
 
-def setup(home: Path, n: int, days: int) -> dict:
-    """Write N locations x D days of synthetic observations into a fresh home."""
+def setup(home: Path, n: int, days: int, pool: int) -> dict:
+    """Write N locations x D days of synthetic observations into a fresh home.
+
+    The source generates `pool` series in pandas (about 9 s per 100 locations x 365 days);
+    beyond the pool, location i is a copy of pool series i % pool with its pollutants
+    scaled by its own hashed factor in [0.67, 1.49], written by DuckDB week by week in time
+    order (SQL, streaming: no frame of N x D rows). The source has no spatial structure (each
+    location's series is keyed by its id alone), so copies placed at their own random
+    coordinates are as good neighbours as fresh series; the weather of copies repeats."""
     import numpy as np
     import pandas as pd
 
@@ -74,17 +83,18 @@ def setup(home: Path, n: int, days: int) -> dict:
     source = SyntheticSource(svc.settings)
     hours = pd.date_range(AS_OF - dt.timedelta(days=days) + dt.timedelta(hours=1), AS_OF, freq="h")
     t0, rows = time.perf_counter(), 0
-    for a in range(0, n, CHUNK):
+    generated = min(n, pool)
+    for a in range(0, generated, CHUNK):
         frames = [
             source.series(Location(ids[i], ids[i], lat[i], lon[i], "synthetic", TIMEZONE), hours)
-            for i in range(a, min(a + CHUNK, n))
+            for i in range(a, min(a + CHUNK, generated))
         ]
         obs = pd.concat(frames, ignore_index=True)
         rows += svc.warehouse.append(
             "observations_raw", obs.assign(source="synthetic", run_id="scale", ingested_at=now)
         )
         print(
-            f"setup: {min(a + CHUNK, n)}/{n} locations, {rows:,} rows, "
+            f"setup: {min(a + CHUNK, generated)}/{n} locations generated, {rows:,} rows, "
             f"{time.perf_counter() - t0:.0f}s",
             file=sys.stderr,
             flush=True,
@@ -97,16 +107,62 @@ def setup(home: Path, n: int, days: int) -> dict:
     with duckdb.connect(str(svc.settings.warehouse_path)) as con:
         raw = f'"{svc.settings.dataset}".observations_raw'
         con.execute("SET memory_limit = '6GB'")
+        con.execute("SET enable_progress_bar = false")
         con.execute(f"CREATE TEMP TABLE sorted AS SELECT * FROM {raw} ORDER BY ts, location_id")
         con.execute(f"DELETE FROM {raw}")
-        con.execute(f"INSERT INTO {raw} SELECT * FROM sorted")
+        if n <= pool:
+            con.execute(f"INSERT INTO {raw} SELECT * FROM sorted")
+        else:
+            rows = replicate(con, raw, n, pool, hours, t0)
         con.execute("CHECKPOINT")
     return {
         "locations": n,
         "days": days,
         "observations": rows,
+        "generated": min(n, pool),
         "setup_s": round(time.perf_counter() - t0),
     }
+
+
+def replicate(con: Any, raw: str, n: int, pool: int, hours: Any, t0: float) -> int:
+    """Fill `raw` with N locations from the `pool` series in the temp table `sorted`: day
+    by day, each day's pool rows joined to the copies that take them (days in time order,
+    rows within a day unsorted: a sort of every day's rows would double the set-up, and
+    DuckDB's zone maps then prune by day, as BigQuery's partitions do)."""
+    from common.core.schema import TABLES
+
+    pollutants = ("pm2_5", "pm10", "nitrogen_dioxide", "ozone", "sulphur_dioxide")
+    con.execute(
+        "CREATE TEMP TABLE copies AS SELECT i, 'scale-' || lpad(i::VARCHAR, 6, '0') AS id, "
+        f"'scale-' || lpad((i % {pool})::VARCHAR, 6, '0') AS of, "
+        "exp(0.8 * (hash(i, 'scale') % 1000000 / 1e6 - 0.5)) AS f "
+        f"FROM range({n}) t(i)"
+    )
+    cols = [c.name for c in TABLES["observations_raw"].columns]
+    select = ", ".join(
+        "c.id AS location_id"
+        if c == "location_id"
+        else f"round(s.{c} * c.f, 1) AS {c}"
+        if c in pollutants
+        else f"s.{c}"
+        for c in cols
+    )
+    total = 0
+    days = list(range(0, len(hours), 24))
+    for k, a in enumerate(days):
+        lo, hi = hours[a], hours[min(a + 24, len(hours)) - 1]
+        total += con.execute(
+            f"INSERT INTO {raw} ({', '.join(cols)}) SELECT {select} FROM sorted s "
+            "JOIN copies c ON c.of = s.location_id WHERE s.ts BETWEEN ? AND ?",
+            [lo.to_pydatetime(), hi.to_pydatetime()],
+        ).fetchone()[0]
+        if k % 10 == 9 or k == len(days) - 1:
+            print(
+                f"setup: day {k + 1}/{len(days)}, {total:,} rows, {time.perf_counter() - t0:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return total
 
 
 def child(home: Path) -> dict:
@@ -116,25 +172,38 @@ def child(home: Path) -> dict:
     from common.train.job import TrainRequest, run_train
 
     svc = get_services()
+    # as_of: the end of the data (AS_OF, unless a set-up was cut short: its last hour)
+    newest = svc.warehouse.query("SELECT MAX(ts) AS t FROM observations_raw")["t"][0]
+    as_of = min(AS_OF, newest.to_pydatetime())
     reads = {"queries": 0, "rows": 0}
     query = svc.warehouse.query
+
+    log = os.environ.get("SCALE_TRAIN_QUERIES")  # the run's queries, for bench/bytes_billed.py
+    sink = open(log, "w") if log else None  # noqa: SIM115 - closed at the end of the run
 
     def counted(sql: str, params: Mapping[str, Any] | None = None) -> Any:
         frame = query(sql, params)
         reads["queries"] += 1
         reads["rows"] += len(frame)
+        if sink and reads["queries"] <= 100_000:
+            line = {"function": "train", "as_of": as_of.isoformat(), "sql": sql}
+            sink.write(json.dumps({**line, "params": params or {}}, default=str) + "\n")
         return frame
 
     svc.warehouse.query = counted  # type: ignore[method-assign]
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    first = run_train(TrainRequest(as_of=AS_OF), svc)
+    first = run_train(TrainRequest(as_of=as_of), svc)
     wall = time.perf_counter() - t0
     first_reads = dict(reads)
+    if sink:
+        sink.close()
+        sink = None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t1 = time.perf_counter()
-    again = run_train(TrainRequest(as_of=AS_OF), svc)
+    again = run_train(TrainRequest(as_of=as_of), svc)
     return {
+        "as_of": as_of.isoformat(),
         "status": first["status"],
         "version": first.get("version"),
         "same_version_on_rerun": again.get("version") == first.get("version"),
@@ -150,18 +219,25 @@ def child(home: Path) -> dict:
     }
 
 
-def run(n: int, days: int, home: Path | None, code: Path) -> dict:
-    """Set up (unless `home` has the data) and time one train run of the code at `code`."""
+def run(
+    n: int, days: int, home: Path | None, code: Path, pool: int = 10_000, copy: bool = True
+) -> dict:
+    """Set up (unless `home` has the data) and time one train run of the code at `code`
+    (on a copy of the data, or with `copy=False` on the set-up's own: one run only, as the
+    next would find this one's version)."""
     home = home or Path(f"/tmp/aircast-scale-{n}x{days}")
     marker = home / "scale-setup.json"
     if not marker.exists():
-        info = setup(home, n, days)
+        info = setup(home, n, days, pool)
         marker.write_text(json.dumps(info))
     info = json.loads(marker.read_text())
     with tempfile.TemporaryDirectory(prefix="aircast-scale-run-") as tmp:
         run_home = Path(tmp) / "home"  # a fresh copy: no version or pointer of earlier runs
-        run_home.mkdir()
-        shutil.copy2(home / "warehouse.duckdb", run_home / "warehouse.duckdb")
+        if copy:
+            run_home.mkdir()
+            shutil.copy2(home / "warehouse.duckdb", run_home / "warehouse.duckdb")
+        else:
+            run_home = home
         env = {**os.environ, "PYTHONPATH": str(code)}
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(run_home)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=code)
@@ -174,12 +250,30 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--home", type=Path, help="data home (default /tmp/aircast-scale-NxD)")
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose code is timed")
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=10_000,
+        help="series the source generates; more locations are scaled copies (SQL)",
+    )
+    parser.add_argument(
+        "--queries",
+        type=Path,
+        help="write the timed run's queries (JSON lines) to QUERIES-<locations>.jsonl",
+    )
+    parser.add_argument(
+        "--no-copy",
+        action="store_true",
+        help="train on the set-up's data itself (100,000 x 365: ~25 GB not copied)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-scale-train.json"))
     args = parser.parse_args()
     results = []
     for n in args.locations:
         home = args.home if args.home and len(args.locations) == 1 else None
-        r = run(n, args.days, home, args.code.resolve())
+        if args.queries:
+            os.environ["SCALE_TRAIN_QUERIES"] = str(args.queries.resolve()) + f"-{n}.jsonl"
+        r = run(n, args.days, home, args.code.resolve(), args.pool, not args.no_copy)
         print(json.dumps(r), file=sys.stderr, flush=True)
         results.append(r)
     args.out.write_text(json.dumps(results, indent=2))
