@@ -15,6 +15,8 @@ from common.forecasting.neighbours import (
     neighbour_matrix,
     neighbours_of,
 )
+from common.sources.csv_files import BEIJING_STATIONS, beijing_location_id
+from tests.conftest import SHARED_DATA
 
 KM_PER_DEG_LAT = 6371.0 * np.pi / 180
 
@@ -119,3 +121,17 @@ def test_a_network_sparser_than_k_keeps_every_place_within_range():
     for i in range(n - 2):
         assert _row(m, i, ids) == [x for x in ids[: n - 2] if x != ids[i]]
     assert _row(m, n - 2, ids) == [ids[n - 1]] and _row(m, n - 1, ids) == [ids[n - 2]]
+
+
+def test_the_beijing_stations_keep_every_neighbour():
+    # ../shared/data's stations (8, each within 100 km of the 7 others): the cap changes
+    # nothing there, so the Beijing benchmark's features are those it had before.
+    files = sorted((SHARED_DATA / "beijing-multisite").glob("PRSA_Data_*.csv"))
+    stations = [f.name.split("_")[2] for f in files]
+    assert len(stations) == 8
+    ids = sorted(beijing_location_id(s) for s in stations)
+    lat, lon = zip(*(BEIJING_STATIONS[s] for s in stations), strict=True)
+    places = _places([beijing_location_id(s) for s in stations], np.array(lat), np.array(lon))
+    m = neighbour_matrix(ids, places)
+    for i, loc_id in enumerate(ids):
+        assert _row(m, i, ids) == [x for x in ids if x != loc_id]
