@@ -333,8 +333,9 @@ def serving_features(
     target; `common.forecasting.as_issued.read_cams`) the CAMS forecast when the model
     uses it. `neighbours` = (their places, their
     observations of the target in the REGION_HOURS up to t), for locations outside `places`
-    within NEIGHBOUR_KM of one in it: they count in the regional features and are not
-    forecast themselves.
+    among the neighbours of one in it (`neighbours.neighbours_of`: the NEIGHBOUR_K nearest
+    within NEIGHBOUR_KM): they count in the regional features and are not forecast
+    themselves.
     """
     t_end = hour64(issue_time)
     if not obs.empty:
