@@ -19,8 +19,13 @@ _datasets = itertools.count()
 
 
 # The longest test files, started first so that under `make test` (pytest-xdist, a file
-# per worker in collection order) each runs beside the rest of the suite, not after it.
-LONGEST_FIRST = ("tests/ops/test_demo.py", "tests/test_e2e.py")
+# per worker in collection order) they run side by side and beside the rest of the suite,
+# not after it.
+LONGEST_FIRST = (
+    "tests/ops/test_demo.py",
+    "tests/test_e2e_emulators.py",
+    "tests/test_e2e.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

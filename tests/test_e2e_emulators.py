@@ -1,0 +1,17 @@
+"""The main job end to end on BigQuery and Cloud Storage through their emulators: see
+tests/main_job.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.core.config import Settings
+from tests.main_job import replay_and_check
+
+pytestmark = pytest.mark.emulator
+
+
+def test_scheduled_functions_over_http_fill_the_warehouse_and_the_api(
+    gcp_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replay_and_check(gcp_settings, monkeypatch)
