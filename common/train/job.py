@@ -80,36 +80,35 @@ class HoldoutSummary(BaseModel):
     seasonal_naive_mae: float
 
 
-class TargetTraining(BaseModel):
-    """One target's part of the answer; fields past `target` are set as far as it got."""
+class TrainedVersion(BaseModel):
+    """What training a target gave, set as far as it got: one target's part of the answer
+    and, at the answer's top level, the first trained target's."""
+
+    model_name: str | None = None
+    version: str | None = None
+    tuning: TuningChoice | None = None
+    promoted: bool | None = None
+    production: str | None = None
+    gate: GateRecord | None = None
+    metrics: HoldoutSummary | None = None
+
+
+class TargetTraining(TrainedVersion):
+    """One target's part of the answer."""
 
     model_config = ConfigDict(extra="forbid")
 
     target: str
     status: str | None = None  # the target's own outcome (success, rejected, failed)
     error: str | None = None
-    model_name: str | None = None
-    version: str | None = None
-    tuning: TuningChoice | None = None
-    promoted: bool | None = None
-    production: str | None = None
-    gate: GateRecord | None = None
-    metrics: HoldoutSummary | None = None
 
 
-class TrainAnswer(RunAnswer):
+class TrainAnswer(TrainedVersion, RunAnswer):
     """The train function's answer: each target's (`targets`), and at the top level the
     first trained target's, as a single-target deployment has always answered."""
 
     targets: dict[str, TargetTraining] | None = None
     target: str | None = None
-    model_name: str | None = None
-    version: str | None = None
-    tuning: TuningChoice | None = None
-    promoted: bool | None = None
-    production: str | None = None
-    gate: GateRecord | None = None
-    metrics: HoldoutSummary | None = None
 
 
 class TrainRequest(BaseModel):
