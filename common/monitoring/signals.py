@@ -24,6 +24,12 @@ from common.warehouse import Warehouse
 
 COMPLETED = ("success", "partial", "rejected")  # a run that ran to its end
 HORIZON_GROUPS = ((1, 6), (7, 12), (13, 24), (25, 10_000))
+# A forecast's horizon group as SQL ("1-6", ...), the same in every query that groups by it.
+_HORIZON_GROUP = (
+    "CASE "
+    + " ".join(f"WHEN a.horizon_h <= {hi} THEN '{lo}-{hi}'" for lo, hi in HORIZON_GROUPS)
+    + " END"
+)
 
 
 def _hours_before(as_of: dt.datetime, times: pd.Series) -> pd.Series:
@@ -115,12 +121,11 @@ def accuracy(warehouse: Warehouse, as_of: dt.datetime, targets: Sequence[str]) -
     (persistence forecasts the value observed at issued_at), how many observations fell
     inside the band, and the CAMS baseline on the rows that have a CAMS forecast (cams_n,
     cams_abs, and the model's model_abs_cams on those rows; NULL sums where none)."""
-    groups = " ".join(f"WHEN a.horizon_h <= {hi} THEN '{lo}-{hi}'" for lo, hi in HORIZON_GROUPS)
     since = as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)
     # Both joins read only the hours they need: the window's target hours, and the issue
     # hours persistence reads (at most the longest horizon before the window).
     frame = warehouse.query(
-        f"SELECT a.model_version, CASE {groups} END AS horizons, COUNT(*) AS n, "
+        f"SELECT a.model_version, {_HORIZON_GROUP} AS horizons, COUNT(*) AS n, "
         "SUM(a.abs_error) AS model_abs, SUM(ABS(a.persisted - a.actual)) AS persistence_abs, "
         "SUM(CASE WHEN a.covered THEN 1 ELSE 0 END) AS covered, "
         "SUM(CASE WHEN a.covered IS NULL THEN 0 ELSE 1 END) AS banded, "
@@ -154,10 +159,9 @@ def served_accuracy(
     observation in the last day of the version's training window (`cutoff`): read from
     that day's partition of observations_raw alone, so the check costs one day of one
     column, not the history."""
-    groups = " ".join(f"WHEN a.horizon_h <= {hi} THEN '{lo}-{hi}'" for lo, hi in HORIZON_GROUPS)
     since = as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)
     frame = warehouse.query(
-        f"SELECT CASE {groups} END AS horizons, s.location_id IS NULL AS new_place, "
+        f"SELECT {_HORIZON_GROUP} AS horizons, s.location_id IS NULL AS new_place, "
         "COUNT(*) AS n, SUM(a.abs_error) AS served_abs, "
         "SUM(COALESCE(a.model_abs_error, a.abs_error)) AS model_abs, "
         "SUM(ABS(a.persisted - a.actual)) AS persistence_abs, "
