@@ -4,6 +4,9 @@ emulator's REST and gRPC ports the way production reaches BigQuery."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import grpc
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
@@ -16,6 +19,10 @@ from google.cloud.bigquery_storage_v1.services.big_query_write.transports import
 )
 
 from common.core.config import Settings
+
+StorageClient = TypeVar(
+    "StorageClient", bigquery_storage_v1.BigQueryReadClient, bigquery_storage_v1.BigQueryWriteClient
+)
 
 
 def make_client(settings: Settings) -> bigquery.Client:
@@ -41,26 +48,34 @@ def storage_channel(endpoint: str) -> grpc.Channel:
 def make_read_client(
     settings: Settings, channel: grpc.Channel | None = None
 ) -> bigquery_storage_v1.BigQueryReadClient:
-    """A Storage Read API client. With an endpoint override (the emulator's gRPC port) it
-    talks over an insecure channel, the way the client library takes a custom channel: a
-    transport built on that channel, the endpoint in client_options."""
-    endpoint = settings.bigquery_storage_endpoint
-    if not endpoint:
-        return bigquery_storage_v1.BigQueryReadClient()
-    transport = BigQueryReadGrpcTransport(channel=channel or storage_channel(endpoint))
-    return bigquery_storage_v1.BigQueryReadClient(
-        transport=transport, client_options=ClientOptions(api_endpoint=endpoint)
+    """A Storage Read API client (see `_storage_client`)."""
+    return _storage_client(
+        bigquery_storage_v1.BigQueryReadClient, BigQueryReadGrpcTransport, settings, channel
     )
 
 
 def make_write_client(
     settings: Settings, channel: grpc.Channel | None = None
 ) -> bigquery_storage_v1.BigQueryWriteClient:
-    """A Storage Write API client, on the endpoint override's insecure channel if one is set."""
+    """A Storage Write API client (see `_storage_client`)."""
+    return _storage_client(
+        bigquery_storage_v1.BigQueryWriteClient, BigQueryWriteGrpcTransport, settings, channel
+    )
+
+
+def _storage_client(
+    client: Callable[..., StorageClient],
+    transport: Callable[..., Any],
+    settings: Settings,
+    channel: grpc.Channel | None,
+) -> StorageClient:
+    """The default client, or with an endpoint override (the emulator's gRPC port) one that
+    talks over an insecure channel, the way the client library takes a custom channel: a
+    transport built on that channel, the endpoint in client_options."""
     endpoint = settings.bigquery_storage_endpoint
     if not endpoint:
-        return bigquery_storage_v1.BigQueryWriteClient()
-    transport = BigQueryWriteGrpcTransport(channel=channel or storage_channel(endpoint))
-    return bigquery_storage_v1.BigQueryWriteClient(
-        transport=transport, client_options=ClientOptions(api_endpoint=endpoint)
+        return client()
+    return client(
+        transport=transport(channel=channel or storage_channel(endpoint)),
+        client_options=ClientOptions(api_endpoint=endpoint),
     )
