@@ -127,6 +127,12 @@ class Accuracy(BaseModel):
     window_start: dt.datetime
     window_end: dt.datetime
     model_version: str | None = None  # None: all versions pooled
+    network: bool = Field(
+        False,
+        description="Over every location of the network: what predict publishes, in shard "
+        "0's part when sharded (the other parts carry none). False: one shard's locations "
+        "only (parts published before the network's accuracy moved to shard 0).",
+    )
     by_horizon: list[HorizonAccuracy] = []
     by_location: dict[str, float] = Field(default_factory=dict, description="MAE per location")
 

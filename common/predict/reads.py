@@ -121,7 +121,7 @@ def recent_accuracy(
     services: Services, target: str, as_of: dt.datetime, ids: list[str] | None = None
 ) -> Accuracy | None:
     """Accuracy of forecasts whose target hour fell in the last ACCURACY_DAYS (all versions),
-    over the locations `ids` when given (one shard's)."""
+    over the locations `ids` when given, else the network's (what the snapshot carries)."""
     start = as_of - dt.timedelta(days=ACCURACY_DAYS)
     if ids is not None and not ids:
         return None
@@ -152,6 +152,7 @@ def recent_accuracy(
     return Accuracy(
         window_start=start,
         window_end=as_of,
+        network=ids is None,
         by_horizon=[
             HorizonAccuracy(
                 horizon_h=int(r.horizon_h),

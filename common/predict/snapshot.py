@@ -75,7 +75,10 @@ def build_snapshot(services: Services, prediction: Prediction) -> dict[str, Any]
     info = active[cols_info].astype(object).where(active[cols_info].notna(), None)
     if "source" in active.columns:  # labelled from the source, so CAMS shows as model data
         info["provenance"] = [provenance_of(s) for s in active["source"]]
-    accuracy = recent_accuracy(services, spec.target, as_of, None if p.shards == 1 else ids)
+    # The network's recent accuracy, once a run: shard 0 computes it over every location and
+    # the other parts carry none (each shard's own would read the same whole partitions:
+    # shards are hashed, so its ids cannot prune a table clustered by location_id).
+    accuracy = recent_accuracy(services, spec.target, as_of) if p.shard == 0 else None
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": iso(dt.datetime.now(UTC)),

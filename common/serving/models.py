@@ -222,7 +222,11 @@ class MetricsResponse(BaseModel):
     model_version: str
     issued_at: dt.datetime
     accuracy: Accuracy | None = Field(
-        None, description="Recent accuracy by horizon and location; null before any is known."
+        None,
+        description="Recent accuracy by horizon and location over the whole network, as "
+        "predict computed it (once a run, in shard 0 when sharded): window_end is that run's "
+        "issue time, older than issued_at when shard 0's last run failed; null before any "
+        "is known.",
     )
     pipeline: PipelineStatus | None = Field(
         None, description="The stored health conditions; null before the monitor stored any."

@@ -145,11 +145,16 @@ def _weighted(pairs: list[tuple[int, float]]) -> float:
 
 
 def merge_accuracy(parts: list[Accuracy | None]) -> Accuracy | None:
-    """One network's accuracy from the shards' parts: per horizon, the n-weighted means of
+    """One network's accuracy from the shards' parts. Predict computes it once a run, for
+    the whole network, in shard 0's part (`network`): that one as it is, labelled by its own
+    window (an hour behind the other parts when shard 0's last run failed). Parts published
+    before that each carry their shard's: merged per horizon, the n-weighted means of
     MAE, coverage and persistence MAE (CAMS's by its cams_n) and the root of the n-weighted
-    mean squared error;
-    per location, the union (each location is in one part)."""
+    mean squared error; per location, the union (each location is in one part)."""
     known = [a for a in parts if a is not None]
+    network = [a for a in known if a.network]
+    if network:  # never pooled with a shard's own, which it already counts
+        return max(network, key=lambda a: a.window_end)
     if not known:
         return None
     by_h: dict[int, list[Any]] = {}

@@ -229,7 +229,9 @@ def test_the_snapshots_accuracy_gives_both_groupings_from_one_query(settings: Se
         (3, 1, 0.0, 1.0, 3.0),
     ]
     assert acc.by_location == {"a": 1.0}
-    assert recent_accuracy(services, "pm2_5", T) == acc  # every location: only a has rows
+    assert not acc.network  # a shard's locations only
+    whole = recent_accuracy(services, "pm2_5", T)  # every location: only a has rows
+    assert whole == acc.model_copy(update={"network": True})
     assert recent_accuracy(services, "pm2_5", T, ["b"]) is None  # b has no forecasts
 
 
@@ -289,3 +291,8 @@ def test_forecast_accuracy_carries_the_cams_baseline_as_issued(settings: Setting
     merged = merge_accuracy([acc_h, acc_h])
     assert merged is not None and merged.by_horizon[0].cams_n == 2
     assert merged.by_horizon[0].cams_mae == 7.0 and merged.by_horizon[2].cams_mae is None
+    # The network's (shard 0's part) is served as it is, never pooled with a shard's own
+    # (a part published before the network's moved to shard 0), which it already counts.
+    network = recent_accuracy(svc, "pm2_5", T)
+    assert network is not None and network.network
+    assert merge_accuracy([None, acc_h, network, None]) == network

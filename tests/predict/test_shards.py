@@ -10,7 +10,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,7 @@ from common.runtime import locations as locations_mod
 from common.runtime import services
 from common.runtime.services import get_services
 from common.serving.api import create_app
+from common.warehouse.base import Warehouse
 from tests.predict.test_predict import T, _env, location_ids, sql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,3 +195,55 @@ def test_a_killed_shard_leaves_every_part_served(
     for k in range(SHARDS):
         part = Snapshot.model_validate_json(get_services().store.get(snapshot_key(k, SHARDS)))
         assert part.issued_at == later
+
+
+def test_the_network_accuracy_is_computed_once_by_shard_0_and_served_as_one_shard_serves_it(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The snapshot's recent accuracy reads the window's partitions whole whatever the ids
+    (shards are hashed): shard 0 computes the network's once a run, the other parts carry
+    none, and the api over N parts answers what it answers over one."""
+    for hours_back in (72, 48, 24):  # forecasts whose target hours are observed by T
+        run_predict(PredictRequest(as_of=T - dt.timedelta(hours=hours_back)), get_services())
+    shutil.copytree(home, tmp_path / "sharded")  # the same warehouse, before the run at T
+    run_predict(PredictRequest(as_of=T), get_services())
+    one = create_app(get_services().settings, get_services().store).test_client()
+    expected = one.get("/v1/metrics").get_json()["accuracy"]
+    assert expected["network"] and len(expected["by_horizon"]) == 24
+    assert len(expected["by_location"]) == len(location_ids())
+
+    _env(monkeypatch, tmp_path / "sharded")
+    monkeypatch.setenv("AIRCAST_PREDICT_SHARDS", str(SHARDS))
+    services.reset()
+    ran: list[tuple[int, str]] = []  # (shard, SQL) of every query, each run for real
+    plain = Warehouse.query
+    shard_now = [0]
+
+    def counted(self: Warehouse, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        ran.append((shard_now[0], sql))
+        return plain(self, sql, params)
+
+    monkeypatch.setattr(Warehouse, "query", counted)
+    for k in range(SHARDS):
+        shard_now[0] = k
+        run_predict(PredictRequest(as_of=T, shard=k), get_services())
+    assert [k for k, sql in ran if "GROUPING SETS" in sql] == [0]  # the accuracy query, once
+    assert {k for k, _ in ran} == set(range(SHARDS))
+    store = get_services().store
+    parts = [Snapshot.model_validate_json(store.get(snapshot_key(k, SHARDS))) for k in range(4)]
+    assert parts[0].accuracy is not None and parts[0].accuracy.network
+    assert [p.accuracy for p in parts[1:]] == [None] * (SHARDS - 1)
+    client = create_app(get_services().settings, store).test_client()
+    assert client.get("/v1/metrics").get_json()["accuracy"] == expected
+
+    # Shard 0's next run fails: the others move on, the accuracy served is still its last
+    # one, labelled by its own window (ending at T), under the newer parts' issue time.
+    later = T + dt.timedelta(hours=1)
+    for k in range(1, SHARDS):
+        run_predict(PredictRequest(as_of=later, shard=k), get_services())
+    services.reset()
+    client = create_app(get_services().settings, get_services().store).test_client()
+    metrics = client.get("/v1/metrics").get_json()
+    assert pd.Timestamp(metrics["issued_at"]) == pd.Timestamp(later)
+    assert metrics["accuracy"] == expected
+    assert pd.Timestamp(metrics["accuracy"]["window_end"]) == pd.Timestamp(T)
