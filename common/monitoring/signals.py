@@ -39,11 +39,15 @@ def _hours_before(as_of: dt.datetime, times: pd.Series) -> pd.Series:
 
 def freshness(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     """Per active location (and its source): the newest observed hour at or before as_of
-    within the lookback (NULL: silent for longer), and its lag in hours."""
+    within the lookback (NULL: silent for longer), and its lag in hours.
+
+    The lookback is filtered in the joined subquery, not the join's ON clause: there it is
+    a filter on the partition column that BigQuery prunes by (the lookback's days, not
+    the year of observations) and the rows are the same."""
     frame = warehouse.query(
         "SELECT l.location_id, l.source, MAX(o.ts) AS newest "
-        "FROM current_locations AS l LEFT JOIN observations_raw AS o "
-        "ON o.location_id = l.location_id AND o.ts <= @as_of AND o.ts > @since "
+        "FROM current_locations AS l LEFT JOIN (SELECT location_id, ts FROM observations_raw "
+        "WHERE ts <= @as_of AND ts > @since) AS o ON o.location_id = l.location_id "
         "WHERE COALESCE(l.active, TRUE) GROUP BY l.location_id, l.source "
         "ORDER BY l.location_id",
         {"as_of": as_of, "since": as_of - dt.timedelta(days=th.FRESHNESS_LOOKBACK_DAYS)},

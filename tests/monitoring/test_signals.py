@@ -13,6 +13,7 @@ import pandas as pd
 from common.core.config import Settings
 from common.core.views import accuracy_sql, persistence_sql
 from common.monitoring import accuracy_condition, signals
+from common.monitoring import thresholds as th
 from common.predict.reads import recent_accuracy
 from common.runtime.services import Services
 from common.storage import open_store
@@ -132,6 +133,32 @@ def test_every_signal_query_gives_the_same_answers_on_each_backend(settings: Set
 
     recent = signals.recent_inputs(wh, ["pm2_5", "temperature_2m"], T - 3 * H, T, 2)
     assert recent.astype(float).values.tolist() == [[20.0, 1.5], [19.0, 1.5]]
+
+    # Freshness reads the lookback's partitions alone: a place observed only before it, or
+    # after as_of, is silent (no newest hour), and b's later row does not count either.
+    wh.append(
+        "locations",
+        pd.DataFrame(
+            {
+                "location_id": ["c"],
+                "name": ["C"],
+                "source": "synthetic",
+                "active": True,
+                "updated_at": T - 100 * H,
+            }  # fmt: skip
+        ),
+    )
+    days = dt.timedelta(days=th.FRESHNESS_LOOKBACK_DAYS)
+    late = pd.DataFrame(
+        [("c", T - days, 1.0), ("c", T + H, 1.0), ("b", T + H, 1.0)],
+        columns=["location_id", "ts", "pm2_5"],
+    )
+    wh.append(
+        "observations_raw", late.assign(source="synthetic", run_id="ing-2", ingested_at=T + H)
+    )
+    fresh = signals.freshness(wh, T).set_index("location_id")
+    assert fresh["lag_h"].drop("c").to_dict() == {"a": 0.0, "b": 20.0}
+    assert pd.isna(fresh.loc["c", "newest"]) and pd.isna(fresh.loc["c", "lag_h"])
 
 
 def test_bounded_accuracy_gives_the_views_rows_for_its_hours(settings: Settings):
