@@ -69,6 +69,17 @@ def issued_at_of(data: bytes) -> str:
     return head.group(1).decode()
 
 
+COUNTS = re.compile(rb'"counts":(\{[^{}]*\})')
+HEAD_BYTES = 4096  # a part's top-level fields before its maps: ~400 bytes, with room
+
+
+def counts_of(head: bytes) -> PartCounts | None:
+    """A part's `counts` from its first HEAD_BYTES, which predict writes before the maps
+    (None when absent: a part published before them; the caller then parses the part)."""
+    found = COUNTS.search(head.split(b'"locations":', 1)[0])  # the top level's, no map's
+    return None if found is None else PartCounts.model_validate_json(found.group(1))
+
+
 SCHEMA_VERSION = 1
 
 
@@ -160,6 +171,14 @@ class StaleForecast(BaseModel):
     issued_at: dt.datetime
 
 
+class PartCounts(BaseModel):
+    """What the health status needs of a part, written before its large maps so that it is
+    read from the part's first kilobytes (`counts_of`), not by parsing the whole part."""
+
+    stale: int = Field(description="Locations served their previous forecast (`stale`).")
+    missing: int = Field(description="Skipped locations with no forecast served at all.")
+
+
 class Snapshot(BaseModel):
     schema_version: int = SCHEMA_VERSION
     generated_at: dt.datetime
@@ -172,6 +191,9 @@ class Snapshot(BaseModel):
     horizon: int
     shard: int = Field(0, description="The predict shard this part holds (0 .. shards-1).")
     shards: int = Field(1, description="How many parts predict publishes.")
+    counts: PartCounts | None = Field(
+        None, description="Counted when published (None in parts published before them)."
+    )
     locations: list[LocationInfo]
     forecasts: dict[str, LocationForecast]
     observations: dict[str, RecentObservations] = Field(default_factory=dict)

@@ -42,10 +42,12 @@ def publish(
     built: dict[str, int] = {}
 
     def build(served: bytes | None) -> bytes | None:
-        doc, stale = _with_carried(snapshot, served)
+        doc, stale, missing = _with_carried(snapshot, served)
         built.clear()
         if "forecasts" in doc and str(doc["forecasts"]).strip() in ("{}", ""):
             return None
+        if "forecasts" in doc:
+            doc = _with_counts(doc, {"stale": len(stale), "missing": missing})
         body = encode_snapshot(doc)
         built.update(bytes=len(body), stale=len(stale))
         return body
@@ -79,21 +81,37 @@ def served_issued_at(data: bytes) -> dt.datetime:
     return issued
 
 
+def _with_counts(doc: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
+    """`doc` with `counts` placed before its large maps (after `shards`), within the first
+    kilobyte or so: what the monitor reads of a part without parsing its megabytes."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key == "locations":
+            out["counts"] = counts
+        out[key] = value
+    out.setdefault("counts", counts)
+    return out
+
+
 def _with_carried(
     snapshot: dict[str, Any], served: bytes | None
-) -> tuple[dict[str, Any], list[dict[str, str]]]:
+) -> tuple[dict[str, Any], list[dict[str, str]], int]:
     """`snapshot` with the served forecasts of the locations it skipped carried over,
-    where they still cover an hour after its issue time, and those listed under `stale`."""
+    where they still cover an hour after its issue time, and those listed under `stale`;
+    and how many skipped locations have no forecast served (missing)."""
     skipped = [s["location_id"] for s in snapshot.get("skipped") or []]
-    if "forecasts" not in snapshot or not skipped or served is None:
-        return snapshot, []
+    if "forecasts" not in snapshot or not skipped:
+        return snapshot, [], 0
+    forecasts = json.loads(snapshot["forecasts"])
+    missing = sum(1 for location_id in skipped if location_id not in forecasts)
+    if served is None:
+        return snapshot, [], missing
     try:
         old = json.loads(served)
         old_forecasts, old_obs = old.get("forecasts") or {}, old.get("observations") or {}
     except (ValueError, AttributeError):
-        return snapshot, []
+        return snapshot, [], missing
     issued = parse_time(snapshot["issued_at"])
-    forecasts = json.loads(snapshot["forecasts"])
     observations = json.loads(snapshot.get("observations") or "{}")
     stale = []
     for location_id in skipped:
@@ -112,9 +130,9 @@ def _with_carried(
             observations[location_id] = old_obs[location_id]
         stale.append({"location_id": location_id, "issued_at": iso(then)})
     if not stale:
-        return snapshot, []
+        return snapshot, [], missing
     doc = dict(snapshot)
     doc["forecasts"] = RawJSON(json.dumps(forecasts, separators=(",", ":")))
     doc["observations"] = RawJSON(json.dumps(observations, separators=(",", ":")))
     doc["stale"] = stale
-    return doc, stale
+    return doc, stale, sum(1 for location_id in skipped if location_id not in forecasts)

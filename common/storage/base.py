@@ -103,6 +103,11 @@ class ArtifactStore(ABC):
     def get(self, key: str) -> bytes:
         return self.get_with_generation(key)[0]
 
+    def head(self, key: str, size: int) -> bytes:
+        """The object's first `size` bytes (all of it when shorter); ObjectMissing if absent.
+        A ranged read where the store has one, so a large object is not downloaded whole."""
+        return self.get(key)[:size]
+
     def exists(self, key: str) -> bool:
         return self.generation(key) != 0
 

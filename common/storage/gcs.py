@@ -67,6 +67,12 @@ class GCSStore(ArtifactStore):
                 continue
         raise ObjectMissing(f"no artifact at gs://{self.bucket.name}/{key}")
 
+    def head(self, key: str, size: int) -> bytes:
+        try:  # a ranged GET (end inclusive): the first `size` bytes only
+            return self.bucket.blob(check_key(key)).download_as_bytes(start=0, end=size - 1)
+        except gexc.NotFound:
+            raise ObjectMissing(f"no artifact at gs://{self.bucket.name}/{key}") from None
+
     def generation(self, key: str) -> int:
         blob = self.bucket.get_blob(check_key(key))
         return 0 if blob is None else int(blob.generation or 0)

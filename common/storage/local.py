@@ -81,6 +81,15 @@ class LocalStore(ArtifactStore):
             except (FileNotFoundError, IsADirectoryError):
                 raise ObjectMissing(f"no artifact at {key}") from None
 
+    def head(self, key: str, size: int) -> bytes:
+        path = self._path(key)
+        with self._thread_lock, self._lock:
+            try:
+                with open(path, "rb") as fh:
+                    return fh.read(size)
+            except (FileNotFoundError, IsADirectoryError):
+                raise ObjectMissing(f"no artifact at {key}") from None
+
     def generation(self, key: str) -> int:
         return self._read_gen(self._path(key))
 

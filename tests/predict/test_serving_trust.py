@@ -120,3 +120,48 @@ def test_the_api_health_alerts_on_a_snapshot_dated_after_now(home: Path):
 def _part(answer: dict) -> dict:
     """What publishing did to the one snapshot part (one target, unsharded)."""
     return answer["targets"]["pm2_5"]["snapshot"]["0"]
+
+
+def test_the_counts_written_in_a_parts_head_are_what_the_monitor_reports(home: Path):
+    """Predict writes a part's stale and missing counts before its maps; the monitor's
+    snapshot condition reads them from the part's first kilobytes (a part published before
+    counts were written is parsed whole, and says the same)."""
+    from common.forecasting.snapshot import HEAD_BYTES, counts_of
+    from common.monitoring import conditions
+
+    run_predict(PredictRequest(as_of=T), get_services())
+    gone = location_ids()[0]
+    svc = get_services()
+    with svc.warehouse.connect() as con:  # type: ignore[attr-defined]
+        con.execute(
+            f"DELETE FROM {svc.settings.dataset}.observations_raw WHERE location_id = ? AND ts > ?",
+            [gone, T],
+        )
+    store = svc.store
+    # T + 8 h: gone is served its T forecast (stale); T + 30 h: that one covers no future
+    # hour any more, so gone is served nothing (missing).
+    for hours, stale, missing in ((8, 1, 0), (30, 0, 1)):
+        as_of = T + hours * HOUR
+        run_predict(PredictRequest(as_of=as_of), svc)
+        data = store.get(SNAPSHOT_KEY)
+        snap = Snapshot.model_validate_json(data)
+        served = set(snap.forecasts)
+        parsed = (len(snap.stale), sum(s.location_id not in served for s in snap.skipped))
+        assert parsed == (stale, missing)
+        counts = counts_of(data[:HEAD_BYTES])
+        assert counts is not None and (counts.stale, counts.missing) == parsed
+        assert snap.counts == counts
+        condition = conditions.snapshot(svc, as_of)
+        assert (condition.stale, condition.missing) == parsed
+        assert condition.issued_at == as_of and condition.state == "warn"
+
+        # What is past the head is not read: a part cut short there reports the same.
+        store.put(SNAPSHOT_KEY, data[:HEAD_BYTES])
+        assert conditions.snapshot(svc, as_of) == condition
+        # A part published before the counts were written is parsed whole: the same.
+        head, rest = data.split(b'"locations":', 1)
+        old = head.replace(b'"counts":' + counts.model_dump_json().encode() + b",", b"")
+        assert b'"counts"' not in old
+        store.put(SNAPSHOT_KEY, old + b'"locations":' + rest)
+        assert conditions.snapshot(svc, as_of) == condition
+        store.put(SNAPSHOT_KEY, data)

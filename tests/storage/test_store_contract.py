@@ -46,6 +46,11 @@ def test_json_helpers_and_large_objects(store: ArtifactStore):
     blob = bytes(range(256)) * 40_000  # 10 MB
     store.put("big/blob.bin", blob)
     assert store.get("big/blob.bin") == blob
+    # The first bytes alone (a ranged read on GCS), all of a shorter object, or missing.
+    assert store.head("big/blob.bin", 4096) == blob[:4096]
+    assert store.head("a/b.json", 4096) == store.get("a/b.json")
+    with pytest.raises(ObjectMissing):
+        store.head("big/none.bin", 10)
 
 
 @pytest.mark.parametrize("key", ["../etc/passwd", "/abs", "a//b", "a/./b", "a/.hidden", "", "a b"])
