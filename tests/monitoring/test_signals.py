@@ -145,7 +145,7 @@ def test_every_signal_query_gives_the_same_answers_on_each_backend(settings: Set
                 "source": "synthetic",
                 "active": True,
                 "updated_at": T - 100 * H,
-            }  # fmt: skip
+            }
         ),
     )
     days = dt.timedelta(days=th.FRESHNESS_LOOKBACK_DAYS)
