@@ -1,9 +1,11 @@
 """The main job end to end, shared by the two backends' tests (tests/test_e2e.py on DuckDB
 and a folder, tests/test_e2e_emulators.py on BigQuery and GCS through their emulators,
 only the configuration changed): the five functions served by functions-framework on
-loopback ports, the local Cloud Scheduler replaying two days of their schedules over HTTP
+loopback ports, the local Cloud Scheduler replaying 30 hours of their schedules over HTTP
 on a simulated clock, then the warehouse, the registry and the api checked against each
-other. Two files, so that `make test`'s workers run the two long replays side by side.
+other. 30 hours hold two daily trains (03:40) after the first, and forecasts of every
+horizon up to 24 h are verified before the end (48 hours checked nothing more). Two
+files, so that `make test`'s workers run the two long replays side by side.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from tests.conftest import use_settings
 from tests.train.test_train import TRAIN_ENV
 
 START = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
-END = dt.datetime(2024, 3, 2, 23, 59, tzinfo=dt.UTC)
-LAST = dt.datetime(2024, 3, 2, 23, tzinfo=dt.UTC)  # as_of of the last hourly run
+END = dt.datetime(2024, 3, 2, 5, 59, tzinfo=dt.UTC)
+LAST = dt.datetime(2024, 3, 2, 5, tzinfo=dt.UTC)  # as_of of the last hourly run
+HOURS = 30  # hourly runs from START to LAST
 H = 24
 
 
@@ -49,8 +52,8 @@ def replay_and_check(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Non
         failures = [(a.schedule, a.as_of, a.status_code, a.answer) for a in summary.failures]
         assert not failures
         runs = summary.by_function()
-        assert runs["ingest"]["runs"] == 1 + 48 and runs["predict"]["runs"] == 48
-        assert runs["train"]["runs"] == 1 + 2 and runs["monitor"]["runs"] == 48
+        assert runs["ingest"]["runs"] == 1 + HOURS and runs["predict"]["runs"] == HOURS
+        assert runs["train"]["runs"] == 1 + 2 and runs["monitor"]["runs"] == HOURS
 
         wh = svc.warehouse
         ids = sorted(wh.query("SELECT DISTINCT location_id FROM locations")["location_id"])
@@ -81,7 +84,7 @@ def replay_and_check(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Non
             skipped = {s["location_id"] for s in attempt.answer["skipped"]}
             assert sorted(set(rows["location_id"]) | skipped) == ids, attempt.as_of
             assert set(rows["n"]) == {H} and set(rows["h"]) == {H} and set(rows["h1"]) == {1}
-        assert per_run["issued_at"].nunique() == 48
+        assert per_run["issued_at"].nunique() == HOURS
 
         accuracy = wh.query(
             "SELECT horizon_h, COUNT(*) AS n FROM forecast_accuracy GROUP BY horizon_h"
@@ -98,7 +101,7 @@ def replay_and_check(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Non
         r = requests.get(f"{urls['api']}/v1/forecasts/{loc}", timeout=30)
         assert r.status_code == 200, r.text
         answer = r.json()
-        assert answer["issued_at"].startswith("2024-03-02T23:00")
+        assert answer["issued_at"].startswith("2024-03-02T05:00")
         assert answer["model_version"] == latest["model_version"].iloc[0] == pointer.version
         for col in ("yhat", "yhat_lower", "yhat_upper"):
             got = [p[col] for p in answer["points"]]
@@ -106,5 +109,5 @@ def replay_and_check(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Non
         health = requests.get(f"{urls['api']}/health", timeout=30).json()
         assert health["model_version"] == pointer.version
         # the monitor's last scheduled run stored the status the api reports
-        assert health["pipeline"]["as_of"] == "2024-03-02T23:00:00Z"
+        assert health["pipeline"]["as_of"] == "2024-03-02T05:00:00Z"
         assert [c["name"] for c in health["pipeline"]["conditions"]] == list(CONDITIONS)
