@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
+# uv installs what pip would (the same versions from PyPI, checked by a freeze diff), ~5x
+# faster on a cold cache (pip 114 s, uv 20 s for '.[dev]' on 2 cores): CI's set-up time.
+UV_VERSION := 0.13.10
+UV     := $(BIN)/python -m uv pip install --quiet
 # checkov pins dependencies that conflict with ours, so it lives in a venv of its own.
 TOOLS  ?= .venv-tools
 CHECKOV_VERSION := 3.3.30
@@ -16,14 +20,17 @@ help:  ## List the targets
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip
 
-$(VENV)/.runtime: $(BIN)/python pyproject.toml
-	$(PIP) install -e .
+$(VENV)/.uv-$(UV_VERSION): $(BIN)/python
+	$(PIP) install --upgrade pip uv==$(UV_VERSION)
 	@touch $@
 
-$(VENV)/.dev: $(BIN)/python pyproject.toml
-	$(PIP) install -e '.[dev]'
+$(VENV)/.runtime: $(VENV)/.uv-$(UV_VERSION) pyproject.toml
+	$(UV) --python $(BIN)/python -e .
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.uv-$(UV_VERSION) pyproject.toml
+	$(UV) --python $(BIN)/python -e '.[dev]'
 	@touch $@
 
 install: $(VENV)/.runtime  ## Create .venv with the runtime dependencies
@@ -45,9 +52,9 @@ format: install-dev  ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-$(TOOLS)/.checkov-$(CHECKOV_VERSION):
+$(TOOLS)/.checkov-$(CHECKOV_VERSION): $(VENV)/.uv-$(UV_VERSION)
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip --disable-pip-version-check --quiet install checkov==$(CHECKOV_VERSION)
+	$(UV) --python $(TOOLS)/bin/python checkov==$(CHECKOV_VERSION)
 	@touch $@
 
 # Offline: no API key (nothing is sent to Prisma Cloud), no download of guidelines.
