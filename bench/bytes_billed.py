@@ -10,9 +10,12 @@ types (STRING 2 + UTF-8 bytes, INT64 / FLOAT64 / TIMESTAMP 8, BOOL 1, NULL 0), w
 minimum per table referenced and per query.
 
 1. Queries: the schedules replayed locally (DuckDB, the synthetic source's places) for one
-   simulated day after a warm-up; every `Warehouse.query` of each run is kept with its
-   parameters (one ingest, predict and monitor run of the replay's last hour, and the
-   daily train). A train run's queries depend on the network's size (the sampled reads
+   simulated day after a warm-up, predict as CAPTURE_SHARDS shard jobs as a sharded
+   deployment runs it; every `Warehouse.query` of each run is kept with its parameters
+   (one ingest and monitor run of the replay's last hour, its predict shard 0 and shard 1,
+   and the daily train). At N locations predict is ceil(N / 10,000) shards: shard 0's
+   queries once (it alone computes the network's accuracy) and shard 1's for each other
+   shard. A train run's queries depend on the network's size (the sampled reads
    above 500,000 cells), so `--train-queries` takes those `bench/scale_train.py --queries`
    wrote at that size.
 2. Sizes: rows written per day to each table during the replayed day, per location for
@@ -26,7 +29,7 @@ minimum per table referenced and per query.
 
 An upper bound where BigQuery reads less: block pruning on clustered columns (a predict
 shard's `location_id IN UNNEST(@ids)` on tables clustered by location_id) is not
-counted, so each of the ceil(N / 10,000) predict shards bills whole partitions.
+counted, so each predict shard bills whole partitions for its own scans.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ TIB = 1024**4
 MIN_BILLED = 10 * MB  # per table referenced and per query
 HELD_DAYS = 365  # a year of operation: the days a table holds (or its partition expiry)
 PER_SHARD = 10_000  # locations per predict shard (docs/scale.md)
+CAPTURE_SHARDS = 2  # the replay's predict shards: shard 0 and one other, as each of N runs
 START = dt.datetime(2024, 2, 28, 0, tzinfo=dt.UTC)  # the replayed day (any past day)
 RUNS_PER_MONTH = {"ingest": 24 * 30, "predict": 24 * 30, "monitor": 24 * 30, "train": 30}
 TYPE_BYTES = {"FLOAT64": 8, "INT64": 8, "TIMESTAMP": 8, "BOOL": 1}
@@ -86,8 +90,10 @@ def capture(home: Path) -> tuple[list[dict[str, Any]], dict[str, TableSize]]:
     for k, v in {"AIRCAST_TRAIN_MAX_ROWS": "6000", "AIRCAST_TRAIN_HOLDOUT_DAYS": "3",
                  "AIRCAST_TRAIN_BACKTEST_FOLDS": "0"}.items():  # fmt: skip
         os.environ.setdefault(k, v)
+    os.environ["AIRCAST_PREDICT_SHARDS"] = str(CAPTURE_SHARDS)
     from common.runtime.services import get_services
     from common.scheduling.local import InProcessInvoker, replay
+    from common.scheduling.schedules import SCHEDULES, expand
     from common.warehouse.base import Warehouse
 
     log: list[dict[str, Any]] = []
@@ -102,22 +108,34 @@ def capture(home: Path) -> tuple[list[dict[str, Any]], dict[str, TableSize]]:
 
     def attempt(a: Any) -> None:
         taken = sum(len(r["queries"]) for r in runs)
-        runs.append({"function": a.function, "as_of": a.as_of, "queries": log[taken:]})
+        shard = int(a.schedule.rsplit("-shard-", 1)[1]) if "-shard-" in a.schedule else None
+        runs.append(
+            {"function": a.function, "shard": shard, "as_of": a.as_of, "queries": log[taken:]}
+        )
 
     invoker = InProcessInvoker()
-    replay(invoker, START - dt.timedelta(hours=2), START, warmup=dt.timedelta(days=28))
+    schedules = expand(SCHEDULES, CAPTURE_SHARDS)
+    replay(invoker, START - dt.timedelta(hours=2), START, warmup=dt.timedelta(days=28),
+           schedules=schedules)  # fmt: skip
     svc = get_services()
     before = table_rows(svc)
     log.clear()
-    replay(invoker, START, START + dt.timedelta(hours=23, minutes=59), on_attempt=attempt)
+    replay(invoker, START, START + dt.timedelta(hours=23, minutes=59), on_attempt=attempt,
+           schedules=schedules)  # fmt: skip
     after = table_rows(svc)
     Warehouse.query = plain_query  # type: ignore[method-assign]
-    chosen: dict[str, dict[str, Any]] = {}
-    for r in runs:  # the last run of each function
-        chosen[r["function"]] = r
+    chosen: dict[tuple[str, int | None], dict[str, Any]] = {}
+    for r in runs:  # the last run of each function (and predict shard)
+        chosen[(r["function"], r["shard"])] = r
     queries = [
-        {"function": f, "as_of": r["as_of"].isoformat(), **q, "params": dict(q["params"])}
-        for f, r in chosen.items()
+        {
+            "function": f,
+            "shard": k,
+            "as_of": r["as_of"].isoformat(),
+            **q,
+            "params": dict(q["params"]),
+        }
+        for (f, k), r in chosen.items()
         for q in r["queries"]
     ]
     locations = int(svc.warehouse.query("SELECT COUNT(*) AS n FROM current_locations")["n"][0])
@@ -295,6 +313,18 @@ def billed(
     return {"bytes": total, "tables": dict(per_table), "days": days_read}
 
 
+def runs_of(query: Mapping[str, Any], shards: int) -> int:
+    """How many runs an hour (or a day, for train) make `query` at `shards` predict shards:
+    a predict query of shard 0 once, of the captured other shard once per other shard;
+    one that names no shard (a capture made before shards were replayed) once per shard."""
+    if query["function"] != "predict":
+        return 1
+    shard = query.get("shard")
+    if shard is None:
+        return shards
+    return 1 if shard == 0 else shards - 1
+
+
 def label(sql: str) -> str:
     text = " ".join(sql.split())
     return text[:90] + ("..." if len(text) > 90 else "")
@@ -332,9 +362,11 @@ def main() -> None:
                 mine += [json.loads(line) for line in f]
         shards = max(1, math.ceil(n / PER_SHARD))
         for q in mine:
+            copies = runs_of(q, shards)
+            if not copies:
+                continue
             as_of = dt.datetime.fromisoformat(q["as_of"])
             b = billed(q["sql"], load_params(q["params"]), as_of, n, tables)
-            copies = shards if q["function"] == "predict" else 1
             rows.append({"locations": n, "function": q["function"], "copies": copies, **b,
                          "query": label(q["sql"])})  # fmt: skip
     args.out.write_text(json.dumps(rows, indent=1, default=str))
