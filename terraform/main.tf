@@ -64,7 +64,7 @@ locals {
       min_instances        = 0
       concurrency          = 1
       bigquery             = "read"
-      tables_written       = ["runs", "forecasts", "interval_offsets", "combination_weights"]
+      tables_written       = ["runs", "forecasts", "interval_offsets", "combination_weights", "place_combination_weights"]
       artifacts            = "read"
       writes_under         = "serving/"
       reads_imports        = false

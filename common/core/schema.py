@@ -323,6 +323,38 @@ TABLES: dict[str, Table] = {
             retention_days=400,
         ),
         Table(
+            "place_combination_weights",
+            "Each place's own weights of the served median's experts by target, issue time and "
+            "horizon group, started from the network's (combination_weights) at the place's "
+            "first verified hour and stepped by each predict shard on the place's own verified "
+            "forecasts; a place without rows is served the network's. One row per place with a "
+            "state each run (carried when nothing was verified), so a shard reads back one "
+            "hour. See docs/architecture.md.",
+            (
+                _c("target", "STRING", "Forecast variable, e.g. pm2_5", True),
+                _c("as_of", "TIMESTAMP", "Issue time of the predict run that served them", True),
+                _c("location_id", "STRING", "Location id", True),
+                _c("horizon_group", "STRING", "Horizons the weights serve, e.g. 4-12", True),
+                _c("model_version", "STRING", "Version whose forecasts last stepped them"),
+                _c("weight_model", "FLOAT64", "The model's share of the served median", True),
+                _c("weight_persistence", "FLOAT64", "Persistence's share", True),
+                _c("weight_seasonal_naive", "FLOAT64", "Seasonal naive's share", True),
+                _c("loss_model", "FLOAT64", "The model's discounted cumulative loss", True),
+                _c("loss_persistence", "FLOAT64", "Persistence's discounted cumulative loss", True),
+                _c("loss_seasonal_naive", "FLOAT64", "Seasonal naive's cumulative loss", True),
+                _c("gap", "FLOAT64", "The discounted cumulative mixability gap", True),
+                _c("verified_through", "TIMESTAMP", "Last forecast hour verified into them"),
+                _c("started_at", "TIMESTAMP", "Issue time the state started from the network's"),
+                _c("verified", "INT64", "Forecasts of this place and group verified in this step"),
+                _c("run_id", "STRING", "Predict run that wrote the row", True),
+                _c("created_at", "TIMESTAMP", "When the row was written", True),
+            ),
+            key=("target", "as_of", "location_id", "horizon_group"),
+            partition_by="as_of",
+            cluster_by=("target", "location_id"),
+            retention_days=35,
+        ),
+        Table(
             "runs",
             "Run audit, append-only: a `running` row at start, the outcome row at the end. "
             "Read `run_status` for one row per run.",

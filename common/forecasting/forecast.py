@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from common.forecasting.adaptation import Offsets
-from common.forecasting.combination import Weights
+from common.forecasting.combination import PlaceWeights, Weights
 from common.forecasting.features import serving_features
 from common.forecasting.registry import Loaded
 
@@ -26,6 +26,7 @@ def forecast_frame(
     offsets: Offsets | None = None,
     cams: pd.DataFrame | None = None,
     weights: Weights | None = None,
+    place_weights: PlaceWeights | None = None,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """(forecast rows, skipped) for every location in `places`: the batch and online path
     (`neighbours`: see `serving_features`; `offsets`: the target's adaptive interval
@@ -39,7 +40,11 @@ def forecast_frame(
     X, keys, skipped = serving_features(obs, as_of, spec, places, weather, neighbours, cams)
     t1 = time.perf_counter()
     if len(X):
-        q, own = loaded.model.predict_with_expert(X, offsets, weights)
+        served: Weights | np.ndarray | None = weights
+        if place_weights is not None and place_weights.places:
+            network = weights if weights is not None else loaded.model.combination
+            served = place_weights.at(keys["location_id"].to_numpy(), X["horizon_h"], network)
+        q, own = loaded.model.predict_with_expert(X, offsets, served)
     else:
         q, own = np.empty((0, 3)), np.empty(0)
     t2 = time.perf_counter()

@@ -179,6 +179,18 @@ class PartCounts(BaseModel):
     missing: int = Field(description="Skipped locations with no forecast served at all.")
 
 
+class PlaceCombination(BaseModel):
+    """The places' own weights of the served median's experts (those with a state; any
+    other place is served the network's, `intervals_key`), as predict served them: the
+    api's online predictions for a place combine with the same numbers."""
+
+    experts: list[str]
+    groups: list[tuple[int, int]] = Field(description="(first, last) horizon of each group.")
+    weights: dict[str, list[list[float]]] = Field(
+        default_factory=dict, description="location_id -> per group, each expert's weight."
+    )
+
+
 class Snapshot(BaseModel):
     schema_version: int = SCHEMA_VERSION
     generated_at: dt.datetime
@@ -204,3 +216,6 @@ class Snapshot(BaseModel):
         description="Skipped locations still served their previous forecast, with its issue time.",
     )
     hindcast: dict[str, Hindcast] = Field(default_factory=dict)
+    combination: PlaceCombination | None = Field(
+        None, description="The places' own combination weights (None: the network's serve all)."
+    )

@@ -22,9 +22,15 @@ import datetime as dt
 import pandas as pd
 
 from common.core.schema import VARIABLES
-from common.core.timeutil import UTC
+from common.core.timeutil import UTC, iso
 from common.forecasting.adaptation import MAX_CATCH_UP_H, VERIFY_LAG_H
-from common.forecasting.combination import LOSS_CAP, Weights
+from common.forecasting.combination import (
+    LOSS_CAP,
+    LOSS_COLS,
+    PlaceWeights,
+    Weights,
+    group_name,
+)
 from common.forecasting.registry import Loaded
 from common.monitoring.signals import combination_state
 from common.runtime.runs import Run
@@ -108,4 +114,156 @@ def step_weights(services: Services, run: Run, target: str, loaded: Loaded) -> W
         created_at=dt.datetime.now(UTC),
     )
     services.warehouse.append("combination_weights", rows)
+    return weights
+
+
+# How far back a shard reads its places' states: every run writes a row for each place
+# with a state (carried when nothing was verified), so one hour back normally; a day
+# allows a shard to miss runs. Longer gaps restart the place from the network's weights,
+# which bounds what is scanned each hour to two day-partitions of the shard's places.
+PLACE_LOOKBACK_H = 24
+
+
+def _group_case(groups: tuple[tuple[int, int], ...]) -> str:
+    """SQL naming each horizon's group (`group_name`), as `horizon_groups` cuts them."""
+    whens = " ".join(
+        f"WHEN f.horizon_h BETWEEN {int(a)} AND {int(b)} THEN '{group_name((a, b))}'"
+        for a, b in groups
+    )
+    return f"CASE {whens} END"
+
+
+def latest_place_weights(
+    services: Services, target: str, as_of: dt.datetime, ids: list[str] | None
+) -> pd.DataFrame:
+    """The newest stored state of each place of `ids` (None: every place) at or before
+    as_of, within PLACE_LOOKBACK_H: one row per (place, horizon group). Filtered on the
+    partition (as_of) and the cluster (target, location_id)."""
+    where = " AND location_id IN UNNEST(@ids)" if ids is not None else ""
+    params: dict[str, object] = {
+        "target": target,
+        "as_of": as_of,
+        "since": as_of - PLACE_LOOKBACK_H * HOUR,
+    }
+    if ids is not None:
+        params["ids"] = ids
+    return services.warehouse.query(
+        "SELECT as_of, location_id, horizon_group, model_version, "
+        + ", ".join(LOSS_COLS)
+        + ", gap, verified_through, started_at FROM place_combination_weights "
+        "WHERE target = @target AND as_of <= @as_of AND as_of >= @since" + where + " "
+        "QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, horizon_group "
+        "ORDER BY as_of DESC, created_at DESC) = 1",
+        params,
+    )
+
+
+def place_losses(
+    services: Services,
+    target: str,
+    version: str,
+    after: dt.datetime,
+    through: dt.datetime,
+    groups: tuple[tuple[int, int], ...],
+    ids: list[str] | None,
+) -> pd.DataFrame:
+    """Per (location_id, target_ts, horizon_group) in (after, through] for the places of
+    `ids`: what `expert_losses` sums per hour and horizon, summed per place and group
+    instead. Filtered on the hours and the places, so BigQuery reads those partitions and
+    (forecasts and observations being clustered by location) the shard's blocks."""
+    if target not in VARIABLES:  # a column name below, so only a schema variable
+        raise ValueError(f"unknown target {target!r}")
+    only = " AND location_id IN UNNEST(@ids)" if ids is not None else ""
+
+    def loss(value: str) -> str:
+        return (
+            f"SUM(LEAST(ABS(LN(1 + GREATEST(a.v, 0)) - LN(1 + GREATEST({value}, 0))), {LOSS_CAP}))"
+        )
+
+    params: dict[str, object] = {
+        "target": target,
+        "version": version,
+        "after": after,
+        "through": through,
+        "observed_after": after - 24 * HOUR - groups[-1][1] * HOUR,
+    }
+    if ids is not None:
+        params["ids"] = ids
+    return services.warehouse.query(
+        "WITH f AS (SELECT location_id, issued_at, target_ts, horizon_h, yhat_model "
+        "FROM forecasts WHERE target = @target AND model_version = @version "
+        f"AND target_ts > @after AND target_ts <= @through AND yhat_model IS NOT NULL{only} "
+        "QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, issued_at, target_ts "
+        "ORDER BY created_at DESC, run_id DESC) = 1), "
+        f"o AS (SELECT location_id, ts, {target} AS v FROM observations "
+        f"WHERE ts > @observed_after AND ts <= @through AND {target} IS NOT NULL{only}) "
+        f"SELECT f.location_id, f.target_ts, {_group_case(groups)} AS horizon_group, "
+        f"COUNT(*) AS n, {loss('f.yhat_model')} AS model, "
+        f"{loss('p.v')} AS persistence, {loss('s.v')} AS seasonal_naive "
+        "FROM f JOIN o AS a ON a.location_id = f.location_id AND a.ts = f.target_ts "
+        "JOIN o AS p ON p.location_id = f.location_id AND p.ts = f.issued_at "
+        "JOIN o AS s ON s.location_id = f.location_id "
+        "AND s.ts = TIMESTAMP_SUB(f.target_ts, INTERVAL 24 HOUR) "
+        "GROUP BY 1, 2, 3 ORDER BY 2, 1, 3",
+        params,
+    )
+
+
+def step_place_weights(
+    services: Services,
+    run: Run,
+    target: str,
+    loaded: Loaded,
+    network: Weights,
+    ids: list[str] | None,
+    shard: str = "0/1",
+) -> PlaceWeights:
+    """The weights of each place of one shard (`ids`; None: every place) this run serves:
+    each place's state of the last run stepped on its own forecasts verified since (of
+    the production version, as the network's), a place verified for the first time
+    started from `network` (this run's network weights), stored by issue time.
+
+    Idempotent and bound to as_of as the network's step: a shard whose places have a
+    state at this issue time serves it again (one append per shard and issue time, so
+    all or none of its places have one); a step reads states from before as_of and
+    forecast hours up to as_of - VERIFY_LAG_H. A run reads one hour of its places' states
+    and their newly verified hours: its cost follows the shard, not the network."""
+    as_of, horizon = run.as_of, loaded.model.horizon
+    through = as_of - VERIFY_LAG_H * HOUR
+    prev = latest_place_weights(services, target, as_of, ids)
+    if len(prev) and (pd.to_datetime(prev["as_of"], utc=True) == pd.Timestamp(as_of)).any():
+        now = prev[pd.to_datetime(prev["as_of"], utc=True) == pd.Timestamp(as_of)]
+        return PlaceWeights.from_rows(now, horizon)  # stepped already: serve it again
+    before = PlaceWeights.from_rows(prev, horizon)
+    if len(prev):  # the hours verified since this shard's last run (each place's own after)
+        last = pd.to_datetime(prev["as_of"], utc=True).max().to_pydatetime()
+        after = max(last - VERIFY_LAG_H * HOUR, through - PLACE_LOOKBACK_H * HOUR)
+    else:  # no place of the shard has a state (its first run, or after a day's gap)
+        after = through - PLACE_LOOKBACK_H * HOUR
+    verified = (
+        place_losses(services, target, loaded.version, after, through, before.groups, ids)
+        if through > after
+        else pd.DataFrame()
+    )
+    weights = before.step(verified, network, through, loaded.version, issued=as_of)
+    if weights.state.empty:
+        return weights
+    counts = (
+        verified.groupby(["location_id", "horizon_group"])["n"].sum()
+        if len(verified)
+        else pd.Series(dtype="int64")
+    )
+    rows = weights.rows()
+    keys = pd.MultiIndex.from_frame(rows[["location_id", "horizon_group"]])
+    rows = rows.assign(
+        target=target,
+        as_of=as_of,
+        verified=counts.reindex(keys).fillna(0).astype("int64").to_numpy(),
+        run_id=run.run_id,
+        created_at=dt.datetime.now(UTC),
+    )
+    # Keyed by target, issue time and shard: a twin delivery of this shard writes nothing.
+    services.warehouse.append(
+        "place_combination_weights", rows, key=f"place-weights|{target}|{iso(as_of)}|{shard}"
+    )
     return weights

@@ -50,7 +50,7 @@ from common.forecasting.neighbours import REGION_HOURS, neighbours_of
 from common.forecasting.registry import Loaded, Registry
 from common.forecasting.snapshot import intervals_key, snapshot_key
 from common.predict.answer import PredictAnswer
-from common.predict.combination import step_weights
+from common.predict.combination import step_place_weights, step_weights
 from common.predict.intervals import step_offsets
 from common.predict.publish import publish
 from common.predict.reads import already_forecast, read_recent, read_weather_forecasts
@@ -241,6 +241,13 @@ def _forecast_shard(
     done = already_forecast(
         services, loaded.version, spec.target, run.as_of, None if whole else ids
     )
+    place_weights = None
+    if weights is not None:  # each place's own weights, stepped for this shard's places
+        with timings.stage("intervals_s"):
+            place_weights = step_place_weights(
+                services, run, spec.target, loaded, weights,
+                None if shards == 1 else ids, f"{shard}/{shards}",
+            )  # fmt: skip
     frames, recent, skipped = [], [], []
     start = run.as_of - dt.timedelta(hours=RECENT_HOURS - 1)
     for b in range(0, len(ids), size):
@@ -254,8 +261,9 @@ def _forecast_shard(
             else None
         )
         frame, sk = forecast_frame(
-            loaded, obs, run.as_of, places, weather, step, neighbours, offsets, cams, weights
-        )
+            loaded, obs, run.as_of, places, weather, step, neighbours, offsets, cams, weights,
+            place_weights,
+        )  # fmt: skip
         timings.merge(step)
         ts = pd.to_datetime(obs["ts"], utc=True)
         keep = ts >= pd.Timestamp(start)
@@ -268,8 +276,9 @@ def _forecast_shard(
         checkpoint("predict:forecasts-written")
     obs = pd.concat(recent, ignore_index=True) if recent else pd.DataFrame()
     prediction = Prediction(
-        loaded, spec, run.as_of, run.run_id, mine, frame, obs, skipped, shard, shards
-    )
+        loaded, spec, run.as_of, run.run_id, mine, frame, obs, skipped, shard, shards,
+        place_weights,
+    )  # fmt: skip
     return prediction, written, timings
 
 

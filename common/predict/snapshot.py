@@ -18,6 +18,7 @@ import pandas as pd
 from common.core.catalog import provenance_of
 from common.core.schema import VARIABLES
 from common.core.timeutil import UTC, iso
+from common.forecasting.combination import EXPERTS, PlaceWeights
 from common.forecasting.features import FeatureSpec
 from common.forecasting.registry import Loaded, model_name_for
 from common.forecasting.snapshot import SCHEMA_VERSION, LocationInfo
@@ -43,6 +44,7 @@ class Prediction:
     skipped: list[tuple[str, str]]
     shard: int = 0
     shards: int = 1
+    place_weights: PlaceWeights | None = None  # the places' own combination weights
 
 
 class RawJSON(str):
@@ -99,7 +101,15 @@ def build_snapshot(services: Services, prediction: Prediction) -> dict[str, Any]
         "accuracy": None if accuracy is None else accuracy.model_dump(mode="json"),
         "skipped": [{"location_id": i, "reason": r} for i, r in p.skipped],
         "hindcast": recent_hindcast(services, spec.target, as_of, start, ids, min(24, H)),
+        "combination": _place_combination(p.place_weights),
     }
+
+
+def _place_combination(weights: PlaceWeights | None) -> dict[str, Any] | None:
+    """The places' own weights as the snapshot carries them to the api."""
+    if weights is None or weights.state.empty:
+        return None
+    return {"experts": list(EXPERTS), "groups": weights.groups, "weights": weights.by_place()}
 
 
 def _forecasts_json(p: Prediction) -> tuple[list[str], RawJSON]:

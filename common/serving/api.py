@@ -325,14 +325,18 @@ class Api:
         except ValidationError as exc:
             name, message = validation_message(exc)
             raise BadRequest(truncate(message), field=truncate(name, 100)) from None
-        from common.serving.online import predict_online  # heavy code loads on first use
+        from common.serving.online import (  # heavy code loads on first use
+            place_weights_of,
+            predict_online,
+        )
 
         target = self.settings.target_of(params.target)  # 400 naming `target` if not here
         adaptation = self.offsets.get(intervals_key(target, self.settings.default_target))
         if adaptation is not None and self.settings.interval_adapt_eta == 0:
             adaptation = replace(adaptation, offsets=None)  # the weights still serve
         place = place_of(self.parts, params.location_id)
-        return encode(predict_online(params, self.settings, self.store, place, adaptation))
+        own = place_weights_of(self.target_parts(target), params.location_id)
+        return encode(predict_online(params, self.settings, self.store, place, adaptation, own))
 
     def openapi(self) -> bytes:
         if self._openapi is None:

@@ -21,9 +21,24 @@ if TYPE_CHECKING:
     from common.core.config import Settings
     from common.forecasting.adaptation import Adaptation
     from common.forecasting.registry import Loaded
-    from common.forecasting.snapshot import LocationForecast, RecentObservations
+    from common.forecasting.snapshot import LocationForecast, PlaceCombination, RecentObservations
+    from common.serving.cache import Parts
     from common.serving.models import OnlinePredictRequest
     from common.storage import ArtifactStore
+
+
+def place_weights_of(parts: Parts, location_id: str | None) -> PlaceCombination | None:
+    """The place's own combination weights as the snapshot part of its shard carries them
+    (only this place's), or None: an unknown place, or one without weights of its own yet,
+    is served the network's, as batch predict serves it."""
+    if location_id is None:
+        return None
+    serving = parts.of(location_id).get()
+    combination = None if serving is None else serving.snapshot.combination
+    if combination is None or location_id not in combination.weights:
+        return None
+    own = {location_id: combination.weights[location_id]}
+    return combination.model_copy(update={"weights": own})
 
 
 def predict_online(
@@ -32,6 +47,7 @@ def predict_online(
     store: ArtifactStore,
     place: dict[str, object],
     adaptation: Adaptation | None = None,
+    place_weights: PlaceCombination | None = None,
 ) -> LocationForecastResponse:
     """Forecast horizons 1..`request.hours` (default: the model's horizon) for observations
     the caller sends instead of the warehouse's.
@@ -40,9 +56,9 @@ def predict_online(
     caller with its own sensor gets the forecast predict would make from the same history;
     the last `ts` is the issue time. `place` is where (`common.serving.render.place_of`: a known
     `location_id` lends its coordinates and time zone) and `adaptation` the interval offsets
-    and combination weights predict serves this hour, so online forecasts match the batch
-    ones. Too little history or too many hours is a 400 naming the field, no production
-    model a 409.
+    and combination weights predict serves this hour, and `place_weights` the place's own
+    (`place_weights_of`), so online forecasts match the batch ones. Too little history or
+    too many hours is a 400 naming the field, no production model a 409.
     """
     from common.core.aqi import get_scheme
     from common.core.schema import VARIABLES
@@ -56,7 +72,7 @@ def predict_online(
         raise BadRequest(f"hours: the model forecasts at most {horizon} hours", field="hours")
     obs, weather = _frames(request, place)
     issue = obs["ts"].max().to_pydatetime()
-    fc = _forecast(loaded, obs, issue, place, weather, adaptation)
+    fc = _forecast(loaded, obs, issue, place, weather, adaptation, place_weights)
     history = _history(obs, target, issue)
     points, worst = forecast_points(get_scheme(settings.aqi_scheme), target, fc, history, hours)
     return LocationForecastResponse(
@@ -78,16 +94,22 @@ def _forecast(
     place: dict[str, object],
     weather: pd.DataFrame | None,
     adaptation: Adaptation | None,
+    place_weights: PlaceCombination | None = None,
 ) -> LocationForecast:
     """The production model's forecast at `issue`, as batch predict makes it (the same
-    offsets and combination weights); too little history is a 400 naming `observations`."""
+    offsets and combination weights, the place's own where it has them); too little
+    history is a 400 naming `observations`."""
     import pandas as pd
 
     from common.forecasting.adaptation import Adaptation
+    from common.forecasting.combination import EXPERTS, PlaceWeights
     from common.forecasting.forecast import forecast_frame
     from common.forecasting.snapshot import LocationForecast
 
     adapted = adaptation or Adaptation()
+    places = None
+    if place_weights is not None and list(place_weights.experts) == list(EXPERTS):
+        places = PlaceWeights.served(place_weights.groups, place_weights.weights)
     frame, skipped = forecast_frame(
         loaded,
         obs,
@@ -96,6 +118,7 @@ def _forecast(
         weather,
         offsets=adapted.offsets,
         weights=adapted.weights_for(loaded.version),
+        place_weights=places,
     )
     if skipped:
         raise BadRequest(f"observations: {skipped[0][1]}", field="observations")

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from common.forecasting.combination import HORIZON_GROUPS
 from common.forecasting.versions import GateRecord, GroupScores, NoiseRecord, Verdict
 
 __all__ = [
@@ -63,8 +64,8 @@ __all__ = [
     "paired_interval",
 ]
 
-# The horizon groups (first, last hour) the candidate must beat persistence in; defined once.
-HORIZON_GROUPS: tuple[tuple[int, int], ...] = ((1, 3), (4, 12), (13, 24))
+# The horizon groups (first, last hour) the candidate must beat persistence in, defined
+# once with the combination, whose per-place weights are kept by the same groups.
 NO_EVIDENCE = "no evidence of a difference"
 
 

@@ -35,6 +35,7 @@ def test_design_tables_and_views_exist_with_their_keys():
         "forecasts",
         "interval_offsets",
         "combination_weights",
+        "place_combination_weights",
         "runs",
     }
     assert set(VIEWS) == {
@@ -57,6 +58,7 @@ def test_design_tables_and_views_exist_with_their_keys():
         "forecasts": ("location_id", "target", "target_ts"),
         "interval_offsets": ("target", "as_of", "horizon_h"),
         "combination_weights": ("target", "as_of", "horizon_h", "expert"),
+        "place_combination_weights": ("target", "as_of", "location_id", "horizon_group"),
         "runs": (),
     }
     for t in TABLES.values():

@@ -202,3 +202,121 @@ def test_online_weights_use_only_hours_verified_before_each_issue_time() -> None
     before = (issued <= cut).to_numpy()
     assert np.allclose(w[before], w2[before])
     assert not np.allclose(w[~before], w2[~before])
+
+
+def _places_stream(hours: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """24 horizons at three places: the model wins at "a" and "b" and loses at "stuck"
+    (a sensor whose value stays put: persistence and seasonal naive are exact there)."""
+    from common.forecasting.combination import horizon_groups
+
+    rng = np.random.default_rng(seed)
+    places, horizon = ["a", "b", "stuck"], 24
+    assert horizon_groups(horizon) == ((1, 3), (4, 12), (13, 24))
+    rows = pd.MultiIndex.from_product(
+        [places, range(hours), range(1, horizon + 1)], names=["location_id", "hour", "horizon_h"]
+    ).to_frame(index=False)
+    n = len(rows)
+    stuck = (rows["location_id"] == "stuck").to_numpy()
+    truth = np.where(stuck, 0.0, rng.normal(0.0, 0.3, n))
+    model = np.where(stuck, rng.normal(0.0, 0.3, n), truth + rng.normal(0.0, 0.05, n))
+    seasonal = np.where(stuck, 0.0, truth + rng.normal(0.0, 0.4, n))
+    X = pd.DataFrame({"horizon_h": rows["horizon_h"].astype(float), "seasonal_24": seasonal})
+    issued = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rows["hour"], unit="h")
+    keys = pd.DataFrame(
+        {
+            "location_id": rows["location_id"],
+            "issued_at": issued,
+            "target_ts": issued + pd.to_timedelta(rows["horizon_h"], unit="h"),
+            "model": model,
+        }
+    )
+    return X, truth, keys
+
+
+def test_each_place_learns_its_own_weights_within_its_regret_bound() -> None:
+    """Per place and horizon group: where the model loses (a stuck sensor) the place comes
+    to serve the baselines while the others keep the model the network follows; each
+    place's served loss stays within the regret bound of its best expert, the start's
+    head start included."""
+    from common.forecasting.combination import (
+        PLACE_HEAD_START,
+        horizon_groups,
+        online_place_weights,
+    )
+
+    X, y, keys = _places_stream(120)
+    model = keys["model"].to_numpy()
+    start = Weights.uniform(24)
+    w = online_place_weights(
+        model, X, y, keys["issued_at"], keys["target_ts"], keys["location_id"], start
+    )
+    net = online_weights(model, X, y, keys["issued_at"], keys["target_ts"], start)
+    last = (keys["issued_at"] == keys["issued_at"].max()).to_numpy()
+    loc = keys["location_id"].to_numpy()
+    m = EXPERTS.index("model")
+    assert (net[last, m] > 0.5).all()  # the network, two places out of three, keeps the model
+    assert (w[last & (loc == "stuck"), m] < 0.01).all()
+    assert (w[last & (loc == "a"), m] > 0.9).all() and (w[last & (loc == "b"), m] > 0.9).all()
+    # Within the bound, per place and group, on the hours each served (the losses summed
+    # over the group's horizons are the hourly losses the bound is stated for).
+    x = expert_changes(model, X)
+    err = np.minimum(np.abs(x - y[:, None]), LOSS_CAP)
+    served = (w * err).sum(axis=1)
+    h = X["horizon_h"].to_numpy()
+    for place in ("a", "b", "stuck"):
+        for a, b in horizon_groups(24):
+            g = (loc == place) & (h >= a) & (h <= b)
+            frame = pd.DataFrame(err[g], columns=list(EXPERTS)).assign(
+                served=served[g], t=keys["target_ts"].to_numpy()[g]
+            )
+            hourly = frame.groupby("t").sum()
+            best = hourly[list(EXPERTS)].sum().min()
+            bound = regret_bound(len(hourly), b - a + 1, head_start=PLACE_HEAD_START)
+            assert hourly["served"].sum() <= best + bound, (place, a, b)
+    stuck = loc == "stuck"  # served far below the model's loss there
+    assert served[stuck].sum() < 0.2 * err[stuck, m].sum()
+
+
+def test_a_new_place_is_served_the_network_weights_then_its_own() -> None:
+    """A place with no state is served the network's weights at every horizon; its state
+    starts from them (each group's mean, floored) and then moves with its own losses."""
+    from common.forecasting.combination import (
+        PLACE_START_FLOOR,
+        PlaceWeights,
+        horizon_groups,
+        place_hourly_losses,
+    )
+
+    X, y, keys = _places_stream(40)
+    model = keys["model"].to_numpy()
+    network = learn(model, X, y, keys["target_ts"], 24)
+    places = PlaceWeights.empty(24)
+    h = np.arange(1, 25)
+    new = np.array(["new"] * 24)
+    assert np.allclose(places.at(new, h, network), network.at(h))
+    # Started with no loss of its own: the network's weights per group, floored.
+    t = pd.Timestamp("2026-01-01", tz="UTC").to_pydatetime()  # before its first hour
+    empty_hour = pd.DataFrame(
+        {"location_id": ["new"], "target_ts": [t], "horizon_group": ["1-3"], "n": [0]}
+        | {e: [0.0] for e in EXPERTS}
+    )
+    started = places.step(empty_hour, network, t, "v1", memory=0)
+    got = started.at(new, h, network)
+    for a, b in horizon_groups(24):
+        want = np.maximum(network.matrix()[a - 1 : b].mean(axis=0), PLACE_START_FLOOR)
+        assert np.allclose(got[a - 1 : b], want / want.sum(), atol=1e-5), (a, b)
+    # Then its own: the stuck place's hours, relabelled as the new place's, move it.
+    own = place_hourly_losses(
+        model, X, y, keys["target_ts"], keys["location_id"], horizon_groups(24)
+    )
+    own = own[own["location_id"] == "stuck"].assign(location_id="new")
+    later = started.step(own, network, own["target_ts"].max().to_pydatetime(), "v1")
+    assert (later.at(new, h, network)[:, EXPERTS.index("model")] < 0.01).all()
+    assert set(later.state["started_at"]) == {t}
+    # A place that got no new hour is carried as it was; hours already verified are not
+    # counted twice.
+    again = later.step(own, network, own["target_ts"].max().to_pydatetime(), "v1")
+    pd.testing.assert_frame_equal(again.state, later.state)
+    by_place = later.by_place()
+    served = PlaceWeights.served(later.groups, by_place)
+    assert np.allclose(served.at(new, h, network), later.at(new, h, network))

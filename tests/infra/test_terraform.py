@@ -185,6 +185,7 @@ GRANTS = {
         "predict/forecasts",
         "predict/interval_offsets",
         "predict/combination_weights",
+        "predict/place_combination_weights",
         "monitor/runs",
     },
     "google_storage_bucket_iam_member.writes_artifacts": {"train"},

@@ -132,8 +132,9 @@ def test_predict_steps_offsets_from_verified_forecasts_and_serves_them(hourly: l
 
 def _batch_without_offsets() -> pd.DataFrame:
     """What the production model forecasts at T with the version's calibration alone (and
-    the combination weights served at T, which the offsets do not touch)."""
-    from common.forecasting.combination import Weights
+    the combination weights served at T, the network's and the places' own, which the
+    offsets do not touch)."""
+    from common.forecasting.combination import PlaceWeights, Weights
     from common.forecasting.forecast import forecast_frame
     from common.forecasting.registry import Registry
     from common.predict.reads import read_recent
@@ -145,7 +146,10 @@ def _batch_without_offsets() -> pd.DataFrame:
     places = locations.current(svc.warehouse)
     weights = Weights.from_rows(sql("SELECT * FROM combination_weights WHERE as_of = @t", t=T), H)
     obs = read_recent(svc, spec, T)
-    frame, _ = forecast_frame(loaded, obs, T, places, None, weights=weights)
+    own = sql("SELECT * FROM place_combination_weights WHERE as_of = @t", t=T)
+    frame, _ = forecast_frame(
+        loaded, obs, T, places, None, weights=weights, place_weights=PlaceWeights.from_rows(own, H)
+    )
     return frame[["location_id", "horizon_h", "yhat", "yhat_lower", "yhat_upper"]]
 
 
