@@ -335,6 +335,7 @@ TABLES: dict[str, Table] = {
                 _c("as_of", "TIMESTAMP", "Issue time of the predict run that served them", True),
                 _c("location_id", "STRING", "Location id", True),
                 _c("horizon_group", "STRING", "Horizons the weights serve, e.g. 4-12", True),
+                _c("shard", "STRING", "Predict shard that stepped them, k/N, e.g. 3/10", True),
                 _c("model_version", "STRING", "Version whose forecasts last stepped them"),
                 _c("weight_model", "FLOAT64", "The model's share of the served median", True),
                 _c("weight_persistence", "FLOAT64", "Persistence's share", True),
@@ -351,7 +352,7 @@ TABLES: dict[str, Table] = {
             ),
             key=("target", "as_of", "location_id", "horizon_group"),
             partition_by="as_of",
-            cluster_by=("target", "location_id"),
+            cluster_by=("target", "shard"),
             retention_days=35,
         ),
         Table(

@@ -134,27 +134,36 @@ def _group_case(groups: tuple[tuple[int, int], ...]) -> str:
 
 
 def latest_place_weights(
-    services: Services, target: str, as_of: dt.datetime, ids: list[str] | None
+    services: Services, target: str, as_of: dt.datetime, shard: str, ids: list[str] | None
 ) -> pd.DataFrame:
-    """The newest stored state of each place of `ids` (None: every place) at or before
+    """The newest stored state of each place of predict shard `shard` ("k/N") at or before
     as_of, within PLACE_LOOKBACK_H: one row per (place, horizon group). Filtered on the
-    partition (as_of) and the cluster (target, location_id)."""
-    where = " AND location_id IN UNNEST(@ids)" if ids is not None else ""
+    partition (as_of) and the clustering (target, shard): a shard's locations are hashed
+    across every location block, so only its own shard column lets BigQuery skip the
+    other shards' rows. When the shard has none (its first run, or the shard count
+    changed), its places' rows are looked up by id (`ids`; None: every place) once."""
     params: dict[str, object] = {
         "target": target,
         "as_of": as_of,
         "since": as_of - PLACE_LOOKBACK_H * HOUR,
     }
-    if ids is not None:
-        params["ids"] = ids
-    return services.warehouse.query(
+    sql = (
         "SELECT as_of, location_id, horizon_group, model_version, "
         + ", ".join(LOSS_COLS)
         + ", gap, verified_through, started_at FROM place_combination_weights "
-        "WHERE target = @target AND as_of <= @as_of AND as_of >= @since" + where + " "
+        "WHERE target = @target AND as_of <= @as_of AND as_of >= @since{where} "
         "QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, horizon_group "
-        "ORDER BY as_of DESC, created_at DESC) = 1",
-        params,
+        "ORDER BY as_of DESC, created_at DESC) = 1"
+    )
+    mine = services.warehouse.query(
+        sql.format(where=" AND shard = @shard"), {**params, "shard": shard}
+    )
+    if len(mine):
+        return mine
+    if ids is None:
+        return services.warehouse.query(sql.format(where=""), params)
+    return services.warehouse.query(
+        sql.format(where=" AND location_id IN UNNEST(@ids)"), {**params, "ids": ids}
     )
 
 
@@ -169,8 +178,9 @@ def place_losses(
 ) -> pd.DataFrame:
     """Per (location_id, target_ts, horizon_group) in (after, through] for the places of
     `ids`: what `expert_losses` sums per hour and horizon, summed per place and group
-    instead. Filtered on the hours and the places, so BigQuery reads those partitions and
-    (forecasts and observations being clustered by location) the shard's blocks."""
+    instead. Filtered on the hours, so BigQuery bills the day partitions of those hours
+    (a shard's ids, hashed across every location block, prune little: each shard reads
+    the day's forecasts partition, as its `already_forecast` check does; docs/scale.md)."""
     if target not in VARIABLES:  # a column name below, so only a schema variable
         raise ValueError(f"unknown target {target!r}")
     only = " AND location_id IN UNNEST(@ids)" if ids is not None else ""
@@ -226,11 +236,12 @@ def step_place_weights(
     Idempotent and bound to as_of as the network's step: a shard whose places have a
     state at this issue time serves it again (one append per shard and issue time, so
     all or none of its places have one); a step reads states from before as_of and
-    forecast hours up to as_of - VERIFY_LAG_H. A run reads one hour of its places' states
-    and their newly verified hours: its cost follows the shard, not the network."""
+    forecast hours up to as_of - VERIFY_LAG_H. A run reads its own shard's states of the
+    last day and its places' newly verified hours, and holds its places' rows only: its
+    memory and time follow the shard, not the network."""
     as_of, horizon = run.as_of, loaded.model.horizon
     through = as_of - VERIFY_LAG_H * HOUR
-    prev = latest_place_weights(services, target, as_of, ids)
+    prev = latest_place_weights(services, target, as_of, shard, ids)
     if len(prev) and (pd.to_datetime(prev["as_of"], utc=True) == pd.Timestamp(as_of)).any():
         now = prev[pd.to_datetime(prev["as_of"], utc=True) == pd.Timestamp(as_of)]
         return PlaceWeights.from_rows(now, horizon)  # stepped already: serve it again
@@ -259,6 +270,7 @@ def step_place_weights(
         target=target,
         as_of=as_of,
         verified=counts.reindex(keys).fillna(0).astype("int64").to_numpy(),
+        shard=shard,
         run_id=run.run_id,
         created_at=dt.datetime.now(UTC),
     )
