@@ -187,14 +187,17 @@ def child(home: Path) -> dict:
     # as_of: the end of the data (AS_OF, unless a set-up was cut short: its last hour)
     newest = svc.warehouse.query("SELECT MAX(ts) AS t FROM observations_raw")["t"][0]
     as_of = min(AS_OF, newest.to_pydatetime())
-    reads = {"queries": 0, "rows": 0}
+    reads: dict[str, float] = {"queries": 0, "rows": 0, "cpu_s": 0.0, "wall_s": 0.0}
     query = svc.warehouse.query
 
     log = os.environ.get("SCALE_TRAIN_QUERIES")  # the run's queries, for bench/bytes_billed.py
     sink = open(log, "w") if log else None  # noqa: SIM115 - closed at the end of the run
 
     def counted(sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        cpu, wall = cpu_seconds(), time.perf_counter()
         frame = query(sql, params)
+        reads["cpu_s"] += cpu_seconds() - cpu  # the embedded DuckDB: BigQuery in the cloud
+        reads["wall_s"] += time.perf_counter() - wall
         reads["queries"] += 1
         reads["rows"] += len(frame)
         if sink and reads["queries"] <= 100_000:
@@ -223,10 +226,14 @@ def child(home: Path) -> dict:
         "same_version_on_rerun": again.get("version") == first.get("version"),
         "rows": first.get("counts"),
         "metrics": first.get("metrics"),
+        "gate": first.get("gate"),  # the gate's record: verdict, reasons, scores by group
+        "promoted": first.get("promoted"),
         "wall_s": round(wall, 1),
         "cpu_s": round(cpu, 1),
-        "warehouse_queries": first_reads["queries"],
-        "rows_read": first_reads["rows"],
+        "warehouse_queries": int(first_reads["queries"]),
+        "rows_read": int(first_reads["rows"]),
+        "query_cpu_s": round(first_reads["cpu_s"], 1),  # CPU and wall inside the queries
+        "query_wall_s": round(first_reads["wall_s"], 1),
         "rerun_wall_s": round(time.perf_counter() - t1, 1),
         "rss_after_imports_mb": round(rss0),
         "peak_rss_mb": round(peak),
