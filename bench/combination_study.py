@@ -22,12 +22,18 @@ the synthetic source (`common.sources.synthetic`, the same year, no neighbour wi
 100 km) in three regimes (`ELSEWHERE`): another climate (Singapore as generated), a
 low-cost sensor (Delhi's strong daily cycle read by an optical sensor: hourly noise
 and the over-reading in humid air such sensors have) and a sensor whose calibration
-shifts the level every week or two (Los Angeles). Each is replayed alone, as a
+shifts the level every week or two (Los Angeles). "combined" replays each alone, as a
 deployment of places like it would serve it, from the Beijing version's calibration
-state (a new place starts from the network's weights), and, as "joined to Beijing",
-replayed with the 8 Beijing stations' rows as one network (the weights it would share
-today). The other splits add "per place": each scored station with its own weights
-(per-location weights) beside the network's. Every split adds seasonal naive.
+state.
+
+Every split adds what predict serves when a scored place joins the network (the 8
+Beijing stations, which for `lso-K` are 6 trained and 2 held out; for `elsewhere` the
+8 and the place): "network weights", the network's weights alone (predict before
+per-place weights), and "per place, from the network (served)", each place's own
+weights per horizon group started from the network's at its first verified hour
+(`online_place_weights`: what predict serves now). The Beijing splits also add "per
+place per horizon": each scored station alone, per horizon from the calibration state.
+Every split adds seasonal naive. `--memories` sets the grid of "combined" memories.
 
 Prints, per split and variant, each station's MAE / persistence by horizon group (1-3,
 4-12, 13-24 h), over 1..24, its worst horizon and the p10-p90 coverage (the calibrated
@@ -162,7 +168,12 @@ def run_split(
     grid: list[float],
 ) -> list[dict[str, Any]]:
     from common.forecasting import training
-    from common.forecasting.combination import MEMORY_H, Weights, online_weights
+    from common.forecasting.combination import (
+        MEMORY_H,
+        Weights,
+        online_place_weights,
+        online_weights,
+    )
     from common.forecasting.features import HISTORY_HOURS
 
     ids = sorted(places["location_id"].astype(str))
@@ -174,8 +185,8 @@ def run_split(
     fit = training.fit_model(data, window, params={"nthread": 2})
     model = fit.model
     X, y, keys = training.examples(obs, spec, tb.TEST_START, tb.TEST_END, places, 10**9, 0)
-    # Elsewhere, the Beijing stations' rows are kept too: the network a new place joins.
-    kept = test_ids + (train_ids if name == "elsewhere" else [])
+    # The training stations' rows are kept too: the network a held-out place joins.
+    kept = sorted(set(test_ids) | set(train_ids))
     keep = keys["location_id"].astype(str).isin(kept)
     X, y = X[keep.to_numpy()].reset_index(drop=True), y[keep.to_numpy()]
     keys = keys[keep].reset_index(drop=True)
@@ -194,8 +205,26 @@ def run_split(
             )
         return model.predict(X[scored], weights=w[scored])
 
+    def replay_places(parts: list[np.ndarray], memory: float) -> np.ndarray:
+        """As `replay`, served as predict serves now: each place its own weights per
+        horizon group, started from the part's network weights at its first verified
+        hour (`online_place_weights`)."""
+        w = np.full((len(X), 3), np.nan)
+        for m in parts:
+            w[m] = online_place_weights(
+                expert[m], X[m], y[m], keys["issued_at"][m], keys["target_ts"][m],
+                keys["location_id"][m], start, memory,
+            )  # fmt: skip
+        return model.predict(X[scored], weights=w[scored])
+
     every = [np.isin(loc, test_ids)]  # held-out stations together: one network
     each = [loc == i for i in test_ids]  # each place alone: its own weights
+    # The network a scored place joins: elsewhere, the 8 Beijing stations and the place;
+    # held-out stations, all 8 (6 trained, 2 held out); `time`, the 8.
+    if name == "elsewhere":
+        joined = [np.isin(loc, train_ids) | (loc == i) for i in test_ids]
+    else:
+        joined = [np.isin(loc, kept)]
     variants = {
         "model alone": model.predict(X[scored], weights=np.tile([1.0, 0, 0], (len(X[scored]), 1)))
     }
@@ -203,12 +232,12 @@ def run_split(
         variants[f"combined, memory {memory:g} h"] = replay(
             each if name == "elsewhere" else every, memory
         )
-    if name == "elsewhere":  # the place joins the Beijing network and shares its weights
-        joined = [np.isin(loc, train_ids) | (loc == i) for i in test_ids]
-        served = replay(joined, MEMORY_H)
-        variants[f"joined to Beijing, memory {MEMORY_H:g} h"] = served
-    else:  # the same stations, each with its own weights (per-location weights)
-        variants[f"per place, memory {MEMORY_H:g} h"] = replay(each, MEMORY_H)
+    # What is served: the network's weights alone (before per-place weights), and each
+    # place's own started from them (per horizon group).
+    variants["network weights"] = replay(joined, MEMORY_H)
+    variants["per place, from the network (served)"] = replay_places(joined, MEMORY_H)
+    if name != "elsewhere":  # each station alone, per horizon from the calibration state
+        variants[f"per place per horizon, memory {MEMORY_H:g} h"] = replay(each, MEMORY_H)
     naive = keys["seasonal_naive"].to_numpy(float)[scored]
     variants["seasonal naive"] = np.column_stack([naive, naive, naive])
     X, keys = X[scored].reset_index(drop=True), keys[scored].reset_index(drop=True)
@@ -247,6 +276,10 @@ def main() -> None:
     p.add_argument("--max-rows", type=int, default=150_000)
     p.add_argument("--splits", nargs="*", default=["time", "lso-0", "lso-1", "lso-2", "lso-3"])
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--memories", nargs="*", type=float, default=[24.0, 168.0, 720.0],
+        help="memories (hours) of the network combination to compare (the default is added)",
+    )  # fmt: skip
     args = p.parse_args()
     if not tb.DATA.is_dir():
         sys.exit(f"{tb.DATA} not found: the Beijing files live in ../shared/data")
@@ -254,7 +287,7 @@ def main() -> None:
     spec, obs, places, summary = _load(args.work)
     if "elsewhere" in args.splits:
         obs, places = _elsewhere(spec, obs, places)
-    grid = sorted({float(MEMORY_H), 24.0, 168.0, 720.0})
+    grid = sorted({float(MEMORY_H), *args.memories})
     rows: list[dict[str, Any]] = []
     for name in args.splits:
         rows += run_split(name, spec, obs, places, summary.oldest, args.max_rows, grid)

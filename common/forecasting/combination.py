@@ -666,10 +666,23 @@ def online_place_weights(
     own = own.sort_values("target_ts", kind="stable").reset_index(drop=True)
     h = X["horizon_h"].to_numpy().astype(int)
     loc = np.asarray(location_id).astype(str)
+    ids = sorted(set(loc))
+    row_place = pd.Index(ids).get_indexer(loc)
+    row_group = group_of(h, groups)
+    # The places' states as arrays (PlaceWeights.step's arithmetic, without its frames:
+    # a year of hours replays in seconds).
+    loss = np.zeros((len(ids), len(groups), len(EXPERTS)))
+    gap = np.zeros((len(ids), len(groups)))
+    started = np.zeros(len(ids), dtype=bool)
+    own_place = pd.Index(ids).get_indexer(own["location_id"])
+    names = [group_name(g) for g in groups]
+    own_group = pd.Index(names).get_indexer(own["horizon_group"])
+    own_loss = own[list(EXPERTS)].to_numpy(float).clip(0.0, None)
+    keep_share = 1.0 - 1.0 / memory if memory else 1.0
     out = np.empty((len(X), len(EXPERTS)))
     net_hours = net["target_ts"].dt.tz_convert(None).to_numpy()
     own_hours = own["target_ts"].dt.tz_convert(None).to_numpy()
-    network, places, used, used_own = start, PlaceWeights.empty(start.horizon), 0, 0
+    network, used, used_own = start, 0, 0
     for t in sorted(issued.unique()):
         when = pd.Timestamp(t).tz_convert(None).to_datetime64()
         ready = int(np.searchsorted(net_hours, when, "right"))
@@ -678,9 +691,23 @@ def online_place_weights(
             used = ready
         ready = int(np.searchsorted(own_hours, when, "right"))
         if ready > used_own:
-            through = pd.Timestamp(t).to_pydatetime()
-            places = places.step(own.iloc[used_own:ready], network, through, None, memory)
+            fresh = np.unique(own_place[used_own:ready])
+            new = fresh[~started[fresh]]
+            if len(new):
+                loss[new] = place_start(network, groups)
+                started[new] = True
+            for hour in np.unique(own_hours[used_own:ready]):
+                m = used_own + np.flatnonzero(own_hours[used_own:ready] == hour)
+                p, g = own_place[m], own_group[m]
+                sub_loss, sub_gap = loss[p, g], gap[p, g]
+                _step_rows(sub_loss, sub_gap, own_loss[m], keep_share)
+                loss[p, g], gap[p, g] = sub_loss, sub_gap
             used_own = ready
         m = (issued == t).to_numpy()
-        out[m] = places.at(loc[m], h[m], network)
+        served = network.at(h[m])
+        mine = started[row_place[m]] & (row_group[m] >= 0)
+        if mine.any():
+            p, g = row_place[m][mine], row_group[m][mine]
+            served[mine] = _weights(loss[p, g], gap[p, g]).round(6)
+        out[m] = served
     return out

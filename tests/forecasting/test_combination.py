@@ -320,3 +320,33 @@ def test_a_new_place_is_served_the_network_weights_then_its_own() -> None:
     by_place = later.by_place()
     served = PlaceWeights.served(later.groups, by_place)
     assert np.allclose(served.at(new, h, network), later.at(new, h, network))
+
+
+def test_the_replay_per_place_serves_what_predict_would() -> None:
+    """`online_place_weights` (the studies' replay, arrays) serves each row what stepping
+    `PlaceWeights` hour by hour (predict's step) serves it."""
+    from common.forecasting.combination import (
+        PlaceWeights,
+        horizon_groups,
+        online_place_weights,
+        place_hourly_losses,
+    )
+
+    X, y, keys = _places_stream(30, seed=3)
+    model = keys["model"].to_numpy()
+    start = Weights.uniform(24)
+    got = online_place_weights(
+        model, X, y, keys["issued_at"], keys["target_ts"], keys["location_id"], start
+    )
+    net = hourly_losses(model, X, y, keys["target_ts"])
+    own = place_hourly_losses(
+        model, X, y, keys["target_ts"], keys["location_id"], horizon_groups(24)
+    )
+    places = PlaceWeights.empty(24)
+    for t in sorted(keys["issued_at"].unique()):
+        m = (keys["issued_at"] == t).to_numpy()
+        done_net = net[net["target_ts"] <= t]
+        network = start.step(done_net, None)
+        places = places.step(own[own["target_ts"] <= t], network, pd.Timestamp(t).to_pydatetime())
+        want = places.at(keys["location_id"].to_numpy()[m], X["horizon_h"].to_numpy()[m], network)
+        assert np.allclose(got[m], want, atol=2e-6), t
