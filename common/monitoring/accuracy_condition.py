@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from common.forecasting import combination
 from common.forecasting.registry import Registry
 from common.monitoring import signals
 from common.monitoring import thresholds as th
@@ -88,7 +89,7 @@ def _served(services: Services, as_of: dt.datetime, target: str) -> dict[str, An
     state = state[state["model_version"] == version]
     if len(state):
         out["weights"] = {
-            f"{lo}-{hi}": {
+            combination.group_name((lo, hi)): {
                 str(e): rounded(w)
                 for e, w in state[state["horizon_h"].between(lo, hi)]
                 .groupby("expert")["weight"]

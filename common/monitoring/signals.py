@@ -19,15 +19,26 @@ import pandas as pd
 
 from common.core.config import HORIZON_MAX_H
 from common.core.views import persistence_sql
+from common.forecasting import combination
 from common.monitoring import thresholds as th
 from common.warehouse import Warehouse
 
 COMPLETED = ("success", "partial", "rejected")  # a run that ran to its end
-HORIZON_GROUPS = ((1, 6), (7, 12), (13, 24), (25, 10_000))
-# A forecast's horizon group as SQL ("1-6", ...), the same in every query that groups by it.
+# The monitor's horizon groups are the gate's and the per-place weights' (1-3, 4-12, 13-24),
+# so a group the gate serves as persistence, or a place's weights step on, is reported as
+# that group. A deployment may forecast up to HORIZON_MAX_H hours; the horizons beyond the
+# last group, which the gate does not score, are reported together in one more group.
+HORIZON_GROUPS: tuple[tuple[int, int], ...] = (
+    *combination.HORIZON_GROUPS,
+    (combination.HORIZON_GROUPS[-1][1] + 1, HORIZON_MAX_H),
+)
+# A forecast's horizon group as SQL ("1-3", ...), the same in every query that groups by it.
 _HORIZON_GROUP = (
     "CASE "
-    + " ".join(f"WHEN a.horizon_h <= {hi} THEN '{lo}-{hi}'" for lo, hi in HORIZON_GROUPS)
+    + " ".join(
+        f"WHEN a.horizon_h <= {hi} THEN '{combination.group_name((lo, hi))}'"
+        for lo, hi in HORIZON_GROUPS
+    )
     + " END"
 )
 

@@ -126,7 +126,7 @@ def test_every_signal_query_gives_the_same_answers_on_each_backend(settings: Set
     # persistence says 17 (observed at issued_at) for 18, 19, 20; the model 20
     acc = signals.accuracy(wh, T, ["pm2_5"])
     assert acc[["model_version", "horizons", "n", "covered", "banded"]].values.tolist() == [
-        ["v1", "1-6", 3, 3, 3]
+        ["v1", "1-3", 3, 3, 3]
     ]
     assert float(acc["model_abs"][0]) == 3.0 and float(acc["persistence_abs"][0]) == 6.0
     assert int(acc["cams_n"][0]) == 0 and pd.isna(acc["cams_abs"][0])  # no CAMS kept: NULL
@@ -302,7 +302,7 @@ def test_forecast_accuracy_carries_the_cams_baseline_as_issued(settings: Setting
     svc = cast(Services, SimpleNamespace(warehouse=wh, settings=settings, store=store))
     v1 = accuracy_condition.accuracy(svc, T).to_json()["versions"]["v1"]
     assert v1["cams"] == {"n": 2, "mae": 6.5, "model_mae": 1.5, "ratio": 0.231}
-    assert v1["horizons"]["1-6"]["cams"]["n"] == 2
+    assert v1["horizons"]["1-3"]["cams"]["n"] == 2
 
     # The snapshot's accuracy (the api's metrics and the dashboard): aircast vs CAMS by
     # horizon, beside persistence; the hour without CAMS says None, never zero.
@@ -323,3 +323,23 @@ def test_forecast_accuracy_carries_the_cams_baseline_as_issued(settings: Setting
     network = recent_accuracy(svc, "pm2_5", T)
     assert network is not None and network.network
     assert merge_accuracy([None, acc_h, network, None]) == network
+
+
+def test_the_monitors_horizon_groups_are_the_gates_with_one_beyond(settings: Settings):
+    """The monitor groups forecasts as the gate and the per-place weights do (a group
+    served as persistence is reported as that group); horizons beyond the gate's last
+    group, up to the longest a deployment may configure, fall in one more."""
+    from common.core.config import HORIZON_MAX_H
+    from common.forecasting import combination
+
+    assert signals.HORIZON_GROUPS[:-1] == combination.HORIZON_GROUPS
+    assert signals.HORIZON_GROUPS[-1] == (25, HORIZON_MAX_H)
+    wh = open_warehouse(settings)
+    wh.ensure_schema()
+    hours = [1, 3, 4, 12, 13, 24, 25, 48, HORIZON_MAX_H]
+    named = wh.query(
+        f"SELECT a.horizon_h, {signals._HORIZON_GROUP} AS g "
+        "FROM (SELECT h AS horizon_h FROM UNNEST(@hours) AS h) AS a ORDER BY a.horizon_h",
+        {"hours": hours},
+    )
+    assert named["g"].tolist() == ["1-3"] * 2 + ["4-12"] * 2 + ["13-24"] * 2 + ["25-168"] * 3

@@ -92,7 +92,7 @@ def test_a_healthy_pipeline_is_ok_and_the_monitor_stored_the_status(home: Path):
     assert accuracy["history"] == []  # one version: the production one, judged as served
     version = next(iter(accuracy["versions"].values()))
     assert version["mae"] < version["persistence_mae"] and version["n"] >= 100
-    assert set(version["horizons"]) == {"1-6", "7-12", "13-24"}
+    assert set(version["horizons"]) == {"1-3", "4-12", "13-24"}
     # train stored a bounded sample of its inputs beside the version, for the drift check
     registry = Registry(get_services().store, get_services().settings.model_name)
     pointer, _ = registry.production()
@@ -223,7 +223,7 @@ def test_what_is_served_is_judged_and_a_retired_version_is_only_history(home: Pa
     assert accuracy["history"] == ["retired"] and accuracy["versions"]["retired"]["ratio"] > 1.1
     (served,) = accuracy["served"]
     assert served["version"] == version and served["ratio"] < 1
-    assert set(served["weights"]) == {"1-6", "7-12", "13-24"}
+    assert set(served["weights"]) == {"1-3", "4-12", "13-24"}
     for shares in served["weights"].values():
         assert sum(shares.values()) == pytest.approx(1.0, abs=1e-2)
 
