@@ -37,7 +37,7 @@ def _history(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Every version with verified forecasts in the window, by horizon group: the record,
     of which only the production versions are judged (`accuracy`)."""
     versions: dict[str, dict[str, Any]] = {}
-    for version, rows in frame.rename(columns={"model_abs": "served_abs"}).groupby("model_version"):
+    for version, rows in frame.groupby("model_version"):
         groups = {
             r.horizons: {
                 "n": int(r.n),
@@ -59,17 +59,22 @@ def _history(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return versions
 
 
-def _served(services: Services, as_of: dt.datetime, target: str) -> dict[str, Any] | None:
-    """How the forecasts of `target`'s production version are doing as served (the model
-    combined with the baselines), beside the model's own skill, the weights serving it
-    and the places new to the version, reported apart; None without a production model."""
+def _production(services: Services, target: str) -> tuple[str, dt.datetime] | None:
+    """`target`'s production version and its training cut-off; None without one."""
     registry = Registry.of_target(services.store, services.settings, target)
     pointer, _ = registry.production()
     if pointer is None:
         return None
-    version = pointer.version
-    cutoff = registry.metadata(version).trained_through
-    frame = signals.served_accuracy(services.warehouse, as_of, target, version, cutoff)
+    return pointer.version, registry.metadata(pointer.version).trained_through
+
+
+def _served(
+    services: Services, as_of: dt.datetime, target: str, version: str, frame: pd.DataFrame
+) -> dict[str, Any]:
+    """How the forecasts of `target`'s production `version` are doing as served (the model
+    combined with the baselines; `frame`: its rows of `signals.accuracy`), beside the
+    model's own skill, the weights serving it and the places new to the version, reported
+    apart."""
     seen = frame[~frame["new_place"]]
     out: dict[str, Any] = {"target": target, "version": version, **_scores(seen, "served_abs")}
     out["model_ratio"] = _scores(seen, "model_abs")["ratio"]
@@ -120,8 +125,14 @@ def accuracy(services: Services, as_of: dt.datetime) -> HealthCondition:
     new places apart; earlier versions with forecasts in the window are listed as
     history, never judged."""
     targets = services.settings.forecast_targets
-    versions = _history(signals.accuracy(services.warehouse, as_of, targets))
-    served = [s for t in targets if (s := _served(services, as_of, t)) is not None]
+    production = {t: p for t in targets if (p := _production(services, t)) is not None}
+    # One read of the window serves both: every version's record and what is served.
+    frame = signals.accuracy(services.warehouse, as_of, targets, production)
+    versions = _history(signals.by_version(frame))
+    served = [
+        _served(services, as_of, t, v, signals.served(frame, t, v))
+        for t, (v, _) in production.items()
+    ]
     current = {s["version"] for s in served}
     history = {v: a for v, a in versions.items() if v not in current}
     extra: dict[str, Any] = {"served": served, "versions": versions, "history": sorted(history)}

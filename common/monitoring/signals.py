@@ -13,7 +13,7 @@ failure.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -130,77 +130,94 @@ def rejected(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     return frame
 
 
-def accuracy(warehouse: Warehouse, as_of: dt.datetime, targets: Sequence[str]) -> pd.DataFrame:
-    """Per model version and horizon group: verified forecasts of `targets` with target_ts
-    in the window, the model's absolute error and persistence's on the same rows
-    (persistence forecasts the value observed at issued_at), how many observations fell
-    inside the band, and the CAMS baseline on the rows that have a CAMS forecast (cams_n,
-    cams_abs, and the model's model_abs_cams on those rows; NULL sums where none)."""
+def accuracy(
+    warehouse: Warehouse,
+    as_of: dt.datetime,
+    targets: Sequence[str],
+    production: Mapping[str, tuple[str, dt.datetime]] | None = None,
+) -> pd.DataFrame:
+    """The verified forecasts of `targets` with target_ts in the window, in one read of the
+    window's forecasts and observations, per target, model version, horizon group and
+    whether the place is new to the version: the error as served (`served_abs`: `yhat`,
+    the combination), the model's own (`model_abs`: `yhat_model`, the served one for rows
+    written before the combination), persistence's on the same rows (the value observed
+    at issued_at), the band's hits, and the CAMS baseline on the rows that have a CAMS
+    forecast (cams_n, cams_abs, and the served error there, model_abs_cams; NULL sums
+    where none). `by_version` and `served` take what the monitor reports from it.
+
+    `production`: each target's production version and its training cut-off. A place is
+    new to that version when it has no observation of the target in the last day before
+    the cut-off: read from that day's partition of observations_raw alone, so the check
+    costs one day of one column per target, not the history. Rows of other versions are
+    never new."""
     since = as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)
-    # Both joins read only the hours they need: the window's target hours, and the issue
-    # hours persistence reads (at most the longest horizon before the window).
+    # Both joins of persistence_sql read only the hours they need: the window's target
+    # hours, and the issue hours persistence reads (at most the longest horizon before it).
+    params: dict[str, object] = {
+        "hours_after": since,
+        "hours_through": as_of,
+        "issued_after": since - dt.timedelta(hours=HORIZON_MAX_H),
+    }
+    seen, current = [], []
+    for k, (target, (version, cutoff)) in enumerate((production or {}).items()):
+        if target not in targets:
+            continue
+        params |= {
+            f"version_{k}": version,
+            f"cutoff_{k}": cutoff,
+            f"seen_after_{k}": cutoff - dt.timedelta(days=1),
+        }
+        current.append(f"(a.target = '{target}' AND a.model_version = @version_{k})")
+        seen.append(
+            f"SELECT DISTINCT '{target}' AS target, location_id FROM observations_raw "
+            f"WHERE ts > @seen_after_{k} AND ts <= @cutoff_{k} AND {target} IS NOT NULL"
+        )
+    new_place, join = "FALSE", ""
+    if seen:
+        new_place = f"(({' OR '.join(current)}) AND s.location_id IS NULL)"
+        join = (
+            f"LEFT JOIN ({' UNION ALL '.join(seen)}) AS s "
+            "ON s.target = a.target AND s.location_id = a.location_id "
+        )
     frame = warehouse.query(
-        f"SELECT a.model_version, {_HORIZON_GROUP} AS horizons, COUNT(*) AS n, "
-        "SUM(a.abs_error) AS model_abs, SUM(ABS(a.persisted - a.actual)) AS persistence_abs, "
+        f"SELECT a.target, a.model_version, {_HORIZON_GROUP} AS horizons, "
+        f"{new_place} AS new_place, COUNT(*) AS n, SUM(a.abs_error) AS served_abs, "
+        "SUM(COALESCE(a.model_abs_error, a.abs_error)) AS model_abs, "
+        "SUM(ABS(a.persisted - a.actual)) AS persistence_abs, "
         "SUM(CASE WHEN a.covered THEN 1 ELSE 0 END) AS covered, "
         "SUM(CASE WHEN a.covered IS NULL THEN 0 ELSE 1 END) AS banded, "
         "SUM(CASE WHEN a.cams IS NULL THEN 0 ELSE 1 END) AS cams_n, "
         "SUM(a.cams_abs_error) AS cams_abs, "
         "SUM(CASE WHEN a.cams IS NOT NULL THEN a.abs_error END) AS model_abs_cams "
-        f"FROM ({persistence_sql(targets)}) AS a WHERE a.persisted IS NOT NULL "
-        "GROUP BY a.model_version, horizons ORDER BY a.model_version, horizons",
-        {
-            "hours_after": since,
-            "hours_through": as_of,
-            "issued_after": since - dt.timedelta(hours=HORIZON_MAX_H),
-        },
+        f"FROM ({persistence_sql(targets)}) AS a {join}WHERE a.persisted IS NOT NULL "
+        "GROUP BY a.target, a.model_version, horizons, new_place "
+        "ORDER BY a.target, a.model_version, horizons, new_place",
+        params,
     )
     for c in ("n", "covered", "banded", "cams_n"):
         frame[c] = frame[c].astype(int)
-    return frame
-
-
-def served_accuracy(
-    warehouse: Warehouse,
-    as_of: dt.datetime,
-    target: str,
-    version: str,
-    cutoff: dt.datetime,
-) -> pd.DataFrame:
-    """`version`'s verified forecasts of `target` in the window, per horizon group and
-    whether the place is new to it: the error as served (`yhat`, the combination), the
-    model's own (`yhat_model`; the served one for rows written before the combination),
-    persistence's, and the band's hits. A place is new to the version when it has no
-    observation in the last day of the version's training window (`cutoff`): read from
-    that day's partition of observations_raw alone, so the check costs one day of one
-    column, not the history."""
-    since = as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)
-    frame = warehouse.query(
-        f"SELECT {_HORIZON_GROUP} AS horizons, s.location_id IS NULL AS new_place, "
-        "COUNT(*) AS n, SUM(a.abs_error) AS served_abs, "
-        "SUM(COALESCE(a.model_abs_error, a.abs_error)) AS model_abs, "
-        "SUM(ABS(a.persisted - a.actual)) AS persistence_abs, "
-        "SUM(CASE WHEN a.covered THEN 1 ELSE 0 END) AS covered, "
-        "SUM(CASE WHEN a.covered IS NULL THEN 0 ELSE 1 END) AS banded "
-        f"FROM ({persistence_sql([target])}) AS a "
-        "LEFT JOIN (SELECT DISTINCT location_id FROM observations_raw "
-        f"WHERE ts > @seen_after AND ts <= @cutoff AND {target} IS NOT NULL) AS s "
-        "ON s.location_id = a.location_id "
-        "WHERE a.persisted IS NOT NULL AND a.model_version = @version "
-        "GROUP BY horizons, new_place ORDER BY horizons, new_place",
-        {
-            "hours_after": since,
-            "hours_through": as_of,
-            "issued_after": since - dt.timedelta(hours=HORIZON_MAX_H),
-            "version": version,
-            "cutoff": cutoff,
-            "seen_after": cutoff - dt.timedelta(days=1),
-        },
-    )
-    for c in ("n", "covered", "banded"):
-        frame[c] = frame[c].astype(int)
+    for c in ("served_abs", "model_abs", "persistence_abs", "cams_abs", "model_abs_cams"):
+        frame[c] = pd.to_numeric(frame[c]).astype(float)
     frame["new_place"] = frame["new_place"].astype(bool)
     return frame
+
+
+def by_version(frame: pd.DataFrame) -> pd.DataFrame:
+    """`accuracy`'s rows per model version and horizon group (every target and place):
+    each version's record. A sum of only NULLs stays NULL (no CAMS forecast is not zero)."""
+    columns = ["n", "served_abs", "persistence_abs", "covered", "banded", "cams_n"]
+    columns += ["cams_abs", "model_abs_cams"]
+    return (
+        frame.groupby(["model_version", "horizons"], sort=True)[columns]
+        .sum(min_count=1)
+        .reset_index()
+    )
+
+
+def served(frame: pd.DataFrame, target: str, version: str) -> pd.DataFrame:
+    """`accuracy`'s rows of `target`'s `version`, per horizon group and new place."""
+    rows = frame[(frame["target"] == target) & (frame["model_version"] == version)]
+    return rows.drop(columns=["target", "model_version"]).reset_index(drop=True)
 
 
 def combination_state(

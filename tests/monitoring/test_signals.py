@@ -124,11 +124,11 @@ def test_every_signal_query_gives_the_same_answers_on_each_backend(settings: Set
     ]
 
     # persistence says 17 (observed at issued_at) for 18, 19, 20; the model 20
-    acc = signals.accuracy(wh, T, ["pm2_5"])
-    assert acc[["model_version", "horizons", "n", "covered", "banded"]].values.tolist() == [
-        ["v1", "1-3", 3, 3, 3]
-    ]
-    assert float(acc["model_abs"][0]) == 3.0 and float(acc["persistence_abs"][0]) == 6.0
+    acc = signals.accuracy(wh, T, ["pm2_5"])  # no production version: no place is new
+    cols = ["target", "model_version", "horizons", "new_place", "n", "covered", "banded"]
+    assert acc[cols].values.tolist() == [["pm2_5", "v1", "1-3", False, 3, 3, 3]]
+    assert float(acc["served_abs"][0]) == 3.0 and float(acc["persistence_abs"][0]) == 6.0
+    assert float(acc["model_abs"][0]) == 3.0  # no yhat_model (before the combination): served
     assert int(acc["cams_n"][0]) == 0 and pd.isna(acc["cams_abs"][0])  # no CAMS kept: NULL
 
     recent = signals.recent_inputs(wh, ["pm2_5", "temperature_2m"], T - 3 * H, T, 2)

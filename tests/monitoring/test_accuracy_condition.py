@@ -1,0 +1,196 @@
+"""The accuracy condition's whole report on a small warehouse worked out in advance: two
+targets, each with a production version, a retired version, a place new to the
+production version, rows written before the combination (no `yhat_model`), horizons
+beyond the gate's groups, CAMS on some rows and stored weights. The expected JSON is what
+the condition reported when it read the window in two queries (every version's record,
+then the served version's by new place); reading it once must not change a field."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pandas as pd
+import pytest
+
+from common.core.config import Settings
+from common.forecasting.registry import Registry
+from common.forecasting.versions import ModelMetadata
+from common.monitoring import accuracy_condition
+from common.monitoring import thresholds as th
+from common.runtime.services import Services
+from common.storage import open_store
+from common.warehouse import open_warehouse
+
+T = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+H = dt.timedelta(hours=1)
+CUTOFF = T - 24 * H  # the production versions' training cut-off
+METADATA = Path(__file__).parents[1] / "fixtures" / "contracts"
+METADATA /= "models__aircast__20240228T0000Z-f87f769861__metadata.json"
+
+
+def _forecasts(
+    version: str, target: str, place: str, issued: dt.datetime, horizons: range, **cols: Any
+) -> pd.DataFrame:
+    """A run's forecasts: yhat above the observed value (`_value`) by the version's bias
+    and (h mod 3) more, in a band of +-3.5 (so some rows fall outside it)."""
+    hours = list(horizons)
+    target_ts = [issued + h * H for h in hours]
+    bias = {"v0": 6.0, "v1": 1.8, "w0": 0.5, "w1": 2.0}[version]
+    yhat = [_value(target, place, t) + bias + h % 3 for h, t in zip(hours, target_ts, strict=True)]
+    frame = pd.DataFrame(
+        {
+            "run_id": f"pred-{version}-{issued:%H}",
+            "model_version": version,
+            "location_id": place,
+            "target": target,
+            "issued_at": issued,
+            "target_ts": target_ts,
+            "horizon_h": hours,
+            "yhat": yhat,
+            "yhat_lower": [y - 3.5 for y in yhat],
+            "yhat_upper": [y + 3.5 for y in yhat],
+            "created_at": issued,
+        }
+    )
+    return frame.assign(**cols)
+
+
+def _value(target: str, place: str, ts: dt.datetime) -> float:
+    """The observed value: a saw-tooth in the hour, different per place and target."""
+    k = int((T - ts) / H)
+    base = {"a": 20.0, "c": 35.0}[place] * (2 if target == "pm10" else 1)
+    return base + (k * 7) % 11
+
+
+def _load(settings: Settings) -> Services:
+    wh = open_warehouse(settings)
+    wh.ensure_schema()
+    wh.append(
+        "locations",
+        pd.DataFrame(
+            {
+                "location_id": ["a", "c"],
+                "name": ["A", "C"],
+                "source": "synthetic",
+                "active": True,
+                "updated_at": T - 100 * H,
+            }
+        ),
+    )
+    # a observed for two days (through the versions' last training day); c only from
+    # T - 12 h: new to both production versions.
+    rows = [("a", T - k * H) for k in range(48)] + [("c", T - k * H) for k in range(12)]
+    obs = pd.DataFrame(rows, columns=["location_id", "ts"])
+    obs["pm2_5"] = [_value("pm2_5", p, t) for p, t in rows]
+    obs["pm10"] = [_value("pm10", p, t) for p, t in rows]
+    wh.append("observations_raw", obs.assign(source="synthetic", run_id="ing", ingested_at=T))
+    model = {"yhat_model": None}
+    forecasts = [
+        # the retired pm2_5 version, written before the combination
+        _forecasts("v0", "pm2_5", "a", T - 20 * H, range(1, 13)),
+        # pm2_5's production version: as served with the model's own beside it, ...
+        _forecasts("v1", "pm2_5", "a", T - 8 * H, range(1, 9)),
+        _forecasts("v1", "pm2_5", "a", T - 30 * H, range(25, 31)),  # beyond 24 h
+        _forecasts("v1", "pm2_5", "c", T - 10 * H, range(1, 11)),  # a new place
+        # ... and rows it wrote before the combination
+        _forecasts("v1", "pm2_5", "a", T - 12 * H, range(1, 4)),
+        # pm10's production version and its retired one
+        _forecasts("w1", "pm10", "a", T - 6 * H, range(1, 7)),
+        _forecasts("w1", "pm10", "c", T - 5 * H, range(1, 5)),
+        _forecasts("w0", "pm10", "a", T - 16 * H, range(1, 5)),
+    ]
+    served = [f.assign(yhat_model=f["yhat"] + 1.5 - f["horizon_h"] % 2) for f in forecasts[1:4]]
+    served += [forecasts[5].assign(yhat_model=forecasts[5]["yhat"] - 3), forecasts[6]]
+    frame = pd.concat([forecasts[0].assign(**model), *served, forecasts[4].assign(**model)])
+    frame = pd.concat([frame, forecasts[7].assign(**model)], ignore_index=True)
+    wh.append("forecasts", frame)
+    # CAMS for a's pm2_5 from T - 6 h on, issued at T - 12 h
+    cams_ts = [T - k * H for k in range(7)]
+    wh.append(
+        "air_quality_forecasts",
+        pd.DataFrame(
+            {
+                "location_id": "a",
+                "issued_at": T - 12 * H,
+                "ts": cams_ts,
+                "pm2_5": [_value("pm2_5", "a", t) - 5 for t in cams_ts],
+                "provider": "cams",
+                "source": "open-meteo",
+                "run_id": "ing-c",
+                "ingested_at": T - 12 * H,
+            }
+        ),
+    )
+    weights = []
+    for version, target, horizons in (("v1", "pm2_5", range(1, 31)), ("w1", "pm10", range(1, 7))):
+        for h in horizons:
+            shares = {"model": 0.5 + h / 200, "persistence": 0.3, "seasonal_naive": 0.2 - h / 200}
+            weights += [
+                {
+                    "target": target,
+                    "as_of": T - H,
+                    "model_version": version,
+                    "horizon_h": h,
+                    "expert": e,
+                    "weight": w,
+                    "cum_loss": 1.0,
+                    "gap": 0.1,
+                    "verified_through": T - H,
+                    "verified": 1,
+                    "run_id": "pred",
+                    "created_at": T - H,
+                }
+                for e, w in shares.items()
+            ]
+    wh.append("combination_weights", pd.DataFrame(weights))
+    settings = settings.model_copy(update={"targets": "pm2_5,pm10"})
+    store = open_store(settings)
+    start = ModelMetadata.model_validate_json(METADATA.read_text())
+    for target, version in (("pm2_5", "v1"), ("pm10", "w1")):
+        registry = Registry.of_target(store, settings, target)
+        data = start.data.model_copy(update={"window": (CUTOFF - 30 * 24 * H, CUTOFF)})
+        meta = start.model_copy(update={"version": version, "target": target, "data": data})
+        registry.save_metadata(meta)
+        registry.promote(version, 0)
+    return cast(Services, SimpleNamespace(warehouse=wh, settings=settings, store=store))
+
+
+# The condition's JSON on this warehouse as reported by the two-query code (a42a430).
+EXPECTED = Path(__file__).parents[1] / "fixtures" / "monitoring" / "accuracy_condition.json"
+
+
+def test_the_condition_reports_what_it_reported_before_from_one_read(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(th, "ACCURACY_MIN_ROWS", 5)  # judged: the detail names everything
+    services = _load(settings)
+    queries: list[str] = []
+    query = services.warehouse.query
+
+    def counted(sql: str, params: Any = None) -> pd.DataFrame:
+        queries.append(sql)
+        return query(sql, params)
+
+    monkeypatch.setattr(services.warehouse, "query", counted)
+    got = accuracy_condition.accuracy(services, T).to_json()
+    assert got == json.loads(EXPECTED.read_text())
+    # one read of the forecasts (the other query is the stored weights, per target)
+    assert sum("FROM forecasts" in q for q in queries) == 1, queries
+    assert sum("combination_weights" in q for q in queries) == 2
+
+    # By hand: pm2_5's v1 at the places it knows (a) served 1.8 + (h mod 3) above what
+    # was observed: 2.8 on average over each full cycle of horizons; 6 forecasts at 1-3 h
+    # (issued T - 8 h, and T - 12 h before the combination), 5 at 4-12 h, 6 at 25-30 h;
+    # c's 10 apart.
+    (v1, w1) = got["served"]
+    assert [v1["target"], v1["version"], w1["target"], w1["version"]] == [
+        "pm2_5", "v1", "pm10", "w1"
+    ]  # fmt: skip
+    assert {g: h["n"] for g, h in v1["horizons"].items()} == {"1-3": 6, "4-12": 5, "25-168": 6}
+    assert v1["horizons"]["1-3"]["mae"] == 2.8 and v1["new_places"]["n"] == 10
+    assert got["history"] == ["v0", "w0"] and got["versions"]["v1"]["n"] == 27
+    assert got["versions"]["v0"]["mae"] == 7.0  # the retired version's bias 6 + 1
