@@ -12,6 +12,7 @@ import pandas as pd
 
 from common.forecasting import combination
 from common.forecasting.registry import Registry
+from common.forecasting.versions import ModelMetadata
 from common.monitoring import signals
 from common.monitoring import thresholds as th
 from common.monitoring.conditions import build_condition, rounded
@@ -59,22 +60,27 @@ def _history(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return versions
 
 
-def _production(services: Services, target: str) -> tuple[str, dt.datetime] | None:
-    """`target`'s production version and its training cut-off; None without one."""
+def _production(services: Services, target: str) -> tuple[str, ModelMetadata] | None:
+    """`target`'s production version and its metadata; None without one."""
     registry = Registry.of_target(services.store, services.settings, target)
     pointer, _ = registry.production()
     if pointer is None:
         return None
-    return pointer.version, registry.metadata(pointer.version).trained_through
+    return pointer.version, registry.metadata(pointer.version)
 
 
 def _served(
-    services: Services, as_of: dt.datetime, target: str, version: str, frame: pd.DataFrame
+    services: Services,
+    as_of: dt.datetime,
+    target: str,
+    meta: ModelMetadata,
+    frame: pd.DataFrame,
 ) -> dict[str, Any]:
-    """How the forecasts of `target`'s production `version` are doing as served (the model
-    combined with the baselines; `frame`: its rows of `signals.accuracy`), beside the
-    model's own skill, the weights serving it and the places new to the version, reported
-    apart."""
+    """How the forecasts of `target`'s production version (`meta`) are doing as served (the
+    model combined with the baselines; `frame`: its rows of `signals.accuracy`), beside
+    the model's own skill, the weights serving it, the horizon groups the gate started it
+    served as persistence at, and the places new to the version, reported apart."""
+    version = meta.version
     seen = frame[~frame["new_place"]]
     out: dict[str, Any] = {"target": target, "version": version, **_scores(seen, "served_abs")}
     out["model_ratio"] = _scores(seen, "model_abs")["ratio"]
@@ -82,6 +88,9 @@ def _served(
         str(h): {**_scores(g, "served_abs"), "model_ratio": _scores(g, "model_abs")["ratio"]}
         for h, g in seen.groupby("horizons")
     }
+    held = [g.group for g in meta.metrics.holdout.served_as_persistence]
+    if held:  # the gate's groups, as the monitor's are: the weights say if it still holds
+        out["served_as_persistence"] = held
     new = frame[frame["new_place"]]
     if len(new):
         out["new_places"] = {
@@ -127,11 +136,12 @@ def accuracy(services: Services, as_of: dt.datetime) -> HealthCondition:
     targets = services.settings.forecast_targets
     production = {t: p for t in targets if (p := _production(services, t)) is not None}
     # One read of the window serves both: every version's record and what is served.
-    frame = signals.accuracy(services.warehouse, as_of, targets, production)
+    cutoffs = {t: (v, meta.trained_through) for t, (v, meta) in production.items()}
+    frame = signals.accuracy(services.warehouse, as_of, targets, cutoffs)
     versions = _history(signals.by_version(frame))
     served = [
-        _served(services, as_of, t, v, signals.served(frame, t, v))
-        for t, (v, _) in production.items()
+        _served(services, as_of, t, meta, signals.served(frame, t, v))
+        for t, (v, meta) in production.items()
     ]
     current = {s["version"] for s in served}
     history = {v: a for v, a in versions.items() if v not in current}
@@ -164,6 +174,9 @@ def accuracy(services: Services, as_of: dt.datetime) -> HealthCondition:
             f"; vs CAMS on {cams['n']} forecasts with one: MAE {cams['model_mae']:.2f} vs "
             f"{cams['mae']:.2f} (ratio {cams['ratio']:.2f})"
         )
+    if top.get("served_as_persistence"):
+        groups = ", ".join(top["served_as_persistence"])
+        detail += f"; served as persistence from its first hour at {groups} h (the gate)"
     detail += _weights_text(top.get("weights"))
     new = top.get("new_places")
     if new and new["ratio"] is not None:

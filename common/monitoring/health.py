@@ -109,6 +109,9 @@ class ServedAccuracy(Part):
     coverage: float | None = None
     model_ratio: float | None = None
     horizons: dict[str, dict[str, float | int | None]] = Field(default_factory=dict)
+    # the gate's horizon groups where the version was served as persistence from its
+    # first hour (its metadata's `served_as_persistence`; `weights` says if it still is)
+    served_as_persistence: list[str] | None = None
     new_places: dict[str, float | int | None] | None = None
     weights: dict[str, dict[str, float | None]] | None = None
 

@@ -18,7 +18,7 @@ import pytest
 
 from common.core.config import Settings
 from common.forecasting.registry import Registry
-from common.forecasting.versions import ModelMetadata
+from common.forecasting.versions import GroupScores, ModelMetadata
 from common.monitoring import accuracy_condition
 from common.monitoring import thresholds as th
 from common.runtime.services import Services
@@ -194,3 +194,27 @@ def test_the_condition_reports_what_it_reported_before_from_one_read(
     assert v1["horizons"]["1-3"]["mae"] == 2.8 and v1["new_places"]["n"] == 10
     assert got["history"] == ["v0", "w0"] and got["versions"]["v1"]["n"] == 27
     assert got["versions"]["v0"]["mae"] == 7.0  # the retired version's bias 6 + 1
+
+
+def test_the_groups_the_gate_served_as_persistence_are_named_beside_the_weights(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    """A version the gate started as persistence at some groups says so, by the same
+    group names as the monitor's horizons and weights; the other target's does not."""
+    monkeypatch.setattr(th, "ACCURACY_MIN_ROWS", 5)
+    services = _load(settings)
+    registry = Registry.of_target(services.store, services.settings, "pm2_5")
+    meta = registry.metadata("v1")
+    held = [GroupScores(group="1-3", n=300, mae=10.6, persistence_mae=10.0)]
+    holdout = meta.metrics.holdout.model_copy(update={"served_as_persistence": held})
+    metrics = meta.metrics.model_copy(update={"holdout": holdout})
+    registry.save_metadata(meta.model_copy(update={"metrics": metrics}))
+    got = accuracy_condition.accuracy(services, T).to_json()
+    v1, w1 = got["served"]
+    assert v1["served_as_persistence"] == ["1-3"] and "served_as_persistence" not in w1
+    assert set(v1["served_as_persistence"]) <= set(v1["horizons"]) & set(v1["weights"])
+    expected = json.loads(EXPECTED.read_text())
+    assert v1 == {**expected["served"][0], "served_as_persistence": ["1-3"]}
+    assert got["value"] == expected["value"] and got["detail"].startswith("pm2_5 v1 as served")
+    said = "; served as persistence from its first hour at 1-3 h (the gate); weights"
+    assert said in got["detail"]

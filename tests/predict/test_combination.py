@@ -212,6 +212,7 @@ def test_a_first_version_that_loses_somewhere_is_promoted_and_served_persistence
     )
     served = next(s for s in condition["served"] if s["version"] == trained["version"])
     assert served["n"] >= 100, served
+    assert served["served_as_persistence"] == list(held)  # named as the gate names them
     checked = 0
     for name, group in served["horizons"].items():  # the gate's groups (1-3, 4-12, 13-24)
         first, last = (int(x) for x in name.split("-"))
