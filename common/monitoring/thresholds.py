@@ -5,7 +5,7 @@ Monitoring incident mean the same thing.
 
 Every condition reports one number, `value`, in the unit below; `warn` and `alert` are the
 levels at which it turns warn or alert (a value above the level; for `accuracy` the
-value is model MAE / persistence MAE on the same rows).
+value is the MAE as served / persistence MAE on the same rows).
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ LEVELS: dict[str, Level] = {
         "share", 0.05, 0.2, "largest share of rejected rows of one source over the window"
     ),
     "accuracy": Level(
-        "ratio", 1.0, 1.1, "model MAE / persistence MAE on the same verified rows, per version"
+        "ratio",
+        1.0,
+        1.1,
+        "MAE as served (the combination) / persistence MAE on the same verified rows, of "
+        "each target's production version (the largest)",
     ),
     # The textbook 0.1/0.25 PSI levels are for scored populations; a week of hourly weather
     # differs more than that from a training window by its weather regime alone (a healthy
