@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,11 @@ LONGEST_FIRST = (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # pytest-xdist's scheduler keeps one item per node id, so a repeated id would run once
+    # under `make test` and the rest would silently not run: refuse to start instead.
+    repeated = sorted(n for n, k in collections.Counter(i.nodeid for i in items).items() if k > 1)
+    if repeated:
+        raise pytest.UsageError(f"test ids collected more than once: {repeated}")
     rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
 

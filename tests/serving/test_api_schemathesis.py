@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -25,6 +27,7 @@ from tests.api_fixtures import served_api
 # AIRCAST_TARGETS), which is what its document's `target` enum says.
 TARGETS = ("pm2_5",)
 TRIED: Counter[int] = Counter()  # status -> requests
+OPERATIONS_TRIED: Counter[str] = Counter()  # "GET /v1/places" -> requests
 HORIZON = 24
 
 
@@ -37,16 +40,22 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # The document the served function answers at /openapi.json (checked below). Loaded here,
 # not through `schemathesis.pytest.from_fixture`, which does not work with pytest 9.2.
 schema = schemathesis.openapi.from_dict(openapi(targets=TARGETS, horizon=HORIZON))
+# One test per operation, with the operation in its id: `schema.parametrize()` gives every
+# operation the same node id, and pytest-xdist's scheduler keeps one item per node id, so
+# under `make test` only one operation was fuzzed.
+OPERATIONS = [result.ok() for result in schema.get_all_operations()]
 
 
-@schema.parametrize()
+@pytest.mark.parametrize("operation", OPERATIONS, ids=[op.label for op in OPERATIONS])
+@given(data=st.data())
 @settings(
     max_examples=25,
     deadline=None,
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_api_conforms_to_its_openapi(case, api_url: str) -> None:
+def test_api_conforms_to_its_openapi(operation: Any, data: st.DataObject, api_url: str) -> None:
+    case = data.draw(operation.as_strategy())
     # No `checks`: every check schemathesis has (server errors, status codes, content types,
     # bodies and headers against the document, schema-valid data accepted and invalid data
     # refused, unsupported methods answered 405 with Allow, ...).
@@ -57,6 +66,7 @@ def test_api_conforms_to_its_openapi(case, api_url: str) -> None:
         base_url=api_url, timeout=60, excluded_checks=[positive_data_acceptance]
     )
     TRIED[response.status_code] += 1
+    OPERATIONS_TRIED[operation.label] += 1
 
 
 def test_served_document_is_the_one_tested(api_url: str) -> None:
@@ -81,3 +91,4 @@ def test_the_api_was_fuzzed() -> None:
         f"checks per request: {len(checks)}; failures: 0 (any would have failed above)"
     )
     assert sum(TRIED.values()) > 0 and not any(code >= 500 for code in TRIED), TRIED
+    assert sorted(OPERATIONS_TRIED) == sorted(op.label for op in OPERATIONS), OPERATIONS_TRIED
