@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from common.forecasting.adaptation import Offsets
-from common.forecasting.combination import PlaceWeights, Weights
+from common.forecasting.combination import Weights
 from common.forecasting.features import serving_features
+from common.forecasting.place_weights import PlaceWeights
 from common.forecasting.registry import Loaded
 
 

@@ -24,13 +24,8 @@ import pandas as pd
 from common.core.schema import VARIABLES
 from common.core.timeutil import UTC, iso
 from common.forecasting.adaptation import MAX_CATCH_UP_H, VERIFY_LAG_H
-from common.forecasting.combination import (
-    LOSS_CAP,
-    LOSS_COLS,
-    PlaceWeights,
-    Weights,
-    group_name,
-)
+from common.forecasting.combination import LOSS_CAP, Weights, group_name
+from common.forecasting.place_weights import LOSS_COLS, PlaceWeights
 from common.forecasting.registry import Loaded
 from common.monitoring.signals import combination_state
 from common.runtime.runs import Run

@@ -18,8 +18,9 @@ import pandas as pd
 from common.core.catalog import provenance_of
 from common.core.schema import VARIABLES
 from common.core.timeutil import UTC, iso
-from common.forecasting.combination import EXPERTS, PlaceWeights
+from common.forecasting.combination import EXPERTS
 from common.forecasting.features import FeatureSpec
+from common.forecasting.place_weights import PlaceWeights
 from common.forecasting.registry import Loaded, model_name_for
 from common.forecasting.snapshot import SCHEMA_VERSION, LocationInfo
 from common.predict.reads import recent_accuracy, recent_hindcast

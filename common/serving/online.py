@@ -102,8 +102,9 @@ def _forecast(
     import pandas as pd
 
     from common.forecasting.adaptation import Adaptation
-    from common.forecasting.combination import EXPERTS, PlaceWeights
+    from common.forecasting.combination import EXPERTS
     from common.forecasting.forecast import forecast_frame
+    from common.forecasting.place_weights import PlaceWeights
     from common.forecasting.snapshot import LocationForecast
 
     adapted = adaptation or Adaptation()

@@ -238,11 +238,8 @@ def test_each_place_learns_its_own_weights_within_its_regret_bound() -> None:
     to serve the baselines while the others keep the model the network follows; each
     place's served loss stays within the regret bound of its best expert, the start's
     head start included."""
-    from common.forecasting.combination import (
-        PLACE_HEAD_START,
-        horizon_groups,
-        online_place_weights,
-    )
+    from common.forecasting.combination import horizon_groups
+    from common.forecasting.place_weights import PLACE_HEAD_START, online_place_weights
 
     X, y, keys = _places_stream(120)
     model = keys["model"].to_numpy()
@@ -280,10 +277,10 @@ def test_each_place_learns_its_own_weights_within_its_regret_bound() -> None:
 def test_a_new_place_is_served_the_network_weights_then_its_own() -> None:
     """A place with no state is served the network's weights at every horizon; its state
     starts from them (each group's mean, floored) and then moves with its own losses."""
-    from common.forecasting.combination import (
+    from common.forecasting.combination import horizon_groups
+    from common.forecasting.place_weights import (
         PLACE_START_FLOOR,
         PlaceWeights,
-        horizon_groups,
         place_hourly_losses,
     )
 
@@ -325,9 +322,9 @@ def test_a_new_place_is_served_the_network_weights_then_its_own() -> None:
 def test_the_replay_per_place_serves_what_predict_would() -> None:
     """`online_place_weights` (the studies' replay, arrays) serves each row what stepping
     `PlaceWeights` hour by hour (predict's step) serves it."""
-    from common.forecasting.combination import (
+    from common.forecasting.combination import horizon_groups
+    from common.forecasting.place_weights import (
         PlaceWeights,
-        horizon_groups,
         online_place_weights,
         place_hourly_losses,
     )

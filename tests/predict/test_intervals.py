@@ -134,8 +134,9 @@ def _batch_without_offsets() -> pd.DataFrame:
     """What the production model forecasts at T with the version's calibration alone (and
     the combination weights served at T, the network's and the places' own, which the
     offsets do not touch)."""
-    from common.forecasting.combination import PlaceWeights, Weights
+    from common.forecasting.combination import Weights
     from common.forecasting.forecast import forecast_frame
+    from common.forecasting.place_weights import PlaceWeights
     from common.forecasting.registry import Registry
     from common.predict.reads import read_recent
     from common.runtime import locations

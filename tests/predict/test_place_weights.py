@@ -14,14 +14,8 @@ import pytest
 
 from common.core.schema import VARIABLES
 from common.core.timeutil import UTC
-from common.forecasting.combination import (
-    EXPERTS,
-    LOSS_CAP,
-    PLACE_HEAD_START,
-    WEIGHT_COLS,
-    horizon_groups,
-    regret_bound,
-)
+from common.forecasting.combination import EXPERTS, LOSS_CAP, horizon_groups, regret_bound
+from common.forecasting.place_weights import PLACE_HEAD_START, WEIGHT_COLS
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
 from common.predict.job import PredictRequest, run_predict
 from common.runtime.services import get_services
