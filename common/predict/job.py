@@ -47,6 +47,7 @@ from common.forecasting.combination import Weights
 from common.forecasting.features import FeatureSpec
 from common.forecasting.forecast import forecast_frame
 from common.forecasting.neighbours import REGION_HOURS, neighbours_of
+from common.forecasting.place_weights import PlaceWeights
 from common.forecasting.registry import Loaded, Registry
 from common.forecasting.snapshot import intervals_key, snapshot_key
 from common.predict.answer import PredictAnswer
@@ -248,10 +249,46 @@ def _forecast_shard(
                 services, run, spec.target, loaded, weights,
                 None if shards == 1 else ids, f"{shard}/{shards}",
             )  # fmt: skip
-    frames, recent, skipped = [], [], []
+    frames, recent, skipped = _forecast_batches(
+        services, run, loaded, spec, active, None if whole else ids, timings, offsets,
+        weights, place_weights,
+    )  # fmt: skip
+    frame = pd.concat(frames, ignore_index=True) if frames else _empty_frame()
+    with timings.stage("write_s"):
+        written = _write_new(services, frame, done, run, loaded.version)
+        checkpoint("predict:forecasts-written")
+    obs = pd.concat(recent, ignore_index=True) if recent else pd.DataFrame()
+    prediction = Prediction(
+        loaded, spec, run.as_of, run.run_id, mine, frame, obs, skipped, shard, shards,
+        place_weights,
+    )  # fmt: skip
+    return prediction, written, timings
+
+
+def _forecast_batches(
+    services: Services,
+    run: Run,
+    loaded: Loaded,
+    spec: FeatureSpec,
+    active: pd.DataFrame,
+    ids: list[str] | None,
+    timings: Timings,
+    offsets: Offsets | None,
+    weights: Weights | None,
+    place_weights: PlaceWeights | None,
+) -> tuple[list[pd.DataFrame], list[pd.DataFrame], list[tuple[str, str]]]:
+    """The forecasts, recent observations and skipped places of `ids` (None: every active
+    place in one batch), batch by batch: each batch read, featurised and forecast before
+    the next, so memory follows the batch."""
+    frames: list[pd.DataFrame] = []
+    recent: list[pd.DataFrame] = []
+    skipped: list[tuple[str, str]] = []
+    size = services.settings.predict_batch_locations
     start = run.as_of - dt.timedelta(hours=RECENT_HOURS - 1)
-    for b in range(0, len(ids), size):
-        batch = None if whole else ids[b : b + size]
+    batches: list[list[str] | None] = [None]
+    if ids is not None:
+        batches = [ids[b : b + size] for b in range(0, len(ids), size)]
+    for batch in batches:
         with timings.stage("read_s"):
             places, obs, neighbours, weather = _read_batch(services, spec, run.as_of, active, batch)
         step: dict[str, float] = {}
@@ -270,16 +307,7 @@ def _forecast_shard(
         recent.append(obs.loc[keep, ["location_id", "ts", spec.target]])
         frames.append(frame)
         skipped += sk
-    frame = pd.concat(frames, ignore_index=True) if frames else _empty_frame()
-    with timings.stage("write_s"):
-        written = _write_new(services, frame, done, run, loaded.version)
-        checkpoint("predict:forecasts-written")
-    obs = pd.concat(recent, ignore_index=True) if recent else pd.DataFrame()
-    prediction = Prediction(
-        loaded, spec, run.as_of, run.run_id, mine, frame, obs, skipped, shard, shards,
-        place_weights,
-    )  # fmt: skip
-    return prediction, written, timings
+    return frames, recent, skipped
 
 
 def _read_batch(
