@@ -100,6 +100,48 @@ def _lse_rows(x: np.ndarray) -> np.ndarray:
     return top + np.log(np.exp(x - top[:, None]).sum(axis=1))
 
 
+def _started_rows(
+    new: list[str],
+    groups: Sequence[tuple[int, int]],
+    network: Weights,
+    started: dt.datetime,
+    version: str | None,
+) -> pd.DataFrame:
+    """The state rows of places new to the state: each group started from `network`."""
+    names = [group_name(g) for g in groups]
+    rows = pd.DataFrame(
+        {
+            "location_id": np.repeat(new, len(names)),
+            "horizon_group": np.tile(names, len(new)),
+            "gap": 0.0,
+            "verified_through": pd.NaT,
+            "started_at": started,
+            "model_version": version,
+        }
+    )
+    rows[LOSS_COLS] = np.tile(place_start(network, groups), (len(new), 1))
+    return rows
+
+
+def _step_hours(state: pd.DataFrame, frame: pd.DataFrame, memory: float) -> None:
+    """Step `state` (indexed by location_id, horizon_group; in place) on the verified hours
+    of `frame`, hour by hour in time order, every place of an hour at once."""
+    keep_share = 1.0 - 1.0 / memory if memory else 1.0
+    loss = state[LOSS_COLS].to_numpy(float).copy()
+    gap = state["gap"].to_numpy(float).copy()
+    pos = state.index.get_indexer(pd.MultiIndex.from_frame(frame[["location_id", "horizon_group"]]))
+    hour = frame[list(EXPERTS)].to_numpy(float).clip(0.0, None)
+    times = frame["target_ts"].to_numpy()
+    for t in np.unique(times):
+        m = times == t
+        idx = pos[m]
+        sub_loss, sub_gap = loss[idx], gap[idx]
+        _step_rows(sub_loss, sub_gap, hour[m], keep_share)
+        loss[idx], gap[idx] = sub_loss, sub_gap
+    state[LOSS_COLS] = loss
+    state["gap"] = gap
+
+
 @dataclass(frozen=True)
 class PlaceWeights:
     """Per place and horizon group, AdaHedge's state (`state`: one row per (location_id,
@@ -211,18 +253,8 @@ class PlaceWeights:
         losses = losses[losses["horizon_group"].isin(names)] if len(losses) else losses
         new = sorted(set(losses["location_id"].astype(str)) - set(self.state["location_id"]))
         if new:
-            start = place_start(network, self.groups)
-            rows = pd.DataFrame(
-                {
-                    "location_id": np.repeat(new, len(names)),
-                    "horizon_group": np.tile(names, len(new)),
-                    "gap": 0.0,
-                    "verified_through": pd.NaT,
-                    "started_at": through if issued is None else issued,
-                    "model_version": version,
-                }
-            )
-            rows[LOSS_COLS] = np.tile(start, (len(new), 1))
+            started = through if issued is None else issued
+            rows = _started_rows(new, self.groups, network, started, version)
             state = pd.concat([state, rows.set_index(["location_id", "horizon_group"])])
         state = state.copy()
         if len(losses):
@@ -239,21 +271,7 @@ class PlaceWeights:
             ts = frame["target_ts"].to_numpy()
             fresh = pd.isna(seen) | (ts > seen)
             frame = frame[fresh & np.isfinite(frame[list(EXPERTS)].to_numpy(float)).all(axis=1)]
-            keep_share = 1.0 - 1.0 / memory if memory else 1.0
-            loss = state[LOSS_COLS].to_numpy(float).copy()
-            gap = state["gap"].to_numpy(float).copy()
-            pos = state.index.get_indexer(
-                pd.MultiIndex.from_frame(frame[["location_id", "horizon_group"]])
-            )
-            hour = frame[list(EXPERTS)].to_numpy(float).clip(0.0, None)
-            for t in np.unique(frame["target_ts"].to_numpy()):
-                m = frame["target_ts"].to_numpy() == t
-                idx = pos[m]
-                sub_loss, sub_gap = loss[idx], gap[idx]
-                _step_rows(sub_loss, sub_gap, hour[m], keep_share)
-                loss[idx], gap[idx] = sub_loss, sub_gap
-            state[LOSS_COLS] = loss
-            state["gap"] = gap
+            _step_hours(state, frame, memory)
             stepped = pd.MultiIndex.from_frame(frame[["location_id", "horizon_group"]]).unique()
             state.loc[stepped, "verified_through"] = through
             if version is not None:
