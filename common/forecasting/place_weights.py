@@ -377,23 +377,53 @@ def online_place_weights(
             used = ready
         ready = int(np.searchsorted(own_hours, when, "right"))
         if ready > used_own:
-            fresh = np.unique(own_place[used_own:ready])
+            rows = np.arange(used_own, ready)
+            fresh = np.unique(own_place[rows])
             new = fresh[~started[fresh]]
             if len(new):
                 loss[new] = place_start(network, groups)
                 started[new] = True
-            for hour in np.unique(own_hours[used_own:ready]):
-                m = used_own + np.flatnonzero(own_hours[used_own:ready] == hour)
-                p, g = own_place[m], own_group[m]
-                sub_loss, sub_gap = loss[p, g], gap[p, g]
-                _step_rows(sub_loss, sub_gap, own_loss[m], keep_share)
-                loss[p, g], gap[p, g] = sub_loss, sub_gap
+            _step_place_arrays(loss, gap, own_place[rows], own_group[rows], own_loss[rows],
+                               own_hours[rows], keep_share)  # fmt: skip
             used_own = ready
         m = (issued == t).to_numpy()
-        served = network.at(h[m])
-        mine = started[row_place[m]] & (row_group[m] >= 0)
-        if mine.any():
-            p, g = row_place[m][mine], row_group[m][mine]
-            served[mine] = hedge_weights(loss[p, g], gap[p, g]).round(6)
-        out[m] = served
+        out[m] = _served(network, h[m], row_place[m], row_group[m], loss, gap, started)
     return out
+
+
+def _step_place_arrays(
+    loss: np.ndarray,
+    gap: np.ndarray,
+    place: np.ndarray,
+    group: np.ndarray,
+    hour_loss: np.ndarray,
+    hours: np.ndarray,
+    keep_share: float,
+) -> None:
+    """Step the (place, group) states of `loss` and `gap` (in place) on verified rows, hour
+    by hour in time order: `_step_hours`' arithmetic on arrays, for the replay."""
+    for hour in np.unique(hours):
+        m = np.flatnonzero(hours == hour)
+        p, g = place[m], group[m]
+        sub_loss, sub_gap = loss[p, g], gap[p, g]
+        _step_rows(sub_loss, sub_gap, hour_loss[m], keep_share)
+        loss[p, g], gap[p, g] = sub_loss, sub_gap
+
+
+def _served(
+    network: Weights,
+    h: np.ndarray,
+    place: np.ndarray,
+    group: np.ndarray,
+    loss: np.ndarray,
+    gap: np.ndarray,
+    started: np.ndarray,
+) -> np.ndarray:
+    """The weights rows of horizons `h` at `place` are served: their place's own where it
+    has a state, else the network's."""
+    served = network.at(h)
+    mine = started[place] & (group >= 0)
+    if mine.any():
+        p, g = place[mine], group[mine]
+        served[mine] = hedge_weights(loss[p, g], gap[p, g]).round(6)
+    return served

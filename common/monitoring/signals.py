@@ -158,27 +158,7 @@ def accuracy(
         "hours_through": as_of,
         "issued_after": since - dt.timedelta(hours=HORIZON_MAX_H),
     }
-    seen, current = [], []
-    for k, (target, (version, cutoff)) in enumerate((production or {}).items()):
-        if target not in targets:
-            continue
-        params |= {
-            f"version_{k}": version,
-            f"cutoff_{k}": cutoff,
-            f"seen_after_{k}": cutoff - dt.timedelta(days=1),
-        }
-        current.append(f"(a.target = '{target}' AND a.model_version = @version_{k})")
-        seen.append(
-            f"SELECT DISTINCT '{target}' AS target, location_id FROM observations_raw "
-            f"WHERE ts > @seen_after_{k} AND ts <= @cutoff_{k} AND {target} IS NOT NULL"
-        )
-    new_place, join = "FALSE", ""
-    if seen:
-        new_place = f"(({' OR '.join(current)}) AND s.location_id IS NULL)"
-        join = (
-            f"LEFT JOIN ({' UNION ALL '.join(seen)}) AS s "
-            "ON s.target = a.target AND s.location_id = a.location_id "
-        )
+    new_place, join = _new_place_sql(targets, production or {}, params)
     frame = warehouse.query(
         f"SELECT a.target, a.model_version, {_HORIZON_GROUP} AS horizons, "
         f"{new_place} AS new_place, COUNT(*) AS n, SUM(a.abs_error) AS served_abs, "
@@ -200,6 +180,37 @@ def accuracy(
         frame[c] = pd.to_numeric(frame[c]).astype(float)
     frame["new_place"] = frame["new_place"].astype(bool)
     return frame
+
+
+def _new_place_sql(
+    targets: Sequence[str],
+    production: Mapping[str, tuple[str, dt.datetime]],
+    params: dict[str, object],
+) -> tuple[str, str]:
+    """`accuracy`'s new-place flag and the join it reads (each production version's last
+    training day of observations_raw), adding their parameters to `params`."""
+    seen, current = [], []
+    for k, (target, (version, cutoff)) in enumerate(production.items()):
+        if target not in targets:
+            continue
+        params |= {
+            f"version_{k}": version,
+            f"cutoff_{k}": cutoff,
+            f"seen_after_{k}": cutoff - dt.timedelta(days=1),
+        }
+        current.append(f"(a.target = '{target}' AND a.model_version = @version_{k})")
+        seen.append(
+            f"SELECT DISTINCT '{target}' AS target, location_id FROM observations_raw "
+            f"WHERE ts > @seen_after_{k} AND ts <= @cutoff_{k} AND {target} IS NOT NULL"
+        )
+    new_place, join = "FALSE", ""
+    if seen:
+        new_place = f"(({' OR '.join(current)}) AND s.location_id IS NULL)"
+        join = (
+            f"LEFT JOIN ({' UNION ALL '.join(seen)}) AS s "
+            "ON s.target = a.target AND s.location_id = a.location_id "
+        )
+    return new_place, join
 
 
 def by_version(frame: pd.DataFrame) -> pd.DataFrame:
