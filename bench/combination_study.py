@@ -170,7 +170,7 @@ def run_split(
     from common.forecasting import training
     from common.forecasting.combination import MEMORY_H, Weights, online_weights
     from common.forecasting.features import HISTORY_HOURS
-    from common.forecasting.place_weights import online_place_weights
+    from common.forecasting.place_replay import online_place_weights
 
     ids = sorted(places["location_id"].astype(str))
     train_ids, test_ids = _split(name, ids)

@@ -239,7 +239,8 @@ def test_each_place_learns_its_own_weights_within_its_regret_bound() -> None:
     place's served loss stays within the regret bound of its best expert, the start's
     head start included."""
     from common.forecasting.combination import horizon_groups
-    from common.forecasting.place_weights import PLACE_HEAD_START, online_place_weights
+    from common.forecasting.place_replay import online_place_weights
+    from common.forecasting.place_weights import PLACE_HEAD_START
 
     X, y, keys = _places_stream(120)
     model = keys["model"].to_numpy()
@@ -278,11 +279,8 @@ def test_a_new_place_is_served_the_network_weights_then_its_own() -> None:
     """A place with no state is served the network's weights at every horizon; its state
     starts from them (each group's mean, floored) and then moves with its own losses."""
     from common.forecasting.combination import horizon_groups
-    from common.forecasting.place_weights import (
-        PLACE_START_FLOOR,
-        PlaceWeights,
-        place_hourly_losses,
-    )
+    from common.forecasting.place_replay import place_hourly_losses
+    from common.forecasting.place_weights import PLACE_START_FLOOR, PlaceWeights
 
     X, y, keys = _places_stream(40)
     model = keys["model"].to_numpy()
@@ -323,11 +321,8 @@ def test_the_replay_per_place_serves_what_predict_would() -> None:
     """`online_place_weights` (the studies' replay, arrays) serves each row what stepping
     `PlaceWeights` hour by hour (predict's step) serves it."""
     from common.forecasting.combination import horizon_groups
-    from common.forecasting.place_weights import (
-        PlaceWeights,
-        online_place_weights,
-        place_hourly_losses,
-    )
+    from common.forecasting.place_replay import online_place_weights, place_hourly_losses
+    from common.forecasting.place_weights import PlaceWeights
 
     X, y, keys = _places_stream(30, seed=3)
     model = keys["model"].to_numpy()
