@@ -22,11 +22,15 @@ def _snapshot() -> Snapshot:
     return Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
 
 
-def _ingest_gap_after(t: dt.datetime) -> None:
-    """No observation after `t`: as after an ingest outage."""
+def _ingest_gap_after(t: dt.datetime, location_id: str | None = None) -> None:
+    """No observation after `t` (of `location_id` alone, when given): as after an ingest
+    outage, or one silent sensor."""
     svc = get_services()
+    where, params = "ts > ?", [t]
+    if location_id is not None:
+        where, params = "location_id = ? AND ts > ?", [location_id, t]
     with svc.warehouse.connect() as con:  # type: ignore[attr-defined]
-        con.execute(f"DELETE FROM {svc.settings.dataset}.observations_raw WHERE ts > ?", [t])
+        con.execute(f"DELETE FROM {svc.settings.dataset}.observations_raw WHERE {where}", params)
 
 
 def test_a_run_skipping_every_location_keeps_the_last_forecasts_stale(home: Path):
@@ -70,12 +74,7 @@ def test_an_empty_result_is_never_published(home: Path):
 def test_a_partial_run_keeps_the_skipped_location_and_forecasts_the_rest(home: Path):
     run_predict(PredictRequest(as_of=T), get_services())
     gone = location_ids()[0]
-    svc = get_services()
-    with svc.warehouse.connect() as con:  # type: ignore[attr-defined]
-        con.execute(
-            f"DELETE FROM {svc.settings.dataset}.observations_raw WHERE location_id = ? AND ts > ?",
-            [gone, T],
-        )
+    _ingest_gap_after(T, gone)
     answer = run_predict(PredictRequest(as_of=T + 8 * HOUR), get_services())
     assert [s["location_id"] for s in answer["skipped"]] == [gone]
     snap = _snapshot()
@@ -131,12 +130,8 @@ def test_the_counts_written_in_a_parts_head_are_what_the_monitor_reports(home: P
 
     run_predict(PredictRequest(as_of=T), get_services())
     gone = location_ids()[0]
+    _ingest_gap_after(T, gone)
     svc = get_services()
-    with svc.warehouse.connect() as con:  # type: ignore[attr-defined]
-        con.execute(
-            f"DELETE FROM {svc.settings.dataset}.observations_raw WHERE location_id = ? AND ts > ?",
-            [gone, T],
-        )
     store = svc.store
     # T + 8 h: gone is served its T forecast (stale); T + 30 h: that one covers no future
     # hour any more, so gone is served nothing (missing).
