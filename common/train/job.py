@@ -235,7 +235,7 @@ def _read(
     """The training window's data (whole or sampled, see `common.train.observations`) and its
     summary; a 409 when the window holds no observations."""
     places = locations_mod.current(services.warehouse)
-    summary = summarise(services.warehouse, spec, start, as_of, len(places))
+    summary = summarise(services.warehouse, spec, start, as_of)
     if summary.observations == 0:
         raise Conflict("no observations in the training window: run ingest first", "as_of")
     obs = observations(services.warehouse, spec, start, as_of, summary)

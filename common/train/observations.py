@@ -29,7 +29,6 @@ SCALE = 1000  # values enter the fingerprint as integer sums of round(value * SC
 REFERENCE_CELLS = 200_000  # rows read for the drift reference when the data is large
 REFERENCE_WEEKS_PER_MONTH = 2  # week-long ranges per calendar month (each is left out of
 # its month's reference once, to measure how far a normal week is: see drift.natural_psi)
-SUMMARY_CELLS = 5_000_000  # rows one slice of the summary aggregates
 
 
 @dataclass(frozen=True)
@@ -56,32 +55,44 @@ class WindowSummary:
 
 
 def summarise(
-    warehouse: Warehouse,
-    spec: FeatureSpec,
-    start: dt.datetime,
-    end: dt.datetime,
-    locations: int = 1,
+    warehouse: Warehouse, spec: FeatureSpec, start: dt.datetime, end: dt.datetime
 ) -> WindowSummary:
     """One aggregate per location over ts in (start, end]: counts, extent, the newest
     ingestion, integer sums of every column (exact, so the same data always gives the same
     fingerprint); and the observed target values per day (for the sampling rate).
 
+    Two queries the warehouse runs whole (one row per location, one per day come back), so
+    the function's work does not grow with the window: at 100,000 locations x 365 days the
+    former 175 time slices, each converted and folded in pandas, took ~200 of the summary's
+    ~900 s of wall time (docs/studies/scale-train.md). DuckDB's memory limit
+    (AIRCAST_DUCKDB_MEMORY_LIMIT) bounds what it keeps of the scan; the slices predate it.
+
     It reads `observations_raw`, not the `observations` view: keeping the newest row per key
     is a window over every row in range, which DuckDB holds in memory (1.7 GB for 8.6 M
     rows), while a plain aggregate streams. Any row appended to the window (a correction, a
     late hour) changes the fingerprint; `observations` counts raw rows (the same as the
-    view's unless a row was corrected). It runs over time slices of about SUMMARY_CELLS
-    rows for `locations` locations, as DuckDB keeps what a query scanned in its buffers
-    (2.1 GB for one aggregate over 10,000 locations x 365 days; 0.5 GB in 30-day slices)."""
-    parts, days = _sliced_aggregates(warehouse, spec, start, end, locations)
-    parts = [p for p in parts if len(p)]
-    if not parts:
+    view's unless a row was corrected)."""
+    cols = grid_columns(spec)
+    sums = ", ".join(
+        f"COUNT({c}) AS n_{c}, SUM(CAST(ROUND({c} * {SCALE}) AS INT64)) AS s_{c}" for c in cols
+    )
+    window = {"start": start, "end": end}
+    frame = warehouse.query(
+        "SELECT location_id, COUNT(*) AS n, MIN(ts) AS first_ts, MAX(ts) AS last_ts, "
+        "MAX(ingested_at) AS ingested, "
+        f"SUM(DIV(UNIX_SECONDS(ts), 3600)) AS hours, {sums} FROM observations_raw "
+        "WHERE ts > @start AND ts <= @end GROUP BY location_id",
+        window,
+    )
+    if not len(frame):
         return WindowSummary(hashlib.sha256(b"").hexdigest(), 0, 0, None, None, ())
-    frame = pd.concat(parts, ignore_index=True)
-    frame["location_id"] = frame["location_id"].astype(str)
-    canon = _canonical(frame)
+    days = warehouse.query(
+        f"SELECT DATE(ts) AS day, COUNT({spec.target}) AS n FROM observations_raw "
+        "WHERE ts > @start AND ts <= @end GROUP BY day ORDER BY day",
+        window,
+    )
+    canon = _canonical(frame.assign(location_id=frame["location_id"].astype(str)))
     hashed = pd.util.hash_pandas_object(canon, index=False).to_numpy()
-    day_counts = pd.concat(days, ignore_index=True).groupby("day")["n"].sum()
     return WindowSummary(
         fingerprint=hashlib.sha256(hashed.tobytes()).hexdigest(),
         observations=int(canon["n"].sum()),
@@ -90,67 +101,16 @@ def summarise(
         newest=pd.Timestamp(frame["last_ts"].max()).to_pydatetime(),
         location_ids=tuple(canon["location_id"]),
         target_by_day=tuple(
-            (pd.Timestamp(d).date(), int(n)) for d, n in day_counts.sort_index().items()
+            (pd.Timestamp(d).date(), int(n)) for d, n in zip(days["day"], days["n"], strict=True)
         ),
     )
 
 
-def _sliced_aggregates(
-    warehouse: Warehouse, spec: FeatureSpec, start: dt.datetime, end: dt.datetime, locations: int
-) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
-    """The per-location aggregates and the per-day target counts of (start, end], each
-    queried over time slices of about SUMMARY_CELLS rows (see `summarise`)."""
-    cols = grid_columns(spec)
-    sums = ", ".join(
-        f"COUNT({c}) AS n_{c}, SUM(CAST(ROUND({c} * {SCALE}) AS INT64)) AS s_{c}" for c in cols
-    )
-    per_location = (
-        "SELECT location_id, COUNT(*) AS n, MIN(ts) AS first_ts, MAX(ts) AS last_ts, "
-        "MAX(ingested_at) AS ingested, "
-        f"SUM(DIV(UNIX_SECONDS(ts), 3600)) AS hours, {sums} FROM observations_raw "
-        "WHERE ts > @start AND ts <= @end GROUP BY location_id"
-    )
-    per_day = (
-        f"SELECT DATE(ts) AS day, COUNT({spec.target}) AS n FROM observations_raw "
-        "WHERE ts > @start AND ts <= @end GROUP BY day"
-    )
-    step = dt.timedelta(hours=max(24, SUMMARY_CELLS // max(locations, 1)))
-    # Each slice is folded into the running per-location totals as it arrives, so memory
-    # holds one row per location, not one per location and slice (at 100,000 locations
-    # the 2-day slices of the window were frames of 100,000 rows each: over 5 GB).
-    parts: list[pd.DataFrame] = []
-    days = []
-    a = start
-    while a < end:
-        b = min(a + step, end)
-        part = warehouse.query(per_location, {"start": a, "end": b})
-        if len(part):
-            parts = [_fold(pd.concat([*parts, part], ignore_index=True))]
-        days.append(warehouse.query(per_day, {"start": a, "end": b}))
-        a = b
-    return parts, days
-
-
-_EXTENT = {"first_ts": "min", "last_ts": "max", "ingested": "max"}
-
-
-def _fold(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per-location aggregates of several slices as one row per location, in the slices'
-    form: counts and integer sums added, the extent's first and last hour and the newest
-    ingestion kept (exact: `_canonical` of it equals `_canonical` of the slices)."""
-    frame = frame.assign(location_id=frame["location_id"].astype(str))
-    numeric = [c for c in frame.columns if c != "location_id" and c not in _EXTENT]
-    frame[numeric] = frame[numeric].apply(pd.to_numeric).fillna(0).astype("int64")
-    grouped = frame.groupby("location_id", sort=True)
-    out = grouped[numeric].sum()
-    for c, how in _EXTENT.items():
-        out[c] = grouped[c].agg(how)
-    return out.reset_index()
-
-
 def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per location (sorted) from the slices' aggregates: the integer sums added,
-    the extent and the newest ingestion as fixed-format text, ready to hash."""
+    """One row per location (sorted) from the aggregate: the integer sums as int64 (none
+    where a column had no value), the extent and the newest ingestion as fixed-format
+    text, ready to hash. The form the version ids have always hashed: changing it would
+    give the same data a new version id."""
     numeric = [
         c for c in frame.columns if c not in ("location_id", "first_ts", "last_ts", "ingested")
     ]
