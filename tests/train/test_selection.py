@@ -16,6 +16,7 @@ from common.core.config import Settings, load_settings
 from common.forecasting import sampling
 from common.forecasting.examples import training_examples
 from common.forecasting.features import HISTORY_HOURS, FeatureSpec
+from common.forecasting.neighbours import neighbour_matrix
 from common.forecasting.sampling import sampled_examples
 from common.forecasting.training import IssueWindow, TrainingData, fit_model
 from common.ingest.job import IngestRequest, run_ingest
@@ -205,6 +206,27 @@ def test_the_summary_of_real_data_is_the_sliced_summarys(
     per_day = inside.groupby(inside["ts"].dt.date)[SPEC.target].count()
     assert summary.target_by_day == tuple((d, int(n)) for d, n in per_day.items())
     assert len(per_day) == 27 and per_day.sum() < len(inside)  # the gaps are not counted
+
+
+def test_the_network_matrix_is_built_once_per_network():
+    """The sampled selections share one neighbour matrix while the places are the same, and
+    it is the matrix they built each time before; a moved place builds it anew."""
+    rng = np.random.default_rng(3)
+    ids = [f"p{i:03d}" for i in range(60)]
+    places = pd.DataFrame(
+        {"location_id": ids, "latitude": 50 + rng.random(60), "longitude": 10 + rng.random(60)}
+    )
+    first = sampling.network_matrix(ids, places)
+    assert sampling.network_matrix(ids, places.copy()) is first
+    want = neighbour_matrix(ids, places).tocsr()
+    assert (first != want).nnz == 0 and first.nnz == want.nnz > 0
+    moved = places.copy()
+    moved.loc[moved["location_id"] == ids[0], "latitude"] += 5.0
+    again = sampling.network_matrix(ids, moved)
+    assert again is not first and (again != neighbour_matrix(ids, moved).tocsr()).nnz == 0
+    assert (again != first).nnz > 0
+    with pytest.raises(ValueError):
+        first.indices[0] = 1  # read-only: a caller cannot change what the next one reads
 
 
 def _xk(result: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
