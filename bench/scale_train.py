@@ -217,6 +217,9 @@ def child(home: Path) -> dict:
         sink.close()
         sink = None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    (home / "scale-train-first.json").write_text(  # kept if the re-run is stopped
+        json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak, **first_reads, **first})
+    )
     t1 = time.perf_counter()
     again = run_train(TrainRequest(as_of=as_of), svc)
     return {

@@ -168,9 +168,9 @@ def test_the_fingerprint_follows_the_data(svc: Services, tmp_path: Path):
     assert shorter.observations < first.observations
 
 
-# What the summary in time slices folded in pandas (before a996283's successor made it one
-# aggregate per location) gave for the Beijing window below, in 24-hour slices and in one:
-# data already trained on keeps its version ids.
+# What the summary in time slices folded in pandas (a996283 and before: one aggregate per
+# location since) gave for the Beijing window below, in 24-hour slices and in one: data
+# already trained on keeps its version ids.
 BEIJING_FINGERPRINT = "95fb0fdfa2e34f3485345e57486fee8b49a1a0422ef266c8063e4a9f9dbb53c4"
 
 
