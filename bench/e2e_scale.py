@@ -1,6 +1,7 @@
 """Benchmark: the whole sharded system at N synthetic locations, every cloud path on the emulators.
 
     .venv/bin/python bench/e2e_scale.py --locations 10000 --shards 2 [--lookup-seconds 20]
+        [--attempt-deadline 3600] [--memory api=2Gi]
 
 Set-up (not timed): `bench/scale.py _setup N` trains a production model locally and gives N
 bench locations 96 hours of observations; the model goes to gcp-storage-emulator and the
@@ -21,7 +22,10 @@ Measured: wall time of each run, peak RSS of each function instance (VmHWM of it
 gunicorn master and worker, summed: what Cloud Run's memory limit counts), BigQuery
 requests per run by kind (bqemulator's own /metrics counters, REST routes and gRPC
 methods, read before and after each phase), and the api's lookup rate; each instance's
-peak against its memory in Terraform (terraform/main.tf, local.function_defaults).
+peak against its memory in Terraform (terraform/main.tf, local.function_defaults, or
+the `var.functions` override given with --memory). --attempt-deadline lets a run take
+longer than its schedule's attempt deadline (the function's timeout): ten shards side by
+side on two shared cores take longer than ten instances with a vCPU each.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures as cf
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -118,7 +123,13 @@ def terraform_memory() -> dict[str, float]:
 
 
 def run(
-    n: int, shards: int, lookup_seconds: float, workdir: Path, skip_ingest: bool = False
+    n: int,
+    shards: int,
+    lookup_seconds: float,
+    workdir: Path,
+    skip_ingest: bool = False,
+    attempt_deadline: int | None = None,
+    memory_override: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     import pandas as pd
 
@@ -138,6 +149,7 @@ def run(
     subprocess.run(
         [sys.executable, str(ROOT / "bench/scale.py"), "_setup", str(n)], env=env, check=True
     )
+    print(f"set-up: local model and data ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     os.environ.update({k: v for k, v in env.items() if k.startswith("AIRCAST_")})
     local = get_services()
     toml = workdir / "locations.toml"
@@ -177,7 +189,11 @@ def run(
                 "SELECT * FROM observations_raw WHERE ts > @a AND ts <= @b", {"a": a, "b": b}
             )
             warehouse.append("observations_raw", obs)
-            print(f"set-up: observations to {iso(b)} loaded", file=sys.stderr, flush=True)
+            print(
+                f"set-up: observations to {iso(b)} loaded ({time.perf_counter() - t0:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         del obs
         out["setup_s"] = round(time.perf_counter() - t0, 1)
 
@@ -200,7 +216,13 @@ def run(
                     "predict", free_port(), env=fn_env, log_dir=logs / f"predict-{k}"
                 )
             served = list(instances.values())
-            by_name = {s.name: s for s in SCHEDULES}
+            schedules = [
+                dataclasses.replace(s, attempt_deadline_s=attempt_deadline)
+                if attempt_deadline
+                else s
+                for s in expand(SCHEDULES, shards)
+            ]
+            by_name = {s.name: s for s in schedules}
             phases: dict[str, dict[str, Any]] = {}
 
             def phase(name: str, jobs: list[tuple[str, Any, dict[str, Any]]]) -> None:
@@ -225,14 +247,15 @@ def run(
                     },
                     "answers": [a.answer.get("counts") for a in attempts],
                 }
-                print(json.dumps({name: phases[name]}), file=sys.stderr)
+                peaks = {k: round(peak_mib(s.process.pid)) for k, s in instances.items()}
+                print(json.dumps({name: phases[name], "peak_mib": peaks}), file=sys.stderr)
 
             body = {"as_of": iso(AS_OF)}
             ingest_as_of = {"as_of": iso(AS_OF + dt.timedelta(hours=1))}
             if not skip_ingest:
                 phase("ingest", [(instances["ingest"].url, by_name["aircast-ingest-hourly"],
                                   ingest_as_of)])  # fmt: skip
-            sharded = [s for s in expand(SCHEDULES, shards) if s.function == "predict"]
+            sharded = [s for s in schedules if s.function == "predict"]
             phase(
                 "predict",
                 [
@@ -244,7 +267,7 @@ def run(
                                body)])  # fmt: skip
             out["lookups"] = lookups(instances["api"].url, n, lookup_seconds)
             out["phases"] = phases
-            memory = terraform_memory()
+            memory = {**terraform_memory(), **(memory_override or {})}
             out["instances"] = {
                 name: {
                     "peak_mib": round(peak_mib(s.process.pid)),
@@ -337,9 +360,26 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--lookup-seconds", type=float, default=20.0)
     parser.add_argument("--skip-ingest", action="store_true", help="predict, monitor, api only")
+    parser.add_argument(
+        "--attempt-deadline", type=int, help="seconds each fired job may take (default: its own)"
+    )
+    parser.add_argument(
+        "--memory", action="append", default=[], metavar="FUNCTION=SIZE",
+        help="a function's memory as var.functions overrides it (e.g. api=2Gi)",
+    )  # fmt: skip
     a = parser.parse_args()
+    override: dict[str, float] = {}
+    for item in a.memory:
+        name, _, size = item.partition("=")
+        m = re.fullmatch(r"(\d+)(Mi|Gi)", size)
+        if not m:
+            parser.error(f"--memory {item}: expected FUNCTION=<n>Mi or <n>Gi")
+        override[name] = int(m[1]) * {"Mi": 1, "Gi": 1024}[m[2]]
     with tempfile.TemporaryDirectory(prefix="aircast-e2e-") as tmp:
-        result = run(a.locations, a.shards, a.lookup_seconds, Path(tmp), a.skip_ingest)
+        result = run(
+            a.locations, a.shards, a.lookup_seconds, Path(tmp), a.skip_ingest,
+            a.attempt_deadline, override,
+        )  # fmt: skip
     print(json.dumps(result), file=sys.stderr)
     print(table(result))
 
