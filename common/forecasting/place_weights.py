@@ -46,6 +46,13 @@ from common.forecasting.combination import (
 PLACE_START_FLOOR = 0.01
 PLACE_HEAD_START = math.log(1 / PLACE_START_FLOOR) / MAX_RATE
 
+# How far back a predict shard reads its places' states (and the monitor the states they
+# are served): every run writes a row for each place with a state (carried when nothing
+# was verified), so one hour back normally; a day allows a shard to miss runs. Longer gaps
+# restart the place from the network's weights, which bounds what is scanned each hour to
+# two day-partitions of the shard's places.
+PLACE_LOOKBACK_H = 24
+
 
 def loss_col(expert: str) -> str:
     return f"loss_{expert}"

@@ -25,7 +25,7 @@ from common.core.schema import VARIABLES
 from common.core.timeutil import UTC, iso
 from common.forecasting.adaptation import MAX_CATCH_UP_H, VERIFY_LAG_H
 from common.forecasting.combination import LOSS_CAP, Weights, group_name
-from common.forecasting.place_weights import LOSS_COLS, PlaceWeights
+from common.forecasting.place_weights import LOSS_COLS, PLACE_LOOKBACK_H, PlaceWeights
 from common.forecasting.registry import Loaded
 from common.monitoring.signals import combination_state
 from common.runtime.runs import Run
@@ -110,13 +110,6 @@ def step_weights(services: Services, run: Run, target: str, loaded: Loaded) -> W
     )
     services.warehouse.append("combination_weights", rows)
     return weights
-
-
-# How far back a shard reads its places' states: every run writes a row for each place
-# with a state (carried when nothing was verified), so one hour back normally; a day
-# allows a shard to miss runs. Longer gaps restart the place from the network's weights,
-# which bounds what is scanned each hour to two day-partitions of the shard's places.
-PLACE_LOOKBACK_H = 24
 
 
 def _group_case(groups: tuple[tuple[int, int], ...]) -> str:
