@@ -78,8 +78,10 @@ def _served(
 ) -> dict[str, Any]:
     """How the forecasts of `target`'s production version (`meta`) are doing as served (the
     model combined with the baselines; `frame`: its rows of `signals.accuracy`), beside
-    the model's own skill, the weights serving it, the horizon groups the gate started it
-    served as persistence at, and the places new to the version, reported apart."""
+    the model's own skill, the weights serving it (the network's, and a summary of the
+    places' own), the horizon groups the gate started it served as persistence at, and
+    the forecasts of places served the network's weights (no weights of their own when
+    issued: `new_places`), reported apart until their own weights serve them."""
     version = meta.version
     seen = frame[~frame["new_place"]]
     out: dict[str, Any] = {"target": target, "version": version, **_scores(seen, "served_abs")}
@@ -113,7 +115,29 @@ def _served(
             for lo, hi in signals.HORIZON_GROUPS
             if state["horizon_h"].between(lo, hi).any()
         }
+    places = _place_weights(signals.place_weights(services.warehouse, target, as_of))
+    if places:
+        out["place_weights"] = places
     return out
+
+
+def _place_weights(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """`signals.place_weights`'s rows by horizon group: how many places have weights of
+    their own, how many each expert leads, and the model's weight across them (in the
+    groups' order: 1-3, 4-12, 13-24)."""
+    frame = frame.sort_values("horizon_group", key=lambda g: g.str.split("-").str[0].astype(int))
+    return {
+        str(r.horizon_group): {
+            "places": int(r.places),
+            "leading": {e: int(getattr(r, f"lead_{e}")) for e in combination.EXPERTS},
+            "model_weight": {
+                "min": rounded(r.model_min),
+                "mean": rounded(r.model_mean),
+                "max": rounded(r.model_max),
+            },
+        }
+        for r in frame.itertuples()
+    }
 
 
 def _weights_text(weights: dict[str, dict[str, float | None]] | None) -> str:
@@ -128,16 +152,26 @@ def _weights_text(weights: dict[str, dict[str, float | None]] | None) -> str:
     return "; weights model/persistence/seasonal naive " + ", ".join(parts)
 
 
+def _place_weights_text(places: dict[str, dict[str, Any]] | None) -> str:
+    if not places:
+        return ""
+    n = max(g["places"] for g in places.values())
+    leads = ", ".join(
+        f"{group} h " + "/".join(str(g["leading"][e]) for e in combination.EXPERTS)
+        for group, g in places.items()
+    )
+    return f"; {n} places on their own weights, led by model/persistence/seasonal naive {leads}"
+
+
 def accuracy(services: Services, as_of: dt.datetime) -> HealthCondition:
     """Judges what is served now: each target's production version, its forecasts as
-    served (the combination), with the model's own ratio and the weights beside it and
-    new places apart; earlier versions with forecasts in the window are listed as
-    history, never judged."""
+    served (the combination), with the model's own ratio and the weights beside it, and
+    the forecasts of places served the network's weights apart; earlier versions with
+    forecasts in the window are listed as history, never judged."""
     targets = services.settings.forecast_targets
     production = {t: p for t in targets if (p := _production(services, t)) is not None}
     # One read of the window serves both: every version's record and what is served.
-    cutoffs = {t: (v, meta.trained_through) for t, (v, meta) in production.items()}
-    frame = signals.accuracy(services.warehouse, as_of, targets, cutoffs)
+    frame = signals.accuracy(services.warehouse, as_of, targets)
     versions = _history(signals.by_version(frame))
     served = [
         _served(services, as_of, t, meta, signals.served(frame, t, v))
@@ -152,6 +186,12 @@ def accuracy(services: Services, as_of: dt.datetime) -> HealthCondition:
             f"fewer than {th.ACCURACY_MIN_ROWS} verified forecasts of the production "
             f"version in {th.ACCURACY_WINDOW_HOURS} h"
         )
+        apart = sum(s.get("new_places", {}).get("n", 0) for s in served)
+        if apart:  # the first hours of a network: no place has weights of its own yet
+            detail += (
+                f" at places on their own weights ({apart} more at places on the network's, "
+                "reported apart)"
+            )
         if history:
             detail += f" (earlier versions, history only: {', '.join(sorted(history))})"
         return build_condition("accuracy", None, detail, **extra)
@@ -160,6 +200,13 @@ def accuracy(services: Services, as_of: dt.datetime) -> HealthCondition:
     low = [s for s in counted if (s["coverage"] or 1) < th.COVERAGE_WARN_BELOW]
     if low and state == "ok":
         state = "warn"
+    detail = _detail(top, versions.get(top["version"], {}).get("cams"))
+    return build_condition("accuracy", top["ratio"], detail, state=state, **extra)
+
+
+def _detail(top: dict[str, Any], cams: dict[str, Any] | None) -> str:
+    """The judged version's line: as served, the model alone, the band, CAMS, the gate's
+    groups, the weights (the network's and the places'), and the new places apart."""
     detail = (
         f"{top['target']} {top['version']} as served: MAE {top['mae']:.2f} vs persistence "
         f"{top['persistence_mae']:.2f} (ratio {top['ratio']:.2f}; the model alone "
@@ -168,7 +215,6 @@ def accuracy(services: Services, as_of: dt.datetime) -> HealthCondition:
     )
     if top["coverage"] is not None:
         detail += f"; 80 % band held {top['coverage']:.0%}"
-    cams = versions.get(top["version"], {}).get("cams")
     if cams is not None:
         detail += (
             f"; vs CAMS on {cams['n']} forecasts with one: MAE {cams['model_mae']:.2f} vs "
@@ -178,10 +224,14 @@ def accuracy(services: Services, as_of: dt.datetime) -> HealthCondition:
         groups = ", ".join(top["served_as_persistence"])
         detail += f"; served as persistence from its first hour at {groups} h (the gate)"
     detail += _weights_text(top.get("weights"))
+    detail += _place_weights_text(top.get("place_weights"))
     new = top.get("new_places")
     if new and new["ratio"] is not None:
-        detail += f"; places new to it: ratio {new['ratio']:.2f} on {new['n']} forecasts"
-    return build_condition("accuracy", top["ratio"], detail, state=state, **extra)
+        detail += (
+            f"; places on the network's weights (none of their own yet): ratio "
+            f"{new['ratio']:.2f} on {new['n']} forecasts"
+        )
+    return detail
 
 
 def _cams(n: Any, cams_abs: Any, model_abs: Any) -> dict[str, Any] | None:

@@ -96,9 +96,21 @@ class VersionAccuracy(Part):
     horizons: dict[str, GroupAccuracy] = Field(default_factory=dict)
 
 
+class PlaceWeightsSummary(Part):
+    """accuracy: the places' own weights served now in one horizon group: how many places
+    have them, how many each expert leads (has the largest weight), and the model's
+    weight across them (min, mean, max)."""
+
+    places: int
+    leading: dict[str, int] = Field(default_factory=dict)
+    model_weight: dict[str, float | None] = Field(default_factory=dict)
+
+
 class ServedAccuracy(Part):
     """accuracy: one target's production version as served (the model combined with the
-    baselines), the model's own ratio and the weights beside it, new places apart."""
+    baselines), the model's own ratio and the weights beside it (the network's, and a
+    summary of the places' own), the forecasts of places served the network's weights
+    (none of their own when issued) apart."""
 
     target: str
     version: str
@@ -114,6 +126,7 @@ class ServedAccuracy(Part):
     served_as_persistence: list[str] | None = None
     new_places: dict[str, float | int | None] | None = None
     weights: dict[str, dict[str, float | None]] | None = None
+    place_weights: dict[str, PlaceWeightsSummary] | None = None
 
 
 class TargetState(Part):

@@ -13,13 +13,14 @@ failure.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
 from common.core.config import HORIZON_MAX_H
 from common.core.views import persistence_sql
 from common.forecasting import combination
+from common.forecasting.place_weights import PLACE_LOOKBACK_H
 from common.monitoring import thresholds as th
 from common.warehouse import Warehouse
 
@@ -130,26 +131,21 @@ def rejected(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     return frame
 
 
-def accuracy(
-    warehouse: Warehouse,
-    as_of: dt.datetime,
-    targets: Sequence[str],
-    production: Mapping[str, tuple[str, dt.datetime]] | None = None,
-) -> pd.DataFrame:
+def accuracy(warehouse: Warehouse, as_of: dt.datetime, targets: Sequence[str]) -> pd.DataFrame:
     """The verified forecasts of `targets` with target_ts in the window, in one read of the
     window's forecasts and observations, per target, model version, horizon group and
-    whether the place is new to the version: the error as served (`served_abs`: `yhat`,
-    the combination), the model's own (`model_abs`: `yhat_model`, the served one for rows
-    written before the combination), persistence's on the same rows (the value observed
-    at issued_at), the band's hits, and the CAMS baseline on the rows that have a CAMS
-    forecast (cams_n, cams_abs, and the served error there, model_abs_cams; NULL sums
-    where none). `by_version` and `served` take what the monitor reports from it.
+    whether the place was served the network's combination weights (`new_place`): the
+    error as served (`served_abs`: `yhat`, the combination), the model's own (`model_abs`:
+    `yhat_model`, the served one for rows written before the combination), persistence's
+    on the same rows (the value observed at issued_at), the band's hits, and the CAMS
+    baseline on the rows that have a CAMS forecast (cams_n, cams_abs, and the served error
+    there, model_abs_cams; NULL sums where none). `by_version` and `served` take what the
+    monitor reports from it.
 
-    `production`: each target's production version and its training cut-off. A place is
-    new to that version when it has no observation of the target in the last day before
-    the cut-off: read from that day's partition of observations_raw alone, so the check
-    costs one day of one column per target, not the history. Rows of other versions are
-    never new."""
+    A forecast's place is new (`new_place`) when it had no weights of its own when the
+    forecast was issued: no `place_combination_weights` row of its target and place at
+    the forecast's issue time (predict writes one per place with a state every run, before
+    it forecasts with it; `_own_weights_sql`)."""
     since = as_of - dt.timedelta(hours=th.ACCURACY_WINDOW_HOURS)
     # Both joins of persistence_sql read only the hours they need: the window's target
     # hours, and the issue hours persistence reads (at most the longest horizon before it).
@@ -158,10 +154,9 @@ def accuracy(
         "hours_through": as_of,
         "issued_after": since - dt.timedelta(hours=HORIZON_MAX_H),
     }
-    new_place, join = _new_place_sql(targets, production or {}, params)
     frame = warehouse.query(
         f"SELECT a.target, a.model_version, {_HORIZON_GROUP} AS horizons, "
-        f"{new_place} AS new_place, COUNT(*) AS n, SUM(a.abs_error) AS served_abs, "
+        "w.location_id IS NULL AS new_place, COUNT(*) AS n, SUM(a.abs_error) AS served_abs, "
         "SUM(COALESCE(a.model_abs_error, a.abs_error)) AS model_abs, "
         "SUM(ABS(a.persisted - a.actual)) AS persistence_abs, "
         "SUM(CASE WHEN a.covered THEN 1 ELSE 0 END) AS covered, "
@@ -169,7 +164,9 @@ def accuracy(
         "SUM(CASE WHEN a.cams IS NULL THEN 0 ELSE 1 END) AS cams_n, "
         "SUM(a.cams_abs_error) AS cams_abs, "
         "SUM(CASE WHEN a.cams IS NOT NULL THEN a.abs_error END) AS model_abs_cams "
-        f"FROM ({persistence_sql(targets)}) AS a {join}WHERE a.persisted IS NOT NULL "
+        f"FROM ({persistence_sql(targets)}) AS a LEFT JOIN ({_own_weights_sql(targets)}) AS w "
+        "ON w.target = a.target AND w.location_id = a.location_id AND w.as_of = a.issued_at "
+        "WHERE a.persisted IS NOT NULL "
         "GROUP BY a.target, a.model_version, horizons, new_place "
         "ORDER BY a.target, a.model_version, horizons, new_place",
         params,
@@ -182,35 +179,16 @@ def accuracy(
     return frame
 
 
-def _new_place_sql(
-    targets: Sequence[str],
-    production: Mapping[str, tuple[str, dt.datetime]],
-    params: dict[str, object],
-) -> tuple[str, str]:
-    """`accuracy`'s new-place flag and the join it reads (each production version's last
-    training day of observations_raw), adding their parameters to `params`."""
-    seen, current = [], []
-    for k, (target, (version, cutoff)) in enumerate(production.items()):
-        if target not in targets:
-            continue
-        params |= {
-            f"version_{k}": version,
-            f"cutoff_{k}": cutoff,
-            f"seen_after_{k}": cutoff - dt.timedelta(days=1),
-        }
-        current.append(f"(a.target = '{target}' AND a.model_version = @version_{k})")
-        seen.append(
-            f"SELECT DISTINCT '{target}' AS target, location_id FROM observations_raw "
-            f"WHERE ts > @seen_after_{k} AND ts <= @cutoff_{k} AND {target} IS NOT NULL"
-        )
-    new_place, join = "FALSE", ""
-    if seen:
-        new_place = f"(({' OR '.join(current)}) AND s.location_id IS NULL)"
-        join = (
-            f"LEFT JOIN ({' UNION ALL '.join(seen)}) AS s "
-            "ON s.target = a.target AND s.location_id = a.location_id "
-        )
-    return new_place, join
+def _own_weights_sql(targets: Sequence[str]) -> str:
+    """The (target, place, issue time) at which a place of `targets` was served weights of
+    its own, over the issue hours `persistence_sql` reads (@issued_after, @hours_through]:
+    a filter on place_combination_weights' partition column, so it reads those days of
+    three columns. Nothing stored for an issue time after @hours_through (as_of) counts."""
+    listed = ", ".join(f"'{t}'" for t in targets)
+    return (
+        "SELECT DISTINCT target, location_id, as_of FROM place_combination_weights "
+        f"WHERE as_of > @issued_after AND as_of <= @hours_through AND target IN ({listed})"
+    )
 
 
 def by_version(frame: pd.DataFrame) -> pd.DataFrame:
@@ -243,6 +221,36 @@ def combination_state(
         "AND as_of >= @since QUALIFY ROW_NUMBER() OVER (PARTITION BY horizon_h, expert "
         "ORDER BY as_of DESC, created_at DESC) = 1",
         {"target": target, "as_of": as_of, "since": since},
+    )
+
+
+def place_weights(warehouse: Warehouse, target: str, as_of: dt.datetime) -> pd.DataFrame:
+    """Per horizon group, the weights `target`'s places are served now: each place's newest
+    state at or before as_of within PLACE_LOOKBACK_H (predict's own read-back rule: an
+    older state is restarted, not served), summed up in the query so the monitor gets a
+    row per group, not per place. `places`; how many the model, persistence and seasonal
+    naive lead (the largest weight; a tie goes to the first of them in that order); the
+    model's weight across the places (min, mean, max)."""
+    m, p, s = "w.weight_model", "w.weight_persistence", "w.weight_seasonal_naive"
+    model_leads = f"{m} >= {p} AND {m} >= {s}"
+    return warehouse.query(
+        "SELECT w.horizon_group, COUNT(*) AS places, "
+        f"SUM(CASE WHEN {model_leads} THEN 1 ELSE 0 END) AS lead_model, "
+        f"SUM(CASE WHEN NOT ({model_leads}) AND {p} >= {s} THEN 1 ELSE 0 END) "
+        "AS lead_persistence, "
+        f"SUM(CASE WHEN NOT ({model_leads}) AND {p} < {s} THEN 1 ELSE 0 END) "
+        "AS lead_seasonal_naive, "
+        f"MIN({m}) AS model_min, AVG({m}) AS model_mean, MAX({m}) AS model_max "
+        "FROM (SELECT location_id, horizon_group, weight_model, weight_persistence, "
+        "weight_seasonal_naive FROM place_combination_weights WHERE target = @target "
+        "AND as_of <= @as_of AND as_of >= @since QUALIFY ROW_NUMBER() OVER (PARTITION BY "
+        "location_id, horizon_group ORDER BY as_of DESC, created_at DESC) = 1) AS w "
+        "GROUP BY w.horizon_group ORDER BY w.horizon_group",
+        {
+            "target": target,
+            "as_of": as_of,
+            "since": as_of - dt.timedelta(hours=PLACE_LOOKBACK_H),
+        },
     )
 
 

@@ -1,9 +1,12 @@
 """The accuracy condition's whole report on a small warehouse worked out in advance: two
-targets, each with a production version, a retired version, a place new to the
-production version, rows written before the combination (no `yhat_model`), horizons
-beyond the gate's groups, CAMS on some rows and stored weights. The expected JSON is what
-the condition reported when it read the window in two queries (every version's record,
-then the served version's by new place); reading it once must not change a field."""
+targets, each with a production version, a retired version, a place served the
+network's weights (no state of its own when its forecasts were issued), rows written
+before the combination (no `yhat_model`), horizons beyond the gate's groups, CAMS on some
+rows, stored network weights and places' own. The expected JSON is what the condition
+reported when it read the window in two queries (every version's record, then the served
+version's by new place); reading it once, and telling new places by their own weights
+rather than by the training window (the same places here), must not change a field but
+the ones added since (`place_weights`) and the new-place wording."""
 
 from __future__ import annotations
 
@@ -66,7 +69,58 @@ def _value(target: str, place: str, ts: dt.datetime) -> float:
     return base + (k * 7) % 11
 
 
-def _load(settings: Settings) -> Services:
+# The places' own weights stored by predict (target, place, issue time -> each group's
+# model / persistence / seasonal naive shares): a has weights of its own at every issue
+# time of the production versions' forecasts, c none before they were issued. Of pm2_5's
+# newest states within a day of T, a's (T - 8 h) and c's (T - 2 h) are served now: the
+# model leads a's 1-3 h, persistence its 4-12 h, seasonal naive its 13-24 h; c's are
+# the model's everywhere. The states at T - 12 h (superseded) and T + 1 h (after as_of)
+# must not count.
+GROUPS = ("1-3", "4-12", "13-24")
+A_NOW = ((0.7, 0.2, 0.1), (0.2, 0.6, 0.2), (0.1, 0.3, 0.6))
+C_NOW = ((0.5, 0.3, 0.2), (0.4, 0.3, 0.3), (0.34, 0.33, 0.33))
+OTHER = ((0.0, 0.0, 1.0),) * 3
+STATES: dict[tuple[str, str, dt.datetime], tuple[tuple[float, float, float], ...]] = {
+    ("pm2_5", "a", T - 30 * H): OTHER,
+    ("pm2_5", "a", T - 12 * H): OTHER,
+    ("pm2_5", "a", T - 8 * H): A_NOW,
+    ("pm2_5", "c", T - 2 * H): C_NOW,
+    ("pm2_5", "a", T + H): OTHER,
+    ("pm10", "a", T - 6 * H): A_NOW,
+}
+
+
+def _states(states: dict) -> pd.DataFrame:
+    """place_combination_weights rows as predict writes them (one per place and group)."""
+    rows = []
+    for (target, place, at), shares in states.items():
+        for group, (m, p, s) in zip(GROUPS, shares, strict=True):
+            rows.append(
+                {
+                    "target": target,
+                    "as_of": at,
+                    "location_id": place,
+                    "horizon_group": group,
+                    "shard": "0/1",
+                    "model_version": "v1" if target == "pm2_5" else "w1",
+                    "weight_model": m,
+                    "weight_persistence": p,
+                    "weight_seasonal_naive": s,
+                    "loss_model": 1.0,
+                    "loss_persistence": 1.0,
+                    "loss_seasonal_naive": 1.0,
+                    "gap": 0.1,
+                    "verified_through": at - 2 * H,
+                    "started_at": T - 30 * H,
+                    "verified": 1,
+                    "run_id": "pred",
+                    "created_at": at,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _load(settings: Settings, states: dict = STATES) -> Services:
     wh = open_warehouse(settings)
     wh.ensure_schema()
     wh.append(
@@ -147,6 +201,7 @@ def _load(settings: Settings) -> Services:
                 for e, w in shares.items()
             ]
     wh.append("combination_weights", pd.DataFrame(weights))
+    wh.append("place_combination_weights", _states(states))
     settings = settings.model_copy(update={"targets": "pm2_5,pm10"})
     store = open_store(settings)
     start = ModelMetadata.model_validate_json(METADATA.read_text())
@@ -161,6 +216,56 @@ def _load(settings: Settings) -> Services:
 
 # The condition's JSON on this warehouse as reported by the two-query code (a42a430).
 EXPECTED = Path(__file__).parents[1] / "fixtures" / "monitoring" / "accuracy_condition.json"
+# What the places' own weights add to each served version (STATES), by hand.
+PM25_PLACES = {
+    "1-3": {
+        "places": 2,
+        "leading": {"model": 2, "persistence": 0, "seasonal_naive": 0},
+        "model_weight": {"min": 0.5, "mean": 0.6, "max": 0.7},
+    },
+    "4-12": {
+        "places": 2,
+        "leading": {"model": 1, "persistence": 1, "seasonal_naive": 0},
+        "model_weight": {"min": 0.2, "mean": 0.3, "max": 0.4},
+    },
+    "13-24": {
+        "places": 2,
+        "leading": {"model": 1, "persistence": 0, "seasonal_naive": 1},
+        "model_weight": {"min": 0.1, "mean": 0.22, "max": 0.34},
+    },
+}
+PM10_PLACES = {
+    "1-3": {
+        "places": 1,
+        "leading": {"model": 1, "persistence": 0, "seasonal_naive": 0},
+        "model_weight": {"min": 0.7, "mean": 0.7, "max": 0.7},
+    },
+    "4-12": {
+        "places": 1,
+        "leading": {"model": 0, "persistence": 1, "seasonal_naive": 0},
+        "model_weight": {"min": 0.2, "mean": 0.2, "max": 0.2},
+    },
+    "13-24": {
+        "places": 1,
+        "leading": {"model": 0, "persistence": 0, "seasonal_naive": 1},
+        "model_weight": {"min": 0.1, "mean": 0.1, "max": 0.1},
+    },
+}
+
+
+def _expected() -> dict[str, Any]:
+    """EXPECTED with what was added since: the places' own weights beside the network's,
+    in the JSON and the detail, and the new places' wording (the same places)."""
+    doc = json.loads(EXPECTED.read_text())
+    doc["served"][0]["place_weights"] = PM25_PLACES
+    doc["served"][1]["place_weights"] = PM10_PLACES
+    said = (
+        "; 2 places on their own weights, led by model/persistence/seasonal naive "
+        "1-3 h 2/0/0, 4-12 h 1/1/0, 13-24 h 1/0/1; places on the network's weights "
+        "(none of their own yet): "
+    )
+    doc["detail"] = doc["detail"].replace("; places new to it: ", said)
+    return doc
 
 
 def test_the_condition_reports_what_it_reported_before_from_one_read(
@@ -177,10 +282,14 @@ def test_the_condition_reports_what_it_reported_before_from_one_read(
 
     monkeypatch.setattr(services.warehouse, "query", counted)
     got = accuracy_condition.accuracy(services, T).to_json()
-    assert got == json.loads(EXPECTED.read_text())
-    # one read of the forecasts (the other query is the stored weights, per target)
+    assert got == _expected()
+    # one read of the forecasts, which joins the places' own weights at each issue time;
+    # the others read the stored weights, the network's and the places', per target
     assert sum("FROM forecasts" in q for q in queries) == 1, queries
-    assert sum("combination_weights" in q for q in queries) == 2
+    (read,) = [q for q in queries if "FROM forecasts" in q]
+    assert "place_combination_weights" in read
+    assert sum("FROM combination_weights" in q for q in queries) == 2
+    assert sum("place_combination_weights" in q for q in queries) == 3
 
     # By hand: pm2_5's v1 at the places it knows (a) served 1.8 + (h mod 3) above what
     # was observed: 2.8 on average over each full cycle of horizons; 6 forecasts at 1-3 h
@@ -213,8 +322,33 @@ def test_the_groups_the_gate_served_as_persistence_are_named_beside_the_weights(
     v1, w1 = got["served"]
     assert v1["served_as_persistence"] == ["1-3"] and "served_as_persistence" not in w1
     assert set(v1["served_as_persistence"]) <= set(v1["horizons"]) & set(v1["weights"])
-    expected = json.loads(EXPECTED.read_text())
+    expected = _expected()
     assert v1 == {**expected["served"][0], "served_as_persistence": ["1-3"]}
     assert got["value"] == expected["value"] and got["detail"].startswith("pm2_5 v1 as served")
     said = "; served as persistence from its first hour at 1-3 h (the gate); weights"
     assert said in got["detail"]
+
+
+def test_a_place_is_apart_while_served_the_networks_weights_and_joins_once_it_has_its_own(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    """Apart are the forecasts whose place had no weights of its own when they were issued,
+    whatever the training window: a, observed through v1's training window, had none at
+    T - 8 h (its state started at T - 7 h, after that issue: it does not count back), so
+    its 8 forecasts issued then are apart; c, which v1 never saw, had its own at T - 10 h,
+    so its 10 join the rest. (By the training window it was the other way round.)"""
+    monkeypatch.setattr(th, "ACCURACY_MIN_ROWS", 5)
+    states = {k: v for k, v in STATES.items() if k[:2] != ("pm2_5", "c")}
+    states = {k: v for k, v in states.items() if k != ("pm2_5", "a", T - 8 * H)}
+    states |= {("pm2_5", "a", T - 7 * H): A_NOW, ("pm2_5", "c", T - 10 * H): C_NOW}
+    got = accuracy_condition.accuracy(_load(settings, states), T).to_json()
+    v1, w1 = got["served"]
+    before = _expected()["served"]
+    # a's 8 (1-8 h: 3 at 1-3 h, 5 at 4-12 h) apart, c's 10 (3 + 7) in
+    assert v1["new_places"]["n"] == 8 and v1["n"] == 17 - 8 + 10
+    assert {g: h["n"] for g, h in v1["horizons"].items()} == {"1-3": 6, "4-12": 7, "25-168": 6}
+    # a's rows issued at T - 8 h served 1.8 + (h mod 3) above what was observed, h = 1..8
+    assert v1["new_places"]["mae"] == (8 * 1.8 + 9) / 8
+    assert w1 == before[1]  # pm10's places are what they were
+    assert v1["place_weights"] == PM25_PLACES  # the newest states: a's T - 7 h, c's T - 10 h
+    assert got["detail"].endswith(f"ratio {v1['new_places']['ratio']:.2f} on 8 forecasts")

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import cast
 
 import pandas as pd
+import pytest
 
 from common.core.config import Settings
 from common.core.views import accuracy_sql, persistence_sql
@@ -105,6 +106,39 @@ def _load(settings: Settings):
     return wh
 
 
+def _place_states(keys: list[tuple[str, str, dt.datetime]], model: float | None = None):
+    """place_combination_weights rows as predict writes them, groups 1-3 and 4-12: the
+    model's weight 0.6 at issue times before T - 2 h and 0.2 after (persistence's then
+    leads), or `model`."""
+    rows = []
+    for target, place, at in keys:
+        m = model if model is not None else (0.6 if at < T - 2 * H else 0.2)
+        for group in ("1-3", "4-12"):
+            rows.append(
+                {
+                    "target": target,
+                    "as_of": at,
+                    "location_id": place,
+                    "horizon_group": group,
+                    "shard": "0/1",
+                    "model_version": "v1",
+                    "weight_model": m,
+                    "weight_persistence": (1 - m) * 0.75,
+                    "weight_seasonal_naive": (1 - m) * 0.25,
+                    "loss_model": 1.0,
+                    "loss_persistence": 1.0,
+                    "loss_seasonal_naive": 1.0,
+                    "gap": 0.0,
+                    "verified_through": at - 2 * H,
+                    "started_at": at,
+                    "verified": 0,
+                    "run_id": "pred",
+                    "created_at": at,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def test_every_signal_query_gives_the_same_answers_on_each_backend(settings: Settings):
     wh = _load(settings)
 
@@ -124,12 +158,34 @@ def test_every_signal_query_gives_the_same_answers_on_each_backend(settings: Set
     ]
 
     # persistence says 17 (observed at issued_at) for 18, 19, 20; the model 20
-    acc = signals.accuracy(wh, T, ["pm2_5"])  # no production version: no place is new
+    acc = signals.accuracy(wh, T, ["pm2_5"])  # a had no weights of its own: a new place
     cols = ["target", "model_version", "horizons", "new_place", "n", "covered", "banded"]
-    assert acc[cols].values.tolist() == [["pm2_5", "v1", "1-3", False, 3, 3, 3]]
+    assert acc[cols].values.tolist() == [["pm2_5", "v1", "1-3", True, 3, 3, 3]]
     assert float(acc["served_abs"][0]) == 3.0 and float(acc["persistence_abs"][0]) == 6.0
     assert float(acc["model_abs"][0]) == 3.0  # no yhat_model (before the combination): served
     assert int(acc["cams_n"][0]) == 0 and pd.isna(acc["cams_abs"][0])  # no CAMS kept: NULL
+    # Its own weights from T - 2 h (after the issue), or pm10's, or b's: still new. From
+    # the issue time T - 3 h on (each group's row, and a rerun's twin): no longer.
+    wh.append("place_combination_weights", _place_states([("pm2_5", "a", T - 2 * H)]))
+    wh.append("place_combination_weights", _place_states([("pm10", "a", T - 3 * H)]))
+    wh.append("place_combination_weights", _place_states([("pm2_5", "b", T - 3 * H)]))
+    assert signals.accuracy(wh, T, ["pm2_5"])["new_place"].tolist() == [True]
+    wh.append("place_combination_weights", _place_states([("pm2_5", "a", T - 3 * H)] * 2))
+    acc = signals.accuracy(wh, T, ["pm2_5"])
+    assert acc[cols].values.tolist() == [["pm2_5", "v1", "1-3", False, 3, 3, 3]]
+
+    # The places' own weights served now, per group: the newest state of each place within
+    # a day of as_of (a's T - 2 h, b's T - 3 h; not pm10's, nor any from after as_of).
+    wh.append("place_combination_weights", _place_states([("pm2_5", "b", T + H)], 0.0))
+    summary = signals.place_weights(wh, "pm2_5", T).set_index("horizon_group")
+    assert summary.loc["1-3", ["places", "lead_model", "lead_persistence"]].tolist() == [2, 1, 1]
+    assert summary.loc["1-3", "lead_seasonal_naive"] == 0
+    assert summary.loc["1-3", "model_min"] == 0.2 and summary.loc["1-3", "model_max"] == 0.6
+    assert summary.loc["1-3", "model_mean"] == pytest.approx(0.4) and sorted(summary.index) == [
+        "1-3",
+        "4-12",
+    ]
+    assert signals.place_weights(wh, "pm2_5", T - 10 * H).empty  # none stored yet then
 
     recent = signals.recent_inputs(wh, ["pm2_5", "temperature_2m"], T - 3 * H, T, 2)
     assert recent.astype(float).values.tolist() == [[20.0, 1.5], [19.0, 1.5]]

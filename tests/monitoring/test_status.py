@@ -245,45 +245,88 @@ def test_what_is_served_is_judged_and_a_retired_version_is_only_history(home: Pa
     assert cleared["state"] == "ok" and "retired" not in cleared["versions"]
 
 
-def test_a_place_new_to_the_version_is_forecast_and_reported_apart(home: Path):
-    """A location that joins after the production version's training window is forecast
-    by the global model with the network's weights, and the monitor reports its accuracy
-    apart from the places the version was trained on."""
+def test_a_place_is_reported_apart_until_it_has_weights_of_its_own(home: Path):
+    """A location that joins after the others have weights of their own is forecast by the
+    global model with the network's weights, and the monitor reports those forecasts apart
+    (with every place's from the first run, issued before any place had its own), then,
+    once its first forecasts are verified and its own weights serve it, what it forecasts
+    from then on joins the rest."""
     wh = get_services().warehouse
     places = wh.query("SELECT * FROM current_locations ORDER BY location_id", {})
     first = places.iloc[0]
     wh.append(
         "locations",
         places.iloc[[0]].assign(
-            location_id="newcomer", name="Newcomer", updated_at=pd.Timestamp.now(tz="UTC")
+            location_id="newcomer",
+            name="Newcomer",
+            source="csv",  # another source's place: the synthetic ingest leaves it active
+            updated_at=pd.Timestamp.now(tz="UTC"),
         ),
     )
-    cutoff = AS_OF - 30 * HOUR  # the production version's training window ends here
-    obs = wh.query(
-        "SELECT * FROM observations WHERE location_id = @id AND ts > @after",
-        {"id": first["location_id"], "after": cutoff},
-    )
-    wh.append("observations_raw", obs.assign(location_id="newcomer", run_id="ingest-new"))
+    copy_observations(wh, first["location_id"], AS_OF - 30 * HOUR)
     predict(-6)
     assert len(wh.query("SELECT * FROM forecasts WHERE location_id = 'newcomer'", {})) == 24
+    # The first run (AS_OF - 30 h) had no verified forecast to start any place's weights
+    # from; the next did. The newcomer has none at its first issue time.
+    started = own_weights(wh)
+    issued = {at for _, at in started}
+    assert AS_OF - 30 * HOUR not in issued and AS_OF - 24 * HOUR in issued
+    assert "newcomer" not in {place for place, _ in started}
+    network = "(f.issued_at = @first OR (f.location_id = 'newcomer' AND f.issued_at < @joined))"
     accuracy = condition("accuracy", AS_OF)
     (served,) = accuracy["served"]
-    # Its verified forecasts (issued at -6 h, observed up to AS_OF) are counted apart ...
-    assert 0 < served["new_places"]["n"] == verified(wh, "=") <= 6
-    assert "places new to it" in accuracy["detail"]
-    # ... and the places the version was trained on without them.
-    assert served["n"] == verified(wh, "!=")
+    assert 0 < verified(wh, AS_OF, "f.location_id = 'newcomer'") <= 6
+    assert served["new_places"]["n"] == verified(wh, AS_OF, network)
+    assert served["n"] == verified(wh, AS_OF, f"NOT {network}") > 0
+    assert "places on the network's weights (none of their own yet)" in accuracy["detail"]
+    assert served["place_weights"]["1-3"]["places"] == len(places)  # not the newcomer yet
+
+    # The next hour verifies its first forecasts: its own weights start and serve it.
+    later = AS_OF + 6 * HOUR
+    ingest(later, AS_OF)
+    copy_observations(wh, first["location_id"], AS_OF)
+    predict(1)
+    assert ("newcomer", AS_OF + HOUR) in own_weights(wh)
+    accuracy = condition("accuracy", later)
+    (served,) = accuracy["served"]
+    joined = "f.location_id = 'newcomer' AND f.issued_at = @joined"
+    assert verified(wh, later, joined) > 0
+    assert served["new_places"]["n"] == verified(wh, later, network)  # its first, still apart
+    assert served["n"] == verified(wh, later, f"NOT {network}")  # its next, with the rest
+    assert served["place_weights"]["1-3"]["places"] == len(places) + 1
 
 
-def verified(wh, op: str) -> int:
-    """Verified forecasts in the accuracy window with persistence known, of the newcomer
-    (`op` "=") or of every other place ("!=")."""
+def copy_observations(wh, source: str, after: dt.datetime) -> None:
+    """The newcomer observes what `source` observed after `after` (the synthetic source
+    knows its own places only)."""
+    obs = wh.query(
+        "SELECT * FROM observations WHERE location_id = @id AND ts > @after",
+        {"id": source, "after": after},
+    )
+    wh.append("observations_raw", obs.assign(location_id="newcomer", run_id="ingest-new"))
+
+
+def own_weights(wh) -> set[tuple[str, dt.datetime]]:
+    """(location_id, issue time) at which a place was served weights of its own."""
+    rows = wh.query("SELECT DISTINCT location_id, as_of FROM place_combination_weights", {})
+    at = pd.to_datetime(rows["as_of"], utc=True)
+    return {(str(p), t.to_pydatetime()) for p, t in zip(rows["location_id"], at, strict=True)}
+
+
+def verified(wh, as_of: dt.datetime, where: str) -> int:
+    """Verified forecasts in the accuracy window up to `as_of` with persistence known,
+    of the rows `where` keeps (`f`: forecast_accuracy; @first: the first issue time,
+    @joined: the hour the newcomer's own weights started)."""
     rows = wh.query(
         "SELECT COUNT(*) AS n FROM forecast_accuracy f JOIN observations o "
         "ON o.location_id = f.location_id AND o.ts = f.issued_at "
-        f"WHERE f.target_ts > @a AND f.target_ts <= @b AND f.location_id {op} 'newcomer' "
-        "AND o.pm2_5 IS NOT NULL",
-        {"a": AS_OF - th.ACCURACY_WINDOW_HOURS * HOUR, "b": AS_OF},
+        f"WHERE f.target_ts > @a AND f.target_ts <= @b AND ({where}) AND o.pm2_5 IS NOT NULL",
+        {
+            "a": as_of - th.ACCURACY_WINDOW_HOURS * HOUR,
+            "b": as_of,
+            "first": AS_OF - 30 * HOUR,
+            "joined": AS_OF + HOUR,
+        },
     )
     return int(rows["n"].iloc[0])
 
