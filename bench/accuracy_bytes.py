@@ -6,9 +6,12 @@ commit's, billed as bench/bytes_billed.py bills (its `billed`, a capture's table
 
 A capture keeps the SQL its replay ran, so reusing one for bytes_billed.py bills the code
 of that day; this renders the accuracy condition's queries anew (the parameters of the
-capture's monitor run: as_of, the production version and its cut-off; one target) from
-`common.monitoring.signals` of each code: `--before`'s `accuracy` and `served_accuracy`
-(read from git), and this code's `accuracy`.
+capture's monitor run: as_of, and for code that tells new places by the training window
+the production version and its cut-off; one target) from `common.monitoring.signals` of
+each code, read from git for `--before`: `accuracy` and `served_accuracy` where it has
+both (two reads, before 6204426), else `accuracy` alone. A capture made by code that no
+longer passes the cut-off (new places told by their own weights) has none: `--cutoff-days`
+before as_of stands in (it moves which day partition is read, not how many).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import contextlib
 import datetime as dt
 import importlib.util
+import inspect
 import json
 import subprocess
 import sys
@@ -70,29 +74,49 @@ def signals_at(commit: str, folder: Path) -> ModuleType:
     return module
 
 
+def _accuracy_reads(
+    module: Any, as_of: dt.datetime, target: str, version: str, cutoff: dt.datetime
+) -> list[tuple[str, dict[str, Any]]]:
+    """The accuracy condition's reads of one code's signals module: two before 6204426,
+    one since (taking the production version's cut-off while new places were told by the
+    training window)."""
+    if hasattr(module, "served_accuracy"):
+        out = rendered(module.accuracy, as_of, [target])
+        return out + rendered(module.served_accuracy, as_of, target, version, cutoff)
+    if "production" in inspect.signature(module.accuracy).parameters:
+        return rendered(module.accuracy, as_of, [target], {target: (version, cutoff)})
+    return rendered(module.accuracy, as_of, [target])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--capture", type=Path, required=True, help="bytes_billed.py's capture")
     parser.add_argument("--before", required=True, help="the earlier commit")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 100_000])
     parser.add_argument("--price-per-tib", type=float, default=6.25)
+    parser.add_argument("--cutoff-days", type=float, default=1.0, help="when none captured")
     args = parser.parse_args()
     from common.monitoring import signals
 
     kept = json.loads(args.capture.read_text())
     tables = {k: TableSize(**v) for k, v in kept["tables"].items()}
-    served = next(
-        q for q in kept["queries"] if q["function"] == "monitor" and "seen_after" in q["params"]
-    )
+    read = [
+        q
+        for q in kept["queries"]
+        if q["function"] == "monitor"
+        and "issued_after" in q["params"]
+        and "hours_after" in q["params"]
+    ]
+    served = next((q for q in read if "seen_after" in q["params"]), read[0])
     params = load_params(served["params"])
     as_of = dt.datetime.fromisoformat(served["as_of"])
-    version, cutoff = params["version"], params["cutoff"]
+    version = params.get("version", "production")
+    cutoff = params.get("cutoff", as_of - dt.timedelta(days=args.cutoff_days))
     target = "pm2_5"
     with tempfile.TemporaryDirectory() as tmp:
         old = signals_at(args.before, Path(tmp))
-        before = rendered(old.accuracy, as_of, [target])
-        before += rendered(old.served_accuracy, as_of, target, version, cutoff)
-    now = rendered(signals.accuracy, as_of, [target], {target: (version, cutoff)})
+        before = _accuracy_reads(old, as_of, target, version, cutoff)
+    now = _accuracy_reads(signals, as_of, target, version, cutoff)
     runs = RUNS_PER_MONTH["monitor"]
     print("| locations | code | queries | GB billed per run | TiB per month | $ per month |")
     print("|---:|---|---:|---:|---:|---:|")
