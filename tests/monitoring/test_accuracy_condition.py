@@ -352,3 +352,18 @@ def test_a_place_is_apart_while_served_the_networks_weights_and_joins_once_it_ha
     assert w1 == before[1]  # pm10's places are what they were
     assert v1["place_weights"] == PM25_PLACES  # the newest states: a's T - 7 h, c's T - 10 h
     assert got["detail"].endswith(f"ratio {v1['new_places']['ratio']:.2f} on 8 forecasts")
+
+
+def test_too_few_forecasts_at_places_with_their_own_weights_says_how_many_are_apart(
+    settings: Settings,
+):
+    """Under ACCURACY_MIN_ROWS (100) nothing is judged; the detail counts the forecasts
+    reported apart (c's 10 of pm2_5 and 4 of pm10), so the first hours of a network, when
+    no place has weights of its own yet, do not read as no forecasts at all."""
+    got = accuracy_condition.accuracy(_load(settings), T).to_json()
+    assert got["state"] == "ok" and got["value"] is None
+    assert got["detail"] == (
+        "fewer than 100 verified forecasts of the production version in 72 h at places on "
+        "their own weights (14 more at places on the network's, reported apart) (earlier "
+        "versions, history only: v0, w0)"
+    )
