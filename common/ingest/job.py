@@ -148,6 +148,7 @@ def _run(request: IngestRequest, plan: IngestPlan, services: Services) -> dict[s
         as_of=plan.window.as_of,
         params={"source": plan.source.name},
         answer=IngestAnswer,
+        hold_warehouse=False,  # the fetch holds no connection; the landing holds one
     )
 
 
@@ -182,6 +183,16 @@ def _ingest(request: IngestRequest, plan: IngestPlan, services: Services, run: R
         batch = source.redacted(source.fetch(plan.targets, window))
     except SourceError as exc:  # the whole source is unusable (e.g. no network)
         raise SourceError(redact(f"{name}: {exc}")) from None
+    with warehouse.session():
+        return _land(request, plan, services, run, batch)
+
+
+def _land(
+    request: IngestRequest, plan: IngestPlan, services: Services, run: Run, batch: Batch
+) -> Outcome:
+    """The fetched batch checked and written, each table once per delivery."""
+    source, window, name = plan.source, plan.window, plan.source.name
+    warehouse = services.warehouse
     known, failed = _known_and_failed(plan, batch, request.locations)
     checked = validate(batch.observations, window)
     rejected = [*batch.rejected, *checked.rejected]
@@ -237,6 +248,12 @@ def _ingest_past_forecasts(plan: IngestPlan, warehouse: Warehouse, run: Run) -> 
     rows keep their own issued_at and kind; a row already kept is not written again."""
     source, window = plan.source, plan.window
     batch = source.redacted(source.past_forecasts(plan.targets, window, plan.horizon))
+    with warehouse.session():
+        return _land_past_forecasts(plan, warehouse, run, batch)
+
+
+def _land_past_forecasts(plan: IngestPlan, warehouse: Warehouse, run: Run, batch: Batch) -> Outcome:
+    source, window = plan.source, plan.window
     delivery = f"past-forecasts|{source.name}|{iso(window.start)}|{iso(window.end)}"
 
     def write(table: str, frame: pd.DataFrame) -> int:  # once per delivery of this request

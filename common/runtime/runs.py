@@ -127,6 +127,7 @@ def run_job(
     as_of: dt.datetime | None = None,
     params: Mapping[str, Any] | None = None,
     answer: type[RunAnswer] = RunAnswer,
+    hold_warehouse: bool = True,
 ) -> dict[str, Any]:
     """Run `body` as one audited run of `function` and return the run's JSON answer,
     checked against `answer` (the job's model) before the run is recorded.
@@ -134,10 +135,13 @@ def run_job(
     as_of is the request's (now, floored to the hour, unless given; a job that needed it
     before the run passes the one it resolved); params are the request's fields plus
     `params`. Fields the body puts on `run.answer` before failing stay in the failed answer.
+    The run holds one warehouse session unless `hold_warehouse` is off (a job that waits
+    on the network or a fit holds its own around its reads and writes instead).
     """
     as_of = as_of or resolve_as_of(request.as_of)
     fields = request.model_dump(mode="json", exclude_none=True) | dict(params or {})
-    with track_run(services.warehouse, function, as_of, fields) as run:
+    held = services.warehouse.session() if hold_warehouse else contextlib.nullcontext()
+    with held, track_run(services.warehouse, function, as_of, fields) as run:
         run.take(body(run))
         checked = answer.model_validate(run.result())  # an undeclared field fails the run
     return checked.model_dump(mode="json", exclude_unset=True)

@@ -141,6 +141,7 @@ def run_train(request: TrainRequest, services: Services) -> dict[str, Any]:
         services,
         lambda run: _train(request, services, run, targets),
         answer=TrainAnswer,
+        hold_warehouse=False,
     )
 
 
@@ -189,10 +190,11 @@ def _train_target(
 ) -> Outcome:
     """One target's version: read, plan, fit or load, score production, gate, promote."""
     settings = services.settings
-    spec, cams_input = spec_for(settings, target, services.warehouse, run.as_of)
     window = dt.timedelta(days=request.window_days or settings.train_window_days)
     start = run.as_of - window
-    data, summary = _read(services, spec, start, run.as_of)
+    with services.warehouse.session():  # the reads in one connection; the fit holds none
+        spec, cams_input = spec_for(settings, target, services.warehouse, run.as_of)
+        data, summary = _read(services, spec, start, run.as_of)
     registry = Registry.of_target(services.store, settings, target)
     pointer, generation = registry.production()
     tuning = _tuning(registry, settings, request, data, summary, start, run.as_of)

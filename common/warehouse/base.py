@@ -6,10 +6,11 @@ append never needs DML and a retried append never changes what readers see.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,12 @@ class Warehouse(ABC):
 
     @abstractmethod
     def _query(self, sql: str, params: dict[str, Any]) -> pd.DataFrame: ...
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Hold what the adapter opens per operation across a block of them (one job's
+        reads and writes). Nothing to hold by default: a client is already shared."""
+        yield
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (adapters that hold any override this)."""

@@ -433,3 +433,16 @@ def test_publishing_that_keeps_losing_the_race_answers_503_and_is_recorded_as_re
     assert "Contention" in r.json["error"] and "retry" in r.json["error"]
     runs = sql("SELECT status, error FROM run_status WHERE function = 'predict'")
     assert list(runs["status"]) == ["failed"] and "Contention" in runs["error"][0]
+
+
+def test_a_predict_run_opens_the_warehouse_once(home: Path, monkeypatch: pytest.MonkeyPatch):
+    """The run holds one DuckDB connection for its reads, writes and audit rows (opening
+    the file per operation was half of a small run's time)."""
+    import duckdb
+
+    opened: list[str] = []
+    real = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda path: opened.append(path) or real(path))
+    answer = run_predict(PredictRequest(as_of=T), get_services())
+    assert answer["status"] == "success" and answer["counts"]["forecasts"] > 0, answer
+    assert len(opened) == 1, opened

@@ -589,3 +589,30 @@ def test_duckdb_works_within_the_configured_memory_limit(tmp_path):
     wh = open_warehouse(settings)
     limit = wh.query("SELECT current_setting('memory_limit') AS m")["m"][0]
     assert limit in {"256.0 MB", "244.1 MiB"}, limit
+
+
+def test_duckdb_session_is_one_connection_that_other_processes_wait_for(
+    local_settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    """Inside a session every operation shares one open file (each open and close costs
+    ~20 ms); another process's operation waits for the session, then sees its rows."""
+    import duckdb
+
+    from common.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+    wh = open_warehouse(local_settings)
+    wh.ensure_schema()
+    opened: list[str] = []
+    real = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda path: opened.append(path) or real(path))
+    other = DuckDBWarehouse(local_settings, lock_timeout=0.2)  # its own lock: another process
+    with wh.session():
+        wh.append("observations_raw", pd.DataFrame([obs("a", 0, 10.0, "r1", 0)]))
+        assert len(wh.query("SELECT * FROM observations_raw")) == 1
+        with wh.session():  # nested: the same connection
+            assert len(wh.query("SELECT * FROM observations")) == 1
+        with pytest.raises(WarehouseError, match="busy"):
+            other.query("SELECT 1 AS one")
+    assert len(opened) == 1
+    assert len(other.query("SELECT * FROM observations_raw")) == 1
+    assert len(opened) == 2  # outside a session: one open per operation again
