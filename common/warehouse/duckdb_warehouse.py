@@ -3,6 +3,8 @@
 DuckDB lets one process at a time open a file for writing, and the local stack runs the
 five functions as separate processes. So each operation opens the file, works and closes
 it again, under a cross-process file lock: short waits instead of "file is locked" errors.
+A job's run holds one connection for all its operations (`session`): the others wait for
+the run, seconds locally, instead of each of its operations paying the open and close.
 """
 
 from __future__ import annotations
