@@ -19,7 +19,8 @@ from common.core.config import Settings
 from common.ingest.job import IngestRequest, run_ingest
 from common.runtime.services import Services
 from common.storage import open_store
-from common.warehouse import open_warehouse
+from common.warehouse import Warehouse, open_warehouse
+from common.warehouse.duckdb_warehouse import DuckDBWarehouse
 from tests.emulators import one_emulator_call_at_a_time
 
 AS_OF = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
@@ -28,7 +29,10 @@ TWINS = 3
 
 def _in_step(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, n: int) -> None:
     """`module.name` waits, after reading, until all `n` twins have read: the race of
-    concurrent deliveries, made certain."""
+    concurrent deliveries, made certain. A run holds the DuckDB file for its session, so
+    twins take turns there and would never meet at the barrier: the race is forced between
+    operations, as runs on BigQuery meet it, with the session off."""
+    monkeypatch.setattr(DuckDBWarehouse, "session", Warehouse.session)
     barrier = threading.Barrier(n, timeout=120)
     original: Callable[..., Any] = getattr(module, name)
 
