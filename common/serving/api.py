@@ -41,7 +41,7 @@ from common.monitoring import STATUS_KEY
 from common.runtime.body import parse_json, read_body, truncate
 from common.runtime.statuses import http_status
 from common.serving import places
-from common.serving.cache import OffsetsCache, Parts
+from common.serving.cache import Budget, OffsetsCache, Parts, SnapshotCache
 from common.serving.indices import scheme_model
 from common.serving.models import (
     CurrentModel,
@@ -90,6 +90,7 @@ class Api:
         # instance asked for one target holds that target's parts alone.
         self._by_target: dict[str, Parts] = {}
         self._targets_lock = threading.Lock()
+        self.budget = Budget(SnapshotCache.MAX_ENCODED_BYTES)  # answers kept, every target's
         self.parts = self.target_parts(settings.default_target)
         self.offsets = OffsetsCache(store, settings.api_refresh_seconds)
         self.scheme = get_scheme(settings.aqi_scheme)
@@ -192,6 +193,7 @@ class Api:
                         s.api_parts_in_memory,
                         target,
                         s.default_target,
+                        self.budget,
                     )
         return parts
 
@@ -217,13 +219,13 @@ class Api:
             near = nearest(parts, query.lat, query.lon, query.limit)
             return encode(LocationsResponse(locations=[entry(loc, d) for loc, d in near]))
         if parts.shards > 1:
-            found = [loc for serving in parts.servings() for loc in serving.snapshot.locations]
+            found = [loc for serving in parts.servings() for loc in serving.part.locations()]
             return encode(LocationsResponse(locations=[entry(loc) for loc in found]))
         serving = parts.part(0).require()
-        every = serving.snapshot.locations
+        part = serving.part
         return serving.answer(
             ("locations",),
-            lambda: encode(LocationsResponse(locations=[entry(loc) for loc in every])),
+            lambda: encode(LocationsResponse(locations=[entry(loc) for loc in part.locations()])),
         )
 
     def places(self, args: MultiDict[str, str]) -> bytes:
@@ -242,14 +244,14 @@ class Api:
     def forecast(self, location_id: str, args: MultiDict[str, str]) -> bytes:
         serving = self.parts_of(args).of(location_id).require()
         query = forecast_query(args)
-        hours = hours_of(query, serving.snapshot)
+        hours = hours_of(query, serving.head)
         require_location(serving, location_id)
         key = ("forecast", location_id, hours, query.observations)
-        snap = serving.snapshot
+        part = serving.part
         return serving.answer(
             key,
             lambda: encode(
-                location_forecast(snap, location_id, hours, query.observations, self.scheme)
+                location_forecast(part, location_id, hours, query.observations, self.scheme)
             ),
         )
 
@@ -260,16 +262,16 @@ class Api:
         if parts.shards > 1 or len(wanted) > 8:  # arbitrary sets are not worth caching
             return encode(forecasts_of(parts, query, wanted, self.scheme))
         serving = parts.part(0).require()
-        key = ("forecasts", tuple(wanted), hours_of(query, serving.snapshot), query.observations)
+        key = ("forecasts", tuple(wanted), hours_of(query, serving.head), query.observations)
         return serving.answer(key, lambda: encode(forecasts_of(parts, query, wanted, self.scheme)))
 
     def metrics(self, args: MultiDict[str, str]) -> bytes:
         servings = self.parts_of(args).servings()
-        newest = max(servings, key=lambda serving: serving.snapshot.issued_at).snapshot
+        newest = max(servings, key=lambda serving: serving.head.issued_at).head
         accuracy = (
             newest.accuracy
             if len(servings) == 1
-            else merge_accuracy([sv.snapshot.accuracy for sv in servings])
+            else merge_accuracy([sv.head.accuracy for sv in servings])
         )
         return encode(  # not cached per snapshot: the monitor stores the status after it
             MetricsResponse(

@@ -21,6 +21,7 @@ from common.core.errors import Conflict, Unavailable
 from common.core.logs import event, get_logger
 from common.core.sharding import shard_of
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot, snapshot_key
+from common.serving.part import Part
 from common.storage import ArtifactStore, ObjectMissing, StoreError
 
 if TYPE_CHECKING:
@@ -29,42 +30,77 @@ if TYPE_CHECKING:
 log = get_logger("api")
 
 
+class Budget:
+    """The bytes of encoded answers an api instance keeps, over every part and target: a
+    bound per part would grow with the shard count (ten parts held 640 MiB of answers at
+    100,000 locations). Approximate under threads: the bound is on memory, not billing."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.used = total, 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.used + n > self.total:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used = max(self.used - n, 0)
+
+
 @dataclass
 class Serving:
-    """One loaded snapshot plus the answers already encoded from it."""
+    """One loaded snapshot part (held compactly, `Part`) plus the answers already encoded
+    from it."""
 
-    snapshot: Snapshot
+    part: Part
     generation: int
-    by_id: dict[str, int]  # location_id -> index in snapshot.locations
+    budget: Budget
     encoded: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # by meaning
     encoded_bytes: int = 0
     by_url: dict[tuple[str, bytes], bytes] = field(default_factory=dict)  # (path, query)
     url_bytes: int = 0
+    released: bool = False  # replaced or dropped: answers no longer kept
+
+    @property
+    def head(self) -> Snapshot:
+        """The part's document without its per-location members (`Part.head`)."""
+        return self.part.head
 
     def answer(self, key: tuple[Any, ...], build: Callable[[], bytes]) -> bytes:
         """The encoded answer `key` (by meaning) from this snapshot, built on first use and
-        kept while the snapshot's answers stay under SnapshotCache.MAX_ENCODED_BYTES."""
+        kept while the instance's answers stay within its `Budget`."""
         body = self.encoded.get(key)
         if body is None:
             body = build()
-            if self.encoded_bytes + len(body) <= SnapshotCache.MAX_ENCODED_BYTES:
+            if not self.released and self.budget.take(len(body)):
                 self.encoded[key] = body
                 self.encoded_bytes += len(body)
         return body
 
     def for_url(self, url: tuple[str, bytes], build: Callable[[], bytes]) -> bytes:
         """The answer to `url` (path, query string): the same URL gets the same bytes until
-        the snapshot changes, within SnapshotCache's bounds on URLs and bytes."""
+        the snapshot changes, within SnapshotCache's bound on URLs and the `Budget`."""
         body = self.by_url.get(url)
         if body is None:
             body = build()
             if (
-                len(self.by_url) < SnapshotCache.MAX_URLS
-                and self.url_bytes + len(body) <= SnapshotCache.MAX_ENCODED_BYTES
+                not self.released
+                and len(self.by_url) < SnapshotCache.MAX_URLS
+                and self.budget.take(len(body))
             ):
                 self.by_url[url] = body
                 self.url_bytes += len(body)  # counted even when shared with `encoded`
         return body
+
+    def release(self) -> None:
+        """Return this part's answers to the budget (the part was replaced or dropped)."""
+        self.released = True
+        self.budget.give(self.encoded_bytes + self.url_bytes)
+        self.encoded_bytes = self.url_bytes = 0
 
 
 class SnapshotCache:
@@ -74,15 +110,21 @@ class SnapshotCache:
     others keep answering from the snapshot they have. A failed check keeps the old one.
     """
 
-    # Bounds on the answers cached per snapshot (a caller choosing odd URLs cannot grow it).
-    MAX_ENCODED_BYTES = 64 * 2**20
+    # Bounds on the answers cached (a caller choosing odd URLs cannot grow them): the bytes
+    # over every part of an instance (`Budget`), the URLs per part.
+    MAX_ENCODED_BYTES = 256 * 2**20
     MAX_URLS = 20_000
 
     def __init__(
-        self, store: ArtifactStore, refresh_seconds: float, key: str = SNAPSHOT_KEY
+        self,
+        store: ArtifactStore,
+        refresh_seconds: float,
+        key: str = SNAPSHOT_KEY,
+        budget: Budget | None = None,
     ) -> None:
         self.store = store
         self.key = key
+        self.budget = budget or Budget(self.MAX_ENCODED_BYTES)
         self.refresh_seconds = refresh_seconds
         self._serving: Serving | None = None
         self._checked = float("-inf")
@@ -104,23 +146,25 @@ class SnapshotCache:
         try:
             generation = self.store.generation(self.key)
             if generation == 0:
-                self._serving, self.last_error = None, None
+                self._replace(None)
+                self.last_error = None
             elif self._serving is None or generation != self._serving.generation:
                 data, generation = self.store.get_with_generation(self.key)
-                snapshot = Snapshot.model_validate_json(data)
-                by_id = {loc.location_id: i for i, loc in enumerate(snapshot.locations)}
-                self._serving = Serving(snapshot, generation, by_id)
+                part = Part(data)
+                del data  # held by `part`
+                self._replace(Serving(part, generation, self.budget))
                 self.last_error = None
                 event(
                     log,
                     "serving snapshot loaded",
                     key=self.key,
                     generation=generation,
-                    run_id=snapshot.run_id,
-                    locations=len(by_id),
+                    run_id=part.head.run_id,
+                    locations=len(part.index),
                 )
         except ObjectMissing:
-            self._serving, self.last_error = None, None
+            self._replace(None)
+            self.last_error = None
         except (StoreError, ValueError, OSError) as exc:  # keep serving what we have
             self.last_error = f"{type(exc).__name__}: {exc}"
             event(log, "serving snapshot check failed", logging.ERROR, error=self.last_error)
@@ -128,6 +172,15 @@ class SnapshotCache:
                 self._checked = time.monotonic()
                 raise Unavailable(f"serving snapshot unreadable: {self.last_error}") from exc
         self._checked = time.monotonic()
+
+    def _replace(self, serving: Serving | None) -> None:
+        if self._serving is not None:
+            self._serving.release()
+        self._serving = serving
+
+    def drop(self) -> None:
+        """Let go of the held part (its cache was evicted from `Parts`)."""
+        self._replace(None)
 
     def require(self) -> Serving:
         serving = self.get()
@@ -204,8 +257,10 @@ class Parts:
         held: int = 16,
         target: str | None = None,
         default_target: str | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.store, self.refresh_seconds, self.shards = store, refresh_seconds, shards
+        self.budget = budget or Budget(SnapshotCache.MAX_ENCODED_BYTES)
         self.held = held
         self.target, self.default_target = target, default_target  # whose snapshot
         self._held: OrderedDict[int, SnapshotCache] = OrderedDict()
@@ -220,9 +275,11 @@ class Parts:
             cache = self._held.get(shard)
             if cache is None:
                 key = snapshot_key(shard, self.shards, self.target, self.default_target)
-                cache = self._held[shard] = SnapshotCache(self.store, self.refresh_seconds, key)
+                cache = self._held[shard] = SnapshotCache(
+                    self.store, self.refresh_seconds, key, self.budget
+                )
                 while len(self._held) > max(self.held, 1):
-                    self._held.popitem(last=False)
+                    self._held.popitem(last=False)[1].drop()
             else:
                 self._held.move_to_end(shard)
             return cache

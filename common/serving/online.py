@@ -34,11 +34,7 @@ def place_weights_of(parts: Parts, location_id: str | None) -> PlaceCombination 
     if location_id is None:
         return None
     serving = parts.of(location_id).get()
-    combination = None if serving is None else serving.snapshot.combination
-    if combination is None or location_id not in combination.weights:
-        return None
-    own = {location_id: combination.weights[location_id]}
-    return combination.model_copy(update={"weights": own})
+    return None if serving is None else serving.part.place_weights(location_id)
 
 
 def predict_online(

@@ -13,7 +13,7 @@ import heapq
 import json
 import math
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -42,6 +42,24 @@ def nearest(
         if loc.latitude is not None and loc.longitude is not None
     )
     return [(loc, d) for d, _, loc in heapq.nsmallest(k, placed, key=lambda t: (t[0], t[1]))]
+
+
+def nearest_rows(
+    latitude: Sequence[float],
+    longitude: Sequence[float],
+    rows: Iterable[int],
+    lat: float,
+    lon: float,
+    k: int,
+) -> list[tuple[int, float]]:
+    """`nearest` over coordinate columns (NaN where unknown): the k of `rows` nearest to
+    (lat, lon), nearest first, with their distance in km; ties keep the rows' order."""
+    placed = (
+        (distance_km(lat, lon, latitude[r], longitude[r]), r)
+        for r in rows
+        if not (math.isnan(latitude[r]) or math.isnan(longitude[r]))
+    )
+    return [(r, d) for d, r in heapq.nsmallest(k, placed)]
 
 
 def fold(text: str) -> str:

@@ -33,6 +33,7 @@ from common.serving.models import (
     PipelineStatus,
     RecentValues,
 )
+from common.serving.part import Part
 
 JSON = "application/json"
 HTML = "text/html"
@@ -47,13 +48,15 @@ def encode(model: BaseModel) -> bytes:
 
 
 def location_forecast(
-    snapshot: Snapshot, location_id: str, hours: int, with_obs: bool, scheme: Scheme = US_EPA
+    part: Part, location_id: str, hours: int, with_obs: bool, scheme: Scheme = US_EPA
 ) -> LocationForecastResponse:
-    fc = snapshot.forecasts[location_id]
-    history = snapshot.observations.get(location_id)
+    """One location's answer, decoded from its part on demand."""
+    snapshot = part.head
+    fc = part.forecasts[location_id]
+    history = part.observations.get(location_id)
     points, worst = forecast_points(scheme, snapshot.target, fc, history, hours)
     recent = history if with_obs else None
-    past = snapshot.hindcast.get(location_id) if with_obs else None
+    past = part.hindcast.get(location_id) if with_obs else None
     return LocationForecastResponse(
         location_id=location_id,
         model_name=snapshot.model_name,
@@ -89,11 +92,12 @@ def hours_of(query: ForecastQuery, snapshot: Snapshot) -> int:
 
 
 def require_location(serving: Serving, location_id: str, field: str = "location_id") -> None:
-    snap = serving.snapshot
-    if location_id not in serving.by_id and location_id not in snap.forecasts:
+    part = serving.part
+    if not part.is_location(location_id) and location_id not in part.forecasts:
         raise NotFound(f"unknown location {truncate(location_id, 100)!r}", field=field)
-    if location_id not in snap.forecasts:
-        reason = next((s.reason for s in snap.skipped if s.location_id == location_id), None)
+    if location_id not in part.forecasts:
+        skipped = part.head.skipped
+        reason = next((s.reason for s in skipped if s.location_id == location_id), None)
         raise NotFound(
             f"no forecast for {location_id!r} in the latest run"
             + (f": {reason}" if reason else ""),
@@ -102,12 +106,13 @@ def require_location(serving: Serving, location_id: str, field: str = "location_
 
 
 def nearest(parts: Parts, lat: float, lon: float, k: int) -> list[tuple[Any, float]]:
-    """The k forecast locations nearest to (lat, lon) over every part."""
+    """The k forecast locations nearest to (lat, lon) over every part (from the parts'
+    coordinates; only the k found are decoded)."""
     found: list[tuple[Any, float]] = []
     for serving in parts.servings():
-        snap = serving.snapshot
-        forecast = (loc for loc in snap.locations if loc.location_id in snap.forecasts)
-        found += places.nearest(forecast, lat, lon, k)
+        part = serving.part
+        near = places.nearest_rows(part.latitude, part.longitude, part.forecast_rows(), lat, lon, k)
+        found += [(part.location(row), d) for row, d in near]
     return sorted(found, key=lambda pair: pair[1])[:k]
 
 
@@ -129,13 +134,12 @@ def place_of(parts: Parts, location_id: str | None) -> dict[str, object]:
             "(no forecasts published yet)",
             field="location_id",
         )
-    i = serving.by_id.get(location_id)
-    if i is None:
+    loc = serving.part.location_of(location_id)
+    if loc is None:
         raise NotFound(
             f"location_id: unknown location {truncate(location_id, 100)!r}",
             field="location_id",
         )
-    loc = serving.snapshot.locations[i]
     place.update(latitude=loc.latitude, longitude=loc.longitude, timezone=loc.timezone or "UTC")
     return place
 
@@ -204,23 +208,13 @@ def forecasts_of(
         skipped: dict[str, str] = {}
     else:
         servings = parts.servings()
-        picked = [
-            (
-                sv,
-                [
-                    i.location_id
-                    for i in sv.snapshot.locations
-                    if i.location_id in sv.snapshot.forecasts
-                ],
-            )
-            for sv in servings
-        ]
-        skipped = {s.location_id: s.reason for sv in servings for s in sv.snapshot.skipped}
+        picked = [(sv, [sv.part.ids[row] for row in sv.part.forecast_rows()]) for sv in servings]
+        skipped = {s.location_id: s.reason for sv in servings for s in sv.head.skipped}
     out = []
     for serving, ids in picked:
-        hours = hours_of(query, serving.snapshot)
-        snap = serving.snapshot
-        out += [location_forecast(snap, i, hours, query.observations, scheme) for i in ids]
+        hours = hours_of(query, serving.head)
+        part = serving.part
+        out += [location_forecast(part, i, hours, query.observations, scheme) for i in ids]
     return ForecastsResponse(forecasts=out, skipped=skipped)
 
 
@@ -244,14 +238,14 @@ def health_of(
     missing = [k for k, serving, _ in each if serving is None]
     if missing:
         reasons.append(f"no snapshot part for shards {missing} of {parts.shards}")
-    oldest = min(served, key=lambda serving: serving.snapshot.issued_at).snapshot
-    newest = max(served, key=lambda serving: serving.snapshot.issued_at).snapshot
+    oldest = min(served, key=lambda serving: serving.head.issued_at).head
+    newest = max(served, key=lambda serving: serving.head.issued_at).head
     age = (dt.datetime.now(dt.UTC) - oldest.issued_at).total_seconds()
     if age > settings.api_stale_after_hours * 3600:
         reasons.append(f"serving snapshot is {age / 3600:.1f} h old")
     if in_future(newest.issued_at):  # no run is about a later hour: a clock went wrong
         reasons.append(f"serving snapshot is dated after now ({iso(newest.issued_at)})")
-    stale = sum(len(serving.snapshot.stale) for serving in served)
+    stale = sum(len(serving.head.stale) for serving in served)
     if stale:
         reasons.append(f"{stale} locations served their previous forecast (stale)")
     pipeline = read_pipeline()
@@ -268,7 +262,7 @@ def health_of(
         issued_at=oldest.issued_at,
         snapshot_generated_at=oldest.generated_at,
         snapshot_age_seconds=round(age, 3),
-        locations=sum(len(serving.snapshot.locations) for serving in served),
+        locations=sum(len(serving.part) for serving in served),
         stale_locations=stale,
         pipeline=pipeline,
         targets=list(settings.forecast_targets),
