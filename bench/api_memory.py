@@ -1,7 +1,7 @@
 """The api's memory holding every snapshot part, before and after a change, side by side.
 
     nice -n 10 .venv/bin/python bench/api_memory.py [--locations 10000 100000] \
-        [--per-part 10000] [--before 04abd02]
+        [--per-part 10000] [--before 04abd02] [--threads 1]
 
 For each network size, the parts are written once (tests.api_fixtures.make_snapshot shapes:
 24 horizons, 48 hours of observations and of hindcasts per location; shard 0 carries the
@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,9 @@ def _status_mib(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def child(tree: str, artifacts: str, locations: int, shards: int) -> None:
-    """Run in a fresh process with `tree`'s `common`: load every part, look up every id."""
+def child(tree: str, artifacts: str, locations: int, shards: int, threads: int) -> None:
+    """Run in a fresh process with `tree`'s `common`: load every part, look up every id
+    (from `threads` threads: the parts then load side by side, as under a server's)."""
     sys.path.insert(0, tree)
     from common.core.config import load_settings
     from common.serving.api import create_app
@@ -57,17 +59,24 @@ def child(tree: str, artifacts: str, locations: int, shards: int) -> None:
     out: dict[str, Any] = {"start_mib": _status_mib("VmRSS")}
     t = time.perf_counter()
     api = app.extensions["aircast_api"]
-    served = sum(1 for _, serving, _ in api.parts.each() if serving is not None)
+    with ThreadPoolExecutor(threads) as pool:
+        loaded = pool.map(lambda k: api.parts.part(k).get(), range(shards))
+        served = sum(1 for serving in loaded if serving is not None)
     out["load_s"] = time.perf_counter() - t
     assert served == shards, f"{served} of {shards} parts served"
     gc.collect()
     out["parts_mib"] = _status_mib("VmRSS")
     digest = hashlib.sha256()
     t = time.perf_counter()
-    for i in range(locations):
-        r = client.get(f"/v1/forecasts/loc-{i:06d}")
+
+    def get(i: int) -> bytes:
+        r = app.test_client().get(f"/v1/forecasts/loc-{i:06d}")
         assert r.status_code == 200, r.data[:200]
-        digest.update(r.data)
+        return r.data
+
+    with ThreadPoolExecutor(threads) as pool:
+        for body in pool.map(get, range(locations)):  # in order: the digest is comparable
+            digest.update(body)
     out["lookups_s"] = time.perf_counter() - t
     for url in ("/v1/metrics", "/v1/locations?lat=10&lon=20&limit=5"):
         digest.update(client.get(url).data)
@@ -109,11 +118,12 @@ def main() -> None:
     ap.add_argument("--locations", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--per-part", type=int, default=10_000, help="locations per part")
     ap.add_argument("--before", default=DEFAULT_BEFORE, help="git revision to compare with")
-    ap.add_argument("--child", nargs=4, metavar=("TREE", "ARTIFACTS", "LOCATIONS", "SHARDS"))
+    ap.add_argument("--threads", type=int, default=1, help="loading and looking up side by side")
+    ap.add_argument("--child", nargs=5, metavar=("TREE", "ARTIFACTS", "LOCATIONS", "SHARDS", "T"))
     args = ap.parse_args()
     if args.child:
-        tree, artifacts, locations, shards = args.child
-        child(tree, artifacts, int(locations), int(shards))
+        tree, artifacts, locations, shards, threads = args.child
+        child(tree, artifacts, int(locations), int(shards), int(threads))
         return
     tmp = Path(tempfile.mkdtemp(prefix="aircast-apimem-"))
     before = tmp / "before"
@@ -134,7 +144,11 @@ def main() -> None:
         for name, tree in variants.items():
             command = [sys.executable, __file__, "--child", tree, str(artifacts), str(n)]
             done = subprocess.run(
-                [*command, str(shards)], env=env, capture_output=True, text=True, cwd=tmp
+                [*command, str(shards), str(args.threads)],
+                env=env,
+                capture_output=True,
+                text=True,
+                cwd=tmp,
             )
             if done.returncode:
                 raise SystemExit(f"{name} at {n}: {done.stderr[-2000:]}")
