@@ -91,7 +91,7 @@ locals {
     }
     api = {
       entry_point          = "api"
-      memory               = "1Gi" # 941 MiB at 30,000 locations, 1,566 at 100,000 (every part looked up, bench/e2e_scale.py): 2Gi beyond ~30,000
+      memory               = "1Gi" # 570 MiB at 100,000 locations, every part held and looked up (bench/api_memory.py; 1,566 end to end when parts were parsed whole)
       cpu                  = "1"
       timeout_seconds      = local.timeouts.api
       max_instances        = 5
