@@ -26,6 +26,7 @@ from common.monitoring.thresholds import DRIFT_WINDOW_HOURS
 from common.warehouse.base import Warehouse
 
 SCALE = 1000  # values enter the fingerprint as integer sums of round(value * SCALE)
+_EPOCH = dt.date(1970, 1, 1)  # the summary's days count from it (UTC; data is after it)
 REFERENCE_CELLS = 200_000  # rows read for the drift reference when the data is large
 REFERENCE_WEEKS_PER_MONTH = 2  # week-long ranges per calendar month (each is left out of
 # its month's reference once, to measure how far a normal week is: see drift.natural_psi)
@@ -86,9 +87,12 @@ def summarise(
     )
     if not len(frame):
         return WindowSummary(hashlib.sha256(b"").hexdigest(), 0, 0, None, None, ())
+    # Days since the epoch by integer division, not DATE(ts): DuckDB converts each
+    # timestamp to a calendar date through its time zone code (10,000 x 365 days: 16.8 CPU
+    # s against 4.6; ~170 s of the summary at 100,000); BigQuery gives the same UTC days.
     days = warehouse.query(
-        f"SELECT DATE(ts) AS day, COUNT({spec.target}) AS n FROM observations_raw "
-        "WHERE ts > @start AND ts <= @end GROUP BY day ORDER BY day",
+        f"SELECT DIV(UNIX_SECONDS(ts), 86400) AS day, COUNT({spec.target}) AS n "
+        "FROM observations_raw WHERE ts > @start AND ts <= @end GROUP BY day ORDER BY day",
         window,
     )
     canon = _canonical(frame.assign(location_id=frame["location_id"].astype(str)))
@@ -101,7 +105,8 @@ def summarise(
         newest=pd.Timestamp(frame["last_ts"].max()).to_pydatetime(),
         location_ids=tuple(canon["location_id"]),
         target_by_day=tuple(
-            (pd.Timestamp(d).date(), int(n)) for d, n in zip(days["day"], days["n"], strict=True)
+            (_EPOCH + dt.timedelta(days=int(d)), int(n))
+            for d, n in zip(days["day"], days["n"], strict=True)
         ),
     )
 
