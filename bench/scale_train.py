@@ -218,7 +218,18 @@ def child(home: Path) -> dict:
         sink = None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     (home / "scale-train-first.json").write_text(  # kept if the re-run is stopped
-        json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak, **first_reads, **first})
+        json.dumps(
+            {
+                **first,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "query_cpu_s": first_reads["cpu_s"],
+                "query_wall_s": first_reads["wall_s"],
+                "warehouse_queries": first_reads["queries"],
+                "rows_read": first_reads["rows"],
+                "peak_rss_mb": peak,
+            }
+        )
     )
     t1 = time.perf_counter()
     again = run_train(TrainRequest(as_of=as_of), svc)
