@@ -11,6 +11,7 @@ from tests.main_job import replay_and_check
 pytestmark = pytest.mark.emulator
 
 
+@pytest.mark.timeout(1800)  # ~2-3 minutes alone; far longer on a loaded machine
 def test_scheduled_functions_over_http_fill_the_warehouse_and_the_api(
     gcp_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
