@@ -301,11 +301,11 @@ def run(
     return out
 
 
-def lookups(api: str, n: int, seconds: float) -> dict[str, Any]:
+def lookups(api: str, n: int, seconds: float, prefix: str = "bench") -> dict[str, Any]:
     """Every location once (every part read), then random lookups from 8 threads."""
     import requests
 
-    ids = [f"bench-{i:06d}" for i in range(n)]
+    ids = [f"{prefix}-{i:06d}" for i in range(n)]
     session = requests.Session()
     adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
     session.mount("http://", adapter)
