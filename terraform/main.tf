@@ -91,7 +91,7 @@ locals {
     }
     api = {
       entry_point          = "api"
-      memory               = "1Gi" # 570 MiB at 100,000 locations, every part held and looked up (bench/api_memory.py; 1,566 end to end when parts were parsed whole)
+      memory               = "1Gi" # 608 MiB at 100,000 locations served over HTTP, every part held and looked up (bench/api_served.py; 1,566 end to end when parts were parsed whole)
       cpu                  = "1"
       timeout_seconds      = local.timeouts.api
       max_instances        = 5
