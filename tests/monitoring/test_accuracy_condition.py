@@ -27,6 +27,7 @@ from common.monitoring import thresholds as th
 from common.runtime.services import Services
 from common.storage import open_store
 from common.warehouse import open_warehouse
+from tests.monitoring.place_weights_rows import place_weights_row
 
 T = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 H = dt.timedelta(hours=1)
@@ -92,31 +93,21 @@ STATES: dict[tuple[str, str, dt.datetime], tuple[tuple[float, float, float], ...
 
 def _states(states: dict) -> pd.DataFrame:
     """place_combination_weights rows as predict writes them (one per place and group)."""
-    rows = []
-    for (target, place, at), shares in states.items():
-        for group, (m, p, s) in zip(GROUPS, shares, strict=True):
-            rows.append(
-                {
-                    "target": target,
-                    "as_of": at,
-                    "location_id": place,
-                    "horizon_group": group,
-                    "shard": "0/1",
-                    "model_version": "v1" if target == "pm2_5" else "w1",
-                    "weight_model": m,
-                    "weight_persistence": p,
-                    "weight_seasonal_naive": s,
-                    "loss_model": 1.0,
-                    "loss_persistence": 1.0,
-                    "loss_seasonal_naive": 1.0,
-                    "gap": 0.1,
-                    "verified_through": at - 2 * H,
-                    "started_at": T - 30 * H,
-                    "verified": 1,
-                    "run_id": "pred",
-                    "created_at": at,
-                }
-            )
+    rows = [
+        place_weights_row(
+            target,
+            place,
+            at,
+            group,
+            shares,
+            model_version="v1" if target == "pm2_5" else "w1",
+            gap=0.1,
+            started_at=T - 30 * H,
+            verified=1,
+        )
+        for (target, place, at), groups in states.items()
+        for group, shares in zip(GROUPS, groups, strict=True)
+    ]
     return pd.DataFrame(rows)
 
 

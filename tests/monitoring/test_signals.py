@@ -19,6 +19,7 @@ from common.predict.reads import recent_accuracy
 from common.runtime.services import Services
 from common.storage import open_store
 from common.warehouse import open_warehouse
+from tests.monitoring.place_weights_rows import place_weights_row
 
 T = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 H = dt.timedelta(hours=1)
@@ -115,26 +116,7 @@ def _place_states(keys: list[tuple[str, str, dt.datetime]], model: float | None 
         m = model if model is not None else (0.6 if at < T - 2 * H else 0.2)
         for group in ("1-3", "4-12"):
             rows.append(
-                {
-                    "target": target,
-                    "as_of": at,
-                    "location_id": place,
-                    "horizon_group": group,
-                    "shard": "0/1",
-                    "model_version": "v1",
-                    "weight_model": m,
-                    "weight_persistence": (1 - m) * 0.75,
-                    "weight_seasonal_naive": (1 - m) * 0.25,
-                    "loss_model": 1.0,
-                    "loss_persistence": 1.0,
-                    "loss_seasonal_naive": 1.0,
-                    "gap": 0.0,
-                    "verified_through": at - 2 * H,
-                    "started_at": at,
-                    "verified": 0,
-                    "run_id": "pred",
-                    "created_at": at,
-                }
+                place_weights_row(target, place, at, group, (m, (1 - m) * 0.75, (1 - m) * 0.25))
             )
     return pd.DataFrame(rows)
 
