@@ -2,7 +2,8 @@
 
 bqemulator serves the BigQuery REST API (DuckDB inside) and, on its gRPC port, the
 BigQuery Storage Read and Write APIs (started through tests/bqemulator_main.py, which lets
-the Read API read query results); gcp-storage-emulator serves the Cloud Storage JSON API.
+the Read API read query results and keeps REST queries and Storage Write appends from
+deadlocking each other); gcp-storage-emulator serves the Cloud Storage JSON API.
 Both run as child processes and are stopped afterwards.
 """
 
@@ -17,7 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 
 def free_port() -> int:
@@ -137,25 +138,3 @@ def storage_emulator(bucket: str, workdir: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with _serve(cmd, f"{url}/storage/v1/b/{bucket}", workdir / "storage-emulator.log"):
         yield url
-
-
-def one_emulator_call_at_a_time(monkeypatch: Any) -> None:
-    """Concurrency tests on the emulator: each of the adapter's calls to bqemulator runs
-    alone, while the jobs still race between them (read, then write). bqemulator runs a
-    REST query on its event loop while a Storage Write flush waits on that loop
-    (`bqemulator/jobs/executor.py` `execute_query_job` vs `grpc_api/write_servicer.py`
-    `_flush_to_target`), so two threads of one client can deadlock it; BigQuery serves
-    both at once."""
-    import threading
-
-    from common.warehouse.bigquery_warehouse import BigQueryWarehouse
-
-    lock = threading.RLock()
-    for name in ("_query", "_stream", "_load", "_append_once", "_ensure_table"):
-        original = getattr(BigQueryWarehouse, name)
-
-        def serialised(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(BigQueryWarehouse, name, serialised)

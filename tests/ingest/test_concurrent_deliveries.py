@@ -21,7 +21,6 @@ from common.runtime.services import Services
 from common.storage import open_store
 from common.warehouse import Warehouse, open_warehouse
 from common.warehouse.duckdb_warehouse import DuckDBWarehouse
-from tests.emulators import one_emulator_call_at_a_time
 
 AS_OF = dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)
 TWINS = 3
@@ -65,8 +64,6 @@ def test_concurrent_twin_ingests_leave_one_copy(settings: Settings, monkeypatch,
         as_of=AS_OF, start=AS_OF - dt.timedelta(hours=5), end=AS_OF, source="synthetic"
     )
     jobs = _record_load_jobs(svc)
-    if settings.backend == "gcp":
-        one_emulator_call_at_a_time(monkeypatch)
     _in_step(monkeypatch, ingest_job, "new_or_changed", TWINS)
     answers = _twins(TWINS, lambda: run_ingest(request, svc))
     assert all(a["status"] == "success" for a in answers), answers

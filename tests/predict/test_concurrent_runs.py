@@ -22,7 +22,6 @@ from common.predict.job import PredictRequest, run_predict
 from common.runtime.services import Services
 from common.storage import open_store
 from common.warehouse import open_warehouse
-from tests.emulators import one_emulator_call_at_a_time
 from tests.predict.test_predict import H, T
 from tests.views import duplicates
 
@@ -42,9 +41,7 @@ def _twice(settings: Settings, run: Callable[[Services], dict[str, Any]]) -> lis
 def test_two_concurrent_ingests_and_predicts_leave_the_views_unchanged(
     trained: Path,
     gcp_settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    one_emulator_call_at_a_time(monkeypatch)
     svc = _services(gcp_settings)
     svc.warehouse.ensure_schema()
     for key in svc.store.list(""):  # the emulator's bucket is shared by the session's tests
