@@ -179,6 +179,10 @@ def plan_ingest(
 def _ingest(request: IngestRequest, plan: IngestPlan, services: Services, run: Run) -> Outcome:
     source, window, name = plan.source, plan.window, plan.source.name
     warehouse = services.warehouse
+    # `written` on the run's row is what the monitor counts as landed (common.monitoring.
+    # signals.rejected): kept true at every point a run may fail, and absent only while
+    # the observations' append is under way (then the monitor counts them by run_id).
+    run.counts = {"written": 0}
     try:
         batch = source.redacted(source.fetch(plan.targets, window))
     except SourceError as exc:  # the whole source is unusable (e.g. no network)
@@ -206,6 +210,7 @@ def _land(
     rejected += strangers
     new = new_or_changed(warehouse, accepted)
     write_rejections(rejected, landed)
+    run.counts.pop("written", None)  # unknown until the append answers
     written = landed.write(
         "observations_raw",
         new.assign(
@@ -215,6 +220,7 @@ def _land(
             provenance=provenance_of(name),
         ),
     )
+    run.counts["written"] = written
     checkpoint("ingest:observations-written")
     registered = _register(warehouse, source, known, accepted, whole=request.locations is None)
     forecasts = write_forecasts(

@@ -143,6 +143,8 @@ def model_age(services: Services, as_of: dt.datetime, target: str | None = None)
 
 
 def rejected_share(services: Services, as_of: dt.datetime) -> HealthCondition:
+    """The largest share of rejected rows of one source over the ended ingest runs of the
+    window; runs still running are named, and counted once they end."""
     frame = signals.rejected(services.warehouse, as_of)
     sources: dict[str, dict[str, Any]] = {}
     for source, rows in frame.groupby("source"):
@@ -158,20 +160,24 @@ def rejected_share(services: Services, as_of: dt.datetime) -> HealthCondition:
             "share": rounded(rej / total if total else 0.0, 4),
             "reasons": reasons,
             "enough": total >= th.REJECTED_MIN_ROWS,
+            "running": int(rows["running"].iloc[0]),
         }
+    running = sum(v["running"] for v in sources.values())
+    pending = f"; {running} ingest run(s) still running, counted when they end" if running else ""
     counted = {s: v for s, v in sources.items() if v["enough"]}
     if not counted:
         return build_condition(
             "rejected_share",
             None,
-            f"fewer than {th.REJECTED_MIN_ROWS} rows ingested in {th.REJECTED_WINDOW_HOURS} h",
+            f"fewer than {th.REJECTED_MIN_ROWS} rows ingested in {th.REJECTED_WINDOW_HOURS} h"
+            + pending,
             sources=sources,
         )
     source, top = max(counted.items(), key=lambda kv: kv[1]["share"])
     reason = max(top["reasons"], key=top["reasons"].get, default=None)
     detail = f"{source}: {top['share']:.1%} of {top['rejected'] + top['accepted']} rows rejected"
     detail += f" (mostly: {reason})" if reason else ""
-    return build_condition("rejected_share", top["share"], detail, sources=sources)
+    return build_condition("rejected_share", top["share"], detail + pending, sources=sources)
 
 
 def snapshot(services: Services, as_of: dt.datetime, target: str | None = None) -> HealthCondition:

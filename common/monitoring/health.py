@@ -65,6 +65,7 @@ class SourceRejections(Part):
     share: float | None = None
     reasons: dict[str, int] = Field(default_factory=dict)
     enough: bool = False  # enough rows for the share to count
+    running: int = 0  # the source's ingest runs still running: counted once they end
 
 
 class CamsComparison(Part):

@@ -13,7 +13,9 @@ failure.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -112,23 +114,88 @@ def runs(warehouse: Warehouse, as_of: dt.datetime, now: dt.datetime | None = Non
 
 def rejected(warehouse: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     """Per source and reason: rejected rows of the ingest runs in the window, beside the
-    rows those runs accepted from the source (the share's denominator adds both)."""
-    params = {"as_of": as_of, "since": as_of - dt.timedelta(hours=th.REJECTED_WINDOW_HOURS)}
-    frame = warehouse.query(
-        "WITH r AS (SELECT DISTINCT run_id FROM runs WHERE function = 'ingest' "
-        "AND as_of > @since AND as_of <= @as_of), "
-        "acc AS (SELECT source, COUNT(*) AS accepted FROM observations_raw "
-        "WHERE run_id IN (SELECT run_id FROM r) GROUP BY source), "
-        "rej AS (SELECT source, reason, COUNT(*) AS rejected FROM rejected_rows "
-        "WHERE run_id IN (SELECT run_id FROM r) GROUP BY source, reason) "
-        "SELECT COALESCE(rej.source, acc.source) AS source, rej.reason, "
-        "COALESCE(rej.rejected, 0) AS rejected, COALESCE(acc.accepted, 0) AS accepted "
-        "FROM rej FULL OUTER JOIN acc ON acc.source = rej.source ORDER BY source, reason",
-        params,
+    rows those runs wrote to observations_raw (the share's denominator adds both) and the
+    source's runs still running (`running`: counted once they end).
+
+    A run's written rows are the `written` count of its outcome row, which ingest keeps as
+    the rows land (a failed run's row says what landed before it failed): the runs are read,
+    not the observations. Counting observations_raw by run_id bounds no partition (a run,
+    a backfill above all, may write hours of any age), so it is done only for the runs
+    whose row cannot say: lost ones, failed ones recorded without the count (written before
+    it was kept), none of them in a healthy day. Rejections are counted by run_id in the
+    partitions since the first of the runs started (a rejection is stamped while its run
+    runs)."""
+    runs = warehouse.query(
+        "SELECT run_id, status, started_at, counts, params FROM run_status "
+        "WHERE function = 'ingest' AND as_of > @since AND as_of <= @as_of",
+        {"as_of": as_of, "since": as_of - dt.timedelta(hours=th.REJECTED_WINDOW_HOURS)},
     )
-    frame["rejected"] = frame["rejected"].astype(int)
-    frame["accepted"] = frame["accepted"].astype(int)
-    return frame
+    accepted: dict[str, int] = {}
+    running: dict[str, int] = {}
+    ended: list[str] = []  # every run that ended (or was lost): their rejections count
+    unsaid: list[str] = []  # those whose row does not say what they wrote
+    for run in runs.itertuples():
+        params, counts = _json_object(run.params), _json_object(run.counts)
+        source = params.get("source")
+        if run.status == "running":  # still landing: counted when its outcome row is in
+            key = source if isinstance(source, str) else "(unknown)"
+            running[key] = running.get(key, 0) + 1
+            continue
+        ended.append(str(run.run_id))
+        written = _written(counts, params)
+        if written is None or not isinstance(source, str):
+            unsaid.append(str(run.run_id))
+        else:
+            accepted[source] = accepted.get(source, 0) + written
+    rej = pd.DataFrame(columns=["source", "reason", "rejected"])
+    if ended:
+        first = pd.to_datetime(runs.loc[runs["run_id"].isin(ended), "started_at"], utc=True).min()
+        rej = warehouse.query(
+            "SELECT source, reason, COUNT(*) AS rejected FROM rejected_rows "
+            "WHERE run_id IN UNNEST(@ids) AND rejected_at >= @since "
+            "GROUP BY source, reason",
+            {"ids": sorted(ended), "since": first - _STAMP_MARGIN},
+        )
+    if unsaid:
+        scanned = warehouse.query(
+            "SELECT source, COUNT(*) AS accepted FROM observations_raw "
+            "WHERE run_id IN UNNEST(@ids) GROUP BY source",
+            {"ids": sorted(unsaid)},
+        )
+        for source, n in zip(scanned["source"], scanned["accepted"], strict=True):
+            accepted[str(source)] = accepted.get(str(source), 0) + int(n)
+    rows = [(str(r.source), r.reason, int(r.rejected)) for r in rej.itertuples() if int(r.rejected)]
+    have = {source for source, _, _ in rows}
+    rows += [(s, None, 0) for s in (accepted.keys() | running.keys()) - have]
+    rows.sort(key=lambda r: (r[0], r[1] is None, r[1] or ""))
+    return pd.DataFrame(
+        [(s, reason, n, accepted.get(s, 0), running.get(s, 0)) for s, reason, n in rows],
+        columns=["source", "reason", "rejected", "accepted", "running"],
+    ).astype({"rejected": int, "accepted": int, "running": int})
+
+
+# A rejection is stamped after its run started, by the same process's clock; the margin only
+# guards a clock stepped back meanwhile (it costs at most one more day partition).
+_STAMP_MARGIN = dt.timedelta(hours=1)
+
+
+def _written(counts: dict[str, Any], params: dict[str, Any]) -> int | None:
+    """Rows an ingest run wrote to observations_raw, as its row says (None: it does not)."""
+    if params.get("forecasts") is True:  # a backfill of past forecasts writes none
+        return 0
+    written = counts.get("written")
+    return int(written) if isinstance(written, int) and not isinstance(written, bool) else None
+
+
+def _json_object(text: Any) -> dict[str, Any]:
+    """A JSON text column as a dict ({} when empty or not an object)."""
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def accuracy(warehouse: Warehouse, as_of: dt.datetime, targets: Sequence[str]) -> pd.DataFrame:
