@@ -235,6 +235,46 @@ TABLES: dict[str, Table] = {
             retention_days=FORECASTS_AS_ISSUED_RETENTION_DAYS,
         ),
         Table(
+            "air_quality_forecast_days",
+            "Which days CAMS forecasts of each pollutant were issued on: a row per issue day "
+            "and pollutant each time air_quality_forecasts rows land (written with them), so "
+            "train asks whether enough have accrued without reading that table's history. "
+            "Rows landed before this table are summarised once by train (kind seed, then a "
+            "seeded row per pollutant). See docs/data.md.",
+            (
+                _c("day", "TIMESTAMP", "The UTC day (its midnight) of the issue times", True),
+                _c("variable", "STRING", "The pollutant the forecasts give a value of", True),
+                _c(
+                    "first_issued",
+                    "TIMESTAMP",
+                    "The earliest issue time that day among the rows summarised (seeded: when "
+                    "the seed read the table)",
+                    True,
+                ),
+                _c(
+                    "rows", "INT64", "Forecast rows with a value of the pollutant (seeded: 0)", True
+                ),
+                _c(
+                    "kind",
+                    "STRING",
+                    "landed (written with the forecasts) | seed (rows landed before this table, "
+                    "summarised) | seeded (the seed of the pollutant is complete)",
+                    True,
+                ),
+                _c("source", "STRING", "Source name (empty for seed and seeded rows)"),
+                _c(
+                    "run_id",
+                    "STRING",
+                    "Ingest run that landed the rows, or train run that seeded",
+                    True,
+                ),
+                _c("created_at", "TIMESTAMP", "When the row was written", True),
+            ),
+            partition_by="day",
+            cluster_by=("variable",),
+            retention_days=FORECASTS_AS_ISSUED_RETENTION_DAYS,
+        ),
+        Table(
             "rejected_rows",
             "Rows that failed validation, with the reason and the offending payload.",
             (

@@ -37,6 +37,9 @@ def write_past_forecasts(
     frame = frame[pd.to_datetime(frame["issued_at"], utc=True) <= pd.Timestamp(window.as_of)]
     if frame.empty:
         return 0
+    values = [c for c in TABLES[table].column_names if c in VARIABLES and c in frame]
+    frame = _in_range(frame, values)
+    days = issue_days(frame, values) if table == "air_quality_forecasts" else None
     have = warehouse.query(
         f"SELECT DISTINCT location_id, issued_at, ts FROM {table} "
         "WHERE location_id IN UNNEST(@ids) AND ts >= @start AND ts <= @end",
@@ -54,18 +57,15 @@ def write_past_forecasts(
             have[c] = pd.to_datetime(have[c], utc=True)
         merged = frame.merge(have.assign(_kept=True), on=key, how="left")
         frame = merged[merged["_kept"].isna()].drop(columns="_kept")
-    values = [c for c in TABLES[table].column_names if c in VARIABLES and c in frame]
-    frame = frame.copy()
-    for col in values:
-        v = VARIABLES[col]
-        num = pd.to_numeric(frame[col], errors="coerce")
-        frame[col] = num.where((num >= v.low) & (num <= v.high))
     extra = ["kind"] if table == "weather_forecasts" else ["provider"]
     cols = ["location_id", "issued_at", "ts", *values, *[c for c in extra if c in frame]]
     out = frame[cols].assign(source=landed.source, run_id=landed.run_id, ingested_at=landed.at)
     if table == "air_quality_forecasts" and "provider" not in out:
         out["provider"] = "cams"
-    return landed.write(table, out)
+    written = landed.write(table, out)
+    if days is not None:
+        write_issue_days(days, landed)
+    return written
 
 
 def new_or_changed(warehouse: Warehouse, accepted: pd.DataFrame) -> pd.DataFrame:
@@ -140,6 +140,9 @@ def write_forecasts(
     if frame.empty:
         return 0
     frame = frame[frame["ts"] > pd.Timestamp(as_of)].copy()
+    values = [c for c in TABLES[table].column_names if c in VARIABLES and c in frame]
+    frame = _in_range(frame, values)
+    days = issue_days(frame, values) if table == "air_quality_forecasts" else None
     # `ts > @as_of` holds for every row issued at as_of (above) and prunes the table's day
     # partitions (by ts) to the last few: without it BigQuery bills the whole table.
     done = warehouse.query(
@@ -148,20 +151,70 @@ def write_forecasts(
         {"as_of": as_of, "ids": sorted(frame["location_id"].unique())},
     )
     frame = frame[~frame["location_id"].isin(done["location_id"])]
-    values = [c for c in TABLES[table].column_names if c in VARIABLES and c in frame]
-    for col in values:
-        v = VARIABLES[col]
-        num = pd.to_numeric(frame[col], errors="coerce")
-        frame[col] = num.where((num >= v.low) & (num <= v.high))
     extra: dict[str, object] = {}
     if table == "weather_forecasts":
         extra["kind"] = "as-issued"
     else:  # the model behind an air-quality forecast (Open-Meteo serves CAMS)
         extra["provider"] = frame.get("provider", "cams")
     cols = ["location_id", "issued_at", "ts", *values]
-    return landed.write(
+    written = landed.write(
         table,
         frame[cols].assign(
             source=landed.source, run_id=landed.run_id, ingested_at=landed.at, **extra
+        ),
+    )
+    if days is not None:
+        write_issue_days(days, landed)
+    return written
+
+
+def _in_range(frame: pd.DataFrame, values: list[str]) -> pd.DataFrame:
+    """The frame with values outside their variable's physical range NULL."""
+    frame = frame.copy()
+    for col in values:
+        v = VARIABLES[col]
+        num = pd.to_numeric(frame[col], errors="coerce")
+        frame[col] = num.where((num >= v.low) & (num <= v.high))
+    return frame
+
+
+def issue_days(frame: pd.DataFrame, values: list[str]) -> pd.DataFrame:
+    """Per UTC issue day and variable with a value: the earliest issue time and the rows
+    (air_quality_forecast_days' own columns, without who wrote them).
+
+    Taken from the rows delivered, before those already kept are dropped: a retry whose
+    forecasts all landed before still writes the days (the append is once per delivery),
+    and a kept row says the same day."""
+    issued = pd.to_datetime(frame["issued_at"], utc=True)
+    parts = []
+    for col in values:
+        has = frame[col].notna().to_numpy()
+        if not has.any():
+            continue
+        at = issued[has]
+        grouped = at.groupby(at.dt.floor("D")).agg(["min", "size"])
+        parts.append(
+            pd.DataFrame(
+                {
+                    "day": grouped.index,
+                    "variable": col,
+                    "first_issued": grouped["min"].to_numpy(),
+                    "rows": grouped["size"].to_numpy(),
+                }
+            )
+        )
+    columns = ["day", "variable", "first_issued", "rows"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def write_issue_days(days: pd.DataFrame, landed: Provenance) -> int:
+    """Append the landing's issue days (after its forecasts: a day is said once its rows
+    are in; a failure between the two fails the run, and its retry writes the days)."""
+    if days.empty:
+        return 0
+    return landed.write(
+        "air_quality_forecast_days",
+        days.assign(
+            kind="landed", source=landed.source, run_id=landed.run_id, created_at=landed.at
         ),
     )

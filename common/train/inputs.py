@@ -46,13 +46,17 @@ NOTES = {
 
 
 def spec_for(
-    settings: Settings, target: str, warehouse: Warehouse, as_of: dt.datetime
+    settings: Settings,
+    target: str,
+    warehouse: Warehouse,
+    as_of: dt.datetime,
+    run_id: str = "train",
 ) -> tuple[FeatureSpec, dict[str, Any]]:
     """The feature recipe of this run's candidate for `target`, and why CAMS is (not) in it."""
     holdout_start = as_of - dt.timedelta(hours=settings.horizon, days=settings.train_holdout_days)
     cams, why = False, {"used": False, "reason": "AIRCAST_CAMS_INPUT is off"}
     if settings.cams_input:
-        cams, why = cams_accrued(warehouse, target, as_of, holdout_start)
+        cams, why = cams_accrued(warehouse, target, as_of, holdout_start, run_id)
     spec = FeatureSpec(
         target,
         settings.horizon,
@@ -64,16 +68,24 @@ def spec_for(
 
 
 def cams_accrued(
-    warehouse: Warehouse, target: str, as_of: dt.datetime, holdout_start: dt.datetime
+    warehouse: Warehouse,
+    target: str,
+    as_of: dt.datetime,
+    holdout_start: dt.datetime,
+    run_id: str = "train",
 ) -> tuple[bool, dict[str, Any]]:
-    """Whether enough CAMS forecasts of `target` have accrued to train on (module doc)."""
+    """Whether enough CAMS forecasts of `target` have accrued to train on (module doc).
+
+    Read from air_quality_forecast_days (a row per issue day, written as forecasts land),
+    not from the forecasts' history; the first run to find the target not yet seeded
+    summarises the rows landed before that table into it once (`seed_issue_days`)."""
     if target not in POLLUTANTS:
         return False, {"used": False, "reason": f"CAMS does not forecast {target}"}
-    got = warehouse.query(
-        f"SELECT MIN(issued_at) AS first, COUNT(DISTINCT DATE(issued_at)) AS days "
-        f"FROM air_quality_forecasts WHERE issued_at <= @as_of AND {target} IS NOT NULL",
-        {"as_of": as_of},
-    )
+    got = _issue_days(warehouse, target, as_of)
+    seeded = got["seeded"].iloc[0]  # NULL (no row) or 0: not seeded
+    if pd.isna(seeded) or not int(seeded):
+        seed_issue_days(warehouse, target, run_id)
+        got = _issue_days(warehouse, target, as_of)
     first = got["first"].iloc[0] if len(got) else None
     if first is None or pd.isna(first):
         return False, {"used": False, "reason": "no CAMS forecast of the target kept yet"}
@@ -92,6 +104,54 @@ def cams_accrued(
         reason = f"CAMS forecasts on {days} of {span} days (need {CAMS_MIN_SHARE:.0%})"
         return False, {**info, "used": False, "reason": reason}
     return True, {**info, "used": True, "reason": "enough CAMS forecasts have accrued"}
+
+
+def _issue_days(warehouse: Warehouse, target: str, as_of: dt.datetime) -> pd.DataFrame:
+    """The first issue time at or before as_of, the UTC days with one, and whether the
+    target's seed is complete: the same answer as reading air_quality_forecasts' rows
+    issued by as_of with a value of the target (its first issued_at and distinct
+    DATE(issued_at)), from one row per landing and day."""
+    return warehouse.query(
+        "SELECT MIN(CASE WHEN kind != 'seeded' THEN first_issued END) AS first, "
+        "COUNT(DISTINCT CASE WHEN kind != 'seeded' THEN day END) AS days, "
+        "SUM(CASE WHEN kind = 'seeded' THEN 1 ELSE 0 END) AS seeded "
+        "FROM air_quality_forecast_days WHERE variable = @target "
+        "AND (first_issued <= @as_of OR kind = 'seeded')",
+        {"target": target, "as_of": as_of},
+    )
+
+
+def seed_issue_days(warehouse: Warehouse, target: str, run_id: str) -> int:
+    """Summarise the target's forecasts already in air_quality_forecasts into
+    air_quality_forecast_days (kind seed), then mark the target seeded: one read of the
+    table's history, once (again only after the seeded row's partition expires, when a
+    second seed repeats days already there, which changes no answer). Rows landing
+    meanwhile write their own days."""
+    now = dt.datetime.now(dt.UTC)
+    days = warehouse.query(
+        f"SELECT DATE(issued_at) AS day, MIN(issued_at) AS first_issued, COUNT(*) AS n "
+        f"FROM air_quality_forecasts WHERE {target} IS NOT NULL GROUP BY DATE(issued_at)"
+    )
+    rows = pd.DataFrame(
+        {
+            "day": pd.to_datetime(days["day"]).dt.tz_localize(dt.UTC),
+            "variable": target,
+            "first_issued": pd.to_datetime(days["first_issued"], utc=True),
+            "rows": days["n"].astype("int64"),
+            "kind": "seed",
+        }
+    )
+    seeded = pd.DataFrame(
+        {
+            "day": [pd.Timestamp(now).floor("D")],
+            "variable": target,
+            "first_issued": now,
+            "rows": 0,
+            "kind": "seeded",
+        }
+    )
+    frame = pd.concat([rows, seeded], ignore_index=True).assign(run_id=run_id, created_at=now)
+    return warehouse.append("air_quality_forecast_days", frame)
 
 
 def as_issued_inputs(warehouse: Warehouse, spec: FeatureSpec, as_of: dt.datetime) -> AsIssuedInputs:

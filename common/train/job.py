@@ -193,7 +193,7 @@ def _train_target(
     window = dt.timedelta(days=request.window_days or settings.train_window_days)
     start = run.as_of - window
     with services.warehouse.session():  # the reads in one connection; the fit holds none
-        spec, cams_input = spec_for(settings, target, services.warehouse, run.as_of)
+        spec, cams_input = spec_for(settings, target, services.warehouse, run.as_of, run.run_id)
         data, summary = _read(services, spec, start, run.as_of)
     registry = Registry.of_target(services.store, settings, target)
     pointer, generation = registry.production()
