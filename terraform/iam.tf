@@ -66,7 +66,8 @@ resource "google_bigquery_dataset_iam_member" "reads" {
   member     = google_service_account.function[each.key].member
 }
 
-# Table-level writes: every run appends its audit row to `runs`; predict appends forecasts.
+# Table-level writes: every run appends its audit row to `runs`; predict appends forecasts;
+# train seeds air_quality_forecast_days once (the CAMS issue days landed before it).
 resource "google_bigquery_table_iam_member" "writes" {
   for_each = merge([
     for name, f in local.functions : {

@@ -181,6 +181,7 @@ GRANTS = {
     "google_bigquery_dataset_iam_member.reads": {"train", "predict", "monitor"},
     "google_bigquery_table_iam_member.writes": {
         "train/runs",
+        "train/air_quality_forecast_days",
         "predict/runs",
         "predict/forecasts",
         "predict/interval_offsets",
