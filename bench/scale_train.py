@@ -206,6 +206,7 @@ def child(home: Path) -> dict:
         return frame
 
     svc.warehouse.query = counted  # type: ignore[method-assign]
+    phases = _time_phases(reads)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cpu0 = cpu_seconds()
     t0 = time.perf_counter()
@@ -231,7 +232,9 @@ def child(home: Path) -> dict:
             }
         )
     )
+    phases = {k: {m: round(v, 1) for m, v in d.items()} for k, d in phases.items()}
     t1 = time.perf_counter()
+    _PHASE_ON[0] = False  # the re-run's steps are not the first run's
     again = run_train(TrainRequest(as_of=as_of), svc)
     return {
         "as_of": as_of.isoformat(),
@@ -247,12 +250,65 @@ def child(home: Path) -> dict:
         "warehouse_queries": int(first_reads["queries"]),
         "rows_read": int(first_reads["rows"]),
         "query_cpu_s": round(first_reads["cpu_s"], 1),  # CPU and wall inside the queries
+        "phases": phases,  # of the first run: CPU, wall and queries by step
         "query_wall_s": round(first_reads["wall_s"], 1),
         "rerun_wall_s": round(time.perf_counter() - t1, 1),
         "rss_after_imports_mb": round(rss0),
         "peak_rss_mb": round(peak),
         "peak_rss_with_rerun_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
+
+
+# The train run's steps, timed where the job calls them (module, name): the first run's CPU
+# s, wall s, warehouse queries and CPU inside them, per step. Nested steps (the backtest's
+# fits) are counted in the outer one only.
+PHASES = (
+    ("common.train.job", "summarise", "summary"),
+    ("common.train.job", "observations", "sample source"),
+    ("common.train.candidate", "fit_model", "fit (examples + XGBoost)"),
+    ("common.train.candidate", "served_holdout", "holdout"),
+    ("common.train.candidate", "backtest", "backtest folds"),
+    ("common.train.job", "score_production", "production score"),
+    ("common.train.job", "version_metadata", "metadata (drift references)"),
+    ("common.train.job", "drift_sample", "drift sample"),
+    ("common.train.job", "_save", "save"),
+)
+_PHASE_ON = [True]
+_IN_PHASE: list[str] = []
+
+
+def _time_phases(reads: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Wrap each step of `PHASES` that the timed code has (another checkout may lack one),
+    adding its CPU, wall and the warehouse reads made inside it to the returned mapping."""
+    import importlib
+
+    out: dict[str, dict[str, float]] = {}
+    for module, name, label in PHASES:
+        mod = importlib.import_module(module)
+        fn = getattr(mod, name, None)
+        if fn is None:
+            continue
+
+        def timed(*a: Any, _fn: Any = fn, _label: str = label, **k: Any) -> Any:
+            if not _PHASE_ON[0] or _IN_PHASE:
+                return _fn(*a, **k)
+            before = dict(reads)
+            cpu, wall = cpu_seconds(), time.perf_counter()
+            _IN_PHASE.append(_label)
+            try:
+                return _fn(*a, **k)
+            finally:
+                _IN_PHASE.pop()
+                d = out.setdefault(
+                    _label, {"cpu_s": 0.0, "wall_s": 0.0, "queries": 0, "query_cpu_s": 0.0}
+                )
+                d["cpu_s"] += cpu_seconds() - cpu
+                d["wall_s"] += time.perf_counter() - wall
+                d["queries"] += reads["queries"] - before["queries"]
+                d["query_cpu_s"] += reads["cpu_s"] - before["cpu_s"]
+
+        setattr(mod, name, timed)
+    return out
 
 
 def run(
@@ -327,6 +383,14 @@ def main() -> None:
             f"| {r.get('warehouse_queries', '')} | {r.get('rows_read', 0):,} "
             f"| {rows.get('fit', 0):,} | {rows.get('holdout', 0):,} | {ratio:.3f} |"
         )
+    print("\n| locations | code | step | CPU s | wall s | queries | CPU s in queries |")
+    print("|---:|---|---|---:|---:|---:|---:|")
+    for r in results:
+        for step, p in (r.get("phases") or {}).items():
+            print(
+                f"| {r['locations']:,} | {Path(r['code']).name} | {step} | {p['cpu_s']} "
+                f"| {p['wall_s']} | {int(p['queries'])} | {p['query_cpu_s']} |"
+            )
 
 
 if __name__ == "__main__":
