@@ -84,7 +84,7 @@ class Study:
         # blocks end where it starts.
         self.test_start = tb.TEST_START.replace(year=year)
         self.test_end = tb.TEST_END.replace(year=year + 1)
-        self.blocks = training._blocks(self.first, self.test_start, self.spec.horizon)
+        self.blocks = training.fit_blocks(self.first, self.test_start, self.spec.horizon)
         suffix = "" if year == 2016 else f"-{year}"
         self.suffix = suffix
         cache = work / f"examples-{self.max_rows}{suffix}.pkl"

@@ -18,6 +18,7 @@ follows the row budget and MAX_CELLS, not locations x window.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
@@ -35,13 +36,18 @@ from common.forecasting.model import DEFAULT_PARAMS, ForecastModel
 from common.forecasting.sampling import ObservationSource, read_as_issued, sampled_examples
 
 __all__ = [
+    "Examples",
     "FitResult",
     "IssueWindow",
     "TrainingData",
+    "block_budgets",
     "cut_observations",
     "examples",
+    "fit_blocks",
+    "fit_examples",
     "fit_model",
     "holdout_metrics",
+    "score_examples",
 ]
 
 FIT_SHARE, VAL_SHARE = 0.8, 0.1
@@ -74,11 +80,17 @@ class IssueWindow:
     seed: int = 0
 
 
+Examples: TypeAlias = tuple[pd.DataFrame, np.ndarray, pd.DataFrame]  # (X, y, keys)
+
+
 @dataclass
 class FitResult:
     model: ForecastModel
     rows: dict[str, int]
     blocks: dict[str, list[str]]  # name -> [first issue time, last issue time]
+    seconds: float = 0.0  # wall seconds of the fit and calibration alone (no reads)
+    # the fit, validation and calibration rows, when the caller asked to keep them
+    examples: dict[str, Examples] | None = None
 
 
 class NotEnoughHistory(Conflict, ValueError):
@@ -87,9 +99,11 @@ class NotEnoughHistory(Conflict, ValueError):
     fold without the history simply skips."""
 
 
-def _blocks(
+def fit_blocks(
     start: dt.datetime, end: dt.datetime, horizon: int
 ) -> dict[str, tuple[dt.datetime, dt.datetime]]:
+    """Issue times of the fit, validation and calibration blocks of [start, end - H], an
+    H-hour gap between them (module docstring)."""
     last = end - dt.timedelta(hours=horizon)
     span = (last - start).total_seconds() / 3600
     if span < 10 * horizon:
@@ -107,19 +121,45 @@ def _blocks(
     }
 
 
+def block_budgets(max_rows: int) -> dict[str, int]:
+    """Rows of each block for a row budget: validation and calibration an eighth of the
+    fit's, so that the three blocks (80/10/10 % of the issue times) are sampled alike."""
+    return {"fit": max_rows, "validation": max_rows // 8, "calibration": max_rows // 8}
+
+
 def fit_model(
-    data: TrainingData, window: IssueWindow, params: Mapping[str, Any] | None = None
+    data: TrainingData,
+    window: IssueWindow,
+    params: Mapping[str, Any] | None = None,
+    keep: bool = False,
 ) -> FitResult:
-    """Fit on observations with ts <= window.end, issue times from window.start."""
-    spec, places, seed, max_rows = data.spec, data.places, window.seed, window.max_rows
+    """Fit on observations with ts <= window.end, issue times from window.start; with
+    `keep`, the result holds the rows it was fitted on (the backtest refits on them)."""
+    spec, places, seed = data.spec, data.places, window.seed
     obs = cut_observations(data.obs, window.end)
-    blocks = _blocks(window.start, window.end, spec.horizon)
-    budget = {"fit": max_rows, "validation": max_rows // 8, "calibration": max_rows // 8}
+    blocks = fit_blocks(window.start, window.end, spec.horizon)
+    budget = block_budgets(window.max_rows)
     built = {}
     for name, (a, b) in blocks.items():
         # Targets must stay inside the block: cut the observations at its end + H.
         cut = cut_observations(obs, b + dt.timedelta(hours=spec.horizon))
         built[name] = examples(cut, spec, a, b, places, budget[name], seed, data.as_issued)
+    fit = fit_examples(built, spec, blocks, params)
+    if keep:
+        fit.examples = built
+    return fit
+
+
+def fit_examples(
+    built: Mapping[str, Examples],
+    spec: FeatureSpec,
+    blocks: Mapping[str, tuple[dt.datetime, dt.datetime]],
+    params: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """The model fitted on built fit rows, early-stopped on the validation rows and its
+    intervals and combination calibrated on the calibration rows (`fit_model`'s second
+    half: the backtest calls it on rows it already has)."""
+    t0 = time.monotonic()
     model = ForecastModel(spec.columns(), spec.horizon, {**DEFAULT_PARAMS, **(params or {})})
     X, y, _ = built["fit"]
     Xv, yv, _ = built["validation"]
@@ -136,6 +176,7 @@ def fit_model(
         model,
         {k: len(v[1]) for k, v in built.items()},
         {k: [a.isoformat(), b.isoformat()] for k, (a, b) in blocks.items()},
+        seconds=time.monotonic() - t0,
     )
 
 
@@ -159,6 +200,14 @@ def holdout_metrics(
         window.seed,
         data.as_issued,
     )
+    return score_examples(model, X, y, keys)
+
+
+def score_examples(
+    model: ForecastModel, X: pd.DataFrame, y: np.ndarray, keys: pd.DataFrame
+) -> tuple[dict[str, Any], pd.DataFrame, np.ndarray]:
+    """Metrics of `model` as served and of the baselines on built rows (`holdout_metrics`'
+    second half: the backtest calls it on rows it already has)."""
     if len(X) == 0:
         raise ValueError("no evaluation rows in the holdout window")
     q = served(model, X, y, keys)
@@ -194,7 +243,7 @@ def examples(
     max_rows: int,
     seed: int = 0,
     as_issued: AsIssuedInputs | None = None,
-) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+) -> Examples:
     """(X, y, keys) for issue times in [start, end]: from the whole frame when it is in
     memory, else the sampled selection from the source (same contract). Forecasts as
     issued are read from `as_issued` for the target hours of those issue times."""
