@@ -158,7 +158,8 @@ class BacktestFold(Document):
 
     origin: Time
     skipped: str | None = None
-    rows: int | None = None
+    rows: int | None = None  # test rows
+    fit_rows: int | None = None  # rows refitted on (none in versions before it was kept)
     mae: float | None = None
     rmse: float | None = None
     coverage: float | None = None

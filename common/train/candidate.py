@@ -4,6 +4,7 @@ it; and the production model scored on the same holdout rows for the gate."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,9 @@ from common.train.gate import (
     paired_interval,
 )
 from common.train.plan import TrainPlan
-from common.train.report import backtest, backtest_report
+from common.train.report import FoldTime, backtest, backtest_report
+
+TAIL_SECONDS = 60.0  # saving the version, promoting it, the run's outcome row: a margin
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,16 @@ def fit_or_load(
     data: TrainingData,
     plan: TrainPlan,
     tuning: TuningChoice | None = None,
+    deadline: dt.datetime | None = None,
 ) -> Candidate:
-    """Fit and evaluate the version, or load it when an earlier run already wrote it."""
+    """Fit and evaluate the version, or load it when an earlier run already wrote it.
+
+    Its backtest folds run only while `deadline` (when this target's work must be done)
+    leaves room for them and for the steps after them (`common.train.report`): a fold is
+    estimated at the candidate's own fit time until one has run (it refits a quarter of
+    those rows and reads nothing), the steps after at twice the holdout's time (production
+    is scored on the same rows read again; the drift references read fewer) plus
+    TAIL_SECONDS."""
     if registry.exists(plan.version):
         model, meta = registry.load(plan.version)
         return Candidate(
@@ -61,15 +72,30 @@ def fit_or_load(
         )
     tuned = tuning.params if tuning is not None else {}
     threads: dict[str, Any] = {**tuned, "nthread": settings.train_threads}
-    fit = fit_model(data, plan.history, params=threads)
+    n_folds = settings.train_backtest_folds
+    fit = fit_model(data, plan.history, params=threads, keep=n_folds > 0)
+    t0 = time.monotonic()
     metrics, keys, q = served_holdout(fit.model, data, plan)
+    clock = None
+    if deadline is not None:
+        # after the folds: production scored on the holdout rows (read again), the drift
+        # references read, the version saved; the holdout's own time measures the first
+        left = (deadline - dt.datetime.now(dt.UTC)).total_seconds()
+        clock = FoldTime(
+            deadline=time.monotonic() + left,
+            reserve=2 * (time.monotonic() - t0) + TAIL_SECONDS,
+            estimate=fit.seconds,
+        )
     folds = backtest(
         data,
+        fit.examples or {},
         plan.history,
         dt.timedelta(days=settings.train_holdout_days),
-        settings.train_backtest_folds,
+        n_folds,
         threads,
+        clock,
     )
+    fit.examples = None  # the rows are the folds' only
     return Candidate(
         fit.model,
         metrics,

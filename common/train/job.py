@@ -161,10 +161,11 @@ def _train(
     run.answer["targets"] = answers
     outcomes: dict[str, Outcome] = {}
     failures: list[Exception] = []
-    for target in targets:
+    for i, target in enumerate(targets):
         answer = answers[target] = {"target": target}
         try:
-            outcome = _train_target(request, services, run, target, answer)
+            deadline = _target_deadline(run.deadline_at, len(targets) - i)
+            outcome = _train_target(request, services, run, target, answer, deadline)
         except Exception as exc:
             answer.update(status="failed", error=f"{type(exc).__name__}: {exc}")
             failures.append(exc)
@@ -185,10 +186,25 @@ def _train(
     return Outcome(counts=counts, status=status)
 
 
+def _target_deadline(run_deadline: dt.datetime | None, targets_left: int) -> dt.datetime | None:
+    """When this target's work should be done: an equal share of the time left before the
+    run's deadline (its function's timeout) for it and each target after it."""
+    if run_deadline is None:
+        return None
+    now = dt.datetime.now(dt.UTC)
+    return now + (run_deadline - now) / max(targets_left, 1)
+
+
 def _train_target(
-    request: TrainRequest, services: Services, run: Run, target: str, answer: dict[str, Any]
+    request: TrainRequest,
+    services: Services,
+    run: Run,
+    target: str,
+    answer: dict[str, Any],
+    deadline: dt.datetime | None = None,
 ) -> Outcome:
-    """One target's version: read, plan, fit or load, score production, gate, promote."""
+    """One target's version: read, plan, fit or load, score production, gate, promote;
+    its optional backtest folds only while `deadline` leaves room (`fit_or_load`)."""
     settings = services.settings
     window = dt.timedelta(days=request.window_days or settings.train_window_days)
     start = run.as_of - window
@@ -204,7 +220,7 @@ def _train_target(
     if tuning is not None:
         answer["tuning"] = tuning.to_json()
 
-    candidate = fit_or_load(registry, settings, data, plan, tuning)
+    candidate = fit_or_load(registry, settings, data, plan, tuning, deadline)
     production = None
     if pointer is not None:
         production = score_production(registry, pointer.version, data, plan, candidate, settings)
@@ -255,8 +271,14 @@ def _outcome(
     """One target's answer: whether it was promoted, what is in production, the gate and the
     holdout metrics against the baselines."""
     metrics = candidate.metrics
+    ran = sum(f.skipped is None for f in candidate.backtest)
     return Outcome(
-        counts={k: int(v) for k, v in candidate.rows.items()},
+        # the folds run and skipped (why: the version's metadata) beside the rows
+        counts={
+            **{k: int(v) for k, v in candidate.rows.items()},
+            "backtest_folds": ran,
+            "backtest_skipped": len(candidate.backtest) - ran,
+        },
         answer={
             "promoted": promoted,
             "production": plan.version if decision.promote else pointer and pointer.version,
