@@ -266,6 +266,7 @@ PHASES = (
     ("common.train.job", "summarise", "summary"),
     ("common.train.job", "observations", "sample source"),
     ("common.train.candidate", "fit_model", "fit (examples + XGBoost)"),
+    ("common.train.candidate", "holdout_examples", "holdout rows"),
     ("common.train.candidate", "served_holdout", "holdout"),
     ("common.train.candidate", "backtest", "backtest folds"),
     ("common.train.job", "score_production", "production score"),

@@ -46,6 +46,7 @@ __all__ = [
     "fit_blocks",
     "fit_examples",
     "fit_model",
+    "holdout_examples",
     "holdout_metrics",
     "score_examples",
 ]
@@ -187,10 +188,15 @@ def holdout_metrics(
     it is served (`as_served`): the forecasts as issued, even for a model trained on the
     observed weather (the study setting), so the gate never scores an oracle; and the
     median as served, combined online with the baselines (`served`)."""
+    return score_examples(model, *holdout_examples(data, window, as_served))
+
+
+def holdout_examples(data: TrainingData, window: IssueWindow, as_served: bool = True) -> Examples:
+    """The rows `holdout_metrics` scores: with the forecasts as issued when `as_served`."""
     spec = data.spec
     if as_served and spec.weather != "as-issued":
         spec = replace(spec, weather="as-issued")
-    X, y, keys = examples(
+    return examples(
         data.obs,
         spec,
         window.start,
@@ -200,7 +206,6 @@ def holdout_metrics(
         window.seed,
         data.as_issued,
     )
-    return score_examples(model, X, y, keys)
 
 
 def score_examples(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,14 @@ import pandas as pd
 from common.core.config import Settings
 from common.forecasting.model import ForecastModel
 from common.forecasting.registry import Registry
-from common.forecasting.training import TrainingData, fit_model, holdout_metrics
+from common.forecasting.training import (
+    Examples,
+    TrainingData,
+    fit_model,
+    holdout_examples,
+    holdout_metrics,
+    score_examples,
+)
 from common.forecasting.versions import BacktestFold, ModelMetadata, TuningChoice
 from common.train.gate import (
     ProductionScore,
@@ -43,6 +50,11 @@ class Candidate:
     metadata: ModelMetadata | None = None  # set when the version was already written
     report: bytes | None = None  # set when fitted by this run
     holdout: tuple[pd.DataFrame, np.ndarray] | None = None  # keys and forecasts, when fitted
+    # rows held only until they are used, when fitted now: the holdout's (production is
+    # scored on them) and the fit's (the backtest refits on them); seconds they took
+    holdout_rows: Examples | None = None
+    fit_rows: dict[str, Examples] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def fit_or_load(
@@ -51,16 +63,12 @@ def fit_or_load(
     data: TrainingData,
     plan: TrainPlan,
     tuning: TuningChoice | None = None,
-    deadline: dt.datetime | None = None,
 ) -> Candidate:
     """Fit and evaluate the version, or load it when an earlier run already wrote it.
 
-    Its backtest folds run only while `deadline` (when this target's work must be done)
-    leaves room for them and for the steps after them (`common.train.report`): a fold is
-    estimated at the candidate's own fit time until one has run (it refits a quarter of
-    those rows and reads nothing), the steps after at twice the holdout's time (production
-    is scored on the same rows read again; the drift references read fewer) plus
-    TAIL_SECONDS."""
+    A fitted candidate keeps its fit rows (when backtest folds are asked for) and its
+    holdout rows for the steps that use them (`score_production`, `run_backtest`), so
+    neither reads the warehouse again."""
     if registry.exists(plan.version):
         model, meta = registry.load(plan.version)
         return Candidate(
@@ -70,64 +78,94 @@ def fit_or_load(
             meta.backtest,
             metadata=meta,
         )
-    tuned = tuning.params if tuning is not None else {}
-    threads: dict[str, Any] = {**tuned, "nthread": settings.train_threads}
-    n_folds = settings.train_backtest_folds
-    fit = fit_model(data, plan.history, params=threads, keep=n_folds > 0)
+    fit = fit_model(data, plan.history, params=_params(settings, tuning), keep=_folds(settings))
     t0 = time.monotonic()
-    metrics, keys, q = served_holdout(fit.model, data, plan)
-    clock = None
-    if deadline is not None:
-        # after the folds: production scored on the holdout rows (read again), the drift
-        # references read, the version saved; the holdout's own time measures the first
-        left = (deadline - dt.datetime.now(dt.UTC)).total_seconds()
-        clock = FoldTime(
-            deadline=time.monotonic() + left,
-            reserve=2 * (time.monotonic() - t0) + TAIL_SECONDS,
-            estimate=fit.seconds,
-        )
-    folds = backtest(
-        data,
-        fit.examples or {},
-        plan.history,
-        dt.timedelta(days=settings.train_holdout_days),
-        n_folds,
-        threads,
-        clock,
-    )
-    fit.examples = None  # the rows are the folds' only
+    rows = holdout_examples(data, plan.holdout)
+    metrics, keys, q = served_holdout(fit.model, rows)
     return Candidate(
         fit.model,
         metrics,
         {**fit.rows, "holdout": metrics["rows"]},
-        folds,
+        [],
         blocks=fit.blocks,
         report=backtest_report(keys, q, metrics, plan.version),
         holdout=(keys, q),
+        holdout_rows=rows,
+        fit_rows=fit.examples,
+        seconds={"fit": fit.seconds, "holdout": time.monotonic() - t0},
     )
 
 
+def _params(settings: Settings, tuning: TuningChoice | None) -> dict[str, Any]:
+    tuned = tuning.params if tuning is not None else {}
+    return {**tuned, "nthread": settings.train_threads}
+
+
+def _folds(settings: Settings) -> bool:
+    return settings.train_backtest_folds > 0
+
+
+def run_backtest(
+    candidate: Candidate,
+    settings: Settings,
+    data: TrainingData,
+    plan: TrainPlan,
+    tuning: TuningChoice | None = None,
+    deadline: dt.datetime | None = None,
+) -> Candidate:
+    """The candidate with its backtest folds (`common.train.report`), refitted on its fit
+    rows, which it then lets go of (its holdout rows too: production is scored by now).
+
+    The folds run only while `deadline` (when this target's work must be done) leaves room
+    for them and for the steps after them: a fold is estimated at the candidate's own fit
+    time until one has run (it refits a quarter of those rows and reads nothing); the steps
+    after at the holdout's time (the drift references read fewer rows than the holdout)
+    plus TAIL_SECONDS. A version found already written keeps the folds it recorded."""
+    if candidate.metadata is not None:
+        return candidate
+    clock = None
+    if deadline is not None:
+        left = (deadline - dt.datetime.now(dt.UTC)).total_seconds()
+        clock = FoldTime(
+            deadline=time.monotonic() + left,
+            reserve=candidate.seconds.get("holdout", 0.0) + TAIL_SECONDS,
+            estimate=candidate.seconds.get("fit", 0.0),
+        )
+    rows = candidate.fit_rows or {}
+    candidate = replace(candidate, fit_rows=None, holdout_rows=None)  # held by `rows` alone
+    folds = backtest(
+        data,
+        rows,
+        plan.history,
+        dt.timedelta(days=settings.train_holdout_days),
+        settings.train_backtest_folds,
+        _params(settings, tuning),
+        clock,
+    )
+    return replace(candidate, backtest=folds)
+
+
 def served_holdout(
-    model: ForecastModel, data: TrainingData, plan: TrainPlan
+    model: ForecastModel, rows: Examples
 ) -> tuple[dict[str, Any], pd.DataFrame, np.ndarray]:
-    """The holdout scored as the version will be served, and where it starts serving.
+    """The holdout rows scored as the version will be served, and where it starts serving.
 
     The holdout is replayed as predict serves it: the combination with the baselines from
     the calibration weights, stepped by each verified hour. Where that forecast loses to
     persistence in a horizon group of the gate, the version's own evidence says the model
     does not hold there yet: its weights start as persistence at those horizons
-    (`Weights.as_persistence`, stored in its metadata as every start is), and the holdout
-    is replayed again from that start, so the gate judges exactly what predict will serve.
-    The model's weight there grows back online as verified hours show it winning. The
-    groups and their scores before are kept in the metrics (`served_as_persistence`).
+    (`Weights.as_persistence`, stored in its metadata as every start is), and the same
+    rows are replayed again from that start, so the gate judges exactly what predict will
+    serve. The model's weight there grows back online as verified hours show it winning.
+    The groups and their scores before are kept in the metrics (`served_as_persistence`).
     """
-    metrics, keys, q = holdout_metrics(model, data, plan.holdout)
+    metrics, keys, q = score_examples(model, *rows)
     losing = losing_to_persistence(group_scores(metrics["by_horizon"]))
     if not losing or model.combination is None:
         return metrics, keys, q
     horizons = [h for g in losing for h in group_horizons(g["group"])]
     model.combination = model.combination.as_persistence(horizons)
-    metrics, keys, q = holdout_metrics(model, data, plan.holdout)
+    metrics, keys, q = score_examples(model, *rows)
     metrics["served_as_persistence"] = [
         {k: g[k] for k in ("group", "n", "mae", "persistence_mae")} for g in losing
     ]
@@ -160,8 +198,11 @@ def score_production(
             version,
             note=f"production {version} forecasts another target or horizon; not comparable",
         )
-    scored = TrainingData(data.obs, spec, data.places, data.as_issued)
-    m, keys, q_prod = holdout_metrics(model, scored, plan.holdout)
+    if candidate.holdout_rows is not None and spec == data.spec:  # the same recipe's rows
+        m, keys, q_prod = score_examples(model, *candidate.holdout_rows)
+    else:
+        scored = TrainingData(data.obs, spec, data.places, data.as_issued)
+        m, keys, q_prod = holdout_metrics(model, scored, plan.holdout)
     if m["rows"] != candidate.metrics["rows"]:
         return ProductionScore(
             version, note="production model's holdout rows differ; compared to baselines only"

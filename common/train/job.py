@@ -62,7 +62,7 @@ from common.monitoring.thresholds import LEVELS
 from common.runtime import locations as locations_mod
 from common.runtime.runs import Outcome, Run, RunAnswer, run_job
 from common.runtime.services import Services
-from common.train.candidate import Candidate, fit_or_load, score_production
+from common.train.candidate import Candidate, fit_or_load, run_backtest, score_production
 from common.train.gate import GateDecision, decide
 from common.train.inputs import as_issued_inputs, spec_for
 from common.train.metadata import drift_sample, version_metadata
@@ -203,8 +203,8 @@ def _train_target(
     answer: dict[str, Any],
     deadline: dt.datetime | None = None,
 ) -> Outcome:
-    """One target's version: read, plan, fit or load, score production, gate, promote;
-    its optional backtest folds only while `deadline` leaves room (`fit_or_load`)."""
+    """One target's version: read, plan, fit or load, score production, backtest, gate,
+    promote; its optional backtest folds only while `deadline` leaves room (`run_backtest`)."""
     settings = services.settings
     window = dt.timedelta(days=request.window_days or settings.train_window_days)
     start = run.as_of - window
@@ -220,10 +220,11 @@ def _train_target(
     if tuning is not None:
         answer["tuning"] = tuning.to_json()
 
-    candidate = fit_or_load(registry, settings, data, plan, tuning, deadline)
+    candidate = fit_or_load(registry, settings, data, plan, tuning)
     production = None
     if pointer is not None:
         production = score_production(registry, pointer.version, data, plan, candidate, settings)
+    candidate = run_backtest(candidate, settings, data, plan, tuning, deadline)
     decision = decide(
         candidate.metrics,
         production,

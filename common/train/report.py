@@ -76,6 +76,8 @@ def backtest(
     fit, validation and calibration examples) up to each origin, each tested on the next
     block (module docstring); a fold that would not end within `clock` is skipped."""
     out: list[BacktestFold] = []
+    if folds <= 0 or not rows:
+        return out
     spec = data.spec
     H = spec.horizon
     gap = dt.timedelta(hours=H)

@@ -113,3 +113,43 @@ def test_folds_the_deadline_leaves_no_room_for_are_skipped_and_the_gate_decides_
     # The re-run finds the version as written: its folds stay as they were recorded.
     again = run_train(TrainRequest(as_of=AS_OF), get_services())
     assert again["version"] == short["version"] and again["counts"]["backtest_skipped"] == 2
+
+
+def test_production_is_scored_on_the_candidates_holdout_rows_without_reading_them_again(
+    backfilled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With production of the same recipe, its score comes from the rows the candidate's
+    holdout already built: no query, and the very score reading them again gives."""
+    from dataclasses import replace
+
+    from common.train import job
+
+    _home(backfilled, tmp_path / "home", monkeypatch)
+    svc = get_services()
+    first = run_train(TrainRequest(as_of=AS_OF), svc)
+    query = svc.warehouse.query
+    state = {"inside": False, "queries": 0}
+    scores: list[tuple[Any, Any]] = []
+
+    def counted(*a: Any, **k: Any) -> Any:
+        state["queries"] += state["inside"]
+        return query(*a, **k)
+
+    original = job.score_production
+
+    def spy(registry_: Any, version: str, data: Any, plan: Any, cand: Any, settings: Any) -> Any:
+        assert cand.holdout_rows is not None
+        state["inside"] = True
+        reused = original(registry_, version, data, plan, cand, settings)
+        state["inside"] = False
+        read = original(registry_, version, data, plan, replace(cand, holdout_rows=None), settings)
+        scores.append((reused, read))
+        return reused
+
+    monkeypatch.setattr(svc.warehouse, "query", counted)
+    monkeypatch.setattr(job, "score_production", spy)
+    later = run_train(TrainRequest(as_of=AS_OF + dt.timedelta(hours=6)), svc)
+    assert later["gate"]["production_before"] == first["version"]
+    assert state["queries"] == 0 and len(scores) == 1
+    reused, read = scores[0]
+    assert reused == read and reused.mae is not None and reused.noise is not None
