@@ -1,7 +1,7 @@
 """The warehouse reads a train run's sampled selections make at N locations, counted from
 the sampling plan alone (no data, no fit): what BigQuery's per-query latency multiplies.
 
-    .venv/bin/python bench/train_reads.py --locations 10000 100000 --days 365
+    .venv/bin/python bench/train_reads.py --locations 10000 100000 --days 365 [--max-rows N]
 
 Each sampled selection (`common.forecasting.sampling.sampled_examples`) reads one grid per
 batch of its day-segments' drawn locations: the drawn locations' columns, their
@@ -108,9 +108,13 @@ def fit_reads(
     return out
 
 
-def run_reads(n: int, days: int, observed: float) -> dict[str, dict[str, int]]:
-    """Reads by step of a default train run at n locations x days (as_of AS_OF)."""
+def run_reads(
+    n: int, days: int, observed: float, max_rows: int | None = None
+) -> dict[str, dict[str, int]]:
+    """Reads by step of a train run at n locations x days (as_of AS_OF), default settings
+    but the row budget `max_rows` when given."""
     s = load_settings(backend="local", home=Path("/tmp/unused"))
+    max_rows = max_rows or s.train_max_rows
     ids, where = places(n)
     H = s.horizon
     oldest = AS_OF - dt.timedelta(days=days) + HOUR
@@ -120,7 +124,7 @@ def run_reads(n: int, days: int, observed: float) -> dict[str, dict[str, int]]:
     holdout_start = holdout_end - block
     steps: dict[str, dict[str, int]] = {}
     steps["fit"] = fit_reads(
-        ids, where, history_start, holdout_start, s.train_max_rows, H, observed
+        ids, where, history_start, holdout_start, max_rows, H, observed
     )
     steps["holdout"] = selection_reads(
         ids, where, holdout_start, holdout_end, HOLDOUT_ROWS, H, observed
@@ -128,7 +132,7 @@ def run_reads(n: int, days: int, observed: float) -> dict[str, dict[str, int]]:
     folds = {"batches": 0, "reads": 0}
     for k in range(s.train_backtest_folds, 0, -1):
         origin = holdout_start - k * (block + dt.timedelta(hours=H))
-        budget = max(s.train_max_rows // 4, 1000)
+        budget = max(max_rows // 4, 1000)
         got = fit_reads(ids, where, history_start, origin, budget, H, observed)
         test = selection_reads(ids, where, origin, origin + block, HOLDOUT_ROWS, H, observed)
         folds = {key: folds[key] + got[key] + test[key] for key in folds}
@@ -144,11 +148,12 @@ def main() -> None:
     parser.add_argument("--locations", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--observed", type=float, default=0.95)
+    parser.add_argument("--max-rows", type=int, help="row budget (default: the setting's)")
     args = parser.parse_args()
     print("| locations | step | batches | reads |")
     print("|---:|---|---:|---:|")
     for n in args.locations:
-        for step, got in run_reads(n, args.days, args.observed).items():
+        for step, got in run_reads(n, args.days, args.observed, args.max_rows).items():
             print(f"| {n:,} | {step} | {got['batches']} | {got['reads']} |")
 
 

@@ -44,7 +44,8 @@ class IngestSettings(Section):
         ge=1,
         le=3600,
         description="Seconds after which a run that never finished shows as lost in "
-        "run_status (default: its function's timeout, common/core/deploy.py).",
+        "run_status (default: its function's timeout, common/core/deploy.py); train starts "
+        "its optional backtest folds only while this deadline leaves room for them.",
     )
     max_clock_skew_seconds: int = Field(
         300,

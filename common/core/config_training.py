@@ -33,7 +33,13 @@ class TrainingSettings(Section):
         7, ge=1, le=365, description="Issue times of the last days held out for the gate."
     )
     train_backtest_folds: int = Field(
-        2, ge=0, le=12, description="Earlier rolling-origin folds, each refit on a quarter budget."
+        2,
+        ge=0,
+        le=12,
+        description="Earlier rolling-origin folds, each refit on a quarter budget of the "
+        "candidate's own rows (no new reads); run only while the run's deadline leaves room, "
+        "else recorded as skipped. Reported in the version's metadata; the gate does not "
+        "read them.",
     )
     train_threads: int = Field(2, ge=1, le=64, description="XGBoost threads.")
     future_weather: bool = Field(
