@@ -123,9 +123,7 @@ def run_reads(
     block = dt.timedelta(days=s.train_holdout_days)
     holdout_start = holdout_end - block
     steps: dict[str, dict[str, int]] = {}
-    steps["fit"] = fit_reads(
-        ids, where, history_start, holdout_start, max_rows, H, observed
-    )
+    steps["fit"] = fit_reads(ids, where, history_start, holdout_start, max_rows, H, observed)
     steps["holdout"] = selection_reads(
         ids, where, holdout_start, holdout_end, HOLDOUT_ROWS, H, observed
     )

@@ -3,8 +3,10 @@
 Data: observations with ts in (as_of - AIRCAST_TRAIN_WINDOW_DAYS, as_of], nothing later.
 The last AIRCAST_TRAIN_HOLDOUT_DAYS of issue times (whose targets are <= as_of) are held
 out; the model is fitted on what comes before and is the one that is evaluated, saved and
-possibly promoted. Earlier rolling-origin folds (each refit on a quarter of the row budget)
-show how stable the skill is; they inform, the gate decides on the holdout:
+possibly promoted. Earlier rolling-origin folds (each refit on a quarter of the row budget,
+from the rows the candidate already built; run only while the run's deadline leaves room,
+else recorded as skipped: `common.train.report`) show how stable the skill is; they
+inform, the gate decides on the holdout:
 
 - the candidate's MAE must beat seasonal naive by AIRCAST_GATE_MARGIN,
 - not be worse than persistence in any horizon group (`common.train.gate.HORIZON_GROUPS`)
@@ -30,8 +32,9 @@ by the same steps in turn; one target's promotion is its own compare-and-swap, n
 to another's (see `_train`).
 
 The job reads as its steps: read the data, plan the windows (`common.train.plan`), get the
-candidate, fit or load (`common.train.candidate`, its backtest and report in
-`common.train.report`), score production on the same rows, let `common.train.gate` decide,
+candidate, fit or load (`common.train.candidate`, its report in `common.train.report`),
+score production on the same rows, refit the backtest folds on the candidate's rows
+(`common.train.report`), let `common.train.gate` decide,
 save with its metadata (`common.train.metadata`), promote.
 """
 
