@@ -107,6 +107,12 @@ class FeatureSpec:
             "cams": self.cams,
         }
 
+    def oracle_weather(self) -> bool:
+        """Trained on the observed weather at the target hours (the perfect-forecast study):
+        such a model is scored on other rows than it was fitted on, the forecasts as
+        issued, as predict would serve it."""
+        return self.future_weather and self.weather != "as-issued"
+
     def weather_used(self) -> str:
         """Which weather at the target hours the model was trained on (its card says it)."""
         return self.weather if self.future_weather else "none"

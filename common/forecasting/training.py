@@ -194,7 +194,7 @@ def holdout_metrics(
 def holdout_examples(data: TrainingData, window: IssueWindow, as_served: bool = True) -> Examples:
     """The rows `holdout_metrics` scores: with the forecasts as issued when `as_served`."""
     spec = data.spec
-    if as_served and spec.weather != "as-issued":
+    if as_served and spec.oracle_weather():
         spec = replace(spec, weather="as-issued")
     return examples(
         data.obs,

@@ -113,7 +113,7 @@ def backtest(
             }
             fit = fit_examples(built, spec, blocks, params)
             end = origin + block
-            if spec.future_weather and spec.weather != "as-issued":  # the oracle study
+            if spec.oracle_weather():  # scored on the forecasts as issued
                 m, _, _ = holdout_metrics(fit.model, data, IssueWindow(origin, end, HOLDOUT_ROWS))
             else:
                 m, _, _ = score_examples(fit.model, *_select(pool, origin, end, None, 0))
