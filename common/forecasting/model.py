@@ -186,21 +186,24 @@ class ForecastModel:
         self, X: pd.DataFrame, offsets: Offsets | None, weights: Weights | np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(served quantiles of the change, the model expert's median change)."""
+        q, expert = self.calibrated(X, weights)
+        lo, hi = offsets.at(X["horizon_h"].to_numpy()) if offsets is not None else (0.0, 0.0)
+        return widened(q, lo, hi), expert
+
+    def calibrated(
+        self, X: pd.DataFrame, weights: Weights | np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(the calibrated band around the combined median before any adaptive offset,
+        the model expert's median change): what `widened` serves from."""
         h = X["horizon_h"].to_numpy().astype(int)
         q = self._shrunk(self.raw(X), h)
         expert = q[:, 1].copy()
         k = np.clip(h, 1, self.horizon) - 1
         q[:, 0] += np.asarray(self.lower_shift)[k]
         q[:, 2] += np.asarray(self.upper_shift)[k]
-        if offsets is not None:
-            lo, hi = offsets.at(h)
-            q[:, 0] -= lo
-            q[:, 2] += hi
         w = self.combination if weights is None else weights
-        if w is not None:  # the median moves to the experts' combination; the model's
-            q[:, 1] = combine(expert, X, w)  # calibrated band stretches to hold it
-        q[:, 0] = np.minimum(q[:, 0], q[:, 1])
-        q[:, 2] = np.maximum(q[:, 2], q[:, 1])
+        if w is not None:  # the median moves to the experts' combination
+            q[:, 1] = combine(expert, X, w)
         return q, expert
 
     def expert_change(self, X: pd.DataFrame) -> np.ndarray:
@@ -318,3 +321,13 @@ def horizon_weights(h: np.ndarray, y: np.ndarray, horizon: int, power: float = 1
             scale[k] = max(float(np.mean(np.abs(y[m]))), 1e-3)
     w = (1.0 / scale[hi]) ** power
     return (w / w.mean()).astype(np.float32)
+
+
+def widened(q: np.ndarray, lower: np.ndarray | float, upper: np.ndarray | float) -> np.ndarray:
+    """(n, 3) served quantiles of the change: the calibrated band `q` (`calibrated`) with
+    each row's adaptive offsets added outside its bounds (log units, positive widens),
+    then stretched where it must be to hold the combined median."""
+    out = np.array(q, dtype=float, copy=True)
+    out[:, 0] = np.minimum(out[:, 0] - lower, out[:, 1])
+    out[:, 2] = np.maximum(out[:, 2] + upper, out[:, 1])
+    return out
