@@ -159,6 +159,125 @@ def _split(name: str, ids: list[str]) -> tuple[list[str], list[str]]:
     return [i for i in ids if i not in test], test
 
 
+def _fitted(
+    name: str,
+    spec: Any,
+    obs: pd.DataFrame,
+    places: pd.DataFrame,
+    oldest: dt.datetime,
+    max_rows: int,
+    cache: Path | None,
+) -> dict[str, Any]:
+    """The split's fit, reduced to what the replays read: per example row of the test
+    year (the scored places and the network they join) the model expert's median change,
+    the calibrated band around it (`QuantileModel.calibrated`), the columns the experts
+    and the bands need, and the version's combination start. Kept in `cache` (a pickle
+    per split and row budget) so a second study of the same fit skips the fit."""
+    import pickle
+
+    from common.forecasting import training
+    from common.forecasting.combination import Weights
+    from common.forecasting.features import HISTORY_HOURS
+
+    path = cache / f"{name}-{max_rows}.pkl" if cache else None
+    if path and path.exists():
+        return pickle.loads(path.read_bytes())
+    ids = sorted(places["location_id"].astype(str))
+    train_ids, test_ids = _split(name, ids)
+    train_obs = obs[obs["location_id"].astype(str).isin(train_ids)]
+    data = training.TrainingData(train_obs, spec, places[places["location_id"].isin(train_ids)])
+    first = oldest + dt.timedelta(hours=HISTORY_HOURS)
+    window = training.IssueWindow(first, tb.TEST_START, max_rows, 0)
+    model = training.fit_model(data, window, params={"nthread": 2}).model
+    X, y, keys = training.examples(obs, spec, tb.TEST_START, tb.TEST_END, places, 10**9, 0)
+    # The training stations' rows are kept too: the network a held-out place joins.
+    keep = keys["location_id"].astype(str).isin(set(test_ids) | set(train_ids)).to_numpy()
+    X, y = X[keep].reset_index(drop=True), y[keep]
+    band, expert = model.calibrated(X, np.tile([1.0, 0.0, 0.0], (len(X), 1)))
+    fitted = {
+        "train_ids": train_ids,
+        "test_ids": test_ids,
+        "X": X[[c for c in ("horizon_h", "level", "seasonal_24") if c in X]].copy(),
+        "y": y,
+        "keys": keys[keep].reset_index(drop=True),
+        "expert": expert,
+        "band": band,
+        "start": model.combination or Weights.uniform(spec.horizon),
+    }
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(fitted))
+    return fitted
+
+
+def replay_offsets(
+    band: np.ndarray,
+    y: np.ndarray,
+    keys: pd.DataFrame,
+    rows: np.ndarray,
+    horizon: int,
+    eta: float,
+    place_eta: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The lower and upper offsets each of `rows` (one deployment's rows) is served with
+    as predict serves them: the target's adaptive offsets (`Offsets.step`, eta) stepped
+    before each issue hour by every hour verified by then (target hour <= issue time -
+    VERIFY_LAG_H), each verified forecast judged by the bounds it was served with. With
+    `place_eta`, a what-if: each place also has an offset of its own per horizon group
+    and tail, added to the target's and stepped (adaptive conformal inference again) by
+    the share of its own forecasts of the group verified in an hour beyond that bound."""
+    from common.forecasting.adaptation import TAIL, VERIFY_LAG_H, Offsets
+    from common.forecasting.combination import group_of, horizon_groups
+    from common.forecasting.model import widened
+
+    k = keys.iloc[rows]
+    issued = pd.to_datetime(k["issued_at"], utc=True).dt.tz_convert(None).to_numpy()
+    target = pd.to_datetime(k["target_ts"], utc=True).dt.tz_convert(None).to_numpy()
+    h = k["horizon_h"].to_numpy(int)
+    place = pd.factorize(k["location_id"].astype(str))[0]
+    groups = horizon_groups(horizon)
+    group = group_of(h, groups)
+    q, change = band[rows], y[rows]
+    own = np.zeros((place.max() + 1, len(groups), 2))
+    offsets = Offsets.zero(horizon)
+    lo, hi = np.zeros(len(rows)), np.zeros(len(rows))
+    below, above = np.zeros(len(rows), bool), np.zeros(len(rows), bool)
+    ok = np.isfinite(change) & (group >= 0)
+    by_target = np.argsort(target, kind="stable")
+    lag = np.timedelta64(VERIFY_LAG_H, "h")
+    done = 0
+    for t in np.unique(issued):
+        ready = int(np.searchsorted(target[by_target], t - lag, "right"))
+        if ready > done:  # the hours verified since the last issue time, in time order
+            v = by_target[done:ready]
+            v = v[ok[v]]
+            frame = pd.DataFrame(
+                {"target_ts": target[v], "horizon_h": h[v], "below": below[v], "above": above[v]}
+            )
+            hourly = frame.groupby(["target_ts", "horizon_h"], as_index=False).agg(
+                n=("below", "size"), below=("below", "sum"), above=("above", "sum")
+            )
+            offsets = offsets.step(hourly, eta, None)
+            if place_eta:
+                for hour in np.unique(target[v]):
+                    m = v[target[v] == hour]
+                    n = np.zeros(own.shape[:2])
+                    np.add.at(n, (place[m], group[m]), 1)
+                    for tail, miss in ((0, below), (1, above)):
+                        c = np.zeros(own.shape[:2])
+                        np.add.at(c, (place[m], group[m]), miss[m])
+                        step = np.where(n > 0, place_eta * (c / np.maximum(n, 1) - TAIL), 0.0)
+                        own[..., tail] = np.clip(own[..., tail] + step, -1.0, 1.0)
+            done = ready
+        m = np.flatnonzero(issued == t)
+        a, b = offsets.at(h[m])
+        g = np.maximum(group[m], 0)
+        lo[m], hi[m] = a + own[place[m], g, 0], b + own[place[m], g, 1]
+        served = widened(q[m], lo[m], hi[m])
+        below[m], above[m] = change[m] < served[:, 0], change[m] > served[:, 2]
+    return lo, hi
+
+
 def run_split(
     name: str,
     spec: Any,
@@ -167,52 +286,47 @@ def run_split(
     oldest: dt.datetime,
     max_rows: int,
     grid: list[float],
+    cache: Path | None = None,
+    place_etas: tuple[float, ...] = (),
 ) -> list[dict[str, Any]]:
-    from common.forecasting import training
-    from common.forecasting.combination import MEMORY_H, Weights, online_weights
-    from common.forecasting.features import HISTORY_HOURS
+    from common.forecasting.combination import MEMORY_H, combine, online_weights
+    from common.forecasting.model import widened
     from common.forecasting.place_replay import online_place_weights
 
-    ids = sorted(places["location_id"].astype(str))
-    train_ids, test_ids = _split(name, ids)
-    train_obs = obs[obs["location_id"].astype(str).isin(train_ids)]
-    data = training.TrainingData(train_obs, spec, places[places["location_id"].isin(train_ids)])
-    first = oldest + dt.timedelta(hours=HISTORY_HOURS)
-    window = training.IssueWindow(first, tb.TEST_START, max_rows, 0)
-    fit = training.fit_model(data, window, params={"nthread": 2})
-    model = fit.model
-    X, y, keys = training.examples(obs, spec, tb.TEST_START, tb.TEST_END, places, 10**9, 0)
-    # The training stations' rows are kept too: the network a held-out place joins.
+    fit = _fitted(name, spec, obs, places, oldest, max_rows, cache)
+    train_ids, test_ids = fit["train_ids"], fit["test_ids"]
+    X, y, keys, expert, start = fit["X"], fit["y"], fit["keys"], fit["expert"], fit["start"]
     kept = sorted(set(test_ids) | set(train_ids))
-    keep = keys["location_id"].astype(str).isin(kept)
-    X, y = X[keep.to_numpy()].reset_index(drop=True), y[keep.to_numpy()]
-    keys = keys[keep].reset_index(drop=True)
-    expert = model.expert_change(X)
-    start = model.combination or Weights.uniform(spec.horizon)
     loc = keys["location_id"].astype(str).to_numpy()
     scored = np.isin(loc, test_ids)
+    eta = float(os.environ.get("AIRCAST_INTERVAL_ADAPT_ETA", "0.005"))
 
-    def replay(parts: list[np.ndarray], memory: float) -> np.ndarray:
-        """Served quantiles of the scored rows, the weights stepped on each part's rows
-        alone (a part: the rows of one deployment)."""
+    def served(w: np.ndarray, lo: Any = 0.0, hi: Any = 0.0) -> np.ndarray:
+        """p10/p50/p90 of the rows with weights `w` (and offsets lo, hi): the version's
+        calibrated band around the combined median, widened (`widened`), as predict serves."""
+        q = fit["band"].copy()
+        q[:, 1] = combine(expert, X, w)
+        level = X["level"].to_numpy(float)
+        return np.clip(np.expm1(level[:, None] + widened(q, lo, hi)), 0.0, None)
+
+    def replay(parts: list[np.ndarray], memory: float, place: bool = False) -> np.ndarray:
+        """The weights of every row, stepped on each part's rows alone (a part: the rows of
+        one deployment): the network's (`online_weights`), or with `place` each place's
+        own per horizon group started from the part's network weights at its first
+        verified hour (`online_place_weights`: what predict serves now)."""
         w = np.full((len(X), 3), np.nan)
         for m in parts:
-            w[m] = online_weights(
-                expert[m], X[m], y[m], keys["issued_at"][m], keys["target_ts"][m], start, memory
-            )
-        return model.predict(X[scored], weights=w[scored])
-
-    def replay_places(parts: list[np.ndarray], memory: float) -> np.ndarray:
-        """As `replay`, served as predict serves now: each place its own weights per
-        horizon group, started from the part's network weights at its first verified
-        hour (`online_place_weights`)."""
-        w = np.full((len(X), 3), np.nan)
-        for m in parts:
-            w[m] = online_place_weights(
-                expert[m], X[m], y[m], keys["issued_at"][m], keys["target_ts"][m],
-                keys["location_id"][m], start, memory,
-            )  # fmt: skip
-        return model.predict(X[scored], weights=w[scored])
+            if place:
+                w[m] = online_place_weights(
+                    expert[m], X[m], y[m], keys["issued_at"][m], keys["target_ts"][m],
+                    keys["location_id"][m], start, memory,
+                )  # fmt: skip
+            else:
+                w[m] = online_weights(
+                    expert[m], X[m], y[m], keys["issued_at"][m], keys["target_ts"][m], start,
+                    memory,
+                )  # fmt: skip
+        return w
 
     every = [np.isin(loc, test_ids)]  # held-out stations together: one network
     each = [loc == i for i in test_ids]  # each place alone: its own weights
@@ -222,22 +336,35 @@ def run_split(
         joined = [np.isin(loc, train_ids) | (loc == i) for i in test_ids]
     else:
         joined = [np.isin(loc, kept)]
-    variants = {
-        "model alone": model.predict(X[scored], weights=np.tile([1.0, 0, 0], (len(X[scored]), 1)))
-    }
+    variants = {"model alone": served(np.tile([1.0, 0, 0], (len(X), 1)))[scored]}
     for memory in grid:  # elsewhere: each place alone, as a deployment of places like it
-        variants[f"combined, memory {memory:g} h"] = replay(
-            each if name == "elsewhere" else every, memory
-        )
+        w = replay(each if name == "elsewhere" else every, memory)
+        variants[f"combined, memory {memory:g} h"] = served(w)[scored]
     # What is served: the network's weights alone (before per-place weights), and each
-    # place's own started from them (per horizon group).
-    variants["network weights"] = replay(joined, MEMORY_H)
-    variants["per place, from the network (served)"] = replay_places(joined, MEMORY_H)
+    # place's own started from them (per horizon group), with and without the adaptive
+    # offsets of its target replayed on the network it joins.
+    variants["network weights"] = served(replay(joined, MEMORY_H))[scored]
+    mine = replay(joined, MEMORY_H, place=True)
+    variants["per place, from the network (no offsets)"] = served(mine)[scored]
+    for place_eta in (0.0, *place_etas):
+        lo, hi = np.zeros(len(X)), np.zeros(len(X))
+        for m in joined:
+            rows = np.flatnonzero(m)
+            band = fit["band"].copy()
+            band[:, 1] = combine(expert, X, mine)
+            lo[rows], hi[rows] = replay_offsets(
+                band, y, keys, rows, spec.horizon, eta, place_eta
+            )  # fmt: skip
+        label = "per place, from the network + offsets (served)"
+        if place_eta:
+            label = f"per place + offsets, and a place's own (eta {place_eta:g})"
+        variants[label] = served(mine, lo, hi)[scored]
     if name != "elsewhere":  # each station alone, per horizon from the calibration state
-        variants[f"per place per horizon, memory {MEMORY_H:g} h"] = replay(each, MEMORY_H)
+        alone = served(replay(each, MEMORY_H))
+        variants[f"per place per horizon, memory {MEMORY_H:g} h"] = alone[scored]
     naive = keys["seasonal_naive"].to_numpy(float)[scored]
     variants["seasonal naive"] = np.column_stack([naive, naive, naive])
-    X, keys = X[scored].reset_index(drop=True), keys[scored].reset_index(drop=True)
+    keys = keys[scored].reset_index(drop=True)
     out = []
     actual = keys["actual"].to_numpy(float)
     persisted = keys["persistence"].to_numpy(float)
@@ -255,15 +382,16 @@ def run_split(
             row["1..24"] = (
                 np.abs(q[m, 1] - actual[m]).mean() / np.abs(persisted[m] - actual[m]).mean()
             )
-            row["worst h"] = max(
+            by_h = [
                 np.abs(q[m & (h == k), 1] - actual[m & (h == k)]).mean()
                 / np.abs(persisted[m & (h == k)] - actual[m & (h == k)]).mean()
                 for k in range(1, spec.horizon + 1)
-            )
+            ]
+            row["worst h"], row["at h"] = max(by_h), int(np.argmax(by_h)) + 1
             inside = (actual >= q[:, 0]) & (actual <= q[:, 2])
             row["coverage"] = float(inside[m].mean())
-            by_h = [float(inside[m & (h == k)].mean()) for k in range(1, spec.horizon + 1)]
-            row["coverage min h"], row["coverage max h"] = min(by_h), max(by_h)
+            cover = [float(inside[m & (h == k)].mean()) for k in range(1, spec.horizon + 1)]
+            row["coverage min h"], row["coverage max h"] = min(cover), max(cover)
             out.append(row)
     return out
 
@@ -276,6 +404,14 @@ def main() -> None:
     p.add_argument("--max-rows", type=int, default=150_000)
     p.add_argument("--splits", nargs="*", default=["time", "lso-0", "lso-1", "lso-2", "lso-3"])
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--cache", action="store_true",
+        help="keep each split's fit under --work and reuse it (variants of serving, one fit)",
+    )  # fmt: skip
+    p.add_argument(
+        "--place-etas", nargs="*", type=float, default=[],
+        help="what-if: each place's own interval offsets per horizon group, at these steps",
+    )  # fmt: skip
     p.add_argument(
         "--memories", nargs="*", type=float, default=[24.0, 168.0, 720.0],
         help="memories (hours) of the network combination to compare (the default is added)",
@@ -290,7 +426,10 @@ def main() -> None:
     grid = sorted({float(MEMORY_H), *args.memories})
     rows: list[dict[str, Any]] = []
     for name in args.splits:
-        rows += run_split(name, spec, obs, places, summary.oldest, args.max_rows, grid)
+        rows += run_split(
+            name, spec, obs, places, summary.oldest, args.max_rows, grid,
+            args.work / "fits" if args.cache else None, tuple(args.place_etas),
+        )  # fmt: skip
         frame = pd.DataFrame(rows)
         print(_markdown(frame[frame["split"] == name]), flush=True)
         if args.out:  # after each split: a long study keeps what it measured
