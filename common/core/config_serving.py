@@ -30,6 +30,15 @@ class ServingSettings(Section):
         "horizon's p10 / p90 outward by this x (its miss share - 10%) in log units; 0 serves "
         "each version's calibrated interval unchanged.",
     )
+    place_interval_eta: float = Field(
+        0.02,
+        ge=0,
+        le=0.1,
+        description="Step of each place's own interval offsets (per horizon group, added to "
+        "the target's): each verified hour moves them by this x (the share of the place's "
+        "forecasts of the group beyond the bound - 10%) in log units; 0 leaves every place "
+        "the target's offsets alone.",
+    )
     predict_batch_locations: int = Field(
         10_000,
         ge=1,

@@ -384,6 +384,16 @@ TABLES: dict[str, Table] = {
                 _c("loss_persistence", "FLOAT64", "Persistence's discounted cumulative loss", True),
                 _c("loss_seasonal_naive", "FLOAT64", "Seasonal naive's cumulative loss", True),
                 _c("gap", "FLOAT64", "The discounted cumulative mixability gap", True),
+                _c(
+                    "lower_offset",
+                    "FLOAT64",
+                    "The place's own widening of the p10 (log units), added to the target's",
+                ),
+                _c(
+                    "upper_offset",
+                    "FLOAT64",
+                    "The place's own widening of the p90 (log units), added to the target's",
+                ),
                 _c("verified_through", "TIMESTAMP", "Last forecast hour verified into them"),
                 _c("started_at", "TIMESTAMP", "Issue time the state started from the network's"),
                 _c("verified", "INT64", "Forecasts of this place and group verified in this step"),

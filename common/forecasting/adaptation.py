@@ -36,6 +36,14 @@ VERIFY_LAG_H = 2  # an hour is verified once it is this old, so late observation
 MAX_CATCH_UP_H = 7 * 24  # after a gap in the runs, at most this many hours are verified
 
 
+def aci_step(offset: Any, share: Any, eta: float) -> Any:
+    """Adaptive conformal inference's step of a bound's offset (scalars or arrays): outward
+    by eta x (the share of its forecasts verified beyond the bound - TAIL), clipped to
+    +-MAX_OFFSET. Over T steps the bound's miss share stays within (2 MAX_OFFSET + eta) /
+    (eta T) of TAIL, whatever the data (Gibbs & Candes, 2021)."""
+    return np.clip(offset + eta * (share - TAIL), -MAX_OFFSET, MAX_OFFSET)
+
+
 @dataclass(frozen=True)
 class Offsets:
     """Per horizon (index h - 1) the log-unit widening of the lower and upper bound, and the
@@ -81,7 +89,7 @@ class Offsets:
                 share = rows[col].to_numpy(float)[keep] / n[keep]
                 # Hour after hour (the rows are in time order), clipped after each step.
                 for kk, s in zip(k[keep], share, strict=True):
-                    arr[kk] = min(max(arr[kk] + eta * (s - TAIL), -MAX_OFFSET), MAX_OFFSET)
+                    arr[kk] = aci_step(arr[kk], s, eta)
         return Offsets(tuple(lo.tolist()), tuple(hi.tolist()), through)
 
     def to_json(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pandas as pd
 from common.forecasting.adaptation import Offsets
 from common.forecasting.combination import Weights
 from common.forecasting.features import serving_features
+from common.forecasting.model import Widening
 from common.forecasting.place_weights import PlaceWeights
 from common.forecasting.registry import Loaded
 
@@ -34,7 +35,8 @@ def forecast_frame(
     widening, see `common.forecasting.adaptation`; `cams`: the CAMS forecasts as issued,
     `common.forecasting.as_issued.read_cams`, read when the model uses them; `weights`:
     the combination with the baselines, see `common.forecasting.combination`, else the
-    version's own start). Each row keeps the model's own median beside the served one
+    version's own start; `place_weights`: the places' own weights and interval offsets,
+    served where a place has them). Each row keeps the model's own median beside the served one
     (`yhat_model`)."""
     spec = loaded.metadata.feature_spec()
     t0 = time.perf_counter()
@@ -42,10 +44,15 @@ def forecast_frame(
     t1 = time.perf_counter()
     if len(X):
         served: Weights | np.ndarray | None = weights
+        widening: Widening | None = offsets
         if place_weights is not None and place_weights.places:
             network = weights if weights is not None else loaded.model.combination
-            served = place_weights.at(keys["location_id"].to_numpy(), X["horizon_h"], network)
-        q, own = loaded.model.predict_with_expert(X, offsets, served)
+            ids, h = keys["location_id"].to_numpy(), X["horizon_h"].to_numpy()
+            served = place_weights.at(ids, h, network)
+            lo, hi = offsets.at(h) if offsets is not None else (np.zeros(len(h)),) * 2
+            own_lo, own_hi = place_weights.offsets_at(ids, h)
+            widening = (lo + own_lo, hi + own_hi)  # the target's and the place's own
+        q, own = loaded.model.predict_with_expert(X, widening, served)
     else:
         q, own = np.empty((0, 3)), np.empty(0)
     t2 = time.perf_counter()

@@ -40,6 +40,9 @@ from common.forecasting.adaptation import Offsets
 from common.forecasting.combination import Weights, combine, learn
 
 QUANTILES = (0.1, 0.5, 0.9)
+# The adaptive widening of served bounds: the target's offsets by horizon, or each row's
+# own (lower, upper) (the target's plus its place's, `common.forecasting.place_weights`).
+Widening = Offsets | tuple[np.ndarray, np.ndarray]
 FILES = {0.1: "model_p10.ubj", 0.5: "model.ubj", 0.9: "model_p90.ubj"}
 DEFAULT_PARAMS: dict[str, Any] = {
     "tree_method": "hist",
@@ -173,7 +176,7 @@ class ForecastModel:
     def predict_change(
         self,
         X: pd.DataFrame,
-        offsets: Offsets | None = None,
+        offsets: Widening | None = None,
         weights: Weights | np.ndarray | None = None,
     ) -> np.ndarray:
         """(n, 3) calibrated quantiles of the log change: the model's band (shrunk,
@@ -183,11 +186,13 @@ class ForecastModel:
         return self._changes(X, offsets, weights)[0]
 
     def _changes(
-        self, X: pd.DataFrame, offsets: Offsets | None, weights: Weights | np.ndarray | None
+        self, X: pd.DataFrame, offsets: Widening | None, weights: Weights | np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(served quantiles of the change, the model expert's median change)."""
         q, expert = self.calibrated(X, weights)
-        lo, hi = offsets.at(X["horizon_h"].to_numpy()) if offsets is not None else (0.0, 0.0)
+        if offsets is None:
+            return widened(q, 0.0, 0.0), expert
+        lo, hi = offsets.at(X["horizon_h"].to_numpy()) if isinstance(offsets, Offsets) else offsets
         return widened(q, lo, hi), expert
 
     def calibrated(
@@ -222,7 +227,7 @@ class ForecastModel:
     def predict(
         self,
         X: pd.DataFrame,
-        offsets: Offsets | None = None,
+        offsets: Widening | None = None,
         weights: Weights | np.ndarray | None = None,
     ) -> np.ndarray:
         """(n, 3) forecasts of the target itself: p10, p50, p90 (never negative)."""
@@ -231,7 +236,7 @@ class ForecastModel:
     def predict_with_expert(
         self,
         X: pd.DataFrame,
-        offsets: Offsets | None = None,
+        offsets: Widening | None = None,
         weights: Weights | np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(p10/p50/p90 as served, the model expert's own median): the second is what the

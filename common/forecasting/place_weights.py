@@ -2,6 +2,12 @@
 network's weights (`common.forecasting.combination`) when the place's first forecast is
 verified and stepped on its own losses, serves that place instead of the network's; a
 place without one is served the network's.
+
+Beside the weights, each place's state keeps interval offsets of its own per horizon group
+(`lower_offset`, `upper_offset`, log units): added to the target's adaptive offsets
+(`common.forecasting.adaptation`), they are stepped the same way on the place's own
+verified forecasts, so a band too wide or too narrow at one place is corrected there,
+not by the network's average.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from common.forecasting.adaptation import aci_step
 from common.forecasting.combination import (
     EXPERTS,
     MAX_RATE,
@@ -64,6 +71,8 @@ def weight_col(expert: str) -> str:
 
 LOSS_COLS = [loss_col(e) for e in EXPERTS]
 WEIGHT_COLS = [weight_col(e) for e in EXPERTS]
+# A place's own widening of the p10 and p90 per group (log units, added to the target's).
+OFFSET_COLS = ["lower_offset", "upper_offset"]
 
 
 def place_start(network: Weights, groups: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -118,6 +127,8 @@ def _started_rows(
             "location_id": np.repeat(new, len(names)),
             "horizon_group": np.tile(names, len(new)),
             "gap": 0.0,
+            "lower_offset": 0.0,
+            "upper_offset": 0.0,
             "verified_through": pd.NaT,
             "started_at": started,
             "model_version": version,
@@ -146,6 +157,25 @@ def _step_hours(state: pd.DataFrame, frame: pd.DataFrame, memory: float) -> None
     state["gap"] = gap
 
 
+def _step_offsets(state: pd.DataFrame, frame: pd.DataFrame, eta: float) -> None:
+    """Step each place's own interval offsets in `state` (in place) on the verified hours
+    of `frame` (`n`, and `below` / `above` of them beyond the bounds as served), hour by
+    hour in time order: `aci_step` on the share of the place's forecasts of the group."""
+    if not eta or not len(frame) or not {"below", "above"} <= set(frame.columns):
+        return
+    pos = state.index.get_indexer(pd.MultiIndex.from_frame(frame[["location_id", "horizon_group"]]))
+    n = frame["n"].to_numpy(float)
+    ok = n > 0
+    shares = {c: frame[c].to_numpy(float) / np.where(ok, n, 1.0) for c in ("below", "above")}
+    times = frame["target_ts"].to_numpy()
+    for col, tail in zip(OFFSET_COLS, ("below", "above"), strict=True):
+        arr = state[col].to_numpy(float).copy()
+        for t in np.unique(times):
+            m = (times == t) & ok
+            arr[pos[m]] = aci_step(arr[pos[m]], shares[tail][m], eta)
+        state[col] = arr
+
+
 @dataclass(frozen=True)
 class PlaceWeights:
     """Per place and horizon group, AdaHedge's state (`state`: one row per (location_id,
@@ -156,12 +186,14 @@ class PlaceWeights:
     groups: tuple[tuple[int, int], ...]
     state: pd.DataFrame
     fixed: dict[str, list[list[float]]] | None = None
+    fixed_offsets: dict[str, list[list[float]]] | None = None
 
     COLUMNS = (
         "location_id",
         "horizon_group",
         *LOSS_COLS,
         "gap",
+        *OFFSET_COLS,
         "verified_through",
         "started_at",
         "model_version",
@@ -182,17 +214,24 @@ class PlaceWeights:
         for c in cls.COLUMNS:
             if c not in frame:
                 frame[c] = None
+        # Rows written before places had offsets of their own: none yet.
+        frame[OFFSET_COLS] = frame[OFFSET_COLS].astype(float).fillna(0.0)
         frame["location_id"] = frame["location_id"].astype(str)
         frame = frame[list(cls.COLUMNS)].sort_values(["location_id", "horizon_group"])
         return cls(groups, frame.reset_index(drop=True))
 
     @classmethod
     def served(
-        cls, groups: Sequence[Sequence[int]], by_place: dict[str, list[list[float]]]
+        cls,
+        groups: Sequence[Sequence[int]],
+        by_place: dict[str, list[list[float]]],
+        offsets: dict[str, list[list[float]]] | None = None,
     ) -> PlaceWeights:
-        """Weights as served (`by_place()`'s form), without the state they came from."""
+        """Weights (and offsets) as served (`by_place()`'s and `offsets_by_place()`'s form),
+        without the state they came from."""
         cut = tuple((int(g[0]), int(g[1])) for g in groups)
-        return cls(cut, pd.DataFrame(columns=list(cls.COLUMNS)), dict(by_place))
+        frame = pd.DataFrame(columns=list(cls.COLUMNS))
+        return cls(cut, frame, dict(by_place), dict(offsets or {}))
 
     @property
     def places(self) -> list[str]:
@@ -224,6 +263,30 @@ class PlaceWeights:
             entry[order[g]] = [float(v) for v in row]
         return {k: v for k, v in out.items() if all(v)}
 
+    def offsets_by_place(self) -> dict[str, list[list[float]]]:
+        """location_id -> each group's own (lower, upper) offset (in `groups` order), rounded
+        to 6 decimals as the weights are: the numbers batch serves and the snapshot carries."""
+        if self.fixed_offsets is not None:
+            return self.fixed_offsets
+        if self.fixed is not None:
+            return {}
+        order = {group_name(g): k for k, g in enumerate(self.groups)}
+        out: dict[str, list[list[float]]] = {}
+        cols = ["location_id", "horizon_group", *OFFSET_COLS]
+        for loc, g, lo, hi in self.state[cols].itertuples(index=False):
+            entry = out.setdefault(loc, [[] for _ in self.groups])
+            entry[order[g]] = [round(float(lo), 6), round(float(hi), 6)]
+        return {k: v for k, v in out.items() if all(v)}
+
+    def offsets_at(self, location_id: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The lower and upper offsets of rows (place, horizon) of the places' own (0 for a
+        place without a state): added to the target's at the row's horizon."""
+        h = np.asarray(h, dtype=int)
+        own = rows_from_places(
+            self.offsets_by_place(), self.groups, location_id, h, np.zeros((len(h), 2))
+        )
+        return own[:, 0], own[:, 1]
+
     def at(self, location_id: np.ndarray, h: np.ndarray, network: Weights | None) -> np.ndarray:
         """(n, N) the weights of rows (place, horizon): the place's group weights where it
         has a state, else the network's at the horizon (equal ones without a network)."""
@@ -243,6 +306,7 @@ class PlaceWeights:
         version: str | None = None,
         memory: float = MEMORY_H,
         issued: dt.datetime | None = None,
+        eta: float = 0.0,
     ) -> PlaceWeights:
         """The state after the verified hours of `losses` (one row per (location_id,
         target_ts, horizon_group) with a column per expert: the summed clipped losses of the
@@ -250,7 +314,9 @@ class PlaceWeights:
         after its own `verified_through` only, in time order. A place with losses and no
         state starts from `network` (`place_start`); a place with a state and no new hour
         keeps it (carried, so the next run reads one hour back). `issued`: the issue time
-        a new place's state is started at (`started_at`; default `through`)."""
+        a new place's state is started at (`started_at`; default `through`). `eta`: the step
+        of the places' own interval offsets, on `losses`' `below` / `above` counts (0: the
+        offsets stay as they are)."""
         names = [group_name(g) for g in self.groups]
         state = self.state.set_index(["location_id", "horizon_group"])
         losses = losses if len(losses) else pd.DataFrame(columns=["location_id", "target_ts"])
@@ -276,6 +342,7 @@ class PlaceWeights:
             fresh = pd.isna(seen) | (ts > seen)
             frame = frame[fresh & np.isfinite(frame[list(EXPERTS)].to_numpy(float)).all(axis=1)]
             _step_hours(state, frame, memory)
+            _step_offsets(state, frame, eta)
             stepped = pd.MultiIndex.from_frame(frame[["location_id", "horizon_group"]]).unique()
             state.loc[stepped, "verified_through"] = through
             if version is not None:

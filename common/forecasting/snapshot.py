@@ -189,6 +189,11 @@ class PlaceCombination(BaseModel):
     weights: dict[str, list[list[float]]] = Field(
         default_factory=dict, description="location_id -> per group, each expert's weight."
     )
+    offsets: dict[str, list[list[float]]] = Field(
+        default_factory=dict,
+        description="location_id -> per group, the place's own (lower, upper) interval "
+        "offsets in log units, added to the target's.",
+    )
 
 
 class Snapshot(BaseModel):

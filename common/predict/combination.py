@@ -25,7 +25,12 @@ from common.core.schema import VARIABLES
 from common.core.timeutil import UTC, iso
 from common.forecasting.adaptation import MAX_CATCH_UP_H, VERIFY_LAG_H
 from common.forecasting.combination import LOSS_CAP, Weights, group_name
-from common.forecasting.place_weights import LOSS_COLS, PLACE_LOOKBACK_H, PlaceWeights
+from common.forecasting.place_weights import (
+    LOSS_COLS,
+    OFFSET_COLS,
+    PLACE_LOOKBACK_H,
+    PlaceWeights,
+)
 from common.forecasting.registry import Loaded
 from common.monitoring.signals import combination_state
 from common.runtime.runs import Run
@@ -137,8 +142,8 @@ def latest_place_weights(
     }
     sql = (
         "SELECT as_of, location_id, horizon_group, model_version, "
-        + ", ".join(LOSS_COLS)
-        + ", gap, verified_through, started_at FROM place_combination_weights "
+        + ", ".join([*LOSS_COLS, "gap", *OFFSET_COLS])
+        + ", verified_through, started_at FROM place_combination_weights "
         "WHERE target = @target AND as_of <= @as_of AND as_of >= @since{where} "
         "QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, horizon_group "
         "ORDER BY as_of DESC, created_at DESC) = 1"
@@ -166,7 +171,9 @@ def place_losses(
 ) -> pd.DataFrame:
     """Per (location_id, target_ts, horizon_group) in (after, through] for the places of
     `ids`: what `expert_losses` sums per hour and horizon, summed per place and group
-    instead. Filtered on the hours, so BigQuery bills the day partitions of those hours
+    instead, and `below` / `above`: those forecasts whose observation fell below their
+    p10 / above their p90 as served (what the place's own interval offsets step on).
+    Filtered on the hours, so BigQuery bills the day partitions of those hours
     (a shard's ids, hashed across every location block, prune little: each shard reads
     the day's forecasts partition, as its `already_forecast` check does; docs/scale.md)."""
     if target not in VARIABLES:  # a column name below, so only a schema variable
@@ -188,8 +195,9 @@ def place_losses(
     if ids is not None:
         params["ids"] = ids
     return services.warehouse.query(
-        "WITH f AS (SELECT location_id, issued_at, target_ts, horizon_h, yhat_model "
-        "FROM forecasts WHERE target = @target AND model_version = @version "
+        "WITH f AS (SELECT location_id, issued_at, target_ts, horizon_h, yhat_model, "
+        "yhat_lower, yhat_upper FROM forecasts WHERE target = @target "
+        "AND model_version = @version "
         f"AND target_ts > @after AND target_ts <= @through AND yhat_model IS NOT NULL{only} "
         "QUALIFY ROW_NUMBER() OVER (PARTITION BY location_id, issued_at, target_ts "
         "ORDER BY created_at DESC, run_id DESC) = 1), "
@@ -197,7 +205,9 @@ def place_losses(
         f"WHERE ts > @observed_after AND ts <= @through AND {target} IS NOT NULL{only}) "
         f"SELECT f.location_id, f.target_ts, {_group_case(groups)} AS horizon_group, "
         f"COUNT(*) AS n, {loss('f.yhat_model')} AS model, "
-        f"{loss('p.v')} AS persistence, {loss('s.v')} AS seasonal_naive "
+        f"{loss('p.v')} AS persistence, {loss('s.v')} AS seasonal_naive, "
+        "SUM(CASE WHEN a.v < f.yhat_lower THEN 1 ELSE 0 END) AS below, "
+        "SUM(CASE WHEN a.v > f.yhat_upper THEN 1 ELSE 0 END) AS above "
         "FROM f JOIN o AS a ON a.location_id = f.location_id AND a.ts = f.target_ts "
         "JOIN o AS p ON p.location_id = f.location_id AND p.ts = f.issued_at "
         "JOIN o AS s ON s.location_id = f.location_id "
@@ -219,7 +229,8 @@ def step_place_weights(
     """The weights of each place of one shard (`ids`; None: every place) this run serves:
     each place's state of the last run stepped on its own forecasts verified since (of
     the production version, as the network's), a place verified for the first time
-    started from `network` (this run's network weights), stored by issue time.
+    started from `network` (this run's network weights), stored by issue time. The
+    state's own interval offsets step on the same forecasts (AIRCAST_PLACE_INTERVAL_ETA).
 
     Idempotent and bound to as_of as the network's step: a shard whose places have a
     state at this issue time serves it again (one append per shard and issue time, so
@@ -244,7 +255,8 @@ def step_place_weights(
         if through > after
         else pd.DataFrame()
     )
-    weights = before.step(verified, network, through, loaded.version, issued=as_of)
+    eta = services.settings.place_interval_eta
+    weights = before.step(verified, network, through, loaded.version, issued=as_of, eta=eta)
     if weights.state.empty:
         return weights
     counts = (

@@ -110,7 +110,12 @@ def _place_combination(weights: PlaceWeights | None) -> dict[str, Any] | None:
     """The places' own weights as the snapshot carries them to the api."""
     if weights is None or weights.state.empty:
         return None
-    return {"experts": list(EXPERTS), "groups": weights.groups, "weights": weights.by_place()}
+    return {
+        "experts": list(EXPERTS),
+        "groups": weights.groups,
+        "weights": weights.by_place(),
+        "offsets": weights.offsets_by_place(),
+    }
 
 
 def _forecasts_json(p: Prediction) -> tuple[list[str], RawJSON]:

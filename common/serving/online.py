@@ -106,7 +106,9 @@ def _forecast(
     adapted = adaptation or Adaptation()
     places = None
     if place_weights is not None and list(place_weights.experts) == list(EXPERTS):
-        places = PlaceWeights.served(place_weights.groups, place_weights.weights)
+        places = PlaceWeights.served(
+            place_weights.groups, place_weights.weights, place_weights.offsets
+        )
     frame, skipped = forecast_frame(
         loaded,
         obs,

@@ -15,7 +15,7 @@ import pytest
 from common.core.schema import VARIABLES
 from common.core.timeutil import UTC
 from common.forecasting.combination import EXPERTS, LOSS_CAP, horizon_groups, regret_bound
-from common.forecasting.place_weights import PLACE_HEAD_START, WEIGHT_COLS
+from common.forecasting.place_weights import OFFSET_COLS, PLACE_HEAD_START, WEIGHT_COLS
 from common.forecasting.snapshot import SNAPSHOT_KEY, Snapshot
 from common.predict.job import PredictRequest, run_predict
 from common.runtime.services import get_services
@@ -86,8 +86,9 @@ def _group_weights(states: pd.DataFrame, loc: str, h: np.ndarray) -> np.ndarray:
     return mine.loc[[names[k - 1] for k in h]].to_numpy(float)
 
 
-def _online(loc: str, at: dt.datetime) -> list[float]:
-    """POST /v1/predict with `loc`'s stored observations of the 72 h up to `at`."""
+def _online(loc: str, at: dt.datetime, col: str = "yhat") -> list[float]:
+    """POST /v1/predict with `loc`'s stored observations of the 72 h up to `at`: each
+    point's `col`."""
     from common.serving.api import create_app
 
     svc = get_services()
@@ -106,7 +107,7 @@ def _online(loc: str, at: dt.datetime) -> list[float]:
     }
     r = create_app(svc.settings, svc.store).test_client().post("/v1/predict", json=body)
     assert r.status_code == 200, r.get_json()
-    return [p["yhat"] for p in r.get_json()["points"]]
+    return [p[col] for p in r.get_json()["points"]]
 
 
 def test_a_place_where_the_model_loses_is_served_persistence_while_the_others_keep_it(
@@ -184,17 +185,30 @@ def test_a_place_where_the_model_loses_is_served_persistence_while_the_others_ke
     assert mine["served"].sum() < 0.5 * mine["model"].sum()  # it learned: far below the model
     assert checked == 6
 
-    # The snapshot carries each place's weights; the api serves the place with them.
+    # The stuck place's band never missed (the value it serves is the one observed): its
+    # own offsets narrowed it, by ACI's step on each hour's share of misses.
+    groups = ["1-3", "4-12", "13-24"]
+    assert (by.loc[stuck].loc[groups, OFFSET_COLS].to_numpy(float) < 0).all(), by.loc[stuck]
+
+    # The snapshot carries each place's weights and offsets; the api serves the place
+    # with them: the same median and the same band as the batch rows.
     snap = Snapshot.model_validate_json(get_services().store.get(SNAPSHOT_KEY))
     assert snap.combination is not None and snap.combination.experts == list(EXPERTS)
     assert np.allclose(
-        snap.combination.weights[stuck],
-        by.loc[stuck].loc[["1-3", "4-12", "13-24"], WEIGHT_COLS].to_numpy(float),
+        snap.combination.weights[stuck], by.loc[stuck].loc[groups, WEIGHT_COLS].to_numpy(float)
     )
-    batch = rows[rows["location_id"] == stuck].sort_values("horizon_h")["yhat"].tolist()
-    assert _online(stuck, last) == pytest.approx(batch, abs=2e-3)
-    batch = rows[rows["location_id"] == other].sort_values("horizon_h")["yhat"].tolist()
-    assert _online(other, last) == pytest.approx(batch, abs=2e-3)
+    assert np.allclose(
+        snap.combination.offsets[stuck], by.loc[stuck].loc[groups, OFFSET_COLS].to_numpy(float)
+    )
+    bands = sql(
+        "SELECT location_id, horizon_h, yhat, yhat_lower, yhat_upper FROM forecasts "
+        "WHERE issued_at = @t ORDER BY location_id, horizon_h",
+        t=last,
+    )
+    for loc in (stuck, other):
+        mine = bands[bands["location_id"] == loc]
+        for col in ("yhat", "yhat_lower", "yhat_upper"):
+            assert _online(loc, last, col) == pytest.approx(mine[col].tolist(), abs=2e-3), col
 
     # Idempotent: the last hour again stores no state and serves the same rows.
     stored = _states()
@@ -288,9 +302,10 @@ def test_place_weights_do_not_see_data_after_the_issue_time(
         con.execute("DELETE FROM main.aircast_deliveries")
     _replay([t])
     again = _states(t)
-    cols = ["location_id", "horizon_group", *WEIGHT_COLS, "loss_model", "gap"]
+    cols = ["location_id", "horizon_group", *WEIGHT_COLS, "loss_model", "gap", *OFFSET_COLS]
     pd.testing.assert_frame_equal(
         full[cols].reset_index(drop=True), again[cols].reset_index(drop=True)
     )
     cut_rows = _served(t)
     pd.testing.assert_series_equal(cut_rows["yhat"], forecasts["yhat"])
+    assert (full[OFFSET_COLS].to_numpy(float) != 0).any()  # the offsets were stepped
