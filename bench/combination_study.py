@@ -220,61 +220,58 @@ def replay_offsets(
     place_eta: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The lower and upper offsets each of `rows` (one deployment's rows) is served with
-    as predict serves them: the target's adaptive offsets (`Offsets.step`, eta) stepped
-    before each issue hour by every hour verified by then (target hour <= issue time -
-    VERIFY_LAG_H), each verified forecast judged by the bounds it was served with. With
-    `place_eta`, a what-if: each place also has an offset of its own per horizon group
-    and tail, added to the target's and stepped (adaptive conformal inference again) by
-    the share of its own forecasts of the group verified in an hour beyond that bound."""
-    from common.forecasting.adaptation import TAIL, VERIFY_LAG_H, Offsets
-    from common.forecasting.combination import group_of, horizon_groups
+    as predict serves them: the target's adaptive offsets per horizon stepped before each
+    issue hour by every hour verified by then (target hour <= issue time - VERIFY_LAG_H),
+    each verified forecast judged by the bounds it was served with; with `place_eta`, each
+    place's own offsets per horizon group added (`PlaceWeights`' step on the place's own
+    share). Both are `aci_step`, predict's arithmetic, on arrays."""
+    from common.forecasting.adaptation import VERIFY_LAG_H, aci_step
+    from common.forecasting.combination import group_of, horizon_groups, issue_hours
     from common.forecasting.model import widened
 
     k = keys.iloc[rows]
-    issued = pd.to_datetime(k["issued_at"], utc=True).dt.tz_convert(None).to_numpy()
     target = pd.to_datetime(k["target_ts"], utc=True).dt.tz_convert(None).to_numpy()
     h = k["horizon_h"].to_numpy(int)
     place = pd.factorize(k["location_id"].astype(str))[0]
     groups = horizon_groups(horizon)
     group = group_of(h, groups)
+    cell = place * len(groups) + np.maximum(group, 0)  # (place, group) as one index
+    cells = (place.max() + 1) * len(groups)
     q, change = band[rows], y[rows]
-    own = np.zeros((place.max() + 1, len(groups), 2))
-    offsets = Offsets.zero(horizon)
+    net = np.zeros((2, horizon))  # the target's lower / upper offset per horizon
+    own = np.zeros((2, cells))  # each place's per group
     lo, hi = np.zeros(len(rows)), np.zeros(len(rows))
-    below, above = np.zeros(len(rows), bool), np.zeros(len(rows), bool)
+    miss = np.zeros((2, len(rows)))  # below p10, above p90 as served
     ok = np.isfinite(change) & (group >= 0)
     by_target = np.argsort(target, kind="stable")
+    sorted_target = target[by_target]
     lag = np.timedelta64(VERIFY_LAG_H, "h")
     done = 0
-    for t in np.unique(issued):
-        ready = int(np.searchsorted(target[by_target], t - lag, "right"))
+    for when, m in issue_hours(k["issued_at"]):
+        ready = int(
+            np.searchsorted(sorted_target, when.tz_convert(None).to_datetime64() - lag, "right")
+        )
         if ready > done:  # the hours verified since the last issue time, in time order
-            v = by_target[done:ready]
-            v = v[ok[v]]
-            frame = pd.DataFrame(
-                {"target_ts": target[v], "horizon_h": h[v], "below": below[v], "above": above[v]}
-            )
-            hourly = frame.groupby(["target_ts", "horizon_h"], as_index=False).agg(
-                n=("below", "size"), below=("below", "sum"), above=("above", "sum")
-            )
-            offsets = offsets.step(hourly, eta, None)
-            if place_eta:
-                for hour in np.unique(target[v]):
-                    m = v[target[v] == hour]
-                    n = np.zeros(own.shape[:2])
-                    np.add.at(n, (place[m], group[m]), 1)
-                    for tail, miss in ((0, below), (1, above)):
-                        c = np.zeros(own.shape[:2])
-                        np.add.at(c, (place[m], group[m]), miss[m])
-                        step = np.where(n > 0, place_eta * (c / np.maximum(n, 1) - TAIL), 0.0)
-                        own[..., tail] = np.clip(own[..., tail] + step, -1.0, 1.0)
+            verified = by_target[done:ready]
+            verified = verified[ok[verified]]
+            for hour in np.unique(target[verified]):
+                v = verified[target[verified] == hour]
+                n = np.bincount(h[v] - 1, minlength=horizon)
+                for tail in (0, 1):
+                    c = np.bincount(h[v] - 1, weights=miss[tail, v], minlength=horizon)
+                    seen = n > 0
+                    net[tail, seen] = aci_step(net[tail, seen], c[seen] / n[seen], eta)
+                if place_eta:
+                    n = np.bincount(cell[v], minlength=cells)
+                    for tail in (0, 1):
+                        c = np.bincount(cell[v], weights=miss[tail, v], minlength=cells)
+                        seen = n > 0
+                        own[tail, seen] = aci_step(own[tail, seen], c[seen] / n[seen], place_eta)
             done = ready
-        m = np.flatnonzero(issued == t)
-        a, b = offsets.at(h[m])
-        g = np.maximum(group[m], 0)
-        lo[m], hi[m] = a + own[place[m], g, 0], b + own[place[m], g, 1]
+        kk = np.clip(h[m], 1, horizon) - 1
+        lo[m], hi[m] = net[0, kk] + own[0, cell[m]], net[1, kk] + own[1, cell[m]]
         served = widened(q[m], lo[m], hi[m])
-        below[m], above[m] = change[m] < served[:, 0], change[m] > served[:, 2]
+        miss[0, m], miss[1, m] = change[m] < served[:, 0], change[m] > served[:, 2]
     return lo, hi
 
 
@@ -292,6 +289,7 @@ def run_split(
     from common.forecasting.combination import MEMORY_H, combine, online_weights
     from common.forecasting.model import widened
     from common.forecasting.place_replay import online_place_weights
+    from common.runtime.services import get_services
 
     fit = _fitted(name, spec, obs, places, oldest, max_rows, cache)
     train_ids, test_ids = fit["train_ids"], fit["test_ids"]
@@ -299,7 +297,8 @@ def run_split(
     kept = sorted(set(test_ids) | set(train_ids))
     loc = keys["location_id"].astype(str).to_numpy()
     scored = np.isin(loc, test_ids)
-    eta = float(os.environ.get("AIRCAST_INTERVAL_ADAPT_ETA", "0.005"))
+    settings = get_services().settings
+    eta, own_eta = settings.interval_adapt_eta, settings.place_interval_eta
 
     def served(w: np.ndarray, lo: Any = 0.0, hi: Any = 0.0) -> np.ndarray:
         """p10/p50/p90 of the rows with weights `w` (and offsets lo, hi): the version's
@@ -341,23 +340,24 @@ def run_split(
         w = replay(each if name == "elsewhere" else every, memory)
         variants[f"combined, memory {memory:g} h"] = served(w)[scored]
     # What is served: the network's weights alone (before per-place weights), and each
-    # place's own started from them (per horizon group), with and without the adaptive
-    # offsets of its target replayed on the network it joins.
+    # place's own started from them (per horizon group); its band without adaptive offsets,
+    # with the target's replayed on the network it joins, and with the place's own added
+    # (at the default step, served, and at each of `place_etas`).
     variants["network weights"] = served(replay(joined, MEMORY_H))[scored]
     mine = replay(joined, MEMORY_H, place=True)
-    variants["per place, from the network (no offsets)"] = served(mine)[scored]
-    for place_eta in (0.0, *place_etas):
+    variants["per place, no offsets"] = served(mine)[scored]
+    band = fit["band"].copy()
+    band[:, 1] = combine(expert, X, mine)
+    for place_eta in sorted({0.0, own_eta, *place_etas}):
         lo, hi = np.zeros(len(X)), np.zeros(len(X))
         for m in joined:
             rows = np.flatnonzero(m)
-            band = fit["band"].copy()
-            band[:, 1] = combine(expert, X, mine)
-            lo[rows], hi[rows] = replay_offsets(
-                band, y, keys, rows, spec.horizon, eta, place_eta
-            )  # fmt: skip
-        label = "per place, from the network + offsets (served)"
+            lo[rows], hi[rows] = replay_offsets(band, y, keys, rows, spec.horizon, eta, place_eta)
+        label = "per place + the target's offsets"
         if place_eta:
-            label = f"per place + offsets, and a place's own (eta {place_eta:g})"
+            label += f" + its own (eta {place_eta:g})"
+        if place_eta == own_eta:
+            label += " (served)"
         variants[label] = served(mine, lo, hi)[scored]
     if name != "elsewhere":  # each station alone, per horizon from the calibration state
         alone = served(replay(each, MEMORY_H))

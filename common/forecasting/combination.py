@@ -307,6 +307,16 @@ def learn(
     return Weights.uniform(horizon).step(hourly_losses(model_change, X, y, target_ts), None)
 
 
+def issue_hours(issued_at: pd.Series | np.ndarray) -> list[tuple[pd.Timestamp, np.ndarray]]:
+    """Each issue hour of `issued_at` in time order with the positions of its rows: a replay
+    walks a year of hours without comparing every row with every hour."""
+    issued = pd.to_datetime(pd.Series(np.asarray(issued_at)), utc=True)
+    codes, hours = pd.factorize(issued, sort=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(hours) + 1))
+    return [(hours[k], order[bounds[k] : bounds[k + 1]]) for k in range(len(hours))]
+
+
 def online_weights(
     model_change: np.ndarray,
     X: pd.DataFrame,
@@ -319,20 +329,16 @@ def online_weights(
     """(n, N) the weights each row would have been served with: `start` stepped, before
     each issue hour, by every hour verified by then (target hour <= issue time) — how
     predict serves a period, replayed on rows already observed (the train job's holdout)."""
-    issued = pd.to_datetime(pd.Series(np.asarray(issued_at)), utc=True)
     losses = hourly_losses(model_change, X, y, target_ts)
     h = X["horizon_h"].to_numpy().astype(int)
     out = np.empty((len(X), len(EXPERTS)))
     hours = losses["target_ts"].dt.tz_convert(None).to_numpy()  # sorted by the groupby
     state, used = start, 0
-    for t in sorted(issued.unique()):
-        ready = int(
-            np.searchsorted(hours, pd.Timestamp(t).tz_convert(None).to_datetime64(), "right")
-        )
+    for t, m in issue_hours(issued_at):
+        ready = int(np.searchsorted(hours, t.tz_convert(None).to_datetime64(), "right"))
         if ready > used:
             state = state.step(losses.iloc[used:ready], None, memory)
             used = ready
-        m = (issued == t).to_numpy()
         out[m] = state.at(h[m])
     return out
 

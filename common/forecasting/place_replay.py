@@ -21,6 +21,7 @@ from common.forecasting.combination import (
     hedge_weights,
     horizon_groups,
     hourly_losses,
+    issue_hours,
 )
 from common.forecasting.place_weights import place_start, step_rows
 
@@ -66,7 +67,6 @@ def online_place_weights(
     first time the place has a verified hour) stepped by its own; a row of a place with
     no state yet gets the network's. How predict serves, replayed on observed rows."""
     groups = horizon_groups(start.horizon)
-    issued = pd.to_datetime(pd.Series(np.asarray(issued_at)), utc=True)
     net = hourly_losses(model_change, X, y, target_ts)
     own = place_hourly_losses(model_change, X, y, target_ts, location_id, groups)
     own = own.sort_values("target_ts", kind="stable").reset_index(drop=True)
@@ -89,8 +89,8 @@ def online_place_weights(
     net_hours = net["target_ts"].dt.tz_convert(None).to_numpy()
     own_hours = own["target_ts"].dt.tz_convert(None).to_numpy()
     network, used, used_own = start, 0, 0
-    for t in sorted(issued.unique()):
-        when = pd.Timestamp(t).tz_convert(None).to_datetime64()
+    for t, m in issue_hours(issued_at):
+        when = t.tz_convert(None).to_datetime64()
         ready = int(np.searchsorted(net_hours, when, "right"))
         if ready > used:
             network = network.step(net.iloc[used:ready], None, memory)
@@ -106,7 +106,6 @@ def online_place_weights(
             _step_place_arrays(loss, gap, own_place[rows], own_group[rows], own_loss[rows],
                                own_hours[rows], keep_share)  # fmt: skip
             used_own = ready
-        m = (issued == t).to_numpy()
         out[m] = _served(network, h[m], row_place[m], row_group[m], loss, gap, started)
     return out
 
