@@ -35,6 +35,9 @@ M = TypeVar("M", bound=BaseModel)
 WS = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
 _WEIGHTS = TypeAdapter(list[list[float]])
+# The place combination's per-location maps (each place's weights and interval offsets per
+# group): indexed like the part's other maps, decoded for the place a lookup asks for.
+PLACE_MAPS = ("weights", "offsets")
 _LOCATIONS = TypeAdapter(list[LocationInfo])
 MAPS: dict[str, type[BaseModel]] = {
     "forecasts": LocationForecast,
@@ -179,7 +182,7 @@ class Part:
         def walk_combination(i: int) -> int:
             if text.startswith("null", i):
                 return i + 4
-            members, end = _members(raw, text, i, {"weights": walk_map("weights")})
+            members, end = _members(raw, text, i, {k: walk_map(k) for k in PLACE_MAPS})
             spans["combination"] = members
             return end
 
@@ -210,7 +213,7 @@ class Part:
         del last_row
 
         checks: dict[str, Any] = {name: model.model_validate_json for name, model in MAPS.items()}
-        checks["weights"] = _WEIGHTS.validate_json
+        checks |= dict.fromkeys(PLACE_MAPS, _WEIGHTS.validate_json)
         for name, check in checks.items():  # every entry validated, one at a time
             for key, s, e in spans.get(name, []):
                 check(raw[s:e])
@@ -227,7 +230,7 @@ class Part:
         self.forecasts = Entries(self, *index_map("forecasts"), LocationForecast)
         self.observations = Entries(self, *index_map("observations"), RecentObservations)
         self.hindcast = Entries(self, *index_map("hindcast"), Hindcast)
-        self._weights = index_map("weights")
+        self._places = {name: index_map(name) for name in PLACE_MAPS}
 
         # The head: the document with its per-location members emptied, parsed as a Snapshot
         # (every field validated as before; the emptied ones were validated above).
@@ -237,7 +240,7 @@ class Part:
             value = empty.get(key, raw[s:e])
             if key == "combination" and "combination" in spans:
                 inner = [
-                    json.dumps(k).encode() + b":" + (b"{}" if k == "weights" else raw[a:b])
+                    json.dumps(k).encode() + b":" + (b"{}" if k in PLACE_MAPS else raw[a:b])
                     for k, a, b in spans["combination"]
                 ]
                 value = b"{" + b",".join(inner) + b"}"
@@ -282,11 +285,14 @@ class Part:
         return (row for row, i in enumerate(self.ids) if i in self.forecasts)
 
     def place_weights(self, location_id: str) -> PlaceCombination | None:
-        """The part's place combination with only `location_id`'s weights, or None when the
-        place has none of its own."""
+        """The part's place combination with only `location_id`'s weights and interval
+        offsets, or None when the place has no weights of its own."""
         combination = self.head.combination
         k = self.index.get(location_id)
-        if combination is None or k is None or self._weights[0][k] < 0:
+        if combination is None or k is None or self._places["weights"][0][k] < 0:
             return None
-        own = _WEIGHTS.validate_json(self.raw[self._weights[0][k] : self._weights[1][k]])
-        return combination.model_copy(update={"weights": {location_id: own}})
+        own = {}
+        for name, (starts, ends) in self._places.items():
+            if starts[k] >= 0:
+                own[name] = {location_id: _WEIGHTS.validate_json(self.raw[starts[k] : ends[k]])}
+        return combination.model_copy(update={"offsets": {}, **own})

@@ -24,7 +24,10 @@ ODD = ("Zürich-Stampfenbach", "北京-东四", 'quote"and\\slash')
 def _snapshot() -> Snapshot:
     snap = make_snapshot(locations=("beijing-dongsi", *ODD))
     weights = {"beijing-dongsi": [[0.5, 0.25, 0.25]], ODD[1]: [[0.2, 0.3, 0.5]]}
-    combination = PlaceCombination(experts=["a", "b", "c"], groups=[(1, 24)], weights=weights)
+    offsets = {"beijing-dongsi": [[-0.1, 0.25]], ODD[1]: [[0.0, -0.5]]}
+    combination = PlaceCombination(
+        experts=["a", "b", "c"], groups=[(1, 24)], weights=weights, offsets=offsets
+    )
     return snap.model_copy(update={"combination": combination})
 
 
@@ -48,14 +51,15 @@ def test_a_part_in_any_json_layout_reads_as_the_parsed_snapshot(dump) -> None:
     assert dict(part.forecasts) == whole.forecasts
     assert dict(part.observations) == whole.observations
     assert dict(part.hindcast) == whole.hindcast
-    assert part.head.combination == whole.combination.model_copy(update={"weights": {}})
+    # The head holds no place's weights or offsets: each is decoded for its lookup.
+    emptied = {"weights": {}, "offsets": {}}
+    assert part.head.combination == whole.combination.model_copy(update=emptied)
     for loc in whole.locations:
         i = loc.location_id
         assert part.location_of(i) == loc
-        own = whole.combination.weights.get(i)
-        expected = (
-            None if own is None else whole.combination.model_copy(update={"weights": {i: own}})
-        )
+        own, offsets = whole.combination.weights.get(i), whole.combination.offsets.get(i)
+        mine = {"weights": {i: own}, "offsets": {i: offsets}}
+        expected = None if own is None else whole.combination.model_copy(update=mine)
         assert part.place_weights(i) == expected
     assert part.place_weights("nowhere") is None
 
@@ -72,6 +76,14 @@ def test_a_part_without_place_weights_has_none() -> None:
         lambda d: d["locations"][1].update(latitude="north"),
         lambda d: d["hindcast"]["singapore-central"].pop("start"),
         lambda d: d.update(horizon="a day"),  # the head
+        lambda d: d.update(  # a place's interval offsets
+            combination={
+                "experts": ["a"],
+                "groups": [[1, 24]],
+                "weights": {"x": [[1.0]]},
+                "offsets": {"x": [["wide", 0.1]]},
+            }  # fmt: skip
+        ),
     ],
 )
 def test_a_malformed_entry_refuses_the_part_when_loaded(spoil, local_settings: Settings) -> None:
