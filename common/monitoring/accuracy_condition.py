@@ -123,8 +123,8 @@ def _served(
 
 def _place_weights(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """`signals.place_weights`'s rows by horizon group: how many places have weights of
-    their own, how many each expert leads, and the model's weight across them (in the
-    groups' order: 1-3, 4-12, 13-24)."""
+    their own, how many each expert leads, the model's weight across them and their own
+    band offsets (in the groups' order: 1-3, 4-12, 13-24)."""
     frame = frame.sort_values("horizon_group", key=lambda g: g.str.split("-").str[0].astype(int))
     return {
         str(r.horizon_group): {
@@ -134,6 +134,11 @@ def _place_weights(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
                 "min": rounded(r.model_min),
                 "mean": rounded(r.model_mean),
                 "max": rounded(r.model_max),
+            },
+            "band_offsets": {
+                "lower_mean": rounded(r.lower_offset_mean),
+                "upper_mean": rounded(r.upper_offset_mean),
+                "at_clip": int(r.offsets_at_clip),
             },
         }
         for r in frame.itertuples()
@@ -160,7 +165,12 @@ def _place_weights_text(places: dict[str, dict[str, Any]] | None) -> str:
         f"{group} h " + "/".join(str(g["leading"][e]) for e in combination.EXPERTS)
         for group, g in places.items()
     )
-    return f"; {n} places on their own weights, led by model/persistence/seasonal naive {leads}"
+    clipped = max(g.get("band_offsets", {}).get("at_clip", 0) for g in places.values())
+    stuck = f"; {clipped} places' own band offsets at the clip" if clipped else ""
+    return (
+        f"; {n} places on their own weights, led by model/persistence/seasonal naive {leads}"
+        + stuck
+    )
 
 
 def accuracy(services: Services, as_of: dt.datetime) -> HealthCondition:

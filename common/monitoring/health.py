@@ -100,11 +100,13 @@ class VersionAccuracy(Part):
 class PlaceWeightsSummary(Part):
     """accuracy: the places' own weights served now in one horizon group: how many places
     have them, how many each expert leads (has the largest weight), and the model's
-    weight across them (min, mean, max)."""
+    weight across them (min, mean, max); their own interval offsets (the mean lower and
+    upper, log units, and how many places have one at the clip, +-1)."""
 
     places: int
     leading: dict[str, int] = Field(default_factory=dict)
     model_weight: dict[str, float | None] = Field(default_factory=dict)
+    band_offsets: dict[str, float | int | None] = Field(default_factory=dict)
 
 
 class ServedAccuracy(Part):

@@ -22,6 +22,7 @@ import pandas as pd
 from common.core.config import HORIZON_MAX_H
 from common.core.views import persistence_sql
 from common.forecasting import combination
+from common.forecasting.adaptation import MAX_OFFSET
 from common.forecasting.place_weights import PLACE_LOOKBACK_H
 from common.monitoring import thresholds as th
 from common.warehouse import Warehouse
@@ -297,9 +298,13 @@ def place_weights(warehouse: Warehouse, target: str, as_of: dt.datetime) -> pd.D
     older state is restarted, not served), summed up in the query so the monitor gets a
     row per group, not per place. `places`; how many the model, persistence and seasonal
     naive lead (the largest weight; a tie goes to the first of them in that order); the
-    model's weight across the places (min, mean, max)."""
+    model's weight across the places (min, mean, max); the places' own interval offsets
+    (mean lower and upper, and `offsets_at_clip`: places whose offset in the group sits at
+    MAX_OFFSET either way, a band the model cannot calibrate there; a row from before
+    places had offsets counts as 0)."""
     m, p, s = "w.weight_model", "w.weight_persistence", "w.weight_seasonal_naive"
     model_leads = f"{m} >= {p} AND {m} >= {s}"
+    lo, hi = "COALESCE(w.lower_offset, 0)", "COALESCE(w.upper_offset, 0)"
     return warehouse.query(
         "SELECT w.horizon_group, COUNT(*) AS places, "
         f"SUM(CASE WHEN {model_leads} THEN 1 ELSE 0 END) AS lead_model, "
@@ -307,9 +312,13 @@ def place_weights(warehouse: Warehouse, target: str, as_of: dt.datetime) -> pd.D
         "AS lead_persistence, "
         f"SUM(CASE WHEN NOT ({model_leads}) AND {p} < {s} THEN 1 ELSE 0 END) "
         "AS lead_seasonal_naive, "
-        f"MIN({m}) AS model_min, AVG({m}) AS model_mean, MAX({m}) AS model_max "
+        f"MIN({m}) AS model_min, AVG({m}) AS model_mean, MAX({m}) AS model_max, "
+        f"AVG({lo}) AS lower_offset_mean, AVG({hi}) AS upper_offset_mean, "
+        f"SUM(CASE WHEN ABS({lo}) >= @clip OR ABS({hi}) >= @clip THEN 1 ELSE 0 END) "
+        "AS offsets_at_clip "
         "FROM (SELECT location_id, horizon_group, weight_model, weight_persistence, "
-        "weight_seasonal_naive FROM place_combination_weights WHERE target = @target "
+        "weight_seasonal_naive, lower_offset, upper_offset FROM place_combination_weights "
+        "WHERE target = @target "
         "AND as_of <= @as_of AND as_of >= @since QUALIFY ROW_NUMBER() OVER (PARTITION BY "
         "location_id, horizon_group ORDER BY as_of DESC, created_at DESC) = 1) AS w "
         "GROUP BY w.horizon_group ORDER BY w.horizon_group",
@@ -317,6 +326,7 @@ def place_weights(warehouse: Warehouse, target: str, as_of: dt.datetime) -> pd.D
             "target": target,
             "as_of": as_of,
             "since": as_of - dt.timedelta(hours=PLACE_LOOKBACK_H),
+            "clip": MAX_OFFSET,
         },
     )
 

@@ -18,9 +18,11 @@ def place_weights_row(
     gap: float = 0.0,
     started_at: dt.datetime | None = None,
     verified: int = 0,
+    offsets: tuple[float, float] = (0.0, 0.0),
 ) -> dict[str, Any]:
     """One place's state for one horizon group at issue time `at`: (model, persistence,
-    seasonal naive) weights, equal losses, verified through two hours before `at`."""
+    seasonal naive) weights, equal losses, its own (lower, upper) interval offsets,
+    verified through two hours before `at`."""
     m, p, s = weights
     return {
         "target": target,
@@ -36,6 +38,8 @@ def place_weights_row(
         "loss_persistence": 1.0,
         "loss_seasonal_naive": 1.0,
         "gap": gap,
+        "lower_offset": offsets[0],
+        "upper_offset": offsets[1],
         "verified_through": at - dt.timedelta(hours=2),
         "started_at": at if started_at is None else started_at,
         "verified": verified,

@@ -208,21 +208,25 @@ def _load(settings: Settings, states: dict = STATES) -> Services:
 # The condition's JSON on this warehouse as reported by the two-query code (a42a430).
 EXPECTED = Path(__file__).parents[1] / "fixtures" / "monitoring" / "accuracy_condition.json"
 # What the places' own weights add to each served version (STATES), by hand.
+NO_OFFSETS = {"lower_mean": 0.0, "upper_mean": 0.0, "at_clip": 0}
 PM25_PLACES = {
     "1-3": {
         "places": 2,
         "leading": {"model": 2, "persistence": 0, "seasonal_naive": 0},
         "model_weight": {"min": 0.5, "mean": 0.6, "max": 0.7},
+        "band_offsets": NO_OFFSETS,
     },
     "4-12": {
         "places": 2,
         "leading": {"model": 1, "persistence": 1, "seasonal_naive": 0},
         "model_weight": {"min": 0.2, "mean": 0.3, "max": 0.4},
+        "band_offsets": NO_OFFSETS,
     },
     "13-24": {
         "places": 2,
         "leading": {"model": 1, "persistence": 0, "seasonal_naive": 1},
         "model_weight": {"min": 0.1, "mean": 0.22, "max": 0.34},
+        "band_offsets": NO_OFFSETS,
     },
 }
 PM10_PLACES = {
@@ -230,16 +234,19 @@ PM10_PLACES = {
         "places": 1,
         "leading": {"model": 1, "persistence": 0, "seasonal_naive": 0},
         "model_weight": {"min": 0.7, "mean": 0.7, "max": 0.7},
+        "band_offsets": NO_OFFSETS,
     },
     "4-12": {
         "places": 1,
         "leading": {"model": 0, "persistence": 1, "seasonal_naive": 0},
         "model_weight": {"min": 0.2, "mean": 0.2, "max": 0.2},
+        "band_offsets": NO_OFFSETS,
     },
     "13-24": {
         "places": 1,
         "leading": {"model": 0, "persistence": 0, "seasonal_naive": 1},
         "model_weight": {"min": 0.1, "mean": 0.1, "max": 0.1},
+        "band_offsets": NO_OFFSETS,
     },
 }
 

@@ -168,6 +168,19 @@ def test_every_signal_query_gives_the_same_answers_on_each_backend(settings: Set
         "4-12",
     ]
     assert signals.place_weights(wh, "pm2_5", T - 10 * H).empty  # none stored yet then
+    # Their own band offsets: none stepped yet, then b's newest state (T - 1 h) has its
+    # lower one at the clip: the means move and b is counted, in each group it is so.
+    assert summary["offsets_at_clip"].tolist() == [0, 0]
+    assert summary["lower_offset_mean"].tolist() == [0.0, 0.0]
+    clipped = [
+        place_weights_row("pm2_5", "b", T - H, g, (0.2, 0.6, 0.2), offsets=(-1.0, 0.4))
+        for g in ("1-3", "4-12")
+    ]
+    wh.append("place_combination_weights", pd.DataFrame(clipped))
+    summary = signals.place_weights(wh, "pm2_5", T).set_index("horizon_group")
+    assert summary["offsets_at_clip"].tolist() == [1, 1]
+    assert summary["lower_offset_mean"].tolist() == pytest.approx([-0.5, -0.5])
+    assert summary["upper_offset_mean"].tolist() == pytest.approx([0.2, 0.2])
 
     recent = signals.recent_inputs(wh, ["pm2_5", "temperature_2m"], T - 3 * H, T, 2)
     assert recent.astype(float).values.tolist() == [[20.0, 1.5], [19.0, 1.5]]

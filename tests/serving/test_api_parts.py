@@ -82,7 +82,7 @@ def test_a_part_without_place_weights_has_none() -> None:
                 "groups": [[1, 24]],
                 "weights": {"x": [[1.0]]},
                 "offsets": {"x": [["wide", 0.1]]},
-            }  # fmt: skip
+            }
         ),
     ],
 )
