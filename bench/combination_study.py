@@ -308,7 +308,9 @@ def run_split(
         level = X["level"].to_numpy(float)
         return np.clip(np.expm1(level[:, None] + widened(q, lo, hi)), 0.0, None)
 
-    def replay(parts: list[np.ndarray], memory: float, place: bool = False) -> np.ndarray:
+    def replay(
+        parts: list[np.ndarray], memory: float, place: bool = False, groups: Any = None
+    ) -> np.ndarray:
         """The weights of every row, stepped on each part's rows alone (a part: the rows of
         one deployment): the network's (`online_weights`), or with `place` each place's
         own per horizon group started from the part's network weights at its first
@@ -318,7 +320,7 @@ def run_split(
             if place:
                 w[m] = online_place_weights(
                     expert[m], X[m], y[m], keys["issued_at"][m], keys["target_ts"][m],
-                    keys["location_id"][m], start, memory,
+                    keys["location_id"][m], start, memory, groups,
                 )  # fmt: skip
             else:
                 w[m] = online_weights(
@@ -359,6 +361,11 @@ def run_split(
         if place_eta == own_eta:
             label += " (served)"
         variants[label] = served(mine, lo, hi)[scored]
+    # A what-if: each place's own weights per horizon (not per group), from the network's.
+    single = [(k, k) for k in range(1, spec.horizon + 1)]
+    variants["per place per horizon, from the network"] = served(
+        replay(joined, MEMORY_H, place=True, groups=single)
+    )[scored]
     if name != "elsewhere":  # each station alone, per horizon from the calibration state
         alone = served(replay(each, MEMORY_H))
         variants[f"per place per horizon, memory {MEMORY_H:g} h"] = alone[scored]

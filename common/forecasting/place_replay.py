@@ -60,13 +60,15 @@ def online_place_weights(
     location_id: pd.Series,
     start: Weights,
     memory: float = MEMORY_H,
+    groups: Sequence[tuple[int, int]] | None = None,
 ) -> np.ndarray:
     """(n, N) the weights each row would have been served with per place: as
     `online_weights`, the network's state stepped before each issue hour by every place's
     hours verified by then, and each place's own state (started from the network's the
     first time the place has a verified hour) stepped by its own; a row of a place with
-    no state yet gets the network's. How predict serves, replayed on observed rows."""
-    groups = horizon_groups(start.horizon)
+    no state yet gets the network's. How predict serves, replayed on observed rows
+    (`groups`: the places' horizon groups, predict's by default; a study may try others)."""
+    groups = horizon_groups(start.horizon) if groups is None else tuple(groups)
     net = hourly_losses(model_change, X, y, target_ts)
     own = place_hourly_losses(model_change, X, y, target_ts, location_id, groups)
     own = own.sort_values("target_ts", kind="stable").reset_index(drop=True)
