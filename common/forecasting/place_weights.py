@@ -178,10 +178,12 @@ def _step_offsets(state: pd.DataFrame, frame: pd.DataFrame, eta: float) -> None:
 
 @dataclass(frozen=True)
 class PlaceWeights:
-    """Per place and horizon group, AdaHedge's state (`state`: one row per (location_id,
-    horizon_group) with LOSS_COLS, `gap`, `verified_through`, `started_at`, `model_version`).
-    A place with no row is served the network's weights (`at`). `fixed`: served weights
-    alone, by place (`served`: what the api reads from the snapshot), no state."""
+    """Per place and horizon group, AdaHedge's state and the place's own interval offsets
+    (`state`: one row per (location_id, horizon_group) with LOSS_COLS, `gap`, OFFSET_COLS,
+    `verified_through`, `started_at`, `model_version`). A place with no row is served the
+    network's weights (`at`) and the target's offsets alone. `fixed` / `fixed_offsets`:
+    served weights and offsets alone, by place (`served`: what the api reads from the
+    snapshot), no state."""
 
     groups: tuple[tuple[int, int], ...]
     state: pd.DataFrame
