@@ -170,7 +170,7 @@ def _fitted(
 ) -> dict[str, Any]:
     """The split's fit, reduced to what the replays read: per example row of the test
     year (the scored places and the network they join) the model expert's median change,
-    the calibrated band around it (`QuantileModel.calibrated`), the columns the experts
+    the calibrated band around it (`ForecastModel.calibrated`), the columns the experts
     and the bands need, and the version's combination start. Kept in `cache` (a pickle
     per split and row budget) so a second study of the same fit skips the fit."""
     import pickle

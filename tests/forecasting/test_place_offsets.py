@@ -84,7 +84,7 @@ def test_served_offsets_add_to_the_targets_and_round_trip_through_the_snapshot_f
 
 
 def test_a_place_whose_band_is_too_wide_is_brought_to_its_nominal_coverage() -> None:
-    """A place whose calibrated band covers ~98 % (the network's width, too wide for it)
+    """A place whose calibrated band covers ~95 % (the network's width, too wide for it)
     and one whose band covers ~50 % are each brought toward 80 % by their own offsets,
     served hour by hour as predict serves (`widened`), within adaptive conformal
     inference's bound on each bound's miss share over the hours."""
