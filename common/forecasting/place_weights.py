@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -257,27 +257,28 @@ class PlaceWeights:
         snapshot."""
         if self.fixed is not None:
             return self.fixed
-        w = self.weights()
-        order = {group_name(g): k for k, g in enumerate(self.groups)}
-        out: dict[str, list[list[float]]] = {}
-        for loc, g, *row in w.itertuples(index=False):
-            entry = out.setdefault(loc, [[] for _ in self.groups])
-            entry[order[g]] = [float(v) for v in row]
-        return {k: v for k, v in out.items() if all(v)}
+        rows = self.weights().itertuples(index=False)
+        return self._per_place((loc, g, [float(v) for v in w]) for loc, g, *w in rows)
 
     def offsets_by_place(self) -> dict[str, list[list[float]]]:
         """location_id -> each group's own (lower, upper) offset (in `groups` order), rounded
         to 6 decimals as the weights are: the numbers batch serves and the snapshot carries."""
         if self.fixed_offsets is not None:
             return self.fixed_offsets
-        if self.fixed is not None:
-            return {}
+        rows = self.state[["location_id", "horizon_group", *OFFSET_COLS]].itertuples(index=False)
+        return self._per_place(
+            (loc, g, [round(float(lo), 6), round(float(hi), 6)]) for loc, g, lo, hi in rows
+        )
+
+    def _per_place(
+        self, rows: Iterable[tuple[str, str, list[float]]]
+    ) -> dict[str, list[list[float]]]:
+        """location_id -> each group's values (in `groups` order) from (location_id,
+        horizon_group, values) rows; a place missing a group is left out."""
         order = {group_name(g): k for k, g in enumerate(self.groups)}
         out: dict[str, list[list[float]]] = {}
-        cols = ["location_id", "horizon_group", *OFFSET_COLS]
-        for loc, g, lo, hi in self.state[cols].itertuples(index=False):
-            entry = out.setdefault(loc, [[] for _ in self.groups])
-            entry[order[g]] = [round(float(lo), 6), round(float(hi), 6)]
+        for loc, g, values in rows:
+            out.setdefault(loc, [[] for _ in self.groups])[order[g]] = values
         return {k: v for k, v in out.items() if all(v)}
 
     def offsets_at(self, location_id: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
