@@ -190,9 +190,11 @@ class ForecastModel:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(served quantiles of the change, the model expert's median change)."""
         q, expert = self.calibrated(X, weights)
-        if offsets is None:
-            return widened(q, 0.0, 0.0), expert
-        lo, hi = offsets.at(X["horizon_h"].to_numpy()) if isinstance(offsets, Offsets) else offsets
+        lo, hi = (
+            offsets.at(X["horizon_h"].to_numpy())
+            if isinstance(offsets, Offsets)
+            else (offsets or (0.0, 0.0))
+        )
         return widened(q, lo, hi), expert
 
     def calibrated(

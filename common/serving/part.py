@@ -295,4 +295,4 @@ class Part:
         for name, (starts, ends) in self._places.items():
             if starts[k] >= 0:
                 own[name] = {location_id: _WEIGHTS.validate_json(self.raw[starts[k] : ends[k]])}
-        return combination.model_copy(update={"offsets": {}, **own})
+        return combination.model_copy(update=own)  # the head's maps are emptied
