@@ -300,11 +300,15 @@ def run_split(
     settings = get_services().settings
     eta, own_eta = settings.interval_adapt_eta, settings.place_interval_eta
 
-    def served(w: np.ndarray, lo: Any = 0.0, hi: Any = 0.0) -> np.ndarray:
-        """p10/p50/p90 of the rows with weights `w` (and offsets lo, hi): the version's
-        calibrated band around the combined median, widened (`widened`), as predict serves."""
+    def around(w: np.ndarray) -> np.ndarray:
+        """The version's calibrated band around the median combined with weights `w`."""
         q = fit["band"].copy()
         q[:, 1] = combine(expert, X, w)
+        return q
+
+    def served(q: np.ndarray, lo: Any = 0.0, hi: Any = 0.0) -> np.ndarray:
+        """p10/p50/p90 of the rows of band `q` (`around`) widened by offsets lo, hi
+        (`widened`), as predict serves them."""
         level = X["level"].to_numpy(float)
         return np.clip(np.expm1(level[:, None] + widened(q, lo, hi)), 0.0, None)
 
@@ -337,19 +341,17 @@ def run_split(
         joined = [np.isin(loc, train_ids) | (loc == i) for i in test_ids]
     else:
         joined = [np.isin(loc, kept)]
-    variants = {"model alone": served(np.tile([1.0, 0, 0], (len(X), 1)))[scored]}
+    variants = {"model alone": served(around(np.tile([1.0, 0, 0], (len(X), 1))))[scored]}
     for memory in grid:  # elsewhere: each place alone, as a deployment of places like it
         w = replay(each if name == "elsewhere" else every, memory)
-        variants[f"combined, memory {memory:g} h"] = served(w)[scored]
+        variants[f"combined, memory {memory:g} h"] = served(around(w))[scored]
     # What is served: the network's weights alone (before per-place weights), and each
     # place's own started from them (per horizon group); its band without adaptive offsets,
     # with the target's replayed on the network it joins, and with the place's own added
     # (at the default step, served, and at each of `place_etas`).
-    variants["network weights"] = served(replay(joined, MEMORY_H))[scored]
-    mine = replay(joined, MEMORY_H, place=True)
-    variants["per place, no offsets"] = served(mine)[scored]
-    band = fit["band"].copy()
-    band[:, 1] = combine(expert, X, mine)
+    variants["network weights"] = served(around(replay(joined, MEMORY_H)))[scored]
+    band = around(replay(joined, MEMORY_H, place=True))
+    variants["per place, no offsets"] = served(band)[scored]
     for place_eta in sorted({0.0, own_eta, *place_etas}):
         lo, hi = np.zeros(len(X)), np.zeros(len(X))
         for m in joined:
@@ -360,14 +362,13 @@ def run_split(
             label += f" + its own (eta {place_eta:g})"
         if place_eta == own_eta:
             label += " (served)"
-        variants[label] = served(mine, lo, hi)[scored]
+        variants[label] = served(band, lo, hi)[scored]
     # A what-if: each place's own weights per horizon (not per group), from the network's.
     single = [(k, k) for k in range(1, spec.horizon + 1)]
-    variants["per place per horizon, from the network"] = served(
-        replay(joined, MEMORY_H, place=True, groups=single)
-    )[scored]
+    per_horizon = around(replay(joined, MEMORY_H, place=True, groups=single))
+    variants["per place per horizon, from the network"] = served(per_horizon)[scored]
     if name != "elsewhere":  # each station alone, per horizon from the calibration state
-        alone = served(replay(each, MEMORY_H))
+        alone = served(around(replay(each, MEMORY_H)))
         variants[f"per place per horizon, memory {MEMORY_H:g} h"] = alone[scored]
     naive = keys["seasonal_naive"].to_numpy(float)[scored]
     variants["seasonal naive"] = np.column_stack([naive, naive, naive])
